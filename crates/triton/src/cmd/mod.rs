@@ -1,0 +1,2 @@
+//! One module per subcommand (or family of subcommands).
+pub mod sim;

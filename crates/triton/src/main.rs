@@ -1,0 +1,35 @@
+//! `triton`: the one binary. Each subcommand lives in `cmd/<name>.rs` and is a
+//! thin shell over a library crate under `crates/`; no logic lives here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "triton", version, about = "Triton: a fault-tolerant distributed storage system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the deterministic cluster simulator (replays a failing seed).
+    Sim(cmd::sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => cmd::sim::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("triton: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
