@@ -1,0 +1,431 @@
+//! Sorting within a memory budget: records accumulate in one run buffer; when
+//! it is full it is sorted ([`crate::memsort`]) and spilled to a temporary
+//! run file; at the end the runs are k-way merged with a binary heap. If
+//! everything fits, nothing touches the disk but the output.
+//!
+//! The same [`RunSorter`] serves `triton sort` (fed from a file) and netsort
+//! (fed with frames from the network as they arrive).
+//!
+//! A full run is sorted and written by a background thread while the next
+//! run fills, so reading (or receiving) overlaps sorting and spilling.
+//!
+//! Budget split for a budget of `M` bytes: three writer buffers of `M/32`
+//! (clamped to 16 KiB..8 MiB); the rest holds two runs of `R` bytes (one
+//! filling, one being spilled) plus the spilled run's 16-bytes-per-record
+//! index, so `R = rest * 100 / 216`. While merging, the rest is shared by the
+//! run readers. Temporary runs live in a
+//! `.triton-sort-*` directory beside the output and are removed on success
+//! and on error.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use tempfile::TempDir;
+
+use crate::error::{Error, IoContext, Result};
+use crate::memsort::{sort_index, write_in_order};
+use crate::record::{key_of, record_count, RECORD_LEN};
+use crate::writer::{PipelinedWriter, BUFFERS};
+
+/// Smallest memory budget accepted: a few buffers and runs must fit.
+pub const MIN_MEMORY: u64 = 64 * 1024;
+/// Most runs merged at once; more runs are merged in several passes, so
+/// open files and reader buffers stay bounded.
+pub const MAX_FAN_IN: usize = 64;
+
+/// How `triton sort` may use the machine.
+#[derive(Clone, Debug)]
+pub struct SortOptions {
+    /// Memory budget in bytes (roughly the peak the sort may use).
+    pub memory: u64,
+}
+
+/// What a finished sort did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SortStats {
+    /// Records written.
+    pub records: u64,
+    /// Sorted runs spilled to disk (0 = the sort ran in memory).
+    pub runs: usize,
+}
+
+/// Accumulates records and sorts them within a memory budget.
+pub struct RunSorter {
+    buf: Vec<u8>,
+    run_bytes: usize,
+    write_buffer: usize,
+    merge_memory: usize,
+    temp_parent: PathBuf,
+    temp: Option<TempDir>,
+    runs: Vec<PathBuf>,
+    runs_made: usize,
+    records: u64,
+    /// The run being sorted and written in the background; gives back its
+    /// (emptied) buffer for reuse.
+    spilling: Option<JoinHandle<Result<Vec<u8>>>>,
+}
+
+impl RunSorter {
+    /// A sorter using about `memory` bytes, spilling runs into a temporary
+    /// directory created (only if needed) inside `temp_parent`.
+    pub fn new(memory: u64, temp_parent: &Path) -> Result<Self> {
+        if memory < MIN_MEMORY {
+            return Err(Error::BadSize {
+                input: memory.to_string(),
+                reason: "memory budget must be at least 64 KiB",
+            });
+        }
+        let memory = usize::try_from(memory).unwrap_or(usize::MAX);
+        let write_buffer = (memory / 32).clamp(16 << 10, 8 << 20);
+        let rest = memory - BUFFERS * write_buffer;
+        let run_bytes = ((rest / 216).saturating_mul(100) / RECORD_LEN * RECORD_LEN).max(RECORD_LEN);
+        Ok(RunSorter {
+            buf: Vec::new(),
+            run_bytes,
+            write_buffer,
+            merge_memory: rest,
+            temp_parent: temp_parent.to_path_buf(),
+            temp: None,
+            runs: Vec::new(),
+            runs_made: 0,
+            records: 0,
+            spilling: None,
+        })
+    }
+
+    /// Bytes of records held in memory before a run is spilled.
+    pub fn run_bytes(&self) -> usize {
+        self.run_bytes
+    }
+
+    /// Runs spilled so far.
+    pub fn runs_spilled(&self) -> usize {
+        self.runs_made
+    }
+
+    /// Pre-size the run buffer for `bytes` of input (capped at one run), so
+    /// a file that fits is read without reallocation.
+    pub fn expect_bytes(&mut self, bytes: u64) {
+        let want = usize::try_from(bytes).unwrap_or(usize::MAX).min(self.run_bytes);
+        if want > self.buf.capacity() {
+            self.buf.reserve_exact(want - self.buf.len());
+        }
+    }
+
+    /// Make room for at least one more byte, spilling a full run first.
+    fn make_room(&mut self) -> Result<()> {
+        if self.buf.len() >= self.run_bytes {
+            self.spill()?;
+        }
+        if self.buf.len() == self.buf.capacity() {
+            // Grow geometrically but never past one run: the budget holds.
+            let target = (self.buf.capacity() * 2).max(1 << 20).min(self.run_bytes);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        Ok(())
+    }
+
+    /// Add whole records.
+    pub fn push(&mut self, mut records: &[u8]) -> Result<()> {
+        assert_eq!(records.len() % RECORD_LEN, 0, "push whole records only");
+        while !records.is_empty() {
+            self.make_room()?;
+            let n = (self.buf.capacity() - self.buf.len()).min(records.len());
+            self.buf.extend_from_slice(&records[..n]);
+            records = &records[n..];
+        }
+        Ok(())
+    }
+
+    /// Read `input` (named `path` in errors) to its end into the sorter.
+    pub fn fill_from<R: Read>(&mut self, input: &mut R, path: &Path) -> Result<()> {
+        let mut total: u64 = 0;
+        loop {
+            self.make_room()?;
+            let room = (self.buf.capacity() - self.buf.len()) as u64;
+            let n = input
+                .by_ref()
+                .take(room)
+                .read_to_end(&mut self.buf)
+                .ctx(|| format!("reading {}", path.display()))?;
+            total += n as u64;
+            if n == 0 {
+                break;
+            }
+        }
+        if self.buf.len() % RECORD_LEN != 0 {
+            return Err(Error::NotWholeRecords {
+                path: path.to_path_buf(),
+                size: total,
+            });
+        }
+        Ok(())
+    }
+
+    fn temp_dir(&mut self) -> Result<&Path> {
+        if self.temp.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix(".triton-sort-")
+                .tempdir_in(&self.temp_parent)
+                .ctx(|| format!("creating a temporary directory in {}", self.temp_parent.display()))?;
+            self.temp = Some(dir);
+        }
+        Ok(self.temp.as_ref().expect("just created").path())
+    }
+
+    fn new_run_path(&mut self) -> Result<PathBuf> {
+        let n = self.runs_made;
+        self.runs_made += 1;
+        Ok(self.temp_dir()?.join(format!("run-{n:06}")))
+    }
+
+    /// Wait for the background spill, if any; returns its emptied buffer.
+    fn wait_for_spill(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.spilling.take().map(JoinHandle::join) {
+            None => Ok(None),
+            Some(Ok(result)) => result.map(Some),
+            Some(Err(_)) => Err(Error::Io {
+                context: "spilling a sorted run".into(),
+                source: std::io::Error::other("spill thread panicked"),
+            }),
+        }
+    }
+
+    /// Hand the full buffer to a background thread that sorts it and writes
+    /// it as a run file; continue in the previous run's buffer.
+    fn spill(&mut self) -> Result<()> {
+        debug_assert_eq!(self.buf.len() % RECORD_LEN, 0);
+        let spare = self.wait_for_spill()?.unwrap_or_default();
+        self.records += (self.buf.len() / RECORD_LEN) as u64;
+        let path = self.new_run_path()?;
+        let mut run = std::mem::replace(&mut self.buf, spare);
+        let write_buffer = self.write_buffer;
+        let run_path = path.clone();
+        let handle = std::thread::Builder::new()
+            .name("sort-spill".into())
+            .spawn(move || -> Result<Vec<u8>> {
+                let index = sort_index(&run);
+                let file = File::create(&run_path).ctx(|| format!("creating run {}", run_path.display()))?;
+                let mut out = PipelinedWriter::new(file, write_buffer);
+                write_in_order(&run, &index, &mut out)
+                    .and_then(|()| out.finish().map(drop))
+                    .ctx(|| format!("writing run {}", run_path.display()))?;
+                run.clear();
+                Ok(run)
+            })
+            .ctx(|| "starting a spill thread".to_string())?;
+        self.spilling = Some(handle);
+        self.runs.push(path);
+        Ok(())
+    }
+
+    /// Sort everything pushed so far into `out`; returns what was done.
+    pub fn finish<W: Write + Send + 'static>(mut self, out: W) -> Result<SortStats> {
+        if self.runs.is_empty() {
+            let records = (self.buf.len() / RECORD_LEN) as u64;
+            let index = sort_index(&self.buf);
+            let mut out = PipelinedWriter::new(out, self.write_buffer);
+            write_in_order(&self.buf, &index, &mut out)
+                .and_then(|()| out.finish().map(drop))
+                .ctx(|| "writing the sorted output".to_string())?;
+            return Ok(SortStats { records, runs: 0 });
+        }
+        if !self.buf.is_empty() {
+            self.spill()?;
+        }
+        self.wait_for_spill()?;
+        self.buf = Vec::new(); // free the run buffer before merging
+        // Merge in passes of at most MAX_FAN_IN runs. Groups are consecutive
+        // and keep their order, so equal keys stay in input order (stable).
+        while self.runs.len() > MAX_FAN_IN {
+            let pass = std::mem::take(&mut self.runs);
+            for group in pass.chunks(MAX_FAN_IN) {
+                if let [single] = group {
+                    self.runs.push(single.clone());
+                    continue;
+                }
+                let path = self.new_run_path()?;
+                let file = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
+                merge_runs(group, file, self.merge_memory, self.write_buffer)?;
+                for p in group {
+                    std::fs::remove_file(p).ctx(|| format!("removing run {}", p.display()))?;
+                }
+                self.runs.push(path);
+            }
+        }
+        let merged = merge_runs(&self.runs, out, self.merge_memory, self.write_buffer)?;
+        assert_eq!(merged, self.records, "merge lost or duplicated records");
+        Ok(SortStats {
+            records: merged,
+            runs: self.runs_made,
+        })
+    }
+}
+
+impl Drop for RunSorter {
+    fn drop(&mut self) {
+        // Let a background spill finish before its directory is removed.
+        let _ = self.wait_for_spill();
+    }
+}
+
+/// Read one record; `false` at a clean end of file.
+fn read_record<R: Read>(input: &mut R, record: &mut [u8; RECORD_LEN]) -> std::io::Result<bool> {
+    let mut filled = 0;
+    while filled < RECORD_LEN {
+        match input.read(&mut record[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "run ends inside a record")),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// K-way merge of sorted run files into `out` with a binary heap keyed by
+/// (record key, run number), so equal keys come out in run order.
+/// `memory` is shared by the run readers. Returns the records written.
+pub fn merge_runs<W: Write + Send + 'static>(
+    runs: &[PathBuf],
+    out: W,
+    memory: usize,
+    write_buffer: usize,
+) -> Result<u64> {
+    assert!(runs.len() <= MAX_FAN_IN, "fan-in bounded by MAX_FAN_IN");
+    let reader_buffer = (memory / runs.len().max(1)).clamp(4 << 10, 16 << 20);
+    let mut readers = Vec::with_capacity(runs.len());
+    let mut heads = vec![[0u8; RECORD_LEN]; runs.len()];
+    let mut heap = BinaryHeap::with_capacity(runs.len());
+    for (i, path) in runs.iter().enumerate() {
+        let file = File::open(path).ctx(|| format!("opening run {}", path.display()))?;
+        let mut reader = BufReader::with_capacity(reader_buffer, file);
+        if read_record(&mut reader, &mut heads[i]).ctx(|| format!("reading run {}", path.display()))? {
+            heap.push(Reverse((key_of(&heads[i]) << 48) | i as u128));
+        }
+        readers.push(reader);
+    }
+    let mut out = PipelinedWriter::new(out, write_buffer);
+    let mut written: u64 = 0;
+    while let Some(Reverse(top)) = heap.pop() {
+        let i = (top & 0xffff) as usize;
+        out.write_all(&heads[i]).ctx(|| "writing the merged output".to_string())?;
+        written += 1;
+        if read_record(&mut readers[i], &mut heads[i]).ctx(|| format!("reading run {}", runs[i].display()))? {
+            heap.push(Reverse((key_of(&heads[i]) << 48) | i as u128));
+        }
+    }
+    out.finish().ctx(|| "writing the merged output".to_string())?;
+    Ok(written)
+}
+
+/// Sort the records of `input` into `output` within `options.memory`.
+/// The output is created only after the input has been read, so sorting a
+/// file onto itself works when it fits in memory.
+pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<SortStats> {
+    let mut file = File::open(input).ctx(|| format!("opening input {}", input.display()))?;
+    let size = file
+        .metadata()
+        .ctx(|| format!("reading the size of {}", input.display()))?
+        .len();
+    record_count(input, size)?;
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut sorter = RunSorter::new(options.memory, &parent)?;
+    sorter.expect_bytes(size);
+    sorter.fill_from(&mut file, input)?;
+    drop(file);
+    let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
+    sorter.finish(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memsort::sort_records;
+    use proptest::prelude::*;
+
+    fn records(keys: &[u16]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (i, &k) in keys.iter().enumerate() {
+            let mut r = [0u8; RECORD_LEN];
+            r[..2].copy_from_slice(&k.to_be_bytes());
+            r[10..18].copy_from_slice(&(i as u64).to_be_bytes());
+            data.extend_from_slice(&r);
+        }
+        data
+    }
+
+    fn sort_with_budget(data: &[u8], memory: u64, chunk: usize) -> (Vec<u8>, SortStats) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sorter = RunSorter::new(memory, dir.path()).unwrap();
+        for piece in data.chunks(chunk * RECORD_LEN) {
+            sorter.push(piece).unwrap();
+        }
+        let stats = sorter.finish(Vec::new());
+        // finish consumed the Vec; sort again through a file to get the bytes.
+        let out_path = dir.path().join("out");
+        let mut sorter = RunSorter::new(memory, dir.path()).unwrap();
+        sorter.push(data).unwrap();
+        sorter.finish(File::create(&out_path).unwrap()).unwrap();
+        let bytes = std::fs::read(&out_path).unwrap();
+        // Only the output is left: run files are removed.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary runs left behind");
+        (bytes, stats.unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn external_equals_in_memory(keys in proptest::collection::vec(any::<u16>(), 0..3000), chunk in 1usize..50) {
+            let data = records(&keys);
+            let mut expected = data.clone();
+            sort_records(&mut expected);
+            // 64 KiB budget: runs of ~250 records, so most cases spill.
+            let (external, stats) = sort_with_budget(&data, MIN_MEMORY, chunk);
+            prop_assert!(external == expected, "external sort differs");
+            prop_assert_eq!(stats.records, keys.len() as u64);
+            let (in_memory, stats) = sort_with_budget(&data, 64 << 20, chunk);
+            prop_assert!(in_memory == expected, "in-memory sort differs");
+            prop_assert_eq!(stats.runs, 0);
+        }
+    }
+
+    #[test]
+    fn more_runs_than_fan_in_merge_in_passes() {
+        // ~250 records per run at the minimum budget; 400+ runs > MAX_FAN_IN.
+        let keys: Vec<u16> = (0..110_000u32).map(|i| (i.wrapping_mul(40503) % 7919) as u16).collect();
+        let data = records(&keys);
+        let mut expected = data.clone();
+        sort_records(&mut expected);
+        let (bytes, stats) = sort_with_budget(&data, MIN_MEMORY, 1000);
+        assert!(stats.runs > MAX_FAN_IN, "only {} runs", stats.runs);
+        assert!(bytes == expected, "multi-pass merge differs from the in-memory sort");
+    }
+
+    #[test]
+    fn rejects_tiny_budget_and_partial_records() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(RunSorter::new(1000, dir.path()).is_err());
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, [7u8; 150]).unwrap();
+        let opts = SortOptions { memory: 1 << 20 };
+        let err = sort_file(&bad, &dir.path().join("out"), &opts).unwrap_err().to_string();
+        assert!(err.contains("not a multiple of the 100-byte"), "{err}");
+        let err = sort_file(&dir.path().join("missing"), &dir.path().join("out"), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("opening input"), "{err}");
+        let mut sorter = RunSorter::new(MIN_MEMORY, dir.path()).unwrap();
+        let err = sorter.fill_from(&mut &[1u8; 250][..], &bad).unwrap_err().to_string();
+        assert!(err.contains("not a multiple"), "{err}");
+    }
+}

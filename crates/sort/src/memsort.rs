@@ -1,0 +1,262 @@
+//! The in-memory sort: sort an index, not the 100-byte records.
+//!
+//! Each record becomes one `u128` index entry: its 80-bit key in the top bits
+//! and its record number in the low [`INDEX_BITS`] bits, so a plain integer
+//! sort orders by key and breaks ties by position (the sort is stable and
+//! deterministic). Entries are first scattered into buckets by the top key
+//! bits (one counting pass and one scatter pass, both parallel over slices of
+//! the input), then each bucket is sorted on its own in parallel; for random
+//! keys buckets are tiny and cache-resident. The sorted records are then
+//! gathered in parallel into large buffers that a writer thread writes out.
+//!
+//! Memory: 16 bytes of index per 100-byte record, plus the writer's buffers.
+
+use std::io::Write;
+
+use rayon::prelude::*;
+
+use crate::record::{key_of, RECORD_LEN};
+use crate::writer::PipelinedWriter;
+
+/// Low bits of an index entry holding the record number.
+pub const INDEX_BITS: u32 = 48;
+const INDEX_MASK: u128 = (1u128 << INDEX_BITS) - 1;
+/// Below this many records a plain sort beats the bucket passes.
+const SMALL: usize = 1 << 14;
+
+/// Index entry for record number `i` of `data`.
+#[inline]
+fn entry(data: &[u8], i: usize) -> u128 {
+    let start = i * RECORD_LEN;
+    (key_of(&data[start..start + RECORD_LEN]) << INDEX_BITS) | i as u128
+}
+
+/// Record number stored in an index entry.
+#[inline]
+pub fn record_number(entry: u128) -> usize {
+    (entry & INDEX_MASK) as usize
+}
+
+/// Sorted index of the records in `data` (whose length must be a multiple of
+/// [`RECORD_LEN`]): entry `k` names the record that goes to position `k`.
+pub fn sort_index(data: &[u8]) -> Vec<u128> {
+    assert_eq!(data.len() % RECORD_LEN, 0, "whole records only");
+    let n = data.len() / RECORD_LEN;
+    assert!((n as u128) <= INDEX_MASK, "too many records for the index");
+    if n < SMALL {
+        let mut index: Vec<u128> = (0..n).map(|i| entry(data, i)).collect();
+        index.sort_unstable();
+        return index;
+    }
+    // About 64 records per bucket for random keys, at most 2^16 buckets.
+    let bits = ((n / 64).max(2).ilog2()).min(16);
+    let buckets = 1usize << bits;
+    let shift = 64 - bits;
+    let bucket_of = |i: usize| {
+        let start = i * RECORD_LEN;
+        (u64::from_be_bytes(data[start..start + 8].try_into().expect("8 bytes")) >> shift) as usize
+    };
+    // A few slices per thread for the counting and scatter passes.
+    let slice_count = (rayon::current_num_threads() * 4).clamp(1, n / SMALL);
+    let slice_len = n.div_ceil(slice_count);
+    let slices: Vec<(usize, usize)> = (0..n)
+        .step_by(slice_len)
+        .map(|s| (s, (s + slice_len).min(n)))
+        .collect();
+    // Pass 1: per-slice histograms.
+    let counts: Vec<Vec<usize>> = slices
+        .par_iter()
+        .map(|&(lo, hi)| {
+            let mut c = vec![0usize; buckets];
+            for i in lo..hi {
+                c[bucket_of(i)] += 1;
+            }
+            c
+        })
+        .collect();
+    // Where each slice's share of each bucket starts.
+    let mut bucket_start = vec![0usize; buckets + 1];
+    let mut slice_offsets = vec![vec![0usize; buckets]; slices.len()];
+    let mut pos = 0;
+    for b in 0..buckets {
+        bucket_start[b] = pos;
+        for (s, c) in counts.iter().enumerate() {
+            slice_offsets[s][b] = pos;
+            pos += c[b];
+        }
+    }
+    bucket_start[buckets] = pos;
+    assert_eq!(pos, n);
+    drop(counts);
+    // Pass 2: scatter. Every slice writes to disjoint ranges of `index`, found
+    // above; each range is handed out as its own `&mut` slice so no unsafe
+    // code is needed: split `index` at every (bucket, slice) boundary.
+    let mut index = vec![0u128; n];
+    let mut parts: Vec<Vec<&mut [u128]>> = (0..slices.len()).map(|_| Vec::with_capacity(buckets)).collect();
+    {
+        let mut rest: &mut [u128] = &mut index;
+        for b in 0..buckets {
+            for (s, offsets) in slice_offsets.iter().enumerate() {
+                let end = if s + 1 < slices.len() {
+                    slice_offsets[s + 1][b]
+                } else {
+                    bucket_start[b + 1]
+                };
+                let (head, tail) = rest.split_at_mut(end - offsets[b]);
+                parts[s].push(head);
+                rest = tail;
+            }
+        }
+        debug_assert!(rest.is_empty());
+    }
+    parts
+        .into_par_iter()
+        .zip(slices.par_iter())
+        .for_each(|(mut dests, &(lo, hi))| {
+            let mut fill = vec![0usize; buckets];
+            for i in lo..hi {
+                let b = bucket_of(i);
+                dests[b][fill[b]] = entry(data, i);
+                fill[b] += 1;
+            }
+        });
+    // Pass 3: sort every bucket.
+    let mut bucket_slices: Vec<&mut [u128]> = Vec::with_capacity(buckets);
+    let mut rest: &mut [u128] = &mut index;
+    for b in 0..buckets {
+        let (head, tail) = rest.split_at_mut(bucket_start[b + 1] - bucket_start[b]);
+        bucket_slices.push(head);
+        rest = tail;
+    }
+    bucket_slices
+        .into_par_iter()
+        .with_min_len(64)
+        .for_each(|bucket| bucket.sort_unstable());
+    index
+}
+
+/// Records per gathered piece inside one output buffer (parallel unit).
+const GATHER_RECORDS: usize = 2048;
+
+/// Write the records of `data` in the order of `index` to `out`, gathering in
+/// parallel into the writer's buffers.
+pub fn write_in_order<W: Write + Send + 'static>(
+    data: &[u8],
+    index: &[u128],
+    out: &mut PipelinedWriter<W>,
+) -> std::io::Result<()> {
+    let per_buffer = (out.buffer_size() / RECORD_LEN).max(1);
+    for group in index.chunks(per_buffer) {
+        let mut buf = out.take_buffer()?;
+        buf.resize(group.len() * RECORD_LEN, 0);
+        buf.par_chunks_mut(GATHER_RECORDS * RECORD_LEN)
+            .zip(group.par_chunks(GATHER_RECORDS))
+            .for_each(|(dest, entries)| {
+                for (slot, &e) in dest.chunks_exact_mut(RECORD_LEN).zip(entries) {
+                    let start = record_number(e) * RECORD_LEN;
+                    slot.copy_from_slice(&data[start..start + RECORD_LEN]);
+                }
+            });
+        out.send_buffer(buf)?;
+    }
+    Ok(())
+}
+
+/// Sort the records of `data` in place (for tests and small inputs).
+pub fn sort_records(data: &mut [u8]) {
+    let index = sort_index(data);
+    let mut sorted = Vec::with_capacity(data.len());
+    for &e in &index {
+        let start = record_number(e) * RECORD_LEN;
+        sorted.extend_from_slice(&data[start..start + RECORD_LEN]);
+    }
+    data.copy_from_slice(&sorted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn records_from_keys(keys: &[[u8; 10]]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            data.extend_from_slice(k);
+            let mut value = [0u8; 90];
+            value[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            data.extend_from_slice(&value);
+        }
+        data
+    }
+
+    fn is_sorted(data: &[u8]) -> bool {
+        data.chunks_exact(RECORD_LEN)
+            .zip(data.chunks_exact(RECORD_LEN).skip(1))
+            .all(|(a, b)| key_of(a) <= key_of(b))
+    }
+
+    fn multiset(data: &[u8]) -> Vec<&[u8]> {
+        let mut v: Vec<&[u8]> = data.chunks_exact(RECORD_LEN).collect();
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn sorting_gives_a_sorted_permutation(keys in proptest::collection::vec(any::<[u8; 10]>(), 0..300)) {
+            let data = records_from_keys(&keys);
+            let mut sorted = data.clone();
+            sort_records(&mut sorted);
+            prop_assert!(is_sorted(&sorted));
+            prop_assert_eq!(multiset(&data), multiset(&sorted));
+        }
+
+        #[test]
+        fn few_distinct_keys_sort_too(keys in proptest::collection::vec(0u8..3, 0..300)) {
+            let keys: Vec<[u8; 10]> = keys.iter().map(|&k| [k; 10]).collect();
+            let data = records_from_keys(&keys);
+            let mut sorted = data.clone();
+            sort_records(&mut sorted);
+            prop_assert!(is_sorted(&sorted));
+            prop_assert_eq!(multiset(&data), multiset(&sorted));
+        }
+    }
+
+    #[test]
+    fn bucketed_path_matches_plain_sort_and_is_stable() {
+        // Enough records for the bucket passes, with many duplicate keys and
+        // a skewed distribution (half the keys in one bucket).
+        let n = SMALL * 3 + 17;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let keys: Vec<[u8; 10]> = (0..n)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut k = [0u8; 10];
+                if i % 2 == 0 {
+                    k[9] = (state % 5) as u8; // all in bucket 0, duplicates
+                } else {
+                    k[..8].copy_from_slice(&state.to_be_bytes());
+                }
+                k
+            })
+            .collect();
+        let data = records_from_keys(&keys);
+        let index = sort_index(&data);
+        let mut expected: Vec<u128> = (0..n).map(|i| entry(&data, i)).collect();
+        expected.sort();
+        assert!(index == expected, "bucketed index differs from a plain sort");
+        let mut out = PipelinedWriter::new(Vec::new(), 4096 + 50);
+        write_in_order(&data, &index, &mut out).unwrap();
+        let sorted = out.finish().unwrap();
+        assert!(is_sorted(&sorted));
+        assert_eq!(multiset(&data), multiset(&sorted));
+        // Equal keys keep input order: the value holds the input position.
+        for (a, b) in sorted.chunks_exact(100).zip(sorted.chunks_exact(100).skip(1)) {
+            if key_of(a) == key_of(b) {
+                assert!(a[10..18] < b[10..18]);
+            }
+        }
+    }
+}

@@ -1,0 +1,823 @@
+//! netsort: sort the union of every server's input across `n = 2^b` servers.
+//!
+//! Every server reads its own input and sends each record to the server
+//! whose number is the top `b` bits of the record's key, so server `i` ends
+//! up with exactly the keys of the `i`-th slice of the key space; it sorts
+//! them (within its memory budget, spilling runs like `triton sort`) and
+//! writes its own output. Concatenating outputs `0..n` gives one sorted file.
+//!
+//! Wire protocol, one TCP connection per ordered pair (sender → receiver):
+//!
+//! * hello: 8 bytes [`MAGIC`], sender id (u32 BE), server count (u32 BE);
+//! * data frames: tag `1`, length (u32 BE, a non-zero multiple of 100, at
+//!   most [`MAX_FRAME_BYTES`]), then that many bytes of records;
+//! * end of stream: tag `2`, the number of records sent (u64 BE).
+//!
+//! A connection that ends without the end-of-stream frame, or whose count
+//! does not match, is an error (a dead peer), never a short output. Reads
+//! and writes have a timeout, so a hung peer fails the sort instead of
+//! hanging it; peers are dialled with retry until a deadline, so servers may
+//! start in any order.
+//!
+//! Threads: the main thread reads the input, partitions and sends; one
+//! thread per incoming connection receives and validates; one sorter thread
+//! appends what arrives (its own records too) to a [`RunSorter`], which
+//! sorts and spills full runs in the background while receiving goes on, and
+//! at the end sorts the rest and writes the output. Bounded channels carry
+//! the frames, so memory stays within the budget and a slow disk slows the
+//! senders down (TCP backpressure) rather than filling memory.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::external::{RunSorter, SortStats, MIN_MEMORY};
+use crate::record::{key_prefix, record_count, RECORD_LEN};
+
+/// First bytes of every connection: protocol name and version.
+pub const MAGIC: [u8; 8] = *b"TNSORT01";
+/// Largest data frame accepted (10,000 records).
+pub const MAX_FRAME_BYTES: usize = 10_000 * RECORD_LEN;
+/// Most servers in one config (keeps per-peer buffers bounded).
+pub const MAX_SERVERS: usize = 1024;
+const TAG_DATA: u8 = 1;
+const TAG_END: u8 = 2;
+
+/// One server of the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// Its number, `0..n`.
+    pub id: u32,
+    /// Host name or address to listen on / dial.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// A validated netsort config: servers `0..n`, `n` a power of two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Servers ordered by id; `servers[i].id == i`.
+    pub servers: Vec<Server>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    servers: Vec<RawServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(rename = "serverId")]
+    server_id: u32,
+    host: String,
+    port: RawPort,
+}
+
+/// The issue's example quotes the port (`port: "8080"`); accept both forms.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPort {
+    Number(u64),
+    Text(String),
+}
+
+impl Config {
+    /// Parse and validate YAML of the form
+    /// `servers: [{serverId: 0, host: "localhost", port: "8080"}, ...]`.
+    pub fn from_yaml(text: &str) -> Result<Config> {
+        let raw: RawConfig =
+            serde_yaml_ng::from_str(text).map_err(|e| Error::Config(format!("invalid YAML: {e}")))?;
+        let n = raw.servers.len();
+        if n == 0 {
+            return Err(Error::Config("no servers listed".into()));
+        }
+        if n > MAX_SERVERS {
+            return Err(Error::Config(format!("{n} servers listed; at most {MAX_SERVERS} supported")));
+        }
+        if !n.is_power_of_two() {
+            return Err(Error::Config(format!(
+                "{n} servers listed; the count must be a power of two (1, 2, 4, 8, ...)"
+            )));
+        }
+        let mut slots: Vec<Option<Server>> = vec![None; n];
+        for s in raw.servers {
+            let port = match &s.port {
+                RawPort::Number(p) => u16::try_from(*p).ok(),
+                RawPort::Text(t) => t.trim().parse::<u16>().ok(),
+            }
+            .filter(|&p| p != 0)
+            .ok_or_else(|| Error::Config(format!("server {}: port must be a number in 1..65535", s.server_id)))?;
+            if s.host.trim().is_empty() {
+                return Err(Error::Config(format!("server {}: empty host", s.server_id)));
+            }
+            let slot = slots
+                .get_mut(s.server_id as usize)
+                .ok_or_else(|| Error::Config(format!("serverId {} out of range 0..{}", s.server_id, n - 1)))?;
+            if slot.is_some() {
+                return Err(Error::Config(format!("serverId {} listed twice", s.server_id)));
+            }
+            *slot = Some(Server {
+                id: s.server_id,
+                host: s.host.trim().to_string(),
+                port,
+            });
+        }
+        // n distinct ids in 0..n: every slot is filled.
+        let servers: Vec<Server> = slots.into_iter().map(|s| s.expect("pigeonhole")).collect();
+        Ok(Config { servers })
+    }
+
+    /// Read and validate the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).ctx(|| format!("reading config {}", path.display()))?;
+        Config::from_yaml(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Bits of the key that choose the server (`log2 n`).
+    pub fn partition_bits(&self) -> u32 {
+        self.servers.len().trailing_zeros()
+    }
+}
+
+/// The server that owns a key, given its top 64 bits.
+#[inline]
+pub fn destination(key_prefix: u64, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (key_prefix >> (64 - bits)) as usize
+    }
+}
+
+/// Tunables of a netsort run.
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    /// Memory budget in bytes for this server.
+    pub memory: u64,
+    /// How long to keep dialling peers (and waiting for them to dial us).
+    pub connect_timeout: Duration,
+    /// How long a connection may stay silent (or refuse data) before the
+    /// peer is declared hung.
+    pub io_timeout: Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            memory: 1 << 30,
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one server did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Records read from this server's input.
+    pub input_records: u64,
+    /// Records received from peers (not counting our own).
+    pub received_records: u64,
+    /// Records in this server's output, and runs spilled.
+    pub output: SortStats,
+}
+
+/// News from the receiving threads to the main thread.
+enum Event {
+    Hello(u32),
+    PeerDone { peer: u32, records: u64 },
+    Failed(Error),
+}
+
+/// Sizes derived from the budget: frames, channel depth, sorter memory.
+struct Plan {
+    frame_bytes: usize,
+    channel_frames: usize,
+    sorter_memory: u64,
+}
+
+fn plan(memory: u64, servers: usize) -> Result<Plan> {
+    // Frames in flight at once: one partition buffer per server, one per
+    // receiving thread, the channel, and the input read buffer (4 frames).
+    let channel_frames = 8;
+    let frames_in_flight = (2 * servers + channel_frames + 4) as u64;
+    let frame_bytes = (memory / 4 / frames_in_flight).clamp(RECORD_LEN as u64, MAX_FRAME_BYTES as u64) as usize
+        / RECORD_LEN
+        * RECORD_LEN;
+    let sorter_memory = memory.saturating_sub(frames_in_flight * frame_bytes as u64);
+    if sorter_memory < MIN_MEMORY {
+        return Err(Error::BadSize {
+            input: memory.to_string(),
+            reason: "memory budget too small for netsort (needs 64 KiB plus network buffers)",
+        });
+    }
+    Ok(Plan {
+        frame_bytes,
+        channel_frames,
+        sorter_memory,
+    })
+}
+
+/// Run server `my_id` of `config`: send `input` to its owners, receive our
+/// share from every peer, and write it sorted to `output`.
+pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options: &NetOptions) -> Result<NetStats> {
+    let n = config.servers.len();
+    let me = my_id as usize;
+    let my_entry = config.servers.get(me).ok_or_else(|| {
+        Error::Config(format!("server id {my_id} is not in the config (servers 0..{})", n - 1))
+    })?;
+    let plan = plan(options.memory, n)?;
+    let mut input_file = File::open(input).ctx(|| format!("opening input {}", input.display()))?;
+    let size = input_file
+        .metadata()
+        .ctx(|| format!("reading the size of {}", input.display()))?
+        .len();
+    record_count(input, size)?;
+    let out_file = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let start = Instant::now();
+    let connect_deadline = start + options.connect_timeout;
+
+    let listener = if n > 1 { Some(bind(my_entry)?) } else { None };
+
+    // The sorter thread: everything this server keeps goes through here.
+    let (frames_tx, frames_rx) = mpsc::sync_channel::<Vec<u8>>(plan.channel_frames);
+    let mut sorter = RunSorter::new(plan.sorter_memory, &parent)?;
+    let sorter_thread = std::thread::Builder::new()
+        .name("netsort-sorter".into())
+        .spawn(move || -> Result<SortStats> {
+            for frame in frames_rx {
+                sorter.push(&frame)?;
+            }
+            sorter.finish(out_file)
+        })
+        .ctx(|| "starting the sorter thread".to_string())?;
+
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let open_streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    if let Some(listener) = listener {
+        spawn_acceptor(
+            listener,
+            my_id,
+            n,
+            options.io_timeout,
+            frames_tx.clone(),
+            events_tx.clone(),
+            open_streams.clone(),
+        )?;
+    }
+    drop(events_tx);
+
+    let mut session = Session {
+        me,
+        n,
+        events,
+        seen_hello: BTreeSet::new(),
+        done: BTreeSet::new(),
+        received: 0,
+        open_streams,
+    };
+    let result = (|| -> Result<NetStats> {
+        let mut peers = dial_all(config, me, connect_deadline, options.io_timeout, &mut session)?;
+        let input_records = send_all(
+            &mut input_file,
+            input,
+            config,
+            me,
+            &plan,
+            &frames_tx,
+            &mut peers,
+            &mut session,
+            options.io_timeout,
+        )?;
+        drop(std::mem::take(&mut peers));
+        drop(frames_tx);
+        session.wait_for_peers(connect_deadline + options.io_timeout, &config.servers)?;
+        let output = join_sorter(sorter_thread)?;
+        Ok(NetStats {
+            input_records,
+            received_records: session.received,
+            output,
+        })
+    })();
+    if result.is_err() {
+        session.shut_down_all();
+    }
+    result
+}
+
+/// Main-thread view of the receivers.
+struct Session {
+    me: usize,
+    n: usize,
+    events: Receiver<Event>,
+    seen_hello: BTreeSet<u32>,
+    done: BTreeSet<u32>,
+    received: u64,
+    open_streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Session {
+    fn handle(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Hello(peer) => {
+                if !self.seen_hello.insert(peer) {
+                    return Err(Error::Net(format!("two connections claim to be server {peer}")));
+                }
+            }
+            Event::PeerDone { peer, records } => {
+                self.done.insert(peer);
+                self.received += records;
+            }
+            Event::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Handle whatever has arrived without blocking.
+    fn poll(&mut self) -> Result<()> {
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => self.handle(e)?,
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    /// Wait until every peer has sent its end-of-stream. Peers that have not
+    /// even connected by `accept_deadline` are reported by id.
+    fn wait_for_peers(&mut self, accept_deadline: Instant, servers: &[Server]) -> Result<()> {
+        while self.done.len() < self.n - 1 {
+            match self.events.recv_timeout(Duration::from_millis(100)) {
+                Ok(e) => self.handle(e)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Net("receiving threads stopped unexpectedly".into()));
+                }
+            }
+            if self.seen_hello.len() < self.n - 1 && Instant::now() > accept_deadline {
+                let missing: Vec<String> = servers
+                    .iter()
+                    .filter(|s| s.id as usize != self.me && !self.seen_hello.contains(&s.id))
+                    .map(|s| format!("{} ({}:{})", s.id, s.host, s.port))
+                    .collect();
+                return Err(Error::Net(format!(
+                    "server(s) {} never connected to us",
+                    missing.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unblock every thread stuck on a socket after a failure.
+    fn shut_down_all(&self) {
+        if let Ok(streams) = self.open_streams.lock() {
+            for s in streams.iter() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn join_sorter(handle: JoinHandle<Result<SortStats>>) -> Result<SortStats> {
+    match handle.join() {
+        Ok(r) => r,
+        Err(_) => Err(Error::Net("sorter thread panicked".into())),
+    }
+}
+
+fn resolve(server: &Server) -> std::io::Result<Vec<SocketAddr>> {
+    Ok((server.host.as_str(), server.port).to_socket_addrs()?.collect())
+}
+
+fn bind(server: &Server) -> Result<TcpListener> {
+    let addrs = resolve(server).ctx(|| format!("resolving our address {}:{}", server.host, server.port))?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no addresses")))
+        .ctx(|| format!("listening on {}:{}", server.host, server.port))
+}
+
+fn spawn_acceptor(
+    listener: TcpListener,
+    my_id: u32,
+    n: usize,
+    io_timeout: Duration,
+    frames: SyncSender<Vec<u8>>,
+    events: Sender<Event>,
+    open_streams: Arc<Mutex<Vec<TcpStream>>>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("netsort-accept".into())
+        .spawn(move || {
+            for _ in 0..n - 1 {
+                let (stream, addr) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = events.send(Event::Failed(Error::Net(format!("accepting a connection: {e}"))));
+                        return;
+                    }
+                };
+                if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), open_streams.lock()) {
+                    list.push(clone);
+                }
+                let peer_frames = frames.clone();
+                let peer_events = events.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("netsort-recv".into())
+                    .spawn(move || {
+                        let event = match receive(stream, addr, my_id, n, io_timeout, &peer_frames, &peer_events) {
+                            Ok((peer, records)) => Event::PeerDone { peer, records },
+                            Err(e) => Event::Failed(e),
+                        };
+                        let _ = peer_events.send(event);
+                    });
+                if let Err(e) = spawned {
+                    let _ = events.send(Event::Failed(Error::Net(format!("starting a receiver thread: {e}"))));
+                    return;
+                }
+            }
+        })
+        .ctx(|| "starting the accept thread".to_string())?;
+    Ok(())
+}
+
+/// Describe a failed read from `who` for a person.
+fn read_error(who: &str, e: std::io::Error, timeout: Duration) -> Error {
+    match e.kind() {
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            Error::Net(format!(
+                "{who} closed the connection before end-of-stream (did it die?): {e}"
+            ))
+        }
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            Error::Net(format!("{who} sent nothing for {}s (hung?)", timeout.as_secs_f64()))
+        }
+        _ => Error::Net(format!("receiving from {who}: {e}")),
+    }
+}
+
+/// Receive one peer's stream; returns (peer id, records received).
+fn receive(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    my_id: u32,
+    n: usize,
+    timeout: Duration,
+    frames: &SyncSender<Vec<u8>>,
+    events: &Sender<Event>,
+) -> Result<(u32, u64)> {
+    let who = format!("connection from {addr}");
+    stream
+        .set_read_timeout(Some(timeout))
+        .ctx(|| format!("configuring {who}"))?;
+    let mut hello = [0u8; 16];
+    stream.read_exact(&mut hello).map_err(|e| read_error(&who, e, timeout))?;
+    if hello[..8] != MAGIC {
+        return Err(Error::Net(format!("{who} is not a netsort peer (bad hello)")));
+    }
+    let peer = u32::from_be_bytes(hello[8..12].try_into().expect("4 bytes"));
+    let count = u32::from_be_bytes(hello[12..16].try_into().expect("4 bytes"));
+    if count as usize != n {
+        return Err(Error::Net(format!("{who} has a config with {count} servers, we have {n}")));
+    }
+    if peer as usize >= n || peer == my_id {
+        return Err(Error::Net(format!("{who} claims to be server {peer}, which is not a peer of server {my_id}")));
+    }
+    let _ = events.send(Event::Hello(peer));
+    let who = format!("server {peer} ({addr})");
+    let bits = n.trailing_zeros();
+    let mut received: u64 = 0;
+    loop {
+        let mut tag = [0u8; 1];
+        stream.read_exact(&mut tag).map_err(|e| read_error(&who, e, timeout))?;
+        match tag[0] {
+            TAG_DATA => {
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len).map_err(|e| read_error(&who, e, timeout))?;
+                let len = u32::from_be_bytes(len) as usize;
+                if len == 0 || len % RECORD_LEN != 0 || len > MAX_FRAME_BYTES {
+                    return Err(Error::Net(format!("{who} sent a data frame of {len} bytes")));
+                }
+                let mut data = vec![0u8; len];
+                stream.read_exact(&mut data).map_err(|e| read_error(&who, e, timeout))?;
+                if let Some(r) = data
+                    .chunks_exact(RECORD_LEN)
+                    .position(|r| destination(key_prefix(r), bits) != my_id as usize)
+                {
+                    return Err(Error::Net(format!(
+                        "{who} sent record {} that belongs to another server",
+                        received + r as u64
+                    )));
+                }
+                received += (len / RECORD_LEN) as u64;
+                if frames.send(data).is_err() {
+                    return Err(Error::Net("the local sorter stopped".into()));
+                }
+            }
+            TAG_END => {
+                let mut total = [0u8; 8];
+                stream.read_exact(&mut total).map_err(|e| read_error(&who, e, timeout))?;
+                let total = u64::from_be_bytes(total);
+                if total != received {
+                    return Err(Error::Net(format!(
+                        "{who} says it sent {total} records but {received} arrived"
+                    )));
+                }
+                return Ok((peer, received));
+            }
+            other => return Err(Error::Net(format!("{who} sent an unknown frame tag {other}"))),
+        }
+    }
+}
+
+/// An outgoing connection to one peer.
+struct Peer {
+    id: usize,
+    who: String,
+    stream: TcpStream,
+    sent: u64,
+    timeout: Duration,
+}
+
+impl Peer {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Net(format!(
+                "{} accepted no data for {}s (hung?)",
+                self.who,
+                self.timeout.as_secs_f64()
+            )),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                Error::Net(format!("{} closed the connection (did it die?): {e}", self.who))
+            }
+            _ => Error::Net(format!("sending to {}: {e}", self.who)),
+        })
+    }
+
+    fn send_frame(&mut self, records: &[u8]) -> Result<()> {
+        debug_assert!(!records.is_empty() && records.len() % RECORD_LEN == 0);
+        let mut header = [TAG_DATA, 0, 0, 0, 0];
+        header[1..].copy_from_slice(&(records.len() as u32).to_be_bytes());
+        self.write(&header)?;
+        self.write(records)?;
+        self.sent += (records.len() / RECORD_LEN) as u64;
+        Ok(())
+    }
+
+    fn send_end(&mut self) -> Result<()> {
+        let mut end = [0u8; 9];
+        end[0] = TAG_END;
+        end[1..].copy_from_slice(&self.sent.to_be_bytes());
+        self.write(&end)?;
+        self.stream
+            .shutdown(Shutdown::Write)
+            .map_err(|e| Error::Net(format!("closing the stream to {}: {e}", self.who)))
+    }
+}
+
+/// Connect to `server`, retrying until `deadline` (it may start later).
+fn dial(server: &Server, deadline: Instant, session: &mut Session) -> Result<TcpStream> {
+    loop {
+        session.poll()?;
+        let mut last_error = String::from("no address found");
+        match resolve(server) {
+            Ok(addrs) => {
+                for addr in addrs {
+                    match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                        Ok(stream) => return Ok(stream),
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Net(format!(
+                "could not connect to server {} at {}:{} before the deadline: {last_error}",
+                server.id, server.host, server.port
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Dial every peer and send our hello; index `i` holds the connection to
+/// server `i` (`None` for ourselves).
+fn dial_all(
+    config: &Config,
+    me: usize,
+    deadline: Instant,
+    io_timeout: Duration,
+    session: &mut Session,
+) -> Result<Vec<Option<Peer>>> {
+    let n = config.servers.len();
+    let mut peers: Vec<Option<Peer>> = (0..n).map(|_| None).collect();
+    for server in &config.servers {
+        let id = server.id as usize;
+        if id == me {
+            continue;
+        }
+        let stream = dial(server, deadline, session)?;
+        let who = format!("server {} ({}:{})", server.id, server.host, server.port);
+        stream
+            .set_write_timeout(Some(io_timeout))
+            .map_err(|e| Error::Net(format!("configuring the connection to {who}: {e}")))?;
+        if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), session.open_streams.lock()) {
+            list.push(clone);
+        }
+        let mut peer = Peer {
+            id,
+            who,
+            stream,
+            sent: 0,
+            timeout: io_timeout,
+        };
+        let mut hello = [0u8; 16];
+        hello[..8].copy_from_slice(&MAGIC);
+        hello[8..12].copy_from_slice(&(me as u32).to_be_bytes());
+        hello[12..16].copy_from_slice(&(n as u32).to_be_bytes());
+        peer.write(&hello)?;
+        peers[id] = Some(peer);
+    }
+    Ok(peers)
+}
+
+/// Read whole records into `buf` until it is full or the input ends;
+/// returns the bytes read.
+fn read_records<R: Read>(input: &mut R, buf: &mut [u8], path: &Path, total: u64) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+        }
+    }
+    if filled % RECORD_LEN != 0 {
+        return Err(Error::NotWholeRecords {
+            path: path.to_path_buf(),
+            size: total + filled as u64,
+        });
+    }
+    Ok(filled)
+}
+
+/// Read the input, send every record to its owner (ourselves included),
+/// then send end-of-stream to every peer. Returns the records read.
+#[allow(clippy::too_many_arguments)]
+fn send_all<R: Read>(
+    input: &mut R,
+    path: &Path,
+    config: &Config,
+    me: usize,
+    plan: &Plan,
+    local: &SyncSender<Vec<u8>>,
+    peers: &mut [Option<Peer>],
+    session: &mut Session,
+    io_timeout: Duration,
+) -> Result<u64> {
+    let n = config.servers.len();
+    let bits = config.partition_bits();
+    let frame = plan.frame_bytes;
+    let mut read_buf = vec![0u8; 4 * frame];
+    let mut parts: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(frame)).collect();
+    let mut total_bytes: u64 = 0;
+    let _ = io_timeout;
+    let flush = |dest: usize, parts: &mut Vec<Vec<u8>>, peers: &mut [Option<Peer>]| -> Result<()> {
+        if parts[dest].is_empty() {
+            return Ok(());
+        }
+        if dest == me {
+            let full = std::mem::replace(&mut parts[dest], Vec::with_capacity(frame));
+            local
+                .send(full)
+                .map_err(|_| Error::Net("the local sorter stopped".into()))
+        } else {
+            let peer = peers[dest].as_mut().expect("connected to every peer");
+            debug_assert_eq!(peer.id, dest);
+            peer.send_frame(&parts[dest])?;
+            parts[dest].clear();
+            Ok(())
+        }
+    };
+    loop {
+        let got = read_records(input, &mut read_buf, path, total_bytes)?;
+        if got == 0 {
+            break;
+        }
+        total_bytes += got as u64;
+        for record in read_buf[..got].chunks_exact(RECORD_LEN) {
+            let dest = destination(key_prefix(record), bits);
+            parts[dest].extend_from_slice(record);
+            if parts[dest].len() >= frame {
+                flush(dest, &mut parts, peers)?;
+            }
+        }
+        session.poll()?;
+    }
+    for dest in 0..n {
+        flush(dest, &mut parts, peers)?;
+    }
+    for peer in peers.iter_mut().flatten() {
+        peer.send_end()?;
+    }
+    Ok(total_bytes / RECORD_LEN as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FOUR: &str = r#"
+servers:
+  - {serverId: 0, host: "localhost", port: "8080"}
+  - {serverId: 1, host: "localhost", port: 8081}
+  - {serverId: 3, host: "127.0.0.1", port: "8083"}
+  - {serverId: 2, host: "localhost", port: "8082"}
+"#;
+
+    #[test]
+    fn parses_the_issue_format() {
+        let c = Config::from_yaml(FOUR).unwrap();
+        assert_eq!(c.servers.len(), 4);
+        assert_eq!(c.servers[3].host, "127.0.0.1");
+        assert_eq!(c.servers[1].port, 8081);
+        assert_eq!(c.partition_bits(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let cases = [
+            ("servers: [", "invalid YAML"),
+            ("servers: []", "no servers"),
+            ("nodes: []", "invalid YAML"),
+            (
+                "servers: [{serverId: 0, host: a, port: 1}, {serverId: 1, host: a, port: 2}, {serverId: 2, host: a, port: 3}]",
+                "power of two",
+            ),
+            ("servers: [{serverId: 1, host: a, port: 1}]", "out of range"),
+            ("servers: [{serverId: 0, host: a, port: 1}, {serverId: 0, host: a, port: 2}]", "twice"),
+            ("servers: [{serverId: 0, host: a, port: \"http\"}]", "port"),
+            ("servers: [{serverId: 0, host: a, port: 70000}]", "port"),
+            ("servers: [{serverId: 0, host: \"\", port: 1}]", "empty host"),
+        ];
+        for (yaml, expected) in cases {
+            let err = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(err.contains(expected), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn destination_uses_top_bits() {
+        assert_eq!(destination(u64::MAX, 0), 0);
+        assert_eq!(destination(0x7fff_ffff_ffff_ffff, 1), 0);
+        assert_eq!(destination(0x8000_0000_0000_0000, 1), 1);
+        assert_eq!(destination(0xc000_0000_0000_0000, 2), 3);
+        assert_eq!(destination(0x2000_0000_0000_0000, 3), 1);
+        // Order-preserving: a larger prefix never goes to a smaller server.
+        let mut last = 0;
+        for p in (0..=255u64).map(|b| b << 56) {
+            let d = destination(p, 3);
+            assert!(d >= last);
+            last = d;
+        }
+    }
+
+    #[test]
+    fn unknown_server_id_is_an_error() {
+        let c = Config::from_yaml(FOUR).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::write(&input, []).unwrap();
+        let err = netsort(9, &input, &dir.path().join("out"), &c, &NetOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server id 9 is not in the config"), "{err}");
+    }
+}
