@@ -1,0 +1,654 @@
+//! The write-ahead log: segment files of checksummed records, one fsync per
+//! group of appends, atomic snapshots, and recovery that repairs a torn tail
+//! but refuses any other damage.
+//!
+//! Invariants kept here (docs/STORAGE.md explains why each is needed):
+//! - only the last segment is ever appended to; a segment is fsynced in full
+//!   before the next one is created, so a torn write can only be in the last;
+//! - every segment starts with a hard-state record, so deleting older
+//!   segments never loses the hard state;
+//! - segments are deleted only as a prefix, and only when every entry they
+//!   ever held is covered by a durable snapshot;
+//! - after any failed write or fsync the `Wal` is poisoned and refuses all
+//!   further work: the process must restart and recover from disk.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::StorageError;
+use crate::format::{self, Record, ENTRY_BODY_FIXED, SEGMENT_HEADER_LEN};
+use crate::segment::parse_segment;
+use crate::snapshot;
+use crate::types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
+
+/// fsyncs a directory, making file creations, renames and deletions in it durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(dir, e))
+}
+
+/// One segment file as the live log tracks it.
+#[derive(Debug, Clone)]
+struct SegmentInfo {
+    path: PathBuf,
+    seq: u64,
+    /// Highest entry index ever written into it (0 = none): the segment may be
+    /// deleted once a durable snapshot covers this index.
+    max_entry_index: u64,
+}
+
+/// The durable log of one Raft node. Not thread-safe by itself; see
+/// [`crate::WalWriter`] for a thread that owns it and does group commit.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    /// Sorted by seq; the last one is the file being appended to.
+    segments: Vec<SegmentInfo>,
+    file: File,
+    /// Bytes of the active segment already handed to the kernel.
+    file_len: u64,
+    /// Encoded records not yet handed to the kernel.
+    buf: Vec<u8>,
+    snapshot: Option<(SnapshotMeta, PathBuf)>,
+    /// Term of every entry from `first_index()` to `last_index()`.
+    terms: VecDeque<u64>,
+    hard_state: HardState,
+    /// Whether something was written since the last fsync.
+    unsynced: bool,
+    poisoned: Option<String>,
+}
+
+/// What a directory listing found.
+#[derive(Default)]
+struct Listing {
+    segments: Vec<(u64, u64, PathBuf)>,
+    snapshots: Vec<(u64, u64, PathBuf)>,
+    temporaries: Vec<PathBuf>,
+}
+
+fn list_dir(dir: &Path) -> Result<Listing, StorageError> {
+    let mut listing = Listing::default();
+    for item in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let item = item.map_err(|e| StorageError::io(dir, e))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = item.path();
+        if let Some((seq, first)) = format::parse_segment_file_name(name) {
+            listing.segments.push((seq, first, path));
+        } else if let Some((index, term)) = format::parse_snapshot_file_name(name) {
+            listing.snapshots.push((index, term, path));
+        } else if name.starts_with("snap-") && name.ends_with(".snap.tmp") {
+            listing.temporaries.push(path);
+        }
+    }
+    listing.segments.sort();
+    listing.snapshots.sort();
+    Ok(listing)
+}
+
+/// Replays records over a snapshot, checking that the log stays contiguous.
+struct Replay {
+    /// Index and term of the loaded snapshot (0, 0 without one).
+    floor: u64,
+    floor_term: u64,
+    entries: Vec<LogEntry>,
+    hard_state: HardState,
+}
+
+impl Replay {
+    fn next_index(&self) -> u64 {
+        self.floor + 1 + self.entries.len() as u64
+    }
+
+    fn apply(&mut self, path: &Path, offset: u64, record: Record) -> Result<(), StorageError> {
+        match record {
+            Record::HardState(hs) => self.hard_state = hs,
+            Record::Entry(e) => {
+                let next = self.next_index();
+                if e.index <= self.floor {
+                    // Covered by the snapshot: already folded into it.
+                } else if e.index == next {
+                    self.entries.push(e);
+                } else {
+                    return Err(StorageError::corrupt(
+                        path,
+                        offset,
+                        format!("entry index {} where the log expects {next} (a gap or an overlap)", e.index),
+                    ));
+                }
+            }
+            Record::Truncate { from } => {
+                let next = self.next_index();
+                if from >= next {
+                    return Err(StorageError::corrupt(
+                        path,
+                        offset,
+                        format!("truncation from index {from}, beyond the end of the log at {}", next - 1),
+                    ));
+                }
+                let keep = from.saturating_sub(self.floor + 1) as usize;
+                self.entries.truncate(keep);
+            }
+            Record::Snapshot { index, term } => {
+                if index > self.floor || (index == self.floor && term != self.floor_term) {
+                    return Err(StorageError::corrupt(
+                        path,
+                        offset,
+                        format!(
+                            "the log depends on a snapshot at index {index} term {term}, but the newest usable snapshot is at index {} term {} (a snapshot file is missing or damaged)",
+                            self.floor, self.floor_term
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir` and recovers its contents.
+    ///
+    /// A torn record at the very end of the last segment is cut off (and
+    /// reported in `Recovered::repaired_tail`); any other damage is a
+    /// [`StorageError::Corrupt`] naming the file and byte offset.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered), StorageError> {
+        if opts.max_record_bytes < 24 {
+            return Err(StorageError::InvalidOptions {
+                reason: format!("max_record_bytes = {} cannot hold a hard state (24 bytes)", opts.max_record_bytes),
+            });
+        }
+        if opts.segment_bytes == 0 {
+            return Err(StorageError::InvalidOptions {
+                reason: "segment_bytes must be positive".into(),
+            });
+        }
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        let listing = list_dir(dir)?;
+        let mut dir_changed = false;
+        for tmp in &listing.temporaries {
+            fs::remove_file(tmp).map_err(|e| StorageError::io(tmp, e))?;
+            dir_changed = true;
+        }
+
+        let mut recovered = Recovered::default();
+        let mut snapshot = None;
+        for (index, term, path) in listing.snapshots.iter().rev() {
+            match snapshot::verify_snapshot_file(path) {
+                Ok(meta) if meta.index == *index && meta.term == *term => {
+                    snapshot = Some((meta, path.clone()));
+                    break;
+                }
+                Ok(meta) => recovered.ignored_snapshots.push((
+                    path.clone(),
+                    format!("header says index {} term {}, the file name disagrees", meta.index, meta.term),
+                )),
+                Err(StorageError::Corrupt { offset, reason, .. }) => recovered
+                    .ignored_snapshots
+                    .push((path.clone(), format!("at byte offset {offset}: {reason}"))),
+                Err(other) => return Err(other),
+            }
+        }
+        let (floor, floor_term) = snapshot.as_ref().map_or((0, 0), |(m, _)| (m.index, m.term));
+        let mut replay = Replay {
+            floor,
+            floor_term,
+            entries: Vec::new(),
+            hard_state: HardState::default(),
+        };
+
+        let mut segments = Vec::new();
+        let mut active_has_hard_state = false;
+        let count = listing.segments.len();
+        for (i, (seq, first, path)) in listing.segments.iter().enumerate() {
+            let is_last = i + 1 == count;
+            let data = fs::read(path).map_err(|e| StorageError::io(path, e))?;
+            let contents = parse_segment(path, &data, opts.max_record_bytes, is_last)?;
+            if let Some((0, _)) = contents.torn_tail {
+                // The header itself is torn: a segment whose creation crashed.
+                fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+                dir_changed = true;
+                recovered.repaired_tail = Some((path.clone(), 0));
+                break;
+            }
+            if (contents.seq, contents.first_index) != (*seq, *first) {
+                return Err(StorageError::corrupt(
+                    path,
+                    0,
+                    format!(
+                        "header says segment {} starting at index {}, the file name disagrees",
+                        contents.seq, contents.first_index
+                    ),
+                ));
+            }
+            let mut info = SegmentInfo {
+                path: path.clone(),
+                seq: *seq,
+                max_entry_index: 0,
+            };
+            active_has_hard_state = false;
+            for (offset, record) in contents.records {
+                match &record {
+                    Record::Entry(e) => info.max_entry_index = info.max_entry_index.max(e.index),
+                    Record::HardState(_) => active_has_hard_state = true,
+                    _ => {}
+                }
+                replay.apply(path, offset, record)?;
+            }
+            if let Some((offset, _)) = contents.torn_tail {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| StorageError::io(path, e))?;
+                f.set_len(offset)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| StorageError::io(path, e))?;
+                recovered.repaired_tail = Some((path.clone(), offset));
+            }
+            segments.push(info);
+        }
+        if dir_changed {
+            sync_dir(dir)?;
+        }
+
+        let hard_state = replay.hard_state;
+        let terms: VecDeque<u64> = replay.entries.iter().map(|e| e.term).collect();
+        let next_index = floor + 1 + terms.len() as u64;
+        let (file, file_len) = match segments.last() {
+            Some(last) => {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&last.path)
+                    .map_err(|e| StorageError::io(&last.path, e))?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| StorageError::io(&last.path, e))?
+                    .len();
+                (file, len)
+            }
+            None => {
+                let seq = listing.segments.last().map_or(0, |s| s.0) + 1;
+                let (file, path, len) = create_segment_file(dir, seq, next_index, hard_state)?;
+                segments.push(SegmentInfo {
+                    path,
+                    seq,
+                    max_entry_index: 0,
+                });
+                active_has_hard_state = true;
+                (file, len)
+            }
+        };
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            opts,
+            segments,
+            file,
+            file_len,
+            buf: Vec::new(),
+            snapshot,
+            terms,
+            hard_state,
+            unsynced: false,
+            poisoned: None,
+        };
+        if !active_has_hard_state {
+            // The active segment lost its leading hard-state record to a torn
+            // write: put one back so deleting older segments stays safe.
+            wal.write_record(&Record::HardState(hard_state))?;
+            wal.sync()?;
+        }
+        recovered.hard_state = hard_state;
+        recovered.snapshot = wal.snapshot.as_ref().map(|(m, _)| m.clone());
+        recovered.entries = replay.entries;
+        Ok((wal, recovered))
+    }
+
+    /// Index of the first entry held in the log (after the snapshot).
+    pub fn first_index(&self) -> u64 {
+        self.snapshot_index() + 1
+    }
+
+    /// Index of the last entry, or of the snapshot when the log after it is empty.
+    pub fn last_index(&self) -> u64 {
+        self.snapshot_index() + self.terms.len() as u64
+    }
+
+    /// Term of the entry at `index`, if the log or the snapshot knows it.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        match &self.snapshot {
+            Some((m, _)) if m.index == index => return Some(m.term),
+            _ => {}
+        }
+        if index < self.first_index() || index > self.last_index() {
+            return None;
+        }
+        self.terms.get((index - self.first_index()) as usize).copied()
+    }
+
+    /// The last hard state written (durable only after `sync`).
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// Metadata of the saved snapshot, if any.
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref().map(|(m, _)| m)
+    }
+
+    /// The directory holding the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segment files currently in use, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    fn snapshot_index(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |(m, _)| m.index)
+    }
+
+    fn check_poisoned(&self) -> Result<(), StorageError> {
+        match &self.poisoned {
+            Some(reason) => Err(StorageError::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an I/O failure: from now on every call fails.
+    fn poison(&mut self, err: StorageError) -> StorageError {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(err.to_string());
+        }
+        err
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.segments.last().expect("an open Wal always has an active segment").path.clone()
+    }
+
+    /// Checks an append without writing anything.
+    pub fn check_append(&self, entries: &[LogEntry]) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        let snapshot_index = self.snapshot_index();
+        if first.index <= snapshot_index {
+            return Err(StorageError::Compacted {
+                index: first.index,
+                snapshot_index,
+            });
+        }
+        let last = self.last_index();
+        if first.index > last + 1 {
+            return Err(StorageError::NonContiguous {
+                expected: last + 1,
+                got: first.index,
+            });
+        }
+        for pair in entries.windows(2) {
+            if pair[1].index != pair[0].index + 1 {
+                return Err(StorageError::NonContiguous {
+                    expected: pair[0].index + 1,
+                    got: pair[1].index,
+                });
+            }
+        }
+        for e in entries {
+            let len = (ENTRY_BODY_FIXED + e.payload.len()) as u64;
+            if len > u64::from(self.opts.max_record_bytes) {
+                return Err(StorageError::RecordTooLarge {
+                    index: e.index,
+                    len,
+                    max: self.opts.max_record_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends entries (buffered: durable only after [`Wal::sync`]). They must
+    /// follow the last index, or start at or before it, in which case the
+    /// entries from that index on are replaced (a conflicting suffix from a
+    /// new leader); a truncation record makes recovery replay that.
+    pub fn append(&mut self, entries: &[LogEntry]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.check_append(entries)?;
+        let Some(first) = entries.first() else { return Ok(()) };
+        if first.index <= self.last_index() {
+            self.write_record(&Record::Truncate { from: first.index })?;
+            self.terms.truncate((first.index - self.first_index()) as usize);
+        }
+        for e in entries {
+            self.maybe_roll()?;
+            format::encode_entry(&mut self.buf, e);
+            let active = self.segments.last_mut().expect("active segment");
+            active.max_entry_index = active.max_entry_index.max(e.index);
+            self.terms.push_back(e.term);
+            self.after_encode()?;
+        }
+        debug_assert_eq!(self.last_index(), entries[entries.len() - 1].index);
+        Ok(())
+    }
+
+    /// Checks a hard state against Raft's rules without writing it: the term
+    /// never goes back, and a node votes at most once per term.
+    pub fn check_hard_state(&self, hs: &HardState) -> Result<(), StorageError> {
+        let old = self.hard_state;
+        if hs.term < old.term {
+            return Err(StorageError::InvalidHardState {
+                reason: format!("term goes back from {} to {}", old.term, hs.term),
+            });
+        }
+        if hs.term == old.term && old.vote != 0 && hs.vote != old.vote {
+            return Err(StorageError::InvalidHardState {
+                reason: format!(
+                    "vote changes from {} to {} within term {}",
+                    old.vote, hs.vote, hs.term
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a new hard state in the same log as the entries, so that one
+    /// [`Wal::sync`] makes both durable. The last one written wins.
+    pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.check_hard_state(&hs)?;
+        self.write_record(&Record::HardState(hs))?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    /// Group commit: hands everything buffered to the kernel and makes it
+    /// durable with one fdatasync. After an error the `Wal` is poisoned.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.flush_buf()?;
+        if self.unsynced {
+            let path = self.active_path();
+            if let Err(e) = self.file.sync_data() {
+                return Err(self.poison(StorageError::io(path, e)));
+            }
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Saves a snapshot covering the log up to `meta.index`, then drops the
+    /// entries it covers and deletes the segments wholly covered by it.
+    ///
+    /// Entries after `meta.index` stay when our log has `meta.term` at
+    /// `meta.index` (a local compaction). Otherwise (a snapshot installed from
+    /// a leader whose log differs from ours there, or that reaches past our
+    /// last index) every entry after it is dropped too: ours conflict with it.
+    /// Also makes everything appended so far durable.
+    pub fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        let current = self.snapshot_index();
+        if self.snapshot.is_some() && meta.index <= current {
+            return Err(StorageError::StaleSnapshot {
+                index: meta.index,
+                current,
+            });
+        }
+        if meta.index == 0 {
+            return Err(StorageError::StaleSnapshot { index: 0, current });
+        }
+        let conflict = self.term_at(meta.index) != Some(meta.term);
+        if conflict && meta.index <= self.last_index() {
+            // Our entries from meta.index on disagree with the leader: none of
+            // them can be committed, so drop them durably before the snapshot
+            // exists (a crash in between leaves a shorter, consistent log).
+            self.write_record(&Record::Truncate { from: meta.index })?;
+            self.terms.truncate((meta.index - self.first_index()) as usize);
+        }
+        self.sync()?;
+        let path = match snapshot::write_snapshot_file(&self.dir, meta, data) {
+            Ok(p) => p,
+            Err(e) => return Err(self.poison(e)),
+        };
+        // From here on the log depends on this snapshot: say so in the log, so
+        // recovery refuses to fall back to an older snapshot silently.
+        self.write_record(&Record::Snapshot {
+            index: meta.index,
+            term: meta.term,
+        })?;
+        self.sync()?;
+
+        let compacted = if conflict {
+            self.terms.len()
+        } else {
+            (meta.index - current) as usize
+        };
+        self.terms.drain(..compacted.min(self.terms.len()));
+        self.snapshot = Some((meta.clone(), path.clone()));
+        debug_assert_eq!(self.first_index(), meta.index + 1);
+
+        let mut changed = false;
+        while self.segments.len() > 1 && self.segments[0].max_entry_index <= meta.index {
+            let seg = self.segments.remove(0);
+            if let Err(e) = fs::remove_file(&seg.path) {
+                return Err(self.poison(StorageError::io(&seg.path, e)));
+            }
+            changed = true;
+        }
+        let listing = list_dir(&self.dir)?;
+        for (_, _, p) in listing.snapshots {
+            if p != path {
+                if let Err(e) = fs::remove_file(&p) {
+                    return Err(self.poison(StorageError::io(&p, e)));
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            if let Err(e) = sync_dir(&self.dir) {
+                return Err(self.poison(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The saved snapshot with its data, checked against its checksum.
+    pub fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+        match &self.snapshot {
+            None => Ok(None),
+            Some((_, path)) => snapshot::read_snapshot_file(path).map(Some),
+        }
+    }
+
+    fn write_record(&mut self, record: &Record) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.maybe_roll()?;
+        format::encode_record(&mut self.buf, record);
+        self.after_encode()
+    }
+
+    fn after_encode(&mut self) -> Result<(), StorageError> {
+        self.unsynced = true;
+        if self.buf.len() >= self.opts.write_buffer_bytes {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffer to the kernel (no fsync).
+    fn flush_buf(&mut self) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            let path = self.active_path();
+            return Err(self.poison(StorageError::io(path, e)));
+        }
+        self.file_len += self.buf.len() as u64;
+        self.buf.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    fn maybe_roll(&mut self) -> Result<(), StorageError> {
+        if self.file_len + self.buf.len() as u64 >= self.opts.segment_bytes {
+            // The old segment is made durable in full before the new one
+            // exists, so a torn write can only ever be in the last segment.
+            self.sync()?;
+            let seq = self.segments.last().map_or(0, |s| s.seq) + 1;
+            self.create_segment(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Creates segment `seq`, starting with the current hard state, and makes
+    /// it (and its directory entry) durable.
+    fn create_segment(&mut self, seq: u64) -> Result<(), StorageError> {
+        let first_index = self.last_index() + 1;
+        match create_segment_file(&self.dir, seq, first_index, self.hard_state) {
+            Ok((file, path, len)) => {
+                self.file = file;
+                self.file_len = len;
+                self.segments.push(SegmentInfo {
+                    path,
+                    seq,
+                    max_entry_index: 0,
+                });
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+}
+
+/// Writes a new segment file holding its header and `hs`, fsyncs it and the
+/// directory. Returns the file (open for appending), its path and length.
+fn create_segment_file(
+    dir: &Path,
+    seq: u64,
+    first_index: u64,
+    hs: HardState,
+) -> Result<(File, PathBuf, u64), StorageError> {
+    let path = dir.join(format::segment_file_name(seq, first_index));
+    let mut bytes = format::encode_segment_header(seq, first_index).to_vec();
+    format::encode_record(&mut bytes, &Record::HardState(hs));
+    debug_assert!(bytes.len() > SEGMENT_HEADER_LEN);
+    let create = || -> std::io::Result<File> {
+        let mut f = OpenOptions::new().append(true).create_new(true).open(&path)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        Ok(f)
+    };
+    let file = create().map_err(|e| StorageError::io(&path, e))?;
+    sync_dir(dir)?;
+    Ok((file, path, bytes.len() as u64))
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use triton_storage::{LogEntry, Wal, WalOptions};
+
+pub fn entry(index: u64, term: u64, len: usize) -> LogEntry {
+    LogEntry {
+        index,
+        term,
+        payload: (0..len).map(|i| (index as usize * 31 + i) as u8).collect(),
+    }
+}
+
+pub fn entries(from: u64, to: u64, term: u64, len: usize) -> Vec<LogEntry> {
+    (from..=to).map(|i| entry(i, term, len)).collect()
+}
+
+pub fn small_opts() -> WalOptions {
+    WalOptions {
+        segment_bytes: 1024,
+        max_record_bytes: 64 << 10,
+        write_buffer_bytes: 256,
+    }
+}
+
+pub fn open(dir: &Path, opts: &WalOptions) -> (Wal, triton_storage::Recovered) {
+    Wal::open(dir, opts.clone()).expect("open")
+}
+
+pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copies every file of `from` into the empty directory `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for item in fs::read_dir(from).unwrap() {
+        let p = item.unwrap().path();
+        fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
