@@ -26,3 +26,26 @@ pub mod writer;
 pub use error::{Error, Result};
 pub use external::{sort_file, RunSorter, SortOptions};
 pub use record::{KEY_LEN, RECORD_LEN, VALUE_LEN};
+
+/// Use `threads` worker threads for the parallel parts (sorting, gathering,
+/// generating). Must be called before any of them runs.
+pub fn use_threads(threads: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| Error::Config(format!("cannot set up {threads} threads: {e}")))
+}
+
+/// Default memory budget: half the machine's physical memory (from
+/// `/proc/meminfo`), or 1 GiB where that cannot be read. Half leaves room
+/// for the page cache that the input and output files live in.
+pub fn default_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 2)
+        })
+        .unwrap_or(1 << 30)
+}
