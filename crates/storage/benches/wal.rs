@@ -16,33 +16,45 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(std::time::Duration::from_secs(5));
     for batch in [1u64, 16, 256] {
         group.throughput(Throughput::Elements(batch));
-        group.bench_with_input(BenchmarkId::new("triton_wal", batch), &batch, |b, &batch| {
-            let dir = tempfile::tempdir().unwrap();
-            let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
-            let mut next = 1u64;
-            b.iter(|| {
-                let entries: Vec<LogEntry> = (next..next + batch)
-                    .map(|index| LogEntry { index, term: 1, payload: vec![7; PAYLOAD] })
-                    .collect();
-                next += batch;
-                wal.append(&entries).unwrap();
-                wal.sync().unwrap();
-            });
-        });
-        group.bench_with_input(BenchmarkId::new("raw_write_fdatasync", batch), &batch, |b, &batch| {
-            let dir = tempfile::tempdir().unwrap();
-            let mut f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(dir.path().join("raw"))
-                .unwrap();
-            // Same bytes as the WAL writes: 9-byte header + 16 bytes of index/term + payload.
-            let bytes = vec![7u8; (9 + 16 + PAYLOAD) * batch as usize];
-            b.iter(|| {
-                f.write_all(&bytes).unwrap();
-                f.sync_data().unwrap();
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("triton_wal", batch),
+            &batch,
+            |b, &batch| {
+                let dir = tempfile::tempdir().unwrap();
+                let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+                let mut next = 1u64;
+                b.iter(|| {
+                    let entries: Vec<LogEntry> = (next..next + batch)
+                        .map(|index| LogEntry {
+                            index,
+                            term: 1,
+                            payload: vec![7; PAYLOAD],
+                        })
+                        .collect();
+                    next += batch;
+                    wal.append(&entries).unwrap();
+                    wal.sync().unwrap();
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("raw_write_fdatasync", batch),
+            &batch,
+            |b, &batch| {
+                let dir = tempfile::tempdir().unwrap();
+                let mut f = OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(dir.path().join("raw"))
+                    .unwrap();
+                // Same bytes as the WAL writes: 9-byte header + 16 bytes of index/term + payload.
+                let bytes = vec![7u8; (9 + 16 + PAYLOAD) * batch as usize];
+                b.iter(|| {
+                    f.write_all(&bytes).unwrap();
+                    f.sync_data().unwrap();
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -47,7 +47,9 @@ pub enum StorageError {
         got: u64,
     },
     /// An append that would rewrite entries already folded into a snapshot.
-    #[error("cannot write entry {index}: entries up to {snapshot_index} are compacted into a snapshot")]
+    #[error(
+        "cannot write entry {index}: entries up to {snapshot_index} are compacted into a snapshot"
+    )]
     Compacted {
         /// The index that was offered.
         index: u64,
@@ -96,7 +98,11 @@ impl StorageError {
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         StorageError::Corrupt {
             path: path.into(),
             offset,

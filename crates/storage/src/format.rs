@@ -231,7 +231,8 @@ pub fn find_valid_record(buf: &[u8], max_record_bytes: u32) -> Option<usize> {
     while at + RECORD_HEADER_LEN <= buf.len() {
         let len = u32_at(buf, at);
         let fits = len <= max_record_bytes && (len as usize) <= buf.len() - at - RECORD_HEADER_LEN;
-        if fits && shape_ok(buf[at + 8], len) && check_record(&buf[at..], max_record_bytes).is_ok() {
+        if fits && shape_ok(buf[at + 8], len) && check_record(&buf[at..], max_record_bytes).is_ok()
+        {
             return Some(at);
         }
         at += 1;
@@ -484,7 +485,10 @@ mod tests {
             Some((99, 4))
         );
         assert_eq!(parse_segment_file_name("1-2.wal"), None);
-        assert_eq!(parse_segment_file_name("+0000000000000000001-00000000000000000001.wal"), None);
+        assert_eq!(
+            parse_segment_file_name("+0000000000000000001-00000000000000000001.wal"),
+            None
+        );
         assert_eq!(parse_snapshot_file_name("snap-x.snap"), None);
     }
 

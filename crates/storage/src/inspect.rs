@@ -42,7 +42,12 @@ fn describe(record: &Record) -> String {
 
 /// Describes the contents of `dir` into `out`. With `records` false, only
 /// per-segment totals are printed.
-pub fn dump(dir: &Path, opts: &WalOptions, records: bool, out: &mut String) -> Result<DumpSummary, StorageError> {
+pub fn dump(
+    dir: &Path,
+    opts: &WalOptions,
+    records: bool,
+    out: &mut String,
+) -> Result<DumpSummary, StorageError> {
     let mut summary = DumpSummary::default();
     let mut names: Vec<_> = fs::read_dir(dir)
         .map_err(|e| StorageError::io(dir, e))?
@@ -50,7 +55,10 @@ pub fn dump(dir: &Path, opts: &WalOptions, records: bool, out: &mut String) -> R
         .filter_map(|item| item.file_name().into_string().ok())
         .collect();
     names.sort();
-    for name in names.iter().filter(|n| format::parse_snapshot_file_name(n).is_some()) {
+    for name in names
+        .iter()
+        .filter(|n| format::parse_snapshot_file_name(n).is_some())
+    {
         let path = dir.join(name);
         match snapshot::verify_snapshot_file(&path) {
             Ok(m) => {
@@ -69,7 +77,10 @@ pub fn dump(dir: &Path, opts: &WalOptions, records: bool, out: &mut String) -> R
         }
     }
     for name in names.iter().filter(|n| n.ends_with(".tmp")) {
-        let _ = writeln!(out, "leftover temporary file {name} (deleted at the next open)");
+        let _ = writeln!(
+            out,
+            "leftover temporary file {name} (deleted at the next open)"
+        );
     }
     let segment_names: Vec<_> = names
         .iter()
@@ -114,7 +125,10 @@ pub fn dump(dir: &Path, opts: &WalOptions, records: bool, out: &mut String) -> R
                     summary.problems += 1;
                     let after = format::find_valid_record(&data[at + 1..], opts.max_record_bytes)
                         .map(|n| format!("; a valid record follows at offset {}", at + 1 + n))
-                        .unwrap_or_else(|| "; nothing valid after it (a torn tail if this is the last segment)".into());
+                        .unwrap_or_else(|| {
+                            "; nothing valid after it (a torn tail if this is the last segment)"
+                                .into()
+                        });
                     let _ = writeln!(out, "  @{at}: DAMAGED: {problem}{after}");
                     break;
                 }

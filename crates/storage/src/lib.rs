@@ -9,12 +9,12 @@
 mod error;
 pub mod format;
 pub mod fuzzing;
+pub mod inspect;
 mod segment;
 mod snapshot;
 mod types;
 mod wal;
 mod writer;
-pub mod inspect;
 
 pub use error::StorageError;
 pub use segment::{parse_segment, SegmentContents};

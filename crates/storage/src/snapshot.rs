@@ -12,13 +12,21 @@ use crate::types::SnapshotMeta;
 use crate::wal::sync_dir;
 
 /// Writes the snapshot atomically into `dir`; returns the final path.
-pub fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<PathBuf, StorageError> {
+pub fn write_snapshot_file(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<PathBuf, StorageError> {
     let name = format::snapshot_file_name(meta.index, meta.term);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let membership_len = u32::try_from(meta.membership.len()).map_err(|_| StorageError::InvalidOptions {
-        reason: format!("membership blob of {} bytes is over 4 GiB", meta.membership.len()),
-    })?;
+    let membership_len =
+        u32::try_from(meta.membership.len()).map_err(|_| StorageError::InvalidOptions {
+            reason: format!(
+                "membership blob of {} bytes is over 4 GiB",
+                meta.membership.len()
+            ),
+        })?;
     let header = format::encode_snapshot_header(&SnapshotHeader {
         index: meta.index,
         term: meta.term,
@@ -29,7 +37,11 @@ pub fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Resu
     crc = crc32c::crc32c_append(crc, &meta.membership);
     crc = crc32c::crc32c_append(crc, data);
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&header)?;
         f.write_all(&meta.membership)?;
         f.write_all(data)?;

@@ -117,7 +117,10 @@ impl Replay {
                     return Err(StorageError::corrupt(
                         path,
                         offset,
-                        format!("entry index {} where the log expects {next} (a gap or an overlap)", e.index),
+                        format!(
+                            "entry index {} where the log expects {next} (a gap or an overlap)",
+                            e.index
+                        ),
                     ));
                 }
             }
@@ -127,7 +130,10 @@ impl Replay {
                     return Err(StorageError::corrupt(
                         path,
                         offset,
-                        format!("truncation from index {from}, beyond the end of the log at {}", next - 1),
+                        format!(
+                            "truncation from index {from}, beyond the end of the log at {}",
+                            next - 1
+                        ),
                     ));
                 }
                 let keep = from.saturating_sub(self.floor + 1) as usize;
@@ -159,7 +165,10 @@ impl Wal {
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered), StorageError> {
         if opts.max_record_bytes < 24 {
             return Err(StorageError::InvalidOptions {
-                reason: format!("max_record_bytes = {} cannot hold a hard state (24 bytes)", opts.max_record_bytes),
+                reason: format!(
+                    "max_record_bytes = {} cannot hold a hard state (24 bytes)",
+                    opts.max_record_bytes
+                ),
             });
         }
         if opts.segment_bytes == 0 {
@@ -190,7 +199,10 @@ impl Wal {
                 }
                 Ok(meta) => recovered.ignored_snapshots.push((
                     path.clone(),
-                    format!("header says index {} term {}, the file name disagrees", meta.index, meta.term),
+                    format!(
+                        "header says index {} term {}, the file name disagrees",
+                        meta.index, meta.term
+                    ),
                 )),
                 Err(StorageError::Corrupt { offset, reason, .. }) => recovered
                     .ignored_snapshots
@@ -331,7 +343,9 @@ impl Wal {
         if index < self.first_index() || index > self.last_index() {
             return None;
         }
-        self.terms.get((index - self.first_index()) as usize).copied()
+        self.terms
+            .get((index - self.first_index()) as usize)
+            .copied()
     }
 
     /// The last hard state written (durable only after `sync`).
@@ -376,12 +390,18 @@ impl Wal {
     }
 
     fn active_path(&self) -> PathBuf {
-        self.segments.last().expect("an open Wal always has an active segment").path.clone()
+        self.segments
+            .last()
+            .expect("an open Wal always has an active segment")
+            .path
+            .clone()
     }
 
     /// Checks an append without writing anything.
     pub fn check_append(&self, entries: &[LogEntry]) -> Result<(), StorageError> {
-        let Some(first) = entries.first() else { return Ok(()) };
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
         let snapshot_index = self.snapshot_index();
         if first.index <= snapshot_index {
             return Err(StorageError::Compacted {
@@ -424,10 +444,13 @@ impl Wal {
     pub fn append(&mut self, entries: &[LogEntry]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         self.check_append(entries)?;
-        let Some(first) = entries.first() else { return Ok(()) };
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
         if first.index <= self.last_index() {
             self.write_record(&Record::Truncate { from: first.index })?;
-            self.terms.truncate((first.index - self.first_index()) as usize);
+            self.terms
+                .truncate((first.index - self.first_index()) as usize);
         }
         for e in entries {
             self.maybe_roll()?;
@@ -512,7 +535,8 @@ impl Wal {
             // them can be committed, so drop them durably before the snapshot
             // exists (a crash in between leaves a shorter, consistent log).
             self.write_record(&Record::Truncate { from: meta.index })?;
-            self.terms.truncate((meta.index - self.first_index()) as usize);
+            self.terms
+                .truncate((meta.index - self.first_index()) as usize);
         }
         self.sync()?;
         let path = match snapshot::write_snapshot_file(&self.dir, meta, data) {
@@ -643,7 +667,10 @@ fn create_segment_file(
     format::encode_record(&mut bytes, &Record::HardState(hs));
     debug_assert!(bytes.len() > SEGMENT_HEADER_LEN);
     let create = || -> std::io::Result<File> {
-        let mut f = OpenOptions::new().append(true).create_new(true).open(&path)?;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         Ok(f)

@@ -11,7 +11,11 @@ fn roundtrip_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WalOptions::default();
     let written = entries(1, 100, 1, 40);
-    let hs = HardState { term: 1, vote: 2, commit: 90 };
+    let hs = HardState {
+        term: 1,
+        vote: 2,
+        commit: 90,
+    };
     {
         let (mut wal, rec) = open(dir.path(), &opts);
         assert_eq!(rec.entries, vec![]);
@@ -66,18 +70,36 @@ fn conflicting_suffix_is_replaced_and_survives_reopen() {
 fn hard_state_last_one_wins_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let opts = small_opts();
-    let last = HardState { term: 9, vote: 3, commit: 40 };
+    let last = HardState {
+        term: 9,
+        vote: 3,
+        commit: 40,
+    };
     {
         let (mut wal, _) = open(dir.path(), &opts);
         for t in 1..=9 {
-            wal.set_hard_state(HardState { term: t, vote: 0, commit: 0 }).unwrap();
-            wal.append(&entries(wal.last_index() + 1, wal.last_index() + 5, t, 50)).unwrap();
+            wal.set_hard_state(HardState {
+                term: t,
+                vote: 0,
+                commit: 0,
+            })
+            .unwrap();
+            wal.append(&entries(wal.last_index() + 1, wal.last_index() + 5, t, 50))
+                .unwrap();
         }
         wal.set_hard_state(last).unwrap();
         wal.sync().unwrap();
         assert!(wal.segment_paths().len() > 2, "expected several segments");
         // Compact everything: the older segments (and their hard states) go.
-        wal.save_snapshot(&SnapshotMeta { index: 45, term: 9, membership: vec![1] }, b"state").unwrap();
+        wal.save_snapshot(
+            &SnapshotMeta {
+                index: 45,
+                term: 9,
+                membership: vec![1],
+            },
+            b"state",
+        )
+        .unwrap();
         assert_eq!(wal.segment_paths().len(), 1);
     }
     let (_, rec) = open(dir.path(), &opts);
@@ -89,32 +111,114 @@ fn hard_state_last_one_wins_across_segments() {
 fn hard_state_that_breaks_raft_rules_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = open(dir.path(), &WalOptions::default());
-    wal.set_hard_state(HardState { term: 5, vote: 1, commit: 0 }).unwrap();
-    let err = wal.set_hard_state(HardState { term: 4, vote: 1, commit: 0 }).unwrap_err();
-    assert!(matches!(err, StorageError::InvalidHardState { .. }), "{err}");
-    let err = wal.set_hard_state(HardState { term: 5, vote: 2, commit: 0 }).unwrap_err();
-    assert!(err.to_string().contains("vote changes from 1 to 2"), "{err}");
-    wal.set_hard_state(HardState { term: 6, vote: 2, commit: 3 }).unwrap();
+    wal.set_hard_state(HardState {
+        term: 5,
+        vote: 1,
+        commit: 0,
+    })
+    .unwrap();
+    let err = wal
+        .set_hard_state(HardState {
+            term: 4,
+            vote: 1,
+            commit: 0,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::InvalidHardState { .. }),
+        "{err}"
+    );
+    let err = wal
+        .set_hard_state(HardState {
+            term: 5,
+            vote: 2,
+            commit: 0,
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("vote changes from 1 to 2"),
+        "{err}"
+    );
+    wal.set_hard_state(HardState {
+        term: 6,
+        vote: 2,
+        commit: 3,
+    })
+    .unwrap();
 }
 
 #[test]
 fn bad_appends_are_refused_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions { max_record_bytes: 1000, ..WalOptions::default() };
+    let opts = WalOptions {
+        max_record_bytes: 1000,
+        ..WalOptions::default()
+    };
     let (mut wal, _) = open(dir.path(), &opts);
     let err = wal.append(&entries(2, 3, 1, 1)).unwrap_err();
-    assert!(matches!(err, StorageError::NonContiguous { expected: 1, got: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::NonContiguous {
+                expected: 1,
+                got: 2
+            }
+        ),
+        "{err}"
+    );
     let mut gap = entries(1, 2, 1, 1);
     gap.push(entry(4, 1, 1));
-    assert!(matches!(wal.append(&gap).unwrap_err(), StorageError::NonContiguous { expected: 3, got: 4 }));
+    assert!(matches!(
+        wal.append(&gap).unwrap_err(),
+        StorageError::NonContiguous {
+            expected: 3,
+            got: 4
+        }
+    ));
     let err = wal.append(&[entry(1, 1, 985)]).unwrap_err();
-    assert!(matches!(err, StorageError::RecordTooLarge { index: 1, len: 1001, max: 1000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::RecordTooLarge {
+                index: 1,
+                len: 1001,
+                max: 1000
+            }
+        ),
+        "{err}"
+    );
     wal.append(&[entry(1, 1, 984)]).unwrap();
     wal.append(&entries(2, 5, 1, 1)).unwrap();
-    wal.save_snapshot(&SnapshotMeta { index: 3, term: 1, membership: vec![] }, b"").unwrap();
+    wal.save_snapshot(
+        &SnapshotMeta {
+            index: 3,
+            term: 1,
+            membership: vec![],
+        },
+        b"",
+    )
+    .unwrap();
     let err = wal.append(&entries(3, 4, 2, 1)).unwrap_err();
-    assert!(matches!(err, StorageError::Compacted { index: 3, snapshot_index: 3 }), "{err}");
-    let err = wal.save_snapshot(&SnapshotMeta { index: 3, term: 1, membership: vec![] }, b"").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Compacted {
+                index: 3,
+                snapshot_index: 3
+            }
+        ),
+        "{err}"
+    );
+    let err = wal
+        .save_snapshot(
+            &SnapshotMeta {
+                index: 3,
+                term: 1,
+                membership: vec![],
+            },
+            b"",
+        )
+        .unwrap_err();
     assert!(matches!(err, StorageError::StaleSnapshot { .. }), "{err}");
     wal.sync().unwrap();
     drop(wal);
@@ -131,10 +235,19 @@ fn segments_roll_and_are_deleted_once_a_snapshot_covers_them() {
     wal.sync().unwrap();
     let before = files_with_suffix(dir.path(), ".wal");
     assert!(before.len() >= 10, "{} segments", before.len());
-    let meta = SnapshotMeta { index: 150, term: 1, membership: b"m".to_vec() };
+    let meta = SnapshotMeta {
+        index: 150,
+        term: 1,
+        membership: b"m".to_vec(),
+    };
     wal.save_snapshot(&meta, b"snapshot data").unwrap();
     let after = files_with_suffix(dir.path(), ".wal");
-    assert!(after.len() < before.len() / 2, "{} -> {}", before.len(), after.len());
+    assert!(
+        after.len() < before.len() / 2,
+        "{} -> {}",
+        before.len(),
+        after.len()
+    );
     assert_eq!(after, wal.segment_paths());
     assert_eq!((wal.first_index(), wal.last_index()), (151, 200));
     assert_eq!(wal.term_at(150), Some(1));
@@ -147,7 +260,10 @@ fn segments_roll_and_are_deleted_once_a_snapshot_covers_them() {
     let mut expected = entries(151, 200, 1, 64);
     expected.extend(entries(201, 210, 2, 64));
     assert_eq!(rec.entries, expected);
-    assert_eq!(wal.load_snapshot().unwrap(), Some((meta, b"snapshot data".to_vec())));
+    assert_eq!(
+        wal.load_snapshot().unwrap(),
+        Some((meta, b"snapshot data".to_vec()))
+    );
     assert_eq!(files_with_suffix(dir.path(), ".snap").len(), 1);
 }
 
@@ -158,7 +274,11 @@ fn snapshot_from_a_leader_that_conflicts_drops_the_log_after_it() {
     let (mut wal, _) = open(dir.path(), &opts);
     wal.append(&entries(1, 20, 1, 8)).unwrap();
     // Our entry 15 has term 1; the leader's has term 2: entries 15.. are dropped.
-    let meta = SnapshotMeta { index: 15, term: 2, membership: vec![] };
+    let meta = SnapshotMeta {
+        index: 15,
+        term: 2,
+        membership: vec![],
+    };
     wal.save_snapshot(&meta, b"a").unwrap();
     assert_eq!((wal.first_index(), wal.last_index()), (16, 15));
     drop(wal);
@@ -166,7 +286,11 @@ fn snapshot_from_a_leader_that_conflicts_drops_the_log_after_it() {
     assert_eq!(rec.entries, vec![]);
     assert_eq!(rec.snapshot, Some(meta));
     // A snapshot past our whole log: the log restarts after it.
-    let far = SnapshotMeta { index: 50, term: 3, membership: vec![] };
+    let far = SnapshotMeta {
+        index: 50,
+        term: 3,
+        membership: vec![],
+    };
     wal.save_snapshot(&far, b"b").unwrap();
     wal.append(&entries(51, 52, 3, 8)).unwrap();
     wal.sync().unwrap();
@@ -182,7 +306,15 @@ fn local_compaction_keeps_the_entries_after_the_snapshot() {
     let opts = WalOptions::default();
     let (mut wal, _) = open(dir.path(), &opts);
     wal.append(&entries(1, 20, 1, 8)).unwrap();
-    wal.save_snapshot(&SnapshotMeta { index: 15, term: 1, membership: vec![] }, b"a").unwrap();
+    wal.save_snapshot(
+        &SnapshotMeta {
+            index: 15,
+            term: 1,
+            membership: vec![],
+        },
+        b"a",
+    )
+    .unwrap();
     assert_eq!((wal.first_index(), wal.last_index()), (16, 20));
     drop(wal);
     let (_, rec) = open(dir.path(), &opts);
@@ -196,9 +328,19 @@ fn leftover_temporary_snapshot_is_ignored_and_removed() {
     {
         let (mut wal, _) = open(dir.path(), &opts);
         wal.append(&entries(1, 5, 1, 8)).unwrap();
-        wal.save_snapshot(&SnapshotMeta { index: 3, term: 1, membership: vec![] }, b"three").unwrap();
+        wal.save_snapshot(
+            &SnapshotMeta {
+                index: 3,
+                term: 1,
+                membership: vec![],
+            },
+            b"three",
+        )
+        .unwrap();
     }
-    let tmp = dir.path().join("snap-00000000000000000005-00000000000000000001.snap.tmp");
+    let tmp = dir
+        .path()
+        .join("snap-00000000000000000005-00000000000000000001.snap.tmp");
     std::fs::write(&tmp, b"half a snapshot").unwrap();
     let (wal, rec) = open(dir.path(), &opts);
     assert!(!tmp.exists());
@@ -213,7 +355,15 @@ fn torn_snapshot_file_falls_back_to_the_previous_complete_one() {
     {
         let (mut wal, _) = open(dir.path(), &opts);
         wal.append(&entries(1, 8, 1, 8)).unwrap();
-        wal.save_snapshot(&SnapshotMeta { index: 3, term: 1, membership: vec![] }, b"three").unwrap();
+        wal.save_snapshot(
+            &SnapshotMeta {
+                index: 3,
+                term: 1,
+                membership: vec![],
+            },
+            b"three",
+        )
+        .unwrap();
     }
     // A newer snapshot file that is cut short, and that no log record depends on
     // (as if the machine died before the snapshot's data reached the disk).
@@ -221,7 +371,9 @@ fn torn_snapshot_file_falls_back_to_the_previous_complete_one() {
     let mut bytes = std::fs::read(&good).unwrap();
     bytes[12] = 6; // index 6 in the header
     bytes.truncate(bytes.len() - 3);
-    let torn = dir.path().join("snap-00000000000000000006-00000000000000000001.snap");
+    let torn = dir
+        .path()
+        .join("snap-00000000000000000006-00000000000000000001.snap");
     std::fs::write(&torn, &bytes).unwrap();
     let (wal, rec) = open(dir.path(), &opts);
     assert_eq!(rec.snapshot.as_ref().unwrap().index, 3);
@@ -238,7 +390,15 @@ fn damaged_snapshot_that_the_log_depends_on_stops_recovery() {
     {
         let (mut wal, _) = open(dir.path(), &opts);
         wal.append(&entries(1, 8, 1, 8)).unwrap();
-        wal.save_snapshot(&SnapshotMeta { index: 5, term: 1, membership: vec![] }, b"five").unwrap();
+        wal.save_snapshot(
+            &SnapshotMeta {
+                index: 5,
+                term: 1,
+                membership: vec![],
+            },
+            b"five",
+        )
+        .unwrap();
     }
     let snap = files_with_suffix(dir.path(), ".snap")[0].clone();
     let mut bytes = std::fs::read(&snap).unwrap();
@@ -247,7 +407,9 @@ fn damaged_snapshot_that_the_log_depends_on_stops_recovery() {
     std::fs::write(&snap, &bytes).unwrap();
     let err = Wal::open(dir.path(), opts).unwrap_err();
     match &err {
-        StorageError::Corrupt { reason, .. } => assert!(reason.contains("snapshot at index 5"), "{err}"),
+        StorageError::Corrupt { reason, .. } => {
+            assert!(reason.contains("snapshot at index 5"), "{err}")
+        }
         other => panic!("expected Corrupt, got {other}"),
     }
 }

@@ -1,0 +1,418 @@
+//! Crash and corruption behaviour of recovery: a torn tail is repaired, any
+//! other damage stops recovery with the file and byte offset.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use triton_storage::format::{self, Record, SEGMENT_HEADER_LEN};
+use triton_storage::{parse_segment, HardState, LogEntry, StorageError, Wal, WalOptions};
+
+/// Writes a log with a conflicting suffix and hard states in a few synced
+/// batches; returns the directory.
+fn write_sample(opts: &WalOptions) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(dir.path(), opts);
+    wal.append(&entries(1, 6, 1, 20)).unwrap();
+    wal.set_hard_state(HardState {
+        term: 1,
+        vote: 1,
+        commit: 3,
+    })
+    .unwrap();
+    wal.sync().unwrap();
+    wal.append(&entries(5, 9, 2, 7)).unwrap();
+    wal.set_hard_state(HardState {
+        term: 2,
+        vote: 3,
+        commit: 6,
+    })
+    .unwrap();
+    wal.sync().unwrap();
+    wal.append(&entries(10, 12, 2, 33)).unwrap();
+    wal.sync().unwrap();
+    dir
+}
+
+/// The (log, hard state) that replaying `records` must produce.
+fn model(records: &[(u64, Record)]) -> (Vec<LogEntry>, HardState) {
+    let (mut log, mut hs) = (Vec::<LogEntry>::new(), HardState::default());
+    for (_, r) in records {
+        match r {
+            Record::Entry(e) => log.push(e.clone()),
+            Record::HardState(h) => hs = *h,
+            Record::Truncate { from } => log.retain(|e| e.index < *from),
+            Record::Snapshot { .. } => {}
+        }
+    }
+    (log, hs)
+}
+
+fn only_segment(dir: &Path) -> PathBuf {
+    let segs = files_with_suffix(dir, ".wal");
+    assert_eq!(segs.len(), 1);
+    segs[0].clone()
+}
+
+fn expect_corrupt(dir: &Path, opts: &WalOptions, path: &Path, offset: u64) {
+    match Wal::open(dir, opts.clone()) {
+        Err(err @ StorageError::Corrupt { .. }) => {
+            let StorageError::Corrupt {
+                path: p, offset: o, ..
+            } = &err
+            else {
+                unreachable!()
+            };
+            assert_eq!((p.as_path(), *o), (path, offset), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains(&format!("byte offset {offset}")), "{text}");
+        }
+        Err(other) => panic!("expected Corrupt at {offset}, got {other}"),
+        Ok((_, rec)) => panic!(
+            "expected Corrupt at {offset}, recovered {} entries",
+            rec.entries.len()
+        ),
+    }
+}
+
+#[test]
+fn cutting_the_log_at_any_byte_recovers_a_prefix_of_what_was_written() {
+    let opts = WalOptions::default();
+    let sample = write_sample(&opts);
+    let seg = only_segment(sample.path());
+    let full = fs::read(&seg).unwrap();
+    let all = parse_segment(&seg, &full, opts.max_record_bytes, true).unwrap();
+    assert_eq!(all.torn_tail, None);
+    let last_starts: Vec<u64> = all.records.iter().rev().take(3).map(|(o, _)| *o).collect();
+    let dense_from = *last_starts.last().unwrap() as usize;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut tried = 0;
+    for cut in 0..=full.len() {
+        // Every byte of the last three records; every 3rd byte before them.
+        if cut < dense_from && cut % 3 != 0 {
+            continue;
+        }
+        tried += 1;
+        let dir = scratch.path().join(format!("cut{cut}"));
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join(seg.file_name().unwrap());
+        fs::write(&path, &full[..cut]).unwrap();
+        let (_, rec) = Wal::open(&dir, opts.clone()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let complete: Vec<_> = all
+            .records
+            .iter()
+            .filter(|(o, r)| {
+                let mut enc = Vec::new();
+                format::encode_record(&mut enc, r);
+                *o as usize + enc.len() <= cut
+            })
+            .cloned()
+            .collect();
+        let (log, hs) = model(&complete);
+        assert_eq!(rec.entries, log, "cut {cut}");
+        assert_eq!(rec.hard_state, hs, "cut {cut}");
+        let boundary = complete.last().map_or(SEGMENT_HEADER_LEN as u64, |(o, r)| {
+            let mut enc = Vec::new();
+            format::encode_record(&mut enc, r);
+            o + enc.len() as u64
+        });
+        if cut < SEGMENT_HEADER_LEN {
+            assert_eq!(rec.repaired_tail, Some((path.clone(), 0)), "cut {cut}");
+        } else if cut as u64 == boundary {
+            assert_eq!(rec.repaired_tail, None, "cut {cut}");
+        } else {
+            assert_eq!(
+                rec.repaired_tail,
+                Some((path.clone(), boundary)),
+                "cut {cut}"
+            );
+        }
+        // The repaired log takes appends and survives another reopen.
+        let (mut wal, _) = Wal::open(&dir, opts.clone()).unwrap();
+        wal.append(&[entry(wal.last_index() + 1, 9, 3)]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, again) = Wal::open(&dir, opts.clone()).unwrap();
+        assert_eq!(again.entries.len(), log.len() + 1, "cut {cut}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    assert!(tried > 100);
+}
+
+#[test]
+fn flipping_a_byte_before_the_last_record_is_corrupt_with_file_and_offset() {
+    let opts = WalOptions::default();
+    let sample = write_sample(&opts);
+    let seg = only_segment(sample.path());
+    let full = fs::read(&seg).unwrap();
+    let all = parse_segment(&seg, &full, opts.max_record_bytes, true).unwrap();
+    let last_start = all.records.last().unwrap().0 as usize;
+    let scratch = tempfile::tempdir().unwrap();
+    for pos in 0..full.len() {
+        let dir = scratch.path().join(format!("flip{pos}"));
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join(seg.file_name().unwrap());
+        let mut bad = full.clone();
+        bad[pos] ^= 0x01;
+        fs::write(&path, &bad).unwrap();
+        if pos < last_start {
+            let owner = if pos < SEGMENT_HEADER_LEN {
+                0
+            } else {
+                all.records
+                    .iter()
+                    .rev()
+                    .find(|(o, _)| *o as usize <= pos)
+                    .unwrap()
+                    .0
+            };
+            expect_corrupt(&dir, &opts, &path, owner);
+        } else {
+            // Damage confined to the very last record is what a torn write
+            // looks like: it is cut off, everything before it survives.
+            let (_, rec) =
+                Wal::open(&dir, opts.clone()).unwrap_or_else(|e| panic!("flip {pos}: {e}"));
+            assert_eq!(
+                rec.repaired_tail,
+                Some((path.clone(), last_start as u64)),
+                "flip {pos}"
+            );
+            let (log, _) = model(&all.records[..all.records.len() - 1]);
+            assert_eq!(rec.entries, log);
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Writes a log over several small segments; returns the directory.
+fn write_multi_segment(opts: &WalOptions) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(dir.path(), opts);
+    for batch in 0..6 {
+        let first = wal.last_index() + 1;
+        wal.append(&entries(first, first + 4, 1, 60)).unwrap();
+        wal.set_hard_state(HardState {
+            term: 1,
+            vote: 1,
+            commit: batch * 5,
+        })
+        .unwrap();
+        wal.sync().unwrap();
+    }
+    assert!(wal.segment_paths().len() >= 3);
+    dir
+}
+
+#[test]
+fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
+    let opts = small_opts();
+    let sample = write_multi_segment(&opts);
+    let segs = files_with_suffix(sample.path(), ".wal");
+    let contents: Vec<(Vec<u8>, Vec<u64>)> = segs
+        .iter()
+        .map(|p| {
+            let data = fs::read(p).unwrap();
+            let offsets = parse_segment(p, &data, opts.max_record_bytes, true)
+                .unwrap()
+                .records
+                .iter()
+                .map(|(o, _)| *o)
+                .collect();
+            (data, offsets)
+        })
+        .collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let seed = [7u8; 32];
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let strategy = (0..segs.len(), 0usize..100_000, 1u8..=255);
+    let counter = std::cell::Cell::new(0);
+    runner
+        .run(&strategy, |(which, pos, mask)| {
+            let (data, offsets) = &contents[which];
+            let pos = pos % data.len();
+            counter.set(counter.get() + 1);
+            let dir = scratch.path().join(format!("case{}", counter.get()));
+            copy_dir(sample.path(), &dir);
+            let path = dir.join(segs[which].file_name().unwrap());
+            let mut bad = data.clone();
+            bad[pos] ^= mask;
+            fs::write(&path, &bad).unwrap();
+            let is_last_segment = which + 1 == segs.len();
+            let last_start = *offsets.last().unwrap() as usize;
+            if is_last_segment && pos >= last_start {
+                let (_, rec) = Wal::open(&dir, opts.clone()).unwrap();
+                assert_eq!(rec.repaired_tail, Some((path.clone(), last_start as u64)));
+            } else {
+                let owner = if pos < SEGMENT_HEADER_LEN {
+                    0
+                } else {
+                    *offsets.iter().rev().find(|o| **o as usize <= pos).unwrap()
+                };
+                expect_corrupt(&dir, &opts, &path, owner);
+            }
+            fs::remove_dir_all(&dir).unwrap();
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn torn_record_in_a_segment_that_is_not_the_last_is_corrupt() {
+    let opts = small_opts();
+    let sample = write_multi_segment(&opts);
+    let first = files_with_suffix(sample.path(), ".wal")[0].clone();
+    let data = fs::read(&first).unwrap();
+    let last = parse_segment(&first, &data, opts.max_record_bytes, true)
+        .unwrap()
+        .records
+        .last()
+        .unwrap()
+        .0;
+    fs::write(&first, &data[..data.len() - 3]).unwrap();
+    expect_corrupt(sample.path(), &opts, &first, last);
+}
+
+#[test]
+fn torn_header_of_a_new_segment_is_removed() {
+    let opts = small_opts();
+    let sample = write_multi_segment(&opts);
+    let segs = files_with_suffix(sample.path(), ".wal");
+    let (_, before) = open(sample.path(), &opts);
+    // Append enough to start one more segment, then tear its header.
+    let (mut wal, _) = open(sample.path(), &opts);
+    while wal.segment_paths().len() == segs.len() {
+        wal.append(&[entry(wal.last_index() + 1, 1, 200)]).unwrap();
+    }
+    wal.sync().unwrap();
+    let newest = wal.segment_paths().last().unwrap().clone();
+    let kept = wal.last_index() - 1; // the entry that rolled went into the new segment
+    drop(wal);
+    fs::write(&newest, &fs::read(&newest).unwrap()[..20]).unwrap();
+    let (mut wal, rec) = open(sample.path(), &opts);
+    assert_eq!(rec.repaired_tail, Some((newest.clone(), 0)));
+    assert!(!newest.exists());
+    assert_eq!(rec.entries.len() as u64, kept);
+    assert_eq!(rec.hard_state, before.hard_state);
+    wal.append(&[entry(kept + 1, 2, 5)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, rec) = open(sample.path(), &opts);
+    assert_eq!(rec.entries.last().unwrap(), &entry(kept + 1, 2, 5));
+}
+
+#[test]
+fn zero_filled_tail_is_cut_off() {
+    let opts = WalOptions::default();
+    let sample = write_sample(&opts);
+    let seg = only_segment(sample.path());
+    let mut data = fs::read(&seg).unwrap();
+    let good = data.len() as u64;
+    data.extend_from_slice(&[0u8; 4096]);
+    fs::write(&seg, &data).unwrap();
+    let (_, rec) = open(sample.path(), &opts);
+    assert_eq!(rec.repaired_tail, Some((seg.clone(), good)));
+    assert_eq!(fs::metadata(&seg).unwrap().len(), good);
+    assert_eq!(rec.entries.len(), 12);
+}
+
+/// A segment file built by hand from records.
+fn handmade(dir: &Path, records: &[Vec<u8>]) -> PathBuf {
+    let path = dir.join(format::segment_file_name(1, 1));
+    let mut bytes = format::encode_segment_header(1, 1).to_vec();
+    for r in records {
+        bytes.extend_from_slice(r);
+    }
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn encoded(record: &Record) -> Vec<u8> {
+    let mut v = Vec::new();
+    format::encode_record(&mut v, record);
+    v
+}
+
+#[test]
+fn huge_length_prefix_is_refused_without_allocating() {
+    let opts = WalOptions::default();
+    let good = encoded(&Record::Entry(entry(1, 1, 10)));
+    let mut huge = vec![0xf0, 0xff, 0xff, 0xff];
+    huge.extend_from_slice(&[0; 20]);
+    // In the middle of the log.
+    let dir = tempfile::tempdir().unwrap();
+    let path = handmade(dir.path(), &[good.clone(), huge.clone(), good.clone()]);
+    let at = (SEGMENT_HEADER_LEN + good.len()) as u64;
+    expect_corrupt(dir.path(), &opts, &path, at);
+    // At the tail: a length over the limit is never a torn write of ours.
+    let dir = tempfile::tempdir().unwrap();
+    let path = handmade(dir.path(), &[good.clone(), huge]);
+    expect_corrupt(dir.path(), &opts, &path, at);
+    // A length under the limit but past the end of the file is a torn tail:
+    // cut off, and nothing near its size is allocated.
+    let mut long = (60u32 << 20).to_le_bytes().to_vec();
+    long.extend_from_slice(&[1; 30]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = handmade(dir.path(), &[good.clone(), long]);
+    let (_, rec) = open(dir.path(), &opts);
+    assert_eq!(rec.repaired_tail, Some((path, at)));
+    assert_eq!(rec.entries, vec![entry(1, 1, 10)]);
+}
+
+#[test]
+fn gap_in_indices_is_corrupt() {
+    let opts = WalOptions::default();
+    let recs: Vec<Vec<u8>> = [1, 2, 4, 5]
+        .iter()
+        .map(|&i| encoded(&Record::Entry(entry(i, 1, 3))))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = handmade(dir.path(), &recs);
+    let at = (SEGMENT_HEADER_LEN + recs[0].len() + recs[1].len()) as u64;
+    expect_corrupt(dir.path(), &opts, &path, at);
+}
+
+#[test]
+fn truncation_past_the_end_of_the_log_is_corrupt() {
+    let opts = WalOptions::default();
+    let recs = vec![
+        encoded(&Record::Entry(entry(1, 1, 3))),
+        encoded(&Record::Truncate { from: 5 }),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = handmade(dir.path(), &recs);
+    expect_corrupt(
+        dir.path(),
+        &opts,
+        &path,
+        (SEGMENT_HEADER_LEN + recs[0].len()) as u64,
+    );
+}
+
+#[test]
+fn unsynced_appends_may_be_lost_but_never_invented() {
+    let opts = WalOptions {
+        write_buffer_bytes: 64,
+        ..WalOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = open(dir.path(), &opts);
+        wal.append(&entries(1, 3, 1, 10)).unwrap();
+        wal.sync().unwrap();
+        // Handed to the kernel (the buffer is small) but never synced.
+        wal.append(&entries(4, 9, 1, 10)).unwrap();
+    }
+    let (_, rec) = open(dir.path(), &opts);
+    assert!(rec.entries.len() >= 3);
+    assert_eq!(rec.entries, entries(1, rec.entries.len() as u64, 1, 10));
+}
