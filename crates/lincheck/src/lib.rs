@@ -1,0 +1,230 @@
+//! `triton-lincheck`: decides whether a recorded history of client requests
+//! against Triton's key-value store is linearizable, i.e. whether some single
+//! order of the requests, each placed inside its own call-to-return interval,
+//! explains every answer the clients got.
+//!
+//! * [`history`]: the data model ([`Operation`], [`Input`], [`Output`]) and
+//!   the JSON-lines file format.
+//! * [`model`]: the per-key sequential specification, including how versions
+//!   are checked when unknown-outcome writes hide them.
+//! * [`search`]: Wing-Gong search with Lowe's memoization, with a budget.
+//! * [`minimize`]: shrinking a violation to a small failing sub-history.
+//! * [`html`]: drawing it on a timeline.
+//!
+//! Keys are independent (a register per key is a P-compositional model), so
+//! [`check`] splits the history per key and searches the keys in parallel. A
+//! key whose search exceeds its budget is reported [`Verdict::Unknown`], never
+//! as linearizable.
+
+pub mod gen;
+pub mod history;
+pub mod html;
+pub mod minimize;
+pub mod model;
+pub mod search;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use history::{parse_jsonl, HistoryError, Input, Operation, Output, ParseLimits};
+pub use html::render_html;
+pub use minimize::MinimizeOptions;
+
+use model::CompiledOp;
+use search::{check_ops, SearchOutcome};
+
+/// Knobs for [`check`].
+#[derive(Clone, Copy, Debug)]
+pub struct CheckOptions {
+    /// Model steps allowed per key before giving up with `Unknown`. Memory is
+    /// bounded by roughly `budget_per_key * (ops_on_key / 8 + 80)` bytes.
+    pub budget_per_key: u64,
+    /// Shrink violations to a small failing sub-history.
+    pub minimize: bool,
+    /// Limits of that shrinking.
+    pub minimize_options: MinimizeOptions,
+    /// Check keys in parallel (rayon).
+    pub parallel: bool,
+    /// Most operations of a violating key kept as timeline context around
+    /// the minimal failing sub-history.
+    pub max_context_ops: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            budget_per_key: 1_000_000,
+            minimize: true,
+            minimize_options: MinimizeOptions::default(),
+            parallel: true,
+            max_context_ops: 300,
+        }
+    }
+}
+
+/// The conclusion for a key or a whole history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Some order explains every answer.
+    Linearizable,
+    /// No order does.
+    Violation,
+    /// The search budget ran out: nothing is claimed.
+    Unknown,
+}
+
+/// Evidence for a violation on one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The smallest failing sub-history found, by call time. It violates on
+    /// its own (re-checking it gives [`Verdict::Violation`]).
+    pub minimal: Vec<Operation>,
+    /// Operations of the key around `minimal` (including it), for display.
+    pub context: Vec<Operation>,
+    /// Indices into `context` of the operations of `minimal`.
+    pub highlight: Vec<usize>,
+    /// Searches run while minimizing.
+    pub minimize_attempts: usize,
+    /// True if minimization stopped at its attempt cap (so `minimal` may
+    /// still hold operations that do not matter).
+    pub minimize_capped: bool,
+}
+
+/// The result for one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyReport {
+    /// The key.
+    pub key: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Operations on it.
+    pub operations: usize,
+    /// Model steps the search took.
+    pub steps: u64,
+    /// Present iff `verdict` is `Violation`.
+    pub violation: Option<Violation>,
+}
+
+impl KeyReport {
+    /// The HTML timeline of this key's violation, if it has one.
+    pub fn render_html(&self) -> Option<String> {
+        let v = self.violation.as_ref()?;
+        Some(render_html(&self.key, &v.context, &v.highlight))
+    }
+}
+
+/// The result for a whole history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// `Violation` if any key violates, else `Unknown` if any key ran out of
+    /// budget, else `Linearizable`.
+    pub verdict: Verdict,
+    /// One entry per key, sorted by key.
+    pub per_key: Vec<KeyReport>,
+    /// Operations checked.
+    pub operations: usize,
+}
+
+impl Report {
+    /// Keys with a violation.
+    pub fn violations(&self) -> impl Iterator<Item = &KeyReport> {
+        self.per_key.iter().filter(|k| k.verdict == Verdict::Violation)
+    }
+
+    /// Keys whose search ran out of budget.
+    pub fn unknown_keys(&self) -> impl Iterator<Item = &KeyReport> {
+        self.per_key.iter().filter(|k| k.verdict == Verdict::Unknown)
+    }
+}
+
+/// Checks `history` for linearizability, key by key.
+pub fn check(history: &[Operation], opts: &CheckOptions) -> Report {
+    let mut by_key: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
+    for op in history {
+        by_key.entry(&op.key).or_default().push(op.clone());
+    }
+    let keys: Vec<(&str, Vec<Operation>)> = by_key.into_iter().collect();
+    let per_key: Vec<KeyReport> = if opts.parallel {
+        keys.par_iter().map(|(key, ops)| check_key(key, ops, opts)).collect()
+    } else {
+        keys.iter().map(|(key, ops)| check_key(key, ops, opts)).collect()
+    };
+    let verdict = if per_key.iter().any(|k| k.verdict == Verdict::Violation) {
+        Verdict::Violation
+    } else if per_key.iter().any(|k| k.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    };
+    Report {
+        verdict,
+        per_key,
+        operations: history.len(),
+    }
+}
+
+/// Parses a JSON-lines history from `data` and checks it: the whole pipeline
+/// of `triton lincheck`, as one function the fuzz target calls.
+pub fn check_jsonl(data: &[u8], limits: ParseLimits, opts: &CheckOptions) -> Result<Report, HistoryError> {
+    let ops = parse_jsonl(data, limits)?;
+    Ok(check(&ops, opts))
+}
+
+/// Checks the operations of one key.
+pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport {
+    let compiled: Vec<CompiledOp> = ops.iter().map(CompiledOp::new).collect();
+    let result = check_ops(&compiled, opts.budget_per_key);
+    let verdict = match result.outcome {
+        SearchOutcome::Linearizable => Verdict::Linearizable,
+        SearchOutcome::Violation => Verdict::Violation,
+        SearchOutcome::Unknown => Verdict::Unknown,
+    };
+    let violation = (verdict == Verdict::Violation).then(|| violation_evidence(ops, opts));
+    KeyReport {
+        key: key.to_string(),
+        verdict,
+        operations: ops.len(),
+        steps: result.steps,
+        violation,
+    }
+}
+
+fn violation_evidence(ops: &[Operation], opts: &CheckOptions) -> Violation {
+    let (kept, attempts, capped) = if opts.minimize {
+        let m = minimize::minimize(ops, opts.minimize_options);
+        (m.kept, m.attempts, m.capped)
+    } else {
+        ((0..ops.len()).collect(), 0, false)
+    };
+    let minimal: Vec<Operation> = kept.iter().map(|&i| ops[i].clone()).collect();
+    // Context: operations overlapping the minimal ones' time span.
+    let start = minimal.iter().map(|op| op.call).min().unwrap_or(0);
+    let end = minimal
+        .iter()
+        .map(|op| op.effective_ret().unwrap_or(u64::MAX))
+        .max()
+        .unwrap_or(u64::MAX);
+    let mut context_idx: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i].call <= end && ops[i].effective_ret().is_none_or(|r| r >= start))
+        .collect();
+    if context_idx.len() > opts.max_context_ops.max(kept.len()) {
+        context_idx = kept.clone();
+    }
+    context_idx.sort_by_key(|&i| (ops[i].call, i));
+    let context: Vec<Operation> = context_idx.iter().map(|&i| ops[i].clone()).collect();
+    let highlight: Vec<usize> = context_idx
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| kept.contains(i))
+        .map(|(pos, _)| pos)
+        .collect();
+    Violation {
+        minimal,
+        context,
+        highlight,
+        minimize_attempts: attempts,
+        minimize_capped: capped,
+    }
+}
