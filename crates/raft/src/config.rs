@@ -1,0 +1,85 @@
+//! Tunables of one core. Times are in ticks: the host decides how long a
+//! tick is (the node uses 50 ms; the simulator uses 10 ms of simulated time).
+
+use crate::types::NodeId;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// A follower that hears nothing from a leader for a random time in
+    /// `[election_tick, 2 * election_tick)` campaigns (§5.2).
+    pub election_tick: u32,
+    /// A leader sends heartbeats every `heartbeat_tick` ticks. Must be well
+    /// below `election_tick`.
+    pub heartbeat_tick: u32,
+    /// Soft cap on the entry bytes of one append (batching).
+    pub max_msg_bytes: u64,
+    /// Pipelining window: appends in flight to one follower.
+    pub max_inflight_msgs: usize,
+    /// ... and the bytes they may carry.
+    pub max_inflight_bytes: u64,
+    /// Proposals are refused (back-pressure) once this many bytes are
+    /// appended but not committed.
+    pub max_uncommitted_bytes: u64,
+    /// Soft cap on the bytes of committed entries handed out per `Ready`.
+    pub max_apply_bytes: u64,
+    /// Snapshot transfer chunk size.
+    pub snapshot_chunk_bytes: u64,
+    /// A snapshot announced as larger than this is refused by followers.
+    pub max_snapshot_bytes: u64,
+    /// Pre-vote (thesis §9.6): a node asks before raising its term, so a
+    /// rejoining partitioned node cannot depose a healthy leader.
+    pub pre_vote: bool,
+    /// A leader that did not hear from a majority within an election timeout
+    /// steps down; followers that heard from a leader recently ignore vote
+    /// requests (leader lease).
+    pub check_quorum: bool,
+    /// Seeds the election-timeout randomness.
+    pub seed: u64,
+}
+
+impl Config {
+    pub fn new(id: NodeId) -> Self {
+        Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            max_msg_bytes: 1 << 20,
+            max_inflight_msgs: 256,
+            max_inflight_bytes: 64 << 20,
+            max_uncommitted_bytes: 256 << 20,
+            max_apply_bytes: 64 << 20,
+            snapshot_chunk_bytes: 1 << 20,
+            max_snapshot_bytes: 4 << 30,
+            pre_vote: true,
+            check_quorum: true,
+            seed: id,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError("id 0 is reserved for \"nobody\"".into()));
+        }
+        if self.heartbeat_tick == 0 {
+            return Err(ConfigError("heartbeat_tick must be at least 1".into()));
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return Err(ConfigError(format!(
+                "election_tick ({}) must be greater than heartbeat_tick ({})",
+                self.election_tick, self.heartbeat_tick
+            )));
+        }
+        if self.max_inflight_msgs == 0 || self.max_inflight_bytes == 0 {
+            return Err(ConfigError("the inflight window must be non-empty".into()));
+        }
+        if self.snapshot_chunk_bytes == 0 || self.max_msg_bytes == 0 {
+            return Err(ConfigError("message and chunk sizes must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid raft config: {0}")]
+pub struct ConfigError(pub String);

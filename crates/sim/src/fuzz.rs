@@ -1,0 +1,623 @@
+//! Randomized runs: one seed picks the cluster size, the fault mix, the
+//! fault schedule and the client workload. A run has a fault phase and a
+//! calm phase; safety is checked throughout, liveness in the calm phase,
+//! and every acknowledged write must survive.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use triton_raft::{Index, NodeId, ProposeError};
+
+use crate::checker::Violation;
+use crate::state_machine::KvCommand;
+use crate::{Clients, Millis, Sim, SimOptions};
+
+/// Which faults a run injects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultMix {
+    pub crashes: bool,
+    /// Crashes in the middle of persisting (torn, unsynced writes lost).
+    pub torn_writes: bool,
+    pub partitions: bool,
+    /// Message loss, duplication and long delays (reordering).
+    pub lossy: bool,
+    /// Aggressive log compaction, so snapshots are sent in many chunks.
+    pub snapshots: bool,
+}
+
+impl FaultMix {
+    pub fn all() -> Self {
+        FaultMix {
+            crashes: true,
+            torn_writes: true,
+            partitions: true,
+            lossy: true,
+            snapshots: true,
+        }
+    }
+
+    /// `crashes,torn,partitions,lossy,snapshots` (or `all`, `none`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut mix = FaultMix::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "all" => mix = FaultMix::all(),
+                "none" => {}
+                "crashes" => mix.crashes = true,
+                "torn" => mix.torn_writes = true,
+                "partitions" => mix.partitions = true,
+                "lossy" => mix.lossy = true,
+                "snapshots" => mix.snapshots = true,
+                other => {
+                    return Err(format!(
+                        "unknown fault '{other}' (crashes, torn, partitions, lossy, snapshots, all, none)"
+                    ))
+                }
+            }
+        }
+        Ok(mix)
+    }
+}
+
+impl std::fmt::Display for FaultMix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (self.crashes, "crashes"),
+            (self.torn_writes, "torn"),
+            (self.partitions, "partitions"),
+            (self.lossy, "lossy"),
+            (self.snapshots, "snapshots"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            write!(f, "none")
+        } else {
+            write!(f, "{}", names.join(","))
+        }
+    }
+}
+
+/// The shape of one randomized run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub seed: u64,
+    pub nodes: usize,
+    pub mix: FaultMix,
+    pub clients: usize,
+    pub keys: usize,
+    /// Faults are injected during `[0, fault_ms)`.
+    pub fault_ms: Millis,
+    /// After the faults stop, everything must settle within this time.
+    pub liveness_ms: Millis,
+    /// Client request timeout before retrying elsewhere.
+    pub request_timeout_ms: Millis,
+}
+
+impl Plan {
+    /// The plan a seed implies: cluster size and fault mix rotate with it,
+    /// so a batch of consecutive seeds covers every combination.
+    pub fn for_seed(seed: u64) -> Plan {
+        let nodes = [3, 5, 7][(seed % 3) as usize];
+        let bits = (seed / 3) % 32;
+        let mix = FaultMix {
+            crashes: bits & 1 != 0,
+            torn_writes: bits & 2 != 0,
+            partitions: bits & 4 != 0,
+            lossy: bits & 8 != 0,
+            snapshots: bits & 16 != 0,
+        };
+        Plan {
+            seed,
+            nodes,
+            mix,
+            clients: 3,
+            keys: 2,
+            fault_ms: 3_000,
+            liveness_ms: 10_000,
+            request_timeout_ms: 400,
+        }
+    }
+
+    pub fn replay_command(&self) -> String {
+        format!(
+            "triton sim --seed {} --nodes {} --faults {} --trace   (or: TRITON_SIM_SEED={} cargo test --release -p triton-sim --test fuzz replay -- --nocapture)",
+            self.seed, self.nodes, self.mix, self.seed
+        )
+    }
+}
+
+/// Kinds of client operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Get,
+    Put,
+    Append,
+}
+
+/// One client operation as the client saw it (for linearizability).
+#[derive(Clone, Debug)]
+pub struct HistoryOp {
+    pub client: usize,
+    pub key: String,
+    pub kind: OpKind,
+    /// The value written (empty for gets).
+    pub value: String,
+    /// The outcome: for a get the value read and its version, for a write
+    /// the version it produced. `None`: unknown (never acknowledged).
+    pub result: Option<(Option<String>, Index)>,
+    pub call: Millis,
+    pub ret: Option<Millis>,
+}
+
+/// What a passing run reports.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub plan: Plan,
+    pub history: Vec<HistoryOp>,
+    pub completed: usize,
+    pub unknown: usize,
+    pub committed_entries: usize,
+    pub leaders: usize,
+    pub messages: u64,
+    pub simulated_ms: Millis,
+}
+
+/// A failing run: the violation and the line that replays it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub plan: Plan,
+    pub violation: Violation,
+    pub at_ms: Millis,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} ({} nodes, faults {}): {} at {} ms\n  replay: {}",
+            self.plan.seed,
+            self.plan.nodes,
+            self.plan.mix,
+            self.violation,
+            self.at_ms,
+            self.plan.replay_command()
+        )
+    }
+}
+
+/// The client id the nemesis (fault injector) uses for its timer.
+const NEMESIS: usize = usize::MAX;
+
+struct InFlight {
+    op: usize,
+    seq: u64,
+    nonce: u64,
+    node: NodeId,
+    deadline: Millis,
+}
+
+struct Client {
+    seq: u64,
+    nonce: u64,
+    current: Option<InFlight>,
+    leader_hint: Option<NodeId>,
+}
+
+/// The workload and the nemesis.
+struct Driver {
+    plan: Plan,
+    rng: ChaCha8Rng,
+    clients: Vec<Client>,
+    history: Vec<HistoryOp>,
+    stopping: bool,
+}
+
+impl Driver {
+    fn pick_node(&mut self, sim: &Sim, client: usize) -> NodeId {
+        match self.clients[client].leader_hint.take() {
+            Some(id) if self.rng.random_bool(0.8) => id,
+            _ => self.rng.random_range(1..=sim.nodes.len() as NodeId),
+        }
+    }
+
+    fn start_op(&mut self, sim: &mut Sim, c: usize) {
+        let kind = match self.rng.random_range(0..10) {
+            0..=3 => OpKind::Get,
+            4..=6 => OpKind::Put,
+            _ => OpKind::Append,
+        };
+        let key = format!("k{}", self.rng.random_range(0..self.plan.keys));
+        let client = &mut self.clients[c];
+        client.seq += 1;
+        let value = match kind {
+            OpKind::Get => String::new(),
+            _ => format!("c{c}.{};", client.seq),
+        };
+        self.history.push(HistoryOp {
+            client: c,
+            key,
+            kind,
+            value,
+            result: None,
+            call: sim.now,
+            ret: None,
+        });
+        let op = self.history.len() - 1;
+        let seq = client.seq;
+        client.current = Some(InFlight {
+            op,
+            seq,
+            nonce: 0,
+            node: 0,
+            deadline: 0,
+        });
+        self.attempt(sim, c);
+    }
+
+    /// Sends (or resends) the client's current op to some node.
+    fn attempt(&mut self, sim: &mut Sim, c: usize) {
+        let node = self.pick_node(sim, c);
+        let timeout = self.plan.request_timeout_ms;
+        let client = &mut self.clients[c];
+        client.nonce += 1;
+        let nonce = client.nonce;
+        let inflight = client.current.as_mut().expect("an op is in flight");
+        inflight.node = node;
+        inflight.nonce = nonce;
+        inflight.deadline = sim.now + timeout;
+        let op = &self.history[inflight.op];
+        let seq = inflight.seq;
+        let accepted = match op.kind {
+            OpKind::Get => {
+                let mut ctx = BytesMut::new();
+                ctx.put_u64(c as u64);
+                ctx.put_u64(nonce);
+                sim.read_index(node, ctx.freeze())
+            }
+            OpKind::Put | OpKind::Append => {
+                let cmd = KvCommand {
+                    client: c as u64,
+                    seq,
+                    key: op.key.clone(),
+                    append: op.kind == OpKind::Append,
+                    value: op.value.clone(),
+                };
+                match sim.propose(node, cmd.encode(), Some((c, seq))) {
+                    Ok(_) => true,
+                    Err(ProposeError::NotLeader { leader }) => {
+                        self.clients[c].leader_hint = leader;
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        if accepted {
+            sim.wake_client_after(timeout, c);
+        } else {
+            // Try again soon, elsewhere.
+            let inflight = self.clients[c].current.as_mut().expect("in flight");
+            inflight.deadline = sim.now + 20;
+            sim.wake_client_after(20, c);
+        }
+    }
+
+    fn complete(&mut self, sim: &mut Sim, c: usize, result: (Option<String>, Index)) {
+        let inflight = self.clients[c].current.take().expect("in flight");
+        let op = &mut self.history[inflight.op];
+        op.result = Some(result);
+        op.ret = Some(sim.now);
+        self.clients[c].leader_hint = Some(inflight.node);
+        let think = self.rng.random_range(0..30);
+        sim.wake_client_after(think, c);
+    }
+
+    fn nemesis(&mut self, sim: &mut Sim) {
+        if sim.now >= self.plan.fault_ms {
+            return;
+        }
+        let mix = self.plan.mix;
+        let n = sim.nodes.len() as NodeId;
+        let mut choices: Vec<u8> = Vec::new();
+        if mix.crashes {
+            choices.extend([0, 0, 1]);
+        }
+        if mix.partitions {
+            choices.extend([2, 3, 4, 5, 6]);
+        }
+        if mix.lossy {
+            choices.push(7);
+        }
+        if !choices.is_empty() {
+            let choice = choices[self.rng.random_range(0..choices.len())];
+            match choice {
+                0 => {
+                    let crashed: Vec<NodeId> = sim.nodes.iter().filter(|x| !x.alive()).map(|x| x.id).collect();
+                    if !crashed.is_empty() && self.rng.random_bool(0.6) {
+                        let id = crashed[self.rng.random_range(0..crashed.len())];
+                        sim.restart(id);
+                    } else {
+                        let id = self.rng.random_range(1..=n);
+                        sim.crash(id);
+                    }
+                }
+                1 => {
+                    if let Some(l) = sim.leader() {
+                        sim.crash(l);
+                    }
+                }
+                2 => {
+                    // Symmetric split into a minority and a majority.
+                    let mut ids: Vec<NodeId> = (1..=n).collect();
+                    shuffle(&mut self.rng, &mut ids);
+                    let k = self.rng.random_range(1..=(n as usize) / 2);
+                    let (a, b) = ids.split_at(k);
+                    sim.partition(&[a.to_vec(), b.to_vec()]);
+                }
+                3 => {
+                    // One-way link failures.
+                    for _ in 0..self.rng.random_range(1..=n) {
+                        let a = self.rng.random_range(1..=n);
+                        let b = self.rng.random_range(1..=n);
+                        if a != b {
+                            sim.block(a, b);
+                        }
+                    }
+                }
+                4 => {
+                    // Isolate the leader.
+                    if let Some(l) = sim.leader() {
+                        sim.disconnect(l);
+                    }
+                }
+                5 => {
+                    // A bridge: two halves that only one node connects.
+                    let mut ids: Vec<NodeId> = (1..=n).collect();
+                    shuffle(&mut self.rng, &mut ids);
+                    let bridge = ids[0];
+                    let half = ids.len() / 2;
+                    let (a, b) = (ids[1..=half].to_vec(), ids[half + 1..].to_vec());
+                    sim.heal();
+                    for &x in &a {
+                        for &y in &b {
+                            sim.block(x, y);
+                            sim.block(y, x);
+                        }
+                    }
+                    sim.trace(format_args!("bridge {bridge} between {a:?} and {b:?}"));
+                }
+                _ => {
+                    if mix.lossy {
+                        let loss = self.rng.random_range(0.0..0.25);
+                        let dup = self.rng.random_range(0.0..0.1);
+                        sim.set_network(loss, dup);
+                        sim.opts.max_delay_ms = self.rng.random_range(5..60);
+                    }
+                    if mix.partitions && self.rng.random_bool(0.5) {
+                        sim.heal();
+                    }
+                }
+            }
+        }
+        let next = self.rng.random_range(100..500);
+        sim.wake_client_after(next, NEMESIS);
+    }
+}
+
+impl Clients for Driver {
+    fn wake(&mut self, sim: &mut Sim, c: usize) {
+        if c == NEMESIS {
+            self.nemesis(sim);
+            return;
+        }
+        match &self.clients[c].current {
+            Some(inflight) if sim.now >= inflight.deadline => self.attempt(sim, c),
+            Some(_) => {}
+            None if !self.stopping => self.start_op(sim, c),
+            None => {}
+        }
+    }
+
+    fn write_done(&mut self, sim: &mut Sim, c: usize, seq: u64, version: Index) {
+        let matches = self.clients[c].current.as_ref().is_some_and(|f| f.seq == seq);
+        if matches {
+            self.complete(sim, c, (None, version));
+        }
+    }
+
+    fn read_done(&mut self, sim: &mut Sim, node: NodeId, ctx: &Bytes) {
+        let mut b = &ctx[..];
+        if b.len() != 16 {
+            return;
+        }
+        let (c, nonce) = (b.get_u64() as usize, b.get_u64());
+        let Some(inflight) = self.clients.get(c).and_then(|x| x.current.as_ref()) else {
+            return;
+        };
+        if inflight.nonce != nonce || self.history[inflight.op].kind != OpKind::Get {
+            return;
+        }
+        let key = self.history[inflight.op].key.clone();
+        let (value, version) = sim.node(node).kv.get(&key);
+        self.complete(sim, c, (value, version));
+    }
+}
+
+fn shuffle<T>(rng: &mut ChaCha8Rng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
+
+/// Runs one seed with the plan it implies.
+pub fn run_seed(seed: u64, trace: bool) -> Result<Report, Failure> {
+    run_plan(Plan::for_seed(seed), trace)
+}
+
+/// Runs a plan; a panic inside the core (a violated assertion) is reported
+/// as a failure with the replay line too.
+pub fn run_plan(plan: Plan, trace: bool) -> Result<Report, Failure> {
+    let p = plan.clone();
+    let outcome = std::panic::catch_unwind(move || run_plan_inner(p, trace));
+    match outcome {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Err(Failure {
+                plan,
+                violation: Violation {
+                    property: "core assertion",
+                    detail: msg,
+                },
+                at_ms: 0,
+            })
+        }
+    }
+}
+
+fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
+    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed ^ 0x5EED_F00D);
+    let mut opts = SimOptions::new(plan.nodes, plan.seed);
+    opts.trace = trace;
+    if plan.mix.snapshots {
+        opts.snapshot_every = rng.random_range(5..40);
+        opts.snapshot_chunk_bytes = rng.random_range(16..256);
+    }
+    if plan.mix.torn_writes {
+        opts.torn_crash = 0.002;
+    }
+    let mut sim = Sim::new(opts);
+    let mut driver = Driver {
+        plan: plan.clone(),
+        rng,
+        clients: (0..plan.clients)
+            .map(|_| Client {
+                seq: 0,
+                nonce: 0,
+                current: None,
+                leader_hint: None,
+            })
+            .collect(),
+        history: Vec::new(),
+        stopping: false,
+    };
+    let fail = |sim: &Sim, violation: Violation| Failure {
+        plan: plan.clone(),
+        violation,
+        at_ms: sim.now,
+    };
+    for c in 0..plan.clients {
+        sim.wake_client_after(1 + c as u64, c);
+    }
+    sim.wake_client_after(50, NEMESIS);
+
+    // Fault phase.
+    sim.run_until(plan.fault_ms, &mut driver).map_err(|v| fail(&sim, v))?;
+
+    // Calm phase: heal everything, restart everyone, stop new client ops.
+    sim.heal();
+    sim.set_network(0.0, 0.0);
+    sim.opts.max_delay_ms = 5;
+    sim.opts.torn_crash = 0.0;
+    for id in sim.ids() {
+        sim.restart(id);
+    }
+    driver.stopping = true;
+    let deadline = plan.fault_ms + plan.liveness_ms;
+    loop {
+        let step = sim.now + 100;
+        sim.run_until(step, &mut driver).map_err(|v| fail(&sim, v))?;
+        if settled(&sim, &driver) {
+            break;
+        }
+        if sim.now >= deadline {
+            let pending: Vec<usize> = (0..plan.clients)
+                .filter(|&c| driver.clients[c].current.is_some())
+                .collect();
+            let applied: Vec<Index> = sim.nodes.iter().map(|n| n.kv.applied).collect();
+            return Err(fail(
+                &sim,
+                Violation {
+                    property: "liveness",
+                    detail: format!(
+                        "{} ms after the faults stopped: leader {:?}, clients with pending ops {pending:?}, applied per node {applied:?}",
+                        plan.liveness_ms,
+                        sim.leader()
+                    ),
+                },
+            ));
+        }
+    }
+
+    // Durability: every acknowledged write is in the committed log at the
+    // version it was acknowledged with, and every node holds the same state.
+    for op in &driver.history {
+        if op.kind == OpKind::Get {
+            continue;
+        }
+        if let Some((_, version)) = &op.result {
+            let entry = sim.checker.committed.get(version);
+            let found = entry
+                .and_then(|(_, data)| KvCommand::decode(data))
+                .is_some_and(|cmd| cmd.client == op.client as u64 && cmd.value == op.value);
+            if !found {
+                return Err(fail(
+                    &sim,
+                    Violation {
+                        property: "durability",
+                        detail: format!(
+                            "acknowledged write {:?} of client {} is not committed at {version}",
+                            op.value, op.client
+                        ),
+                    },
+                ));
+            }
+        }
+    }
+    let first = sim.nodes[0].kv.encode();
+    for n in &sim.nodes[1..] {
+        if n.kv.encode() != first {
+            return Err(fail(
+                &sim,
+                Violation {
+                    property: "convergence",
+                    detail: format!(
+                        "node {} holds a different state than node 1 at the same applied index",
+                        n.id
+                    ),
+                },
+            ));
+        }
+    }
+
+    let completed = driver.history.iter().filter(|o| o.result.is_some()).count();
+    Ok(Report {
+        unknown: driver.history.len() - completed,
+        completed,
+        committed_entries: sim.checker.committed.len(),
+        leaders: sim.checker.leaders_by_term().len(),
+        messages: sim.traffic.messages,
+        simulated_ms: sim.now,
+        history: driver.history,
+        plan,
+    })
+}
+
+/// Calm and done: a leader, no client op pending, every node applied all
+/// that is committed.
+fn settled(sim: &Sim, driver: &Driver) -> bool {
+    if sim.leader().is_none() || driver.clients.iter().any(|c| c.current.is_some()) {
+        return false;
+    }
+    let leader = sim.node(sim.leader().expect("checked"));
+    let commit = leader.raft().commit_index();
+    sim.nodes.iter().all(|n| n.alive() && n.kv.applied == commit)
+}

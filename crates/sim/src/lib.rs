@@ -1,0 +1,705 @@
+//! # A deterministic cluster simulator for the Raft core
+//!
+//! One seed decides everything: message delays, losses and duplicates,
+//! partitions, crashes (including crashes in the middle of a write, which
+//! keep only a prefix of what was not yet synced), clients and their
+//! timeouts. The cluster runs in one thread on simulated time, so a failing
+//! seed replays exactly (`triton sim --seed N --trace`).
+//!
+//! After every event the [`checker::Checker`] verifies the Raft safety
+//! properties (election safety, log matching, leader completeness, state
+//! machine safety, durability); [`fuzz::run_seed`] adds liveness once the
+//! faults stop and records the client history for the linearizability
+//! checker.
+
+pub mod checker;
+pub mod fuzz;
+pub mod state_machine;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use triton_raft::{
+    Config, Entry, EntryKind, HardState, Index, InitialState, Membership, Message, NodeId, ProposeError, Raft,
+    ReadState, Role, Snapshot, Term,
+};
+
+use crate::checker::{Checker, Violation};
+use crate::state_machine::KvStore;
+
+/// Simulated milliseconds.
+pub type Millis = u64;
+
+/// Everything that shapes a run besides the seed.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub nodes: usize,
+    pub seed: u64,
+    pub tick_ms: Millis,
+    pub election_tick: u32,
+    pub heartbeat_tick: u32,
+    pub min_delay_ms: Millis,
+    pub max_delay_ms: Millis,
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Compact the log once this many entries are applied past the last
+    /// snapshot (0: never).
+    pub snapshot_every: u64,
+    /// Probability, per persist step, that the node crashes half-way
+    /// through it (only a prefix of the unsynced writes survives).
+    pub torn_crash: f64,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub max_msg_bytes: u64,
+    pub max_inflight_msgs: usize,
+    pub snapshot_chunk_bytes: u64,
+    pub trace: bool,
+}
+
+impl SimOptions {
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        SimOptions {
+            nodes,
+            seed,
+            tick_ms: 10,
+            // 300-600 ms election timeouts, 100 ms heartbeats: the budgets
+            // of the classic Raft lab (at most ten heartbeats a second).
+            election_tick: 30,
+            heartbeat_tick: 10,
+            min_delay_ms: 1,
+            max_delay_ms: 5,
+            loss: 0.0,
+            duplicate: 0.0,
+            snapshot_every: 0,
+            torn_crash: 0.0,
+            pre_vote: true,
+            check_quorum: true,
+            max_msg_bytes: 64 << 10,
+            max_inflight_msgs: 64,
+            snapshot_chunk_bytes: 1024,
+            trace: false,
+        }
+    }
+}
+
+/// What a node has made durable: all that survives a crash.
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    pub hard_state: HardState,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+}
+
+impl Disk {
+    fn write_snapshot(&mut self, s: &Snapshot) {
+        let keep = self
+            .entries
+            .iter()
+            .any(|e| e.index == s.meta.index && e.term == s.meta.term);
+        if keep {
+            self.entries.retain(|e| e.index > s.meta.index);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot = Some(s.clone());
+    }
+
+    fn write_entry(&mut self, e: &Entry) {
+        let first = self.snapshot.as_ref().map_or(1, |s| s.meta.index + 1);
+        assert!(e.index >= first, "writing entry {} below the snapshot", e.index);
+        let pos = (e.index - first) as usize;
+        assert!(pos <= self.entries.len(), "gap in the durable log at {}", e.index);
+        self.entries.truncate(pos);
+        self.entries.push(e.clone());
+    }
+}
+
+/// A client request waiting at a node for its outcome.
+#[derive(Clone, Debug)]
+pub enum Waiter {
+    /// A client's write (client, sequence number) proposed in `term`.
+    Write { client: usize, seq: u64, term: Term },
+    /// A lab-scenario proposal (nobody waits).
+    None,
+}
+
+pub struct SimNode {
+    pub id: NodeId,
+    pub raft: Option<Raft>,
+    pub disk: Disk,
+    pub kv: KvStore,
+    /// Every entry this node applied since its last restart, by index.
+    pub applied: BTreeMap<Index, (Term, Bytes)>,
+    pub restarts: u64,
+    epoch: u64,
+    waiting_writes: BTreeMap<Index, Waiter>,
+    waiting_reads: Vec<ReadState>,
+}
+
+impl SimNode {
+    pub fn alive(&self) -> bool {
+        self.raft.is_some()
+    }
+    pub fn raft(&self) -> &Raft {
+        self.raft.as_ref().expect("node is alive")
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver(Message),
+    Tick { node: NodeId, epoch: u64 },
+    Client(usize),
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Millis,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// A hook for client logic: the fuzz driver implements it.
+pub trait Clients {
+    /// A client's timer fired.
+    fn wake(&mut self, sim: &mut Sim, client: usize);
+    /// The client's write `seq` was applied with this version.
+    fn write_done(&mut self, sim: &mut Sim, client: usize, seq: u64, version: Index);
+    /// A read the client asked for is served.
+    fn read_done(&mut self, sim: &mut Sim, node: NodeId, ctx: &Bytes);
+}
+
+/// Traffic counters (the lab's budgets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+pub struct Sim {
+    pub opts: SimOptions,
+    pub now: Millis,
+    pub rng: ChaCha8Rng,
+    pub nodes: Vec<SimNode>,
+    pub checker: Checker,
+    pub traffic: Traffic,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    /// Directed links that drop everything.
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Completions to hand to the client driver after the current event.
+    completions: Vec<Completion>,
+}
+
+#[derive(Debug)]
+enum Completion {
+    Write { client: usize, seq: u64, version: Index },
+    Read { node: NodeId, ctx: Bytes },
+}
+
+/// Per-message overhead counted toward the byte budget (headers).
+const MESSAGE_OVERHEAD_BYTES: u64 = 64;
+
+impl Sim {
+    pub fn new(opts: SimOptions) -> Self {
+        assert!(opts.nodes >= 1 && opts.nodes <= 9, "1..=9 nodes");
+        let rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let mut sim = Sim {
+            now: 0,
+            rng,
+            nodes: Vec::new(),
+            checker: Checker::default(),
+            traffic: Traffic::default(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            blocked: BTreeSet::new(),
+            completions: Vec::new(),
+            opts,
+        };
+        for i in 0..sim.opts.nodes {
+            let id = i as NodeId + 1;
+            sim.nodes.push(SimNode {
+                id,
+                raft: None,
+                disk: Disk::default(),
+                kv: KvStore::default(),
+                applied: BTreeMap::new(),
+                restarts: 0,
+                epoch: 0,
+                waiting_writes: BTreeMap::new(),
+                waiting_reads: Vec::new(),
+            });
+            sim.start_node(id);
+        }
+        sim
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// The bootstrap membership: every node votes.
+    fn membership(&self) -> Membership {
+        Membership::with_voters(1..=self.opts.nodes as NodeId)
+    }
+
+    fn schedule(&mut self, after: Millis, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at: self.now + after,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    /// (Re)starts a node from its disk.
+    fn start_node(&mut self, id: NodeId) {
+        let membership = self.membership();
+        let o = &self.opts;
+        let node = &self.nodes[(id - 1) as usize];
+        let mut cfg = Config::new(id);
+        cfg.election_tick = o.election_tick;
+        cfg.heartbeat_tick = o.heartbeat_tick;
+        cfg.pre_vote = o.pre_vote;
+        cfg.check_quorum = o.check_quorum;
+        cfg.max_msg_bytes = o.max_msg_bytes;
+        cfg.max_inflight_msgs = o.max_inflight_msgs;
+        cfg.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
+        cfg.seed = o.seed ^ (id << 48) ^ (node.restarts << 32);
+        let init = InitialState {
+            hard_state: node.disk.hard_state,
+            snapshot: node.disk.snapshot.clone(),
+            entries: node.disk.entries.clone(),
+            membership,
+        };
+        let raft = Raft::new(cfg, init).expect("simulated disk state is valid");
+        let kv = match &node.disk.snapshot {
+            Some(s) => KvStore::decode(&s.data).expect("snapshot data decodes"),
+            None => KvStore::default(),
+        };
+        if let Err(v) = self.checker.on_restart(id, &raft) {
+            self.checker.fail(v);
+        }
+        let phase = self.rng.random_range(0..self.opts.tick_ms);
+        let node = self.node_mut(id);
+        node.epoch += 1;
+        node.kv = kv;
+        node.applied.clear();
+        node.waiting_writes.clear();
+        node.waiting_reads.clear();
+        node.raft = Some(raft);
+        let epoch = node.epoch;
+        self.schedule(phase + 1, Event::Tick { node: id, epoch });
+        self.trace(format_args!("node {id} starts"));
+    }
+
+    // ----- faults ------------------------------------------------------------
+
+    /// Stops a node: it loses everything but its disk.
+    pub fn crash(&mut self, id: NodeId) {
+        let node = self.node_mut(id);
+        if node.raft.take().is_some() {
+            node.epoch += 1;
+            node.restarts += 1;
+            self.trace(format_args!("node {id} crashes"));
+        }
+    }
+
+    pub fn restart(&mut self, id: NodeId) {
+        if !self.node(id).alive() {
+            self.start_node(id);
+            self.process_ready(id);
+        }
+    }
+
+    /// Cuts `id` off from every other node, both ways.
+    pub fn disconnect(&mut self, id: NodeId) {
+        for other in self.ids() {
+            if other != id {
+                self.blocked.insert((id, other));
+                self.blocked.insert((other, id));
+            }
+        }
+        self.trace(format_args!("node {id} disconnected"));
+    }
+
+    /// Restores every link of `id` (except to nodes that are themselves
+    /// disconnected by a separate call).
+    pub fn connect(&mut self, id: NodeId) {
+        self.blocked.retain(|&(a, b)| a != id && b != id);
+        self.trace(format_args!("node {id} connected"));
+    }
+
+    pub fn block(&mut self, from: NodeId, to: NodeId) {
+        self.blocked.insert((from, to));
+    }
+
+    /// Splits the cluster into groups that cannot talk to each other.
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        self.heal();
+        for (gi, g) in groups.iter().enumerate() {
+            for (hi, h) in groups.iter().enumerate() {
+                if gi != hi {
+                    for &a in g {
+                        for &b in h {
+                            self.blocked.insert((a, b));
+                        }
+                    }
+                }
+            }
+        }
+        self.trace(format_args!("partition {groups:?}"));
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    pub fn is_blocked(&self, from: NodeId, to: NodeId) -> bool {
+        self.blocked.contains(&(from, to))
+    }
+
+    pub fn set_network(&mut self, loss: f64, duplicate: f64) {
+        self.opts.loss = loss;
+        self.opts.duplicate = duplicate;
+    }
+
+    // ----- running -------------------------------------------------------------
+
+    /// Runs until simulated time `until`, or a safety violation.
+    pub fn run_until(&mut self, until: Millis, clients: &mut dyn Clients) -> Result<(), Violation> {
+        while let Some(Reverse(next)) = self.queue.peek() {
+            if next.at > until {
+                break;
+            }
+            let Reverse(ev) = self.queue.pop().expect("peeked");
+            self.now = ev.at;
+            match ev.event {
+                Event::Tick { node, epoch } => {
+                    if self.node(node).epoch != epoch || !self.node(node).alive() {
+                        continue;
+                    }
+                    self.node_mut(node).raft.as_mut().expect("alive").tick();
+                    let tick = self.opts.tick_ms;
+                    self.schedule(tick, Event::Tick { node, epoch });
+                    self.process_ready(node);
+                }
+                Event::Deliver(m) => {
+                    let to = m.to;
+                    if self.is_blocked(m.from, to) || !self.node(to).alive() {
+                        continue;
+                    }
+                    self.trace(format_args!(
+                        "deliver {} {}->{} t{}",
+                        m.body.name(),
+                        m.from,
+                        m.to,
+                        m.term
+                    ));
+                    self.node_mut(to).raft.as_mut().expect("alive").step(m);
+                    self.process_ready(to);
+                }
+                Event::Client(c) => clients.wake(self, c),
+            }
+            self.flush_completions(clients);
+            if let Some(v) = self.checker.violation.take() {
+                return Err(v);
+            }
+        }
+        self.now = self.now.max(until);
+        Ok(())
+    }
+
+    /// Runs for `ms` more simulated milliseconds, without clients.
+    pub fn run_for(&mut self, ms: Millis) -> Result<(), Violation> {
+        let until = self.now + ms;
+        self.run_until(until, &mut NoClients)
+    }
+
+    fn flush_completions(&mut self, clients: &mut dyn Clients) {
+        while !self.completions.is_empty() {
+            for c in std::mem::take(&mut self.completions) {
+                match c {
+                    Completion::Write { client, seq, version } => clients.write_done(self, client, seq, version),
+                    Completion::Read { node, ctx } => clients.read_done(self, node, &ctx),
+                }
+            }
+        }
+    }
+
+    pub fn wake_client_after(&mut self, after: Millis, client: usize) {
+        self.schedule(after, Event::Client(client));
+    }
+
+    fn send(&mut self, m: Message) {
+        if self.is_blocked(m.from, m.to) || self.rng.random_bool(self.opts.loss) {
+            return;
+        }
+        self.traffic.messages += 1;
+        self.traffic.bytes += MESSAGE_OVERHEAD_BYTES + m.payload_bytes();
+        let copies = if self.rng.random_bool(self.opts.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.random_range(self.opts.min_delay_ms..=self.opts.max_delay_ms);
+            self.schedule(delay, Event::Deliver(m.clone()));
+        }
+    }
+
+    /// Plays the host's part for node `id`: drains its `Ready`s in the
+    /// documented order, modelling fsync and torn writes.
+    pub fn process_ready(&mut self, id: NodeId) {
+        loop {
+            let Some(raft) = self.node_mut(id).raft.as_mut() else {
+                return;
+            };
+            if !raft.has_ready() {
+                return;
+            }
+            let rd = raft.ready();
+            if let Some(ss) = rd.soft_state {
+                if ss.role == Role::Leader {
+                    self.trace(format_args!("node {id} leads term {}", self.node(id).raft().term()));
+                    let raft = self.nodes[(id - 1) as usize].raft.as_ref().expect("alive");
+                    let result = self.checker.on_leader(id, raft);
+                    if let Err(v) = result {
+                        self.checker.fail(v);
+                    }
+                }
+            }
+            for m in rd.messages {
+                self.send(m);
+            }
+
+            // Persist: snapshot, entries, hard state. A torn crash keeps a prefix.
+            let writes = rd.snapshot.is_some() as usize + rd.entries.len() + rd.hard_state.is_some() as usize;
+            let torn = writes > 0 && self.rng.random_bool(self.opts.torn_crash);
+            let survive = if torn { self.rng.random_range(0..writes) } else { writes };
+            let mut written = 0;
+            let node = &mut self.nodes[(id - 1) as usize];
+            if let Some(s) = &rd.snapshot {
+                if written < survive {
+                    node.disk.write_snapshot(s);
+                    written += 1;
+                }
+            }
+            for e in &rd.entries {
+                if written < survive {
+                    node.disk.write_entry(e);
+                    written += 1;
+                }
+            }
+            if let Some(hs) = rd.hard_state {
+                if written < survive {
+                    node.disk.hard_state = hs;
+                }
+            }
+            if torn {
+                self.trace(format_args!(
+                    "node {id} crashes mid-write keeping {survive} of {writes} writes"
+                ));
+                // Abandon the Ready: the core is gone with the process.
+                self.node_mut(id).raft = None;
+                self.node_mut(id).epoch += 1;
+                self.node_mut(id).restarts += 1;
+                return;
+            }
+            let durable_commit = self.node(id).disk.hard_state.commit;
+            let raft = self.nodes[(id - 1) as usize].raft.as_ref().expect("alive");
+            let result = self.checker.on_persist(id, raft, &rd.entries, durable_commit);
+            if let Err(v) = result {
+                self.checker.fail(v);
+            }
+            for m in rd.persisted_messages {
+                self.send(m);
+            }
+
+            // Apply.
+            if let Some(s) = &rd.snapshot {
+                let node = self.node_mut(id);
+                node.kv = KvStore::decode(&s.data).expect("snapshot data decodes");
+                node.waiting_writes.retain(|&i, _| i > s.meta.index);
+                self.checker.on_snapshot_installed(id, &s.meta);
+            }
+            for e in &rd.committed_entries {
+                self.apply(id, e);
+            }
+            let node = self.node_mut(id);
+            node.waiting_reads.extend(rd.read_states);
+            let applied = node.kv.applied;
+            let (ready_reads, later): (Vec<ReadState>, Vec<ReadState>) =
+                node.waiting_reads.drain(..).partition(|r| r.index <= applied);
+            node.waiting_reads = later;
+            for r in ready_reads {
+                self.completions.push(Completion::Read { node: id, ctx: r.ctx });
+            }
+            let raft = self.node_mut(id).raft.as_mut().expect("alive");
+            raft.advance();
+            self.maybe_compact(id);
+        }
+    }
+
+    fn apply(&mut self, id: NodeId, e: &Entry) {
+        if let Err(v) = self.checker.on_apply(id, e) {
+            self.checker.fail(v);
+        }
+        let node = self.node_mut(id);
+        node.applied.insert(e.index, (e.term, e.data.clone()));
+        let version = match e.kind {
+            EntryKind::Command => node.kv.apply(e.index, &e.data),
+            _ => {
+                node.kv.skip(e.index);
+                None
+            }
+        };
+        if let Some(w) = node.waiting_writes.remove(&e.index) {
+            if let Waiter::Write { client, seq, term } = w {
+                if term == e.term {
+                    let version = version.expect("client writes are KV commands");
+                    self.completions.push(Completion::Write { client, seq, version });
+                }
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self, id: NodeId) {
+        let every = self.opts.snapshot_every;
+        let node = self.node_mut(id);
+        let raft = node.raft.as_mut().expect("alive");
+        if every == 0 || node.kv.applied < raft.snapshot_index() + every {
+            return;
+        }
+        let index = node.kv.applied;
+        let data = node.kv.encode();
+        // The host persists its snapshot before telling the core to compact.
+        let term = raft.term_at(index).expect("applied entry is in the log");
+        raft.compact(index, data.clone()).expect("compacting an applied index");
+        let snapshot = Snapshot {
+            meta: triton_raft::SnapshotMeta {
+                index,
+                term,
+                membership: raft.membership().clone(),
+            },
+            data,
+        };
+        node.disk.write_snapshot(&snapshot);
+    }
+
+    // ----- client-facing helpers -----------------------------------------------
+
+    /// Proposes `data` at node `id`, on behalf of a client's write
+    /// (client, sequence number) if given.
+    pub fn propose(
+        &mut self,
+        id: NodeId,
+        data: Bytes,
+        client: Option<(usize, u64)>,
+    ) -> Result<(Index, Term), ProposeError> {
+        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        let (index, term) = raft.propose(data)?;
+        let waiter = match client {
+            Some((client, seq)) => Waiter::Write { client, seq, term },
+            None => Waiter::None,
+        };
+        self.node_mut(id).waiting_writes.insert(index, waiter);
+        self.process_ready(id);
+        Ok((index, term))
+    }
+
+    /// Asks node `id` for a linearizable read point; `ctx` comes back in
+    /// `Clients::read_done` once the node may serve the read.
+    pub fn read_index(&mut self, id: NodeId, ctx: Bytes) -> bool {
+        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            return false;
+        };
+        if raft.read_index(ctx).is_err() {
+            return false;
+        }
+        self.process_ready(id);
+        true
+    }
+
+    /// The live node that believes it leads the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive() && n.raft().is_leader())
+            .max_by_key(|n| n.raft().term())
+            .map(|n| n.id)
+    }
+
+    /// Leaders among live nodes that are connected to a majority of nodes.
+    pub fn leaders(&self) -> Vec<(NodeId, Term)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive() && n.raft().is_leader())
+            .map(|n| (n.id, n.raft().term()))
+            .collect()
+    }
+
+    /// How many nodes applied an entry at `index`, and its data (asserting
+    /// they agree, as the lab's `nCommitted` does).
+    pub fn n_committed(&self, index: Index) -> (usize, Option<Bytes>) {
+        let mut count = 0;
+        let mut data: Option<Bytes> = None;
+        for n in &self.nodes {
+            if let Some((_, d)) = n.applied.get(&index) {
+                if let Some(prev) = &data {
+                    assert_eq!(prev, d, "nodes applied different commands at {index}");
+                }
+                data = Some(d.clone());
+                count += 1;
+            }
+        }
+        (count, data)
+    }
+
+    pub fn trace(&self, args: std::fmt::Arguments<'_>) {
+        if self.opts.trace {
+            eprintln!("[{:>7} ms] {args}", self.now);
+        }
+    }
+}
+
+/// A client driver that does nothing (scenarios that propose directly).
+pub struct NoClients;
+
+impl Clients for NoClients {
+    fn wake(&mut self, _: &mut Sim, _: usize) {}
+    fn write_done(&mut self, _: &mut Sim, _: usize, _: Index, _: Index) {}
+    fn read_done(&mut self, _: &mut Sim, _: NodeId, _: &Bytes) {}
+}
