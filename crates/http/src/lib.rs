@@ -1,0 +1,47 @@
+//! TritonHTTP: a small, spec-exact HTTP/1.1 static file server.
+//!
+//! The server speaks a deliberately tiny subset of HTTP/1.1 (only `GET`, only
+//! three status codes, persistent connections and pipelining) so that every
+//! byte it writes is predictable and testable. The pieces are split so each
+//! can be tested on its own:
+//!
+//! * [`request`] turns bytes into a [`request::Request`] (or says why not);
+//! * [`response`] renders a status line and sorted headers;
+//! * [`sites`] maps a `Host` header to a document root (virtual hosts);
+//! * [`resolve`] turns a URL into a file that is provably inside its docroot;
+//! * [`cache`] keeps recently served files in memory for a short time;
+//! * [`server`] ties them together over tokio sockets.
+
+pub mod cache;
+pub mod content_type;
+pub mod request;
+pub mod resolve;
+pub mod response;
+pub mod server;
+pub mod sites;
+
+pub use request::{parse_request, BadRequest, Parse, Request};
+pub use server::{Server, ServerConfig};
+pub use sites::Sites;
+
+/// Parses a duration such as `300ms`, `5s` or `1m` for command-line options.
+///
+/// Lives here (not in the binary) so the CLI stays a thin shell and the
+/// accepted syntax is tested with the rest of the server.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_and_bad_ones_fail() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("five seconds").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

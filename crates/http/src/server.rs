@@ -1,0 +1,346 @@
+//! The TritonHTTP server: accept loop and per-connection request loop.
+//!
+//! One tokio task per connection. A connection reads into a bounded buffer,
+//! answers every complete request in it in order (pipelining), batches the
+//! small responses into one write, and only then reads again. Each request
+//! gets its own read deadline: when it passes with part of a request
+//! received the client gets a 400 and the connection closes; with nothing
+//! received it closes silently.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant, SystemTime};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+use crate::cache::{CacheConfig, CachedFile, FileCache};
+use crate::content_type;
+use crate::request::{parse_request, Parse, Request, MAX_HEAD_BYTES};
+use crate::resolve::resolve;
+use crate::response::{http_date, with_date_now, write_head, Content, Status};
+use crate::sites::Sites;
+
+/// Bodies up to this size are copied into the batched output buffer; larger
+/// ones are written straight from the cache (vectored with the head).
+const INLINE_BODY_BYTES: usize = 16 * 1024;
+
+/// Flush the batched output once it grows past this, even mid-pipeline.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// After closing our side, how long we keep reading (and discarding) what
+/// the client still sends, so the kernel sends FIN rather than RST and the
+/// client gets our last response intact.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub sites: Sites,
+    /// Per-request read timeout.
+    pub read_timeout: Duration,
+    pub cache: CacheConfig,
+}
+
+struct Shared {
+    sites: Sites,
+    read_timeout: Duration,
+    cache: FileCache,
+}
+
+/// A bound, not yet running, server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listening socket (inside a tokio runtime).
+    pub async fn bind(config: ServerConfig) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let cache = FileCache::new(config.cache, config.sites.len());
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                sites: config.sites,
+                read_timeout: config.read_timeout,
+                cache,
+            }),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections forever. Accept errors (such as running out of
+    /// file descriptors) are reported and retried after a short pause
+    /// rather than ending the server.
+    pub async fn run(self) -> io::Result<()> {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _peer)) => {
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move {
+                        // Peers resetting or vanishing is routine; nothing to report.
+                        let _ = serve_connection(stream, shared).await;
+                    });
+                }
+                Err(err) => {
+                    eprintln!("triton http: accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Builds a multi-threaded runtime, binds, calls `on_listening` with the
+/// bound address, and serves until the process is killed.
+pub fn serve_blocking(config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).await?;
+        on_listening(server.local_addr()?);
+        server.run().await
+    })
+}
+
+/// Why a connection ends.
+enum End {
+    /// EOF or idle timeout with nothing buffered: just close.
+    Silent,
+    /// A request was bad (or cut short): answer 400, then close.
+    BadRequest,
+    /// The client asked for `Connection: close`; the response is queued.
+    Close,
+}
+
+async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    // Unparsed input lives at input[start..]; it never grows past
+    // MAX_HEAD_BYTES plus one read, because the parser refuses longer heads.
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    let mut start = 0usize;
+    let mut output: Vec<u8> = Vec::with_capacity(4096);
+    let end = 'requests: loop {
+        let deadline = Instant::now() + shared.read_timeout;
+        let request = loop {
+            match parse_request(&input[start..]) {
+                Ok(Parse::Complete { request, consumed }) => {
+                    start += consumed;
+                    break request;
+                }
+                Ok(Parse::Partial) => {}
+                Err(_) => break 'requests End::BadRequest,
+            }
+            // Out of complete requests: send what we owe before waiting.
+            if !output.is_empty() {
+                stream.write_all(&output).await?;
+                output.clear();
+            }
+            input.drain(..start);
+            start = 0;
+            if input.capacity() - input.len() < 2048 {
+                input.reserve(4096.min(MAX_HEAD_BYTES));
+            }
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut input)).await {
+                Ok(Ok(0)) | Err(_) => {
+                    // EOF or timeout: a half-received request is a bad one.
+                    break 'requests if input.is_empty() { End::Silent } else { End::BadRequest };
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(err),
+            }
+        };
+        let close = request.wants_close();
+        respond(&shared, &request, close, &mut output, &mut stream).await?;
+        if close {
+            break End::Close;
+        }
+        if output.len() >= MAX_BATCH_BYTES {
+            stream.write_all(&output).await?;
+            output.clear();
+        }
+    };
+    match end {
+        End::Silent => {
+            if !output.is_empty() {
+                stream.write_all(&output).await?;
+            }
+            return Ok(());
+        }
+        End::BadRequest => {
+            with_date_now(|date| write_head(&mut output, Status::BadRequest, true, date, None));
+        }
+        End::Close => {}
+    }
+    stream.write_all(&output).await?;
+    stream.shutdown().await?;
+    linger(&mut stream).await;
+    Ok(())
+}
+
+/// Reads and discards until EOF, [`LINGER`] or 64 KiB, whichever is first.
+async fn linger(stream: &mut TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0u8; 4096];
+    let mut budget = 64 * 1024usize;
+    while budget > 0 {
+        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+/// What a request resolved to.
+enum Body {
+    NotFound,
+    /// In memory (cached or just read).
+    Memory(Arc<CachedFile>),
+    /// Too big to cache: sent from the file with sendfile.
+    File {
+        file: std::fs::File,
+        length: u64,
+        content_type: String,
+        last_modified: String,
+    },
+}
+
+/// Appends (or writes) the response to `request`.
+async fn respond(
+    shared: &Arc<Shared>,
+    request: &Request,
+    close: bool,
+    output: &mut Vec<u8>,
+    stream: &mut TcpStream,
+) -> io::Result<()> {
+    let body = match shared.sites.lookup(request.host()) {
+        None => Body::NotFound,
+        Some(site) => match shared.cache.get(site, &request.target, StdInstant::now()) {
+            Some(file) => Body::Memory(file),
+            None => {
+                let shared = Arc::clone(shared);
+                let target = request.target.clone();
+                tokio::task::spawn_blocking(move || load(&shared, site, &target))
+                    .await
+                    .unwrap_or(Body::NotFound)
+            }
+        },
+    };
+    match body {
+        Body::NotFound => {
+            with_date_now(|date| write_head(output, Status::NotFound, close, date, None));
+        }
+        Body::Memory(file) => {
+            let content = Content {
+                length: file.body.len() as u64,
+                content_type: &file.content_type,
+                last_modified: &file.last_modified,
+            };
+            with_date_now(|date| write_head(output, Status::Ok, close, date, Some(&content)));
+            if file.body.len() <= INLINE_BODY_BYTES {
+                output.extend_from_slice(&file.body);
+            } else {
+                let mut both = Buf::chain(&output[..], &file.body[..]);
+                stream.write_all_buf(&mut both).await?;
+                output.clear();
+            }
+        }
+        Body::File {
+            file,
+            length,
+            content_type,
+            last_modified,
+        } => {
+            let content = Content {
+                length,
+                content_type: &content_type,
+                last_modified: &last_modified,
+            };
+            with_date_now(|date| write_head(output, Status::Ok, close, date, Some(&content)));
+            stream.write_all(output).await?;
+            output.clear();
+            send_file(stream, &file, length).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves and loads a file (blocking; runs on the blocking pool).
+fn load(shared: &Shared, site: usize, target: &str) -> Body {
+    let Ok(resolved) = resolve(shared.sites.root(site), target) else {
+        return Body::NotFound;
+    };
+    let content_type = content_type::for_path(&resolved.path);
+    let modified = resolved.metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let last_modified = http_date(modified);
+    let length = resolved.metadata.len();
+    let Ok(file) = std::fs::File::open(&resolved.path) else {
+        return Body::NotFound;
+    };
+    if !shared.cache.admits(length) {
+        return Body::File {
+            file,
+            length,
+            content_type,
+            last_modified,
+        };
+    }
+    // Read at most `length` bytes: the file may change under us, and the
+    // Content-Length we promise must match the body we send.
+    let mut body = Vec::with_capacity(length as usize);
+    use std::io::Read;
+    if (&file).take(length).read_to_end(&mut body).is_err() || body.len() as u64 != length {
+        return Body::NotFound;
+    }
+    let now = StdInstant::now();
+    let cached = Arc::new(CachedFile::new(Bytes::from(body), content_type, last_modified, now));
+    shared.cache.insert(site, target, Arc::clone(&cached), now);
+    Body::Memory(cached)
+}
+
+/// Sends `length` bytes of `file` with sendfile(2), waiting for socket
+/// writability between chunks. A file that shrank underneath us is an
+/// error (the promised Content-Length cannot be honoured), which closes
+/// the connection.
+async fn send_file(stream: &mut TcpStream, file: &std::fs::File, length: u64) -> io::Result<()> {
+    let socket_fd = stream.as_raw_fd();
+    let file_fd = file.as_raw_fd();
+    let mut offset: libc::off_t = 0;
+    let mut remaining = length;
+    while remaining > 0 {
+        stream.writable().await?;
+        let chunk = remaining.min(1 << 30) as usize;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the duration of the
+            // call (borrowed from `stream` and `file`), and `offset` is a
+            // valid, exclusively borrowed off_t.
+            let n = unsafe { libc::sendfile(socket_fd, file_fd, &mut offset, chunk) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as u64)
+            }
+        });
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ))
+            }
+            Ok(n) => remaining = remaining.saturating_sub(n),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}

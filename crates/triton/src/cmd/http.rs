@@ -1,0 +1,61 @@
+//! `triton http`: the TritonHTTP static file server. Argument parsing only;
+//! the server lives in the `triton-http` crate.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use triton_http::cache::CacheConfig;
+use triton_http::{ServerConfig, Sites};
+
+/// Options of `triton http`.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// TCP port to listen on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+    /// Directory served (or, with --vh-config, the base of each docRoot).
+    #[arg(long)]
+    pub docroot: PathBuf,
+    /// YAML file `virtual_hosts: [{hostName, docRoot}]`; unknown hosts get 404.
+    #[arg(long)]
+    pub vh_config: Option<PathBuf>,
+    /// Read timeout for each request (e.g. 5s, 300ms).
+    #[arg(long, default_value = "5s", value_parser = triton_http::parse_duration)]
+    pub timeout: Duration,
+    /// How long a file may be served from memory before re-reading it; 0s disables the cache.
+    #[arg(long, default_value = "1s", value_parser = triton_http::parse_duration)]
+    pub cache_ttl: Duration,
+    /// Largest file kept in memory; bigger files are sent with sendfile.
+    #[arg(long, default_value_t = CacheConfig::default().max_file_bytes)]
+    pub cache_max_file_bytes: u64,
+}
+
+/// Runs the server until the process is killed.
+pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
+    let sites = match &args.vh_config {
+        Some(config) => Sites::from_yaml_file(&args.docroot, config)?,
+        None => Sites::single(&args.docroot)?,
+    };
+    let config = ServerConfig {
+        listen: SocketAddr::new(args.bind, args.port),
+        sites,
+        read_timeout: args.timeout,
+        cache: CacheConfig {
+            ttl: args.cache_ttl,
+            max_file_bytes: args.cache_max_file_bytes,
+            ..CacheConfig::default()
+        },
+    };
+    let listen = config.listen;
+    triton_http::server::serve_blocking(config, |addr| {
+        eprintln!("triton http: listening on http://{addr}");
+    })
+    .with_context(|| format!("serving HTTP on {listen}"))?;
+    Ok(ExitCode::SUCCESS)
+}
