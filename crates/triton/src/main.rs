@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve static files over HTTP/1.1 (TritonHTTP), with optional virtual hosts.
+    Http(cmd::http::HttpArgs),
     /// Run the deterministic cluster simulator (replays a failing seed).
     Sim(cmd::sim::SimArgs),
 }
@@ -23,6 +25,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Http(args) => cmd::http::run(args),
         Command::Sim(args) => cmd::sim::run(args),
     };
     match result {

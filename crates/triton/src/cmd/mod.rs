@@ -1,2 +1,3 @@
 //! One module per subcommand (or family of subcommands).
+pub mod http;
 pub mod sim;
