@@ -51,9 +51,6 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: f(),
-            source,
-        })
+        self.map_err(|source| Error::Io { context: f(), source })
     }
 }

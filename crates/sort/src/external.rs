@@ -102,6 +102,12 @@ impl RunSorter {
         self.run_bytes
     }
 
+    /// Largest input sorted in memory from a map of the file: the records
+    /// plus their 16-byte index entries fit the budget.
+    pub fn in_memory_limit(&self) -> usize {
+        self.merge_memory / 116 * 100 / RECORD_LEN * RECORD_LEN
+    }
+
     /// Runs spilled so far.
     pub fn runs_spilled(&self) -> usize {
         self.runs_made
@@ -157,7 +163,7 @@ impl RunSorter {
                 break;
             }
         }
-        if self.buf.len() % RECORD_LEN != 0 {
+        if !self.buf.len().is_multiple_of(RECORD_LEN) {
             return Err(Error::NotWholeRecords {
                 path: path.to_path_buf(),
                 size: total,
@@ -227,11 +233,14 @@ impl RunSorter {
     pub fn finish<W: Write + Send + 'static>(mut self, out: W) -> Result<SortStats> {
         if self.runs.is_empty() {
             let records = (self.buf.len() / RECORD_LEN) as u64;
+            let t = std::time::Instant::now();
             let index = sort_index(&self.buf);
+            trace(&format!("sort_index {:?}", t.elapsed()));
             let mut out = PipelinedWriter::new(out, self.write_buffer);
             write_in_order(&self.buf, &index, &mut out)
                 .and_then(|()| out.finish().map(drop))
                 .ctx(|| "writing the sorted output".to_string())?;
+            trace(&format!("sort_index+write {:?}", t.elapsed()));
             return Ok(SortStats { records, runs: 0 });
         }
         if !self.buf.is_empty() {
@@ -239,8 +248,8 @@ impl RunSorter {
         }
         self.wait_for_spill()?;
         self.buf = Vec::new(); // free the run buffer before merging
-        // Merge in passes of at most MAX_FAN_IN runs. Groups are consecutive
-        // and keep their order, so equal keys stay in input order (stable).
+                               // Merge in passes of at most MAX_FAN_IN runs. Groups are consecutive
+                               // and keep their order, so equal keys stay in input order (stable).
         while self.runs.len() > MAX_FAN_IN {
             let pass = std::mem::take(&mut self.runs);
             for group in pass.chunks(MAX_FAN_IN) {
@@ -279,7 +288,12 @@ fn read_record<R: Read>(input: &mut R, record: &mut [u8; RECORD_LEN]) -> std::io
     while filled < RECORD_LEN {
         match input.read(&mut record[filled..]) {
             Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "run ends inside a record")),
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "run ends inside a record",
+                ))
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -314,7 +328,8 @@ pub fn merge_runs<W: Write + Send + 'static>(
     let mut written: u64 = 0;
     while let Some(Reverse(top)) = heap.pop() {
         let i = (top & 0xffff) as usize;
-        out.write_all(&heads[i]).ctx(|| "writing the merged output".to_string())?;
+        out.write_all(&heads[i])
+            .ctx(|| "writing the merged output".to_string())?;
         written += 1;
         if read_record(&mut readers[i], &mut heads[i]).ctx(|| format!("reading run {}", runs[i].display()))? {
             heap.push(Reverse((key_of(&heads[i]) << 48) | i as u128));
@@ -334,16 +349,73 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
         .ctx(|| format!("reading the size of {}", input.display()))?
         .len();
     record_count(input, size)?;
+    let t = std::time::Instant::now();
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let mut sorter = RunSorter::new(options.memory, &parent)?;
+    if size > 0 && size <= sorter.in_memory_limit() as u64 && !same_file(input, output) {
+        return sort_mapped(&file, input, output, sorter.write_buffer);
+    }
     sorter.expect_bytes(size);
     sorter.fill_from(&mut file, input)?;
     drop(file);
+    trace(&format!("read {:?}", t.elapsed()));
     let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
     sorter.finish(out)
+}
+
+/// Sort a file that fits the budget straight from a read-only map of the
+/// page cache: no copy into our own memory, and the index (16 bytes per
+/// record) is the only large allocation.
+fn sort_mapped(file: &File, input: &Path, output: &Path, write_buffer: usize) -> Result<SortStats> {
+    // SAFETY: the map is read-only and lives only during this call. Like any
+    // sort, it requires that nobody else modifies or truncates the input
+    // while it runs; `sort_file` never maps when the output is the input.
+    let map =
+        unsafe { memmap2::MmapOptions::new().populate().map(file) }.ctx(|| format!("mapping {}", input.display()))?;
+    // The size may have changed since it was checked: check the map.
+    record_count(input, map.len() as u64)?;
+    let t = std::time::Instant::now();
+    let index = sort_index(&map);
+    trace(&format!("sort_index {:?}", t.elapsed()));
+    let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
+    let mut writer = PipelinedWriter::new(out, write_buffer);
+    write_in_order(&map, &index, &mut writer)
+        .and_then(|()| writer.finish().map(drop))
+        .ctx(|| format!("writing {}", output.display()))?;
+    trace(&format!("sort_index+write {:?}", t.elapsed()));
+    Ok(SortStats {
+        records: index.len() as u64,
+        runs: 0,
+    })
+}
+
+/// True if `b` exists and is the same file as `a` (sorting onto itself).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Phase timings on stderr when `TRITON_SORT_TRACE` is set (for benchmarks).
+pub(crate) fn trace(msg: &str) {
+    if std::env::var_os("TRITON_SORT_TRACE").is_some() {
+        eprintln!("trace: {msg}");
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +481,35 @@ mod tests {
         let (bytes, stats) = sort_with_budget(&data, MIN_MEMORY, 1000);
         assert!(stats.runs > MAX_FAN_IN, "only {} runs", stats.runs);
         assert!(bytes == expected, "multi-pass merge differs from the in-memory sort");
+    }
+
+    #[test]
+    fn sort_file_mapped_external_and_onto_itself_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<u16> = (0..5000u32).map(|i| (i.wrapping_mul(7919) % 1013) as u16).collect();
+        let data = records(&keys);
+        let mut expected = data.clone();
+        sort_records(&mut expected);
+        let input = dir.path().join("in");
+        std::fs::write(&input, &data).unwrap();
+        for (memory, runs) in [(64u64 << 20, false), (MIN_MEMORY, true)] {
+            let out = dir.path().join(format!("out-{memory}"));
+            let stats = sort_file(&input, &out, &SortOptions { memory }).unwrap();
+            assert_eq!(stats.runs > 0, runs);
+            assert!(std::fs::read(&out).unwrap() == expected);
+        }
+        // Onto itself: read fully before the output is created.
+        sort_file(&input, &input, &SortOptions { memory: 64 << 20 }).unwrap();
+        assert!(std::fs::read(&input).unwrap() == expected);
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, []).unwrap();
+        let stats = sort_file(
+            &empty,
+            &dir.path().join("empty-out"),
+            &SortOptions { memory: MIN_MEMORY },
+        )
+        .unwrap();
+        assert_eq!(stats, SortStats::default());
     }
 
     #[test]

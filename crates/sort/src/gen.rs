@@ -79,7 +79,11 @@ pub fn show_record(record: &[u8]) -> String {
     }
     line.push(' ');
     for &b in &record[KEY_LEN..KEY_LEN + 32] {
-        line.push(if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' });
+        line.push(if b.is_ascii_graphic() || b == b' ' {
+            b as char
+        } else {
+            '.'
+        });
     }
     line.push_str("...");
     line

@@ -59,10 +59,7 @@ pub fn sort_index(data: &[u8]) -> Vec<u128> {
     // A few slices per thread for the counting and scatter passes.
     let slice_count = (rayon::current_num_threads() * 4).clamp(1, n / SMALL);
     let slice_len = n.div_ceil(slice_count);
-    let slices: Vec<(usize, usize)> = (0..n)
-        .step_by(slice_len)
-        .map(|s| (s, (s + slice_len).min(n)))
-        .collect();
+    let slices: Vec<(usize, usize)> = (0..n).step_by(slice_len).map(|s| (s, (s + slice_len).min(n))).collect();
     // Pass 1: per-slice histograms.
     let counts: Vec<Vec<usize>> = slices
         .par_iter()

@@ -97,14 +97,15 @@ impl Config {
     /// Parse and validate YAML of the form
     /// `servers: [{serverId: 0, host: "localhost", port: "8080"}, ...]`.
     pub fn from_yaml(text: &str) -> Result<Config> {
-        let raw: RawConfig =
-            serde_yaml_ng::from_str(text).map_err(|e| Error::Config(format!("invalid YAML: {e}")))?;
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| Error::Config(format!("invalid YAML: {e}")))?;
         let n = raw.servers.len();
         if n == 0 {
             return Err(Error::Config("no servers listed".into()));
         }
         if n > MAX_SERVERS {
-            return Err(Error::Config(format!("{n} servers listed; at most {MAX_SERVERS} supported")));
+            return Err(Error::Config(format!(
+                "{n} servers listed; at most {MAX_SERVERS} supported"
+            )));
         }
         if !n.is_power_of_two() {
             return Err(Error::Config(format!(
@@ -238,9 +239,10 @@ fn plan(memory: u64, servers: usize) -> Result<Plan> {
 pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options: &NetOptions) -> Result<NetStats> {
     let n = config.servers.len();
     let me = my_id as usize;
-    let my_entry = config.servers.get(me).ok_or_else(|| {
-        Error::Config(format!("server id {my_id} is not in the config (servers 0..{})", n - 1))
-    })?;
+    let my_entry = config
+        .servers
+        .get(me)
+        .ok_or_else(|| Error::Config(format!("server id {my_id} is not in the config (servers 0..{})", n - 1)))?;
     let plan = plan(options.memory, n)?;
     let mut input_file = File::open(input).ctx(|| format!("opening input {}", input.display()))?;
     let size = input_file
@@ -447,15 +449,13 @@ fn spawn_acceptor(
                 }
                 let peer_frames = frames.clone();
                 let peer_events = events.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("netsort-recv".into())
-                    .spawn(move || {
-                        let event = match receive(stream, addr, my_id, n, io_timeout, &peer_frames, &peer_events) {
-                            Ok((peer, records)) => Event::PeerDone { peer, records },
-                            Err(e) => Event::Failed(e),
-                        };
-                        let _ = peer_events.send(event);
-                    });
+                let spawned = std::thread::Builder::new().name("netsort-recv".into()).spawn(move || {
+                    let event = match receive(stream, addr, my_id, n, io_timeout, &peer_frames, &peer_events) {
+                        Ok((peer, records)) => Event::PeerDone { peer, records },
+                        Err(e) => Event::Failed(e),
+                    };
+                    let _ = peer_events.send(event);
+                });
                 if let Err(e) = spawned {
                     let _ = events.send(Event::Failed(Error::Net(format!("starting a receiver thread: {e}"))));
                     return;
@@ -469,11 +469,12 @@ fn spawn_acceptor(
 /// Describe a failed read from `who` for a person.
 fn read_error(who: &str, e: std::io::Error, timeout: Duration) -> Error {
     match e.kind() {
-        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
-            Error::Net(format!(
-                "{who} closed the connection before end-of-stream (did it die?): {e}"
-            ))
-        }
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => Error::Net(format!(
+            "{who} closed the connection before end-of-stream (did it die?): {e}"
+        )),
         ErrorKind::WouldBlock | ErrorKind::TimedOut => {
             Error::Net(format!("{who} sent nothing for {}s (hung?)", timeout.as_secs_f64()))
         }
@@ -496,17 +497,23 @@ fn receive(
         .set_read_timeout(Some(timeout))
         .ctx(|| format!("configuring {who}"))?;
     let mut hello = [0u8; 16];
-    stream.read_exact(&mut hello).map_err(|e| read_error(&who, e, timeout))?;
+    stream
+        .read_exact(&mut hello)
+        .map_err(|e| read_error(&who, e, timeout))?;
     if hello[..8] != MAGIC {
         return Err(Error::Net(format!("{who} is not a netsort peer (bad hello)")));
     }
     let peer = u32::from_be_bytes(hello[8..12].try_into().expect("4 bytes"));
     let count = u32::from_be_bytes(hello[12..16].try_into().expect("4 bytes"));
     if count as usize != n {
-        return Err(Error::Net(format!("{who} has a config with {count} servers, we have {n}")));
+        return Err(Error::Net(format!(
+            "{who} has a config with {count} servers, we have {n}"
+        )));
     }
     if peer as usize >= n || peer == my_id {
-        return Err(Error::Net(format!("{who} claims to be server {peer}, which is not a peer of server {my_id}")));
+        return Err(Error::Net(format!(
+            "{who} claims to be server {peer}, which is not a peer of server {my_id}"
+        )));
     }
     let _ = events.send(Event::Hello(peer));
     let who = format!("server {peer} ({addr})");
@@ -520,7 +527,7 @@ fn receive(
                 let mut len = [0u8; 4];
                 stream.read_exact(&mut len).map_err(|e| read_error(&who, e, timeout))?;
                 let len = u32::from_be_bytes(len) as usize;
-                if len == 0 || len % RECORD_LEN != 0 || len > MAX_FRAME_BYTES {
+                if len == 0 || !len.is_multiple_of(RECORD_LEN) || len > MAX_FRAME_BYTES {
                     return Err(Error::Net(format!("{who} sent a data frame of {len} bytes")));
                 }
                 let mut data = vec![0u8; len];
@@ -541,7 +548,9 @@ fn receive(
             }
             TAG_END => {
                 let mut total = [0u8; 8];
-                stream.read_exact(&mut total).map_err(|e| read_error(&who, e, timeout))?;
+                stream
+                    .read_exact(&mut total)
+                    .map_err(|e| read_error(&who, e, timeout))?;
                 let total = u64::from_be_bytes(total);
                 if total != received {
                     return Err(Error::Net(format!(
@@ -580,7 +589,7 @@ impl Peer {
     }
 
     fn send_frame(&mut self, records: &[u8]) -> Result<()> {
-        debug_assert!(!records.is_empty() && records.len() % RECORD_LEN == 0);
+        debug_assert!(!records.is_empty() && records.len().is_multiple_of(RECORD_LEN));
         let mut header = [TAG_DATA, 0, 0, 0, 0];
         header[1..].copy_from_slice(&(records.len() as u32).to_be_bytes());
         self.write(&header)?;

@@ -31,7 +31,7 @@ pub fn key_prefix(record: &[u8]) -> u64 {
 /// Number of records in a file of `size` bytes, or a clear error if the size
 /// is not a whole number of records.
 pub fn record_count(path: &Path, size: u64) -> Result<u64> {
-    if size % RECORD_LEN as u64 != 0 {
+    if !size.is_multiple_of(RECORD_LEN as u64) {
         return Err(Error::NotWholeRecords {
             path: path.to_path_buf(),
             size,

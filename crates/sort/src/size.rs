@@ -46,19 +46,14 @@ pub fn parse_size(input: &str) -> Result<u64> {
     } else {
         whole.parse().map_err(|_| bad("number too large"))?
     };
-    let mut bytes = whole
-        .checked_mul(multiplier)
-        .ok_or_else(|| bad("size too large"))?;
+    let mut bytes = whole.checked_mul(multiplier).ok_or_else(|| bad("size too large"))?;
     if !fraction.is_empty() {
         // Exact for up to 9 fractional digits; more digits are truncated.
         let digits = &fraction[..fraction.len().min(9)];
         let scale = 10u128.pow(digits.len() as u32);
         let frac: u128 = digits.parse().map_err(|_| bad("malformed number"))?;
-        let extra = u64::try_from(frac * multiplier as u128 / scale)
-            .map_err(|_| bad("size too large"))?;
-        bytes = bytes
-            .checked_add(extra)
-            .ok_or_else(|| bad("size too large"))?;
+        let extra = u64::try_from(frac * multiplier as u128 / scale).map_err(|_| bad("size too large"))?;
+        bytes = bytes.checked_add(extra).ok_or_else(|| bad("size too large"))?;
     }
     Ok(bytes)
 }
@@ -81,7 +76,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "mb", "1 xb", "1.2.3", "-5", "99999999999999999999", "20000000tb", "."] {
+        for bad in [
+            "",
+            "mb",
+            "1 xb",
+            "1.2.3",
+            "-5",
+            "99999999999999999999",
+            "20000000tb",
+            ".",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -47,7 +47,10 @@ pub fn record_hash(record: &[u8]) -> u128 {
 pub fn checksum(records: &[u8]) -> u128 {
     records
         .par_chunks(RECORD_LEN * 4096)
-        .map(|c| c.chunks_exact(RECORD_LEN).fold(0u128, |s, r| s.wrapping_add(record_hash(r))))
+        .map(|c| {
+            c.chunks_exact(RECORD_LEN)
+                .fold(0u128, |s, r| s.wrapping_add(record_hash(r)))
+        })
         .reduce(|| 0, u128::wrapping_add)
 }
 

@@ -20,6 +20,9 @@ enum Command {
     Http(cmd::http::HttpArgs),
     /// Run the deterministic cluster simulator (replays a failing seed).
     Sim(cmd::sim::SimArgs),
+    /// Sorting 100-byte records: gensort, showsort, valsort, sort, netsort.
+    #[command(flatten)]
+    Sort(cmd::sort::SortCommand),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Http(args) => cmd::http::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Sort(command) => cmd::sort::run(command),
     };
     match result {
         Ok(code) => code,

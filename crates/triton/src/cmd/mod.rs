@@ -1,3 +1,4 @@
 //! One module per subcommand (or family of subcommands).
 pub mod http;
 pub mod sim;
+pub mod sort;

@@ -143,7 +143,10 @@ fn gensort(a: GensortArgs) -> anyhow::Result<ExitCode> {
 
 fn open_records(path: &Path) -> anyhow::Result<File> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let size = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let size = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     triton_sort::record::record_count(path, size)?;
     Ok(file)
 }

@@ -1,0 +1,240 @@
+//! Process tests of `triton gensort | showsort | valsort | sort`: the real
+//! binary on real files, checked with valsort and its checksum.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TRITON: &str = env!("CARGO_BIN_EXE_triton");
+
+/// A scratch directory removed on drop (also when a test panics).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "triton-sort-cli-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    TempDir(dir)
+}
+
+fn triton(args: &[&str]) -> Output {
+    Command::new(TRITON).args(args).output().expect("run triton")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = triton(args);
+    assert!(
+        out.status.success(),
+        "triton {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn fails(args: &[&str], expected: &str) {
+    let out = triton(args);
+    assert!(!out.status.success(), "triton {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(expected),
+        "triton {args:?}: expected {expected:?} in {stderr}"
+    );
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+struct Valsort {
+    sorted: bool,
+    records: u64,
+    duplicates: u64,
+    checksum: String,
+}
+
+fn valsort(path: &Path) -> Valsort {
+    let out = triton(&["valsort", p(path)]);
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .to_string()
+    };
+    let sorted = text.contains("File is sorted");
+    assert_eq!(out.status.success(), sorted, "exit code must match the verdict: {text}");
+    Valsort {
+        sorted,
+        records: field("Records:").parse().unwrap(),
+        duplicates: field("Duplicate keys:").parse().unwrap(),
+        checksum: field("Checksum:"),
+    }
+}
+
+/// Sort `input` into a new file and check it is a sorted permutation.
+fn sort_and_check(dir: &Path, input: &Path, extra: &[&str]) -> PathBuf {
+    let output = dir.join(format!("{}.sorted", input.file_name().unwrap().to_str().unwrap()));
+    let mut args = vec!["sort", p(input), p(&output)];
+    args.extend_from_slice(extra);
+    ok(&args);
+    let before = valsort(input);
+    let after = valsort(&output);
+    assert!(after.sorted, "{} not sorted", output.display());
+    assert_eq!(before.records, after.records);
+    assert_eq!(before.checksum, after.checksum, "sort changed the multiset of records");
+    output
+}
+
+#[test]
+fn gensort_is_deterministic_and_rounds_up() {
+    let dir = tempdir();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let c = dir.path().join("c");
+    ok(&["gensort", p(&a), "1001", "--seed", "5"]);
+    ok(&["gensort", p(&b), "1001", "--seed", "5"]);
+    ok(&["gensort", p(&c), "1001", "--seed", "6"]);
+    assert_eq!(std::fs::metadata(&a).unwrap().len(), 1100);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    ok(&["gensort", p(&a), "0.5 kb"]);
+    assert_eq!(std::fs::metadata(&a).unwrap().len(), 500);
+    ok(&["gensort", p(&a), "1KiB"]);
+    assert_eq!(std::fs::metadata(&a).unwrap().len(), 1100);
+    fails(&["gensort", p(&a), "12 parsecs"], "unknown unit");
+}
+
+#[test]
+fn showsort_prints_one_line_per_record() {
+    let dir = tempdir();
+    let f = dir.path().join("f");
+    ok(&["gensort", p(&f), "300", "--seed", "1"]);
+    let text = ok(&["showsort", p(&f)]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    let bytes = std::fs::read(&f).unwrap();
+    let key_hex: String = bytes[..10].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(lines[0].starts_with(&format!("{key_hex} 0000")), "{}", lines[0]);
+    assert!(lines[2].contains("00000000000000000000000000000002"), "{}", lines[2]);
+    assert_eq!(ok(&["showsort", p(&f), "--limit", "1"]).lines().count(), 1);
+}
+
+#[test]
+fn sorts_empty_single_and_multi_megabyte_files() {
+    let dir = tempdir();
+    for (name, size) in [("empty", "0"), ("one", "100"), ("three-mb", "3mb")] {
+        let input = dir.path().join(name);
+        ok(&["gensort", p(&input), size, "--seed", "3"]);
+        let out = sort_and_check(dir.path(), &input, &[]);
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().len(),
+            std::fs::metadata(&input).unwrap().len()
+        );
+    }
+    let unsorted = valsort(&dir.path().join("three-mb"));
+    assert!(!unsorted.sorted, "random input should not be sorted");
+}
+
+#[test]
+fn external_sort_beyond_the_memory_budget_matches_in_memory_sort() {
+    let dir = tempdir();
+    let input = dir.path().join("big");
+    ok(&["gensort", p(&input), "4mb", "--seed", "9"]);
+    let in_memory = sort_and_check(dir.path(), &input, &["--threads", "1"]);
+    let in_memory_bytes = std::fs::read(&in_memory).unwrap();
+    let external = dir.path().join("external");
+    let out = triton(&["sort", p(&input), p(&external), "--memory", "256KiB"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("external"), "4 MB in 256 KiB must spill runs: {stderr}");
+    assert!(
+        std::fs::read(&external).unwrap() == in_memory_bytes,
+        "external sort differs"
+    );
+    // No temporary runs are left beside the output.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".triton-sort"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary runs left behind");
+}
+
+#[test]
+fn duplicate_keys_sort_and_keep_every_record() {
+    let dir = tempdir();
+    let input = dir.path().join("dups");
+    let mut data = Vec::new();
+    for i in 0..20_000u32 {
+        let mut record = [b'v'; 100];
+        record[..10].fill((i % 7) as u8 * 37); // 7 distinct keys
+        record[10..14].copy_from_slice(&i.to_be_bytes()); // distinct values
+        data.extend_from_slice(&record);
+    }
+    std::fs::write(&input, &data).unwrap();
+    for extra in [&[][..], &["--memory", "128KiB"][..]] {
+        let out = sort_and_check(dir.path(), &input, extra);
+        let report = valsort(&out);
+        assert_eq!(report.duplicates, 20_000 - 7);
+        // Stable: equal keys keep their input order.
+        let sorted = std::fs::read(&out).unwrap();
+        for (a, b) in sorted.chunks(100).zip(sorted.chunks(100).skip(1)) {
+            if a[..10] == b[..10] {
+                assert!(a[10..14] < b[10..14], "equal keys reordered");
+            }
+        }
+    }
+}
+
+#[test]
+fn valsort_catches_an_unsorted_file() {
+    let dir = tempdir();
+    let f = dir.path().join("f");
+    let mut data = vec![0u8; 300];
+    data[0] = 1; // record 0 > record 1
+    data[200] = 2;
+    std::fs::write(&f, &data).unwrap();
+    let out = triton(&["valsort", p(&f)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not sorted: record 1"), "{text}");
+}
+
+#[test]
+fn malformed_inputs_give_clear_errors() {
+    let dir = tempdir();
+    let odd = dir.path().join("odd");
+    std::fs::write(&odd, [0u8; 150]).unwrap();
+    let out = dir.path().join("out");
+    fails(
+        &["sort", p(&odd), p(&out)],
+        "not a multiple of the 100-byte record size",
+    );
+    fails(&["valsort", p(&odd)], "not a multiple of the 100-byte record size");
+    fails(&["showsort", p(&odd)], "not a multiple of the 100-byte record size");
+    let missing = dir.path().join("missing");
+    fails(&["sort", p(&missing), p(&out)], "opening input");
+    fails(&["valsort", p(&missing)], "opening");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, []).unwrap();
+    fails(&["sort", p(&empty), p(&out), "--memory", "1kb"], "at least 64 KiB");
+    fails(&["sort", p(&empty), p(&out), "--memory", "lots"], "invalid size");
+    fails(&["sort", p(&empty), p(&out), "--threads", "0"], "--threads");
+}

@@ -1,0 +1,339 @@
+//! Process tests of `triton netsort`: real servers on 127.0.0.1 started at
+//! different times, checked by concatenating their outputs; peers that die
+//! or hang mid-transfer; malformed configs.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TRITON: &str = env!("CARGO_BIN_EXE_triton");
+
+/// A scratch directory removed on drop (also when a test panics).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "triton-netsort-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    TempDir(dir)
+}
+
+/// Child processes killed when the test ends, even on panic.
+#[derive(Default)]
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Wait for `child` at most `limit`; returns its status and stderr.
+fn wait_for(child: &mut Child, limit: Duration) -> (ExitStatus, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return (status, stderr);
+        }
+        assert!(Instant::now() < deadline, "server still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn triton(args: &[&str]) -> Output {
+    Command::new(TRITON).args(args).output().expect("run triton")
+}
+
+/// `n` distinct free ports on 127.0.0.1 (all held while choosing).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
+    let mut yaml = String::from("servers:\n");
+    for (i, port) in ports.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - {{serverId: {i}, host: \"127.0.0.1\", port: \"{port}\"}}\n"
+        ));
+    }
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn spawn_server(id: usize, dir: &Path, config: &Path, extra: &[&str]) -> Child {
+    let input = dir.join(format!("in{id}"));
+    let output = dir.join(format!("out{id}"));
+    Command::new(TRITON)
+        .args(["netsort", &id.to_string(), p(&input), p(&output), p(config)])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn triton netsort")
+}
+
+/// valsort's record count, checksum (as a number) and verdict.
+fn valsort(path: &Path) -> (u64, u128, bool) {
+    let out = triton(&["valsort", p(path)]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    (
+        field("Records:").parse().unwrap(),
+        u128::from_str_radix(&field("Checksum:"), 16).unwrap(),
+        out.status.success(),
+    )
+}
+
+/// Run `n` servers with staggered starts; check that out0..out{n-1}
+/// concatenated is sorted and holds exactly the records of all inputs.
+fn netsort_round_trip(n: usize, sizes: &[&str], extra: &[&str]) {
+    let dir = tempdir();
+    let config = write_config(dir.path(), &free_ports(n));
+    let mut expected_records = 0;
+    let mut expected_checksum: u128 = 0;
+    for i in 0..n {
+        let input = dir.path().join(format!("in{i}"));
+        let size = sizes[i % sizes.len()];
+        let out = triton(&["gensort", p(&input), size, "--seed", &(100 + i).to_string()]);
+        assert!(out.status.success());
+        let (records, checksum, _) = valsort(&input);
+        expected_records += records;
+        expected_checksum = expected_checksum.wrapping_add(checksum);
+    }
+    let mut servers = Servers::default();
+    // Start in a scrambled order with different delays: later servers must
+    // be dialled with retry, earlier ones must wait for them.
+    let mut order: Vec<usize> = (0..n).rev().collect();
+    order.rotate_left(n / 2);
+    for (k, &i) in order.iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(50 * (k as u64 % 4)));
+        servers.0.push(spawn_server(i, dir.path(), &config, extra));
+    }
+    for (k, child) in servers.0.iter_mut().enumerate() {
+        let (status, stderr) = wait_for(child, Duration::from_secs(60));
+        assert!(status.success(), "server {} failed: {stderr}", order[k]);
+    }
+    let all = dir.path().join("all");
+    let mut concatenated = Vec::new();
+    for i in 0..n {
+        concatenated.extend(std::fs::read(dir.path().join(format!("out{i}"))).unwrap());
+    }
+    std::fs::write(&all, &concatenated).unwrap();
+    let (records, checksum, sorted) = valsort(&all);
+    assert!(sorted, "concatenated outputs are not sorted");
+    assert_eq!(records, expected_records);
+    assert_eq!(checksum, expected_checksum, "records lost, duplicated or changed");
+}
+
+#[test]
+fn one_server() {
+    netsort_round_trip(1, &["50kb"], &[]);
+}
+
+#[test]
+fn two_servers() {
+    netsort_round_trip(2, &["1mb", "0"], &[]);
+}
+
+#[test]
+fn four_servers_one_with_empty_input() {
+    netsort_round_trip(4, &["400kb", "100", "0", "1mb"], &[]);
+}
+
+#[test]
+fn eight_servers() {
+    netsort_round_trip(8, &["200kb", "300kb"], &[]);
+}
+
+#[test]
+fn four_servers_spilling_beyond_a_small_memory_budget() {
+    // 2 MB per server through a 1 MiB budget: every server spills runs.
+    netsort_round_trip(4, &["2mb"], &["--memory", "1MiB"]);
+}
+
+#[test]
+fn a_peer_killed_mid_transfer_fails_the_others() {
+    let dir = tempdir();
+    let config = write_config(dir.path(), &free_ports(4));
+    for i in 0..4 {
+        assert!(triton(&["gensort", p(&dir.path().join(format!("in{i}"))), "1mb"])
+            .status
+            .success());
+    }
+    let mut servers = Servers::default();
+    // Servers 2 and 3 never start; servers 0 and 1 connect to each other
+    // and then 1 is killed. 0 must not wait for its 60 s connect deadline.
+    servers
+        .0
+        .push(spawn_server(0, dir.path(), &config, &["--connect-timeout", "60"]));
+    std::thread::sleep(Duration::from_millis(300));
+    servers
+        .0
+        .push(spawn_server(1, dir.path(), &config, &["--connect-timeout", "60"]));
+    std::thread::sleep(Duration::from_secs(2));
+    servers.0[1].kill().unwrap();
+    let (status, stderr) = wait_for(&mut servers.0[0], Duration::from_secs(15));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("server 1") && stderr.contains("before end-of-stream"),
+        "unclear error: {stderr}"
+    );
+}
+
+/// Connect to `port`, retrying while the server starts.
+fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "server never listened: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn hello(from: u32, servers: u32) -> Vec<u8> {
+    let mut h = b"TNSORT01".to_vec();
+    h.extend_from_slice(&from.to_be_bytes());
+    h.extend_from_slice(&servers.to_be_bytes());
+    h
+}
+
+/// The test plays server 1 of 2 by hand and misbehaves after the hello;
+/// server 0 must exit non-zero within `limit` with `expected` in stderr.
+fn fake_peer_fails_server(extra: &[&str], misbehave: impl FnOnce(TcpStream), expected: &str) {
+    let dir = tempdir();
+    let ports = free_ports(2);
+    let config = write_config(dir.path(), &ports);
+    assert!(triton(&["gensort", p(&dir.path().join("in0")), "100kb"])
+        .status
+        .success());
+    // Listen as server 1 so server 0 can dial us; hold its connection open.
+    let fake = TcpListener::bind(("127.0.0.1", ports[1])).unwrap();
+    let mut servers = Servers::default();
+    servers.0.push(spawn_server(0, dir.path(), &config, extra));
+    let (_from_server0, _) = fake.accept().unwrap();
+    let mut to_server0 = connect(ports[0]);
+    to_server0.write_all(&hello(1, 2)).unwrap();
+    misbehave(to_server0);
+    let (status, stderr) = wait_for(&mut servers.0[0], Duration::from_secs(20));
+    assert!(!status.success(), "server 0 should fail");
+    assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+}
+
+#[test]
+fn a_peer_dying_inside_a_frame_is_an_error_not_a_short_file() {
+    fake_peer_fails_server(
+        &[],
+        |mut s| {
+            // A frame header announcing 10 records, then only half of one.
+            let mut frame = vec![1u8];
+            frame.extend_from_slice(&1000u32.to_be_bytes());
+            frame.extend_from_slice(&[0u8; 50]);
+            s.write_all(&frame).unwrap();
+            drop(s);
+        },
+        "before end-of-stream",
+    );
+}
+
+#[test]
+fn a_wrong_end_of_stream_count_is_caught() {
+    fake_peer_fails_server(
+        &[],
+        |mut s| {
+            let mut frame = vec![1u8];
+            frame.extend_from_slice(&100u32.to_be_bytes());
+            frame.extend_from_slice(&[0u8; 100]); // key 0 belongs to server 0
+            frame.push(2);
+            frame.extend_from_slice(&5u64.to_be_bytes()); // claims 5 records
+            s.write_all(&frame).unwrap();
+        },
+        "says it sent 5 records but 1 arrived",
+    );
+}
+
+#[test]
+fn a_hung_peer_times_out() {
+    fake_peer_fails_server(
+        &["--io-timeout", "1"],
+        |s| {
+            // Say hello, then nothing; keep the socket open past the timeout.
+            std::thread::sleep(Duration::from_secs(3));
+            drop(s);
+        },
+        "sent nothing for 1s",
+    );
+}
+
+#[test]
+fn bad_configs_and_ids_are_clear_errors() {
+    let dir = tempdir();
+    let input = dir.path().join("in");
+    std::fs::write(&input, []).unwrap();
+    let out = dir.path().join("out");
+    let cases = [
+        ("servers: [{serverId: 0, host: a", "invalid YAML"),
+        (
+            "servers:\n - {serverId: 0, host: localhost, port: \"1\"}\n - {serverId: 1, host: localhost, port: \"2\"}\n - {serverId: 2, host: localhost, port: \"3\"}\n",
+            "power of two",
+        ),
+        ("servers: [{serverId: 0, host: localhost, port: \"x\"}]", "port"),
+    ];
+    for (yaml, expected) in cases {
+        let config = dir.path().join("bad.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let o = triton(&["netsort", "0", p(&input), p(&out), p(&config)]);
+        assert!(!o.status.success());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(expected), "{yaml}: {stderr}");
+    }
+    let config = write_config(dir.path(), &free_ports(2));
+    let o = triton(&["netsort", "2", p(&input), p(&out), p(&config)]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("server id 2 is not in the config"));
+    assert!(!o.status.success());
+    let o = triton(&["netsort", "0", p(&dir.path().join("missing")), p(&out), p(&config)]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("opening input"));
+    let o = triton(&["netsort", "0", p(&input), p(&out), p(&dir.path().join("nope.yaml"))]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reading config"));
+}
