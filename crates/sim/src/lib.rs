@@ -14,6 +14,7 @@
 
 pub mod checker;
 pub mod fuzz;
+pub mod lab;
 pub mod state_machine;
 
 use std::cmp::Reverse;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use triton_raft::{
-    Config, Entry, EntryKind, HardState, Index, InitialState, Membership, Message, NodeId, ProposeError, Raft,
+    Body, Config, Entry, EntryKind, HardState, Index, InitialState, Membership, Message, NodeId, ProposeError, Raft,
     ReadState, Role, Snapshot, Term,
 };
 
@@ -196,6 +197,9 @@ pub trait Clients {
 pub struct Traffic {
     pub messages: u64,
     pub bytes: u64,
+    /// Rejected appends: each is one round trip of log repair.
+    pub append_rejects: u64,
+    pub snapshot_chunks: u64,
 }
 
 pub struct Sim {
@@ -467,6 +471,11 @@ impl Sim {
         }
         self.traffic.messages += 1;
         self.traffic.bytes += MESSAGE_OVERHEAD_BYTES + m.payload_bytes();
+        match m.body {
+            Body::AppendResponse { reject: true, .. } => self.traffic.append_rejects += 1,
+            Body::Snapshot { .. } => self.traffic.snapshot_chunks += 1,
+            _ => {}
+        }
         let copies = if self.rng.random_bool(self.opts.duplicate) {
             2
         } else {
