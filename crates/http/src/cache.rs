@@ -1,15 +1,19 @@
-//! A short-lived in-memory cache of served files.
+//! A short-lived cache of resolved files: small ones in memory, large ones
+//! as open descriptors to `sendfile` from.
 //!
 //! Serving a small file from memory costs one `write` instead of
 //! `canonicalize` (several syscalls) + `open` + `fstat` + `read` + `close`,
-//! which is most of the per-request cost. Entries live for a fixed time to
-//! live and are then re-resolved from disk, so a changed file or symlink is
-//! seen at most `ttl` late (the same trade nginx's `open_file_cache` makes);
-//! `ttl = 0` turns caching off. Memory is bounded by `max_total_bytes`,
-//! charging each entry its key, its body and a fixed overhead.
+//! which is most of the per-request cost; for a large file the copy into
+//! user space would dominate, so we keep the open file and let the kernel
+//! send it. Entries live for a fixed time to live and are then re-resolved
+//! from disk, so a changed file or symlink is seen at most `ttl` late (the
+//! trade nginx's `open_file_cache` makes); `ttl = 0` turns caching off.
+//! Memory is bounded by `max_total_bytes` (each entry is charged its key,
+//! its in-memory body and a fixed overhead) and descriptors by
+//! `max_open_files`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,18 +27,61 @@ const ENTRY_OVERHEAD: u64 = 256;
 pub struct CacheConfig {
     /// How long an entry is served without looking at the disk; 0 disables.
     pub ttl: Duration,
-    /// Files larger than this are never cached (they are sent with sendfile).
+    /// Files up to this size are kept in memory; larger ones as descriptors.
     pub max_file_bytes: u64,
     /// Upper bound on all cached bytes together.
     pub max_total_bytes: u64,
+    /// Upper bound on descriptors held open by the cache.
+    pub max_open_files: usize,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             ttl: Duration::from_secs(1),
-            max_file_bytes: 2 << 20,
+            max_file_bytes: 64 << 10,
             max_total_bytes: 256 << 20,
+            max_open_files: 1024,
+        }
+    }
+}
+
+/// Where the bytes of a file come from.
+#[derive(Debug)]
+pub enum CachedBody {
+    /// Read into memory (small files).
+    Memory(Bytes),
+    /// An open descriptor and the length promised in `Content-Length`;
+    /// sent with `sendfile` at explicit offsets, so one descriptor serves
+    /// any number of connections at once.
+    File { file: Arc<std::fs::File>, length: u64 },
+}
+
+impl CachedBody {
+    /// The body length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            CachedBody::Memory(bytes) => bytes.len() as u64,
+            CachedBody::File { length, .. } => *length,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        match self {
+            CachedBody::Memory(bytes) => bytes.len() as u64,
+            CachedBody::File { .. } => 0,
+        }
+    }
+
+    fn descriptors(&self) -> usize {
+        match self {
+            CachedBody::Memory(_) => 0,
+            CachedBody::File { .. } => 1,
         }
     }
 }
@@ -42,7 +89,7 @@ impl Default for CacheConfig {
 /// A file ready to be served: body plus pre-rendered header values.
 #[derive(Debug)]
 pub struct CachedFile {
-    pub body: Bytes,
+    pub body: CachedBody,
     pub content_type: String,
     pub last_modified: String,
     loaded_at: Instant,
@@ -50,7 +97,7 @@ pub struct CachedFile {
 
 impl CachedFile {
     /// A file read at `loaded_at`.
-    pub fn new(body: Bytes, content_type: String, last_modified: String, loaded_at: Instant) -> Self {
+    pub fn new(body: CachedBody, content_type: String, last_modified: String, loaded_at: Instant) -> Self {
         CachedFile {
             body,
             content_type,
@@ -66,6 +113,7 @@ pub struct FileCache {
     config: CacheConfig,
     sites: Vec<Mutex<HashMap<Box<str>, Arc<CachedFile>>>>,
     total_bytes: AtomicU64,
+    open_files: AtomicUsize,
 }
 
 impl FileCache {
@@ -75,6 +123,7 @@ impl FileCache {
             config,
             sites: (0..sites).map(|_| Mutex::new(HashMap::new())).collect(),
             total_bytes: AtomicU64::new(0),
+            open_files: AtomicUsize::new(0),
         }
     }
 
@@ -83,9 +132,9 @@ impl FileCache {
         &self.config
     }
 
-    /// Whether a file of `len` bytes is worth caching at all.
-    pub fn admits(&self, len: u64) -> bool {
-        !self.config.ttl.is_zero() && len <= self.config.max_file_bytes
+    /// Whether a file of `len` bytes belongs in memory (else: descriptor).
+    pub fn in_memory(&self, len: u64) -> bool {
+        len <= self.config.max_file_bytes
     }
 
     /// The fresh entry for `target` on `site`, dropping it if expired.
@@ -96,15 +145,25 @@ impl FileCache {
             return Some(Arc::clone(entry));
         }
         if let Some(old) = map.remove(target) {
-            self.total_bytes.fetch_sub(charge(target, &old), Ordering::Relaxed);
+            self.release(target, &old);
         }
         None
+    }
+
+    fn release(&self, key: &str, file: &CachedFile) {
+        self.total_bytes.fetch_sub(charge(key, file), Ordering::Relaxed);
+        self.open_files.fetch_sub(file.body.descriptors(), Ordering::Relaxed);
+    }
+
+    fn fits(&self, cost: u64, descriptors: usize) -> bool {
+        self.total_bytes.load(Ordering::Relaxed) + cost <= self.config.max_total_bytes
+            && self.open_files.load(Ordering::Relaxed) + descriptors <= self.config.max_open_files
     }
 
     /// Caches `file` for `target` if it fits the budget (after dropping
     /// expired entries of this site if needed). Returns whether it did.
     pub fn insert(&self, site: usize, target: &str, file: Arc<CachedFile>, now: Instant) -> bool {
-        if !self.admits(file.body.len() as u64) {
+        if self.config.ttl.is_zero() || file.body.memory_bytes() > self.config.max_file_bytes {
             return false;
         }
         let Some(slot) = self.sites.get(site) else {
@@ -114,26 +173,36 @@ impl FileCache {
             return false;
         };
         let cost = charge(target, &file);
-        if self.total_bytes.load(Ordering::Relaxed) + cost > self.config.max_total_bytes {
+        let descriptors = file.body.descriptors();
+        if let Some(old) = map.remove(target) {
+            self.release(target, &old);
+        }
+        if !self.fits(cost, descriptors) {
             let ttl = self.config.ttl;
-            let mut freed = 0;
+            let mut expired = Vec::new();
             map.retain(|key, entry| {
                 let keep = now.saturating_duration_since(entry.loaded_at) < ttl;
                 if !keep {
-                    freed += charge(key, entry);
+                    expired.push((key.clone(), Arc::clone(entry)));
                 }
                 keep
             });
-            self.total_bytes.fetch_sub(freed, Ordering::Relaxed);
-            if self.total_bytes.load(Ordering::Relaxed) + cost > self.config.max_total_bytes {
+            for (key, entry) in &expired {
+                self.release(key, entry);
+            }
+            if !self.fits(cost, descriptors) {
                 return false;
             }
         }
-        if let Some(old) = map.insert(target.into(), file) {
-            self.total_bytes.fetch_sub(charge(target, &old), Ordering::Relaxed);
-        }
+        map.insert(target.into(), file);
         self.total_bytes.fetch_add(cost, Ordering::Relaxed);
+        self.open_files.fetch_add(descriptors, Ordering::Relaxed);
         true
+    }
+
+    /// Descriptors currently held open by the cache.
+    pub fn open_files(&self) -> usize {
+        self.open_files.load(Ordering::Relaxed)
     }
 
     /// Bytes currently charged to the cache.
@@ -143,7 +212,7 @@ impl FileCache {
 }
 
 fn charge(key: &str, file: &CachedFile) -> u64 {
-    key.len() as u64 + file.body.len() as u64 + ENTRY_OVERHEAD
+    key.len() as u64 + file.body.memory_bytes() + ENTRY_OVERHEAD
 }
 
 #[cfg(test)]
@@ -151,12 +220,36 @@ mod tests {
     use super::*;
 
     fn file(len: usize, at: Instant) -> Arc<CachedFile> {
-        Arc::new(CachedFile::new(
-            Bytes::from(vec![b'x'; len]),
-            "t".into(),
-            "d".into(),
-            at,
-        ))
+        let body = CachedBody::Memory(Bytes::from(vec![b'x'; len]));
+        Arc::new(CachedFile::new(body, "t".into(), "d".into(), at))
+    }
+
+    fn descriptor(at: Instant) -> Arc<CachedFile> {
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let body = CachedBody::File { file, length: 1 << 20 };
+        Arc::new(CachedFile::new(body, "t".into(), "d".into(), at))
+    }
+
+    #[test]
+    fn descriptors_are_bounded_and_released() {
+        let config = CacheConfig {
+            max_open_files: 2,
+            ..CacheConfig::default()
+        };
+        let cache = FileCache::new(config, 1);
+        let t0 = Instant::now();
+        assert!(cache.insert(0, "/a", descriptor(t0), t0));
+        assert!(cache.insert(0, "/b", descriptor(t0), t0));
+        assert!(!cache.insert(0, "/c", descriptor(t0), t0), "over the descriptor cap");
+        assert_eq!(cache.open_files(), 2);
+        // Replacing an entry does not leak its count.
+        assert!(cache.insert(0, "/b", descriptor(t0), t0));
+        assert_eq!(cache.open_files(), 2);
+        // A descriptor costs no body bytes.
+        assert_eq!(cache.total_bytes(), 4 + 2 * ENTRY_OVERHEAD);
+        let later = t0 + Duration::from_secs(2);
+        assert!(cache.insert(0, "/c", descriptor(later), later));
+        assert_eq!(cache.open_files(), 1);
     }
 
     #[test]
@@ -181,6 +274,7 @@ mod tests {
             ttl: Duration::from_secs(1),
             max_file_bytes: 1000,
             max_total_bytes: 2000,
+            max_open_files: 10,
         };
         let cache = FileCache::new(config, 1);
         let t0 = Instant::now();

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::cache::{CacheConfig, CachedFile, FileCache};
+use crate::cache::{CacheConfig, CachedBody, CachedFile, FileCache};
 use crate::content_type;
 use crate::request::{parse_request, Parse, Request, MAX_HEAD_BYTES};
 use crate::resolve::resolve;
@@ -200,20 +200,6 @@ async fn linger(stream: &mut TcpStream) {
     }
 }
 
-/// What a request resolved to.
-enum Body {
-    NotFound,
-    /// In memory (cached or just read).
-    Memory(Arc<CachedFile>),
-    /// Too big to cache: sent from the file with sendfile.
-    File {
-        file: std::fs::File,
-        length: u64,
-        content_type: String,
-        last_modified: String,
-    },
-}
-
 /// Appends (or writes) the response to `request`.
 async fn respond(
     shared: &Arc<Shared>,
@@ -222,89 +208,76 @@ async fn respond(
     output: &mut Vec<u8>,
     stream: &mut TcpStream,
 ) -> io::Result<()> {
-    let body = match shared.sites.lookup(request.host()) {
-        None => Body::NotFound,
+    let file = match shared.sites.lookup(request.host()) {
+        None => None,
         Some(site) => match shared.cache.get(site, &request.target, StdInstant::now()) {
-            Some(file) => Body::Memory(file),
+            Some(file) => Some(file),
             None => {
                 let shared = Arc::clone(shared);
                 let target = request.target.clone();
                 tokio::task::spawn_blocking(move || load(&shared, site, &target))
                     .await
-                    .unwrap_or(Body::NotFound)
+                    .unwrap_or(None)
             }
         },
     };
-    match body {
-        Body::NotFound => {
-            with_date_now(|date| write_head(output, Status::NotFound, close, date, None));
+    let Some(file) = file else {
+        with_date_now(|date| write_head(output, Status::NotFound, close, date, None));
+        return Ok(());
+    };
+    let content = Content {
+        length: file.body.len(),
+        content_type: &file.content_type,
+        last_modified: &file.last_modified,
+    };
+    with_date_now(|date| write_head(output, Status::Ok, close, date, Some(&content)));
+    match &file.body {
+        CachedBody::Memory(bytes) if bytes.len() <= INLINE_BODY_BYTES => {
+            output.extend_from_slice(bytes);
         }
-        Body::Memory(file) => {
-            let content = Content {
-                length: file.body.len() as u64,
-                content_type: &file.content_type,
-                last_modified: &file.last_modified,
-            };
-            with_date_now(|date| write_head(output, Status::Ok, close, date, Some(&content)));
-            if file.body.len() <= INLINE_BODY_BYTES {
-                output.extend_from_slice(&file.body);
-            } else {
-                let mut both = Buf::chain(&output[..], &file.body[..]);
-                stream.write_all_buf(&mut both).await?;
-                output.clear();
-            }
+        CachedBody::Memory(bytes) => {
+            let mut both = Buf::chain(&output[..], &bytes[..]);
+            stream.write_all_buf(&mut both).await?;
+            output.clear();
         }
-        Body::File {
-            file,
-            length,
-            content_type,
-            last_modified,
-        } => {
-            let content = Content {
-                length,
-                content_type: &content_type,
-                last_modified: &last_modified,
-            };
-            with_date_now(|date| write_head(output, Status::Ok, close, date, Some(&content)));
+        CachedBody::File { file, length } => {
             stream.write_all(output).await?;
             output.clear();
-            send_file(stream, &file, length).await?;
+            send_file(stream, file, *length).await?;
         }
     }
     Ok(())
 }
 
-/// Resolves and loads a file (blocking; runs on the blocking pool).
-fn load(shared: &Shared, site: usize, target: &str) -> Body {
-    let Ok(resolved) = resolve(shared.sites.root(site), target) else {
-        return Body::NotFound;
-    };
+/// Resolves and opens (and for small files reads) the file for `target`,
+/// caching the result; `None` means 404. Blocking: runs on the blocking pool.
+fn load(shared: &Shared, site: usize, target: &str) -> Option<Arc<CachedFile>> {
+    let resolved = resolve(shared.sites.root(site), target).ok()?;
     let content_type = content_type::for_path(&resolved.path);
     let modified = resolved.metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let last_modified = http_date(modified);
     let length = resolved.metadata.len();
-    let Ok(file) = std::fs::File::open(&resolved.path) else {
-        return Body::NotFound;
-    };
-    if !shared.cache.admits(length) {
-        return Body::File {
-            file,
+    let file = std::fs::File::open(&resolved.path).ok()?;
+    let body = if shared.cache.in_memory(length) {
+        // Read at most `length` bytes: the file may change under us, and
+        // the Content-Length we promise must match the body we send.
+        let mut body = Vec::with_capacity(length as usize);
+        use std::io::Read;
+        (&file).take(length).read_to_end(&mut body).ok()?;
+        if body.len() as u64 != length {
+            return None;
+        }
+        CachedBody::Memory(Bytes::from(body))
+    } else {
+        CachedBody::File {
+            file: Arc::new(file),
             length,
-            content_type,
-            last_modified,
-        };
-    }
-    // Read at most `length` bytes: the file may change under us, and the
-    // Content-Length we promise must match the body we send.
-    let mut body = Vec::with_capacity(length as usize);
-    use std::io::Read;
-    if (&file).take(length).read_to_end(&mut body).is_err() || body.len() as u64 != length {
-        return Body::NotFound;
-    }
+        }
+    };
     let now = StdInstant::now();
-    let cached = Arc::new(CachedFile::new(Bytes::from(body), content_type, last_modified, now));
+    let cached = Arc::new(CachedFile::new(body, content_type, last_modified, now));
     shared.cache.insert(site, target, Arc::clone(&cached), now);
-    Body::Memory(cached)
+    Some(cached)
 }
 
 /// Sends `length` bytes of `file` with sendfile(2), waiting for socket

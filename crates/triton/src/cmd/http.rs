@@ -31,7 +31,7 @@ pub struct HttpArgs {
     /// How long a file may be served from memory before re-reading it; 0s disables the cache.
     #[arg(long, default_value = "1s", value_parser = triton_http::parse_duration)]
     pub cache_ttl: Duration,
-    /// Largest file kept in memory; bigger files are sent with sendfile.
+    /// Largest file kept in memory; bigger files are sent from an open descriptor with sendfile.
     #[arg(long, default_value_t = CacheConfig::default().max_file_bytes)]
     pub cache_max_file_bytes: u64,
 }

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Benchmarks `triton http` against Debian's nginx in one run, same files,
+# same wrk settings: a 1 KiB and a 1 MiB file over 64 keep-alive
+# connections. Prints a Markdown table of medians over ROUNDS runs.
+#
+#   crates/http/bench/run.sh            # 3 rounds of 10 s per server and file
+#   ROUNDS=1 DURATION=5s crates/http/bench/run.sh
+#
+# Needs: apt-get install -y nginx wrk. Only loopback traffic; every server
+# it starts is stopped on exit. On a 2-core machine wrk and the server
+# compete for the same cores, for both servers alike.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target-http}
+
+for tool in wrk nginx; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk" >&2; exit 1; }
+done
+
+cargo build --quiet --release -p triton --manifest-path "$REPO/Cargo.toml"
+TRITON=$CARGO_TARGET_DIR/release/triton
+
+WORK=$(mktemp -d /tmp/triton-http-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+DOCROOT=$WORK/docroot
+mkdir -p "$DOCROOT"
+head -c 1024 /dev/zero | tr '\0' 'a' >"$DOCROOT/small.html"
+head -c 1048576 /dev/zero | tr '\0' 'b' >"$DOCROOT/large.bin"
+chmod -R a+rX "$DOCROOT"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    exit 1
+}
+
+TRITON_PORT=$(free_port)
+"$TRITON" http --bind 127.0.0.1 --port "$TRITON_PORT" --docroot "$DOCROOT" 2>"$WORK/triton.log" &
+PIDS+=($!)
+
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx"
+# Debian's defaults that matter here (worker_processes auto, sendfile,
+# tcp_nopush), no access log, and no per-connection request cap (triton
+# has none either; nginx's default of 1000 would force reconnects).
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    types { text/html html; }
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $DOCROOT;
+    }
+}
+CONF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+PIDS+=($!)
+wait_port "$TRITON_PORT"
+wait_port "$NGINX_PORT"
+
+# Sanity: both serve the same bytes.
+for port in "$TRITON_PORT" "$NGINX_PORT"; do
+    for file in small.html large.bin; do
+        curl -sf "http://127.0.0.1:$port/$file" | cmp - "$DOCROOT/$file"
+    done
+done
+
+# run_wrk PORT FILE -> "req_per_sec p50_latency_ms p99_latency_ms"
+run_wrk() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/$2" >"$WORK/wrk.out"
+    if grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out"; then
+        echo "errors against port $1:" >&2
+        cat "$WORK/wrk.out" >&2
+    fi
+    awk '
+        function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END { printf "%s %.3f %.3f\n", rps, p50, p99 }
+    ' "$WORK/wrk.out"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s), servers alternating"
+echo
+echo "| file | server | req/s (median) | p50 ms | p99 ms | req/s all rounds | ratio vs nginx |"
+echo "| --- | --- | ---: | ---: | ---: | --- | ---: |"
+for file in small.html large.bin; do
+    : >"$WORK/triton.rows"
+    : >"$WORK/nginx.rows"
+    for _ in $(seq 1 "$ROUNDS"); do
+        run_wrk "$TRITON_PORT" "$file" >>"$WORK/triton.rows"
+        run_wrk "$NGINX_PORT" "$file" >>"$WORK/nginx.rows"
+    done
+    nginx_rps=$(cut -d' ' -f1 "$WORK/nginx.rows" | median)
+    for server in triton nginx; do
+        rows=$WORK/$server.rows
+        rps=$(cut -d' ' -f1 "$rows" | median)
+        p50=$(cut -d' ' -f2 "$rows" | median)
+        p99=$(cut -d' ' -f3 "$rows" | median)
+        all=$(cut -d' ' -f1 "$rows" | tr '\n' ' ' | sed 's/ $//')
+        ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
+        echo "| $file | $server | $rps | $p50 | $p99 | $all | $ratio |"
+    done
+done
