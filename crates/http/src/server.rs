@@ -37,6 +37,19 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// client gets our last response intact.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// A write step (one batched buffer, one in-memory body, or one wait for
+/// socket space during sendfile) that does not finish within this long ends
+/// the connection, so a client that stops reading cannot pin a task and its
+/// buffers forever.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// Runs one write step under [`WRITE_STALL`].
+async fn stall_guard<T>(step: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(WRITE_STALL, step)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))?
+}
+
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -142,7 +155,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Res
             }
             // Out of complete requests: send what we owe before waiting.
             if !output.is_empty() {
-                stream.write_all(&output).await?;
+                stall_guard(stream.write_all(&output)).await?;
                 output.clear();
             }
             input.drain(..start);
@@ -165,14 +178,14 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Res
             break End::Close;
         }
         if output.len() >= MAX_BATCH_BYTES {
-            stream.write_all(&output).await?;
+            stall_guard(stream.write_all(&output)).await?;
             output.clear();
         }
     };
     match end {
         End::Silent => {
             if !output.is_empty() {
-                stream.write_all(&output).await?;
+                stall_guard(stream.write_all(&output)).await?;
             }
             return Ok(());
         }
@@ -181,7 +194,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Res
         }
         End::Close => {}
     }
-    stream.write_all(&output).await?;
+    stall_guard(stream.write_all(&output)).await?;
     stream.shutdown().await?;
     linger(&mut stream).await;
     Ok(())
@@ -237,11 +250,11 @@ async fn respond(
         }
         CachedBody::Memory(bytes) => {
             let mut both = Buf::chain(&output[..], &bytes[..]);
-            stream.write_all_buf(&mut both).await?;
+            stall_guard(stream.write_all_buf(&mut both)).await?;
             output.clear();
         }
         CachedBody::File { file, length } => {
-            stream.write_all(output).await?;
+            stall_guard(stream.write_all(output)).await?;
             output.clear();
             send_file(stream, file, *length).await?;
         }
@@ -290,7 +303,7 @@ async fn send_file(stream: &mut TcpStream, file: &std::fs::File, length: u64) ->
     let mut offset: libc::off_t = 0;
     let mut remaining = length;
     while remaining > 0 {
-        stream.writable().await?;
+        stall_guard(stream.writable()).await?;
         let chunk = remaining.min(1 << 30) as usize;
         let sent = stream.try_io(Interest::WRITABLE, || {
             // SAFETY: both descriptors are open for the duration of the
