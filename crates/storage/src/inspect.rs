@@ -3,8 +3,8 @@
 //! [`crate::Wal::open`] it never repairs or deletes anything, and it keeps
 //! going past damage so the operator sees the whole picture.
 
-use std::fmt::Write as _;
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use crate::error::StorageError;
@@ -25,29 +25,42 @@ pub struct DumpSummary {
 
 fn describe(record: &Record) -> String {
     match record {
-        Record::Entry(e) => format!(
-            "entry index={} term={} payload={}B",
-            e.index,
-            e.term,
-            e.payload.len()
-        ),
-        Record::HardState(hs) => format!(
-            "hard-state term={} vote={} commit={}",
-            hs.term, hs.vote, hs.commit
-        ),
+        Record::Entry(e) => format!("entry index={} term={} payload={}B", e.index, e.term, e.payload.len()),
+        Record::HardState(hs) => format!("hard-state term={} vote={} commit={}", hs.term, hs.vote, hs.commit),
         Record::Truncate { from } => format!("truncate from={from}"),
         Record::Snapshot { index, term } => format!("snapshot-marker index={index} term={term}"),
     }
 }
 
 /// Describes the contents of `dir` into `out`. With `records` false, only
-/// per-segment totals are printed.
-pub fn dump(
-    dir: &Path,
-    opts: &WalOptions,
-    records: bool,
-    out: &mut String,
-) -> Result<DumpSummary, StorageError> {
+/// per-segment totals are printed. A failed write to `out` is an `Io` error
+/// on the path `-`.
+pub fn dump(dir: &Path, opts: &WalOptions, records: bool, out: &mut dyn Write) -> Result<DumpSummary, StorageError> {
+    let mut printer = Printer { out, failed: None };
+    let summary = dump_into(dir, opts, records, &mut printer)?;
+    match printer.failed {
+        Some(e) => Err(StorageError::io("-", e)),
+        None => Ok(summary),
+    }
+}
+
+/// Remembers the first output error so the walk itself stays simple.
+struct Printer<'a> {
+    out: &'a mut dyn Write,
+    failed: Option<std::io::Error>,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        if self.failed.is_none() {
+            if let Err(e) = self.out.write_fmt(text).and_then(|_| self.out.write_all(b"\n")) {
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
+fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>) -> Result<DumpSummary, StorageError> {
     let mut summary = DumpSummary::default();
     let mut names: Vec<_> = fs::read_dir(dir)
         .map_err(|e| StorageError::io(dir, e))?
@@ -55,32 +68,27 @@ pub fn dump(
         .filter_map(|item| item.file_name().into_string().ok())
         .collect();
     names.sort();
-    for name in names
-        .iter()
-        .filter(|n| format::parse_snapshot_file_name(n).is_some())
-    {
+    for name in names.iter().filter(|n| format::parse_snapshot_file_name(n).is_some()) {
         let path = dir.join(name);
         match snapshot::verify_snapshot_file(&path) {
             Ok(m) => {
-                let _ = writeln!(
-                    out,
+                out.line(format_args!(
                     "snapshot {name}: index={} term={} membership={}B",
                     m.index,
                     m.term,
                     m.membership.len()
-                );
+                ));
             }
             Err(e) => {
                 summary.problems += 1;
-                let _ = writeln!(out, "snapshot {name}: DAMAGED: {e}");
+                out.line(format_args!("snapshot {name}: DAMAGED: {e}"));
             }
         }
     }
     for name in names.iter().filter(|n| n.ends_with(".tmp")) {
-        let _ = writeln!(
-            out,
+        out.line(format_args!(
             "leftover temporary file {name} (deleted at the next open)"
-        );
+        ));
     }
     let segment_names: Vec<_> = names
         .iter()
@@ -92,15 +100,14 @@ pub fn dump(
         let data = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
         match format::check_segment_header(&data) {
             Ok((seq, first)) => {
-                let _ = writeln!(
-                    out,
+                out.line(format_args!(
                     "segment {name}: {} bytes, seq={seq} first_index={first}",
                     data.len()
-                );
+                ));
             }
             Err(reason) => {
                 summary.problems += 1;
-                let _ = writeln!(out, "segment {name}: DAMAGED header at offset 0: {reason}");
+                out.line(format_args!("segment {name}: DAMAGED header at offset 0: {reason}"));
                 continue;
             }
         }
@@ -111,7 +118,7 @@ pub fn dump(
                 Ok(n) => {
                     let record = format::decode_checked(&data[at..]);
                     if records {
-                        let _ = writeln!(out, "  @{at}: {}", describe(&record));
+                        out.line(format_args!("  @{at}: {}", describe(&record)));
                     }
                     match &record {
                         Record::Entry(_) => entries += 1,
@@ -123,26 +130,90 @@ pub fn dump(
                 }
                 Err(problem) => {
                     summary.problems += 1;
-                    let after = format::find_valid_record(&data[at + 1..], opts.max_record_bytes)
-                        .map(|n| format!("; a valid record follows at offset {}", at + 1 + n))
-                        .unwrap_or_else(|| {
-                            "; nothing valid after it (a torn tail if this is the last segment)"
-                                .into()
-                        });
-                    let _ = writeln!(out, "  @{at}: DAMAGED: {problem}{after}");
-                    break;
+                    match format::find_valid_record(&data[at + 1..], opts.max_record_bytes) {
+                        Some(n) => {
+                            let next = at + 1 + n;
+                            out.line(format_args!(
+                                "  @{at}: DAMAGED: {problem}; a valid record follows at offset {next}, resuming there"
+                            ));
+                            at = next;
+                        }
+                        None => {
+                            out.line(format_args!(
+                                "  @{at}: DAMAGED: {problem}; nothing valid after it (a torn tail if this is the last segment)"
+                            ));
+                            break;
+                        }
+                    }
                 }
             }
         }
         summary.records += count;
-        let _ = writeln!(
-            out,
+        out.line(format_args!(
             "  {count} records, {entries} entries, last hard state: {}",
             last_hs.map_or("none".into(), |hs| describe(&Record::HardState(hs)))
-        );
+        ));
     }
     if segment_names.is_empty() {
-        let _ = writeln!(out, "no WAL segments in {}", dir.display());
+        out.line(format_args!("no WAL segments in {}", dir.display()));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_record, encode_segment_header, segment_file_name};
+    use crate::types::LogEntry;
+
+    fn segment(dir: &Path, flip: Option<usize>) {
+        let mut seg = encode_segment_header(1, 1).to_vec();
+        for i in 1..=3 {
+            let e = LogEntry {
+                index: i,
+                term: 1,
+                payload: vec![0xab; 10],
+            };
+            encode_record(&mut seg, &Record::Entry(e));
+        }
+        if let Some(pos) = flip {
+            seg[pos] ^= 0xff;
+        }
+        fs::write(dir.join(segment_file_name(1, 1)), seg).unwrap();
+    }
+
+    #[test]
+    fn dump_lists_records_and_reports_damage_past_which_it_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), None);
+        let mut out = Vec::new();
+        let s = dump(dir.path(), &WalOptions::default(), true, &mut out).unwrap();
+        assert_eq!(
+            s,
+            DumpSummary {
+                segments: 1,
+                records: 3,
+                problems: 0
+            }
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("@32: entry index=1 term=1 payload=10B"), "{text}");
+
+        // Damage in the second record (at 32 + 35 = 67): reported, and the
+        // third record is still listed.
+        segment(dir.path(), Some(80));
+        let mut out = Vec::new();
+        let s = dump(dir.path(), &WalOptions::default(), true, &mut out).unwrap();
+        assert_eq!(
+            s,
+            DumpSummary {
+                segments: 1,
+                records: 2,
+                problems: 1
+            }
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("@67: DAMAGED: checksum mismatch"), "{text}");
+        assert!(text.contains("@102: entry index=3"), "{text}");
+    }
 }

@@ -23,6 +23,8 @@ enum Command {
     /// Sorting 100-byte records: gensort, showsort, valsort, sort, netsort.
     #[command(flatten)]
     Sort(cmd::sort::SortCommand),
+    /// Inspect a node's write-ahead log (read-only).
+    Wal(cmd::wal::WalArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Http(args) => cmd::http::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Sort(command) => cmd::sort::run(command),
+        Command::Wal(args) => cmd::wal::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,3 +2,4 @@
 pub mod http;
 pub mod sim;
 pub mod sort;
+pub mod wal;
