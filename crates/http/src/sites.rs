@@ -16,7 +16,10 @@ pub enum SitesError {
     #[error("cannot read virtual host file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("bad virtual host file {path}: {source}")]
-    Yaml { path: PathBuf, source: serde_yaml::Error },
+    Yaml {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
     #[error("document root {path} is not a usable directory: {reason}")]
     DocRoot { path: PathBuf, reason: String },
     #[error("host name {0:?} is listed twice")]
@@ -73,7 +76,7 @@ impl Sites {
 
     /// Virtual hosts from YAML text (`virtual_hosts: [{hostName, docRoot}]`).
     pub fn from_yaml(docroot: &Path, yaml: &str) -> Result<Sites, SitesError> {
-        let file: VirtualHostFile = serde_yaml::from_str(yaml).map_err(|source| SitesError::Yaml {
+        let file: VirtualHostFile = serde_yaml_ng::from_str(yaml).map_err(|source| SitesError::Yaml {
             path: PathBuf::new(),
             source,
         })?;
