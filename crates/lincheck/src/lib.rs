@@ -38,9 +38,12 @@ use search::{check_ops, SearchOutcome};
 /// Knobs for [`check`].
 #[derive(Clone, Copy, Debug)]
 pub struct CheckOptions {
-    /// Model steps allowed per key before giving up with `Unknown`. Memory is
-    /// bounded by roughly `budget_per_key * (ops_on_key / 8 + 80)` bytes.
+    /// Model steps allowed per key before giving up with `Unknown` (about
+    /// a second per million on one core).
     pub budget_per_key: u64,
+    /// Approximate bytes the search of one key may hold before giving up
+    /// with `Unknown` (keys run in parallel, one per rayon thread).
+    pub memory_per_key: usize,
     /// Shrink violations to a small failing sub-history.
     pub minimize: bool,
     /// Limits of that shrinking.
@@ -55,7 +58,8 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
-            budget_per_key: 1_000_000,
+            budget_per_key: 5_000_000,
+            memory_per_key: 512 << 20,
             minimize: true,
             minimize_options: MinimizeOptions::default(),
             parallel: true,
@@ -174,8 +178,18 @@ pub fn check_jsonl(data: &[u8], limits: ParseLimits, opts: &CheckOptions) -> Res
 
 /// Checks the operations of one key.
 pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport {
-    let compiled: Vec<CompiledOp> = ops.iter().map(CompiledOp::new).collect();
-    let result = check_ops(&compiled, opts.budget_per_key);
+    // An unknown-outcome read has no effect and no answer to explain: it can
+    // always be linearized, so leave it out of the search.
+    let compiled: Vec<CompiledOp> = ops
+        .iter()
+        .map(CompiledOp::new)
+        .filter(|op| !(op.output.is_none() && op.input == model::CompiledInput::Get))
+        .collect();
+    let budget = search::Budget {
+        steps: opts.budget_per_key,
+        memory_bytes: opts.memory_per_key,
+    };
+    let result = check_ops(&compiled, budget);
     let verdict = match result.outcome {
         SearchOutcome::Linearizable => Verdict::Linearizable,
         SearchOutcome::Violation => Verdict::Violation,

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use crate::history::{Input, Operation, Output};
 use crate::model::CompiledOp;
-use crate::search::{check_ops, SearchOutcome};
+use crate::search::{check_ops, Budget, SearchOutcome};
 
 /// Limits for [`minimize`].
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +78,7 @@ impl Shrinker<'_> {
 
     fn violates(&mut self, ops: &[CompiledOp]) -> bool {
         self.attempts += 1;
-        check_ops(ops, self.opts.budget_per_attempt).outcome == SearchOutcome::Violation
+        check_ops(ops, Budget::steps(self.opts.budget_per_attempt)).outcome == SearchOutcome::Violation
     }
 
     /// Would dropping `dropped` from `current` still leave a violation, both
@@ -113,7 +113,7 @@ impl Shrinker<'_> {
             // one completing earlier was made up by the dropping.
             let early: Vec<CompiledOp> = prefix(&kept, t).into_iter().map(|(_, op)| op).collect();
             self.attempts += 1;
-            if check_ops(&early, self.opts.budget_per_attempt).outcome != SearchOutcome::Linearizable {
+            if check_ops(&early, Budget::steps(self.opts.budget_per_attempt)).outcome != SearchOutcome::Linearizable {
                 return false;
             }
         }

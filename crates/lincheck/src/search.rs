@@ -20,9 +20,9 @@
 //! state is therefore a small sorted set of [`KeyState`]s (the usual
 //! power-set construction), and a step is allowed iff the set stays non-empty.
 //!
-//! **Budget.** Every model step counts against a budget; the cache can hold at
-//! most one entry per step, so time and memory are both bounded. Running out
-//! gives [`SearchOutcome::Unknown`], never "linearizable".
+//! **Budget.** Every model step counts against a step budget, and the memo
+//! cache's approximate size against a memory budget ([`Budget`]). Running
+//! out of either gives [`SearchOutcome::Unknown`], never "linearizable".
 
 use hashbrown::HashTable;
 
@@ -180,14 +180,29 @@ fn hash_states(states: &[KeyState]) -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
-/// The memo of (linearized set, state set) pairs already explored. Bitsets are
-/// stored back to back in one arena; the table holds entry indices.
+/// The memo of configurations already explored: (linearized operations,
+/// state set). Operations that never return (unknown outcome) get special
+/// treatment: having linearized *fewer* of them is never worse, because the
+/// search may always leave them out for good. So a configuration is keyed by
+/// its returning operations and state set, and for each key the cache keeps
+/// the sets of never-returning operations seen with it; a new configuration
+/// is skipped if a seen set is a subset of its own (it is dominated: every
+/// way to finish from it also works from the seen one). Without such
+/// operations this is the plain exact-match memo of Lowe's algorithm.
 struct Cache {
     words: usize,
     bits: Vec<u64>,
     states: Vec<Box<[KeyState]>>,
     hashes: Vec<u64>,
+    /// Per group: the never-returning sets seen (no one a subset of another).
+    open_sets: Vec<Vec<Box<[u64]>>>,
     table: HashTable<u32>,
+    /// Approximate heap bytes held.
+    bytes: usize,
+}
+
+fn is_subset(small: &[u64], big: &[u64]) -> bool {
+    small.iter().zip(big).all(|(s, b)| s & !b == 0)
 }
 
 impl Cache {
@@ -197,28 +212,40 @@ impl Cache {
             bits: Vec::new(),
             states: Vec::new(),
             hashes: Vec::new(),
+            open_sets: Vec::new(),
             table: HashTable::new(),
+            bytes: 0,
         }
     }
 
-    /// Inserts the pair; returns false if it was already there.
-    fn insert(&mut self, hash: u64, bits: &[u64], states: &[KeyState]) -> bool {
+    /// Records the configuration; returns false if it (or one dominating it)
+    /// was already there.
+    fn insert(&mut self, hash: u64, bits: &[u64], states: &[KeyState], open: &[u64]) -> bool {
         let words = self.words;
         let (arena, stored) = (&self.bits, &self.states);
-        let found = self
+        let group = self
             .table
             .find(hash, |&idx| {
                 let i = idx as usize;
                 &arena[i * words..(i + 1) * words] == bits && &*stored[i] == states
             })
-            .is_some();
-        if found {
-            return false;
+            .copied();
+        if let Some(g) = group {
+            let sets = &mut self.open_sets[g as usize];
+            if sets.iter().any(|seen| is_subset(seen, open)) {
+                return false;
+            }
+            sets.retain(|seen| !is_subset(open, seen));
+            sets.push(open.into());
+            self.bytes += 16 + open.len() * 8;
+            return true;
         }
         let idx = self.states.len() as u32;
         self.bits.extend_from_slice(bits);
         self.states.push(states.into());
         self.hashes.push(hash);
+        self.open_sets.push(vec![open.into()]);
+        self.bytes += 96 + (words + open.len()) * 8 + std::mem::size_of_val(states);
         let hashes = &self.hashes;
         self.table.insert_unique(hash, idx, |&i| hashes[i as usize]);
         true
@@ -229,9 +256,28 @@ fn op_key(op: usize) -> u64 {
     splitmix64(op as u64 ^ 0x6a09_e667_f3bc_c909)
 }
 
-/// Decides whether `ops` (all on one key) are linearizable, taking at most
-/// `budget` model steps.
-pub fn check_ops(ops: &[CompiledOp], budget: u64) -> SearchResult {
+/// Limits of one search. Exceeding either ends it with
+/// [`SearchOutcome::Unknown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Model steps (time).
+    pub steps: u64,
+    /// Approximate bytes held by the memo cache and stack (memory).
+    pub memory_bytes: usize,
+}
+
+impl Budget {
+    /// A budget of `steps` steps and at most 256 MiB.
+    pub fn steps(steps: u64) -> Budget {
+        Budget {
+            steps,
+            memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Decides whether `ops` (all on one key) are linearizable within `budget`.
+pub fn check_ops(ops: &[CompiledOp], budget: Budget) -> SearchResult {
     let n = ops.len();
     assert!(n < (u32::MAX / 2) as usize, "too many operations for one key");
     let mut known_remaining = ops.iter().filter(|op| op.ret.is_some()).count();
@@ -242,9 +288,21 @@ pub fn check_ops(ops: &[CompiledOp], budget: u64) -> SearchResult {
         };
     }
     let words = n.div_ceil(64);
+    // Never-returning operations are numbered apart (see `Cache`).
+    let mut open_slot = vec![NIL; n];
+    let mut open_count = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        if op.ret.is_none() {
+            open_slot[i] = open_count as u32;
+            open_count += 1;
+        }
+    }
     let mut list = EventList::new(ops);
     let mut cache = Cache::new(words);
+    // Linearized returning operations (by op index) and never-returning ones
+    // (by open slot); `lin_hash` is the Zobrist hash of the former.
     let mut linearized = vec![0u64; words];
+    let mut linearized_open = vec![0u64; open_count.div_ceil(64)];
     let mut lin_hash = 0u64;
     let mut states: Vec<KeyState> = vec![KeyState::INITIAL];
     // Each frame: the call event lifted and the state set before it.
@@ -260,7 +318,7 @@ pub fn check_ops(ops: &[CompiledOp], budget: u64) -> SearchResult {
         }
         let event = list.events[entry as usize];
         if event.is_call {
-            if steps >= budget {
+            if steps >= budget.steps || cache.bytes + stack.len() * 64 > budget.memory_bytes {
                 return SearchResult {
                     outcome: SearchOutcome::Unknown,
                     steps,
@@ -283,10 +341,14 @@ pub fn check_ops(ops: &[CompiledOp], budget: u64) -> SearchResult {
                 next_states.sort_unstable();
                 next_states.dedup();
                 let i = event.op as usize;
-                linearized[i / 64] |= 1 << (i % 64);
-                let hash = lin_hash ^ op_key(i) ^ hash_states(&next_states);
-                if cache.insert(hash, &linearized, &next_states) {
-                    lin_hash ^= op_key(i);
+                let (set, bit, key) = match open_slot[i] {
+                    NIL => (&mut linearized, i, op_key(i)),
+                    slot => (&mut linearized_open, slot as usize, 0),
+                };
+                set[bit / 64] |= 1 << (bit % 64);
+                let hash = lin_hash ^ key ^ hash_states(&next_states);
+                if cache.insert(hash, &linearized, &next_states, &linearized_open) {
+                    lin_hash ^= key;
                     let previous = std::mem::replace(&mut states, next_states.clone());
                     stack.push((entry, previous));
                     list.lift(entry);
@@ -304,7 +366,12 @@ pub fn check_ops(ops: &[CompiledOp], budget: u64) -> SearchResult {
                     entry = list.first();
                     advanced = true;
                 } else {
-                    linearized[i / 64] &= !(1 << (i % 64));
+                    let set = if open_slot[i] == NIL {
+                        &mut linearized
+                    } else {
+                        &mut linearized_open
+                    };
+                    set[bit / 64] &= !(1 << (bit % 64));
                 }
             }
             if !advanced {
@@ -323,8 +390,16 @@ pub fn check_ops(ops: &[CompiledOp], budget: u64) -> SearchResult {
             if ops[i].ret.is_some() {
                 known_remaining += 1;
             }
-            linearized[i / 64] &= !(1 << (i % 64));
-            lin_hash ^= op_key(i);
+            match open_slot[i] {
+                NIL => {
+                    linearized[i / 64] &= !(1 << (i % 64));
+                    lin_hash ^= op_key(i);
+                }
+                slot => {
+                    let slot = slot as usize;
+                    linearized_open[slot / 64] &= !(1 << (slot % 64));
+                }
+            }
             states = previous;
             list.unlift(call);
             entry = list.events[call as usize].next;
