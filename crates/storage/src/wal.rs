@@ -223,6 +223,17 @@ impl Wal {
         let count = listing.segments.len();
         for (i, (seq, first, path)) in listing.segments.iter().enumerate() {
             let is_last = i + 1 == count;
+            if let Some(prev) = segments.last().map(|s: &SegmentInfo| s.seq) {
+                if *seq != prev + 1 {
+                    // Only a prefix of segments is ever deleted: a hole means a
+                    // file went missing, with whatever hard state it held.
+                    return Err(StorageError::corrupt(
+                        path,
+                        0,
+                        format!("segment {seq} follows segment {prev}: the segment(s) in between are missing"),
+                    ));
+                }
+            }
             let data = fs::read(path).map_err(|e| StorageError::io(path, e))?;
             let contents = parse_segment(path, &data, opts.max_record_bytes, is_last)?;
             if let Some((0, _)) = contents.torn_tail {
@@ -281,10 +292,7 @@ impl Wal {
                     .append(true)
                     .open(&last.path)
                     .map_err(|e| StorageError::io(&last.path, e))?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| StorageError::io(&last.path, e))?
-                    .len();
+                let len = file.metadata().map_err(|e| StorageError::io(&last.path, e))?.len();
                 (file, len)
             }
             None => {
@@ -343,9 +351,7 @@ impl Wal {
         if index < self.first_index() || index > self.last_index() {
             return None;
         }
-        self.terms
-            .get((index - self.first_index()) as usize)
-            .copied()
+        self.terms.get((index - self.first_index()) as usize).copied()
     }
 
     /// The last hard state written (durable only after `sync`).
@@ -374,9 +380,7 @@ impl Wal {
 
     fn check_poisoned(&self) -> Result<(), StorageError> {
         match &self.poisoned {
-            Some(reason) => Err(StorageError::Poisoned {
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(StorageError::Poisoned { reason: reason.clone() }),
             None => Ok(()),
         }
     }
@@ -449,8 +453,7 @@ impl Wal {
         };
         if first.index <= self.last_index() {
             self.write_record(&Record::Truncate { from: first.index })?;
-            self.terms
-                .truncate((first.index - self.first_index()) as usize);
+            self.terms.truncate((first.index - self.first_index()) as usize);
         }
         for e in entries {
             self.maybe_roll()?;
@@ -475,10 +478,7 @@ impl Wal {
         }
         if hs.term == old.term && old.vote != 0 && hs.vote != old.vote {
             return Err(StorageError::InvalidHardState {
-                reason: format!(
-                    "vote changes from {} to {} within term {}",
-                    old.vote, hs.vote, hs.term
-                ),
+                reason: format!("vote changes from {} to {} within term {}", old.vote, hs.vote, hs.term),
             });
         }
         Ok(())
@@ -535,8 +535,7 @@ impl Wal {
             // them can be committed, so drop them durably before the snapshot
             // exists (a crash in between leaves a shorter, consistent log).
             self.write_record(&Record::Truncate { from: meta.index })?;
-            self.terms
-                .truncate((meta.index - self.first_index()) as usize);
+            self.terms.truncate((meta.index - self.first_index()) as usize);
         }
         self.sync()?;
         let path = match snapshot::write_snapshot_file(&self.dir, meta, data) {
@@ -667,10 +666,7 @@ fn create_segment_file(
     format::encode_record(&mut bytes, &Record::HardState(hs));
     debug_assert!(bytes.len() > SEGMENT_HEADER_LEN);
     let create = || -> std::io::Result<File> {
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)?;
+        let mut f = OpenOptions::new().append(true).create_new(true).open(&path)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         Ok(f)

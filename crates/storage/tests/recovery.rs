@@ -60,10 +60,7 @@ fn only_segment(dir: &Path) -> PathBuf {
 fn expect_corrupt(dir: &Path, opts: &WalOptions, path: &Path, offset: u64) {
     match Wal::open(dir, opts.clone()) {
         Err(err @ StorageError::Corrupt { .. }) => {
-            let StorageError::Corrupt {
-                path: p, offset: o, ..
-            } = &err
-            else {
+            let StorageError::Corrupt { path: p, offset: o, .. } = &err else {
                 unreachable!()
             };
             assert_eq!((p.as_path(), *o), (path, offset), "{err}");
@@ -72,10 +69,7 @@ fn expect_corrupt(dir: &Path, opts: &WalOptions, path: &Path, offset: u64) {
             assert!(text.contains(&format!("byte offset {offset}")), "{text}");
         }
         Err(other) => panic!("expected Corrupt at {offset}, got {other}"),
-        Ok((_, rec)) => panic!(
-            "expected Corrupt at {offset}, recovered {} entries",
-            rec.entries.len()
-        ),
+        Ok((_, rec)) => panic!("expected Corrupt at {offset}, recovered {} entries", rec.entries.len()),
     }
 }
 
@@ -125,11 +119,7 @@ fn cutting_the_log_at_any_byte_recovers_a_prefix_of_what_was_written() {
         } else if cut as u64 == boundary {
             assert_eq!(rec.repaired_tail, None, "cut {cut}");
         } else {
-            assert_eq!(
-                rec.repaired_tail,
-                Some((path.clone(), boundary)),
-                "cut {cut}"
-            );
+            assert_eq!(rec.repaired_tail, Some((path.clone(), boundary)), "cut {cut}");
         }
         // The repaired log takes appends and survives another reopen.
         let (mut wal, _) = Wal::open(&dir, opts.clone()).unwrap();
@@ -163,24 +153,14 @@ fn flipping_a_byte_before_the_last_record_is_corrupt_with_file_and_offset() {
             let owner = if pos < SEGMENT_HEADER_LEN {
                 0
             } else {
-                all.records
-                    .iter()
-                    .rev()
-                    .find(|(o, _)| *o as usize <= pos)
-                    .unwrap()
-                    .0
+                all.records.iter().rev().find(|(o, _)| *o as usize <= pos).unwrap().0
             };
             expect_corrupt(&dir, &opts, &path, owner);
         } else {
             // Damage confined to the very last record is what a torn write
             // looks like: it is cut off, everything before it survives.
-            let (_, rec) =
-                Wal::open(&dir, opts.clone()).unwrap_or_else(|e| panic!("flip {pos}: {e}"));
-            assert_eq!(
-                rec.repaired_tail,
-                Some((path.clone(), last_start as u64)),
-                "flip {pos}"
-            );
+            let (_, rec) = Wal::open(&dir, opts.clone()).unwrap_or_else(|e| panic!("flip {pos}: {e}"));
+            assert_eq!(rec.repaired_tail, Some((path.clone(), last_start as u64)), "flip {pos}");
             let (log, _) = model(&all.records[..all.records.len() - 1]);
             assert_eq!(rec.entries, log);
         }
@@ -232,8 +212,7 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
         ..Config::default()
     };
     let seed = [7u8; 32];
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
     let strategy = (0..segs.len(), 0usize..100_000, 1u8..=255);
     let counter = std::cell::Cell::new(0);
     runner
@@ -390,12 +369,7 @@ fn truncation_past_the_end_of_the_log_is_corrupt() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = handmade(dir.path(), &recs);
-    expect_corrupt(
-        dir.path(),
-        &opts,
-        &path,
-        (SEGMENT_HEADER_LEN + recs[0].len()) as u64,
-    );
+    expect_corrupt(dir.path(), &opts, &path, (SEGMENT_HEADER_LEN + recs[0].len()) as u64);
 }
 
 #[test]
@@ -415,4 +389,13 @@ fn unsynced_appends_may_be_lost_but_never_invented() {
     let (_, rec) = open(dir.path(), &opts);
     assert!(rec.entries.len() >= 3);
     assert_eq!(rec.entries, entries(1, rec.entries.len() as u64, 1, 10));
+}
+
+#[test]
+fn a_missing_segment_in_the_middle_is_corrupt() {
+    let opts = small_opts();
+    let sample = write_multi_segment(&opts);
+    let segs = files_with_suffix(sample.path(), ".wal");
+    fs::remove_file(&segs[1]).unwrap();
+    expect_corrupt(sample.path(), &opts, &segs[2], 0);
 }
