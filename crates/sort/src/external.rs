@@ -9,10 +9,13 @@
 //! A full run is sorted and written by a background thread while the next
 //! run fills, so reading (or receiving) overlaps sorting and spilling.
 //!
+//! Records are indexed into key buckets as they arrive
+//! ([`BucketIndex`]), so a full run only needs its small buckets sorted.
+//!
 //! Budget split for a budget of `M` bytes: three writer buffers of `M/32`
 //! (clamped to 16 KiB..8 MiB); the rest holds two runs of `R` bytes (one
-//! filling, one being spilled) plus the spilled run's 16-bytes-per-record
-//! index, so `R = rest * 100 / 216`. While merging, the rest is shared by the
+//! filling, one being spilled), each with an index of 16 to 32 bytes per
+//! record (bucket vectors grow by doubling), so `R = rest * 100 / 264`. While merging, the rest is shared by the
 //! run readers. Temporary runs live in a
 //! `.triton-sort-*` directory beside the output and are removed on success
 //! and on error.
@@ -27,7 +30,7 @@ use std::thread::JoinHandle;
 use tempfile::TempDir;
 
 use crate::error::{Error, IoContext, Result};
-use crate::memsort::{sort_index, write_in_order};
+use crate::memsort::{sort_index, write_in_order, BucketIndex};
 use crate::record::{key_of, record_count, RECORD_LEN};
 use crate::writer::{PipelinedWriter, BUFFERS};
 
@@ -53,6 +56,9 @@ pub struct SortStats {
     pub runs: usize,
 }
 
+/// A spilled run's emptied buffer and index, handed back for reuse.
+type SpareRun = (Vec<u8>, BucketIndex);
+
 /// Accumulates records and sorts them within a memory budget.
 pub struct RunSorter {
     buf: Vec<u8>,
@@ -66,7 +72,11 @@ pub struct RunSorter {
     records: u64,
     /// The run being sorted and written in the background; gives back its
     /// (emptied) buffer for reuse.
-    spilling: Option<JoinHandle<Result<Vec<u8>>>>,
+    spilling: Option<JoinHandle<Result<SpareRun>>>,
+    /// Entries of the records in `buf`, bucketed as they arrive.
+    index: BucketIndex,
+    /// Bytes at the start of `buf` already in `index`.
+    indexed: usize,
 }
 
 impl RunSorter {
@@ -82,7 +92,7 @@ impl RunSorter {
         let memory = usize::try_from(memory).unwrap_or(usize::MAX);
         let write_buffer = (memory / 32).clamp(16 << 10, 8 << 20);
         let rest = memory - BUFFERS * write_buffer;
-        let run_bytes = ((rest / 216).saturating_mul(100) / RECORD_LEN * RECORD_LEN).max(RECORD_LEN);
+        let run_bytes = ((rest / 264).saturating_mul(100) / RECORD_LEN * RECORD_LEN).max(RECORD_LEN);
         Ok(RunSorter {
             buf: Vec::new(),
             run_bytes,
@@ -94,7 +104,26 @@ impl RunSorter {
             runs_made: 0,
             records: 0,
             spilling: None,
+            index: BucketIndex::new(0),
+            indexed: 0,
         })
+    }
+
+    /// Declare that the first `bits` key bits are equal in every record
+    /// (netsort's server bits), so buckets use the bits after them.
+    pub fn with_known_key_bits(mut self, bits: u32) -> Self {
+        assert!(self.index.is_empty(), "set before any record arrives");
+        self.index = BucketIndex::new(bits);
+        self
+    }
+
+    /// Index the whole records appended since the last call.
+    fn index_new_records(&mut self) {
+        let end = self.buf.len() / RECORD_LEN * RECORD_LEN;
+        if end > self.indexed {
+            self.index.add(&self.buf[self.indexed..end], self.indexed / RECORD_LEN);
+            self.indexed = end;
+        }
     }
 
     /// Bytes of records held in memory before a run is spilled.
@@ -143,6 +172,7 @@ impl RunSorter {
             let n = (self.buf.capacity() - self.buf.len()).min(records.len());
             self.buf.extend_from_slice(&records[..n]);
             records = &records[n..];
+            self.index_new_records();
         }
         Ok(())
     }
@@ -162,6 +192,7 @@ impl RunSorter {
             if n == 0 {
                 break;
             }
+            self.index_new_records();
         }
         if !self.buf.len().is_multiple_of(RECORD_LEN) {
             return Err(Error::NotWholeRecords {
@@ -189,8 +220,9 @@ impl RunSorter {
         Ok(self.temp_dir()?.join(format!("run-{n:06}")))
     }
 
-    /// Wait for the background spill, if any; returns its emptied buffer.
-    fn wait_for_spill(&mut self) -> Result<Option<Vec<u8>>> {
+    /// Wait for the background spill, if any; returns its emptied buffer
+    /// and index.
+    fn wait_for_spill(&mut self) -> Result<Option<SpareRun>> {
         match self.spilling.take().map(JoinHandle::join) {
             None => Ok(None),
             Some(Ok(result)) => result.map(Some),
@@ -205,23 +237,37 @@ impl RunSorter {
     /// it as a run file; continue in the previous run's buffer.
     fn spill(&mut self) -> Result<()> {
         debug_assert_eq!(self.buf.len() % RECORD_LEN, 0);
-        let spare = self.wait_for_spill()?.unwrap_or_default();
+        self.index_new_records();
+        debug_assert_eq!(self.index.len() * RECORD_LEN, self.buf.len());
+        let spare = self.wait_for_spill()?;
         self.records += (self.buf.len() / RECORD_LEN) as u64;
         let path = self.new_run_path()?;
-        let mut run = std::mem::replace(&mut self.buf, spare);
+        let (spare_buf, spare_index) = match spare {
+            Some(pair) => pair,
+            None => (Vec::new(), BucketIndex::new(0)),
+        };
+        let mut run = std::mem::replace(&mut self.buf, spare_buf);
+        // The spare index must use the same known bits as the current one.
+        let mut index = std::mem::replace(&mut self.index, spare_index);
+        if self.index.skip_bits() != index.skip_bits() {
+            self.index = BucketIndex::new(index.skip_bits());
+        }
+        self.indexed = 0;
         let write_buffer = self.write_buffer;
         let run_path = path.clone();
         let handle = std::thread::Builder::new()
             .name("sort-spill".into())
-            .spawn(move || -> Result<Vec<u8>> {
-                let index = sort_index(&run);
+            .spawn(move || -> Result<SpareRun> {
+                index.sort();
                 let file = File::create(&run_path).ctx(|| format!("creating run {}", run_path.display()))?;
                 let mut out = PipelinedWriter::new(file, write_buffer);
-                write_in_order(&run, &index, &mut out)
+                index
+                    .write(&run, &mut out)
                     .and_then(|()| out.finish().map(drop))
                     .ctx(|| format!("writing run {}", run_path.display()))?;
                 run.clear();
-                Ok(run)
+                index.clear();
+                Ok((run, index))
             })
             .ctx(|| "starting a spill thread".to_string())?;
         self.spilling = Some(handle);
@@ -232,12 +278,15 @@ impl RunSorter {
     /// Sort everything pushed so far into `out`; returns what was done.
     pub fn finish<W: Write + Send + 'static>(mut self, out: W) -> Result<SortStats> {
         if self.runs.is_empty() {
+            self.index_new_records();
             let records = (self.buf.len() / RECORD_LEN) as u64;
+            assert_eq!(self.index.len() as u64, records, "every record indexed");
             let t = std::time::Instant::now();
-            let index = sort_index(&self.buf);
-            trace(&format!("sort_index {:?}", t.elapsed()));
+            self.index.sort();
+            trace(&format!("bucket sort {:?}", t.elapsed()));
             let mut out = PipelinedWriter::new(out, self.write_buffer);
-            write_in_order(&self.buf, &index, &mut out)
+            self.index
+                .write(&self.buf, &mut out)
                 .and_then(|()| out.finish().map(drop))
                 .ctx(|| "writing the sorted output".to_string())?;
             trace(&format!("sort_index+write {:?}", t.elapsed()));
@@ -247,9 +296,10 @@ impl RunSorter {
             self.spill()?;
         }
         self.wait_for_spill()?;
-        self.buf = Vec::new(); // free the run buffer before merging
-                               // Merge in passes of at most MAX_FAN_IN runs. Groups are consecutive
-                               // and keep their order, so equal keys stay in input order (stable).
+        self.buf = Vec::new(); // free the run buffer and index before merging
+        self.index = BucketIndex::new(0);
+        // Merge in passes of at most MAX_FAN_IN runs. Groups are consecutive
+        // and keep their order, so equal keys stay in input order (stable).
         while self.runs.len() > MAX_FAN_IN {
             let pass = std::mem::take(&mut self.runs);
             for group in pass.chunks(MAX_FAN_IN) {

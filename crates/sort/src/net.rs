@@ -22,8 +22,9 @@
 //! Threads: the main thread reads the input, partitions and sends; one
 //! thread per incoming connection receives and validates; one sorter thread
 //! appends what arrives (its own records too) to a [`RunSorter`], which
-//! sorts and spills full runs in the background while receiving goes on, and
-//! at the end sorts the rest and writes the output. Bounded channels carry
+//! indexes each record into a key bucket on arrival, sorts and spills full
+//! runs in the background while receiving goes on, and at the end sorts the
+//! small buckets of the last run (in parallel) and writes the output. Bounded channels carry
 //! the frames, so memory stays within the budget and a slow disk slows the
 //! senders down (TCP backpressure) rather than filling memory.
 
@@ -262,7 +263,9 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
 
     // The sorter thread: everything this server keeps goes through here.
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Vec<u8>>(plan.channel_frames);
-    let mut sorter = RunSorter::new(plan.sorter_memory, &parent)?;
+    // Every record we keep starts with our id in its top bits: bucket the
+    // index by the bits after them, as the records arrive.
+    let mut sorter = RunSorter::new(plan.sorter_memory, &parent)?.with_known_key_bits(config.partition_bits());
     let sorter_thread = std::thread::Builder::new()
         .name("netsort-sorter".into())
         .spawn(move || -> Result<SortStats> {
