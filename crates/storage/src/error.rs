@@ -47,9 +47,7 @@ pub enum StorageError {
         got: u64,
     },
     /// An append that would rewrite entries already folded into a snapshot.
-    #[error(
-        "cannot write entry {index}: entries up to {snapshot_index} are compacted into a snapshot"
-    )]
+    #[error("cannot write entry {index}: entries up to {snapshot_index} are compacted into a snapshot")]
     Compacted {
         /// The index that was offered.
         index: u64,
@@ -98,11 +96,7 @@ impl StorageError {
         }
     }
 
-    pub(crate) fn corrupt(
-        path: impl Into<PathBuf>,
-        offset: u64,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
         StorageError::Corrupt {
             path: path.into(),
             offset,

@@ -110,10 +110,9 @@ impl std::fmt::Display for RecordProblem {
             RecordProblem::TooLarge { len, max } => {
                 write!(f, "record length {len} is over max_record_bytes = {max}")
             }
-            RecordProblem::BadChecksum { stored, computed } => write!(
-                f,
-                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-            ),
+            RecordProblem::BadChecksum { stored, computed } => {
+                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
             RecordProblem::BadShape { kind, len } => write!(
                 f,
                 "record of type {kind} with a {len}-byte body is not a record this version writes"
@@ -163,18 +162,12 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record) {
         Record::HardState(hs) => encode_parts(
             out,
             REC_HARD_STATE,
-            &[
-                &hs.term.to_le_bytes(),
-                &hs.vote.to_le_bytes(),
-                &hs.commit.to_le_bytes(),
-            ],
+            &[&hs.term.to_le_bytes(), &hs.vote.to_le_bytes(), &hs.commit.to_le_bytes()],
         ),
         Record::Truncate { from } => encode_parts(out, REC_TRUNCATE, &[&from.to_le_bytes()]),
-        Record::Snapshot { index, term } => encode_parts(
-            out,
-            REC_SNAPSHOT,
-            &[&index.to_le_bytes(), &term.to_le_bytes()],
-        ),
+        Record::Snapshot { index, term } => {
+            encode_parts(out, REC_SNAPSHOT, &[&index.to_le_bytes(), &term.to_le_bytes()])
+        }
     }
 }
 
@@ -231,8 +224,7 @@ pub fn find_valid_record(buf: &[u8], max_record_bytes: u32) -> Option<usize> {
     while at + RECORD_HEADER_LEN <= buf.len() {
         let len = u32_at(buf, at);
         let fits = len <= max_record_bytes && (len as usize) <= buf.len() - at - RECORD_HEADER_LEN;
-        if fits && shape_ok(buf[at + 8], len) && check_record(&buf[at..], max_record_bytes).is_ok()
-        {
+        if fits && shape_ok(buf[at + 8], len) && check_record(&buf[at..], max_record_bytes).is_ok() {
             return Some(at);
         }
         at += 1;
@@ -257,9 +249,7 @@ pub fn decode_checked(buf: &[u8]) -> Record {
             vote: u64_at(body, 8),
             commit: u64_at(body, 16),
         }),
-        REC_TRUNCATE => Record::Truncate {
-            from: u64_at(body, 0),
-        },
+        REC_TRUNCATE => Record::Truncate { from: u64_at(body, 0) },
         REC_SNAPSHOT => Record::Snapshot {
             index: u64_at(body, 0),
             term: u64_at(body, 8),
@@ -440,10 +430,7 @@ mod tests {
                 let mut bad = buf.clone();
                 bad[i] ^= 0x10;
                 assert!(
-                    matches!(
-                        check_record(&bad, 1024),
-                        Err(RecordProblem::BadChecksum { .. })
-                    ),
+                    matches!(check_record(&bad, 1024), Err(RecordProblem::BadChecksum { .. })),
                     "flip at {i}"
                 );
             }
@@ -476,14 +463,8 @@ mod tests {
 
     #[test]
     fn file_names_roundtrip_and_reject_others() {
-        assert_eq!(
-            parse_segment_file_name(&segment_file_name(3, 1234)),
-            Some((3, 1234))
-        );
-        assert_eq!(
-            parse_snapshot_file_name(&snapshot_file_name(99, 4)),
-            Some((99, 4))
-        );
+        assert_eq!(parse_segment_file_name(&segment_file_name(3, 1234)), Some((3, 1234)));
+        assert_eq!(parse_snapshot_file_name(&snapshot_file_name(99, 4)), Some((99, 4)));
         assert_eq!(parse_segment_file_name("1-2.wal"), None);
         assert_eq!(
             parse_segment_file_name("+0000000000000000001-00000000000000000001.wal"),

@@ -41,21 +41,11 @@ fn recover_in(dir: &std::path::Path, segment: &[u8]) -> Result<Recovered, Storag
     let (wal, recovered) = Wal::open(dir, opts.clone())?;
     drop(wal);
     for (i, e) in recovered.entries.iter().enumerate() {
-        assert_eq!(
-            e.index,
-            i as u64 + 1,
-            "recovered log is not contiguous from 1"
-        );
+        assert_eq!(e.index, i as u64 + 1, "recovered log is not contiguous from 1");
     }
     let (_, again) = Wal::open(dir, opts).expect("a repaired log must reopen");
-    assert_eq!(
-        again.entries, recovered.entries,
-        "reopen changed the entries"
-    );
-    assert_eq!(
-        again.hard_state, recovered.hard_state,
-        "reopen changed the hard state"
-    );
+    assert_eq!(again.entries, recovered.entries, "reopen changed the entries");
+    assert_eq!(again.hard_state, recovered.hard_state, "reopen changed the hard state");
     assert_eq!(again.repaired_tail, None, "reopen found a second torn tail");
     Ok(recovered)
 }

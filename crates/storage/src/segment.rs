@@ -34,8 +34,7 @@ pub fn parse_segment(
     let (seq, first_index) = match format::check_segment_header(data) {
         Ok(v) => v,
         Err(reason) => {
-            let followed =
-                format::find_valid_record(data.get(1..).unwrap_or(&[]), max_record_bytes);
+            let followed = format::find_valid_record(data.get(1..).unwrap_or(&[]), max_record_bytes);
             return match followed {
                 // Nothing valid anywhere in the file: a segment whose creation was
                 // torn; it never held anything, so removing it loses nothing.
@@ -86,9 +85,7 @@ fn check_tail(
         return Err(StorageError::corrupt(
             path,
             at as u64,
-            format!(
-                "{problem} (in a segment that is not the last one, so it cannot be a torn write)"
-            ),
+            format!("{problem} (in a segment that is not the last one, so it cannot be a torn write)"),
         ));
     }
     if !problem.may_be_torn() {

@@ -12,21 +12,13 @@ use crate::types::SnapshotMeta;
 use crate::wal::sync_dir;
 
 /// Writes the snapshot atomically into `dir`; returns the final path.
-pub fn write_snapshot_file(
-    dir: &Path,
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> Result<PathBuf, StorageError> {
+pub fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<PathBuf, StorageError> {
     let name = format::snapshot_file_name(meta.index, meta.term);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let membership_len =
-        u32::try_from(meta.membership.len()).map_err(|_| StorageError::InvalidOptions {
-            reason: format!(
-                "membership blob of {} bytes is over 4 GiB",
-                meta.membership.len()
-            ),
-        })?;
+    let membership_len = u32::try_from(meta.membership.len()).map_err(|_| StorageError::InvalidOptions {
+        reason: format!("membership blob of {} bytes is over 4 GiB", meta.membership.len()),
+    })?;
     let header = format::encode_snapshot_header(&SnapshotHeader {
         index: meta.index,
         term: meta.term,
@@ -37,11 +29,7 @@ pub fn write_snapshot_file(
     crc = crc32c::crc32c_append(crc, &meta.membership);
     crc = crc32c::crc32c_append(crc, data);
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         f.write_all(&header)?;
         f.write_all(&meta.membership)?;
         f.write_all(data)?;
@@ -57,8 +45,7 @@ pub fn write_snapshot_file(
 /// Reads and checks a whole snapshot file.
 pub fn read_snapshot_file(path: &Path) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     let bytes = fs::read(path).map_err(|e| StorageError::io(path, e))?;
-    let h = format::check_snapshot_header(&bytes, bytes.len() as u64)
-        .map_err(|r| StorageError::corrupt(path, 0, r))?;
+    let h = format::check_snapshot_header(&bytes, bytes.len() as u64).map_err(|r| StorageError::corrupt(path, 0, r))?;
     let body_end = bytes.len() - SNAPSHOT_TRAILER_LEN;
     let stored = u32::from_le_bytes(bytes[body_end..].try_into().expect("4 bytes"));
     let computed = crc32c::crc32c(&bytes[..body_end]);
@@ -86,8 +73,7 @@ pub fn verify_snapshot_file(path: &Path) -> Result<SnapshotMeta, StorageError> {
     let file_len = f.metadata().map_err(io)?.len();
     let mut header = [0u8; SNAPSHOT_HEADER_LEN];
     let got = read_up_to(&mut f, &mut header).map_err(io)?;
-    let h = format::check_snapshot_header(&header[..got], file_len)
-        .map_err(|r| StorageError::corrupt(path, 0, r))?;
+    let h = format::check_snapshot_header(&header[..got], file_len).map_err(|r| StorageError::corrupt(path, 0, r))?;
     // The header check tied membership_len to the file length: bounded allocation.
     let mut membership = vec![0u8; h.membership_len as usize];
     f.read_exact(&mut membership).map_err(io)?;

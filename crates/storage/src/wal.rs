@@ -675,3 +675,58 @@ fn create_segment_file(
     sync_dir(dir)?;
     Ok((file, path, bytes.len() as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64) -> LogEntry {
+        LogEntry {
+            index,
+            term: 1,
+            payload: vec![1; 8],
+        }
+    }
+
+    /// A failed write poisons the log: every later call is refused, including
+    /// a retried sync (after a failed fsync the kernel may have dropped the
+    /// data while a retry reports success).
+    #[test]
+    fn a_failed_write_poisons_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&[entry(1)]).unwrap();
+        wal.sync().unwrap();
+        // Swap in a read-only handle so the next write fails as a full or
+        // broken disk would.
+        wal.file = File::open(wal.active_path()).unwrap();
+        wal.append(&[entry(2)]).unwrap();
+        let err = wal.sync().unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err}");
+        for err in [
+            wal.sync().unwrap_err(),
+            wal.append(&[entry(3)]).unwrap_err(),
+            wal.set_hard_state(HardState {
+                term: 2,
+                vote: 0,
+                commit: 0,
+            })
+            .unwrap_err(),
+            wal.save_snapshot(
+                &SnapshotMeta {
+                    index: 1,
+                    term: 1,
+                    membership: vec![],
+                },
+                b"",
+            )
+            .unwrap_err(),
+        ] {
+            assert!(matches!(err, StorageError::Poisoned { .. }), "{err}");
+        }
+        drop(wal);
+        // What was synced before the failure is still there.
+        let (_, rec) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        assert_eq!(rec.entries, vec![entry(1)]);
+    }
+}

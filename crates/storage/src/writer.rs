@@ -82,8 +82,7 @@ impl WalWriter {
             let _ = tx.send(r);
         })
         .map_err(Arc::new)?;
-        rx.recv()
-            .map_err(|_| Arc::new(StorageError::WriterStopped))?
+        rx.recv().map_err(|_| Arc::new(StorageError::WriterStopped))?
     }
 
     /// Queues a snapshot save, ordered after every batch queued before it.
