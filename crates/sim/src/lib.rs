@@ -12,6 +12,7 @@
 //! faults stop and records the client history for the linearizability
 //! checker.
 
+pub mod bench;
 pub mod checker;
 pub mod fuzz;
 pub mod lab;

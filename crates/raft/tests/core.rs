@@ -1,0 +1,188 @@
+//! Hand-driven tests of one core: the Figure 8 commit rule, batching,
+//! pipelining, probing and input validation.
+
+use bytes::Bytes;
+use triton_raft::{
+    Body, Config, Entry, EntryKind, HardState, InitialState, Membership, Message, ProposeError, Raft, Ready, Role,
+};
+
+fn cfg(id: u64) -> Config {
+    let mut c = Config::new(id);
+    c.seed = 1;
+    c
+}
+
+fn drain(r: &mut Raft) -> Vec<Message> {
+    let mut out = Vec::new();
+    while r.has_ready() {
+        let rd: Ready = r.ready();
+        out.extend(rd.messages);
+        out.extend(rd.persisted_messages);
+        r.advance();
+    }
+    out
+}
+
+fn msg(from: u64, to: u64, term: u64, body: Body) -> Message {
+    Message { from, to, term, body }
+}
+
+/// Elects node 1 of {1,2,3} with node 2's votes; returns the leader.
+fn elect(init: InitialState) -> Raft {
+    let mut r = Raft::new(cfg(1), init).unwrap();
+    r.campaign();
+    drain(&mut r);
+    let t = r.term();
+    r.step(msg(2, 1, t + 1, Body::VoteResponse { pre_vote: true, granted: true }));
+    drain(&mut r);
+    let t = r.term();
+    r.step(msg(2, 1, t, Body::VoteResponse { pre_vote: false, granted: true }));
+    assert_eq!(r.role(), Role::Leader);
+    r
+}
+
+fn three() -> InitialState {
+    InitialState { membership: Membership::with_voters([1, 2, 3]), ..Default::default() }
+}
+
+fn ack(r: &mut Raft, from: u64, index: u64) {
+    let t = r.term();
+    r.step(msg(from, 1, t, Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 }));
+}
+
+/// Figure 8: replicas of an entry from an earlier term are not enough to
+/// commit it; only an entry of the current term commits (and with it, all
+/// before it).
+#[test]
+fn entries_of_earlier_terms_commit_only_through_one_of_the_current_term() {
+    let e = |index, term| Entry { index, term, kind: EntryKind::Command, data: Bytes::new() };
+    let init = InitialState {
+        hard_state: HardState { term: 2, vote: None, commit: 0 },
+        entries: vec![e(1, 1), e(2, 2)],
+        ..three()
+    };
+    let mut r = elect(init);
+    assert_eq!(r.term(), 3);
+    drain(&mut r);
+    // A majority (1 and 2) holds index 2 of term 2: still not committed.
+    ack(&mut r, 2, 2);
+    drain(&mut r);
+    assert_eq!(r.commit_index(), 0, "an old-term entry was committed by counting replicas");
+    // Node 2 acknowledges the no-op of term 3 at index 3: everything commits.
+    ack(&mut r, 2, 3);
+    drain(&mut r);
+    assert_eq!(r.commit_index(), 3);
+}
+
+#[test]
+fn many_proposals_go_out_in_few_appends_bounded_by_bytes() {
+    let mut r = elect(three());
+    drain(&mut r);
+    ack(&mut r, 2, 1); // node 2 now in replicate state
+    drain(&mut r);
+    for i in 0..100 {
+        r.propose(Bytes::from(vec![i as u8; 100])).unwrap();
+    }
+    let to2: Vec<Message> = drain(&mut r).into_iter().filter(|m| m.to == 2).collect();
+    let appends: Vec<usize> = to2
+        .iter()
+        .filter_map(|m| match &m.body { Body::Append { entries, .. } => Some(entries.len()), _ => None })
+        .collect();
+    assert_eq!(appends, vec![100], "100 proposals should ride in one append");
+
+    // With a 1 KiB cap, each append carries about 1 KiB of entries.
+    let mut c = cfg(1);
+    c.max_msg_bytes = 1024;
+    let mut r = Raft::new(c, three()).unwrap();
+    r.campaign();
+    drain(&mut r);
+    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: true, granted: true }));
+    drain(&mut r);
+    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: false, granted: true }));
+    drain(&mut r);
+    ack(&mut r, 2, 1);
+    drain(&mut r);
+    for i in 0..100 {
+        r.propose(Bytes::from(vec![i as u8; 100])).unwrap();
+    }
+    let sizes: Vec<u64> = drain(&mut r)
+        .into_iter()
+        .filter(|m| m.to == 2)
+        .filter_map(|m| match m.body { Body::Append { entries, .. } => Some(entries.iter().map(Entry::size).sum()), _ => None })
+        .collect();
+    assert!(sizes.len() >= 10, "expected many appends, got {sizes:?}");
+    assert!(sizes.iter().all(|&s| s <= 1024 + 124), "an append exceeded the byte cap: {sizes:?}");
+}
+
+#[test]
+fn pipelining_is_bounded_by_the_inflight_window_and_falls_back_to_probing() {
+    let mut c = cfg(1);
+    c.max_inflight_msgs = 4;
+    c.max_msg_bytes = 1; // one entry per append
+    let mut r = Raft::new(c, three()).unwrap();
+    r.campaign();
+    drain(&mut r);
+    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: true, granted: true }));
+    drain(&mut r);
+    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: false, granted: true }));
+    drain(&mut r);
+    ack(&mut r, 2, 1);
+    drain(&mut r);
+    for i in 0..10 {
+        r.propose(Bytes::from(vec![i; 10])).unwrap();
+    }
+    let count = |ms: &[Message]| ms.iter().filter(|m| m.to == 2 && matches!(&m.body, Body::Append { entries, .. } if !entries.is_empty())).count();
+    let out = drain(&mut r);
+    assert_eq!(count(&out), 4, "the window allows exactly 4 appends in flight");
+    // One acknowledgement frees one slot.
+    ack(&mut r, 2, 2);
+    let out = drain(&mut r);
+    assert_eq!(count(&out), 1);
+    // A rejection drops back to probing: one append at a time.
+    let t = r.term();
+    r.step(msg(2, 1, t, Body::AppendResponse { reject: true, index: 4, hint_index: 2, hint_term: 1 }));
+    let out = drain(&mut r);
+    assert_eq!(count(&out), 1, "probe state sends one append");
+    // Node 2 had matched 2, so probing resumes right after it.
+    assert_eq!(r.progress_of(2), Some((2, 3)));
+}
+
+#[test]
+fn followers_refuse_proposals_and_name_the_leader() {
+    let mut r = Raft::new(cfg(2), three()).unwrap();
+    r.step(msg(1, 2, 1, Body::Heartbeat { commit: 0, read_seq: 0 }));
+    drain(&mut r);
+    assert_eq!(r.propose(Bytes::from_static(b"x")), Err(ProposeError::NotLeader { leader: Some(1) }));
+}
+
+#[test]
+fn invalid_configs_and_foreign_messages_are_rejected_not_panicked() {
+    let mut c = cfg(1);
+    c.election_tick = 1;
+    c.heartbeat_tick = 1;
+    assert!(Raft::new(c, three()).is_err());
+    assert!(Raft::new(cfg(0), three()).is_err());
+    let mut r = Raft::new(cfg(1), three()).unwrap();
+    // Addressed to someone else, or from "nobody": ignored.
+    r.step(msg(2, 9, 5, Body::TimeoutNow));
+    r.step(msg(0, 1, 5, Body::TimeoutNow));
+    assert_eq!(r.term(), 0);
+    assert_eq!(r.stats().stale_messages, 2);
+}
+
+#[test]
+fn a_vote_waits_for_persistence_and_a_leader_append_does_not() {
+    let mut r = Raft::new(cfg(2), three()).unwrap();
+    r.step(msg(1, 2, 1, Body::Vote { pre_vote: false, last_index: 0, last_term: 0, transfer: false }));
+    let rd = r.ready();
+    assert!(rd.messages.is_empty());
+    assert!(matches!(rd.persisted_messages[0].body, Body::VoteResponse { granted: true, .. }));
+    assert_eq!(rd.hard_state.map(|h| h.vote), Some(Some(1)), "the vote must be in the hard state to persist");
+    r.advance();
+
+    let mut l = elect(three());
+    let rd = l.ready();
+    assert!(rd.messages.iter().any(|m| matches!(m.body, Body::Append { .. })), "a leader's appends go out at once");
+    assert!(!rd.entries.is_empty());
+    l.advance();
+}

@@ -1,0 +1,99 @@
+//! §6.4 Linearizable reads with ReadIndex: no log write, a heartbeat round
+//! confirms leadership, and the read is served once applied >= read index.
+
+use bytes::Bytes;
+use triton_raft::{Index, NodeId};
+use triton_sim::lab::Lab;
+use triton_sim::{Clients, Sim};
+
+/// Records the reads the simulator reports as servable.
+#[derive(Default)]
+struct Reads {
+    served: Vec<(NodeId, Bytes, Index)>,
+}
+
+impl Clients for Reads {
+    fn wake(&mut self, _: &mut Sim, _: usize) {}
+    fn write_done(&mut self, _: &mut Sim, _: usize, _: u64, _: Index) {}
+    fn read_done(&mut self, sim: &mut Sim, node: NodeId, ctx: &Bytes) {
+        self.served.push((node, ctx.clone(), sim.node(node).kv.applied));
+    }
+}
+
+fn run(lab: &mut Lab, reads: &mut Reads, ms: u64) {
+    let until = lab.sim.now + ms;
+    lab.sim.run_until(until, reads).expect("no safety violation");
+}
+
+#[test]
+fn a_leader_serves_a_read_after_one_heartbeat_round_without_writing_the_log() {
+    let mut lab = Lab::new(3, 50);
+    let index = lab.one(b"w1", 3, false);
+    let leader = lab.check_one_leader();
+    let last = lab.sim.node(leader).raft().last_index();
+    let mut reads = Reads::default();
+    assert!(lab.sim.read_index(leader, Bytes::from_static(b"r1")));
+    run(&mut lab, &mut reads, 50);
+    assert_eq!(reads.served.len(), 1, "the read was not served");
+    let (node, ctx, applied) = &reads.served[0];
+    assert_eq!((*node, &ctx[..]), (leader, &b"r1"[..]));
+    assert!(*applied >= index, "served before applying the last write");
+    assert_eq!(lab.sim.node(leader).raft().last_index(), last, "a read wrote to the log");
+}
+
+#[test]
+fn a_follower_read_is_forwarded_and_sees_every_committed_write() {
+    let mut lab = Lab::new(3, 51);
+    let leader = lab.check_one_leader();
+    let follower = leader % 3 + 1;
+    let index = lab.one(b"w1", 2, false);
+    let mut reads = Reads::default();
+    assert!(lab.sim.read_index(follower, Bytes::from_static(b"f1")));
+    run(&mut lab, &mut reads, 100);
+    assert_eq!(reads.served.len(), 1, "the follower read was not served");
+    let (node, _, applied) = &reads.served[0];
+    assert_eq!(*node, follower);
+    assert!(*applied >= index, "the follower served a read before applying write {index}");
+}
+
+/// A leader cut off from the majority cannot confirm its leadership, so it
+/// must never serve a read (which could be stale: a new leader may already
+/// have accepted writes).
+#[test]
+fn an_isolated_leader_never_serves_a_read() {
+    let mut lab = Lab::new(3, 52);
+    lab.one(b"w1", 3, false);
+    let old = lab.check_one_leader();
+    lab.disconnect(old);
+    let mut reads = Reads::default();
+    assert!(lab.sim.read_index(old, Bytes::from_static(b"stale?")));
+    run(&mut lab, &mut reads, 2_000);
+    // Meanwhile the majority elects a leader and writes.
+    lab.one(b"w2", 2, true);
+    run(&mut lab, &mut reads, 500);
+    assert!(reads.served.is_empty(), "an isolated leader served a read: {:?}", reads.served);
+}
+
+/// Reads that arrive before a new leader commits its no-op wait for it
+/// (until then the leader does not know the true commit index).
+#[test]
+fn a_new_leader_answers_reads_only_after_committing_its_noop() {
+    let mut lab = Lab::new(3, 53);
+    lab.one(b"w1", 3, false);
+    let old = lab.check_one_leader();
+    lab.disconnect(old);
+    let mut reads = Reads::default();
+    // Poll until a new leader appears, then read immediately.
+    let new = loop {
+        run(&mut lab, &mut reads, 5);
+        if let Some(l) = lab.sim.leader().filter(|&l| l != old) {
+            break l;
+        }
+    };
+    assert!(lab.sim.read_index(new, Bytes::from_static(b"early")));
+    run(&mut lab, &mut reads, 200);
+    assert_eq!(reads.served.len(), 1);
+    let raft = lab.sim.node(new).raft();
+    let (_, _, applied) = reads.served[0];
+    assert_eq!(raft.term_at(applied), Some(raft.term()), "read served before the new term's no-op applied");
+}
