@@ -83,6 +83,12 @@ pub enum StorageError {
         /// The failure that poisoned it.
         reason: String,
     },
+    /// Another process (or another `Wal` in this one) has the directory open.
+    #[error("{} is locked by another process using the same WAL directory", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The `WalWriter` thread is gone (shut down, or a completion callback panicked).
     #[error("the WAL writer thread has stopped")]
     WriterStopped,

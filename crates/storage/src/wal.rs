@@ -60,6 +60,36 @@ pub struct Wal {
     /// Whether something was written since the last fsync.
     unsynced: bool,
     poisoned: Option<String>,
+    /// Holds an exclusive `flock` on `LOCK` for as long as the `Wal` lives,
+    /// so two processes never append to the same log.
+    _lock: File,
+}
+
+/// Name of the lock file inside the WAL directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes an exclusive, non-blocking advisory lock on `dir/LOCK` (released
+/// when the returned file is closed, including when the process dies).
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own and keep open; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(file);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Err(StorageError::Locked { path })
+    } else {
+        Err(StorageError::io(path, err))
+    }
 }
 
 /// What a directory listing found.
@@ -182,6 +212,7 @@ impl Wal {
                 sync_dir(parent)?;
             }
         }
+        let lock = lock_dir(dir)?;
         let listing = list_dir(dir)?;
         let mut dir_changed = false;
         for tmp in &listing.temporaries {
@@ -319,6 +350,7 @@ impl Wal {
             hard_state,
             unsynced: false,
             poisoned: None,
+            _lock: lock,
         };
         if !active_has_hard_state {
             // The active segment lost its leading hard-state record to a torn

@@ -8,10 +8,7 @@ use triton_storage::fuzzing::recover_segment_bytes;
 #[test]
 fn wal_recover_corpus_never_panics() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/wal_recover");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(
         files.len() >= 10,

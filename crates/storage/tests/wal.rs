@@ -124,10 +124,7 @@ fn hard_state_that_breaks_raft_rules_is_refused() {
             commit: 0,
         })
         .unwrap_err();
-    assert!(
-        matches!(err, StorageError::InvalidHardState { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, StorageError::InvalidHardState { .. }), "{err}");
     let err = wal
         .set_hard_state(HardState {
             term: 5,
@@ -135,10 +132,7 @@ fn hard_state_that_breaks_raft_rules_is_refused() {
             commit: 0,
         })
         .unwrap_err();
-    assert!(
-        err.to_string().contains("vote changes from 1 to 2"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("vote changes from 1 to 2"), "{err}");
     wal.set_hard_state(HardState {
         term: 6,
         vote: 2,
@@ -157,23 +151,14 @@ fn bad_appends_are_refused_and_write_nothing() {
     let (mut wal, _) = open(dir.path(), &opts);
     let err = wal.append(&entries(2, 3, 1, 1)).unwrap_err();
     assert!(
-        matches!(
-            err,
-            StorageError::NonContiguous {
-                expected: 1,
-                got: 2
-            }
-        ),
+        matches!(err, StorageError::NonContiguous { expected: 1, got: 2 }),
         "{err}"
     );
     let mut gap = entries(1, 2, 1, 1);
     gap.push(entry(4, 1, 1));
     assert!(matches!(
         wal.append(&gap).unwrap_err(),
-        StorageError::NonContiguous {
-            expected: 3,
-            got: 4
-        }
+        StorageError::NonContiguous { expected: 3, got: 4 }
     ));
     let err = wal.append(&[entry(1, 1, 985)]).unwrap_err();
     assert!(
@@ -242,12 +227,7 @@ fn segments_roll_and_are_deleted_once_a_snapshot_covers_them() {
     };
     wal.save_snapshot(&meta, b"snapshot data").unwrap();
     let after = files_with_suffix(dir.path(), ".wal");
-    assert!(
-        after.len() < before.len() / 2,
-        "{} -> {}",
-        before.len(),
-        after.len()
-    );
+    assert!(after.len() < before.len() / 2, "{} -> {}", before.len(), after.len());
     assert_eq!(after, wal.segment_paths());
     assert_eq!((wal.first_index(), wal.last_index()), (151, 200));
     assert_eq!(wal.term_at(150), Some(1));
@@ -260,10 +240,7 @@ fn segments_roll_and_are_deleted_once_a_snapshot_covers_them() {
     let mut expected = entries(151, 200, 1, 64);
     expected.extend(entries(201, 210, 2, 64));
     assert_eq!(rec.entries, expected);
-    assert_eq!(
-        wal.load_snapshot().unwrap(),
-        Some((meta, b"snapshot data".to_vec()))
-    );
+    assert_eq!(wal.load_snapshot().unwrap(), Some((meta, b"snapshot data".to_vec())));
     assert_eq!(files_with_suffix(dir.path(), ".snap").len(), 1);
 }
 
@@ -371,9 +348,7 @@ fn torn_snapshot_file_falls_back_to_the_previous_complete_one() {
     let mut bytes = std::fs::read(&good).unwrap();
     bytes[12] = 6; // index 6 in the header
     bytes.truncate(bytes.len() - 3);
-    let torn = dir
-        .path()
-        .join("snap-00000000000000000006-00000000000000000001.snap");
+    let torn = dir.path().join("snap-00000000000000000006-00000000000000000001.snap");
     std::fs::write(&torn, &bytes).unwrap();
     let (wal, rec) = open(dir.path(), &opts);
     assert_eq!(rec.snapshot.as_ref().unwrap().index, 3);
@@ -412,4 +387,15 @@ fn damaged_snapshot_that_the_log_depends_on_stops_recovery() {
         }
         other => panic!("expected Corrupt, got {other}"),
     }
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open(dir.path(), &WalOptions::default());
+    let err = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("LOCK"), "{err}");
+    drop(wal);
+    Wal::open(dir.path(), WalOptions::default()).unwrap();
 }

@@ -24,9 +24,7 @@ fn queued_batches_complete_in_order_and_are_durable() {
                 commit: i - 1,
             }),
         };
-        writer
-            .submit(batch, move |r| tx.send((i, r)).unwrap())
-            .unwrap();
+        writer.submit(batch, move |r| tx.send((i, r)).unwrap()).unwrap();
     }
     drop(tx);
     let done: Vec<_> = rx.iter().collect();
@@ -70,10 +68,7 @@ fn a_refused_batch_fails_alone_and_writes_nothing() {
             }),
         })
         .unwrap_err();
-    assert!(
-        matches!(*err, StorageError::InvalidHardState { .. }),
-        "{err}"
-    );
+    assert!(matches!(*err, StorageError::InvalidHardState { .. }), "{err}");
     let err = writer
         .write(WriteBatch {
             entries: entries(9, 9, 2, 4),
@@ -81,13 +76,7 @@ fn a_refused_batch_fails_alone_and_writes_nothing() {
         })
         .unwrap_err();
     assert!(
-        matches!(
-            *err,
-            StorageError::NonContiguous {
-                expected: 4,
-                got: 9
-            }
-        ),
+        matches!(*err, StorageError::NonContiguous { expected: 4, got: 9 }),
         "{err}"
     );
     writer
