@@ -173,12 +173,12 @@ pub enum HistoryError {
         limit: usize,
     },
     /// A line is not a JSON [`Operation`].
-    #[error("line {line}: not an operation: {source}")]
+    #[error("line {line}: not an operation: {error}")]
     Json {
         /// 1-based line number.
         line: usize,
         /// What serde said.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A line parses but describes an impossible operation.
     #[error("line {line}: {reason}")]
@@ -258,7 +258,7 @@ pub fn parse_jsonl<R: BufRead>(mut reader: R, limits: ParseLimits) -> Result<Vec
             });
         }
         let op: Operation =
-            serde_json::from_slice(&buf).map_err(|source| HistoryError::Json { line: line_no, source })?;
+            serde_json::from_slice(&buf).map_err(|error| HistoryError::Json { line: line_no, error })?;
         validate(&op).map_err(|reason| HistoryError::Invalid { line: line_no, reason })?;
         ops.push(op);
     }

@@ -23,7 +23,11 @@ fn esc(s: &str) -> String {
     out
 }
 
-const ROW_HEIGHT: f64 = 46.0;
+const ROW_HEIGHT: f64 = 54.0;
+/// Unknown-outcome operations are drawn as a thin strip under the lane's
+/// bars, so the open-ended ones do not hide the rest.
+const STRIP_TOP: f64 = 38.0;
+const STRIP_HEIGHT: f64 = 7.0;
 const BAR_HEIGHT: f64 = 22.0;
 const LEFT: f64 = 110.0;
 const PLOT_WIDTH: f64 = 1100.0;
@@ -82,16 +86,21 @@ pub fn render_html(key: &str, ops: &[Operation], highlight: &[usize]) -> String 
             ty = y + BAR_HEIGHT * 0.75,
         );
     }
-    for (i, op) in ops.iter().enumerate() {
+    // Unknown outcomes first, so known operations are drawn on top.
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| (ops[i].effective_ret().is_some(), i));
+    for i in order {
+        let op = &ops[i];
         let row = clients[&op.client];
         let y = TOP + ROW_HEIGHT * row as f64;
         let x1 = x_of(op.call);
+        let unknown = op.effective_ret().is_none();
         let x2 = match op.effective_ret() {
             Some(r) => x_of(r).max(x1 + 6.0),
             None => right_edge,
         };
         let mut class = String::from("op");
-        if op.output.is_none() || op.ret.is_none() {
+        if unknown {
             class.push_str(" unknown");
         }
         if highlighted(i) {
@@ -106,7 +115,9 @@ pub fn render_html(key: &str, ops: &[Operation], highlight: &[usize]) -> String 
             op.call,
             match (op.ret, &op.output) {
                 (Some(r), Some(_)) => format!("{r} ns"),
-                (Some(r), None) => format!("{r} ns (gave up: outcome unknown, may take effect later)"),
+                (Some(r), None) => {
+                    format!("{r} ns (gave up: outcome unknown, may take effect later)")
+                }
                 (None, _) => "never (outcome unknown)".to_string(),
             },
             if highlighted(i) {
@@ -115,15 +126,28 @@ pub fn render_html(key: &str, ops: &[Operation], highlight: &[usize]) -> String 
                 "context"
             }
         );
+        let (bar_y, bar_h) = if unknown {
+            (y + STRIP_TOP, STRIP_HEIGHT)
+        } else {
+            (y, BAR_HEIGHT)
+        };
+        // Unknown-outcome labels only show on hover (they would pile up).
+        let text = if unknown && !highlighted(i) {
+            String::new()
+        } else {
+            format!(
+                r#"<text x="{tx:.1}" y="{ly:.1}" class="label">{label}</text>"#,
+                tx = x1 + 3.0,
+                ly = y + BAR_HEIGHT + 12.0,
+                label = esc(&label),
+            )
+        };
         let _ = write!(
             svg,
-            r#"<g class="{class}" data-detail="{detail}"><title>{title}</title><rect x="{x1:.1}" y="{y:.1}" width="{w:.1}" height="{BAR_HEIGHT}" rx="3"/><text x="{tx:.1}" y="{ly:.1}" class="label">{label}</text></g>"#,
+            r#"<g class="{class}" data-detail="{detail}"><title>{title}</title><rect x="{x1:.1}" y="{bar_y:.1}" width="{w:.1}" height="{bar_h}" rx="3"/>{text}</g>"#,
             detail = esc(&detail),
             title = esc(&detail),
             w = x2 - x1,
-            tx = x1 + 3.0,
-            ly = y + BAR_HEIGHT + 13.0,
-            label = esc(&label),
         );
     }
     svg.push_str("</svg>");
@@ -155,8 +179,8 @@ Each bar is one request, from the moment the client sent it to the moment it got
 store had to apply it at a single instant somewhere inside its bar. The {n_hl} red operations form
 the smallest failing sub-history found: there is no way to pick those instants, one per red bar,
 so that every answer (value and version) is what a single copy of the key would have returned.
-Dashed bars have an unknown outcome (timeout, lost connection): they may have taken effect at any
-time after their start, or never, so they stretch to the right edge. Grey bars are nearby context.
+Thin dashed strips are requests with an unknown outcome (timeout, lost connection): they may have
+taken effect at any time after their start, or never, so they stretch to the right edge. Grey bars are nearby context.
 Hover over a bar for details.</p>
 <p class="legend"><span style="background:#ffb3a7">minimal failing</span><span style="background:#cfd8e3">context</span><span style="background:#f4f4f4;border-style:dashed">unknown outcome</span></p>
 {svg}

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Serve static files over HTTP/1.1 (TritonHTTP), with optional virtual hosts.
     Http(cmd::http::HttpArgs),
+    /// Check a recorded client history (JSON lines) for linearizability.
+    Lincheck(cmd::lincheck::LincheckArgs),
     /// Run the deterministic cluster simulator (replays a failing seed).
     Sim(cmd::sim::SimArgs),
     /// Sorting 100-byte records: gensort, showsort, valsort, sort, netsort.
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Http(args) => cmd::http::run(args),
+        Command::Lincheck(args) => cmd::lincheck::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Sort(command) => cmd::sort::run(command),
         Command::Wal(args) => cmd::wal::run(args),
