@@ -10,7 +10,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, default: f64| -> f64 {
         args.get(i)
-            .map(|a| a.parse().unwrap_or_else(|_| panic!("argument {} is not a number: {a}", i + 1)))
+            .map(|a| {
+                a.parse()
+                    .unwrap_or_else(|_| panic!("argument {} is not a number: {a}", i + 1))
+            })
             .unwrap_or(default)
     };
     let seed = num(0, 1.0) as u64;

@@ -273,3 +273,52 @@ pub fn write_jsonl<W: std::io::Write>(mut out: W, ops: &[Operation]) -> std::io:
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str =
+        r#"{"client":1,"key":"k","input":"Get","output":{"Get":{"value":null,"version":0}},"call":1,"ret":2}"#;
+
+    #[test]
+    fn parses_lines_and_skips_blank_ones() {
+        let text = format!("{LINE}\n\n{LINE}\r\n{LINE}");
+        let ops = parse_jsonl(text.as_bytes(), ParseLimits::default()).unwrap();
+        assert_eq!(ops.len(), 3);
+        let mut out = Vec::new();
+        write_jsonl(&mut out, &ops).unwrap();
+        assert_eq!(parse_jsonl(&out[..], ParseLimits::default()).unwrap(), ops);
+    }
+
+    #[test]
+    fn refuses_overlong_lines_and_too_many_operations() {
+        let limits = ParseLimits {
+            max_line_bytes: 40,
+            max_operations: 10,
+        };
+        let err = parse_jsonl(format!("{LINE}\n").as_bytes(), limits).unwrap_err();
+        assert!(matches!(err, HistoryError::LineTooLong { line: 1, .. }), "{err}");
+        let limits = ParseLimits {
+            max_line_bytes: 1000,
+            max_operations: 2,
+        };
+        let text = [LINE, LINE, LINE].join("\n");
+        let err = parse_jsonl(text.as_bytes(), limits).unwrap_err();
+        assert!(matches!(err, HistoryError::TooManyOperations { limit: 2 }), "{err}");
+    }
+
+    #[test]
+    fn refuses_impossible_operations() {
+        let backwards = LINE.replace(r#""call":1,"ret":2"#, r#""call":5,"ret":2"#);
+        let err = parse_jsonl(backwards.as_bytes(), ParseLimits::default()).unwrap_err();
+        assert!(matches!(err, HistoryError::Invalid { line: 1, .. }), "{err}");
+        let mismatched = LINE.replace(r#"{"Get":{"value":null,"version":0}}"#, r#"{"Put":{"version":3}}"#);
+        let err = parse_jsonl(mismatched.as_bytes(), ParseLimits::default()).unwrap_err();
+        assert!(matches!(err, HistoryError::Invalid { line: 1, .. }), "{err}");
+        let err = parse_jsonl(&b"{\"client\":1}\n"[..], ParseLimits::default()).unwrap_err();
+        assert!(matches!(err, HistoryError::Json { line: 1, .. }), "{err}");
+        let err = parse_jsonl(&[0xff, 0xfe, b'\n'][..], ParseLimits::default()).unwrap_err();
+        assert!(matches!(err, HistoryError::Json { line: 1, .. }), "{err}");
+    }
+}

@@ -28,8 +28,7 @@ pub struct LincheckArgs {
 }
 
 pub fn run(args: LincheckArgs) -> anyhow::Result<ExitCode> {
-    let file = File::open(&args.history)
-        .with_context(|| format!("opening {}", args.history.display()))?;
+    let file = File::open(&args.history).with_context(|| format!("opening {}", args.history.display()))?;
     let ops = history::parse_jsonl(BufReader::new(file), ParseLimits::default())
         .with_context(|| format!("reading {}", args.history.display()))?;
     let opts = CheckOptions {
@@ -94,8 +93,7 @@ pub fn run(args: LincheckArgs) -> anyhow::Result<ExitCode> {
                 history::write_jsonl(std::io::stdout().lock(), &v.minimal)?;
                 if let (Some(path), false) = (&args.html, html_written) {
                     let page = key.render_html().unwrap_or_default();
-                    std::fs::write(path, page)
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
                     println!("  timeline written to {}", path.display());
                     html_written = true;
                 }
