@@ -1,0 +1,69 @@
+//! # Triton's replicated state machine
+//!
+//! Raft (`triton-raft`) agrees on a log; this crate gives the log a meaning.
+//! Every committed entry's payload is passed to [`Store::apply`] on every
+//! replica, in log order, and every replica must reach the same state. One
+//! store serves three faces of Triton:
+//!
+//! - a key-value API (put, append, delete, compare-and-set);
+//! - a memcached-like server with versions, CAS and expiry;
+//! - SurfStore's file-metadata map ([`WriteOp::SurfUpdate`],
+//!   [`Store::file_info_map`]).
+//!
+//! ## Determinism
+//!
+//! Nothing inside [`Store::apply`] reads a clock, a random source, a hash
+//! map's iteration order or floating point. Time comes from the command: the
+//! leader stamps its wall clock into [`Command::now_ms`] when it proposes.
+//! The version of every write is its log index, so versions come from one
+//! cluster-wide counter that only grows and is never reused, even after a
+//! key is deleted and re-created. [`Store::snapshot`] bytes are identical on
+//! replicas that applied the same log prefix.
+//!
+//! ## Exactly-once
+//!
+//! A client request carries a [`Session`] (client id, seq). The store
+//! remembers each client's last seq and its result: a retry of that seq gets
+//! the cached result without changing state, an older seq gets
+//! [`WriteResult::StaleSession`]. At most [`StoreOptions::max_sessions`]
+//! clients are remembered; when full, the one whose last write is oldest in
+//! the log (ties: lowest client id) is forgotten. A forgotten client's retry
+//! is applied again, the usual bound of session tables (Raft thesis §6.3).
+//!
+//! ## Expiry
+//!
+//! Expiry times are absolute. A read never returns a key expired at the
+//! reader's `now_ms`, and writes treat an expired key as missing. Removal
+//! is itself replicated: the leader asks [`Store::expired`] and proposes
+//! [`WriteOp::Expire`] for each key, which removes it only if it still has
+//! the version the leader saw and is expired at the command's time.
+//!
+//! ## Example
+//!
+//! ```
+//! use triton_store::{Command, Session, Store, StoreOptions, WriteOp, WriteResult};
+//!
+//! let mut store = Store::new(StoreOptions::default());
+//! let put = Command {
+//!     session: Some(Session { client_id: 7, seq: 1 }),
+//!     now_ms: 1_000,
+//!     op: WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: 5_000 },
+//! };
+//! assert_eq!(store.apply(1, &put.encode()), WriteResult::Put { version: 1 });
+//! // A retry of the same request returns the first result; nothing is applied twice.
+//! assert_eq!(store.apply(2, &put.encode()), WriteResult::Put { version: 1 });
+//! assert_eq!(store.get(b"k", 4_999).map(|e| e.value), Some(&b"v"[..]));
+//! assert!(store.get(b"k", 5_000).is_none());
+//! assert_eq!(store.expired(5_000, 10), vec![(b"k".to_vec(), 1)]);
+//! let copy = Store::restore(&store.snapshot()).unwrap();
+//! assert_eq!(copy.snapshot(), store.snapshot());
+//! ```
+
+mod command;
+mod error;
+pub mod snapshot;
+mod store;
+
+pub use command::{Command, Session, WriteOp};
+pub use error::StoreError;
+pub use store::{Entry, FileMeta, Store, StoreOptions, WriteResult};
