@@ -7,8 +7,8 @@
 //!   before the next one is created, so a torn write can only be in the last;
 //! - every segment starts with a hard-state record, so deleting older
 //!   segments never loses the hard state;
-//! - segments are deleted only as a prefix, and only when every entry they
-//!   ever held is covered by a durable snapshot;
+//! - segments are deleted only as a prefix: all those before the newest
+//!   segment that was created when the log ended inside a durable snapshot;
 //! - after any failed write or fsync the `Wal` is poisoned and refuses all
 //!   further work: the process must restart and recover from disk.
 
@@ -35,9 +35,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 struct SegmentInfo {
     path: PathBuf,
     seq: u64,
-    /// Highest entry index ever written into it (0 = none): the segment may be
-    /// deleted once a durable snapshot covers this index.
-    max_entry_index: u64,
+    /// The log's last index + 1 when the segment was created. Once a durable
+    /// snapshot reaches `first_index - 1`, the log as it stood when this
+    /// segment began is wholly inside the snapshot, so every older segment
+    /// can be deleted: replay starting here reaches the same state.
+    first_index: u64,
 }
 
 /// The durable log of one Raft node. Not thread-safe by itself; see
@@ -284,17 +286,15 @@ impl Wal {
                     ),
                 ));
             }
-            let mut info = SegmentInfo {
+            let info = SegmentInfo {
                 path: path.clone(),
                 seq: *seq,
-                max_entry_index: 0,
+                first_index: *first,
             };
             active_has_hard_state = false;
             for (offset, record) in contents.records {
-                match &record {
-                    Record::Entry(e) => info.max_entry_index = info.max_entry_index.max(e.index),
-                    Record::HardState(_) => active_has_hard_state = true,
-                    _ => {}
+                if let Record::HardState(_) = record {
+                    active_has_hard_state = true;
                 }
                 replay.apply(path, offset, record)?;
             }
@@ -332,7 +332,7 @@ impl Wal {
                 segments.push(SegmentInfo {
                     path,
                     seq,
-                    max_entry_index: 0,
+                    first_index: next_index,
                 });
                 active_has_hard_state = true;
                 (file, len)
@@ -490,8 +490,6 @@ impl Wal {
         for e in entries {
             self.maybe_roll()?;
             format::encode_entry(&mut self.buf, e);
-            let active = self.segments.last_mut().expect("active segment");
-            active.max_entry_index = active.max_entry_index.max(e.index);
             self.terms.push_back(e.term);
             self.after_encode()?;
         }
@@ -592,8 +590,14 @@ impl Wal {
         debug_assert_eq!(self.first_index(), meta.index + 1);
 
         let mut changed = false;
-        while self.segments.len() > 1 && self.segments[0].max_entry_index <= meta.index {
-            let seg = self.segments.remove(0);
+        // The newest segment that began inside the snapshot: everything
+        // before it is no longer needed (never the active segment itself).
+        let keep_from = self
+            .segments
+            .iter()
+            .rposition(|s| s.first_index <= meta.index + 1)
+            .unwrap_or(0);
+        for seg in self.segments.drain(..keep_from).collect::<Vec<_>>() {
             if let Err(e) = fs::remove_file(&seg.path) {
                 return Err(self.poison(StorageError::io(&seg.path, e)));
             }
@@ -673,11 +677,7 @@ impl Wal {
             Ok((file, path, len)) => {
                 self.file = file;
                 self.file_len = len;
-                self.segments.push(SegmentInfo {
-                    path,
-                    seq,
-                    max_entry_index: 0,
-                });
+                self.segments.push(SegmentInfo { path, seq, first_index });
                 Ok(())
             }
             Err(e) => Err(self.poison(e)),
