@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use triton_storage::{HardState, LogEntry, SnapshotMeta, Wal, WalOptions};
+use triton_storage::{HardState, LogEntry, SnapshotMeta, WalOptions};
 
 /// xorshift64*: small, seeded, good enough to pick operations.
 struct Rng(u64);
