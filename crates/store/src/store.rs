@@ -522,3 +522,79 @@ fn file_bytes(filename: &str, meta: &FileMeta) -> u64 {
     let hashes = meta.block_hashes.iter().map(|h| h.len() as u64 + HASH_OVERHEAD).sum::<u64>();
     filename.len() as u64 + FILE_OVERHEAD + hashes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(client_id: u64, seq: u64, key: &[u8]) -> Command {
+        Command {
+            session: Some(Session { client_id, seq }),
+            now_ms: 0,
+            op: WriteOp::Put { key: key.to_vec(), value: Vec::new(), expires_at_ms: 0 },
+        }
+    }
+
+    #[test]
+    fn eviction_ties_are_broken_by_client_id() {
+        // apply gives every session a distinct last index; a restored state
+        // may not, and the order must still be total: lowest client id first.
+        let mut store = Store::new(StoreOptions { max_sessions: 2, ..StoreOptions::default() });
+        store.skip(5);
+        let cached = WriteResult::Put { version: 5 };
+        store.insert_session(9, SessionRecord { last_seq: 1, last_index: 5, result: cached });
+        store.insert_session(4, SessionRecord { last_seq: 1, last_index: 5, result: cached });
+        store.check_invariants().unwrap();
+        store.apply_command(6, put(1, 1, b"k"));
+        assert!(store.sessions.contains_key(&9) && !store.sessions.contains_key(&4));
+        assert_eq!(store.apply_command(7, put(9, 1, b"k")), cached);
+        store.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn surf_version_at_i32_max_cannot_advance() {
+        let mut store = Store::default();
+        store.skip(1);
+        store.insert_file("f".into(), FileMeta { version: i32::MAX, block_hashes: vec!["h".into()] });
+        for version in [i32::MIN, -1, i32::MAX] {
+            let cmd = Command {
+                session: None,
+                now_ms: 0,
+                op: WriteOp::SurfUpdate { filename: "f".into(), version, block_hashes: vec![] },
+            };
+            assert_eq!(store.apply_command(store.applied_index() + 1, cmd), WriteResult::SurfUpdate { version: -1 });
+        }
+        assert_eq!(store.file_meta("f").unwrap().version, i32::MAX);
+    }
+
+    #[test]
+    fn check_invariants_catches_broken_indexes_and_counts() {
+        let mut store = Store::default();
+        store.apply_command(1, put(1, 1, b"k"));
+        store.check_invariants().unwrap();
+
+        let mut bad = store.clone();
+        bad.bytes += 1;
+        assert!(bad.check_invariants().unwrap_err().contains("byte count"));
+
+        let mut bad = store.clone();
+        bad.expiry.insert((5, b"k".to_vec()));
+        assert!(bad.check_invariants().unwrap_err().contains("expiry index"));
+
+        let mut bad = store.clone();
+        bad.kv.get_mut(&b"k"[..]).unwrap().version = 2;
+        assert!(bad.check_invariants().unwrap_err().contains("outside"));
+
+        let mut bad = store.clone();
+        bad.session_lru.clear();
+        assert!(bad.check_invariants().unwrap_err().contains("eviction index"));
+
+        let mut bad = store.clone();
+        bad.opts.max_key_bytes = 0;
+        assert!(bad.check_invariants().unwrap_err().contains("limits"));
+
+        let mut bad = store;
+        bad.files.insert("f".into(), FileMeta { version: 0, block_hashes: vec![] });
+        assert!(bad.check_invariants().unwrap_err().contains("below 1"));
+    }
+}
