@@ -7,6 +7,9 @@
 #   3. netsort with 4 servers on loopback over 4 x 250 MB, vs the local sort
 #      of the same 1 GB;
 #   plus peak RSS of each (from /usr/bin/time).
+# Before every timed run the outputs are removed and `sync` flushes dirty
+# pages (not timed), so no run pays for an earlier run's writeback and no
+# run overwrites a file (ext4 flushes a truncated-and-rewritten file on close).
 # Usage: crates/sort/bench/run.sh [WORKDIR]   (needs ~10 GB free in WORKDIR)
 # Env: RUNS (default 5) for the 1 GB cases, BIG_RUNS (default 3) for 4 GB,
 #      TRITON (path to a release binary; default: build one).
@@ -44,7 +47,7 @@ echo "== 1. sort 1 GB vs cp"
 "$TRITON" gensort "$W/in1g" 1GB --seed 1
 cat "$W/in1g" >/dev/null # warm the page cache
 hyperfine -N --style basic --warmup 1 --runs "$RUNS" \
-    --prepare "rm -f $W/cp.out $W/sort.out" --export-json "$W/local.json" \
+    --prepare "rm -f $W/cp.out $W/sort.out; sync" --export-json "$W/local.json" \
     "cp $W/in1g $W/cp.out" "$TRITON sort $W/in1g $W/sort.out"
 "$TRITON" valsort "$W/sort.out" | tail -1
 rm -f "$W/sort.out" "$W/cp.out"
@@ -80,8 +83,10 @@ exit \$rc
 SH
 cat "$W"/nin? "$W/nall.in" >/dev/null # warm the page cache
 hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-json "$W/net.json" \
-    --prepare "rm -f $W/nout0 $W/nout1 $W/nout2 $W/nout3 $W/nall.out" \
+    --prepare "rm -f $W/nout0 $W/nout1 $W/nout2 $W/nout3 $W/nall.out; sync" \
     "bash $W/netsort4.sh" "$TRITON sort $W/nall.in $W/nall.out"
+rm -f "$W"/nout? # outputs of removed files only: an overwrite waits for ext4's flush
+bash "$W/netsort4.sh" # once more for the check and the peak RSS
 cat "$W"/nout0 "$W"/nout1 "$W"/nout2 "$W"/nout3 >"$W/nall.cat"
 echo "netsort result: $("$TRITON" valsort "$W/nall.cat" | tail -1);" \
     "checksum in/out: $("$TRITON" valsort "$W/nall.in" | sed -n 's/Checksum: //p')" \
@@ -94,7 +99,7 @@ echo "== 2. external sort 4 GB with --memory 1GB vs cp"
 "$TRITON" gensort "$W/in4g" 4GB --seed 2
 cat "$W/in4g" >/dev/null
 hyperfine -N --style basic --runs "$BIG_RUNS" \
-    --prepare "rm -f $W/cp4.out $W/sort4.out" --export-json "$W/ext.json" \
+    --prepare "rm -f $W/cp4.out $W/sort4.out; sync" --export-json "$W/ext.json" \
     "cp $W/in4g $W/cp4.out" "$TRITON sort $W/in4g $W/sort4.out --memory 1GB"
 "$TRITON" valsort "$W/sort4.out" | tail -1
 rm -f "$W/sort4.out" "$W/cp4.out"

@@ -266,15 +266,23 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
     // Every record we keep starts with our id in its top bits: bucket the
     // index by the bits after them, as the records arrive.
     let mut sorter = RunSorter::new(plan.sorter_memory, &parent)?.with_known_key_bits(config.partition_bits());
-    let sorter_thread = std::thread::Builder::new()
-        .name("netsort-sorter".into())
-        .spawn(move || -> Result<SortStats> {
-            for frame in frames_rx {
-                sorter.push(&frame)?;
-            }
-            sorter.finish(out_file)
-        })
-        .ctx(|| "starting the sorter thread".to_string())?;
+    let mut sorter_thread = Some(
+        std::thread::Builder::new()
+            .name("netsort-sorter".into())
+            .spawn(move || -> Result<Option<SortStats>> {
+                // An empty frame is the main thread's word that every stream
+                // ended cleanly; without it (a failure elsewhere) nothing is
+                // written, so a failed run never leaves a plausible output.
+                for frame in frames_rx {
+                    if frame.is_empty() {
+                        return sorter.finish(out_file).map(Some);
+                    }
+                    sorter.push(&frame)?;
+                }
+                Ok(None)
+            })
+            .ctx(|| "starting the sorter thread".to_string())?,
+    );
 
     let (events_tx, events) = mpsc::channel::<Event>();
     let open_streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -314,17 +322,33 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
             options.io_timeout,
         )?;
         drop(std::mem::take(&mut peers));
-        drop(frames_tx);
         session.wait_for_peers(connect_deadline + options.io_timeout, &config.servers)?;
-        let output = join_sorter(sorter_thread)?;
+        // All data is in the channel ahead of this: let the sorter finish.
+        if frames_tx.send(Vec::new()).is_err() {
+            return Err(Error::Net("the local sorter stopped".into()));
+        }
+        drop(frames_tx);
+        let output = join_sorter(sorter_thread.take().expect("joined once"))?
+            .ok_or_else(|| Error::Net("the local sorter stopped".into()))?;
         Ok(NetStats {
             input_records,
             received_records: session.received,
             output,
         })
     })();
+    let result = match (result, sorter_thread) {
+        // The sorter failed first (e.g. disk full): its error says why,
+        // rather than "the local sorter stopped" from a receiver.
+        (Err(e), Some(handle)) if handle.is_finished() => match join_sorter(handle) {
+            Err(sorter_error) => Err(sorter_error),
+            Ok(_) => Err(e),
+        },
+        (result, _) => result,
+    };
     if result.is_err() {
         session.shut_down_all();
+        // Never leave a partial output that looks like a result.
+        let _ = std::fs::remove_file(output);
     }
     result
 }
@@ -403,7 +427,7 @@ impl Session {
     }
 }
 
-fn join_sorter(handle: JoinHandle<Result<SortStats>>) -> Result<SortStats> {
+fn join_sorter(handle: JoinHandle<Result<Option<SortStats>>>) -> Result<Option<SortStats>> {
     match handle.join() {
         Ok(r) => r,
         Err(_) => Err(Error::Net("sorter thread panicked".into())),

@@ -259,6 +259,10 @@ fn fake_peer_fails_server(extra: &[&str], misbehave: impl FnOnce(TcpStream), exp
     let (status, stderr) = wait_for(&mut servers.0[0], Duration::from_secs(20));
     assert!(!status.success(), "server 0 should fail");
     assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+    assert!(
+        !dir.path().join("out0").exists(),
+        "a failed server must not leave an output that looks like a result"
+    );
 }
 
 #[test]
