@@ -1,0 +1,383 @@
+//! Each format parses to the expected config; malformed configs give errors
+//! that name the line or field; the files under `examples/` all load.
+
+use std::path::{Path, PathBuf};
+
+use triton_config::{load, parse, parse_bytes, ClusterConfig, ConfigError, NodeConfig, Timing, TlsConfig};
+
+fn node(id: u64, addr: &str) -> NodeConfig {
+    NodeConfig { id, addr: addr.to_string(), file_addr: None, http_addr: None }
+}
+
+fn three_nodes() -> Vec<NodeConfig> {
+    vec![node(0, "127.0.0.1:7000"), node(1, "127.0.0.1:7001"), node(2, "127.0.0.1:7002")]
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn text_form_parses_with_defaults() {
+    let config = parse("\n\nM: 3\nmetadata0: 127.0.0.1:7000\n\n  metadata1:127.0.0.1:7001  \r\nmetadata2: 127.0.0.1:7002")
+        .expect("valid text form");
+    assert_eq!(config, ClusterConfig { nodes: three_nodes(), ..ClusterConfig::default() });
+}
+
+#[test]
+fn json_form_parses_with_defaults() {
+    let config = parse(
+        r#"  {"RaftAddrs": ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"], "BlockAddrs": ["blocks.local:7100"]}"#,
+    )
+    .expect("valid JSON form");
+    assert_eq!(
+        config,
+        ClusterConfig { nodes: three_nodes(), block_stores: vec!["blocks.local:7100".into()], ..ClusterConfig::default() }
+    );
+    // BlockAddrs may be left out.
+    let config = parse(r#"{"RaftAddrs": ["[::1]:7000"]}"#).expect("valid JSON form");
+    assert_eq!(config.nodes, vec![node(0, "[::1]:7000")]);
+    assert!(config.block_stores.is_empty());
+}
+
+#[test]
+fn toml_form_parses_every_field() {
+    let text = r#"
+        block_stores = ["127.0.0.1:7100"]
+        snapshot_threshold = 500
+        data_dir = "/var/lib/triton"
+        enable_test_rpcs = true
+        admin_token = "s3cret"
+        max_message_bytes = 1000
+        max_value_bytes = 100
+        [timing]
+        tick_ms = 10
+        election_ticks = 20
+        heartbeat_ticks = 3
+        [tls]
+        cert = "c.pem"
+        key = "k.pem"
+        [[nodes]]
+        id = 4
+        addr = "node4:7000"
+        file_addr = "node4:8080"
+        http_addr = "node4:9000"
+        [[nodes]]
+        id = 7
+        addr = "node7:7000"
+    "#;
+    let config = parse(text).expect("valid TOML");
+    let expected = ClusterConfig {
+        nodes: vec![
+            NodeConfig {
+                id: 4,
+                addr: "node4:7000".into(),
+                file_addr: Some("node4:8080".into()),
+                http_addr: Some("node4:9000".into()),
+            },
+            node(7, "node7:7000"),
+        ],
+        block_stores: vec!["127.0.0.1:7100".into()],
+        timing: Timing { tick_ms: 10, election_ticks: 20, heartbeat_ticks: 3 },
+        snapshot_threshold: 500,
+        data_dir: Some("/var/lib/triton".into()),
+        enable_test_rpcs: true,
+        admin_token: Some("s3cret".into()),
+        max_message_bytes: 1000,
+        max_value_bytes: 100,
+        tls: Some(TlsConfig { cert: "c.pem".into(), key: "k.pem".into(), ca: None }),
+    };
+    assert_eq!(config, expected);
+    assert_eq!(config.node(7).unwrap().addr, "node7:7000");
+    assert_eq!(config.node_data_dir(7), Path::new("/var/lib/triton/node-7"));
+}
+
+#[test]
+fn toml_defaults_match_the_documented_values() {
+    let config = parse("[[nodes]]\nid = 0\naddr = \"127.0.0.1:7000\"\n").expect("minimal TOML");
+    assert_eq!(config.timing, Timing { tick_ms: 50, election_ticks: 10, heartbeat_ticks: 2 });
+    assert_eq!(config.snapshot_threshold, 10_000);
+    assert_eq!(config.max_message_bytes, 64 << 20);
+    assert_eq!(config.max_value_bytes, 1 << 20);
+    assert!(!config.enable_test_rpcs);
+    assert_eq!((config.data_dir, config.admin_token, config.tls), (None, None, None));
+    assert!(config.block_stores.is_empty());
+    let t = Timing::default();
+    assert_eq!(t.election_timeout(), std::time::Duration::from_millis(500)..std::time::Duration::from_millis(1000));
+    assert_eq!(t.heartbeat_interval(), std::time::Duration::from_millis(100));
+    assert_eq!(ClusterConfig::default().node_data_dir(3), Path::new("triton-data/node-3"));
+}
+
+#[test]
+fn unknown_id_lists_known_ids() {
+    let config = parse("M: 2\nmetadata0: a:1\nmetadata1: b:1\n").unwrap();
+    let err = config.node(5).unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownNode { id: 5, .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("no node with id 5") && msg.contains("[0, 1]"), "{msg}");
+    assert_eq!(ClusterConfig::raft_id(0), 1);
+    assert_eq!(ClusterConfig::raft_id(41), 42);
+}
+
+#[test]
+fn debug_output_hides_the_admin_token() {
+    let config = ClusterConfig { nodes: three_nodes(), admin_token: Some("hunter2".into()), ..ClusterConfig::default() };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2") && shown.contains("<redacted>"), "{shown}");
+}
+
+/// Malformed inputs, each with substrings its error message must contain.
+#[test]
+fn malformed_inputs_name_the_line_or_field() {
+    const NODE0: &str = "[[nodes]]\nid = 0\naddr = \"127.0.0.1:7000\"\n";
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("empty file", String::new(), &["empty"]),
+        ("whitespace only", " \n\t\n".into(), &["empty"]),
+        ("bad TOML", "[[nodes]]\nid = 0\naddr = \"127.0.0.1:7000\n".into(), &["TOML", "line 3"]),
+        ("TOML unknown field", format!("{NODE0}adr = \"x:1\"\n"), &["line 4", "unknown field `adr`"]),
+        ("TOML unknown top-level field", format!("snapshot_treshold = 5\n{NODE0}"), &["line 1", "snapshot_treshold"]),
+        ("TOML unknown timing field", format!("[timing]\ntick = 5\n{NODE0}"), &["line 2", "`tick`"]),
+        ("TOML missing addr", "[[nodes]]\nid = 0\n".into(), &["line 1", "missing field `addr`"]),
+        ("TOML missing id", "[[nodes]]\naddr = \"a:1\"\n".into(), &["missing field `id`"]),
+        ("TOML wrong type", format!("{NODE0}[timing]\ntick_ms = \"fast\"\n"), &["line 5", "tick_ms"]),
+        ("TOML negative", format!("snapshot_threshold = -1\n{NODE0}"), &["line 1", "snapshot_threshold"]),
+        ("TOML no nodes", "snapshot_threshold = 5\n".into(), &["nodes", "at least one node"]),
+        (
+            "TOML duplicate id",
+            format!("{NODE0}[[nodes]]\nid = 0\naddr = \"127.0.0.1:7001\"\n"),
+            &["nodes[1].id", "duplicate id 0", "nodes[0].id"],
+        ),
+        (
+            "TOML ids out of order",
+            "[[nodes]]\nid = 2\naddr = \"a:1\"\n[[nodes]]\nid = 1\naddr = \"b:1\"\n".into(),
+            &["nodes[1].id", "ascending"],
+        ),
+        (
+            "TOML duplicate address across nodes",
+            format!("{NODE0}[[nodes]]\nid = 1\naddr = \"127.0.0.1:7000\"\n"),
+            &["nodes[1].addr", "duplicate address", "nodes[0].addr"],
+        ),
+        (
+            "TOML duplicate address across kinds",
+            "[[nodes]]\nid = 0\naddr = \"a:1\"\nhttp_addr = \"b:2\"\n[[nodes]]\nid = 1\naddr = \"c:1\"\nfile_addr = \"B:2\"\n"
+                .into(),
+            &["nodes[1].file_addr", "duplicate address", "nodes[0].http_addr"],
+        ),
+        (
+            "TOML block store reuses a node address",
+            format!("block_stores = [\"127.0.0.1:7000\"]\n{NODE0}"),
+            &["block_stores[0]", "duplicate address", "nodes[0].addr"],
+        ),
+        ("TOML bad port", "[[nodes]]\nid = 0\naddr = \"127.0.0.1:70000\"\n".into(), &["nodes[0].addr", "1 to 65535"]),
+        ("TOML no port", "[[nodes]]\nid = 0\naddr = \"127.0.0.1\"\n".into(), &["nodes[0].addr", "host:port"]),
+        (
+            "TOML bad http port",
+            format!("{NODE0}http_addr = \"127.0.0.1:0\"\n"),
+            &["nodes[0].http_addr", "1 to 65535"],
+        ),
+        (
+            "TOML unspecified peer address",
+            "[[nodes]]\nid = 0\naddr = \"0.0.0.0:7000\"\n".into(),
+            &["nodes[0].addr", "cannot dial"],
+        ),
+        ("TOML zero tick", format!("{NODE0}[timing]\ntick_ms = 0\n"), &["timing.tick_ms", "1 to 60000"]),
+        (
+            "TOML election not above heartbeat",
+            format!("{NODE0}[timing]\nelection_ticks = 2\nheartbeat_ticks = 2\n"),
+            &["timing.election_ticks", "greater than timing.heartbeat_ticks"],
+        ),
+        ("TOML zero heartbeat", format!("{NODE0}[timing]\nheartbeat_ticks = 0\n"), &["timing.heartbeat_ticks"]),
+        ("TOML zero snapshot threshold", format!("snapshot_threshold = 0\n{NODE0}"), &["snapshot_threshold"]),
+        (
+            "TOML message cap above gRPC's",
+            format!("max_message_bytes = 4294967296\n{NODE0}"),
+            &["max_message_bytes", "4294967295"],
+        ),
+        (
+            "TOML value larger than message",
+            format!("max_message_bytes = 10\nmax_value_bytes = 11\n{NODE0}"),
+            &["max_value_bytes", "fit in a message"],
+        ),
+        ("TOML empty data dir", format!("data_dir = \"\"\n{NODE0}"), &["data_dir", "empty"]),
+        ("TOML admin token with space", format!("admin_token = \"a b\"\n{NODE0}"), &["admin_token", "printable"]),
+        ("TOML tls without key", format!("[tls]\ncert = \"c\"\n{NODE0}"), &["missing field `key`"]),
+        ("TOML tls empty cert", format!("[tls]\ncert = \"\"\nkey = \"k\"\n{NODE0}"), &["tls.cert", "empty"]),
+        ("bad JSON", "{\"RaftAddrs\": [\"a:1\",]}".into(), &["JSON", "line 1 column"]),
+        ("JSON on line 3", "{\n\"RaftAddrs\": [\n  \"a:1\" \"b:1\"]}".into(), &["JSON", "line 3 column"]),
+        ("JSON unknown field", "{\"RaftAdrs\": [\"a:1\"]}".into(), &["unknown field `RaftAdrs`", "RaftAddrs"]),
+        ("JSON missing RaftAddrs", "{\"BlockAddrs\": [\"a:1\"]}".into(), &["missing field `RaftAddrs`"]),
+        ("JSON no nodes", "{\"RaftAddrs\": []}".into(), &["RaftAddrs", "at least one node"]),
+        ("JSON bad port", "{\"RaftAddrs\": [\"a:1\", \"b:port\"]}".into(), &["RaftAddrs[1]", "1 to 65535"]),
+        (
+            "JSON duplicate address",
+            "{\"RaftAddrs\": [\"a:1\"], \"BlockAddrs\": [\"a:2\", \"a:1\"]}".into(),
+            &["BlockAddrs[1]", "duplicate address", "RaftAddrs[0]"],
+        ),
+        ("text M mismatch (too few)", "M: 3\nmetadata0: a:1\nmetadata1: a:2\n".into(), &["line 1", "M: 3 but 2"]),
+        ("text M mismatch (too many)", "M: 1\nmetadata0: a:1\nmetadata1: a:2\n".into(), &["line 3", "more metadataK"]),
+        (
+            "text gap in metadataK",
+            "M: 3\nmetadata0: a:1\nmetadata2: a:2\nmetadata3: a:3\n".into(),
+            &["line 3", "expected metadata1, found metadata2"],
+        ),
+        ("text out of order", "M: 2\nmetadata1: a:1\nmetadata0: a:2\n".into(), &["line 2", "expected metadata0"]),
+        ("text leading zero", "M: 2\nmetadata0: a:1\nmetadata01: a:2\n".into(), &["line 3", "expected metadata1"]),
+        ("text wrong key", "M: 1\n\nblock0: a:1\n".into(), &["line 3", "expected 'metadataK: host:port'"]),
+        ("text no colon", "M: 1\nmetadata0 a:1\n".into(), &["line 2", "expected 'metadataK: host:port' (here metadata0)"]),
+        ("text bad M", "M: three\nmetadata0: a:1\n".into(), &["line 1", "expected 'M: <number"]),
+        ("text zero M", "M: 0\n".into(), &["line 1", "at least 1"]),
+        ("text bad port", "M: 1\nmetadata0: a:99999\n".into(), &["line 2", "metadata0", "1 to 65535"]),
+        (
+            "text duplicate address",
+            "M: 2\nmetadata0: a:1\n\nmetadata1: A:1\n".into(),
+            &["line 4 (metadata1)", "duplicate address", "line 2 (metadata0)"],
+        ),
+        ("binary garbage", "\u{7f}ELF\u{2}\u{1}\u{1}\0\0\0".into(), &["line 1", "control character", "binary"]),
+        ("NUL on a later line", format!("{NODE0}\0"), &["line 4", "U+0000"]),
+    ];
+    for (name, input, wanted) in cases {
+        let err = parse(&input).expect_err(name);
+        let msg = err.to_string();
+        for want in wanted {
+            assert!(msg.contains(want), "{name}: error {msg:?} should contain {want:?}");
+        }
+    }
+}
+
+#[test]
+fn unknown_field_is_reported_for_every_table() {
+    // deny_unknown_fields on each struct: a typo anywhere is an error.
+    for (table, key) in [("", "enable_test_rpc"), ("[timing]\n", "tickms"), ("[tls]\ncert=\"c\"\nkey=\"k\"\n", "caa")] {
+        let text = format!("{table}{key} = 1\n[[nodes]]\nid = 0\naddr = \"a:1\"\n");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains(&format!("unknown field `{key}`")), "{msg}");
+    }
+}
+
+#[test]
+fn non_utf8_bytes_are_an_error_naming_the_line() {
+    let err = parse_bytes(b"M: 1\nmetadata0: \xff\xfe:1\n").unwrap_err();
+    assert!(matches!(err, ConfigError::NotUtf8 { line: 2, offset: 16 }), "{err:?}");
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn load_names_the_path_in_every_error() {
+    let dir = std::env::temp_dir().join(format!("triton-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let missing = dir.join("missing.toml");
+    let msg = load(&missing).unwrap_err().to_string();
+    assert!(msg.contains("missing.toml") && msg.contains("cannot read"), "{msg}");
+
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "M: 2\nmetadata0: a:1\n").unwrap();
+    let msg = load(&bad).unwrap_err().to_string();
+    assert!(msg.contains("bad.txt") && msg.contains("line 1") && msg.contains("M: 2 but 1"), "{msg}");
+
+    let big = dir.join("big.toml");
+    std::fs::write(&big, vec![b'#'; (triton_config::MAX_CONFIG_BYTES + 1) as usize]).unwrap();
+    let msg = load(&big).unwrap_err().to_string();
+    assert!(msg.contains("big.toml") && msg.contains("larger than"), "{msg}");
+
+    let good = dir.join("good.json");
+    std::fs::write(&good, "{\"RaftAddrs\": [\"a:1\"]}").unwrap();
+    assert_eq!(load(&good).unwrap().nodes, vec![node(0, "a:1")]);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_example_file_loads() {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(examples_dir()).expect("examples/ exists") {
+        let path = entry.unwrap().path();
+        let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        // Each example also survives the TOML round trip.
+        assert_eq!(parse(&config.to_toml()).unwrap(), config, "{}", path.display());
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["cluster.json", "cluster.toml", "cluster.txt", "cluster5.toml"]);
+}
+
+#[test]
+fn examples_say_what_they_show() {
+    let dir = examples_dir();
+    let json = load(&dir.join("cluster.json")).unwrap();
+    let text = load(&dir.join("cluster.txt")).unwrap();
+    assert_eq!(json.nodes, three_nodes());
+    assert_eq!(json.block_stores, ["127.0.0.1:7100", "127.0.0.1:7101"]);
+    assert_eq!(text, ClusterConfig { nodes: three_nodes(), ..ClusterConfig::default() });
+
+    let full = load(&dir.join("cluster.toml")).unwrap();
+    assert_eq!(full.nodes.len(), 3);
+    assert!(full.nodes.iter().all(|n| n.addr.starts_with("127.0.0.1:") && n.file_addr.is_some() && n.http_addr.is_some()));
+    assert!(full.tls.as_ref().is_some_and(|t| t.ca.is_some()));
+    assert!(full.admin_token.is_some() && full.data_dir.is_some() && !full.block_stores.is_empty());
+    // Every top-level field is spelt out in the documented example.
+    let source = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
+    for key in [
+        "block_stores",
+        "snapshot_threshold",
+        "data_dir",
+        "enable_test_rpcs",
+        "admin_token",
+        "max_message_bytes",
+        "max_value_bytes",
+        "[timing]",
+        "tick_ms",
+        "election_ticks",
+        "heartbeat_ticks",
+        "[tls]",
+        "cert",
+        "key",
+        "ca",
+        "[[nodes]]",
+        "file_addr",
+        "http_addr",
+    ] {
+        assert!(source.contains(key), "cluster.toml lacks {key}");
+    }
+
+    let five = load(&dir.join("cluster5.toml")).unwrap();
+    assert_eq!(five.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn to_toml_round_trips_a_full_config() {
+    let config = ClusterConfig {
+        nodes: vec![
+            NodeConfig {
+                id: 0,
+                addr: "[::1]:7000".into(),
+                file_addr: Some("localhost:8080".into()),
+                http_addr: Some("localhost:9000".into()),
+            },
+            node(9, "host-9.example:7000"),
+        ],
+        block_stores: vec!["b1:1".into(), "b2:2".into()],
+        timing: Timing { tick_ms: 7, election_ticks: 30, heartbeat_ticks: 1 },
+        snapshot_threshold: triton_config::MAX_TOML_INT,
+        data_dir: Some("dir with \"quotes\"\nand a newline".into()),
+        enable_test_rpcs: true,
+        admin_token: Some("t0k3n!".into()),
+        max_message_bytes: triton_config::MAX_GRPC_MESSAGE_BYTES,
+        max_value_bytes: 1,
+        tls: Some(TlsConfig { cert: "c".into(), key: "k".into(), ca: Some("ca".into()) }),
+    };
+    config.validate().unwrap();
+    let written = config.to_toml();
+    assert!(written.starts_with("# Triton cluster configuration"), "{written}");
+    assert_eq!(parse(&written).unwrap(), config, "{written}");
+}
+
+#[test]
+fn validate_rejects_what_toml_cannot_hold() {
+    let mut config = ClusterConfig { nodes: vec![node(u64::MAX, "a:1")], ..ClusterConfig::default() };
+    let msg = config.validate().unwrap_err().to_string();
+    assert!(msg.contains("nodes[0].id") && msg.contains("above"), "{msg}");
+    config.nodes[0].id = 0;
+    config.snapshot_threshold = u64::MAX;
+    assert!(config.validate().unwrap_err().to_string().contains("snapshot_threshold"));
+}
