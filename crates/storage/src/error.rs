@@ -54,6 +54,13 @@ pub enum StorageError {
         /// Index of the current snapshot.
         snapshot_index: u64,
     },
+    /// An index past [`crate::format::MAX_INDEX`], which no real log reaches;
+    /// refused so that index arithmetic can never overflow.
+    #[error("index {index} is past the supported maximum {}", crate::format::MAX_INDEX)]
+    IndexOutOfRange {
+        /// The offending index.
+        index: u64,
+    },
     /// A snapshot that is not newer than the one already saved.
     #[error("snapshot at index {index} is not newer than the saved one at index {current}")]
     StaleSnapshot {

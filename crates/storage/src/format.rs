@@ -21,6 +21,10 @@ pub const SNAPSHOT_HEADER_LEN: usize = 40;
 /// Snapshot trailer: crc32c(4) of every byte before it.
 pub const SNAPSHOT_TRAILER_LEN: usize = 4;
 
+/// Largest log index, segment sequence number or term accepted from disk or
+/// from a snapshot: far beyond any real log, and leaves room for `+ 1`.
+pub const MAX_INDEX: u64 = 1 << 62;
+
 /// Record type: one log entry. Body: index(8) term(8) payload(len - 16).
 pub const REC_ENTRY: u8 = 1;
 /// Record type: hard state. Body: term(8) vote(8) commit(8).

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
-use crate::format::{self, Record, ENTRY_BODY_FIXED, SEGMENT_HEADER_LEN};
+use crate::format::{self, Record, ENTRY_BODY_FIXED, MAX_INDEX, SEGMENT_HEADER_LEN};
 use crate::segment::parse_segment;
 use crate::snapshot;
 use crate::types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
@@ -222,9 +222,23 @@ impl Wal {
             dir_changed = true;
         }
 
+        for (seq, first, path) in &listing.segments {
+            if *seq > MAX_INDEX || *first > MAX_INDEX {
+                return Err(StorageError::corrupt(
+                    path,
+                    0,
+                    format!("segment number {seq} or first index {first} is past the supported maximum {MAX_INDEX}"),
+                ));
+            }
+        }
         let mut recovered = Recovered::default();
         let mut snapshot = None;
         for (index, term, path) in listing.snapshots.iter().rev() {
+            if *index > MAX_INDEX {
+                let why = format!("index {index} is past the supported maximum {MAX_INDEX}");
+                recovered.ignored_snapshots.push((path.clone(), why));
+                continue;
+            }
             match snapshot::verify_snapshot_file(path) {
                 Ok(meta) if meta.index == *index && meta.term == *term => {
                     snapshot = Some((meta, path.clone()));
@@ -558,6 +572,9 @@ impl Wal {
         }
         if meta.index == 0 {
             return Err(StorageError::StaleSnapshot { index: 0, current });
+        }
+        if meta.index > MAX_INDEX {
+            return Err(StorageError::IndexOutOfRange { index: meta.index });
         }
         let conflict = self.term_at(meta.index) != Some(meta.term);
         if conflict && meta.index <= self.last_index() {

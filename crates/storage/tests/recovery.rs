@@ -399,3 +399,30 @@ fn a_missing_segment_in_the_middle_is_corrupt() {
     fs::remove_file(&segs[1]).unwrap();
     expect_corrupt(sample.path(), &opts, &segs[2], 0);
 }
+
+#[test]
+fn absurd_numbers_in_file_names_are_refused_not_overflowed() {
+    let opts = WalOptions::default();
+    let dir = tempfile::tempdir().unwrap();
+    let seq = u64::MAX;
+    let path = dir.path().join(format::segment_file_name(seq, 1));
+    let mut bytes = format::encode_segment_header(seq, 1).to_vec();
+    bytes.extend(encoded(&Record::Entry(entry(1, 1, 3))));
+    fs::write(&path, bytes).unwrap();
+    expect_corrupt(dir.path(), &opts, &path, 0);
+
+    // A snapshot claiming an index near u64::MAX is passed over.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join(format::snapshot_file_name(u64::MAX, 1));
+    fs::write(&snap, b"whatever").unwrap();
+    let (mut wal, rec) = open(dir.path(), &opts);
+    assert_eq!(rec.snapshot, None);
+    assert_eq!(rec.ignored_snapshots.len(), 1);
+    let meta = triton_storage::SnapshotMeta {
+        index: u64::MAX,
+        term: 1,
+        membership: vec![],
+    };
+    let err = wal.save_snapshot(&meta, b"").unwrap_err();
+    assert!(matches!(err, StorageError::IndexOutOfRange { .. }), "{err}");
+}
