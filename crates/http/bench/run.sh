@@ -5,6 +5,7 @@
 #
 #   crates/http/bench/run.sh            # 3 rounds of 10 s per server and file
 #   ROUNDS=1 DURATION=5s crates/http/bench/run.sh
+#   TRITON=target/release/triton crates/http/bench/run.sh   # no build
 #
 # Needs: apt-get install -y nginx wrk. Only loopback traffic; every server
 # it starts is stopped on exit. On a 2-core machine wrk and the server
@@ -22,8 +23,11 @@ for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk" >&2; exit 1; }
 done
 
-cargo build --quiet --release -p triton --manifest-path "$REPO/Cargo.toml"
-TRITON=$CARGO_TARGET_DIR/release/triton
+# TRITON=/path/to/triton skips the build (e.g. to bench an existing binary).
+if [ -z "${TRITON:-}" ]; then
+    cargo build --quiet --release -p triton --manifest-path "$REPO/Cargo.toml"
+    TRITON=$CARGO_TARGET_DIR/release/triton
+fi
 
 WORK=$(mktemp -d /tmp/triton-http-bench.XXXXXX)
 chmod 755 "$WORK"

@@ -254,7 +254,7 @@ async fn respond(
             output.clear();
         }
         CachedBody::File { file, length } => {
-            stall_guard(stream.write_all(output)).await?;
+            send_more(stream, output).await?;
             output.clear();
             send_file(stream, file, *length).await?;
         }
@@ -291,6 +291,40 @@ fn load(shared: &Shared, site: usize, target: &str) -> Option<Arc<CachedFile>> {
     let cached = Arc::new(CachedFile::new(body, content_type, last_modified, now));
     shared.cache.insert(site, target, Arc::clone(&cached), now);
     Some(cached)
+}
+
+/// Writes all of `bytes` with `MSG_MORE`, telling the kernel a body follows
+/// so the head and the start of the body share segments (what nginx gets
+/// from `tcp_nopush`); the following sendfile, without the flag, pushes.
+async fn send_more(stream: &mut TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    while !bytes.is_empty() {
+        stall_guard(stream.writable()).await?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            // SAFETY: `fd` is the open socket borrowed from `stream`, and the
+            // pointer/length pair describes the live `bytes` slice.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match sent {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted nothing")),
+            Ok(n) => bytes = &bytes[n.min(bytes.len())..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// Sends `length` bytes of `file` with sendfile(2), waiting for socket
