@@ -60,7 +60,8 @@ wait_port() {
 
 TRITON_PORT=$(free_port)
 "$TRITON" http --bind 127.0.0.1 --port "$TRITON_PORT" --docroot "$DOCROOT" 2>"$WORK/triton.log" &
-PIDS+=($!)
+TRITON_PID=$!
+PIDS+=($TRITON_PID)
 
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx"
@@ -93,9 +94,21 @@ http {
 }
 CONF
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 wait_port "$TRITON_PORT"
 wait_port "$NGINX_PORT"
+NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
+# cpu_ticks PID... -> user+system clock ticks used so far by those processes.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
 
 # Sanity: both serve the same bytes.
 for port in "$TRITON_PORT" "$NGINX_PORT"; do
@@ -104,35 +117,42 @@ for port in "$TRITON_PORT" "$NGINX_PORT"; do
     done
 done
 
-# run_wrk PORT FILE -> "req_per_sec p50_latency_ms p99_latency_ms"
+# run_wrk PORT FILE PIDS -> "req_per_sec p50_ms p99_ms server_cpu_us_per_request"
+# (server CPU: user+system time of the server's processes during the run,
+# divided by requests served; less sensitive to other load than req/s).
 run_wrk() {
+    local before after
+    before=$(cpu_ticks $3)
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/$2" >"$WORK/wrk.out"
+    after=$(cpu_ticks $3)
     if grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out"; then
         echo "errors against port $1:" >&2
         cat "$WORK/wrk.out" >&2
     fi
-    awk '
+    awk -v ticks=$((after - before)) -v hz="$TICKS_PER_SEC" '
         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
         /Requests\/sec/ { rps = $2 }
+        / requests in / { requests = $1 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
-        END { printf "%s %.3f %.3f\n", rps, p50, p99 }
+        END { printf "%s %.3f %.3f %.1f\n", rps, p50, p99, ticks * 1e6 / hz / requests }
     ' "$WORK/wrk.out"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s), servers alternating"
 echo
-echo "| file | server | req/s (median) | p50 ms | p99 ms | req/s all rounds | ratio vs nginx |"
-echo "| --- | --- | ---: | ---: | ---: | --- | ---: |"
+echo "| file | server | req/s (median) | ratio vs nginx | p50 ms | p99 ms | server CPU µs/req | req/s all rounds |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
 for file in small.html large.bin; do
     : >"$WORK/triton.rows"
     : >"$WORK/nginx.rows"
     for _ in $(seq 1 "$ROUNDS"); do
-        run_wrk "$TRITON_PORT" "$file" >>"$WORK/triton.rows"
-        run_wrk "$NGINX_PORT" "$file" >>"$WORK/nginx.rows"
+        run_wrk "$TRITON_PORT" "$file" "$TRITON_PID" >>"$WORK/triton.rows"
+        run_wrk "$NGINX_PORT" "$file" "$NGINX_PIDS" >>"$WORK/nginx.rows"
     done
     nginx_rps=$(cut -d' ' -f1 "$WORK/nginx.rows" | median)
     for server in triton nginx; do
@@ -140,8 +160,9 @@ for file in small.html large.bin; do
         rps=$(cut -d' ' -f1 "$rows" | median)
         p50=$(cut -d' ' -f2 "$rows" | median)
         p99=$(cut -d' ' -f3 "$rows" | median)
+        cpu=$(cut -d' ' -f4 "$rows" | median)
         all=$(cut -d' ' -f1 "$rows" | tr '\n' ' ' | sed 's/ $//')
         ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
-        echo "| $file | $server | $rps | $p50 | $p99 | $all | $ratio |"
+        echo "| $file | $server | $rps | $ratio | $p50 | $p99 | $cpu | $all |"
     done
 done
