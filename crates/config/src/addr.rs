@@ -15,7 +15,8 @@ const MAX_HOST_LEN: usize = 253;
 const QUOTE_LEN: usize = 60;
 
 /// A parsed address reduced to what identifies a listening socket:
-/// the host, lower-cased (host names are case-insensitive), and the port.
+/// the host, lower-cased (host names are case-insensitive; IPv6 in canonical
+/// form), and the port.
 /// Two addresses with equal keys would collide.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct AddrKey {
@@ -58,10 +59,11 @@ pub(crate) fn parse_host_port(s: &str) -> Result<AddrKey, String> {
         let Some(port) = after.strip_prefix(':') else {
             return bad("expected ':port' after the ']'");
         };
-        if ip.parse::<Ipv6Addr>().is_err() {
+        let Ok(ip) = ip.parse::<Ipv6Addr>() else {
             return bad("not an IPv6 address inside the brackets");
-        }
-        (ip, port)
+        };
+        // The canonical spelling, so "[0:0::1]" and "[::1]" are one key.
+        (ip.to_string(), port)
     } else {
         let Some((host, port)) = s.rsplit_once(':') else {
             return bad("no ':port'");
@@ -87,14 +89,14 @@ pub(crate) fn parse_host_port(s: &str) -> Result<AddrKey, String> {
         if host.chars().all(|c| c.is_ascii_digit() || c == '.') && host.parse::<Ipv4Addr>().is_err() {
             return bad("not a valid IPv4 address");
         }
-        (host, port)
+        (host.to_ascii_lowercase(), port)
     };
     if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
         return bad("the port must be a number from 1 to 65535");
     }
     match port.parse::<u16>() {
         Ok(0) | Err(_) => bad("the port must be a number from 1 to 65535"),
-        Ok(port) => Ok(AddrKey { host: host.to_ascii_lowercase(), port }),
+        Ok(port) => Ok(AddrKey { host, port }),
     }
 }
 
@@ -140,6 +142,8 @@ mod tests {
     fn keys_ignore_host_case_and_flag_unspecified() {
         assert_eq!(parse_host_port("LocalHost:80").unwrap(), parse_host_port("localhost:80").unwrap());
         assert_eq!(parse_host_port("a:080").unwrap(), parse_host_port("a:80").unwrap());
+        assert_eq!(parse_host_port("[0:0::1]:80").unwrap(), parse_host_port("[::1]:80").unwrap());
+        assert_ne!(parse_host_port("[::1]:80").unwrap(), parse_host_port("[::2]:80").unwrap());
         assert!(parse_host_port("0.0.0.0:80").unwrap().is_unspecified());
         assert!(parse_host_port("[::]:80").unwrap().is_unspecified());
         assert!(!parse_host_port("127.0.0.1:80").unwrap().is_unspecified());
