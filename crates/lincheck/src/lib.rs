@@ -176,6 +176,42 @@ pub fn check_jsonl(data: &[u8], limits: ParseLimits, opts: &CheckOptions) -> Res
     Ok(check(&ops, opts))
 }
 
+/// [`check_jsonl`] with small limits (256 operations, 4 KiB lines, 20 000
+/// steps per key, 30 minimization attempts): what the fuzz target runs on
+/// arbitrary bytes, and what its checked-in corpus runs through in
+/// `cargo test`. Also asserts the checker's own invariant that a reported
+/// minimal sub-history is never judged linearizable on its own.
+pub fn check_jsonl_quick(data: &[u8]) -> Result<Report, HistoryError> {
+    let limits = ParseLimits {
+        max_line_bytes: 4096,
+        max_operations: 256,
+    };
+    let opts = CheckOptions {
+        budget_per_key: 20_000,
+        memory_per_key: 16 << 20,
+        minimize_options: MinimizeOptions {
+            max_attempts: 30,
+            budget_per_attempt: 5_000,
+        },
+        parallel: false,
+        ..CheckOptions::default()
+    };
+    let report = check_jsonl(data, limits, &opts)?;
+    for key in report.violations() {
+        let v = key.violation.as_ref().expect("a violating key has evidence");
+        assert!(!v.minimal.is_empty(), "empty minimal sub-history");
+        let recheck = check(&v.minimal, &opts);
+        assert_ne!(
+            recheck.verdict,
+            Verdict::Linearizable,
+            "minimal sub-history judged linearizable: {:?}",
+            v.minimal
+        );
+        let _ = key.render_html();
+    }
+    Ok(report)
+}
+
 /// Checks the operations of one key.
 pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport {
     // An unknown-outcome read has no effect and no answer to explain: it can

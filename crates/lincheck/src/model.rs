@@ -318,12 +318,12 @@ impl CompiledOp {
     /// True iff the operation can change the key in some execution (so
     /// dropping it could make the history harder, not easier, to explain).
     pub fn may_write(&self) -> bool {
-        match (self.input, self.output) {
-            (CompiledInput::Get, _) => false,
-            (CompiledInput::Cas { .. }, Some(CompiledOutput::Cas { ok: false, .. })) => false,
-            (CompiledInput::Delete, Some(CompiledOutput::Delete { existed: false })) => false,
-            _ => true,
-        }
+        !matches!(
+            (self.input, self.output),
+            (CompiledInput::Get, _)
+                | (CompiledInput::Cas { .. }, Some(CompiledOutput::Cas { ok: false, .. }))
+                | (CompiledInput::Delete, Some(CompiledOutput::Delete { existed: false }))
+        )
     }
 }
 

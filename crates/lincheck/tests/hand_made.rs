@@ -261,6 +261,13 @@ fn lost_write_is_a_violation() {
         append(2, "b", 2, 2, 3),
         get(3, Some("a"), 2, 4, 5),
     ]);
+    // Two concurrent puts; the versions say "b" came last, yet a read after
+    // both completed sees "a": the write of "b" was lost.
+    assert_violation(&[
+        put(1, "a", 1, 0, 10),
+        put(2, "b", 2, 0, 10),
+        get(3, Some("a"), 1, 20, 21),
+    ]);
     // A completed put is lost: the later read sees the other value.
     assert_violation(&[put(1, "x", 1, 0, 1), put(2, "y", 2, 2, 3), get(3, Some("x"), 3, 4, 5)]);
 }
