@@ -219,21 +219,42 @@ pub fn check_record(buf: &[u8], max_record_bytes: u32) -> Result<usize, RecordPr
     Ok(total)
 }
 
-/// Whether a valid record starts anywhere in `buf` (used to tell a torn tail,
+/// Outcome of [`find_valid_record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// A valid record starts at this offset.
+    Found(usize),
+    /// No offset holds a valid record.
+    Nothing,
+    /// The search spent its checksum budget without an answer (only crafted
+    /// input does this); callers must treat it like `Found`: not provably torn.
+    GaveUp,
+}
+
+/// Searches `buf` for a valid record at any offset (used to tell a torn tail,
 /// after which nothing valid may follow, from damage in the middle of a log).
-/// Returns the offset of the first one found. Cheap checks (length bound,
-/// known type and body size) run before the checksum.
-pub fn find_valid_record(buf: &[u8], max_record_bytes: u32) -> Option<usize> {
+/// Cheap checks (length bound, known type and body size) run before the
+/// checksum. The checksum work is capped at 64 times the length of `buf`
+/// (at least 64 MiB), so crafted input cannot make recovery hang.
+pub fn find_valid_record(buf: &[u8], max_record_bytes: u32) -> Scan {
+    let budget = (buf.len() as u64).saturating_mul(64).max(64 << 20);
+    let mut spent = 0u64;
     let mut at = 0;
     while at + RECORD_HEADER_LEN <= buf.len() {
         let len = u32_at(buf, at);
         let fits = len <= max_record_bytes && (len as usize) <= buf.len() - at - RECORD_HEADER_LEN;
-        if fits && shape_ok(buf[at + 8], len) && check_record(&buf[at..], max_record_bytes).is_ok() {
-            return Some(at);
+        if fits && shape_ok(buf[at + 8], len) {
+            spent += u64::from(len) + 1;
+            if spent > budget {
+                return Scan::GaveUp;
+            }
+            if check_record(&buf[at..], max_record_bytes).is_ok() {
+                return Scan::Found(at);
+            }
         }
         at += 1;
     }
-    None
+    Scan::Nothing
 }
 
 /// Decodes a record that `check_record` accepted; `buf` starts at the record.
@@ -452,6 +473,28 @@ mod tests {
                 max: 1 << 20
             })
         );
+    }
+
+    #[test]
+    fn scan_finds_a_record_after_garbage_and_gives_up_on_crafted_input() {
+        let mut rec = Vec::new();
+        encode_record(&mut rec, &Record::Truncate { from: 3 });
+        let mut buf = vec![0x55; 10];
+        buf.extend_from_slice(&rec);
+        assert_eq!(find_valid_record(&buf, 1024), Scan::Found(10));
+        assert_eq!(find_valid_record(&buf[11..], 1024), Scan::Nothing);
+        // Every offset claims a plausible entry record whose body runs to the
+        // end: the naive search would be quadratic.
+        let mut crafted = Vec::new();
+        let n = 2 << 20;
+        while crafted.len() < n {
+            let left = (n - crafted.len()) as u32;
+            crafted.extend_from_slice(&left.saturating_sub(9).to_le_bytes());
+            crafted.extend_from_slice(&[0, 0, 0, 0, REC_ENTRY]);
+        }
+        crafted.truncate(n);
+        let fitted: Vec<u8> = crafted.clone();
+        assert_eq!(find_valid_record(&fitted, 64 << 20), Scan::GaveUp);
     }
 
     #[test]

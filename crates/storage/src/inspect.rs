@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::StorageError;
-use crate::format::{self, Record, SEGMENT_HEADER_LEN};
+use crate::format::{self, Record, Scan, SEGMENT_HEADER_LEN};
 use crate::snapshot;
 use crate::types::WalOptions;
 
@@ -131,14 +131,14 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
                 Err(problem) => {
                     summary.problems += 1;
                     match format::find_valid_record(&data[at + 1..], opts.max_record_bytes) {
-                        Some(n) => {
+                        Scan::Found(n) => {
                             let next = at + 1 + n;
                             out.line(format_args!(
                                 "  @{at}: DAMAGED: {problem}; a valid record follows at offset {next}, resuming there"
                             ));
                             at = next;
                         }
-                        None => {
+                        Scan::Nothing | Scan::GaveUp => {
                             out.line(format_args!(
                                 "  @{at}: DAMAGED: {problem}; nothing valid after it (a torn tail if this is the last segment)"
                             ));

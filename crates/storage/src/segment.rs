@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::StorageError;
-use crate::format::{self, Record, RecordProblem, SEGMENT_HEADER_LEN};
+use crate::format::{self, Record, RecordProblem, Scan, SEGMENT_HEADER_LEN};
 
 /// The records of one segment, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub fn parse_segment(
             return match followed {
                 // Nothing valid anywhere in the file: a segment whose creation was
                 // torn; it never held anything, so removing it loses nothing.
-                None if is_last => Ok(SegmentContents {
+                Scan::Nothing if is_last => Ok(SegmentContents {
                     seq: 0,
                     first_index: 0,
                     records: Vec::new(),
@@ -91,15 +91,20 @@ fn check_tail(
     if !problem.may_be_torn() {
         return Err(StorageError::corrupt(path, at as u64, problem.to_string()));
     }
-    if let Some(next) = format::find_valid_record(&data[at + 1..], max_record_bytes) {
-        return Err(StorageError::corrupt(
+    match format::find_valid_record(&data[at + 1..], max_record_bytes) {
+        Scan::Nothing => Ok(()),
+        Scan::Found(next) => Err(StorageError::corrupt(
             path,
             at as u64,
             format!(
                 "{problem}, but a valid record follows at offset {}, so this is not a torn tail",
                 at + 1 + next
             ),
-        ));
+        )),
+        Scan::GaveUp => Err(StorageError::corrupt(
+            path,
+            at as u64,
+            format!("{problem}, and the bytes after it are too large to prove that no valid record follows"),
+        )),
     }
-    Ok(())
 }

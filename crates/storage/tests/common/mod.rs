@@ -6,6 +6,20 @@ use std::path::{Path, PathBuf};
 
 use triton_storage::{LogEntry, Wal, WalOptions};
 
+/// A scratch directory for tests that fsync thousands of times: on tmpfs
+/// (`/dev/shm`, where fsync costs nothing) when there is one, so they take
+/// seconds on a busy machine. The code paths are the same; only the disk's
+/// latency differs. Tests that must hit a real disk use `tempfile::tempdir()`.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 pub fn entry(index: u64, term: u64, len: usize) -> LogEntry {
     LogEntry {
         index,
