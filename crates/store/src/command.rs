@@ -126,28 +126,50 @@ impl From<&Command> for wire::Command {
     fn from(c: &Command) -> Self {
         use wire::command::Op;
         let op = match &c.op {
-            WriteOp::Put { key, value, expires_at_ms } => Op::Put(wire::Put {
+            WriteOp::Put {
+                key,
+                value,
+                expires_at_ms,
+            } => Op::Put(wire::Put {
                 key: key.clone(),
                 value: value.clone(),
                 expires_at_ms: *expires_at_ms,
             }),
-            WriteOp::Append { key, value } => Op::Append(wire::Append { key: key.clone(), value: value.clone() }),
+            WriteOp::Append { key, value } => Op::Append(wire::Append {
+                key: key.clone(),
+                value: value.clone(),
+            }),
             WriteOp::Delete { key } => Op::Delete(wire::Delete { key: key.clone() }),
-            WriteOp::Cas { key, expected_version, value, expires_at_ms } => Op::Cas(wire::Cas {
+            WriteOp::Cas {
+                key,
+                expected_version,
+                value,
+                expires_at_ms,
+            } => Op::Cas(wire::Cas {
                 key: key.clone(),
                 expected_version: *expected_version,
                 value: value.clone(),
                 expires_at_ms: *expires_at_ms,
             }),
-            WriteOp::Expire { key, version } => Op::Expire(wire::Expire { key: key.clone(), version: *version }),
-            WriteOp::SurfUpdate { filename, version, block_hashes } => Op::SurfUpdate(wire::SurfUpdate {
+            WriteOp::Expire { key, version } => Op::Expire(wire::Expire {
+                key: key.clone(),
+                version: *version,
+            }),
+            WriteOp::SurfUpdate {
+                filename,
+                version,
+                block_hashes,
+            } => Op::SurfUpdate(wire::SurfUpdate {
                 filename: filename.clone(),
                 version: *version,
                 block_hashes: block_hashes.clone(),
             }),
         };
         wire::Command {
-            session: c.session.map(|s| wire::Session { client_id: s.client_id, seq: s.seq }),
+            session: c.session.map(|s| wire::Session {
+                client_id: s.client_id,
+                seq: s.seq,
+            }),
             now_ms: c.now_ms,
             op: Some(op),
         }
@@ -160,8 +182,15 @@ impl TryFrom<wire::Command> for Command {
     fn try_from(w: wire::Command) -> Result<Self, StoreError> {
         use wire::command::Op;
         let op = match w.op.ok_or(StoreError::MissingOp)? {
-            Op::Put(p) => WriteOp::Put { key: p.key, value: p.value, expires_at_ms: p.expires_at_ms },
-            Op::Append(a) => WriteOp::Append { key: a.key, value: a.value },
+            Op::Put(p) => WriteOp::Put {
+                key: p.key,
+                value: p.value,
+                expires_at_ms: p.expires_at_ms,
+            },
+            Op::Append(a) => WriteOp::Append {
+                key: a.key,
+                value: a.value,
+            },
             Op::Delete(d) => WriteOp::Delete { key: d.key },
             Op::Cas(c) => WriteOp::Cas {
                 key: c.key,
@@ -169,7 +198,10 @@ impl TryFrom<wire::Command> for Command {
                 value: c.value,
                 expires_at_ms: c.expires_at_ms,
             },
-            Op::Expire(e) => WriteOp::Expire { key: e.key, version: e.version },
+            Op::Expire(e) => WriteOp::Expire {
+                key: e.key,
+                version: e.version,
+            },
             Op::SurfUpdate(s) => WriteOp::SurfUpdate {
                 filename: s.filename,
                 version: s.version,
@@ -177,7 +209,10 @@ impl TryFrom<wire::Command> for Command {
             },
         };
         Ok(Command {
-            session: w.session.map(|s| Session { client_id: s.client_id, seq: s.seq }),
+            session: w.session.map(|s| Session {
+                client_id: s.client_id,
+                seq: s.seq,
+            }),
             now_ms: w.now_ms,
             op,
         })
@@ -294,12 +329,31 @@ mod tests {
 
     fn all_ops() -> Vec<WriteOp> {
         vec![
-            WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: 7 },
-            WriteOp::Append { key: b"k".to_vec(), value: b"w".to_vec() },
+            WriteOp::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+                expires_at_ms: 7,
+            },
+            WriteOp::Append {
+                key: b"k".to_vec(),
+                value: b"w".to_vec(),
+            },
             WriteOp::Delete { key: b"k".to_vec() },
-            WriteOp::Cas { key: b"k".to_vec(), expected_version: 3, value: b"x".to_vec(), expires_at_ms: 9 },
-            WriteOp::Expire { key: b"k".to_vec(), version: 3 },
-            WriteOp::SurfUpdate { filename: "f".into(), version: -1, block_hashes: vec!["h1".into(), "h2".into()] },
+            WriteOp::Cas {
+                key: b"k".to_vec(),
+                expected_version: 3,
+                value: b"x".to_vec(),
+                expires_at_ms: 9,
+            },
+            WriteOp::Expire {
+                key: b"k".to_vec(),
+                version: 3,
+            },
+            WriteOp::SurfUpdate {
+                filename: "f".into(),
+                version: -1,
+                block_hashes: vec!["h1".into(), "h2".into()],
+            },
             // All-default fields still round-trip: proto3 omits them, the op stays.
             WriteOp::Delete { key: Vec::new() },
         ]
@@ -308,8 +362,16 @@ mod tests {
     #[test]
     fn every_op_round_trips_with_and_without_session() {
         for op in all_ops() {
-            for session in [None, Some(Session { client_id: 1, seq: 2 }), Some(Session { client_id: 0, seq: 0 })] {
-                let c = Command { session, now_ms: 1_700_000_000_000, op: op.clone() };
+            for session in [
+                None,
+                Some(Session { client_id: 1, seq: 2 }),
+                Some(Session { client_id: 0, seq: 0 }),
+            ] {
+                let c = Command {
+                    session,
+                    now_ms: 1_700_000_000_000,
+                    op: op.clone(),
+                };
                 assert_eq!(Command::decode(&c.encode()).unwrap(), c);
             }
         }
@@ -332,11 +394,18 @@ mod tests {
         let c = Command {
             session: None,
             now_ms: 5,
-            op: WriteOp::Put { key: b"key".to_vec(), value: b"value".to_vec(), expires_at_ms: 0 },
+            op: WriteOp::Put {
+                key: b"key".to_vec(),
+                value: b"value".to_vec(),
+                expires_at_ms: 0,
+            },
         };
         let bytes = c.encode();
         // Cutting inside the Put message breaks its length prefix.
-        assert!(matches!(Command::decode(&bytes[..bytes.len() - 1]), Err(StoreError::Decode(_))));
+        assert!(matches!(
+            Command::decode(&bytes[..bytes.len() - 1]),
+            Err(StoreError::Decode(_))
+        ));
     }
 
     #[test]

@@ -61,6 +61,8 @@
 
 mod command;
 mod error;
+#[cfg(test)]
+mod proto_schema;
 pub mod snapshot;
 mod store;
 

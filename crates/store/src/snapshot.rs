@@ -115,7 +115,9 @@ impl Store {
             return Err(StoreError::Checksum { stored, computed });
         }
 
-        let mut r = Reader { rest: &content[HEADER_LEN..] };
+        let mut r = Reader {
+            rest: &content[HEADER_LEN..],
+        };
         let applied_index = r.u64("applied index")?;
         let opts = StoreOptions {
             max_sessions: r.u64("max_sessions")?,
@@ -139,7 +141,14 @@ impl Store {
             let value = r.bytes("value")?.to_vec();
             let version = r.u64("version")?;
             let expires_at_ms = r.u64("expiry")?;
-            store.insert(key.to_vec(), Item { value, version, expires_at_ms });
+            store.insert(
+                key.to_vec(),
+                Item {
+                    value,
+                    version,
+                    expires_at_ms,
+                },
+            );
         }
 
         let sessions = r.u64("session count")?;
@@ -147,13 +156,22 @@ impl Store {
         for _ in 0..sessions {
             let client_id = r.u64("client id")?;
             if previous.is_some_and(|p| p >= client_id) {
-                return Err(StoreError::Invalid("sessions not in strictly ascending client id order".into()));
+                return Err(StoreError::Invalid(
+                    "sessions not in strictly ascending client id order".into(),
+                ));
             }
             previous = Some(client_id);
             let last_seq = r.u64("session seq")?;
             let last_index = r.u64("session index")?;
             let result = r.result()?;
-            store.insert_session(client_id, SessionRecord { last_seq, last_index, result });
+            store.insert_session(
+                client_id,
+                SessionRecord {
+                    last_seq,
+                    last_index,
+                    result,
+                },
+            );
         }
 
         let files = r.u64("file count")?;
@@ -174,7 +192,10 @@ impl Store {
         }
 
         if !r.rest.is_empty() {
-            return Err(StoreError::Invalid(format!("{} trailing bytes after the content", r.rest.len())));
+            return Err(StoreError::Invalid(format!(
+                "{} trailing bytes after the content",
+                r.rest.len()
+            )));
         }
         store.check_invariants().map_err(StoreError::Invalid)?;
         Ok(store)
@@ -224,7 +245,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8], StoreError> {
-        let n = usize::try_from(n).ok().filter(|n| *n <= self.rest.len()).ok_or(StoreError::Truncated(what))?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= self.rest.len())
+            .ok_or(StoreError::Truncated(what))?;
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
         Ok(head)
@@ -263,12 +287,26 @@ impl<'a> Reader<'a> {
     fn result(&mut self) -> Result<WriteResult, StoreError> {
         const WHAT: &str = "session result";
         Ok(match self.array::<1>(WHAT)?[0] {
-            1 => WriteResult::Put { version: self.u64(WHAT)? },
-            2 => WriteResult::Append { version: self.u64(WHAT)? },
-            3 => WriteResult::Delete { existed: self.bool(WHAT)? },
-            4 => WriteResult::Cas { ok: self.bool(WHAT)?, version: self.u64(WHAT)?, found: self.bool(WHAT)? },
-            5 => WriteResult::Expire { removed: self.bool(WHAT)? },
-            6 => WriteResult::SurfUpdate { version: self.i32(WHAT)? },
+            1 => WriteResult::Put {
+                version: self.u64(WHAT)?,
+            },
+            2 => WriteResult::Append {
+                version: self.u64(WHAT)?,
+            },
+            3 => WriteResult::Delete {
+                existed: self.bool(WHAT)?,
+            },
+            4 => WriteResult::Cas {
+                ok: self.bool(WHAT)?,
+                version: self.u64(WHAT)?,
+                found: self.bool(WHAT)?,
+            },
+            5 => WriteResult::Expire {
+                removed: self.bool(WHAT)?,
+            },
+            6 => WriteResult::SurfUpdate {
+                version: self.i32(WHAT)?,
+            },
             7 => WriteResult::TooLarge,
             8 => WriteResult::Malformed,
             9 => WriteResult::StaleSession,

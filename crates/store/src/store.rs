@@ -37,7 +37,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_sessions: 100_000, max_key_bytes: 64 * 1024, max_value_bytes: 64 * 1024 * 1024 }
+        StoreOptions {
+            max_sessions: 100_000,
+            max_key_bytes: 64 * 1024,
+            max_value_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -249,11 +253,14 @@ impl Store {
 
     /// Read path (served after ReadIndex): `None` if missing OR expired at `now_ms` (a read never returns an expired key).
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Entry<'_>> {
-        self.kv.get(key).filter(|item| !item.is_expired(now_ms)).map(|item| Entry {
-            value: &item.value,
-            version: item.version,
-            expires_at_ms: item.expires_at_ms,
-        })
+        self.kv
+            .get(key)
+            .filter(|item| !item.is_expired(now_ms))
+            .map(|item| Entry {
+                value: &item.value,
+                version: item.version,
+                expires_at_ms: item.expires_at_ms,
+            })
     }
 
     /// Keys expired at `now_ms` (at most `limit`, in key order), with their version, for the leader to propose `Expire`.
@@ -324,12 +331,23 @@ impl Store {
     /// Runs one write; the caller handles sessions.
     fn execute(&mut self, index: u64, now_ms: u64, op: WriteOp) -> WriteResult {
         match op {
-            WriteOp::Put { key, value, expires_at_ms } => {
+            WriteOp::Put {
+                key,
+                value,
+                expires_at_ms,
+            } => {
                 if self.too_large(&key, value.len()) {
                     return WriteResult::TooLarge;
                 }
                 self.take(&key);
-                self.insert(key, Item { value, version: index, expires_at_ms });
+                self.insert(
+                    key,
+                    Item {
+                        value,
+                        version: index,
+                        expires_at_ms,
+                    },
+                );
                 WriteResult::Put { version: index }
             }
             WriteOp::Append { key, value } => {
@@ -344,7 +362,11 @@ impl Store {
                         item
                     }
                     // Missing or expired: start fresh, without expiry.
-                    _ => Item { value, version: index, expires_at_ms: 0 },
+                    _ => Item {
+                        value,
+                        version: index,
+                        expires_at_ms: 0,
+                    },
                 };
                 self.insert(key, item);
                 WriteResult::Append { version: index }
@@ -353,31 +375,60 @@ impl Store {
                 let existed = self.take(&key).is_some_and(|item| !item.is_expired(now_ms));
                 WriteResult::Delete { existed }
             }
-            WriteOp::Cas { key, expected_version, value, expires_at_ms } => {
+            WriteOp::Cas {
+                key,
+                expected_version,
+                value,
+                expires_at_ms,
+            } => {
                 if self.too_large(&key, value.len()) {
                     return WriteResult::TooLarge;
                 }
                 let current = self.get(&key, now_ms).map(|e| e.version);
                 match current {
-                    None => WriteResult::Cas { ok: false, version: 0, found: false },
-                    Some(version) if version != expected_version => {
-                        WriteResult::Cas { ok: false, version, found: true }
-                    }
+                    None => WriteResult::Cas {
+                        ok: false,
+                        version: 0,
+                        found: false,
+                    },
+                    Some(version) if version != expected_version => WriteResult::Cas {
+                        ok: false,
+                        version,
+                        found: true,
+                    },
                     Some(_) => {
                         self.take(&key);
-                        self.insert(key, Item { value, version: index, expires_at_ms });
-                        WriteResult::Cas { ok: true, version: index, found: true }
+                        self.insert(
+                            key,
+                            Item {
+                                value,
+                                version: index,
+                                expires_at_ms,
+                            },
+                        );
+                        WriteResult::Cas {
+                            ok: true,
+                            version: index,
+                            found: true,
+                        }
                     }
                 }
             }
             WriteOp::Expire { key, version } => {
-                let due = self.kv.get(&key).is_some_and(|item| item.version == version && item.is_expired(now_ms));
+                let due = self
+                    .kv
+                    .get(&key)
+                    .is_some_and(|item| item.version == version && item.is_expired(now_ms));
                 if due {
                     self.take(&key);
                 }
                 WriteResult::Expire { removed: due }
             }
-            WriteOp::SurfUpdate { filename, version, block_hashes } => {
+            WriteOp::SurfUpdate {
+                filename,
+                version,
+                block_hashes,
+            } => {
                 let hashes_len = block_hashes.iter().fold(0usize, |n, h| n.saturating_add(h.len()));
                 if self.too_large(filename.as_bytes(), hashes_len) {
                     return WriteResult::TooLarge;
@@ -424,13 +475,20 @@ impl Store {
     /// Records a client's newly applied seq, evicting the least recently
     /// written session if the table is full.
     fn remember(&mut self, session: Session, index: u64, result: WriteResult) {
-        let record = SessionRecord { last_seq: session.seq, last_index: index, result };
+        let record = SessionRecord {
+            last_seq: session.seq,
+            last_index: index,
+            result,
+        };
         if let Some(old) = self.sessions.insert(session.client_id, record) {
             self.session_lru.remove(&(old.last_index, session.client_id));
         } else {
             self.bytes += SESSION_OVERHEAD;
             if self.sessions.len() as u64 > self.opts.max_sessions {
-                let (_, evicted) = self.session_lru.pop_first().expect("a full session table has an oldest session");
+                let (_, evicted) = self
+                    .session_lru
+                    .pop_first()
+                    .expect("a full session table has an oldest session");
                 self.sessions.remove(&evicted);
                 self.bytes -= SESSION_OVERHEAD;
             }
@@ -479,17 +537,27 @@ impl Store {
             bytes += item_bytes(key, item);
         }
         if expiring != self.expiry.len() {
-            return Err(format!("expiry index has {} entries for {expiring} expiring keys", self.expiry.len()));
+            return Err(format!(
+                "expiry index has {} entries for {expiring} expiring keys",
+                self.expiry.len()
+            ));
         }
         if self.sessions.len() as u64 > self.opts.max_sessions {
-            return Err(format!("{} sessions above max_sessions {}", self.sessions.len(), self.opts.max_sessions));
+            return Err(format!(
+                "{} sessions above max_sessions {}",
+                self.sessions.len(),
+                self.opts.max_sessions
+            ));
         }
         if self.sessions.len() != self.session_lru.len() {
             return Err("session eviction index out of step with the sessions".into());
         }
         for (client_id, record) in &self.sessions {
             if record.last_index == 0 || record.last_index > self.applied_index {
-                return Err(format!("session applied at index {} outside 1..={}", record.last_index, self.applied_index));
+                return Err(format!(
+                    "session applied at index {} outside 1..={}",
+                    record.last_index, self.applied_index
+                ));
             }
             if !self.session_lru.contains(&(record.last_index, *client_id)) {
                 return Err("session missing from the eviction index".into());
@@ -514,12 +582,20 @@ impl Store {
 }
 
 fn item_bytes(key: &[u8], item: &Item) -> u64 {
-    let expiry = if item.expires_at_ms != 0 { key.len() as u64 + EXPIRY_OVERHEAD } else { 0 };
+    let expiry = if item.expires_at_ms != 0 {
+        key.len() as u64 + EXPIRY_OVERHEAD
+    } else {
+        0
+    };
     key.len() as u64 + item.value.len() as u64 + ITEM_OVERHEAD + expiry
 }
 
 fn file_bytes(filename: &str, meta: &FileMeta) -> u64 {
-    let hashes = meta.block_hashes.iter().map(|h| h.len() as u64 + HASH_OVERHEAD).sum::<u64>();
+    let hashes = meta
+        .block_hashes
+        .iter()
+        .map(|h| h.len() as u64 + HASH_OVERHEAD)
+        .sum::<u64>();
     filename.len() as u64 + FILE_OVERHEAD + hashes
 }
 
@@ -531,7 +607,11 @@ mod tests {
         Command {
             session: Some(Session { client_id, seq }),
             now_ms: 0,
-            op: WriteOp::Put { key: key.to_vec(), value: Vec::new(), expires_at_ms: 0 },
+            op: WriteOp::Put {
+                key: key.to_vec(),
+                value: Vec::new(),
+                expires_at_ms: 0,
+            },
         }
     }
 
@@ -539,11 +619,28 @@ mod tests {
     fn eviction_ties_are_broken_by_client_id() {
         // apply gives every session a distinct last index; a restored state
         // may not, and the order must still be total: lowest client id first.
-        let mut store = Store::new(StoreOptions { max_sessions: 2, ..StoreOptions::default() });
+        let mut store = Store::new(StoreOptions {
+            max_sessions: 2,
+            ..StoreOptions::default()
+        });
         store.skip(5);
         let cached = WriteResult::Put { version: 5 };
-        store.insert_session(9, SessionRecord { last_seq: 1, last_index: 5, result: cached });
-        store.insert_session(4, SessionRecord { last_seq: 1, last_index: 5, result: cached });
+        store.insert_session(
+            9,
+            SessionRecord {
+                last_seq: 1,
+                last_index: 5,
+                result: cached,
+            },
+        );
+        store.insert_session(
+            4,
+            SessionRecord {
+                last_seq: 1,
+                last_index: 5,
+                result: cached,
+            },
+        );
         store.check_invariants().unwrap();
         store.apply_command(6, put(1, 1, b"k"));
         assert!(store.sessions.contains_key(&9) && !store.sessions.contains_key(&4));
@@ -555,14 +652,27 @@ mod tests {
     fn surf_version_at_i32_max_cannot_advance() {
         let mut store = Store::default();
         store.skip(1);
-        store.insert_file("f".into(), FileMeta { version: i32::MAX, block_hashes: vec!["h".into()] });
+        store.insert_file(
+            "f".into(),
+            FileMeta {
+                version: i32::MAX,
+                block_hashes: vec!["h".into()],
+            },
+        );
         for version in [i32::MIN, -1, i32::MAX] {
             let cmd = Command {
                 session: None,
                 now_ms: 0,
-                op: WriteOp::SurfUpdate { filename: "f".into(), version, block_hashes: vec![] },
+                op: WriteOp::SurfUpdate {
+                    filename: "f".into(),
+                    version,
+                    block_hashes: vec![],
+                },
             };
-            assert_eq!(store.apply_command(store.applied_index() + 1, cmd), WriteResult::SurfUpdate { version: -1 });
+            assert_eq!(
+                store.apply_command(store.applied_index() + 1, cmd),
+                WriteResult::SurfUpdate { version: -1 }
+            );
         }
         assert_eq!(store.file_meta("f").unwrap().version, i32::MAX);
     }
@@ -594,7 +704,13 @@ mod tests {
         assert!(bad.check_invariants().unwrap_err().contains("limits"));
 
         let mut bad = store;
-        bad.files.insert("f".into(), FileMeta { version: 0, block_hashes: vec![] });
+        bad.files.insert(
+            "f".into(),
+            FileMeta {
+                version: 0,
+                block_hashes: vec![],
+            },
+        );
         assert!(bad.check_invariants().unwrap_err().contains("below 1"));
     }
 }

@@ -15,7 +15,10 @@ impl Harness {
     }
 
     fn with(opts: StoreOptions) -> Self {
-        Harness { store: Store::new(opts), next: 1 }
+        Harness {
+            store: Store::new(opts),
+            next: 1,
+        }
     }
 
     /// Applies `op` at time `now` without a session, through the byte path.
@@ -24,7 +27,11 @@ impl Harness {
     }
 
     fn run_as(&mut self, session: Option<(u64, u64)>, now: u64, op: WriteOp) -> WriteResult {
-        let cmd = Command { session: session.map(|(client_id, seq)| Session { client_id, seq }), now_ms: now, op };
+        let cmd = Command {
+            session: session.map(|(client_id, seq)| Session { client_id, seq }),
+            now_ms: now,
+            op,
+        };
         let index = self.next;
         self.next += 1;
         let result = self.store.apply(index, &cmd.encode());
@@ -35,23 +42,37 @@ impl Harness {
     fn value(&self, key: &str, now: u64) -> Option<Vec<u8>> {
         self.store.get(key.as_bytes(), now).map(|e| e.value.to_vec())
     }
-
 }
 
 fn put(key: &str, value: &str, expires_at_ms: u64) -> WriteOp {
-    WriteOp::Put { key: key.into(), value: value.into(), expires_at_ms }
+    WriteOp::Put {
+        key: key.into(),
+        value: value.into(),
+        expires_at_ms,
+    }
 }
 fn append(key: &str, value: &str) -> WriteOp {
-    WriteOp::Append { key: key.into(), value: value.into() }
+    WriteOp::Append {
+        key: key.into(),
+        value: value.into(),
+    }
 }
 fn delete(key: &str) -> WriteOp {
     WriteOp::Delete { key: key.into() }
 }
 fn cas(key: &str, expected_version: u64, value: &str, expires_at_ms: u64) -> WriteOp {
-    WriteOp::Cas { key: key.into(), expected_version, value: value.into(), expires_at_ms }
+    WriteOp::Cas {
+        key: key.into(),
+        expected_version,
+        value: value.into(),
+        expires_at_ms,
+    }
 }
 fn expire(key: &str, version: u64) -> WriteOp {
-    WriteOp::Expire { key: key.into(), version }
+    WriteOp::Expire {
+        key: key.into(),
+        version,
+    }
 }
 fn surf(filename: &str, version: i32, hashes: &[&str]) -> WriteOp {
     WriteOp::SurfUpdate {
@@ -125,21 +146,53 @@ fn delete_of_an_expired_key_removes_it_and_reports_missing() {
 #[test]
 fn cas_succeeds_only_on_the_expected_version() {
     let mut h = Harness::new();
-    assert_eq!(h.run(0, cas("a", 0, "x", 0)), WriteResult::Cas { ok: false, version: 0, found: false });
+    assert_eq!(
+        h.run(0, cas("a", 0, "x", 0)),
+        WriteResult::Cas {
+            ok: false,
+            version: 0,
+            found: false
+        }
+    );
     assert_eq!(h.value("a", 0), None, "a failed CAS creates nothing");
     h.run(0, put("a", "1", 0)); // version 2
-    assert_eq!(h.run(0, cas("a", 1, "x", 0)), WriteResult::Cas { ok: false, version: 2, found: true });
+    assert_eq!(
+        h.run(0, cas("a", 1, "x", 0)),
+        WriteResult::Cas {
+            ok: false,
+            version: 2,
+            found: true
+        }
+    );
     assert_eq!(h.value("a", 0).unwrap(), b"1");
-    assert_eq!(h.run(0, cas("a", 2, "y", 500)), WriteResult::Cas { ok: true, version: 4, found: true });
+    assert_eq!(
+        h.run(0, cas("a", 2, "y", 500)),
+        WriteResult::Cas {
+            ok: true,
+            version: 4,
+            found: true
+        }
+    );
     let e = h.store.get(b"a", 0).unwrap();
-    assert_eq!((e.value, e.version, e.expires_at_ms), (&b"y"[..], 4, 500), "CAS replaces the expiry");
+    assert_eq!(
+        (e.value, e.version, e.expires_at_ms),
+        (&b"y"[..], 4, 500),
+        "CAS replaces the expiry"
+    );
 }
 
 #[test]
 fn cas_treats_an_expired_key_as_missing() {
     let mut h = Harness::new();
     h.run(0, put("a", "1", 10)); // version 1
-    assert_eq!(h.run(10, cas("a", 1, "x", 0)), WriteResult::Cas { ok: false, version: 0, found: false });
+    assert_eq!(
+        h.run(10, cas("a", 1, "x", 0)),
+        WriteResult::Cas {
+            ok: false,
+            version: 0,
+            found: false
+        }
+    );
 }
 
 #[test]
@@ -161,7 +214,10 @@ fn expired_lists_keys_in_key_order_up_to_the_limit() {
     h.run(0, put("c", "", 0)); // 4: never expires
     h.run(0, put("e", "", 40)); // 5
     assert_eq!(h.store.expired(9, 10), vec![]);
-    assert_eq!(h.store.expired(30, 10), vec![(b"a".to_vec(), 3), (b"b".to_vec(), 2), (b"d".to_vec(), 1)]);
+    assert_eq!(
+        h.store.expired(30, 10),
+        vec![(b"a".to_vec(), 3), (b"b".to_vec(), 2), (b"d".to_vec(), 1)]
+    );
     assert_eq!(h.store.expired(30, 2), vec![(b"a".to_vec(), 3), (b"b".to_vec(), 2)]);
     assert_eq!(h.store.expired(u64::MAX, 0), vec![]);
     assert_eq!(h.store.expired(u64::MAX, 100).len(), 4);
@@ -171,8 +227,16 @@ fn expired_lists_keys_in_key_order_up_to_the_limit() {
 fn expire_removes_only_a_matching_expired_version() {
     let mut h = Harness::new();
     h.run(0, put("a", "1", 100)); // version 1
-    assert_eq!(h.run(99, expire("a", 1)), WriteResult::Expire { removed: false }, "not yet expired");
-    assert_eq!(h.run(100, expire("a", 7)), WriteResult::Expire { removed: false }, "wrong version");
+    assert_eq!(
+        h.run(99, expire("a", 1)),
+        WriteResult::Expire { removed: false },
+        "not yet expired"
+    );
+    assert_eq!(
+        h.run(100, expire("a", 7)),
+        WriteResult::Expire { removed: false },
+        "wrong version"
+    );
     assert_eq!(h.run(100, expire("missing", 1)), WriteResult::Expire { removed: false });
     assert_eq!(h.store.len(), 1);
     assert_eq!(h.run(100, expire("a", 1)), WriteResult::Expire { removed: true });
@@ -189,7 +253,10 @@ fn a_write_after_the_scan_saves_the_key_from_expire() {
     assert_eq!(h.run(150, put("a", "2", 0)), WriteResult::Put { version: 2 });
     assert_eq!(h.run(150, expire("a", 1)), WriteResult::Expire { removed: false });
     assert_eq!(h.value("a", u64::MAX).unwrap(), b"2");
-    assert!(h.store.expired(u64::MAX, 10).is_empty(), "the later write replaced the expiry");
+    assert!(
+        h.store.expired(u64::MAX, 10).is_empty(),
+        "the later write replaced the expiry"
+    );
 }
 
 #[test]
@@ -232,10 +299,19 @@ fn duplicate_seq_returns_the_original_result_and_changes_nothing() {
 #[test]
 fn retried_append_is_not_applied_twice() {
     let mut h = Harness::new();
-    assert_eq!(h.run_as(Some((1, 5)), 0, append("a", "x")), WriteResult::Append { version: 1 });
-    assert_eq!(h.run_as(Some((1, 5)), 0, append("a", "x")), WriteResult::Append { version: 1 });
+    assert_eq!(
+        h.run_as(Some((1, 5)), 0, append("a", "x")),
+        WriteResult::Append { version: 1 }
+    );
+    assert_eq!(
+        h.run_as(Some((1, 5)), 0, append("a", "x")),
+        WriteResult::Append { version: 1 }
+    );
     assert_eq!(h.value("a", 0).unwrap(), b"x");
-    assert_eq!(h.run_as(Some((1, 6)), 0, append("a", "x")), WriteResult::Append { version: 3 });
+    assert_eq!(
+        h.run_as(Some((1, 6)), 0, append("a", "x")),
+        WriteResult::Append { version: 3 }
+    );
     assert_eq!(h.value("a", 0).unwrap(), b"xx");
 }
 
@@ -248,16 +324,26 @@ fn seq_below_the_last_is_stale() {
     assert_eq!(h.run_as(Some((7, 1)), 0, put("a", "1", 0)), WriteResult::StaleSession);
     assert_eq!(h.value("a", 0).unwrap(), b"3");
     // Another client's numbering is independent.
-    assert_eq!(h.run_as(Some((8, 1)), 0, put("b", "1", 0)), WriteResult::Put { version: 5 });
+    assert_eq!(
+        h.run_as(Some((8, 1)), 0, put("b", "1", 0)),
+        WriteResult::Put { version: 5 }
+    );
 }
 
 #[test]
 fn failed_results_are_cached_too() {
     let mut h = Harness::new();
     let miss = h.run_as(Some((1, 1)), 0, cas("a", 3, "x", 0));
-    assert_eq!(miss, WriteResult::Cas { ok: false, version: 0, found: false });
+    assert_eq!(
+        miss,
+        WriteResult::Cas {
+            ok: false,
+            version: 0,
+            found: false
+        }
+    );
     h.run(0, put("a", "1", 0)); // version 2
-    // The retry must not see the new key: it gets the first answer.
+                                // The retry must not see the new key: it gets the first answer.
     assert_eq!(h.run_as(Some((1, 1)), 0, cas("a", 2, "x", 0)), miss);
 }
 
@@ -272,7 +358,10 @@ fn commands_without_session_are_never_deduplicated() {
 
 #[test]
 fn full_session_table_evicts_the_oldest_last_write() {
-    let opts = StoreOptions { max_sessions: 3, ..StoreOptions::default() };
+    let opts = StoreOptions {
+        max_sessions: 3,
+        ..StoreOptions::default()
+    };
     let mut h = Harness::with(opts);
     h.run_as(Some((30, 1)), 0, put("a", "", 0)); // index 1
     h.run_as(Some((10, 1)), 0, put("a", "", 0)); // index 2
@@ -282,23 +371,44 @@ fn full_session_table_evicts_the_oldest_last_write() {
     h.run_as(Some((40, 1)), 0, put("a", "", 0)); // index 5 evicts client 10 (index 2)
     assert_eq!(h.store.session_count(), 3);
     // Client 10 is forgotten: its old seq is applied again (documented limit).
-    assert_eq!(h.run_as(Some((10, 1)), 0, put("a", "", 0)), WriteResult::Put { version: 6 });
+    assert_eq!(
+        h.run_as(Some((10, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 6 }
+    );
     // That evicted client 20 (index 3); clients 30 and 40 are still deduplicated.
-    assert_eq!(h.run_as(Some((30, 2)), 0, put("a", "", 0)), WriteResult::Put { version: 4 });
-    assert_eq!(h.run_as(Some((40, 1)), 0, put("a", "", 0)), WriteResult::Put { version: 5 });
-    assert_eq!(h.run_as(Some((20, 1)), 0, put("a", "", 0)), WriteResult::Put { version: 9 });
+    assert_eq!(
+        h.run_as(Some((30, 2)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 4 }
+    );
+    assert_eq!(
+        h.run_as(Some((40, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 5 }
+    );
+    assert_eq!(
+        h.run_as(Some((20, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 9 }
+    );
 }
 
 #[test]
 fn a_duplicate_does_not_refresh_a_sessions_eviction_order() {
-    let opts = StoreOptions { max_sessions: 2, ..StoreOptions::default() };
+    let opts = StoreOptions {
+        max_sessions: 2,
+        ..StoreOptions::default()
+    };
     let mut h = Harness::with(opts);
     h.run_as(Some((2, 1)), 0, put("a", "", 0)); // index 1
     h.run_as(Some((1, 1)), 0, put("a", "", 0)); // index 2
     h.run_as(Some((2, 1)), 0, put("a", "", 0)); // index 3, a duplicate: client 2 stays at index 1
     h.run_as(Some((3, 1)), 0, put("a", "", 0)); // index 4 evicts client 2
-    assert_eq!(h.run_as(Some((1, 1)), 0, put("a", "", 0)), WriteResult::Put { version: 2 });
-    assert_eq!(h.run_as(Some((2, 1)), 0, put("a", "", 0)), WriteResult::Put { version: 6 });
+    assert_eq!(
+        h.run_as(Some((1, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 2 }
+    );
+    assert_eq!(
+        h.run_as(Some((2, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 6 }
+    );
 }
 
 #[test]
@@ -307,10 +417,16 @@ fn surf_new_file_must_be_version_one() {
     assert_eq!(h.run(0, surf("f", 2, &["h1"])), WriteResult::SurfUpdate { version: -1 });
     assert_eq!(h.run(0, surf("f", 0, &["h1"])), WriteResult::SurfUpdate { version: -1 });
     assert!(h.store.file_info_map().is_empty());
-    assert_eq!(h.run(0, surf("f", 1, &["h1", "h2"])), WriteResult::SurfUpdate { version: 1 });
+    assert_eq!(
+        h.run(0, surf("f", 1, &["h1", "h2"])),
+        WriteResult::SurfUpdate { version: 1 }
+    );
     assert_eq!(
         h.store.file_info_map().get("f"),
-        Some(&FileMeta { version: 1, block_hashes: vec!["h1".into(), "h2".into()] })
+        Some(&FileMeta {
+            version: 1,
+            block_hashes: vec!["h1".into(), "h2".into()]
+        })
     );
 }
 
@@ -330,15 +446,28 @@ fn surf_tombstone_and_recreate() {
     let mut h = Harness::new();
     h.run(0, surf("f", 1, &["h1"]));
     assert_eq!(h.run(0, surf("f", 2, &["0"])), WriteResult::SurfUpdate { version: 2 });
-    assert_eq!(h.store.file_meta("f"), Some(&FileMeta { version: 2, block_hashes: vec!["0".into()] }));
-    assert_eq!(h.run(0, surf("f", 1, &["h3"])), WriteResult::SurfUpdate { version: -1 }, "not a new file");
+    assert_eq!(
+        h.store.file_meta("f"),
+        Some(&FileMeta {
+            version: 2,
+            block_hashes: vec!["0".into()]
+        })
+    );
+    assert_eq!(
+        h.run(0, surf("f", 1, &["h3"])),
+        WriteResult::SurfUpdate { version: -1 },
+        "not a new file"
+    );
     assert_eq!(h.run(0, surf("f", 3, &["h3"])), WriteResult::SurfUpdate { version: 3 });
 }
 
 #[test]
 fn surf_empty_file_hashes_are_stored_as_given() {
     let mut h = Harness::new();
-    assert_eq!(h.run(0, surf("empty", 1, &["-1"])), WriteResult::SurfUpdate { version: 1 });
+    assert_eq!(
+        h.run(0, surf("empty", 1, &["-1"])),
+        WriteResult::SurfUpdate { version: 1 }
+    );
     assert_eq!(h.store.file_meta("empty").unwrap().block_hashes, vec!["-1".to_string()]);
 }
 
@@ -353,12 +482,20 @@ fn surf_files_and_keys_are_separate_namespaces() {
 
 #[test]
 fn oversized_keys_and_values_are_rejected_without_change() {
-    let opts = StoreOptions { max_key_bytes: 4, max_value_bytes: 8, ..StoreOptions::default() };
+    let opts = StoreOptions {
+        max_key_bytes: 4,
+        max_value_bytes: 8,
+        ..StoreOptions::default()
+    };
     let mut h = Harness::with(opts);
     assert_eq!(h.run(0, put("12345", "", 0)), WriteResult::TooLarge);
     assert_eq!(h.run(0, put("k", "123456789", 0)), WriteResult::TooLarge);
     assert_eq!(h.run(0, put("k", "12345678", 0)), WriteResult::Put { version: 3 });
-    assert_eq!(h.run(0, append("k", "9")), WriteResult::TooLarge, "the appended result would be too large");
+    assert_eq!(
+        h.run(0, append("k", "9")),
+        WriteResult::TooLarge,
+        "the appended result would be too large"
+    );
     assert_eq!(h.run(0, cas("k", 3, "123456789", 0)), WriteResult::TooLarge);
     assert_eq!(h.run(0, surf("fffff", 1, &[])), WriteResult::TooLarge);
     assert_eq!(h.run(0, surf("f", 1, &["12345", "6789"])), WriteResult::TooLarge);
@@ -384,7 +521,11 @@ fn skip_advances_the_applied_index() {
     store.skip(1);
     store.skip(5);
     assert_eq!(store.applied_index(), 5);
-    let cmd = Command { session: None, now_ms: 0, op: put("a", "", 0) };
+    let cmd = Command {
+        session: None,
+        now_ms: 0,
+        op: put("a", "", 0),
+    };
     assert_eq!(store.apply(6, &cmd.encode()), WriteResult::Put { version: 6 });
 }
 
@@ -399,12 +540,19 @@ fn applying_an_old_index_panics() {
 #[test]
 #[should_panic(expected = "max_sessions")]
 fn zero_sessions_is_refused() {
-    Store::new(StoreOptions { max_sessions: 0, ..StoreOptions::default() });
+    Store::new(StoreOptions {
+        max_sessions: 0,
+        ..StoreOptions::default()
+    });
 }
 
 #[test]
 fn apply_command_matches_apply_of_the_encoding() {
-    let cmd = Command { session: Some(Session { client_id: 1, seq: 1 }), now_ms: 3, op: append("a", "b") };
+    let cmd = Command {
+        session: Some(Session { client_id: 1, seq: 1 }),
+        now_ms: 3,
+        op: append("a", "b"),
+    };
     let (mut a, mut b) = (Store::default(), Store::default());
     assert_eq!(a.apply(1, &cmd.encode()), b.apply_command(1, cmd));
     assert_eq!(a.snapshot(), b.snapshot());

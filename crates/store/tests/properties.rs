@@ -22,7 +22,11 @@ fn config() -> ProptestConfig {
 enum Step {
     /// A command; `session` is (client, seq step): the seq step is applied to
     /// the client's last proposed seq (-1 = stale, 0 = retry, >0 = new).
-    Cmd { session: Option<(u64, i8)>, clock_advance: u64, op: WriteOp },
+    Cmd {
+        session: Option<(u64, i8)>,
+        clock_advance: u64,
+        op: WriteOp,
+    },
     /// The leader scans for expired keys and proposes Expire for each.
     ExpireScan { limit: usize },
     /// Bytes that are not a command.
@@ -46,11 +50,20 @@ fn expiry() -> impl Strategy<Value = u64> {
 
 fn op() -> impl Strategy<Value = WriteOp> {
     prop_oneof![
-        (key(), value(), expiry()).prop_map(|(key, value, expires_at_ms)| WriteOp::Put { key, value, expires_at_ms }),
+        (key(), value(), expiry()).prop_map(|(key, value, expires_at_ms)| WriteOp::Put {
+            key,
+            value,
+            expires_at_ms
+        }),
         (key(), value()).prop_map(|(key, value)| WriteOp::Append { key, value }),
         key().prop_map(|key| WriteOp::Delete { key }),
         (key(), 0u64..40, value(), expiry()).prop_map(|(key, expected_version, value, expires_at_ms)| {
-            WriteOp::Cas { key, expected_version, value, expires_at_ms }
+            WriteOp::Cas {
+                key,
+                expected_version,
+                value,
+                expires_at_ms,
+            }
         }),
         (key(), 0u64..40).prop_map(|(key, version)| WriteOp::Expire { key, version }),
         (
@@ -96,7 +109,11 @@ impl Driver {
         let mut results = Vec::new();
         for step in steps {
             match step {
-                Step::Cmd { session, clock_advance, op } => {
+                Step::Cmd {
+                    session,
+                    clock_advance,
+                    op,
+                } => {
                     self.now_ms += clock_advance;
                     let session = session.map(|(client_id, delta)| {
                         let last = self.seqs.entry(client_id).or_insert(0);
@@ -104,14 +121,26 @@ impl Driver {
                         *last = (*last).max(seq);
                         Session { client_id, seq }
                     });
-                    let cmd = Command { session, now_ms: self.now_ms, op: op.clone() };
+                    let cmd = Command {
+                        session,
+                        now_ms: self.now_ms,
+                        op: op.clone(),
+                    };
                     results.push(self.apply(store, &cmd.encode()));
                 }
                 Step::ExpireScan { limit } => {
                     for (key, version) in store.expired(self.now_ms, *limit) {
-                        let cmd = Command { session: None, now_ms: self.now_ms, op: WriteOp::Expire { key, version } };
+                        let cmd = Command {
+                            session: None,
+                            now_ms: self.now_ms,
+                            op: WriteOp::Expire { key, version },
+                        };
                         let result = self.apply(store, &cmd.encode());
-                        assert_eq!(result, WriteResult::Expire { removed: true }, "a scanned key must expire");
+                        assert_eq!(
+                            result,
+                            WriteResult::Expire { removed: true },
+                            "a scanned key must expire"
+                        );
                         results.push(result);
                     }
                 }
@@ -137,7 +166,11 @@ impl Driver {
 fn observe(store: &Store, now_ms: u64) -> impl PartialEq + std::fmt::Debug {
     let keys: Vec<_> = [&b""[..], b"a", b"b", b"c", b"dd", b"e\xff"]
         .iter()
-        .map(|k| store.get(k, now_ms).map(|e| (e.value.to_vec(), e.version, e.expires_at_ms)))
+        .map(|k| {
+            store
+                .get(k, now_ms)
+                .map(|e| (e.value.to_vec(), e.version, e.expires_at_ms))
+        })
         .collect();
     (
         keys,
@@ -153,7 +186,11 @@ fn observe(store: &Store, now_ms: u64) -> impl PartialEq + std::fmt::Debug {
 fn small_sessions() -> StoreOptions {
     // Few sessions and small values, so that eviction and TooLarge happen in
     // most histories.
-    StoreOptions { max_sessions: 3, max_key_bytes: 8, max_value_bytes: 8 }
+    StoreOptions {
+        max_sessions: 3,
+        max_key_bytes: 8,
+        max_value_bytes: 8,
+    }
 }
 
 proptest! {
@@ -295,12 +332,23 @@ fn reseal(mut content: Vec<u8>) -> Vec<u8> {
 #[test]
 fn restore_reports_each_kind_of_damage() {
     let mut store = Store::default();
-    let put = Command { session: None, now_ms: 0, op: WriteOp::Put { key: b"k".into(), value: b"v".into(), expires_at_ms: 0 } };
+    let put = Command {
+        session: None,
+        now_ms: 0,
+        op: WriteOp::Put {
+            key: b"k".into(),
+            value: b"v".into(),
+            expires_at_ms: 0,
+        },
+    };
     store.apply(1, &put.encode());
     let good = store.snapshot();
     assert!(Store::restore(&good).is_ok());
 
-    assert!(matches!(Store::restore(&good[..10]), Err(StoreError::SnapshotTooShort { len: 10, .. })));
+    assert!(matches!(
+        Store::restore(&good[..10]),
+        Err(StoreError::SnapshotTooShort { len: 10, .. })
+    ));
     let mut bad = good.clone();
     bad[0] = b'X';
     assert_eq!(Store::restore(&bad).unwrap_err(), StoreError::BadMagic);
@@ -311,7 +359,10 @@ fn restore_reports_each_kind_of_damage() {
     bad[20] ^= 1;
     assert!(matches!(Store::restore(&bad), Err(StoreError::Checksum { .. })));
     let body = &good[..good.len() - 4];
-    assert!(matches!(Store::restore(&reseal(body[..body.len() - 3].to_vec())), Err(StoreError::Truncated(_))));
+    assert!(matches!(
+        Store::restore(&reseal(body[..body.len() - 3].to_vec())),
+        Err(StoreError::Truncated(_))
+    ));
     let mut longer = body.to_vec();
     longer.push(0);
     assert!(matches!(Store::restore(&reseal(longer)), Err(StoreError::Invalid(m)) if m.contains("trailing")));
@@ -355,12 +406,37 @@ fn restore_refuses_inconsistent_content_with_a_valid_checksum() {
         other => panic!("expected Invalid({what}), got {other:?}"),
     };
     // The builder itself is right: a well-formed state restores.
-    let ok = Builder::new(5, 2).u64(2).key(b"a", 1).key(b"b", 5).u64(0).u64(0).finish().unwrap();
+    let ok = Builder::new(5, 2)
+        .u64(2)
+        .key(b"a", 1)
+        .key(b"b", 5)
+        .u64(0)
+        .u64(0)
+        .finish()
+        .unwrap();
     assert_eq!(ok.len(), 2);
 
     invalid(Builder::new(5, 0).u64(0).u64(0).u64(0).finish(), "max_sessions");
-    invalid(Builder::new(5, 2).u64(2).key(b"b", 1).key(b"a", 1).u64(0).u64(0).finish(), "ascending");
-    invalid(Builder::new(5, 2).u64(2).key(b"a", 1).key(b"a", 1).u64(0).u64(0).finish(), "ascending");
+    invalid(
+        Builder::new(5, 2)
+            .u64(2)
+            .key(b"b", 1)
+            .key(b"a", 1)
+            .u64(0)
+            .u64(0)
+            .finish(),
+        "ascending",
+    );
+    invalid(
+        Builder::new(5, 2)
+            .u64(2)
+            .key(b"a", 1)
+            .key(b"a", 1)
+            .u64(0)
+            .u64(0)
+            .finish(),
+        "ascending",
+    );
     invalid(Builder::new(5, 2).u64(1).key(b"a", 6).u64(0).u64(0).finish(), "outside");
     invalid(Builder::new(5, 2).u64(1).key(b"a", 0).u64(0).u64(0).finish(), "outside");
     // Sessions: too many, out of order, a bad result tag, a bad boolean.
@@ -377,11 +453,53 @@ fn restore_refuses_inconsistent_content_with_a_valid_checksum() {
     session(&mut b, 2);
     session(&mut b, 1);
     invalid(b.u64(0).finish(), "ascending");
-    invalid(Builder::new(5, 4).u64(0).u64(1).u64(1).u64(1).u64(1).raw(&[42]).u64(0).finish(), "tag");
-    invalid(Builder::new(5, 4).u64(0).u64(1).u64(1).u64(1).u64(1).raw(&[3, 2]).u64(0).finish(), "boolean");
+    invalid(
+        Builder::new(5, 4)
+            .u64(0)
+            .u64(1)
+            .u64(1)
+            .u64(1)
+            .u64(1)
+            .raw(&[42])
+            .u64(0)
+            .finish(),
+        "tag",
+    );
+    invalid(
+        Builder::new(5, 4)
+            .u64(0)
+            .u64(1)
+            .u64(1)
+            .u64(1)
+            .u64(1)
+            .raw(&[3, 2])
+            .u64(0)
+            .finish(),
+        "boolean",
+    );
     // Files: bad UTF-8, version 0, out of order.
-    invalid(Builder::new(5, 4).u64(0).u64(0).u64(1).bytes(b"\xff").raw(&1i32.to_le_bytes()).u64(0).finish(), "UTF-8");
-    invalid(Builder::new(5, 4).u64(0).u64(0).u64(1).bytes(b"f").raw(&0i32.to_le_bytes()).u64(0).finish(), "below 1");
+    invalid(
+        Builder::new(5, 4)
+            .u64(0)
+            .u64(0)
+            .u64(1)
+            .bytes(b"\xff")
+            .raw(&1i32.to_le_bytes())
+            .u64(0)
+            .finish(),
+        "UTF-8",
+    );
+    invalid(
+        Builder::new(5, 4)
+            .u64(0)
+            .u64(0)
+            .u64(1)
+            .bytes(b"f")
+            .raw(&0i32.to_le_bytes())
+            .u64(0)
+            .finish(),
+        "below 1",
+    );
     let file = |b: &mut Builder, name: &[u8]| {
         b.bytes(name).raw(&1i32.to_le_bytes()).u64(0);
     };
@@ -396,11 +514,27 @@ fn restore_refuses_inconsistent_content_with_a_valid_checksum() {
 fn huge_counts_and_lengths_fail_without_allocating() {
     // A count or a length of u64::MAX must be refused by the bounds check,
     // not attempted (which would abort on allocation or loop for ages).
-    assert!(matches!(Builder::new(5, 2).u64(u64::MAX).finish(), Err(StoreError::Truncated(_))));
-    assert!(matches!(Builder::new(5, 2).u64(1).u64(u64::MAX).finish(), Err(StoreError::Truncated(_))));
-    assert!(matches!(Builder::new(5, 2).u64(0).u64(u64::MAX).finish(), Err(StoreError::Truncated(_))));
     assert!(matches!(
-        Builder::new(5, 2).u64(0).u64(0).u64(1).bytes(b"f").raw(&1i32.to_le_bytes()).u64(u64::MAX).finish(),
+        Builder::new(5, 2).u64(u64::MAX).finish(),
+        Err(StoreError::Truncated(_))
+    ));
+    assert!(matches!(
+        Builder::new(5, 2).u64(1).u64(u64::MAX).finish(),
+        Err(StoreError::Truncated(_))
+    ));
+    assert!(matches!(
+        Builder::new(5, 2).u64(0).u64(u64::MAX).finish(),
+        Err(StoreError::Truncated(_))
+    ));
+    assert!(matches!(
+        Builder::new(5, 2)
+            .u64(0)
+            .u64(0)
+            .u64(1)
+            .bytes(b"f")
+            .raw(&1i32.to_le_bytes())
+            .u64(u64::MAX)
+            .finish(),
         Err(StoreError::Truncated(_))
     ));
 }
