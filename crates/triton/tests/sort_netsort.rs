@@ -150,6 +150,13 @@ fn netsort_round_trip(n: usize, sizes: &[&str], extra: &[&str]) {
     for (k, child) in servers.0.iter_mut().enumerate() {
         let (status, stderr) = wait_for(child, Duration::from_secs(60));
         assert!(status.success(), "server {} failed: {stderr}", order[k]);
+        if extra.contains(&"--memory") {
+            assert!(
+                !stderr.contains("(0 runs spilled)"),
+                "server {} should have spilled runs under a small budget: {stderr}",
+                order[k]
+            );
+        }
     }
     let all = dir.path().join("all");
     let mut concatenated = Vec::new();
