@@ -4,6 +4,7 @@
 # connections. Prints a Markdown table of medians over ROUNDS runs.
 #
 #   crates/http/bench/run.sh            # 3 rounds of 10 s per server and file
+#   ROUNDS=9 DURATION=5s crates/http/bench/run.sh   # more, shorter pairs
 #   ROUNDS=1 DURATION=5s crates/http/bench/run.sh
 #   TRITON=target/release/triton crates/http/bench/run.sh   # no build
 #
@@ -143,18 +144,29 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s), servers alternating"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s), servers alternating (order flips each round)"
 echo
-echo "| file | server | req/s (median) | ratio vs nginx | p50 ms | p99 ms | server CPU µs/req | req/s all rounds |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| file | server | req/s (median) | ratio vs nginx | paired ratio (median) | p50 ms | p99 ms | server CPU µs/req | req/s all rounds |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 for file in small.html large.bin; do
     : >"$WORK/triton.rows"
     : >"$WORK/nginx.rows"
-    for _ in $(seq 1 "$ROUNDS"); do
-        run_wrk "$TRITON_PORT" "$file" "$TRITON_PID" >>"$WORK/triton.rows"
-        run_wrk "$NGINX_PORT" "$file" "$NGINX_PIDS" >>"$WORK/nginx.rows"
+    for round in $(seq 1 "$ROUNDS"); do
+        # Alternate who goes first so neither always gets the warmer slot.
+        if [ $((round % 2)) -eq 1 ]; then
+            run_wrk "$TRITON_PORT" "$file" "$TRITON_PID" >>"$WORK/triton.rows"
+            run_wrk "$NGINX_PORT" "$file" "$NGINX_PIDS" >>"$WORK/nginx.rows"
+        else
+            run_wrk "$NGINX_PORT" "$file" "$NGINX_PIDS" >>"$WORK/nginx.rows"
+            run_wrk "$TRITON_PORT" "$file" "$TRITON_PID" >>"$WORK/triton.rows"
+        fi
     done
     nginx_rps=$(cut -d' ' -f1 "$WORK/nginx.rows" | median)
+    # Ratio of each triton run to the nginx run right after it: runs close
+    # in time see similar background load, so the paired median is the
+    # steadier figure when other work shares the machine.
+    paired=$(paste -d' ' <(cut -d' ' -f1 "$WORK/triton.rows") <(cut -d' ' -f1 "$WORK/nginx.rows") |
+        awk '{ printf "%.3f\n", $1 / $2 }' | median)
     for server in triton nginx; do
         rows=$WORK/$server.rows
         rps=$(cut -d' ' -f1 "$rows" | median)
@@ -163,6 +175,7 @@ for file in small.html large.bin; do
         cpu=$(cut -d' ' -f4 "$rows" | median)
         all=$(cut -d' ' -f1 "$rows" | tr '\n' ' ' | sed 's/ $//')
         ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
-        echo "| $file | $server | $rps | $ratio | $p50 | $p99 | $cpu | $all |"
+        if [ "$server" = nginx ]; then pair=1.00; else pair=$(printf '%.2f' "$paired"); fi
+        echo "| $file | $server | $rps | $ratio | $pair | $p50 | $p99 | $cpu | $all |"
     done
 done

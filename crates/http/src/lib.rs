@@ -9,7 +9,9 @@
 //! * [`response`] renders a status line and sorted headers;
 //! * [`sites`] maps a `Host` header to a document root (virtual hosts);
 //! * [`resolve`] turns a URL into a file that is provably inside its docroot;
-//! * [`cache`] keeps recently served files in memory for a short time;
+//! * [`content_type`] picks the `Content-Type` from the file extension;
+//! * [`cache`] keeps recently served files for a short time: small ones in
+//!   memory, large ones as open descriptors to `sendfile` from;
 //! * [`server`] ties them together over tokio sockets.
 
 pub mod cache;
