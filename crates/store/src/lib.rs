@@ -59,8 +59,11 @@
 //! assert_eq!(copy.snapshot(), store.snapshot());
 //! ```
 
+#![deny(missing_docs)]
+
 mod command;
 mod error;
+pub mod fuzzing;
 #[cfg(test)]
 mod proto_schema;
 pub mod snapshot;
