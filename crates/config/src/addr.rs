@@ -80,7 +80,10 @@ pub(crate) fn parse_host_port(s: &str) -> Result<AddrKey, String> {
         if host.len() > MAX_HOST_LEN {
             return bad("the host name is longer than 253 characters");
         }
-        if let Some(c) = host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        if let Some(c) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
             return Err(format!(
                 "expected host:port, got {} (the host contains {c:?}; host names use letters, digits, '-', '_' and '.')",
                 quote(s)
@@ -106,7 +109,14 @@ mod tests {
 
     #[test]
     fn accepts_names_ipv4_and_bracketed_ipv6() {
-        for ok in ["127.0.0.1:7000", "localhost:1", "node-1.example.com:65535", "[::1]:7000", "[fe80::1]:80", "a_b:9"] {
+        for ok in [
+            "127.0.0.1:7000",
+            "localhost:1",
+            "node-1.example.com:65535",
+            "[::1]:7000",
+            "[fe80::1]:80",
+            "a_b:9",
+        ] {
             assert!(parse_host_port(ok).is_ok(), "{ok} should parse");
         }
     }
@@ -140,10 +150,19 @@ mod tests {
 
     #[test]
     fn keys_ignore_host_case_and_flag_unspecified() {
-        assert_eq!(parse_host_port("LocalHost:80").unwrap(), parse_host_port("localhost:80").unwrap());
+        assert_eq!(
+            parse_host_port("LocalHost:80").unwrap(),
+            parse_host_port("localhost:80").unwrap()
+        );
         assert_eq!(parse_host_port("a:080").unwrap(), parse_host_port("a:80").unwrap());
-        assert_eq!(parse_host_port("[0:0::1]:80").unwrap(), parse_host_port("[::1]:80").unwrap());
-        assert_ne!(parse_host_port("[::1]:80").unwrap(), parse_host_port("[::2]:80").unwrap());
+        assert_eq!(
+            parse_host_port("[0:0::1]:80").unwrap(),
+            parse_host_port("[::1]:80").unwrap()
+        );
+        assert_ne!(
+            parse_host_port("[::1]:80").unwrap(),
+            parse_host_port("[::2]:80").unwrap()
+        );
         assert!(parse_host_port("0.0.0.0:80").unwrap().is_unspecified());
         assert!(parse_host_port("[::]:80").unwrap().is_unspecified());
         assert!(!parse_host_port("127.0.0.1:80").unwrap().is_unspecified());

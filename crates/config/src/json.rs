@@ -41,7 +41,12 @@ pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
             .raft_addrs
             .into_iter()
             .zip(0u64..)
-            .map(|(addr, id)| NodeConfig { id, addr, file_addr: None, http_addr: None })
+            .map(|(addr, id)| NodeConfig {
+                id,
+                addr,
+                file_addr: None,
+                http_addr: None,
+            })
             .collect(),
         block_stores: form.block_addrs,
         ..ClusterConfig::default()

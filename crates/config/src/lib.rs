@@ -27,6 +27,8 @@
 //! assert_eq!(again, config);
 //! ```
 
+#![warn(missing_docs)]
+
 mod addr;
 mod json;
 mod text;
@@ -250,7 +252,11 @@ impl Default for ClusterConfig {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { tick_ms: 50, election_ticks: 10, heartbeat_ticks: 2 }
+        Timing {
+            tick_ms: 50,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
     }
 }
 
@@ -333,7 +339,10 @@ impl Labels for TomlLabels {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), message: message.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 impl ClusterConfig {
@@ -342,7 +351,10 @@ impl ClusterConfig {
         self.nodes
             .iter()
             .find(|n| n.id == id)
-            .ok_or_else(|| ConfigError::UnknownNode { id, known: self.nodes.iter().map(|n| n.id).collect() })
+            .ok_or_else(|| ConfigError::UnknownNode {
+                id,
+                known: self.nodes.iter().map(|n| n.id).collect(),
+            })
     }
 
     /// Raft's id for user-facing id `id`: Raft reserves 0 for "nobody", and
@@ -355,7 +367,10 @@ impl ClusterConfig {
     /// Where node `id` keeps its log and snapshots: `<data_dir>/node-<id>`,
     /// with `data_dir` defaulting to `./triton-data`.
     pub fn node_data_dir(&self, id: u64) -> PathBuf {
-        self.data_dir.as_deref().unwrap_or(Path::new("triton-data")).join(format!("node-{id}"))
+        self.data_dir
+            .as_deref()
+            .unwrap_or(Path::new("triton-data"))
+            .join(format!("node-{id}"))
     }
 
     /// Checks everything a parse cannot: at least one node; ids unique,
@@ -379,7 +394,10 @@ impl ClusterConfig {
         let mut index_of_id = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if node.id > MAX_TOML_INT {
-                return Err(invalid(labels.label(Field::NodeId(i)), format!("id {} is above {MAX_TOML_INT}", node.id)));
+                return Err(invalid(
+                    labels.label(Field::NodeId(i)),
+                    format!("id {} is above {MAX_TOML_INT}", node.id),
+                ));
             }
             if let Some(first) = index_of_id.insert(node.id, i) {
                 return Err(invalid(
@@ -392,7 +410,10 @@ impl ClusterConfig {
             if pair[1].id < pair[0].id {
                 return Err(invalid(
                     labels.label(Field::NodeId(i + 1)),
-                    format!("id {} comes after id {}; list nodes in ascending id order", pair[1].id, pair[0].id),
+                    format!(
+                        "id {} comes after id {}; list nodes in ascending id order",
+                        pair[1].id, pair[0].id
+                    ),
                 ));
             }
         }
@@ -400,7 +421,10 @@ impl ClusterConfig {
 
         let t = &self.timing;
         if t.tick_ms == 0 || t.tick_ms > MAX_TICK_MS {
-            return Err(invalid("timing.tick_ms", format!("{} is out of range; expected 1 to {MAX_TICK_MS}", t.tick_ms)));
+            return Err(invalid(
+                "timing.tick_ms",
+                format!("{} is out of range; expected 1 to {MAX_TICK_MS}", t.tick_ms),
+            ));
         }
         if t.heartbeat_ticks == 0 {
             return Err(invalid("timing.heartbeat_ticks", "must be at least 1"));
@@ -417,13 +441,19 @@ impl ClusterConfig {
         if self.snapshot_threshold == 0 || self.snapshot_threshold > MAX_TOML_INT {
             return Err(invalid(
                 "snapshot_threshold",
-                format!("{} is out of range; expected 1 to {MAX_TOML_INT}", self.snapshot_threshold),
+                format!(
+                    "{} is out of range; expected 1 to {MAX_TOML_INT}",
+                    self.snapshot_threshold
+                ),
             ));
         }
         if self.max_message_bytes == 0 || self.max_message_bytes > MAX_GRPC_MESSAGE_BYTES {
             return Err(invalid(
                 "max_message_bytes",
-                format!("{} is out of range; expected 1 to {MAX_GRPC_MESSAGE_BYTES}", self.max_message_bytes),
+                format!(
+                    "{} is out of range; expected 1 to {MAX_GRPC_MESSAGE_BYTES}",
+                    self.max_message_bytes
+                ),
             ));
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > self.max_message_bytes {
@@ -489,7 +519,11 @@ impl ClusterConfig {
             if let Some(first) = seen.insert(key, field) {
                 return Err(invalid(
                     labels.label(field),
-                    format!("duplicate address {} (also {})", addr::quote(address), labels.label(first)),
+                    format!(
+                        "duplicate address {} (also {})",
+                        addr::quote(address),
+                        labels.label(first)
+                    ),
                 ));
             }
         }
@@ -537,10 +571,17 @@ pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
     // No form allows raw control characters (TOML allows tab; all allow line
     // ends). Catching them here gives binary garbage one clear message.
     for (n, line) in text.split('\n').enumerate() {
-        if let Some(c) = line.trim_end_matches('\r').chars().find(|&c| c.is_ascii_control() && c != '\t') {
+        if let Some(c) = line
+            .trim_end_matches('\r')
+            .chars()
+            .find(|&c| c.is_ascii_control() && c != '\t')
+        {
             return Err(ConfigError::Line {
                 line: n + 1,
-                message: format!("control character U+{:04X}; a config is plain text (is this a binary file?)", c as u32),
+                message: format!(
+                    "control character U+{:04X}; a config is plain text (is this a binary file?)",
+                    c as u32
+                ),
             });
         }
     }
@@ -571,14 +612,25 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<ClusterConfig, ConfigError> {
 /// Reads the config file at `path` (at most [`MAX_CONFIG_BYTES`]) and parses
 /// it with [`parse_bytes`]. Every error names the path.
 pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-    let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge { path: path.to_path_buf(), limit: MAX_CONFIG_BYTES });
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_CONFIG_BYTES,
+        });
     }
-    parse_bytes(&bytes).map_err(|e| ConfigError::InFile { path: path.to_path_buf(), source: Box::new(e) })
+    parse_bytes(&bytes).map_err(|e| ConfigError::InFile {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
 /// Checks the properties the fuzz target and its corpus test rely on, for

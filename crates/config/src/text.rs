@@ -9,7 +9,10 @@ use crate::{addr, ClusterConfig, ConfigError, Field, Labels, NodeConfig};
 
 /// Whether `text` is in this form: its first non-blank line starts with `M:`.
 pub(crate) fn looks_like_text_form(text: &str) -> bool {
-    text.lines().map(str::trim).find(|l| !l.is_empty()).is_some_and(|l| l.starts_with("M:"))
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .is_some_and(|l| l.starts_with("M:"))
 }
 
 /// Names fields by the line they came from.
@@ -35,12 +38,19 @@ impl Labels for TextLabels {
 }
 
 fn at(line: usize, message: impl Into<String>) -> ConfigError {
-    ConfigError::Line { line, message: message.into() }
+    ConfigError::Line {
+        line,
+        message: message.into(),
+    }
 }
 
 /// Parses and validates the text form.
 pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty());
     let Some((m_line, first)) = lines.next() else {
         return Err(ConfigError::Empty);
     };
@@ -55,7 +65,10 @@ pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
         }
     };
     if m == 0 {
-        return Err(at(m_line, "M must be at least 1 (the number of metadataK lines that follow)"));
+        return Err(at(
+            m_line,
+            "M must be at least 1 (the number of metadataK lines that follow)",
+        ));
     }
 
     let mut nodes = Vec::new();
@@ -69,7 +82,13 @@ pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
             ));
         }
         let Some((key, value)) = content.split_once(':') else {
-            return Err(at(line, format!("expected 'metadataK: host:port' (here metadata{expected_k}), got {}", addr::quote(content))));
+            return Err(at(
+                line,
+                format!(
+                    "expected 'metadataK: host:port' (here metadata{expected_k}), got {}",
+                    addr::quote(content)
+                ),
+            ));
         };
         let key = key.trim();
         let value = value.trim();
@@ -87,12 +106,20 @@ pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
             _ => {
                 return Err(at(
                     line,
-                    format!("expected 'metadataK: host:port' (here metadata{expected_k}), got {}", addr::quote(content)),
+                    format!(
+                        "expected 'metadataK: host:port' (here metadata{expected_k}), got {}",
+                        addr::quote(content)
+                    ),
                 ))
             }
         }
         addr::parse_host_port(value).map_err(|m| at(line, format!("{key}: {m}")))?;
-        nodes.push(NodeConfig { id: expected_k, addr: value.to_string(), file_addr: None, http_addr: None });
+        nodes.push(NodeConfig {
+            id: expected_k,
+            addr: value.to_string(),
+            file_addr: None,
+            http_addr: None,
+        });
         node_lines.push(line);
     }
     if nodes.len() as u64 != m {
@@ -101,7 +128,10 @@ pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
             format!("M: {m} but {} metadataK line(s) follow; they must match", nodes.len()),
         ));
     }
-    let config = ClusterConfig { nodes, ..ClusterConfig::default() };
+    let config = ClusterConfig {
+        nodes,
+        ..ClusterConfig::default()
+    };
     config.validate_with(&TextLabels { m_line, node_lines })?;
     Ok(config)
 }

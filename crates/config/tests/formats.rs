@@ -6,11 +6,20 @@ use std::path::{Path, PathBuf};
 use triton_config::{load, parse, parse_bytes, ClusterConfig, ConfigError, NodeConfig, Timing, TlsConfig};
 
 fn node(id: u64, addr: &str) -> NodeConfig {
-    NodeConfig { id, addr: addr.to_string(), file_addr: None, http_addr: None }
+    NodeConfig {
+        id,
+        addr: addr.to_string(),
+        file_addr: None,
+        http_addr: None,
+    }
 }
 
 fn three_nodes() -> Vec<NodeConfig> {
-    vec![node(0, "127.0.0.1:7000"), node(1, "127.0.0.1:7001"), node(2, "127.0.0.1:7002")]
+    vec![
+        node(0, "127.0.0.1:7000"),
+        node(1, "127.0.0.1:7001"),
+        node(2, "127.0.0.1:7002"),
+    ]
 }
 
 fn examples_dir() -> PathBuf {
@@ -19,9 +28,16 @@ fn examples_dir() -> PathBuf {
 
 #[test]
 fn text_form_parses_with_defaults() {
-    let config = parse("\n\nM: 3\nmetadata0: 127.0.0.1:7000\n\n  metadata1:127.0.0.1:7001  \r\nmetadata2: 127.0.0.1:7002")
-        .expect("valid text form");
-    assert_eq!(config, ClusterConfig { nodes: three_nodes(), ..ClusterConfig::default() });
+    let config =
+        parse("\n\nM: 3\nmetadata0: 127.0.0.1:7000\n\n  metadata1:127.0.0.1:7001  \r\nmetadata2: 127.0.0.1:7002")
+            .expect("valid text form");
+    assert_eq!(
+        config,
+        ClusterConfig {
+            nodes: three_nodes(),
+            ..ClusterConfig::default()
+        }
+    );
 }
 
 #[test]
@@ -32,7 +48,11 @@ fn json_form_parses_with_defaults() {
     .expect("valid JSON form");
     assert_eq!(
         config,
-        ClusterConfig { nodes: three_nodes(), block_stores: vec!["blocks.local:7100".into()], ..ClusterConfig::default() }
+        ClusterConfig {
+            nodes: three_nodes(),
+            block_stores: vec!["blocks.local:7100".into()],
+            ..ClusterConfig::default()
+        }
     );
     // BlockAddrs may be left out.
     let config = parse(r#"{"RaftAddrs": ["[::1]:7000"]}"#).expect("valid JSON form");
@@ -78,14 +98,22 @@ fn toml_form_parses_every_field() {
             node(7, "node7:7000"),
         ],
         block_stores: vec!["127.0.0.1:7100".into()],
-        timing: Timing { tick_ms: 10, election_ticks: 20, heartbeat_ticks: 3 },
+        timing: Timing {
+            tick_ms: 10,
+            election_ticks: 20,
+            heartbeat_ticks: 3,
+        },
         snapshot_threshold: 500,
         data_dir: Some("/var/lib/triton".into()),
         enable_test_rpcs: true,
         admin_token: Some("s3cret".into()),
         max_message_bytes: 1000,
         max_value_bytes: 100,
-        tls: Some(TlsConfig { cert: "c.pem".into(), key: "k.pem".into(), ca: None }),
+        tls: Some(TlsConfig {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            ca: None,
+        }),
     };
     assert_eq!(config, expected);
     assert_eq!(config.node(7).unwrap().addr, "node7:7000");
@@ -95,7 +123,14 @@ fn toml_form_parses_every_field() {
 #[test]
 fn toml_defaults_match_the_documented_values() {
     let config = parse("[[nodes]]\nid = 0\naddr = \"127.0.0.1:7000\"\n").expect("minimal TOML");
-    assert_eq!(config.timing, Timing { tick_ms: 50, election_ticks: 10, heartbeat_ticks: 2 });
+    assert_eq!(
+        config.timing,
+        Timing {
+            tick_ms: 50,
+            election_ticks: 10,
+            heartbeat_ticks: 2
+        }
+    );
     assert_eq!(config.snapshot_threshold, 10_000);
     assert_eq!(config.max_message_bytes, 64 << 20);
     assert_eq!(config.max_value_bytes, 1 << 20);
@@ -103,9 +138,15 @@ fn toml_defaults_match_the_documented_values() {
     assert_eq!((config.data_dir, config.admin_token, config.tls), (None, None, None));
     assert!(config.block_stores.is_empty());
     let t = Timing::default();
-    assert_eq!(t.election_timeout(), std::time::Duration::from_millis(500)..std::time::Duration::from_millis(1000));
+    assert_eq!(
+        t.election_timeout(),
+        std::time::Duration::from_millis(500)..std::time::Duration::from_millis(1000)
+    );
     assert_eq!(t.heartbeat_interval(), std::time::Duration::from_millis(100));
-    assert_eq!(ClusterConfig::default().node_data_dir(3), Path::new("triton-data/node-3"));
+    assert_eq!(
+        ClusterConfig::default().node_data_dir(3),
+        Path::new("triton-data/node-3")
+    );
 }
 
 #[test]
@@ -121,7 +162,11 @@ fn unknown_id_lists_known_ids() {
 
 #[test]
 fn debug_output_hides_the_admin_token() {
-    let config = ClusterConfig { nodes: three_nodes(), admin_token: Some("hunter2".into()), ..ClusterConfig::default() };
+    let config = ClusterConfig {
+        nodes: three_nodes(),
+        admin_token: Some("hunter2".into()),
+        ..ClusterConfig::default()
+    };
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2") && shown.contains("<redacted>"), "{shown}");
 }
@@ -247,7 +292,11 @@ fn malformed_inputs_name_the_line_or_field() {
 #[test]
 fn unknown_field_is_reported_for_every_table() {
     // deny_unknown_fields on each struct: a typo anywhere is an error.
-    for (table, key) in [("", "enable_test_rpc"), ("[timing]\n", "tickms"), ("[tls]\ncert=\"c\"\nkey=\"k\"\n", "caa")] {
+    for (table, key) in [
+        ("", "enable_test_rpc"),
+        ("[timing]\n", "tickms"),
+        ("[tls]\ncert=\"c\"\nkey=\"k\"\n", "caa"),
+    ] {
         let text = format!("{table}{key} = 1\n[[nodes]]\nid = 0\naddr = \"a:1\"\n");
         let msg = parse(&text).unwrap_err().to_string();
         assert!(msg.contains(&format!("unknown field `{key}`")), "{msg}");
@@ -273,7 +322,10 @@ fn load_names_the_path_in_every_error() {
     let bad = dir.join("bad.txt");
     std::fs::write(&bad, "M: 2\nmetadata0: a:1\n").unwrap();
     let msg = load(&bad).unwrap_err().to_string();
-    assert!(msg.contains("bad.txt") && msg.contains("line 1") && msg.contains("M: 2 but 1"), "{msg}");
+    assert!(
+        msg.contains("bad.txt") && msg.contains("line 1") && msg.contains("M: 2 but 1"),
+        "{msg}"
+    );
 
     let big = dir.join("big.toml");
     std::fs::write(&big, vec![b'#'; (triton_config::MAX_CONFIG_BYTES + 1) as usize]).unwrap();
@@ -308,11 +360,20 @@ fn examples_say_what_they_show() {
     let text = load(&dir.join("cluster.txt")).unwrap();
     assert_eq!(json.nodes, three_nodes());
     assert_eq!(json.block_stores, ["127.0.0.1:7100", "127.0.0.1:7101"]);
-    assert_eq!(text, ClusterConfig { nodes: three_nodes(), ..ClusterConfig::default() });
+    assert_eq!(
+        text,
+        ClusterConfig {
+            nodes: three_nodes(),
+            ..ClusterConfig::default()
+        }
+    );
 
     let full = load(&dir.join("cluster.toml")).unwrap();
     assert_eq!(full.nodes.len(), 3);
-    assert!(full.nodes.iter().all(|n| n.addr.starts_with("127.0.0.1:") && n.file_addr.is_some() && n.http_addr.is_some()));
+    assert!(full
+        .nodes
+        .iter()
+        .all(|n| n.addr.starts_with("127.0.0.1:") && n.file_addr.is_some() && n.http_addr.is_some()));
     assert!(full.tls.as_ref().is_some_and(|t| t.ca.is_some()));
     assert!(full.admin_token.is_some() && full.data_dir.is_some() && !full.block_stores.is_empty());
     // Every top-level field is spelt out in the documented example.
@@ -357,14 +418,22 @@ fn to_toml_round_trips_a_full_config() {
             node(9, "host-9.example:7000"),
         ],
         block_stores: vec!["b1:1".into(), "b2:2".into()],
-        timing: Timing { tick_ms: 7, election_ticks: 30, heartbeat_ticks: 1 },
+        timing: Timing {
+            tick_ms: 7,
+            election_ticks: 30,
+            heartbeat_ticks: 1,
+        },
         snapshot_threshold: triton_config::MAX_TOML_INT,
         data_dir: Some("dir with \"quotes\"\nand a newline".into()),
         enable_test_rpcs: true,
         admin_token: Some("t0k3n!".into()),
         max_message_bytes: triton_config::MAX_GRPC_MESSAGE_BYTES,
         max_value_bytes: 1,
-        tls: Some(TlsConfig { cert: "c".into(), key: "k".into(), ca: Some("ca".into()) }),
+        tls: Some(TlsConfig {
+            cert: "c".into(),
+            key: "k".into(),
+            ca: Some("ca".into()),
+        }),
     };
     config.validate().unwrap();
     let written = config.to_toml();
@@ -374,10 +443,17 @@ fn to_toml_round_trips_a_full_config() {
 
 #[test]
 fn validate_rejects_what_toml_cannot_hold() {
-    let mut config = ClusterConfig { nodes: vec![node(u64::MAX, "a:1")], ..ClusterConfig::default() };
+    let mut config = ClusterConfig {
+        nodes: vec![node(u64::MAX, "a:1")],
+        ..ClusterConfig::default()
+    };
     let msg = config.validate().unwrap_err().to_string();
     assert!(msg.contains("nodes[0].id") && msg.contains("above"), "{msg}");
     config.nodes[0].id = 0;
     config.snapshot_threshold = u64::MAX;
-    assert!(config.validate().unwrap_err().to_string().contains("snapshot_threshold"));
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("snapshot_threshold"));
 }

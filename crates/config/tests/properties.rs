@@ -39,35 +39,46 @@ fn valid_config() -> impl Strategy<Value = ClusterConfig> {
         (1u64..=u32::MAX as u64, any::<u64>()),
         proptest::option::of((path(), path(), proptest::option::of(path()))),
     )
-        .prop_map(|(nodes, blocks, (tick_ms, heartbeat, extra), snapshot, data_dir, test_rpcs, token, (msg, val), tls)| {
-            // Ports count up from 1 so no two addresses are the same socket.
-            let mut port = 0u32;
-            let mut next = |host: String| {
-                port += 1;
-                format!("{host}:{port}")
-            };
-            let mut id = 0u64;
-            let nodes = nodes
-                .into_iter()
-                .map(|(addr, file, http, gap)| {
-                    id += gap;
-                    NodeConfig { id, addr: next(addr), file_addr: file.map(&mut next), http_addr: http.map(&mut next) }
-                })
-                .collect();
-            let block_stores = blocks.into_iter().map(&mut next).collect();
-            ClusterConfig {
-                nodes,
-                block_stores,
-                timing: Timing { tick_ms, election_ticks: heartbeat + extra, heartbeat_ticks: heartbeat },
-                snapshot_threshold: snapshot,
-                data_dir,
-                enable_test_rpcs: test_rpcs,
-                admin_token: token,
-                max_message_bytes: msg,
-                max_value_bytes: 1 + val % msg,
-                tls: tls.map(|(cert, key, ca)| TlsConfig { cert, key, ca }),
-            }
-        })
+        .prop_map(
+            |(nodes, blocks, (tick_ms, heartbeat, extra), snapshot, data_dir, test_rpcs, token, (msg, val), tls)| {
+                // Ports count up from 1 so no two addresses are the same socket.
+                let mut port = 0u32;
+                let mut next = |host: String| {
+                    port += 1;
+                    format!("{host}:{port}")
+                };
+                let mut id = 0u64;
+                let nodes = nodes
+                    .into_iter()
+                    .map(|(addr, file, http, gap)| {
+                        id += gap;
+                        NodeConfig {
+                            id,
+                            addr: next(addr),
+                            file_addr: file.map(&mut next),
+                            http_addr: http.map(&mut next),
+                        }
+                    })
+                    .collect();
+                let block_stores = blocks.into_iter().map(&mut next).collect();
+                ClusterConfig {
+                    nodes,
+                    block_stores,
+                    timing: Timing {
+                        tick_ms,
+                        election_ticks: heartbeat + extra,
+                        heartbeat_ticks: heartbeat,
+                    },
+                    snapshot_threshold: snapshot,
+                    data_dir,
+                    enable_test_rpcs: test_rpcs,
+                    admin_token: token,
+                    max_message_bytes: msg,
+                    max_value_bytes: 1 + val % msg,
+                    tls: tls.map(|(cert, key, ca)| TlsConfig { cert, key, ca }),
+                }
+            },
+        )
 }
 
 /// Bytes of the example files, to mutate into near-valid inputs.
@@ -121,7 +132,11 @@ proptest! {
 
 #[test]
 fn deeply_nested_input_is_an_error_not_a_stack_overflow() {
-    for text in ["[".repeat(100_000), "{\"RaftAddrs\":".to_string() + &"[".repeat(100_000), format!("a = {}", "[".repeat(100_000))] {
+    for text in [
+        "[".repeat(100_000),
+        "{\"RaftAddrs\":".to_string() + &"[".repeat(100_000),
+        format!("a = {}", "[".repeat(100_000)),
+    ] {
         assert!(parse(&text).is_err());
     }
 }
