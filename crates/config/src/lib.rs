@@ -45,8 +45,9 @@ use serde::{Deserialize, Serialize};
 /// only stops a wrong path (a disk image, `/dev/zero`) from eating memory.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// Largest node id and snapshot threshold: TOML integers are signed 64-bit,
-/// so larger values could not be written back by [`ClusterConfig::to_toml`].
+/// Largest node id and snapshot threshold: the TOML spec's integers are
+/// signed 64-bit, so larger values would not be portable to other TOML
+/// tools, and it keeps [`ClusterConfig::raft_id`] from overflowing.
 pub const MAX_TOML_INT: u64 = i64::MAX as u64;
 
 /// Largest `max_message_bytes`: a gRPC message carries a 4-byte length.
@@ -537,9 +538,9 @@ impl ClusterConfig {
     ///
     /// # Panics
     ///
-    /// If a value has no TOML form: an integer above [`MAX_TOML_INT`] or a
-    /// path that is not UTF-8. [`ClusterConfig::validate`] rejects both, so
-    /// this never panics for a config that came from [`parse`] or [`load`].
+    /// If a value has no TOML form: a path that is not UTF-8.
+    /// [`ClusterConfig::validate`] rejects those, so this never panics for a
+    /// config that came from [`parse`] or [`load`].
     pub fn to_toml(&self) -> String {
         let body = toml::to_string(self).unwrap_or_else(|e| {
             panic!("ClusterConfig::to_toml: the config has a value TOML cannot hold ({e}); validate() rejects it")
@@ -561,8 +562,13 @@ fn check_path(field: &str, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses a config in any of the three forms (detected from the content; see
-/// the crate docs) and validates it.
+/// Parses a config in any of the three forms and validates it.
+///
+/// The form is detected from the content (see the crate docs): JSON if the
+/// text starts, after whitespace, with `{`; the text form if its first
+/// non-blank line starts with `M:`; TOML otherwise. A leading UTF-8 byte
+/// order mark is ignored; raw control characters other than tab and line
+/// ends are rejected in every form, with their line.
 pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {

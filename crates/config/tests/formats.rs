@@ -457,3 +457,120 @@ fn validate_rejects_what_toml_cannot_hold() {
         .to_string()
         .contains("snapshot_threshold"));
 }
+
+#[test]
+fn validate_rejects_each_remaining_bad_value() {
+    let good = || ClusterConfig {
+        nodes: three_nodes(),
+        ..ClusterConfig::default()
+    };
+    good().validate().expect("the base config is valid");
+    let cases: Vec<(&str, Box<dyn Fn(&mut ClusterConfig)>, &[&str])> = vec![
+        (
+            "slow tick",
+            Box::new(|c| c.timing.tick_ms = 60_001),
+            &["timing.tick_ms", "60001"],
+        ),
+        (
+            "zero message cap",
+            Box::new(|c| c.max_message_bytes = 0),
+            &["max_message_bytes", "out of range"],
+        ),
+        (
+            "zero value cap",
+            Box::new(|c| c.max_value_bytes = 0),
+            &["max_value_bytes", "out of range"],
+        ),
+        (
+            "empty token",
+            Box::new(|c| c.admin_token = Some(String::new())),
+            &["admin_token", "non-empty"],
+        ),
+        (
+            "token with newline",
+            Box::new(|c| c.admin_token = Some("a\nb".into())),
+            &["admin_token"],
+        ),
+        (
+            "empty CA path",
+            Box::new(|c| {
+                c.tls = Some(TlsConfig {
+                    cert: "c".into(),
+                    key: "k".into(),
+                    ca: Some("".into()),
+                })
+            }),
+            &["tls.ca", "empty"],
+        ),
+        (
+            "empty key path",
+            Box::new(|c| {
+                c.tls = Some(TlsConfig {
+                    cert: "c".into(),
+                    key: "".into(),
+                    ca: None,
+                })
+            }),
+            &["tls.key"],
+        ),
+        (
+            "unspecified block store",
+            Box::new(|c| c.block_stores = vec!["[::]:7100".into()]),
+            &["block_stores[0]", "cannot dial"],
+        ),
+        (
+            "bad file address",
+            Box::new(|c| c.nodes[2].file_addr = Some("nohost".into())),
+            &["nodes[2].file_addr", "host:port"],
+        ),
+        (
+            "no nodes",
+            Box::new(|c| c.nodes.clear()),
+            &["nodes", "at least one node"],
+        ),
+    ];
+    for (name, spoil, wanted) in cases {
+        let mut config = good();
+        spoil(&mut config);
+        let msg = config.validate().expect_err(name).to_string();
+        for want in wanted {
+            assert!(msg.contains(want), "{name}: {msg:?} should contain {want:?}");
+        }
+    }
+}
+
+#[test]
+fn validate_rejects_a_non_utf8_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let config = ClusterConfig {
+        nodes: three_nodes(),
+        data_dir: Some(std::ffi::OsStr::from_bytes(b"data\xff").into()),
+        ..ClusterConfig::default()
+    };
+    let msg = config.validate().unwrap_err().to_string();
+    assert!(msg.contains("data_dir") && msg.contains("not UTF-8"), "{msg}");
+}
+
+#[test]
+fn the_admin_token_never_appears_in_an_error() {
+    let config = ClusterConfig {
+        nodes: three_nodes(),
+        admin_token: Some("secret token".into()),
+        ..ClusterConfig::default()
+    };
+    let msg = config.validate().unwrap_err().to_string();
+    assert!(msg.contains("admin_token") && !msg.contains("secret"), "{msg}");
+}
+
+#[test]
+#[should_panic(expected = "TOML cannot hold")]
+fn to_toml_panics_only_on_values_validate_rejects() {
+    use std::os::unix::ffi::OsStrExt;
+    let config = ClusterConfig {
+        nodes: three_nodes(),
+        data_dir: Some(std::ffi::OsStr::from_bytes(b"data\xff").into()),
+        ..ClusterConfig::default()
+    };
+    assert!(config.validate().is_err());
+    let _ = config.to_toml();
+}
