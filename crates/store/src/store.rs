@@ -1,6 +1,6 @@
 //! The state machine itself: apply, reads, expiry scan and bookkeeping.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Command, Session, WriteOp};
 
@@ -265,26 +265,21 @@ impl Store {
 
     /// Keys expired at `now_ms` (at most `limit`, in key order), with their version, for the leader to propose `Expire`.
     ///
-    /// Walks only the expired part of the expiry index; the `limit` smallest
-    /// keys are kept in a bounded heap.
+    /// When more than `limit` keys are expired, the batch is the `limit` keys
+    /// that expired first (ties: smaller key first), sorted by key. Taking
+    /// them from the front of the expiry index costs O(limit log n) however
+    /// many keys are expired, so a leader that calls this on every tick while
+    /// a million keys expire at once does not rescan them all each time.
     pub fn expired(&self, now_ms: u64, limit: usize) -> Vec<(Vec<u8>, u64)> {
-        if limit == 0 {
-            return Vec::new();
-        }
-        let mut smallest: BinaryHeap<&[u8]> = BinaryHeap::with_capacity(limit.min(self.expiry.len()) + 1);
-        for (_, key) in self.expiry.iter().take_while(|(at, _)| is_expired(*at, now_ms)) {
-            if smallest.len() < limit {
-                smallest.push(key);
-            } else if smallest.peek().is_some_and(|largest| key.as_slice() < *largest) {
-                smallest.pop();
-                smallest.push(key);
-            }
-        }
-        smallest
-            .into_sorted_vec()
-            .into_iter()
-            .map(|key| (key.to_vec(), self.kv[key].version))
-            .collect()
+        let mut batch: Vec<(Vec<u8>, u64)> = self
+            .expiry
+            .iter()
+            .take_while(|(at, _)| is_expired(*at, now_ms))
+            .take(limit)
+            .map(|(_, key)| (key.clone(), self.kv[key].version))
+            .collect();
+        batch.sort_unstable();
+        batch
     }
 
     /// SurfStore's `GetFileInfoMap`: every file, tombstones included.

@@ -206,7 +206,7 @@ fn get_hides_an_expired_key() {
 }
 
 #[test]
-fn expired_lists_keys_in_key_order_up_to_the_limit() {
+fn expired_lists_the_first_expired_keys_in_key_order_up_to_the_limit() {
     let mut h = Harness::new();
     h.run(0, put("d", "", 10)); // 1
     h.run(0, put("b", "", 30)); // 2
@@ -218,9 +218,17 @@ fn expired_lists_keys_in_key_order_up_to_the_limit() {
         h.store.expired(30, 10),
         vec![(b"a".to_vec(), 3), (b"b".to_vec(), 2), (b"d".to_vec(), 1)]
     );
-    assert_eq!(h.store.expired(30, 2), vec![(b"a".to_vec(), 3), (b"b".to_vec(), 2)]);
+    // Over the limit: the keys that expired first (d at 10, a at 20), by key.
+    assert_eq!(h.store.expired(30, 2), vec![(b"a".to_vec(), 3), (b"d".to_vec(), 1)]);
+    assert_eq!(h.store.expired(30, 1), vec![(b"d".to_vec(), 1)]);
     assert_eq!(h.store.expired(u64::MAX, 0), vec![]);
     assert_eq!(h.store.expired(u64::MAX, 100).len(), 4);
+    // Equal expiry: the smaller key comes first.
+    h.run(0, put("0", "", 40)); // 6
+                                // At 40 all five are expired; "0" and "e" both expire at 40, so "0" is
+                                // taken and "e" is left for the next batch.
+    let keys: Vec<Vec<u8>> = h.store.expired(40, 4).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [&b"0"[..], b"a", b"b", b"d"]);
 }
 
 #[test]
