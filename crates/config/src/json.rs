@@ -35,7 +35,7 @@ impl Labels for JsonLabels {
 /// Parses and validates the JSON form. serde_json's errors carry line and
 /// column; validation errors name `RaftAddrs[i]` or `BlockAddrs[i]`.
 pub(crate) fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
-    let form: JsonForm = serde_json::from_str(text)?;
+    let form: JsonForm = serde_json::from_str(text).map_err(ConfigError::Json)?;
     let config = ClusterConfig {
         nodes: form
             .raft_addrs

@@ -159,17 +159,20 @@ pub struct TlsConfig {
 /// Why a config was rejected. The message names the file (for [`load`]),
 /// the line (TOML and text: line number; JSON: line and column) or the field,
 /// and what was expected.
+///
+/// Each message is complete in itself and `source()` is always `None`, so
+/// printing with anyhow's `{:#}` (which appends the source chain) does not
+/// repeat the inner error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// What the OS said.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is larger than [`MAX_CONFIG_BYTES`].
     #[error("config file {} is larger than {limit} bytes; is it the right file?", path.display())]
@@ -180,12 +183,12 @@ pub enum ConfigError {
         limit: u64,
     },
     /// A parse or validation error in a file read by [`load`].
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     InFile {
         /// The file.
         path: PathBuf,
         /// What is wrong with its content.
-        source: Box<ConfigError>,
+        error: Box<ConfigError>,
     },
     /// The bytes are not UTF-8 text.
     #[error("line {line}: not UTF-8 text (bad byte at offset {offset}); is this a config file?")]
@@ -201,11 +204,11 @@ pub enum ConfigError {
     /// The TOML form did not parse or did not fit [`ClusterConfig`]
     /// (toml's message gives line, column and the field).
     #[error("invalid TOML config: {}", .0.to_string().trim_end())]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     /// The JSON form did not parse or did not fit
     /// `{"RaftAddrs": [...], "BlockAddrs": [...]}`.
     #[error("invalid JSON config: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// A problem at one line of the text (or of any form, for characters no
     /// form allows).
     #[error("line {line}: {message}")]
@@ -597,7 +600,7 @@ pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
     } else if text::looks_like_text_form(text) {
         text::parse(text)
     } else {
-        let config: ClusterConfig = toml::from_str(text)?;
+        let config: ClusterConfig = toml::from_str(text).map_err(ConfigError::Toml)?;
         config.validate()?;
         Ok(config)
     }
@@ -618,9 +621,9 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<ClusterConfig, ConfigError> {
 /// Reads the config file at `path` (at most [`MAX_CONFIG_BYTES`]) and parses
 /// it with [`parse_bytes`]. Every error names the path.
 pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-    let read_err = |source| ConfigError::Read {
+    let read_err = |cause| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::new();
@@ -635,7 +638,7 @@ pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
     }
     parse_bytes(&bytes).map_err(|e| ConfigError::InFile {
         path: path.to_path_buf(),
-        source: Box::new(e),
+        error: Box::new(e),
     })
 }
 

@@ -571,3 +571,27 @@ fn to_toml_panics_only_on_values_validate_rejects() {
     assert!(config.validate().is_err());
     let _ = config.to_toml();
 }
+
+#[test]
+fn errors_are_self_contained_so_chains_do_not_repeat_them() {
+    use std::error::Error;
+    let dir = std::env::temp_dir().join(format!("triton-config-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[nodes]]\nid = 0\n").unwrap();
+    let errors = [
+        load(&dir.join("missing.toml")).unwrap_err(),
+        load(&bad).unwrap_err(),
+        parse("{").unwrap_err(),
+        parse("x = ").unwrap_err(),
+    ];
+    for err in errors {
+        assert!(err.source().is_none(), "{err}");
+    }
+    let msg = load(&bad).unwrap_err().to_string();
+    assert!(
+        msg.contains("bad.toml") && msg.contains("line 1") && msg.contains("missing field `addr`"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
