@@ -272,14 +272,15 @@ impl Timing {
 
     /// How often a leader sends heartbeats.
     pub fn heartbeat_interval(&self) -> Duration {
-        self.tick() * self.heartbeat_ticks
+        self.tick().saturating_mul(self.heartbeat_ticks)
     }
 
     /// The range a follower's election timeout is drawn from:
-    /// `[election_ticks, 2 * election_ticks)` ticks.
+    /// `[election_ticks, 2 * election_ticks)` ticks. (Saturating, so even
+    /// an unvalidated timing cannot overflow.)
     pub fn election_timeout(&self) -> std::ops::Range<Duration> {
-        let low = self.tick() * self.election_ticks;
-        low..low * 2
+        let low = self.tick().saturating_mul(self.election_ticks);
+        low..low.saturating_mul(2)
     }
 }
 

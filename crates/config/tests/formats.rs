@@ -143,6 +143,13 @@ fn toml_defaults_match_the_documented_values() {
         std::time::Duration::from_millis(500)..std::time::Duration::from_millis(1000)
     );
     assert_eq!(t.heartbeat_interval(), std::time::Duration::from_millis(100));
+    let absurd = Timing {
+        tick_ms: u64::MAX,
+        election_ticks: u32::MAX,
+        heartbeat_ticks: u32::MAX,
+    };
+    assert_eq!(absurd.election_timeout().end, std::time::Duration::MAX);
+    assert_eq!(absurd.heartbeat_interval(), std::time::Duration::MAX);
     assert_eq!(
         ClusterConfig::default().node_data_dir(3),
         Path::new("triton-data/node-3")
