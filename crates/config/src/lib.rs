@@ -79,7 +79,8 @@ pub struct ClusterConfig {
     /// Parent directory of the nodes' data: node `<id>` keeps its log and
     /// snapshots in `<data_dir>/node-<id>` (see [`ClusterConfig::node_data_dir`]),
     /// so one file serves a cluster on one machine. Default (`None`):
-    /// `./triton-data`. The server's `--data-dir` flag overrides it.
+    /// `./triton-data`. The server's `--data-dir` flag names the node's own
+    /// directory and takes precedence over both.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Whether the server accepts the test and fault-injection RPCs (partition,
