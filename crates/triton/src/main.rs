@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "triton", version, about = "Triton: a fault-tolerant distributed storage system")]
+#[command(
+    name = "triton",
+    version,
+    about = "Triton: a fault-tolerant distributed storage system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,11 +20,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Benchmarks (measured, never asserted): see docs/BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Serve static files over HTTP/1.1 (TritonHTTP), with optional virtual hosts.
     Http(cmd::http::HttpArgs),
+    /// Key-value client: get, put, append, del, status.
+    Kv(cmd::kv::KvArgs),
     /// Check a recorded client history (JSON lines) for linearizability.
     Lincheck(cmd::lincheck::LincheckArgs),
-    /// Run the deterministic cluster simulator (replays a failing seed).
+    /// Run one node of a Triton cluster.
+    Server(cmd::server::ServerArgs),
+    /// Run the deterministic Raft cluster simulator: one seed, or a batch (replays failures).
     Sim(cmd::sim::SimArgs),
     /// Sorting 100-byte records: gensort, showsort, valsort, sort, netsort.
     #[command(flatten)]
@@ -32,8 +43,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(command) => cmd::bench::run(command),
         Command::Http(args) => cmd::http::run(args),
+        Command::Kv(args) => cmd::kv::run(args),
         Command::Lincheck(args) => cmd::lincheck::run(args),
+        Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Sort(command) => cmd::sort::run(command),
         Command::Wal(args) => cmd::wal::run(args),

@@ -1,6 +1,9 @@
 //! One module per subcommand (or family of subcommands).
+pub mod bench;
 pub mod http;
+pub mod kv;
 pub mod lincheck;
+pub mod server;
 pub mod sim;
 pub mod sort;
 pub mod wal;

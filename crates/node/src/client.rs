@@ -1,0 +1,253 @@
+//! A key-value client that finds the leader by itself: it follows redirects,
+//! moves on from unreachable nodes, and retries writes with the same session
+//! sequence number so each write is applied exactly once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use triton_proto::kv::kv_client::KvClient as PbClient;
+use triton_proto::kv::{AppendRequest, DeleteRequest, GetRequest, PutRequest, Session, StatusRequest, StatusResponse};
+
+use crate::service::LEADER_METADATA;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No node answered in time: a write may or may not have happened.
+    #[error("no answer within {0:?}; the outcome is unknown ({1})")]
+    Unknown(Duration, String),
+    /// The cluster refused the request for good (bad input, stale session).
+    #[error("request refused: {0}")]
+    Refused(String),
+    #[error("no endpoints given")]
+    NoEndpoints,
+}
+
+impl ClientError {
+    /// True when a write may have been applied despite the error.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ClientError::Unknown(..))
+    }
+}
+
+/// The result of a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+pub struct KvClient {
+    endpoints: Vec<String>,
+    channels: HashMap<String, PbClient<Channel>>,
+    /// Where we think the leader is (an index into `endpoints`, or an
+    /// address learned from a redirect).
+    leader: Option<String>,
+    next: usize,
+    client_id: u64,
+    seq: u64,
+    /// Per attempt.
+    pub attempt_timeout: Duration,
+    /// Over all attempts of one request.
+    pub deadline: Duration,
+}
+
+impl KvClient {
+    pub fn new(endpoints: Vec<String>) -> Result<Self, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        Ok(KvClient {
+            endpoints,
+            channels: HashMap::new(),
+            leader: None,
+            next: 0,
+            client_id: loop {
+                let id: u64 = rand::random();
+                if id != 0 {
+                    break id;
+                }
+            },
+            seq: 0,
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(30),
+        })
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    fn channel(&mut self, addr: &str) -> Result<PbClient<Channel>, Status> {
+        if let Some(c) = self.channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        let client = PbClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        self.channels.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    fn target(&mut self) -> String {
+        if let Some(l) = &self.leader {
+            return l.clone();
+        }
+        let addr = self.endpoints[self.next % self.endpoints.len()].clone();
+        self.next += 1;
+        addr
+    }
+
+    /// Runs `call` against the leader, following redirects and retrying
+    /// until it succeeds, is refused, or the deadline passes.
+    async fn with_retries<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(PbClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let start = Instant::now();
+        let mut last = String::from("no attempt");
+        let mut pause = Duration::from_millis(10);
+        while start.elapsed() < self.deadline {
+            let addr = self.target();
+            let client = match self.channel(&addr) {
+                Ok(c) => c,
+                Err(s) => return Err(ClientError::Refused(s.message().to_string())),
+            };
+            match tokio::time::timeout(self.attempt_timeout, call(client)).await {
+                Ok(Ok(v)) => {
+                    self.leader = Some(addr);
+                    return Ok(v);
+                }
+                Ok(Err(status)) => {
+                    last = format!("{addr}: {}", status.message());
+                    match status.code() {
+                        Code::FailedPrecondition if status.metadata().contains_key(LEADER_METADATA) => {
+                            let hint = status
+                                .metadata()
+                                .get(LEADER_METADATA)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            self.leader = (!hint.is_empty() && hint != addr).then_some(hint);
+                            if self.leader.is_none() {
+                                tokio::time::sleep(pause).await; // an election is under way
+                                pause = (pause * 2).min(Duration::from_millis(200));
+                            }
+                        }
+                        Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied => {
+                            return Err(ClientError::Refused(status.message().to_string()));
+                        }
+                        _ => {
+                            self.leader = None;
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_millis(200));
+                        }
+                    }
+                }
+                Err(_) => {
+                    last = format!("{addr}: attempt timed out");
+                    self.leader = None;
+                }
+            }
+        }
+        Err(ClientError::Unknown(self.deadline, last))
+    }
+
+    fn session(&mut self) -> Session {
+        self.seq += 1;
+        Session {
+            client_id: self.client_id,
+            seq: self.seq,
+        }
+    }
+
+    /// A linearizable read (or a possibly stale one with `serializable`).
+    pub async fn get_with(&mut self, key: &[u8], serializable: bool) -> Result<Option<Value>, ClientError> {
+        let req = GetRequest {
+            key: key.to_vec(),
+            serializable,
+        };
+        let r = self
+            .with_retries(|mut c| {
+                let req = req.clone();
+                async move { c.get(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(r.found.then_some(Value {
+            value: r.value,
+            version: r.version,
+        }))
+    }
+
+    pub async fn get(&mut self, key: &[u8]) -> Result<Option<Value>, ClientError> {
+        self.get_with(key, false).await
+    }
+
+    /// Sets `key`; returns the new version.
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
+        let req = PutRequest {
+            session: Some(self.session()),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        let r = self
+            .with_retries(|mut c| {
+                let req = req.clone();
+                async move { c.put(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(r.version)
+    }
+
+    /// Appends to `key`; returns the new version.
+    pub async fn append(&mut self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
+        let req = AppendRequest {
+            session: Some(self.session()),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        let r = self
+            .with_retries(|mut c| {
+                let req = req.clone();
+                async move { c.append(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(r.version)
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub async fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
+        let req = DeleteRequest {
+            session: Some(self.session()),
+            key: key.to_vec(),
+        };
+        let r = self
+            .with_retries(|mut c| {
+                let req = req.clone();
+                async move { c.delete(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(r.existed)
+    }
+
+    /// The status of one node (no redirects).
+    pub async fn status_of(&mut self, addr: &str) -> Result<StatusResponse, ClientError> {
+        let mut c = self
+            .channel(addr)
+            .map_err(|s| ClientError::Refused(s.message().to_string()))?;
+        match tokio::time::timeout(self.attempt_timeout, c.status(StatusRequest {})).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(ClientError::Unknown(self.attempt_timeout, s.message().to_string())),
+            Err(_) => Err(ClientError::Unknown(
+                self.attempt_timeout,
+                format!("{addr} did not answer"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The node's heart: one OS thread that owns the Raft core, the WAL and the
+//! replicated store, and runs the core's `Ready` loop in the order the core
+//! documents (send, persist + fsync, send what waited for it, apply, advance).
+//!
+//! Why a dedicated thread: fsync blocks, and blocking here is what makes
+//! group commit fall out naturally: while one fsync runs, requests and peer
+//! messages pile up in the input channel, and the next loop iteration takes
+//! them all into one batch, one append and one fsync.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::oneshot;
+use triton_raft::{Entry, EntryKind, Index, Message, NodeId, Raft, Ready, Role, Snapshot, SnapshotMeta, Term};
+use triton_storage::{HardState as WalHardState, LogEntry, SnapshotMeta as WalSnapshotMeta, Wal};
+use triton_store::{Command, Store, WriteOp, WriteResult};
+
+use crate::codec::{entry_to_payload, membership_to_pb};
+use crate::transport::Outbox;
+
+/// Why a request could not be served here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("not the leader")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+    #[error("request timed out")]
+    Timeout,
+}
+
+pub type WriteReply = oneshot::Sender<Result<WriteResult, NodeError>>;
+/// A read's answer: the value and version, if the key exists.
+pub type ReadReply = oneshot::Sender<Result<Option<(Vec<u8>, u64)>, NodeError>>;
+
+/// A snapshot of the node's state for status endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStatus {
+    pub raft_id: NodeId,
+    pub role: String,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit_index: Index,
+    pub applied_index: Index,
+    pub last_index: Index,
+    pub snapshot_index: Index,
+    pub crashed: bool,
+}
+
+/// Fault injection (only reachable when test RPCs are enabled).
+#[derive(Debug)]
+pub enum ControlOp {
+    Crash,
+    Restore,
+    Unreachable(HashSet<NodeId>),
+    DropReplies(u32),
+    IsCrashed(oneshot::Sender<bool>),
+}
+
+pub enum Input {
+    Peer(Message),
+    /// A command to propose (leader only); `data` is an encoded `Command`.
+    Write {
+        data: Vec<u8>,
+        reply: WriteReply,
+    },
+    Read {
+        key: Vec<u8>,
+        serializable: bool,
+        reply: ReadReply,
+    },
+    Status(oneshot::Sender<NodeStatus>),
+    Control(ControlOp),
+    Shutdown,
+}
+
+struct PendingRead {
+    key: Vec<u8>,
+    reply: ReadReply,
+    deadline: Instant,
+    /// Set once the core says the read may be served at this index.
+    index: Option<Index>,
+}
+
+pub struct DriverOptions {
+    pub tick: Duration,
+    pub snapshot_threshold: u64,
+    pub read_timeout: Duration,
+}
+
+pub struct Driver {
+    raft: Raft,
+    wal: Wal,
+    store: Store,
+    outbox: Outbox,
+    opts: DriverOptions,
+    proposals: BTreeMap<Index, (Term, WriteReply)>,
+    reads: HashMap<u64, PendingRead>,
+    next_read_id: u64,
+    crashed: bool,
+    unreachable: HashSet<NodeId>,
+    drop_replies: u32,
+    shutting_down: bool,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Storage failures are not recoverable in place: after a failed fsync the
+/// kernel may have dropped the dirty pages (the "fsyncgate" lesson), so the
+/// only safe move is to stop and recover from what is durable.
+fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
+    tracing::error!("fatal storage error while {what}: {err}; stopping so that recovery starts from durable state");
+    eprintln!("triton: fatal storage error while {what}: {err}");
+    std::process::exit(70);
+}
+
+impl Driver {
+    pub fn new(raft: Raft, wal: Wal, store: Store, outbox: Outbox, opts: DriverOptions) -> Self {
+        assert_eq!(
+            store.applied_index(),
+            raft.snapshot_index(),
+            "store must start at the snapshot"
+        );
+        Driver {
+            raft,
+            wal,
+            store,
+            outbox,
+            opts,
+            proposals: BTreeMap::new(),
+            reads: HashMap::new(),
+            next_read_id: 1,
+            crashed: false,
+            unreachable: HashSet::new(),
+            drop_replies: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone.
+    pub fn run(mut self, inputs: Receiver<Input>) {
+        let mut next_tick = Instant::now() + self.opts.tick;
+        let mut ticks: u64 = 0;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match inputs.recv_timeout(wait) {
+                Ok(input) => {
+                    self.handle(input);
+                    // Take everything that queued up meanwhile: one batch.
+                    for input in inputs.try_iter().take(4096) {
+                        self.handle(input);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.shutting_down = true,
+            }
+            if self.shutting_down {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + self.opts.tick;
+                ticks += 1;
+                if !self.crashed {
+                    self.raft.tick();
+                    self.expire_reads(now);
+                    if ticks % 10 == 0 {
+                        self.propose_expirations();
+                    }
+                }
+            }
+            if !self.crashed {
+                self.process_ready();
+            }
+        }
+        if let Err(e) = self.wal.sync() {
+            fatal("syncing at shutdown", e);
+        }
+        tracing::info!("driver stopped; WAL synced");
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Peer(m) => {
+                if self.crashed || self.unreachable.contains(&m.from) {
+                    return;
+                }
+                self.raft.step(m);
+            }
+            Input::Write { data, reply } => {
+                if self.crashed {
+                    let _ = reply.send(Err(NodeError::Unavailable("crashed".into())));
+                    return;
+                }
+                match self.raft.propose(Bytes::from(data)) {
+                    Ok((index, term)) => {
+                        self.proposals.insert(index, (term, reply));
+                    }
+                    Err(triton_raft::ProposeError::NotLeader { leader }) => {
+                        let _ = reply.send(Err(NodeError::NotLeader { leader }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Unavailable(e.to_string())));
+                    }
+                }
+            }
+            Input::Read {
+                key,
+                serializable,
+                reply,
+            } => {
+                if self.crashed {
+                    let _ = reply.send(Err(NodeError::Unavailable("crashed".into())));
+                    return;
+                }
+                if serializable {
+                    let _ = reply.send(Ok(self.lookup(&key)));
+                    return;
+                }
+                let id = self.next_read_id;
+                self.next_read_id += 1;
+                match self.raft.read_index(Bytes::copy_from_slice(&id.to_be_bytes())) {
+                    Ok(()) => {
+                        let deadline = Instant::now() + self.opts.read_timeout;
+                        self.reads.insert(
+                            id,
+                            PendingRead {
+                                key,
+                                reply,
+                                deadline,
+                                index: None,
+                            },
+                        );
+                    }
+                    Err(triton_raft::ReadIndexError::NoLeader) => {
+                        let _ = reply.send(Err(NodeError::NotLeader { leader: None }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Unavailable(e.to_string())));
+                    }
+                }
+            }
+            Input::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Input::Control(op) => self.control(op),
+            Input::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    fn control(&mut self, op: ControlOp) {
+        match op {
+            ControlOp::Crash => {
+                tracing::warn!("test RPC: crash (frozen, memory kept)");
+                self.crashed = true;
+                self.fail_waiters(NodeError::Unavailable("crashed".into()));
+            }
+            ControlOp::Restore => {
+                tracing::warn!("test RPC: restore");
+                self.crashed = false;
+            }
+            ControlOp::Unreachable(ids) => {
+                tracing::warn!("test RPC: unreachable from {ids:?}");
+                self.unreachable = ids;
+            }
+            ControlOp::DropReplies(n) => self.drop_replies = n,
+            ControlOp::IsCrashed(reply) => {
+                let _ = reply.send(self.crashed);
+            }
+        }
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let r = &self.raft;
+        NodeStatus {
+            raft_id: r.id(),
+            role: match r.role() {
+                Role::Leader => "leader",
+                Role::Follower => "follower",
+                Role::Candidate => "candidate",
+                Role::PreCandidate => "pre-candidate",
+            }
+            .into(),
+            term: r.term(),
+            leader: r.leader(),
+            commit_index: r.commit_index(),
+            applied_index: self.store.applied_index(),
+            last_index: r.last_index(),
+            snapshot_index: r.snapshot_index(),
+            crashed: self.crashed,
+        }
+    }
+
+    fn lookup(&self, key: &[u8]) -> Option<(Vec<u8>, u64)> {
+        self.store.get(key, now_ms()).map(|e| (e.value.to_vec(), e.version))
+    }
+
+    fn fail_waiters(&mut self, err: NodeError) {
+        for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, read) in self.reads.drain() {
+            let _ = read.reply.send(Err(err.clone()));
+        }
+    }
+
+    fn expire_reads(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(r) = self.reads.remove(&id) {
+                let _ = r.reply.send(Err(NodeError::Timeout));
+            }
+        }
+    }
+
+    /// The leader proposes the removal of expired keys, conditional on their
+    /// version, so every replica removes them at the same log position.
+    fn propose_expirations(&mut self) {
+        if !self.raft.is_leader() {
+            return;
+        }
+        let now = now_ms();
+        for (key, version) in self.store.expired(now, 64) {
+            let cmd = Command {
+                session: None,
+                now_ms: now,
+                op: WriteOp::Expire { key, version },
+            };
+            if self.raft.propose(Bytes::from(cmd.encode())).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            if !self.unreachable.contains(&m.to) {
+                self.outbox.send(m);
+            }
+        }
+    }
+
+    fn process_ready(&mut self) {
+        while self.raft.has_ready() {
+            let mut rd: Ready = self.raft.ready();
+            if let Some(ss) = rd.soft_state {
+                tracing::info!(term = self.raft.term(), role = ?ss.role, leader = ?ss.leader, "role changed");
+                if ss.role != Role::Leader {
+                    // Proposals we accepted as leader may still commit (a new
+                    // leader may keep them); they are answered when applied
+                    // or by the client's timeout. Nothing to do here.
+                }
+            }
+            self.send(std::mem::take(&mut rd.messages));
+            self.persist(&rd);
+            self.send(std::mem::take(&mut rd.persisted_messages));
+            if let Some(s) = &rd.snapshot {
+                self.install(s);
+            }
+            for e in rd.committed_entries {
+                self.apply(e);
+            }
+            for rs in rd.read_states {
+                let id = u64::from_be_bytes(rs.ctx[..].try_into().unwrap_or([0; 8]));
+                if let Some(r) = self.reads.get_mut(&id) {
+                    r.index = Some(rs.index);
+                }
+            }
+            self.serve_reads();
+            self.raft.advance();
+            self.maybe_snapshot();
+        }
+    }
+
+    /// Step 2 of the `Ready` contract: snapshot, entries, hard state, fsync.
+    fn persist(&mut self, rd: &Ready) {
+        if let Some(s) = &rd.snapshot {
+            let meta = wal_meta(&s.meta);
+            if let Err(e) = self.wal.save_snapshot(&meta, &s.data) {
+                fatal("saving a received snapshot", e);
+            }
+        }
+        if !rd.entries.is_empty() {
+            let entries: Vec<LogEntry> = rd
+                .entries
+                .iter()
+                .map(|e| LogEntry {
+                    index: e.index,
+                    term: e.term,
+                    payload: entry_to_payload(e),
+                })
+                .collect();
+            if let Err(e) = self.wal.append(&entries) {
+                fatal("appending to the WAL", e);
+            }
+        }
+        if let Some(hs) = rd.hard_state {
+            let hs = WalHardState {
+                term: hs.term,
+                vote: hs.vote.unwrap_or(0),
+                commit: hs.commit,
+            };
+            if let Err(e) = self.wal.set_hard_state(hs) {
+                fatal("writing the hard state", e);
+            }
+        }
+        if rd.must_sync() {
+            if let Err(e) = self.wal.sync() {
+                fatal("syncing the WAL", e);
+            }
+        }
+    }
+
+    fn install(&mut self, s: &Snapshot) {
+        match Store::restore(&s.data) {
+            Ok(store) => {
+                tracing::info!(
+                    index = s.meta.index,
+                    term = s.meta.term,
+                    "installed snapshot from leader"
+                );
+                self.store = store;
+                self.proposals.retain(|&i, _| i > s.meta.index);
+            }
+            Err(e) => fatal("restoring a snapshot received from the leader", e),
+        }
+    }
+
+    fn apply(&mut self, e: Entry) {
+        let result = match e.kind {
+            EntryKind::Command => Some(self.store.apply(e.index, &e.data)),
+            EntryKind::Noop | EntryKind::Membership => {
+                self.store.skip(e.index);
+                None
+            }
+        };
+        // Answer the proposal made at this index, if it is this entry;
+        // proposals at or below it that lost their slot to another leader's
+        // entry are answered as not committed (the client retries).
+        while let Some((&index, _)) = self.proposals.first_key_value() {
+            if index > e.index {
+                break;
+            }
+            let (_, (term, reply)) = self.proposals.pop_first().expect("checked");
+            if index == e.index && term == e.term {
+                if let Some(r) = result.clone() {
+                    if self.drop_replies > 0 {
+                        self.drop_replies -= 1;
+                        tracing::warn!(index, "test RPC: dropping this reply");
+                        drop(reply);
+                    } else {
+                        let _ = reply.send(Ok(r));
+                    }
+                }
+            } else {
+                let leader = self.raft.leader();
+                let _ = reply.send(Err(NodeError::NotLeader { leader }));
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.store.applied_index();
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ready {
+            let r = self.reads.remove(&id).expect("listed above");
+            let value = self.lookup(&r.key);
+            let _ = r.reply.send(Ok(value));
+        }
+    }
+
+    /// Bounds the log: once enough entries are applied past the last
+    /// snapshot, snapshot the store, persist it, and compact the core's log.
+    fn maybe_snapshot(&mut self) {
+        let applied = self.store.applied_index();
+        if applied < self.raft.snapshot_index() + self.opts.snapshot_threshold || applied > self.raft.applied_index() {
+            return;
+        }
+        let term = self.raft.term_at(applied).expect("applied entry is in the log");
+        let data = self.store.snapshot();
+        let meta = SnapshotMeta {
+            index: applied,
+            term,
+            membership: self.raft.membership().clone(),
+        };
+        if let Err(e) = self.wal.save_snapshot(&wal_meta(&meta), &data) {
+            fatal("saving a snapshot", e);
+        }
+        self.raft
+            .compact(applied, Bytes::from(data))
+            .expect("compacting an applied index");
+        tracing::info!(index = applied, "took a snapshot and compacted the log");
+    }
+}
+
+pub fn wal_meta(m: &SnapshotMeta) -> WalSnapshotMeta {
+    use prost::Message as _;
+    WalSnapshotMeta {
+        index: m.index,
+        term: m.term,
+        membership: membership_to_pb(&m.membership).encode_to_vec(),
+    }
+}

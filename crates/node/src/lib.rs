@@ -1,0 +1,19 @@
+//! # A Triton node
+//!
+//! The host that turns the pure Raft core into a running server:
+//!
+//! - [`driver`]: one thread owning the core, the WAL and the replicated
+//!   store; runs the `Ready` loop (persist before acknowledging, group
+//!   commit, apply, serve ReadIndex reads, snapshot to bound the log);
+//! - [`transport`]: peer messages over long-lived gRPC streams;
+//! - [`service`]: the client-facing key-value service and the test/fault
+//!   control service (off unless enabled);
+//! - [`client`]: a client that follows the leader and retries exactly-once;
+//! - [`server`]: recovery and startup.
+
+pub mod client;
+pub mod codec;
+pub mod driver;
+pub mod server;
+pub mod service;
+pub mod transport;

@@ -1,0 +1,190 @@
+//! Starting a node: recover from the WAL, start the driver thread and the
+//! peer senders, serve gRPC until shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use triton_config::ClusterConfig;
+use triton_proto::control::control_server::ControlServer;
+use triton_proto::kv::kv_server::KvServer;
+use triton_proto::raft::raft_transport_server::RaftTransportServer;
+use triton_raft::{Config as RaftConfig, Entry, HardState, InitialState, Membership, NodeId, Raft, Snapshot};
+use triton_storage::{Wal, WalOptions};
+use triton_store::{Store, StoreOptions};
+
+use crate::codec::{entry_from_payload, membership_from_pb};
+use crate::driver::{Driver, DriverOptions, Input};
+use crate::service::{ControlService, KvService, NodeHandle};
+use crate::transport::{Outbox, TransportService};
+
+pub struct ServerOptions {
+    pub config: ClusterConfig,
+    /// The user-facing id (as in the config).
+    pub id: u64,
+    pub data_dir: PathBuf,
+}
+
+/// What recovery found, for the first log line.
+struct Recovery {
+    raft: Raft,
+    wal: Wal,
+    store: Store,
+}
+
+fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow::Result<Recovery> {
+    let wal_dir = opts.data_dir.join("wal");
+    let wal_opts = WalOptions {
+        max_record_bytes: u32::try_from(opts.config.max_message_bytes).unwrap_or(u32::MAX),
+        ..WalOptions::default()
+    };
+    let (wal, recovered) =
+        Wal::open(&wal_dir, wal_opts).with_context(|| format!("recovering the WAL in {}", wal_dir.display()))?;
+    if let Some((path, offset)) = &recovered.repaired_tail {
+        tracing::warn!(
+            "repaired a torn write at the end of {} (cut at byte {offset})",
+            path.display()
+        );
+    }
+    for (path, why) in &recovered.ignored_snapshots {
+        tracing::warn!("ignored snapshot {}: {why}", path.display());
+    }
+    let snapshot = wal.load_snapshot().context("loading the snapshot")?;
+    let (snapshot, store) = match snapshot {
+        Some((meta, data)) => {
+            use prost::Message as _;
+            let pb = triton_proto::raft::Membership::decode(&meta.membership[..])
+                .context("decoding the snapshot's membership")?;
+            let store = Store::restore(&data).context("restoring the store from the snapshot")?;
+            let snapshot = Snapshot {
+                meta: triton_raft::SnapshotMeta {
+                    index: meta.index,
+                    term: meta.term,
+                    membership: membership_from_pb(&pb),
+                },
+                data: data.into(),
+            };
+            (Some(snapshot), store)
+        }
+        None => (None, Store::new(StoreOptions::default())),
+    };
+    let entries = recovered
+        .entries
+        .iter()
+        .map(|e| entry_from_payload(e.index, e.term, &e.payload))
+        .collect::<Result<Vec<Entry>, _>>()
+        .context("decoding WAL entries")?;
+    let hs = recovered.hard_state;
+    let timing = &opts.config.timing;
+    let mut cfg = RaftConfig::new(raft_id);
+    cfg.election_tick = timing.election_ticks;
+    cfg.heartbeat_tick = timing.heartbeat_ticks;
+    cfg.max_msg_bytes = (opts.config.max_message_bytes / 2).max(1);
+    cfg.seed = rand::random();
+    let init = InitialState {
+        hard_state: HardState {
+            term: hs.term,
+            vote: (hs.vote != 0).then_some(hs.vote),
+            commit: hs.commit,
+        },
+        snapshot,
+        entries,
+        membership: Membership::with_voters(voters),
+    };
+    let raft = Raft::new(cfg, init).context("starting the Raft core")?;
+    Ok(Recovery { raft, wal, store })
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn serve(opts: ServerOptions, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let node = opts.config.node(opts.id)?.clone();
+    let raft_id = ClusterConfig::raft_id(opts.id);
+    let listen: SocketAddr = tokio::net::lookup_host(&node.addr)
+        .await
+        .with_context(|| format!("resolving {}", node.addr))?
+        .next()
+        .with_context(|| format!("{} resolves to no address", node.addr))?;
+    let addrs: HashMap<NodeId, String> = opts
+        .config
+        .nodes
+        .iter()
+        .map(|n| (ClusterConfig::raft_id(n.id), n.addr.clone()))
+        .collect();
+    let voters: Vec<NodeId> = addrs.keys().copied().collect();
+    if !voters.contains(&raft_id) {
+        bail!("node {} is not in the cluster config", opts.id);
+    }
+    let Recovery { raft, wal, store } = recover(&opts, raft_id, voters)?;
+    tracing::info!(
+        id = opts.id,
+        addr = %node.addr,
+        peers = ?opts.config.nodes.iter().filter(|n| n.id != opts.id).map(|n| n.addr.as_str()).collect::<Vec<_>>(),
+        term = raft.term(),
+        last_index = raft.last_index(),
+        commit = raft.commit_index(),
+        data_dir = %opts.data_dir.display(),
+        "node {} starting: listening on {}, term {}, last index {}",
+        opts.id,
+        node.addr,
+        raft.term(),
+        raft.last_index()
+    );
+
+    let max_message_bytes = usize::try_from(opts.config.max_message_bytes).unwrap_or(usize::MAX);
+    let peers: HashMap<NodeId, String> = addrs
+        .iter()
+        .filter(|(&id, _)| id != raft_id)
+        .map(|(&id, a)| (id, a.clone()))
+        .collect();
+    let outbox = Outbox::start(&tokio::runtime::Handle::current(), peers, max_message_bytes);
+    let (driver_tx, driver_rx) = crossbeam_channel::bounded::<Input>(65_536);
+    let driver = Driver::new(
+        raft,
+        wal,
+        store,
+        outbox,
+        DriverOptions {
+            tick: Duration::from_millis(opts.config.timing.tick_ms),
+            snapshot_threshold: opts.config.snapshot_threshold,
+            read_timeout: Duration::from_secs(5),
+        },
+    );
+    let driver_thread = std::thread::Builder::new()
+        .name(format!("raft-driver-{}", opts.id))
+        .spawn(move || driver.run(driver_rx))
+        .context("starting the driver thread")?;
+
+    let handle = NodeHandle {
+        driver: driver_tx.clone(),
+        addrs,
+        request_timeout: Duration::from_secs(5),
+        max_key_bytes: 4096,
+        max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
+    };
+    let transport = RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let kv = KvServer::new(KvService { node: handle.clone() })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let control = ControlServer::new(ControlService {
+        node: handle.clone(),
+        enabled: opts.config.enable_test_rpcs,
+    });
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(transport)
+        .add_service(kv)
+        .add_service(control)
+        .serve_with_shutdown(listen, shutdown)
+        .await;
+    // Stop the driver (it syncs the WAL) whatever happened to the server.
+    let _ = driver_tx.send(Input::Shutdown);
+    let _ = driver_thread.join();
+    served.with_context(|| format!("serving on {listen}"))?;
+    tracing::info!("node {} stopped", opts.id);
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Peer transport over gRPC: one long-lived client stream per peer carries
+//! batches of Raft messages in order. Sending never blocks the driver: each
+//! peer has a bounded queue, and a full queue drops the message (Raft
+//! tolerates loss and retransmits). Connections are re-established with
+//! exponential backoff.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crossbeam_channel::Sender as DriverSender;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status, Streaming};
+use triton_proto::raft::raft_transport_client::RaftTransportClient;
+use triton_proto::raft::raft_transport_server::RaftTransport;
+use triton_proto::raft::{RaftBatch, RaftMessage, TransportAck};
+use triton_raft::{Message, NodeId};
+
+use crate::codec::{message_from_pb, message_to_pb};
+use crate::driver::Input;
+
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// Messages per batch on the wire.
+const BATCH: usize = 256;
+
+/// The driver's handle for sending to peers.
+pub struct Outbox {
+    peers: HashMap<NodeId, mpsc::Sender<RaftMessage>>,
+}
+
+impl Outbox {
+    /// Starts a sender task per peer on `rt`. `peers` maps Raft ids to gRPC
+    /// addresses.
+    pub fn start(rt: &tokio::runtime::Handle, peers: HashMap<NodeId, String>, max_message_bytes: usize) -> Outbox {
+        let mut senders = HashMap::new();
+        for (id, addr) in peers {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            rt.spawn(peer_sender(id, addr, rx, max_message_bytes));
+            senders.insert(id, tx);
+        }
+        Outbox { peers: senders }
+    }
+
+    pub fn send(&self, m: Message) {
+        if let Some(tx) = self.peers.get(&m.to) {
+            // Full or closed: drop; the core will retransmit.
+            let _ = tx.try_send(message_to_pb(&m));
+        }
+    }
+}
+
+async fn peer_sender(id: NodeId, addr: String, mut queue: mpsc::Receiver<RaftMessage>, max_bytes: usize) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(e) => e
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5)),
+            Err(e) => {
+                tracing::error!(peer = id, %addr, "bad peer address: {e}");
+                return;
+            }
+        };
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(peer = id, %addr, "connect failed: {e}; retrying in {backoff:?}");
+                // Drain what queued meanwhile: stale messages are useless.
+                while queue.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        tracing::debug!(peer = id, %addr, "connected");
+        let mut client = RaftTransportClient::new(channel)
+            .max_encoding_message_size(max_bytes)
+            .max_decoding_message_size(max_bytes);
+        let (tx, rx) = mpsc::channel::<RaftBatch>(64);
+        let call = tokio::spawn(async move { client.send(ReceiverStream::new(rx)).await });
+        loop {
+            let Some(first) = queue.recv().await else {
+                return; // the node is shutting down
+            };
+            let mut messages = vec![first];
+            while messages.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(m) => messages.push(m),
+                    Err(_) => break,
+                }
+            }
+            if tx.send(RaftBatch { messages }).await.is_err() {
+                break; // the stream ended: reconnect
+            }
+        }
+        match call.await {
+            Ok(Err(status)) => tracing::debug!(peer = id, "stream ended: {status}"),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Receives peers' message streams and hands each message to the driver.
+pub struct TransportService {
+    driver: DriverSender<Input>,
+    me: NodeId,
+}
+
+impl TransportService {
+    pub fn new(driver: DriverSender<Input>, me: NodeId) -> Self {
+        TransportService { driver, me }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for TransportService {
+    async fn send(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<TransportAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            for m in batch.messages {
+                match message_from_pb(m) {
+                    Ok(m) if m.to == self.me => {
+                        // A full driver queue drops the message (loss is safe).
+                        let _ = self.driver.try_send(Input::Peer(m));
+                    }
+                    Ok(m) => tracing::warn!(to = m.to, "dropping a message addressed to another node"),
+                    Err(e) => tracing::warn!("dropping a malformed peer message: {e}"),
+                }
+            }
+        }
+        Ok(Response::new(TransportAck {}))
+    }
+}

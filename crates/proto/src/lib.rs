@@ -1,0 +1,17 @@
+//! Triton's wire interfaces. The `.proto` files under `proto/` are the
+//! contract (clients in any language can be generated from them); this crate
+//! only includes the Rust code generated from them at build time.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod raft {
+    tonic::include_proto!("triton.raft");
+}
+
+pub mod kv {
+    tonic::include_proto!("triton.kv");
+}
+
+pub mod control {
+    tonic::include_proto!("triton.control");
+}

@@ -1,0 +1,63 @@
+//! `triton server`: runs one node of a cluster.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use triton_node::server::{serve, ServerOptions};
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Cluster config: TOML, JSON ({"RaftAddrs": [...]}) or the "M: n" text form.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// This node's id in the config (0-based in the JSON and text forms).
+    #[arg(long)]
+    pub id: u64,
+    /// Where this node keeps its WAL and snapshots (default: the config's
+    /// data_dir, else ./triton-data/node-<id>).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let config = triton_config::load(&args.config)?;
+    config.node(args.id)?;
+    let data_dir = args.data_dir.unwrap_or_else(|| config.node_data_dir(args.id));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM; shutting down"),
+            }
+        };
+        serve(
+            ServerOptions {
+                config,
+                id: args.id,
+                data_dir,
+            },
+            shutdown,
+        )
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

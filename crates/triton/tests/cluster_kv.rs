@@ -1,0 +1,301 @@
+//! A real 3-node cluster of `triton server` processes on 127.0.0.1: the key-
+//! value face, kill -9 at any moment, torn and corrupted WALs, snapshot
+//! catch-up, exactly-once retries, and the fault RPCs' switch.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cluster::{segments, Cluster, ClusterOptions};
+use triton_node::client::KvClient;
+use triton_proto::control::control_client::ControlClient;
+use triton_proto::control::{ControlEmpty, DropReplies};
+
+async fn control(addr: &str) -> ControlClient<tonic::transport::Channel> {
+    ControlClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect control")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_then_linearizable_get_through_a_follower() {
+    let c = Cluster::start(ClusterOptions::default());
+    let leader = c.wait_leader().await;
+    let follower = (leader + 1) % 3;
+    // A client that only knows the follower: the write is redirected to the
+    // leader, the read is served by the follower after a ReadIndex round.
+    let mut client = KvClient::new(vec![c.addrs[follower].clone()]).unwrap();
+    let version = client.put(b"greeting", b"hello").await.unwrap();
+    assert!(version > 0);
+    let mut at_follower = KvClient::new(vec![c.addrs[follower].clone()]).unwrap();
+    let got = at_follower.get(b"greeting").await.unwrap().expect("the key exists");
+    assert_eq!((got.value.as_slice(), got.version), (&b"hello"[..], version));
+    assert!(at_follower.get(b"missing").await.unwrap().is_none());
+    // Append and delete.
+    let v2 = client.append(b"greeting", b", world").await.unwrap();
+    assert!(v2 > version);
+    assert_eq!(client.get(b"greeting").await.unwrap().unwrap().value, b"hello, world");
+    assert!(client.delete(b"greeting").await.unwrap());
+    assert!(!client.delete(b"greeting").await.unwrap());
+    assert!(client.get(b"greeting").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    c.wait_leader().await;
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (acked, stop, endpoints) = (acked.clone(), stop.clone(), c.endpoints());
+        writers.push(tokio::spawn(async move {
+            let mut client = KvClient::new(endpoints).unwrap();
+            client.deadline = Duration::from_secs(10);
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (k, v) = (format!("w{w}-{n}"), format!("value {w}/{n}"));
+                if client.put(k.as_bytes(), v.as_bytes()).await.is_ok() {
+                    acked.lock().unwrap().insert(k, v);
+                }
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let leader = c.wait_leader().await;
+    c.kill9(leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.spawn(leader);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "only {} writes were acknowledged", acked.len());
+    let mut client = c.client();
+    for (k, v) in &acked {
+        let got = client.get(k.as_bytes()).await.unwrap();
+        assert_eq!(
+            got.map(|g| g.value),
+            Some(v.clone().into_bytes()),
+            "acknowledged write {k} lost"
+        );
+    }
+    // Every node, the restarted one included, converges to the same state.
+    let leader = c.wait_leader().await;
+    let commit = client.status_of(&c.addrs[leader]).await.unwrap().commit_index;
+    c.wait_applied(commit).await;
+    for addr in &c.addrs {
+        let mut local = KvClient::new(vec![addr.clone()]).unwrap();
+        for (k, v) in acked.iter().take(50) {
+            let got = local.get_with(k.as_bytes(), true).await.unwrap();
+            assert_eq!(
+                got.map(|g| g.value),
+                Some(v.clone().into_bytes()),
+                "{addr} diverged on {k}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_node_keeps_all_state() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    c.wait_leader().await;
+    let mut client = c.client();
+    for i in 0..50 {
+        client
+            .put(format!("k{i}").as_bytes(), format!("v{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    c.wait_leader().await;
+    let mut client = c.client();
+    for i in 0..50 {
+        let got = client.get(format!("k{i}").as_bytes()).await.unwrap();
+        assert_eq!(got.map(|g| g.value), Some(format!("v{i}").into_bytes()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_repaired_and_a_corrupt_record_stops_the_node() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let leader = c.wait_leader().await;
+    let mut client = c.client();
+    for i in 0..30 {
+        client.put(format!("k{i}").as_bytes(), b"some value").await.unwrap();
+    }
+    let torn = (leader + 1) % 3;
+    let corrupt = (leader + 2) % 3;
+    c.kill9(torn);
+    c.kill9(corrupt);
+
+    // Cut the last record of the torn node's last segment in half.
+    let seg = segments(&c.data_dir(torn)).pop().expect("a segment");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    c.spawn(torn);
+
+    // Flip a byte in the middle of the corrupt node's log.
+    let seg = segments(&c.data_dir(corrupt)).remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5A;
+    std::fs::write(&seg, &bytes).unwrap();
+    c.spawn(corrupt);
+
+    // The torn node starts and catches up (the leader still has a majority
+    // with it), and it logged the repair.
+    let mut at_torn = KvClient::new(vec![c.addrs[torn].clone()]).unwrap();
+    for i in 0..30 {
+        let got = at_torn.get(format!("k{i}").as_bytes()).await.unwrap();
+        assert!(got.is_some(), "k{i} missing after the torn-tail repair");
+    }
+    assert!(
+        c.log(torn).contains("torn"),
+        "the repair was not logged:\n{}",
+        c.log(torn)
+    );
+
+    // The corrupt node refuses to start, naming the file and the offset.
+    let status = c
+        .wait_exit(corrupt, Duration::from_secs(10))
+        .expect("the corrupt node exits");
+    assert!(!status.success());
+    let log = c.log(corrupt);
+    let name = seg.file_name().unwrap().to_string_lossy().to_string();
+    assert!(log.contains(&name), "error does not name {name}:\n{log}");
+    assert!(log.contains("offset"), "error does not name the offset:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_throughout_catches_up_by_snapshot() {
+    let mut c = Cluster::start(ClusterOptions {
+        snapshot_threshold: 40,
+        ..Default::default()
+    });
+    c.kill9(2);
+    c.wait_leader().await;
+    let mut client = c.client();
+    for i in 0..300 {
+        client
+            .put(format!("k{i}").as_bytes(), format!("v{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let leader = c.wait_leader().await;
+    let s = client.status_of(&c.addrs[leader]).await.unwrap();
+    assert!(
+        s.snapshot_index > 200,
+        "the leader took no snapshot (snapshot index {})",
+        s.snapshot_index
+    );
+    c.spawn(2);
+    c.wait_applied(s.commit_index).await;
+    let s2 = client.status_of(&c.addrs[2]).await.unwrap();
+    assert!(s2.snapshot_index > 0, "node 2 caught up without a snapshot");
+    let mut local = KvClient::new(vec![c.addrs[2].clone()]).unwrap();
+    for i in [0, 150, 299] {
+        let got = local.get_with(format!("k{i}").as_bytes(), true).await.unwrap();
+        assert_eq!(got.map(|g| g.value), Some(format!("v{i}").into_bytes()));
+    }
+    // Its log on disk is bounded too: old segments are gone after restart.
+    c.restart(2);
+    c.wait_leader().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_appends_whose_replies_were_dropped_apply_once() {
+    let c = Cluster::start(ClusterOptions {
+        test_rpcs: true,
+        ..Default::default()
+    });
+    let leader = c.wait_leader().await;
+    let mut ctl = control(&c.addrs[leader]).await;
+    let mut client = c.client();
+    client.put(b"log", b"").await.unwrap();
+    ctl.drop_next_replies(DropReplies { count: 3 }).await.unwrap();
+    for part in ["a", "b", "c", "d"] {
+        client.append(b"log", part.as_bytes()).await.unwrap();
+    }
+    let got = client.get(b"log").await.unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8(got.value).unwrap(),
+        "abcd",
+        "a retried append was applied twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_rpcs_are_refused_unless_enabled_and_crash_freezes_a_node() {
+    let c = Cluster::start(ClusterOptions::default());
+    let leader = c.wait_leader().await;
+    let err = control(&c.addrs[leader])
+        .await
+        .crash(ControlEmpty {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    drop(c);
+
+    let c = Cluster::start(ClusterOptions {
+        test_rpcs: true,
+        ..Default::default()
+    });
+    let leader = c.wait_leader().await;
+    let mut ctl = control(&c.addrs[leader]).await;
+    ctl.crash(ControlEmpty {}).await.unwrap();
+    assert!(ctl.is_crashed(ControlEmpty {}).await.unwrap().into_inner().crashed);
+    // The others elect a new leader and keep serving.
+    let start = Instant::now();
+    let mut client = c.client();
+    client.put(b"k", b"v").await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(20));
+    ctl.restore(ControlEmpty {}).await.unwrap();
+    assert_eq!(client.get(b"k").await.unwrap().unwrap().value, b"v");
+}
+
+#[test]
+fn bad_configs_and_ids_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[nodes]]\nid = 0\naddr = \"127.0.0.1:notaport\"\n").unwrap();
+    let out = std::process::Command::new(cluster::bin())
+        .args(["server", "--config"])
+        .arg(&bad)
+        .args(["--id", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port"), "unclear error: {err}");
+
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"RaftAddrs": ["127.0.0.1:1", "127.0.0.1:2"], "BlockAddrs": []}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(cluster::bin())
+        .args(["server", "--config"])
+        .arg(&good)
+        .args(["--id", "7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains('7'), "unclear error for an unknown id: {err}");
+}

@@ -1,0 +1,234 @@
+//! A real cluster of `triton server` processes on 127.0.0.1 for tests:
+//! free ports, a generated TOML config, kill -9 / restart / SIGTERM, and a
+//! guard that kills every process when the test ends (even on panic).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use triton_node::client::KvClient;
+
+pub struct ClusterOptions {
+    pub nodes: usize,
+    pub snapshot_threshold: u64,
+    pub test_rpcs: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 3,
+            snapshot_threshold: 10_000,
+            test_rpcs: false,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub addrs: Vec<String>,
+    children: Vec<Option<Child>>,
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_triton")
+}
+
+impl Cluster {
+    pub fn start(opts: ClusterOptions) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<String> = (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let mut toml = format!(
+            "snapshot_threshold = {}\nenable_test_rpcs = {}\n\n[timing]\ntick_ms = 20\nelection_ticks = 10\nheartbeat_ticks = 2\n",
+            opts.snapshot_threshold, opts.test_rpcs
+        );
+        for (i, a) in addrs.iter().enumerate() {
+            toml.push_str(&format!("\n[[nodes]]\nid = {i}\naddr = \"{a}\"\n"));
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let mut c = Cluster {
+            dir,
+            config,
+            addrs,
+            children: (0..opts.nodes).map(|_| None).collect(),
+        };
+        for i in 0..opts.nodes {
+            c.spawn(i);
+        }
+        c
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}.log"))
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(["server", "--config"])
+            .arg(&self.config)
+            .args(["--id", &i.to_string(), "--data-dir"])
+            .arg(self.data_dir(i))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn triton server");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.children[i].take().expect("running");
+        unsafe_kill(c.id(), 15);
+        wait_timeout(&mut c, Duration::from_secs(10)).expect("node stops within 10 s after SIGTERM")
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        self.spawn(i);
+    }
+
+    /// Waits for node `i` to exit on its own (e.g. refusing to start).
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.children[i].as_mut()?;
+        let status = wait_timeout(c, timeout);
+        if status.is_some() {
+            self.children[i] = None;
+        }
+        status
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.addrs.clone()
+    }
+
+    pub fn client(&self) -> KvClient {
+        KvClient::new(self.endpoints()).expect("endpoints")
+    }
+
+    /// Waits until some node reports itself leader and a majority agrees on
+    /// the term; returns its index.
+    pub async fn wait_leader(&self) -> usize {
+        let start = Instant::now();
+        let mut probe = self.client();
+        probe.attempt_timeout = Duration::from_millis(500);
+        while start.elapsed() < Duration::from_secs(20) {
+            for (i, a) in self.addrs.iter().enumerate() {
+                if self.children[i].is_none() {
+                    continue;
+                }
+                if let Ok(s) = probe.status_of(a).await {
+                    if s.role == "leader" {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader within 20 s; logs in {}", self.dir.path().display());
+    }
+
+    /// Waits until every running node has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64) {
+        let start = Instant::now();
+        let mut probe = self.client();
+        probe.attempt_timeout = Duration::from_millis(500);
+        'outer: while start.elapsed() < Duration::from_secs(30) {
+            for (i, a) in self.addrs.iter().enumerate() {
+                if self.children[i].is_none() {
+                    continue;
+                }
+                match probe.status_of(a).await {
+                    Ok(s) if s.applied_index >= index => {}
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue 'outer;
+                    }
+                }
+            }
+            return;
+        }
+        panic!(
+            "nodes did not apply {index} within 30 s; logs in {}",
+            self.dir.path().display()
+        );
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+        if std::thread::panicking() {
+            for i in 0..self.children.len() {
+                eprintln!("---- node {i} log ----\n{}", self.log(i));
+            }
+        }
+    }
+}
+
+pub fn unsafe_kill(pid: u32, signal: i32) {
+    // `kill` from the OS: std only offers SIGKILL.
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn wait_timeout(c: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The WAL segment files of a node, in order.
+pub fn segments(data_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "wal"));
+    v.sort();
+    v
+}
