@@ -62,6 +62,8 @@ pub struct Wal {
     /// Whether something was written since the last fsync.
     unsynced: bool,
     poisoned: Option<String>,
+    /// Group commits done (fdatasync calls made by `sync`), for metrics and tests.
+    syncs: u64,
     /// Holds an exclusive `flock` on `LOCK` for as long as the `Wal` lives,
     /// so two processes never append to the same log.
     _lock: File,
@@ -364,6 +366,7 @@ impl Wal {
             hard_state,
             unsynced: false,
             poisoned: None,
+            syncs: 0,
             _lock: lock,
         };
         if !active_has_hard_state {
@@ -408,6 +411,12 @@ impl Wal {
     /// Metadata of the saved snapshot, if any.
     pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
         self.snapshot.as_ref().map(|(m, _)| m)
+    }
+
+    /// How many group commits (`fdatasync` calls by [`Wal::sync`]) this `Wal`
+    /// has done: a `sync` with nothing new to flush does none.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs
     }
 
     /// The directory holding the log.
@@ -548,6 +557,7 @@ impl Wal {
             if let Err(e) = self.file.sync_data() {
                 return Err(self.poison(StorageError::io(path, e)));
             }
+            self.syncs += 1;
             self.unsynced = false;
         }
         Ok(())

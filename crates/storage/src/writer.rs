@@ -16,6 +16,8 @@ pub type SyncResult = Result<(), Arc<StorageError>>;
 
 /// Called on the writer thread once the batch is durable (or failed). It must
 /// be quick and must not panic (send on a channel or a oneshot, typically).
+/// Accepted batches complete in submission order; a batch refused by a check
+/// (a gap, a bad hard state) completes at once with its error and writes nothing.
 pub type Completion = Box<dyn FnOnce(SyncResult) + Send + 'static>;
 
 /// Entries and/or a hard state to make durable together.

@@ -104,3 +104,48 @@ fn a_refused_batch_fails_alone_and_writes_nothing() {
     assert_eq!(rec.hard_state.term, 2);
     assert_eq!(wal.load_snapshot().unwrap().unwrap().1, b"s".to_vec());
 }
+
+#[test]
+fn batches_queued_during_a_sync_share_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open(dir.path(), &WalOptions::default());
+    let writer = WalWriter::spawn(wal).unwrap();
+    // The first batch's completion holds the writer thread until 100 more
+    // batches are queued, so they go out in at most one more group commit.
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let first_done = done_tx.clone();
+    writer
+        .submit(
+            WriteBatch {
+                entries: vec![entry(1, 1, 8)],
+                hard_state: None,
+            },
+            move |r| {
+                release_rx.recv().unwrap();
+                first_done.send(r).unwrap();
+            },
+        )
+        .unwrap();
+    for i in 2..=101 {
+        let tx = done_tx.clone();
+        writer
+            .submit(
+                WriteBatch {
+                    entries: vec![entry(i, 1, 8)],
+                    hard_state: None,
+                },
+                move |r| tx.send(r).unwrap(),
+            )
+            .unwrap();
+    }
+    release_tx.send(()).unwrap();
+    drop(done_tx);
+    assert!(done_rx.iter().take(101).all(|r| r.is_ok()));
+    let wal = writer.shutdown().unwrap();
+    assert_eq!(wal.last_index(), 101);
+    // The first group may already hold some (or all) of the later batches if
+    // they were queued before the thread woke up; either way at most two syncs.
+    let syncs = wal.sync_count();
+    assert!((1..=2).contains(&syncs), "{syncs} syncs for 101 batches");
+}
