@@ -2,7 +2,12 @@
 //! building Triton needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/raft.proto", "proto/kv.proto", "proto/control.proto"];
+    let files = [
+        "proto/raft.proto",
+        "proto/kv.proto",
+        "proto/control.proto",
+        "proto/surfstore.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -32,8 +32,9 @@ pub enum NodeError {
 }
 
 pub type WriteReply = oneshot::Sender<Result<WriteResult, NodeError>>;
-/// A read's answer: the value and version, if the key exists.
-pub type ReadReply = oneshot::Sender<Result<Option<(Vec<u8>, u64)>, NodeError>>;
+/// A read: runs against the store once it is safe to (or with the error
+/// that prevented it). The closure sends its own answer.
+pub type Query = Box<dyn FnOnce(Result<&Store, NodeError>) + Send>;
 
 /// A snapshot of the node's state for status endpoints.
 #[derive(Debug, Clone, Default)]
@@ -66,19 +67,27 @@ pub enum Input {
         data: Vec<u8>,
         reply: WriteReply,
     },
-    Read {
-        key: Vec<u8>,
+    /// A read of the store: linearizable (ReadIndex) unless `serializable`.
+    Query {
         serializable: bool,
-        reply: ReadReply,
+        query: Query,
     },
+    /// Inspection of this node's state that answers even while crashed
+    /// (test hooks such as SurfStore's GetInternalState).
+    Inspect(Box<dyn FnOnce(&Store, &NodeStatus) + Send>),
+    /// Campaign now, overriding leases (operator "set leader").
+    Campaign,
+    /// Leader only: send a heartbeat round now.
+    Heartbeat,
+    /// The log as this node holds it (for inspection endpoints).
+    Log(oneshot::Sender<Vec<Entry>>),
     Status(oneshot::Sender<NodeStatus>),
     Control(ControlOp),
     Shutdown,
 }
 
 struct PendingRead {
-    key: Vec<u8>,
-    reply: ReadReply,
+    query: Query,
     deadline: Instant,
     /// Set once the core says the read may be served at this index.
     index: Option<Index>,
@@ -210,17 +219,13 @@ impl Driver {
                     }
                 }
             }
-            Input::Read {
-                key,
-                serializable,
-                reply,
-            } => {
+            Input::Query { serializable, query } => {
                 if self.crashed {
-                    let _ = reply.send(Err(NodeError::Unavailable("crashed".into())));
+                    query(Err(NodeError::Unavailable("crashed".into())));
                     return;
                 }
                 if serializable {
-                    let _ = reply.send(Ok(self.lookup(&key)));
+                    query(Ok(&self.store));
                     return;
                 }
                 let id = self.next_read_id;
@@ -231,20 +236,33 @@ impl Driver {
                         self.reads.insert(
                             id,
                             PendingRead {
-                                key,
-                                reply,
+                                query,
                                 deadline,
                                 index: None,
                             },
                         );
                     }
-                    Err(triton_raft::ReadIndexError::NoLeader) => {
-                        let _ = reply.send(Err(NodeError::NotLeader { leader: None }));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(NodeError::Unavailable(e.to_string())));
-                    }
+                    Err(triton_raft::ReadIndexError::NoLeader) => query(Err(NodeError::NotLeader { leader: None })),
+                    Err(e) => query(Err(NodeError::Unavailable(e.to_string()))),
                 }
+            }
+            Input::Inspect(f) => {
+                let status = self.status();
+                f(&self.store, &status);
+            }
+            Input::Campaign => {
+                if !self.crashed {
+                    self.raft.force_campaign();
+                }
+            }
+            Input::Heartbeat => {
+                if !self.crashed {
+                    self.raft.heartbeat_now();
+                }
+            }
+            Input::Log(reply) => {
+                let r = &self.raft;
+                let _ = reply.send(r.entries(r.snapshot_index() + 1, r.last_index() + 1));
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -297,16 +315,12 @@ impl Driver {
         }
     }
 
-    fn lookup(&self, key: &[u8]) -> Option<(Vec<u8>, u64)> {
-        self.store.get(key, now_ms()).map(|e| (e.value.to_vec(), e.version))
-    }
-
     fn fail_waiters(&mut self, err: NodeError) {
         for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, read) in self.reads.drain() {
-            let _ = read.reply.send(Err(err.clone()));
+            (read.query)(Err(err.clone()));
         }
     }
 
@@ -319,7 +333,7 @@ impl Driver {
             .collect();
         for id in expired {
             if let Some(r) = self.reads.remove(&id) {
-                let _ = r.reply.send(Err(NodeError::Timeout));
+                (r.query)(Err(NodeError::Timeout));
             }
         }
     }
@@ -480,8 +494,7 @@ impl Driver {
             .collect();
         for id in ready {
             let r = self.reads.remove(&id).expect("listed above");
-            let value = self.lookup(&r.key);
-            let _ = r.reply.send(Ok(value));
+            (r.query)(Ok(&self.store));
         }
     }
 

@@ -5,9 +5,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use triton_config::ClusterConfig;
 use triton_proto::control::control_server::ControlServer;
 use triton_proto::kv::kv_server::KvServer;
@@ -20,6 +24,21 @@ use crate::codec::{entry_from_payload, membership_from_pb};
 use crate::driver::{Driver, DriverOptions, Input};
 use crate::service::{ControlService, KvService, NodeHandle};
 use crate::transport::{Outbox, TransportService};
+
+/// A face of the replicated store served by a node besides the key-value
+/// one: extra gRPC services on the node's port and/or tasks of its own
+/// (e.g. a listener on another port). Faces talk to the node through the
+/// [`NodeHandle`].
+pub trait Face: Send {
+    /// Adds this face's gRPC services to the node's port.
+    fn add_routes(&mut self, _node: &NodeHandle, routes: Routes) -> Routes {
+        routes
+    }
+    /// Starts this face's own tasks; they must end when `shutdown` flips to true.
+    fn spawn(&mut self, _node: NodeHandle, _shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<anyhow::Result<()>>> {
+        Vec::new()
+    }
+}
 
 pub struct ServerOptions {
     pub config: ClusterConfig,
@@ -99,7 +118,11 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
 }
 
 /// Runs a node until `shutdown` resolves.
-pub async fn serve(opts: ServerOptions, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn serve(
+    opts: ServerOptions,
+    mut faces: Vec<Box<dyn Face>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let node = opts.config.node(opts.id)?.clone();
     let raft_id = ClusterConfig::raft_id(opts.id);
     let listen: SocketAddr = tokio::net::lookup_host(&node.addr)
@@ -159,7 +182,8 @@ pub async fn serve(opts: ServerOptions, shutdown: impl Future<Output = ()> + Sen
 
     let handle = NodeHandle {
         driver: driver_tx.clone(),
-        addrs,
+        config: Arc::new(opts.config.clone()),
+        raft_id,
         request_timeout: Duration::from_secs(5),
         max_key_bytes: 4096,
         max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
@@ -174,13 +198,26 @@ pub async fn serve(opts: ServerOptions, shutdown: impl Future<Output = ()> + Sen
         node: handle.clone(),
         enabled: opts.config.enable_test_rpcs,
     });
+    let mut routes = Routes::new(transport).add_service(kv).add_service(control);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for face in faces.iter_mut() {
+        routes = face.add_routes(&handle, routes);
+        tasks.extend(face.spawn(handle.clone(), stop_rx.clone()));
+    }
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(transport)
-        .add_service(kv)
-        .add_service(control)
+        .add_routes(routes)
         .serve_with_shutdown(listen, shutdown)
         .await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        match t.await {
+            Ok(Err(e)) => tracing::error!("a face stopped with an error: {e:#}"),
+            Err(e) => tracing::error!("a face panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     // Stop the driver (it syncs the WAL) whatever happened to the server.
     let _ = driver_tx.send(Input::Shutdown);
     let _ = driver_thread.join();

@@ -1,13 +1,15 @@
 //! The client-facing gRPC services: the key-value face and the test/fault
 //! control service (refused unless enabled in the config).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
+use triton_config::{ClusterConfig, NodeConfig};
 use triton_proto::control::control_server::Control;
 use triton_proto::control::{ControlEmpty, CrashState, DropReplies, NodeIds};
 use triton_proto::kv::kv_server::Kv;
@@ -16,48 +18,141 @@ use triton_proto::kv::{
     StatusResponse, WriteResponse,
 };
 use triton_raft::NodeId;
+use triton_store::Store;
 use triton_store::{Command, Session, WriteOp, WriteResult};
 
-use crate::driver::{now_ms, ControlOp, Input, NodeError, NodeStatus};
+use crate::driver::{now_ms, ControlOp, Input, NodeError, NodeStatus, Query};
 
 /// The metadata key naming the leader's address on a redirect.
 pub const LEADER_METADATA: &str = "triton-leader";
 
-/// What every service needs: the way to the driver and the cluster's
-/// addresses (to name the leader on a redirect).
+/// The way into a running node for every face it serves (the KV service,
+/// the file server, SurfStore's metadata service): submit writes, run
+/// linearizable or serializable queries against the store, ask for status,
+/// and find the leader.
 #[derive(Clone)]
 pub struct NodeHandle {
     pub driver: Sender<Input>,
-    /// Raft id -> client-facing gRPC address.
-    pub addrs: HashMap<NodeId, String>,
+    /// The cluster's configuration (addresses of every face of every node).
+    pub config: Arc<ClusterConfig>,
+    /// This node's Raft id.
+    pub raft_id: NodeId,
     pub request_timeout: Duration,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
 }
 
 impl NodeHandle {
-    fn submit(&self, input: Input) -> Result<(), Status> {
+    fn submit(&self, input: Input) -> Result<(), NodeError> {
         match self.driver.try_send(input) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Status::resource_exhausted("node overloaded; retry later")),
-            Err(TrySendError::Disconnected(_)) => Err(Status::unavailable("node shutting down")),
+            Err(TrySendError::Full(_)) => Err(NodeError::Unavailable("node overloaded; retry later".into())),
+            Err(TrySendError::Disconnected(_)) => Err(NodeError::Unavailable("node shutting down".into())),
         }
     }
 
-    async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, NodeError>>) -> Result<T, Status> {
+    async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, NodeError>>) -> Result<T, NodeError> {
         match tokio::time::timeout(self.request_timeout, rx).await {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(self.status_of(e)),
+            Ok(Ok(r)) => r,
             // The driver dropped the reply (e.g. a test dropping replies).
-            Ok(Err(_)) => Err(Status::deadline_exceeded("no reply")),
-            Err(_) => Err(Status::deadline_exceeded("request timed out; the outcome is unknown")),
+            Ok(Err(_)) => Err(NodeError::Timeout),
+            Err(_) => Err(NodeError::Timeout),
         }
     }
 
-    fn status_of(&self, e: NodeError) -> Status {
+    /// Proposes a write and waits until it is committed and applied. The
+    /// leader's wall clock is stamped into the command here.
+    pub async fn write(&self, session: Option<Session>, op: WriteOp) -> Result<WriteResult, NodeError> {
+        let cmd = Command {
+            session,
+            now_ms: now_ms(),
+            op,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.submit(Input::Write {
+            data: cmd.encode(),
+            reply: tx,
+        })?;
+        self.wait(rx).await
+    }
+
+    /// Runs `f` on the store once a read is safe: after a ReadIndex round
+    /// (linearizable) or at once on this node's state (`serializable`).
+    pub async fn query<T, F>(&self, serializable: bool, f: F) -> Result<T, NodeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let query: Query = Box::new(move |store: Result<&Store, NodeError>| {
+            let _ = tx.send(store.map(f));
+        });
+        self.submit(Input::Query { serializable, query })?;
+        self.wait(rx).await
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Input::Status(tx))?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(s)) => Ok(s),
+            _ => Err(NodeError::Unavailable("no status from the driver".into())),
+        }
+    }
+
+    /// Runs `f` on this node's store and status at once, even while the
+    /// node is crashed (for inspection hooks; may be stale).
+    pub async fn inspect<T, F>(&self, f: F) -> Result<T, NodeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &NodeStatus) -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Input::Inspect(Box::new(move |store: &Store, status: &NodeStatus| {
+            let _ = tx.send(f(store, status));
+        })))?;
+        rx.await
+            .map_err(|_| NodeError::Unavailable("node shutting down".into()))
+    }
+
+    /// The log entries this node holds (after its snapshot).
+    pub async fn log(&self) -> Result<Vec<triton_raft::Entry>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Input::Log(tx))?;
+        rx.await
+            .map_err(|_| NodeError::Unavailable("node shutting down".into()))
+    }
+
+    /// Campaign now (operator "set leader").
+    pub fn campaign(&self) -> Result<(), NodeError> {
+        self.submit(Input::Campaign)
+    }
+
+    /// Leader only: replicate now instead of at the next heartbeat.
+    pub fn heartbeat(&self) -> Result<(), NodeError> {
+        self.submit(Input::Heartbeat)
+    }
+
+    pub fn control(&self, op: ControlOp) -> Result<(), NodeError> {
+        self.submit(Input::Control(op))
+    }
+
+    /// The config entry of a node by Raft id.
+    pub fn node_config(&self, raft_id: NodeId) -> Option<&NodeConfig> {
+        self.config
+            .nodes
+            .iter()
+            .find(|n| ClusterConfig::raft_id(n.id) == raft_id)
+    }
+
+    /// gRPC status for a node error (leader address in metadata on a redirect).
+    pub fn grpc_status(&self, e: NodeError) -> Status {
         match e {
             NodeError::NotLeader { leader } => {
-                let addr = leader.and_then(|l| self.addrs.get(&l)).cloned().unwrap_or_default();
+                let addr = leader
+                    .and_then(|l| self.node_config(l))
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
                 let mut s = Status::failed_precondition(format!("not the leader; leader is {addr:?}"));
                 if let Ok(v) = MetadataValue::try_from(addr.as_str()) {
                     s.metadata_mut().insert(LEADER_METADATA, v);
@@ -80,40 +175,22 @@ impl NodeHandle {
         Ok(())
     }
 
-    async fn write(&self, session: Option<PbSession>, op: WriteOp) -> Result<WriteResult, Status> {
+    async fn kv_write(&self, session: Option<PbSession>, op: WriteOp) -> Result<WriteResult, Status> {
         let s = session.ok_or_else(|| Status::invalid_argument("writes need a session (client_id, seq)"))?;
         if s.client_id == 0 || s.seq == 0 {
             return Err(Status::invalid_argument("session client_id and seq must be non-zero"));
         }
-        let cmd = Command {
-            session: Some(Session {
-                client_id: s.client_id,
-                seq: s.seq,
-            }),
-            now_ms: now_ms(),
-            op,
+        let session = Session {
+            client_id: s.client_id,
+            seq: s.seq,
         };
-        let (tx, rx) = oneshot::channel();
-        self.submit(Input::Write {
-            data: cmd.encode(),
-            reply: tx,
-        })?;
-        match self.wait(rx).await? {
+        match self.write(Some(session), op).await.map_err(|e| self.grpc_status(e))? {
             WriteResult::StaleSession => Err(Status::failed_precondition(
                 "stale session sequence number: the original result is no longer known",
             )),
             WriteResult::Malformed => Err(Status::internal("the command could not be decoded")),
             r => Ok(r),
         }
-    }
-
-    pub async fn status(&self) -> Result<NodeStatus, Status> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(Input::Status(tx))?;
-        tokio::time::timeout(self.request_timeout, rx)
-            .await
-            .map_err(|_| Status::deadline_exceeded("status timed out"))?
-            .map_err(|_| Status::unavailable("node shutting down"))
     }
 }
 
@@ -126,13 +203,14 @@ impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let req = request.into_inner();
         self.node.check_key(&req.key)?;
-        let (tx, rx) = oneshot::channel();
-        self.node.submit(Input::Read {
-            key: req.key,
-            serializable: req.serializable,
-            reply: tx,
-        })?;
-        let found = self.node.wait(rx).await?;
+        let key = req.key;
+        let found = self
+            .node
+            .query(req.serializable, move |store| {
+                store.get(&key, now_ms()).map(|e| (e.value.to_vec(), e.version))
+            })
+            .await
+            .map_err(|e| self.node.grpc_status(e))?;
         Ok(Response::new(match found {
             Some((value, version)) => GetResponse {
                 found: true,
@@ -157,7 +235,7 @@ impl Kv for KvService {
             value: req.value,
             expires_at_ms: 0,
         };
-        let r = self.node.write(req.session, op).await?;
+        let r = self.node.kv_write(req.session, op).await?;
         Ok(Response::new(write_response(r)))
     }
 
@@ -174,23 +252,26 @@ impl Kv for KvService {
             key: req.key,
             value: req.value,
         };
-        let r = self.node.write(req.session, op).await?;
+        let r = self.node.kv_write(req.session, op).await?;
         Ok(Response::new(write_response(r)))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = request.into_inner();
         self.node.check_key(&req.key)?;
-        let r = self.node.write(req.session, WriteOp::Delete { key: req.key }).await?;
+        let r = self
+            .node
+            .kv_write(req.session, WriteOp::Delete { key: req.key })
+            .await?;
         Ok(Response::new(write_response(r)))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let s = self.node.status().await?;
+        let s = self.node.status().await.map_err(|e| self.node.grpc_status(e))?;
         let leader_addr = s
             .leader
-            .and_then(|l| self.node.addrs.get(&l))
-            .cloned()
+            .and_then(|l| self.node.node_config(l))
+            .map(|n| n.addr.clone())
             .unwrap_or_default();
         Ok(Response::new(StatusResponse {
             id: s.raft_id - 1,
@@ -236,7 +317,7 @@ impl ControlService {
 
     fn op(&self, op: ControlOp) -> Result<Response<ControlEmpty>, Status> {
         self.check()?;
-        self.node.submit(Input::Control(op))?;
+        self.node.control(op).map_err(|e| self.node.grpc_status(e))?;
         Ok(Response::new(ControlEmpty {}))
     }
 }
@@ -254,7 +335,9 @@ impl Control for ControlService {
     async fn is_crashed(&self, _: Request<ControlEmpty>) -> Result<Response<CrashState>, Status> {
         self.check()?;
         let (tx, rx) = oneshot::channel();
-        self.node.submit(Input::Control(ControlOp::IsCrashed(tx)))?;
+        self.node
+            .control(ControlOp::IsCrashed(tx))
+            .map_err(|e| self.node.grpc_status(e))?;
         let crashed = rx.await.map_err(|_| Status::unavailable("node shutting down"))?;
         Ok(Response::new(CrashState { crashed }))
     }

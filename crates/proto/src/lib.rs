@@ -15,3 +15,8 @@ pub mod kv {
 pub mod control {
     tonic::include_proto!("triton.control");
 }
+
+/// SurfStore's course-compatible interface (package `surfstore`).
+pub mod surfstore {
+    tonic::include_proto!("surfstore");
+}

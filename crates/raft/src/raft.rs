@@ -468,6 +468,16 @@ impl Raft {
         Ok(())
     }
 
+    /// Leader only: sends a heartbeat round now instead of at the next
+    /// heartbeat tick (operators and tests use it to hurry replication).
+    pub fn heartbeat_now(&mut self) {
+        self.assert_not_awaiting_advance();
+        if self.role == Role::Leader {
+            self.broadcast_heartbeat();
+            self.broadcast_pending = true;
+        }
+    }
+
     /// The host could not reach `id`: stop optimistic pipelining to it.
     pub fn report_unreachable(&mut self, id: NodeId) {
         if self.role != Role::Leader || id == self.id {

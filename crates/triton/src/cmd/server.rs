@@ -55,6 +55,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 id: args.id,
                 data_dir,
             },
+            Vec::new(),
             shutdown,
         )
         .await
