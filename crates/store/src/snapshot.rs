@@ -36,7 +36,7 @@
 //! stored; they are rebuilt and then checked with
 //! [`Store::check_invariants`].
 
-use crate::store::{Item, SessionRecord};
+use crate::store::{item_bytes, Item, SessionRecord};
 use crate::{FileMeta, Store, StoreError, StoreOptions, WriteResult};
 
 /// First bytes of every snapshot.
@@ -130,7 +130,11 @@ impl Store {
         let mut store = Store::new(opts);
         store.applied_index = applied_index;
 
+        // Keys arrive sorted, so the map and the expiry index are built in
+        // bulk (BTreeMap's from_iter builds sorted input in linear time).
         let keys = r.u64("key count")?;
+        let mut items = Vec::new();
+        let mut expiring = Vec::new();
         let mut previous: Option<&[u8]> = None;
         for _ in 0..keys {
             let key = r.bytes("key")?;
@@ -141,15 +145,19 @@ impl Store {
             let value = r.bytes("value")?.to_vec();
             let version = r.u64("version")?;
             let expires_at_ms = r.u64("expiry")?;
-            store.insert(
-                key.to_vec(),
-                Item {
-                    value,
-                    version,
-                    expires_at_ms,
-                },
-            );
+            let item = Item {
+                value,
+                version,
+                expires_at_ms,
+            };
+            store.bytes += item_bytes(key, &item);
+            if expires_at_ms != 0 {
+                expiring.push((expires_at_ms, key.to_vec()));
+            }
+            items.push((key.to_vec(), item));
         }
+        store.kv = items.into_iter().collect();
+        store.expiry = expiring.into_iter().collect();
 
         let sessions = r.u64("session count")?;
         let mut previous: Option<u64> = None;

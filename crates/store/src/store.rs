@@ -523,19 +523,21 @@ impl Store {
             if key.len() as u64 > self.opts.max_key_bytes || item.value.len() as u64 > self.opts.max_value_bytes {
                 return Err("key or value above the store's limits".into());
             }
-            if item.expires_at_ms != 0 {
-                expiring += 1;
-                if !self.expiry.contains(&(item.expires_at_ms, key.clone())) {
-                    return Err("expiring key missing from the expiry index".into());
-                }
-            }
+            expiring += usize::from(item.expires_at_ms != 0);
             bytes += item_bytes(key, item);
         }
+        // Every index entry names a key with that expiry, and there are as
+        // many entries as expiring keys: the index and the map agree.
         if expiring != self.expiry.len() {
             return Err(format!(
                 "expiry index has {} entries for {expiring} expiring keys",
                 self.expiry.len()
             ));
+        }
+        for (at, key) in &self.expiry {
+            if *at == 0 || self.kv.get(key).map(|item| item.expires_at_ms) != Some(*at) {
+                return Err("expiry index entry does not match its key".into());
+            }
         }
         if self.sessions.len() as u64 > self.opts.max_sessions {
             return Err(format!(
@@ -576,7 +578,7 @@ impl Store {
     }
 }
 
-fn item_bytes(key: &[u8], item: &Item) -> u64 {
+pub(crate) fn item_bytes(key: &[u8], item: &Item) -> u64 {
     let expiry = if item.expires_at_ms != 0 {
         key.len() as u64 + EXPIRY_OVERHEAD
     } else {
