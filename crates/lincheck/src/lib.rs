@@ -149,6 +149,11 @@ pub fn check(history: &[Operation], opts: &CheckOptions) -> Report {
     for op in history {
         by_key.entry(&op.key).or_default().push(op.clone());
     }
+    // By call time: the search's memo stores linearized sets compactly when
+    // operation numbers follow time.
+    for ops in by_key.values_mut() {
+        ops.sort_by_key(|op| (op.call, op.effective_ret().unwrap_or(u64::MAX)));
+    }
     let keys: Vec<(&str, Vec<Operation>)> = by_key.into_iter().collect();
     let per_key: Vec<KeyReport> = if opts.parallel {
         keys.par_iter().map(|(key, ops)| check_key(key, ops, opts)).collect()
@@ -192,6 +197,7 @@ pub fn check_jsonl_quick(data: &[u8]) -> Result<Report, HistoryError> {
         minimize_options: MinimizeOptions {
             max_attempts: 30,
             budget_per_attempt: 5_000,
+            max_total_steps: 100_000,
         },
         parallel: false,
         ..CheckOptions::default()
@@ -231,7 +237,7 @@ pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport
         SearchOutcome::Violation => Verdict::Violation,
         SearchOutcome::Unknown => Verdict::Unknown,
     };
-    let violation = (verdict == Verdict::Violation).then(|| violation_evidence(ops, opts));
+    let violation = (verdict == Verdict::Violation).then(|| violation_evidence(ops, opts, result.steps));
     KeyReport {
         key: key.to_string(),
         verdict,
@@ -241,9 +247,10 @@ pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport
     }
 }
 
-fn violation_evidence(ops: &[Operation], opts: &CheckOptions) -> Violation {
+fn violation_evidence(ops: &[Operation], opts: &CheckOptions, full_steps: u64) -> Violation {
     let (kept, attempts, capped) = if opts.minimize {
-        let m = minimize::minimize(ops, opts.minimize_options);
+        let prefix_budget = full_steps.saturating_mul(4).min(opts.budget_per_key);
+        let m = minimize::minimize(ops, opts.minimize_options, prefix_budget);
         (m.kept, m.attempts, m.capped)
     } else {
         ((0..ops.len()).collect(), 0, false)

@@ -37,8 +37,11 @@ use crate::search::{check_ops, Budget, SearchOutcome};
 pub struct MinimizeOptions {
     /// Most searches run while minimizing.
     pub max_attempts: usize,
-    /// Model steps allowed to each of those searches.
+    /// Model steps allowed to each of those searches (but see
+    /// [`minimize`]'s `prefix_budget`).
     pub budget_per_attempt: u64,
+    /// Model steps allowed to all of them together.
+    pub max_total_steps: u64,
 }
 
 impl Default for MinimizeOptions {
@@ -46,6 +49,7 @@ impl Default for MinimizeOptions {
         MinimizeOptions {
             max_attempts: 600,
             budget_per_attempt: 100_000,
+            max_total_steps: 20_000_000,
         }
     }
 }
@@ -69,16 +73,38 @@ struct Shrinker<'a> {
     clean_until: Option<u64>,
     opts: MinimizeOptions,
     attempts: usize,
+    total_steps: u64,
 }
 
 impl Shrinker<'_> {
     fn out_of_attempts(&self) -> bool {
-        self.attempts >= self.opts.max_attempts
+        self.attempts >= self.opts.max_attempts || self.total_steps >= self.opts.max_total_steps
+    }
+
+    fn search(&mut self, ops: &[CompiledOp], steps: u64) -> SearchOutcome {
+        self.attempts += 1;
+        let result = check_ops(ops, Budget::steps(steps));
+        self.total_steps += result.steps;
+        result.outcome
     }
 
     fn violates(&mut self, ops: &[CompiledOp]) -> bool {
-        self.attempts += 1;
-        check_ops(ops, Budget::steps(self.opts.budget_per_attempt)).outcome == SearchOutcome::Violation
+        self.search(ops, self.opts.budget_per_attempt) == SearchOutcome::Violation
+    }
+
+    /// Whether `kept` violates, and no earlier than the original did.
+    fn violates_on_time(&mut self, kept: &[CompiledOp]) -> bool {
+        if !self.violates(kept) {
+            return false;
+        }
+        match self.clean_until {
+            // A violation completing earlier was made up by the dropping.
+            Some(t) => {
+                let early: Vec<CompiledOp> = prefix(kept, t).into_iter().map(|(_, op)| op).collect();
+                self.search(&early, self.opts.budget_per_attempt) == SearchOutcome::Linearizable
+            }
+            None => true,
+        }
     }
 
     /// Would dropping `dropped` from `current` still leave a violation, both
@@ -105,20 +131,15 @@ impl Shrinker<'_> {
             .filter(|(pos, _)| dropped.binary_search(pos).is_err())
             .map(|(_, (_, op))| *op)
             .collect();
-        if !self.violates(&kept) {
+        if !self.violates_on_time(&kept) {
             return false;
-        }
-        if let Some(t) = self.clean_until {
-            // The violation must still first appear when the original's did:
-            // one completing earlier was made up by the dropping.
-            let early: Vec<CompiledOp> = prefix(&kept, t).into_iter().map(|(_, op)| op).collect();
-            self.attempts += 1;
-            if check_ops(&early, Budget::steps(self.opts.budget_per_attempt)).outcome != SearchOutcome::Linearizable {
-                return false;
-            }
         }
         let mut with_writes = kept;
         let before = with_writes.len();
+        if dropped.len() > MAX_REINSERTED {
+            // Too many to re-add cheaply; the other guards stand alone.
+            return true;
+        }
         with_writes.extend(
             dropped
                 .iter()
@@ -156,6 +177,9 @@ pub fn observes(reader: &Operation, writer: &Operation) -> bool {
     value_seen || version_seen
 }
 
+/// Largest chunk whose writes are put back (answers ignored) to check a drop.
+const MAX_REINSERTED: usize = 64;
+
 fn prefix(compiled: &[CompiledOp], t: u64) -> Vec<(usize, CompiledOp)> {
     compiled
         .iter()
@@ -171,7 +195,11 @@ fn prefix(compiled: &[CompiledOp], t: u64) -> Vec<(usize, CompiledOp)> {
 /// Shrinks `ops` (one key's history, known to violate) to a small violating
 /// sub-history. If the full history cannot be shown to violate within the
 /// per-attempt budget, only the passes that could be checked are applied.
-pub fn minimize(ops: &[Operation], opts: MinimizeOptions) -> Minimized {
+///
+/// `prefix_budget` is the step budget of each search of pass 1, which checks
+/// prefixes about as large as the whole history: give it a few times the
+/// steps the full check took.
+pub fn minimize(ops: &[Operation], opts: MinimizeOptions, prefix_budget: u64) -> Minimized {
     let compiled: Vec<CompiledOp> = ops.iter().map(CompiledOp::new).collect();
     let mut sh = Shrinker {
         ops,
@@ -179,6 +207,7 @@ pub fn minimize(ops: &[Operation], opts: MinimizeOptions) -> Minimized {
         clean_until: None,
         opts,
         attempts: 0,
+        total_steps: 0,
     };
 
     // Pass 1: earliest violating time prefix (binary search over return times).
@@ -193,7 +222,7 @@ pub fn minimize(ops: &[Operation], opts: MinimizeOptions) -> Minimized {
         let mid = lo + (hi - lo) / 2;
         let candidate = prefix(sh.compiled, rets[mid]);
         let test: Vec<CompiledOp> = candidate.iter().map(|(_, op)| *op).collect();
-        if sh.violates(&test) {
+        if sh.search(&test, prefix_budget.max(opts.budget_per_attempt)) == SearchOutcome::Violation {
             hi = mid;
             current = candidate;
         } else {
@@ -206,6 +235,36 @@ pub fn minimize(ops: &[Operation], opts: MinimizeOptions) -> Minimized {
     // Unknown outcomes can always be linearized last: they never explain away
     // a violation, so dropping them keeps it.
     current.retain(|(_, op)| op.output.is_some());
+
+    // Pass 1b: the anomaly is usually local in time. Keep only the latest
+    // `window` operations (doubling), plus every earlier write they observe
+    // (transitively), as long as that still violates, on time.
+    let mut window = 16usize;
+    while window < current.len() && !sh.out_of_attempts() {
+        let start = current.len() - window;
+        let mut keep = vec![false; current.len()];
+        keep[start..].iter_mut().for_each(|k| *k = true);
+        let mut frontier: Vec<usize> = (start..current.len()).collect();
+        while let Some(r) = frontier.pop() {
+            for w in 0..start {
+                if !keep[w] && observes(&ops[current[r].0], &ops[current[w].0]) {
+                    keep[w] = true;
+                    frontier.push(w);
+                }
+            }
+        }
+        let kept_count = keep.iter().filter(|&&k| k).count();
+        if kept_count <= 4 * window {
+            let candidate: Vec<(usize, CompiledOp)> =
+                current.iter().zip(&keep).filter(|(_, &k)| k).map(|(c, _)| *c).collect();
+            let test: Vec<CompiledOp> = candidate.iter().map(|(_, op)| *op).collect();
+            if sh.violates_on_time(&test) {
+                current = candidate;
+                break;
+            }
+        }
+        window *= 2;
+    }
 
     // Pass 2: whole clients, the busiest first.
     let mut by_client: BTreeMap<u64, usize> = BTreeMap::new();

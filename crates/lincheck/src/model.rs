@@ -315,6 +315,33 @@ impl CompiledOp {
         self
     }
 
+    /// The largest `lo` (greatest version given so far, see [`KeyState`]) at
+    /// which this operation can still be linearized, or `None` if there is
+    /// no such bound. `lo` never decreases along an execution, so once it
+    /// passes this bound the operation is dead: the search uses that to
+    /// abandon a branch at once instead of at the operation's return.
+    pub fn max_lo(&self) -> Option<u64> {
+        match self.output? {
+            // A write's new version must exceed lo.
+            CompiledOutput::Written { version } | CompiledOutput::Cas { ok: true, version } => {
+                let cas_expected = match self.input {
+                    CompiledInput::Cas { expected, .. } => expected,
+                    _ => u64::MAX,
+                };
+                // A successful Cas also needs the current version (>= lo)
+                // to equal `expected`.
+                Some(version.saturating_sub(1).min(cas_expected))
+            }
+            // Reading a present key's version needs that version >= lo.
+            CompiledOutput::Get {
+                value: Some(_),
+                version,
+            } => Some(version),
+            CompiledOutput::Cas { ok: false, version } if version != 0 => Some(version),
+            _ => None,
+        }
+    }
+
     /// True iff the operation can change the key in some execution (so
     /// dropping it could make the history harder, not easier, to explain).
     pub fn may_write(&self) -> bool {

@@ -20,6 +20,13 @@
 //! state is therefore a small sorted set of [`KeyState`]s (the usual
 //! power-set construction), and a step is allowed iff the set stays non-empty.
 //!
+//! **Dead operations.** Versions only grow, so an operation whose recorded
+//! version is already below the model's (a write reporting a version not
+//! above the greatest one given, a read reporting an older version) can never
+//! be linearized later: the branch is abandoned at once rather than at that
+//! operation's return, which would first explore every interleaving of the
+//! operations in between. This is what keeps many concurrent writers cheap.
+//!
 //! **Budget.** Every model step counts against a step budget, and the memo
 //! cache's approximate size against a memory budget ([`Budget`]). Running
 //! out of either gives [`SearchOutcome::Unknown`], never "linearizable".
@@ -190,8 +197,8 @@ fn hash_states(states: &[KeyState]) -> u64 {
 /// way to finish from it also works from the seen one). Without such
 /// operations this is the plain exact-match memo of Lowe's algorithm.
 struct Cache {
-    words: usize,
-    bits: Vec<u64>,
+    /// Per group: the linearized set, trimmed (see [`trim`]).
+    bits: Vec<(u32, Box<[u64]>)>,
     states: Vec<Box<[KeyState]>>,
     hashes: Vec<u64>,
     /// Per group: the never-returning sets seen (no one a subset of another).
@@ -201,14 +208,58 @@ struct Cache {
     bytes: usize,
 }
 
+/// Minimum over the not-yet-linearized operations of their [`CompiledOp::max_lo`]
+/// (a segment tree, so linearizing and undoing are O(log n)).
+struct DeadlineTree {
+    size: usize,
+    min: Vec<u64>,
+    leaf: Vec<u64>,
+}
+
+impl DeadlineTree {
+    fn new(ops: &[CompiledOp]) -> DeadlineTree {
+        let size = ops.len().next_power_of_two().max(1);
+        let leaf: Vec<u64> = ops.iter().map(|op| op.max_lo().unwrap_or(u64::MAX)).collect();
+        let mut min = vec![u64::MAX; 2 * size];
+        min[size..size + leaf.len()].copy_from_slice(&leaf);
+        for i in (1..size).rev() {
+            min[i] = min[2 * i].min(min[2 * i + 1]);
+        }
+        DeadlineTree { size, min, leaf }
+    }
+
+    fn set(&mut self, op: usize, linearized: bool) {
+        let mut i = self.size + op;
+        self.min[i] = if linearized { u64::MAX } else { self.leaf[op] };
+        while i > 1 {
+            i /= 2;
+            self.min[i] = self.min[2 * i].min(self.min[2 * i + 1]);
+        }
+    }
+
+    /// The smallest bound among unlinearized operations.
+    fn min(&self) -> u64 {
+        self.min[1]
+    }
+}
+
+/// A linearized set without its leading all-ones words and trailing zero
+/// words: `(index of the first word kept, the words kept)`. Operations are
+/// sorted by call time, so linearized sets are "everything up to here, plus
+/// a few": trimming stores a few words instead of one bit per operation.
+fn trim(bits: &[u64]) -> (u32, &[u64]) {
+    let start = bits.iter().position(|&w| w != u64::MAX).unwrap_or(bits.len());
+    let end = bits.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1).max(start);
+    (start as u32, &bits[start..end])
+}
+
 fn is_subset(small: &[u64], big: &[u64]) -> bool {
     small.iter().zip(big).all(|(s, b)| s & !b == 0)
 }
 
 impl Cache {
-    fn new(words: usize) -> Cache {
+    fn new() -> Cache {
         Cache {
-            words,
             bits: Vec::new(),
             states: Vec::new(),
             hashes: Vec::new(),
@@ -221,13 +272,13 @@ impl Cache {
     /// Records the configuration; returns false if it (or one dominating it)
     /// was already there.
     fn insert(&mut self, hash: u64, bits: &[u64], states: &[KeyState], open: &[u64]) -> bool {
-        let words = self.words;
+        let (offset, bits) = trim(bits);
         let (arena, stored) = (&self.bits, &self.states);
         let group = self
             .table
             .find(hash, |&idx| {
                 let i = idx as usize;
-                &arena[i * words..(i + 1) * words] == bits && &*stored[i] == states
+                arena[i].0 == offset && &*arena[i].1 == bits && &*stored[i] == states
             })
             .copied();
         if let Some(g) = group {
@@ -241,11 +292,11 @@ impl Cache {
             return true;
         }
         let idx = self.states.len() as u32;
-        self.bits.extend_from_slice(bits);
+        self.bits.push((offset, bits.into()));
         self.states.push(states.into());
         self.hashes.push(hash);
         self.open_sets.push(vec![open.into()]);
-        self.bytes += 96 + (words + open.len()) * 8 + std::mem::size_of_val(states);
+        self.bytes += 112 + (bits.len() + open.len()) * 8 + std::mem::size_of_val(states);
         let hashes = &self.hashes;
         self.table.insert_unique(hash, idx, |&i| hashes[i as usize]);
         true
@@ -298,7 +349,8 @@ pub fn check_ops(ops: &[CompiledOp], budget: Budget) -> SearchResult {
         }
     }
     let mut list = EventList::new(ops);
-    let mut cache = Cache::new(words);
+    let mut cache = Cache::new();
+    let mut deadlines = DeadlineTree::new(ops);
     // Linearized returning operations (by op index) and never-returning ones
     // (by open slot); `lin_hash` is the Zobrist hash of the former.
     let mut linearized = vec![0u64; words];
@@ -346,8 +398,13 @@ pub fn check_ops(ops: &[CompiledOp], budget: Budget) -> SearchResult {
                     slot => (&mut linearized_open, slot as usize, 0),
                 };
                 set[bit / 64] |= 1 << (bit % 64);
+                deadlines.set(i, true);
+                // Some operation still to linearize can no longer be (its
+                // version bound was passed): a dead end, whatever follows.
+                let min_lo = next_states.iter().map(|s| s.lo).min().unwrap_or(0);
+                let alive = deadlines.min() >= min_lo;
                 let hash = lin_hash ^ key ^ hash_states(&next_states);
-                if cache.insert(hash, &linearized, &next_states, &linearized_open) {
+                if alive && cache.insert(hash, &linearized, &next_states, &linearized_open) {
                     lin_hash ^= key;
                     let previous = std::mem::replace(&mut states, next_states.clone());
                     stack.push((entry, previous));
@@ -372,6 +429,7 @@ pub fn check_ops(ops: &[CompiledOp], budget: Budget) -> SearchResult {
                         &mut linearized_open
                     };
                     set[bit / 64] &= !(1 << (bit % 64));
+                    deadlines.set(i, false);
                 }
             }
             if !advanced {
@@ -400,6 +458,7 @@ pub fn check_ops(ops: &[CompiledOp], budget: Budget) -> SearchResult {
                     linearized_open[slot / 64] &= !(1 << (slot % 64));
                 }
             }
+            deadlines.set(i, false);
             states = previous;
             list.unlift(call);
             entry = list.events[call as usize].next;

@@ -120,3 +120,40 @@ fn ten_clients_times_a_thousand_ops_on_five_keys_is_checked_within_budget() {
         assert!(key.steps < CheckOptions::default().budget_per_key);
     }
 }
+
+#[test]
+fn twenty_concurrent_clients_on_one_key_are_checked_within_budget() {
+    // Many concurrent writers: without pruning operations whose version is
+    // already passed, this explodes.
+    let history = generate(&params(20, 300, 1, 0.01), 3);
+    let report = check(&history, &CheckOptions::default());
+    assert_eq!(
+        report.verdict,
+        Verdict::Linearizable,
+        "steps {}",
+        report.per_key[0].steps
+    );
+}
+
+#[test]
+fn a_stale_read_in_a_long_single_key_history_is_minimized_to_a_few_operations() {
+    let mut history = generate(&params(10, 500, 1, 0.0), 11);
+    // The middle read returns an earlier read's (different) answer.
+    let reads: Vec<usize> = (0..history.len())
+        .filter(|&i| matches!(history[i].output, Some(Output::Get { .. })))
+        .collect();
+    let target = reads[reads.len() / 2];
+    let earlier = reads[..reads.len() / 2]
+        .iter()
+        .rev()
+        .copied()
+        .find(|&i| history[i].output != history[target].output && history[i].ret < Some(history[target].call))
+        .expect("an earlier, different read");
+    history[target].output = history[earlier].output.clone();
+    let report = check(&history, &CheckOptions::default());
+    assert_eq!(report.verdict, Verdict::Violation);
+    let v = report.violations().next().unwrap().violation.as_ref().unwrap();
+    assert!(v.minimal.len() <= 12, "minimal has {} operations", v.minimal.len());
+    assert!(v.minimal.contains(&history[target]), "the stale read is in the witness");
+    assert_eq!(check(&v.minimal, &CheckOptions::default()).verdict, Verdict::Violation);
+}
