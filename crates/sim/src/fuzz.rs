@@ -598,6 +598,35 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         }
     }
 
+    // Linearizability of what the clients saw (reads served by ReadIndex).
+    let ops = to_lincheck(&driver.history);
+    let opts = triton_lincheck::CheckOptions {
+        parallel: false,
+        ..Default::default()
+    };
+    let report = triton_lincheck::check(&ops, &opts);
+    match report.verdict {
+        triton_lincheck::Verdict::Linearizable => {}
+        verdict => {
+            let detail = report
+                .violations()
+                .chain(report.unknown_keys())
+                .next()
+                .map(|k| {
+                    let minimal = k.violation.as_ref().map(|v| v.minimal.clone()).unwrap_or_default();
+                    format!("key {} ({verdict:?}); minimal failing history: {minimal:?}", k.key)
+                })
+                .unwrap_or_default();
+            return Err(fail(
+                &sim,
+                Violation {
+                    property: "linearizability",
+                    detail,
+                },
+            ));
+        }
+    }
+
     let completed = driver.history.iter().filter(|o| o.result.is_some()).count();
     Ok(Report {
         unknown: driver.history.len() - completed,
@@ -620,4 +649,38 @@ fn settled(sim: &Sim, driver: &Driver) -> bool {
     let leader = sim.node(sim.leader().expect("checked"));
     let commit = leader.raft().commit_index();
     sim.nodes.iter().all(|n| n.alive() && n.kv.applied == commit)
+}
+
+/// The client history in the linearizability checker's terms (simulated
+/// milliseconds become nanoseconds; an unacknowledged op has an unknown
+/// outcome).
+pub fn to_lincheck(history: &[HistoryOp]) -> Vec<triton_lincheck::Operation> {
+    use triton_lincheck::{Input, Operation, Output};
+    history
+        .iter()
+        .filter(|op| !(op.kind == OpKind::Get && op.result.is_none()))
+        .map(|op| {
+            let input = match op.kind {
+                OpKind::Get => Input::Get,
+                OpKind::Put => Input::Put { value: op.value.clone() },
+                OpKind::Append => Input::Append { value: op.value.clone() },
+            };
+            let output = op.result.as_ref().map(|(value, version)| match op.kind {
+                OpKind::Get => Output::Get {
+                    value: value.clone(),
+                    version: *version,
+                },
+                OpKind::Put => Output::Put { version: *version },
+                OpKind::Append => Output::Append { version: *version },
+            });
+            Operation {
+                client: op.client as u64,
+                key: op.key.clone(),
+                input,
+                output,
+                call: op.call * 1_000_000,
+                ret: op.ret.map(|r| r * 1_000_000),
+            }
+        })
+        .collect()
 }
