@@ -36,6 +36,9 @@ use crate::writer::{PipelinedWriter, BUFFERS};
 
 /// Smallest memory budget accepted: a few buffers and runs must fit.
 pub const MIN_MEMORY: u64 = 64 * 1024;
+/// Threads writing each output file (positional writes into a pre-sized
+/// file; see [`crate::writer`]).
+pub const WRITER_THREADS: usize = 2;
 /// Most runs merged at once; more runs are merged in several passes, so
 /// open files and reader buffers stay bounded.
 pub const MAX_FAN_IN: usize = 64;
@@ -260,10 +263,11 @@ impl RunSorter {
             .spawn(move || -> Result<SpareRun> {
                 index.sort();
                 let file = File::create(&run_path).ctx(|| format!("creating run {}", run_path.display()))?;
-                let mut out = PipelinedWriter::new(file, write_buffer);
+                let mut out = PipelinedWriter::positional(file, write_buffer, run.len() as u64, WRITER_THREADS)
+                    .ctx(|| format!("sizing run {}", run_path.display()))?;
                 index
                     .write(&run, &mut out)
-                    .and_then(|()| out.finish().map(drop))
+                    .and_then(|()| out.finish())
                     .ctx(|| format!("writing run {}", run_path.display()))?;
                 run.clear();
                 index.clear();
@@ -276,7 +280,7 @@ impl RunSorter {
     }
 
     /// Sort everything pushed so far into `out`; returns what was done.
-    pub fn finish<W: Write + Send + 'static>(mut self, out: W) -> Result<SortStats> {
+    pub fn finish(mut self, out: File) -> Result<SortStats> {
         if self.runs.is_empty() {
             self.index_new_records();
             let records = (self.buf.len() / RECORD_LEN) as u64;
@@ -284,10 +288,11 @@ impl RunSorter {
             let t = std::time::Instant::now();
             self.index.sort();
             trace(&format!("bucket sort {:?}", t.elapsed()));
-            let mut out = PipelinedWriter::new(out, self.write_buffer);
+            let mut out = PipelinedWriter::positional(out, self.write_buffer, self.buf.len() as u64, WRITER_THREADS)
+                .ctx(|| "sizing the output".to_string())?;
             self.index
                 .write(&self.buf, &mut out)
-                .and_then(|()| out.finish().map(drop))
+                .and_then(|()| out.finish())
                 .ctx(|| "writing the sorted output".to_string())?;
             trace(&format!("sort_index+write {:?}", t.elapsed()));
             return Ok(SortStats { records, runs: 0 });
@@ -355,26 +360,27 @@ fn read_record<R: Read>(input: &mut R, record: &mut [u8; RECORD_LEN]) -> std::io
 /// K-way merge of sorted run files into `out` with a binary heap keyed by
 /// (record key, run number), so equal keys come out in run order.
 /// `memory` is shared by the run readers. Returns the records written.
-pub fn merge_runs<W: Write + Send + 'static>(
-    runs: &[PathBuf],
-    out: W,
-    memory: usize,
-    write_buffer: usize,
-) -> Result<u64> {
+pub fn merge_runs(runs: &[PathBuf], out: File, memory: usize, write_buffer: usize) -> Result<u64> {
     assert!(runs.len() <= MAX_FAN_IN, "fan-in bounded by MAX_FAN_IN");
     let reader_buffer = (memory / runs.len().max(1)).clamp(4 << 10, 16 << 20);
     let mut readers = Vec::with_capacity(runs.len());
     let mut heads = vec![[0u8; RECORD_LEN]; runs.len()];
     let mut heap = BinaryHeap::with_capacity(runs.len());
+    let mut total_bytes = 0u64;
     for (i, path) in runs.iter().enumerate() {
         let file = File::open(path).ctx(|| format!("opening run {}", path.display()))?;
+        total_bytes += file
+            .metadata()
+            .ctx(|| format!("reading the size of run {}", path.display()))?
+            .len();
         let mut reader = BufReader::with_capacity(reader_buffer, file);
         if read_record(&mut reader, &mut heads[i]).ctx(|| format!("reading run {}", path.display()))? {
             heap.push(Reverse((key_of(&heads[i]) << 48) | i as u128));
         }
         readers.push(reader);
     }
-    let mut out = PipelinedWriter::new(out, write_buffer);
+    let mut out = PipelinedWriter::positional(out, write_buffer, total_bytes, WRITER_THREADS)
+        .ctx(|| "sizing the merged output".to_string())?;
     let mut written: u64 = 0;
     while let Some(Reverse(top)) = heap.pop() {
         let i = (top & 0xffff) as usize;
@@ -386,6 +392,12 @@ pub fn merge_runs<W: Write + Send + 'static>(
         }
     }
     out.finish().ctx(|| "writing the merged output".to_string())?;
+    if written * RECORD_LEN as u64 != total_bytes {
+        return Err(Error::Io {
+            context: "merging runs".into(),
+            source: std::io::Error::other("runs changed size while being merged"),
+        });
+    }
     Ok(written)
 }
 
@@ -431,9 +443,10 @@ fn sort_mapped(file: &File, input: &Path, output: &Path, write_buffer: usize) ->
     let index = sort_index(&map);
     trace(&format!("sort_index {:?}", t.elapsed()));
     let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
-    let mut writer = PipelinedWriter::new(out, write_buffer);
+    let mut writer = PipelinedWriter::positional(out, write_buffer, map.len() as u64, WRITER_THREADS)
+        .ctx(|| format!("sizing {}", output.display()))?;
     write_in_order(&map, &index, &mut writer)
-        .and_then(|()| writer.finish().map(drop))
+        .and_then(|()| writer.finish())
         .ctx(|| format!("writing {}", output.display()))?;
     trace(&format!("sort_index+write {:?}", t.elapsed()));
     Ok(SortStats {
@@ -491,12 +504,8 @@ mod tests {
         for piece in data.chunks(chunk * RECORD_LEN) {
             sorter.push(piece).unwrap();
         }
-        let stats = sorter.finish(Vec::new());
-        // finish consumed the Vec; sort again through a file to get the bytes.
         let out_path = dir.path().join("out");
-        let mut sorter = RunSorter::new(memory, dir.path()).unwrap();
-        sorter.push(data).unwrap();
-        sorter.finish(File::create(&out_path).unwrap()).unwrap();
+        let stats = sorter.finish(File::create(&out_path).unwrap());
         let bytes = std::fs::read(&out_path).unwrap();
         // Only the output is left: run files are removed.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

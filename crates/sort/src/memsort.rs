@@ -404,7 +404,7 @@ mod tests {
             index.sort();
             let mut out = PipelinedWriter::new(Vec::new(), 7 * RECORD_LEN);
             index.write(&data, &mut out).unwrap();
-            let via_buckets = out.finish().unwrap();
+            let via_buckets = out.finish_into_inner().unwrap();
             let mut sorted = data.clone();
             sort_records(&mut sorted);
             prop_assert!(via_buckets == sorted);
@@ -438,7 +438,7 @@ mod tests {
         assert!(index == expected, "bucketed index differs from a plain sort");
         let mut out = PipelinedWriter::new(Vec::new(), 4096 + 50);
         write_in_order(&data, &index, &mut out).unwrap();
-        let sorted = out.finish().unwrap();
+        let sorted = out.finish_into_inner().unwrap();
         assert!(is_sorted(&sorted));
         assert_eq!(multiset(&data), multiset(&sorted));
         // Equal keys keep input order: the value holds the input position.

@@ -1,46 +1,61 @@
-//! A writer thread fed with large buffers, so that whoever produces output
+//! Writer threads fed with large buffers, so that whoever produces output
 //! (gathering sorted records, merging runs) keeps the CPU busy while the
 //! kernel copies the previous buffer into the page cache.
 //!
-//! At most [`BUFFERS`] buffers of `buffer_size` bytes exist at once: one being
-//! filled, one queued, one being written. Buffers are recycled, not
-//! reallocated.
+//! Two modes:
+//! * [`PipelinedWriter::new`]: one thread writes any `Write` in order.
+//! * [`PipelinedWriter::positional`]: for a file of known final size, the
+//!   file is first extended to that size and several threads write buffers
+//!   at their offsets (`pwrite`). Measured on this project's ext4 VM,
+//!   extending writes of 1 GB took 1-4 s while positional writes into a
+//!   pre-sized file took 0.4-0.5 s, as fast as `cp`.
+//!
+//! At most `threads + 2` buffers of `buffer_size` bytes exist at once (one
+//! being filled, one queued, one per thread being written). Buffers are
+//! recycled, not reallocated.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Buffers in flight at most (filled, queued, being written).
+/// Buffers in flight at most with one writer thread.
 pub const BUFFERS: usize = 3;
 
-/// Output written by a background thread in `buffer_size` pieces.
+/// A buffer and the file offset it goes to.
+type Job = (u64, Vec<u8>);
+
+/// Output written by background threads in `buffer_size` pieces.
 pub struct PipelinedWriter<W: Write + Send + 'static> {
-    to_writer: Option<SyncSender<Vec<u8>>>,
+    to_writer: Option<SyncSender<Job>>,
     recycled: Receiver<Vec<u8>>,
     current: Vec<u8>,
     allocated: usize,
+    max_buffers: usize,
     buffer_size: usize,
-    handle: Option<JoinHandle<io::Result<W>>>,
+    offset: u64,
+    handles: Vec<JoinHandle<io::Result<Option<W>>>>,
 }
 
 impl<W: Write + Send + 'static> PipelinedWriter<W> {
-    /// Start the writer thread over `inner`.
+    /// One thread writing to `inner` in order.
     pub fn new(inner: W, buffer_size: usize) -> Self {
         assert!(buffer_size > 0, "buffer size must be positive");
-        let (to_writer, from_producer) = mpsc::sync_channel::<Vec<u8>>(1);
+        let (to_writer, from_producer) = mpsc::sync_channel::<Job>(1);
         let (recycle_tx, recycled) = mpsc::channel::<Vec<u8>>();
         let handle = std::thread::Builder::new()
             .name("sort-writer".into())
             .spawn(move || {
                 let mut inner = inner;
-                for mut buf in from_producer {
+                for (_, mut buf) in from_producer {
                     inner.write_all(&buf)?;
                     buf.clear();
                     // The producer may be gone already; the buffer is then dropped.
                     let _ = recycle_tx.send(buf);
                 }
                 inner.flush()?;
-                Ok(inner)
+                Ok(Some(inner))
             })
             .expect("spawn writer thread");
         PipelinedWriter {
@@ -48,8 +63,10 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
             recycled,
             current: Vec::with_capacity(buffer_size),
             allocated: 1,
+            max_buffers: BUFFERS,
             buffer_size,
-            handle: Some(handle),
+            offset: 0,
+            handles: vec![handle],
         }
     }
 
@@ -64,7 +81,7 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
         if let Ok(buf) = self.recycled.try_recv() {
             return Ok(buf);
         }
-        if self.allocated < BUFFERS {
+        if self.allocated < self.max_buffers {
             self.allocated += 1;
             return Ok(Vec::with_capacity(self.buffer_size));
         }
@@ -88,35 +105,110 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
     }
 
     fn queue(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        let offset = self.offset;
+        self.offset += buf.len() as u64;
         let sender = self.to_writer.as_ref().expect("writer open until finish");
-        if sender.send(buf).is_err() {
+        if sender.send((offset, buf)).is_err() {
             return Err(self.writer_failed());
         }
         Ok(())
     }
 
-    /// The writer thread stopped early: fetch its error.
+    /// Close the queue and collect every thread's result: the first error,
+    /// or the inner writer (sequential mode).
+    fn join_all(&mut self) -> io::Result<Option<W>> {
+        self.to_writer = None; // closes the channel: the threads drain and exit
+        let mut result = Ok(None);
+        for handle in self.handles.drain(..) {
+            let outcome = match handle.join() {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::other("writer thread panicked")),
+            };
+            match (outcome, &result) {
+                (Err(e), Ok(_)) => result = Err(e),
+                (Ok(Some(w)), Ok(_)) => result = Ok(Some(w)),
+                _ => {}
+            }
+        }
+        result
+    }
+
+    /// A writer thread stopped early: fetch its error.
     fn writer_failed(&mut self) -> io::Error {
-        self.to_writer = None;
-        match self.handle.take().map(|h| h.join()) {
-            Some(Ok(Err(e))) => e,
-            Some(Err(_)) => io::Error::other("writer thread panicked"),
-            _ => io::Error::other("writer thread stopped unexpectedly"),
+        match self.join_all() {
+            Err(e) => e,
+            Ok(_) => io::Error::other("writer thread stopped unexpectedly"),
         }
     }
 
-    /// Write out everything queued, flush, and return the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    fn flush_current(&mut self) -> io::Result<()> {
         if !self.current.is_empty() {
             let last = std::mem::take(&mut self.current);
             self.queue(last)?;
         }
-        self.to_writer = None; // closes the channel: the thread drains and exits
-        match self.handle.take().map(|h| h.join()) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("writer thread panicked")),
-            None => Err(io::Error::other("writer thread already stopped")),
+        Ok(())
+    }
+
+    /// Write out everything queued and wait until it is written.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush_current()?;
+        self.join_all().map(drop)
+    }
+
+    /// Like [`Self::finish`], and give back the inner writer (sequential
+    /// mode only).
+    pub fn finish_into_inner(mut self) -> io::Result<W> {
+        self.flush_current()?;
+        self.join_all()?
+            .ok_or_else(|| io::Error::other("positional writers own no inner writer"))
+    }
+}
+
+impl PipelinedWriter<File> {
+    /// `threads` threads writing buffers at their offsets into `file`,
+    /// which is first extended to `total_len` bytes (the caller writes
+    /// exactly that much, from offset 0).
+    pub fn positional(file: File, buffer_size: usize, total_len: u64, threads: usize) -> io::Result<Self> {
+        assert!(buffer_size > 0 && threads > 0);
+        file.set_len(total_len)?;
+        let file = Arc::new(file);
+        let (to_writer, from_producer) = mpsc::sync_channel::<Job>(1);
+        let from_producer = Arc::new(Mutex::new(from_producer));
+        let (recycle_tx, recycled) = mpsc::channel::<Vec<u8>>();
+        let mut handles = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let file = Arc::clone(&file);
+            let jobs = Arc::clone(&from_producer);
+            let recycle_tx = recycle_tx.clone();
+            let handle = std::thread::Builder::new().name("sort-pwriter".into()).spawn(
+                move || -> io::Result<Option<File>> {
+                    use std::os::unix::fs::FileExt;
+                    loop {
+                        let job = match jobs.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return Err(io::Error::other("writer queue poisoned")),
+                        };
+                        let Ok((offset, mut buf)) = job else {
+                            return Ok(None); // queue closed: all written
+                        };
+                        file.write_all_at(&buf, offset)?;
+                        buf.clear();
+                        let _ = recycle_tx.send(buf);
+                    }
+                },
+            )?;
+            handles.push(handle);
         }
+        Ok(PipelinedWriter {
+            to_writer: Some(to_writer),
+            recycled,
+            current: Vec::with_capacity(buffer_size),
+            allocated: 1,
+            max_buffers: threads + 2,
+            buffer_size,
+            offset: 0,
+            handles,
+        })
     }
 }
 
@@ -136,21 +228,14 @@ impl<W: Write + Send + 'static> Write for PipelinedWriter<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Hand over what we have; the thread flushes the inner writer at finish.
-        if !self.current.is_empty() {
-            let partial = std::mem::take(&mut self.current);
-            self.queue(partial)?;
-        }
-        Ok(())
+        // Hand over what we have; the threads finish writing at `finish`.
+        self.flush_current()
     }
 }
 
 impl<W: Write + Send + 'static> Drop for PipelinedWriter<W> {
     fn drop(&mut self) {
-        self.to_writer = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        let _ = self.join_all();
     }
 }
 
@@ -168,9 +253,23 @@ mod tests {
         let mut buf = w.take_buffer().unwrap();
         buf.extend_from_slice(b"tail");
         w.send_buffer(buf).unwrap();
-        let out = w.finish().unwrap();
+        let out = w.finish_into_inner().unwrap();
         assert_eq!(&out[..1000], &data[..]);
         assert_eq!(&out[1000..], b"tail");
+    }
+
+    #[test]
+    fn positional_writers_fill_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let file = File::create(&path).unwrap();
+        let mut w = PipelinedWriter::positional(file, 1000, data.len() as u64, 3).unwrap();
+        for piece in data.chunks(777) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap();
+        assert!(std::fs::read(&path).unwrap() == data);
     }
 
     #[derive(Debug)]
@@ -196,7 +295,7 @@ mod tests {
         }
         let err = match result {
             Err(e) => e,
-            Ok(()) => w.finish().unwrap_err(),
+            Ok(()) => w.finish_into_inner().unwrap_err(),
         };
         assert!(err.to_string().contains("disk on fire"), "{err}");
     }
