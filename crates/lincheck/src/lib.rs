@@ -21,6 +21,7 @@ pub mod history;
 pub mod html;
 pub mod minimize;
 pub mod model;
+pub mod prune;
 pub mod search;
 
 use std::collections::BTreeMap;
@@ -220,12 +221,14 @@ pub fn check_jsonl_quick(data: &[u8]) -> Result<Report, HistoryError> {
 
 /// Checks the operations of one key.
 pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport {
-    // An unknown-outcome read has no effect and no answer to explain: it can
-    // always be linearized, so leave it out of the search.
+    // Unknown-outcome reads, and unknown-outcome writes nobody can have
+    // seen, cannot matter: leave them out of the search (see `prune`).
+    let needed = prune::needed(ops);
     let compiled: Vec<CompiledOp> = ops
         .iter()
-        .map(CompiledOp::new)
-        .filter(|op| !(op.output.is_none() && op.input == model::CompiledInput::Get))
+        .zip(&needed)
+        .filter(|(_, &n)| n)
+        .map(|(op, _)| CompiledOp::new(op))
         .collect();
     let budget = search::Budget {
         steps: opts.budget_per_key,
