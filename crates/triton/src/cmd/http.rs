@@ -31,6 +31,9 @@ pub struct HttpArgs {
     /// How long a file may be served from memory before re-reading it; 0s disables the cache.
     #[arg(long, default_value = "1s", value_parser = triton_http::parse_duration)]
     pub cache_ttl: Duration,
+    /// Runtime worker threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// Largest file kept in memory; bigger files are sent from an open descriptor with sendfile.
     #[arg(long, default_value_t = CacheConfig::default().max_file_bytes)]
     pub cache_max_file_bytes: u64,
@@ -53,7 +56,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let listen = config.listen;
-    triton_http::server::serve_blocking(config, |addr| {
+    triton_http::server::serve_blocking(config, args.workers, |addr| {
         eprintln!("triton http: listening on http://{addr}");
     })
     .with_context(|| format!("serving HTTP on {listen}"))?;
