@@ -105,7 +105,7 @@ struct Driver {
 impl Driver {
     /// Runs `steps` against `store`, checking invariants after every entry,
     /// and returns every result in order.
-    fn run(&mut self, store: &mut Store, steps: &[Step]) -> Vec<WriteResult> {
+    fn run<R: Replica>(&mut self, store: &mut R, steps: &[Step]) -> Vec<WriteResult> {
         let mut results = Vec::new();
         for step in steps {
             match step {
@@ -150,15 +150,245 @@ impl Driver {
                     store.skip(self.index);
                 }
             }
-            store.check_invariants().unwrap();
-            assert_eq!(store.applied_index(), self.index);
+            store.check(self.index);
         }
         results
     }
 
-    fn apply(&mut self, store: &mut Store, bytes: &[u8]) -> WriteResult {
+    fn apply<R: Replica>(&mut self, store: &mut R, bytes: &[u8]) -> WriteResult {
         self.index += 1;
         store.apply(self.index, bytes)
+    }
+}
+
+/// What the driver needs of a state machine: the store itself, or the store
+/// paired with the reference model.
+trait Replica {
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> WriteResult;
+    fn skip(&mut self, index: u64);
+    fn expired(&self, now_ms: u64, limit: usize) -> Vec<(Vec<u8>, u64)>;
+    /// Checks internal consistency after an entry at `index`.
+    fn check(&self, index: u64);
+}
+
+impl Replica for Store {
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> WriteResult {
+        Store::apply(self, index, bytes)
+    }
+    fn skip(&mut self, index: u64) {
+        Store::skip(self, index)
+    }
+    fn expired(&self, now_ms: u64, limit: usize) -> Vec<(Vec<u8>, u64)> {
+        Store::expired(self, now_ms, limit)
+    }
+    fn check(&self, index: u64) {
+        self.check_invariants().unwrap();
+        assert_eq!(self.applied_index(), index);
+    }
+}
+
+/// A deliberately naive reference implementation of the documented
+/// semantics (linear scans, no indexes), to compare the store against.
+#[derive(Debug, Clone)]
+struct Model {
+    opts: StoreOptions,
+    /// key -> (value, version, expires_at_ms)
+    kv: BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>,
+    /// filename -> (version, hashes)
+    files: BTreeMap<String, (i32, Vec<String>)>,
+    /// client -> (last seq, index of that seq, its result)
+    sessions: BTreeMap<u64, (u64, u64, WriteResult)>,
+}
+
+impl Model {
+    fn new(opts: StoreOptions) -> Self {
+        Model {
+            opts,
+            kv: BTreeMap::new(),
+            files: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    fn live(&self, key: &[u8], now: u64) -> Option<&(Vec<u8>, u64, u64)> {
+        self.kv.get(key).filter(|(_, _, exp)| *exp == 0 || *exp > now)
+    }
+
+    fn fits(&self, key: usize, value: usize) -> bool {
+        key as u64 <= self.opts.max_key_bytes && value as u64 <= self.opts.max_value_bytes
+    }
+
+    fn exec(&mut self, index: u64, now: u64, op: WriteOp) -> WriteResult {
+        match op {
+            WriteOp::Put {
+                key,
+                value,
+                expires_at_ms,
+            } => {
+                if !self.fits(key.len(), value.len()) {
+                    return WriteResult::TooLarge;
+                }
+                self.kv.insert(key, (value, index, expires_at_ms));
+                WriteResult::Put { version: index }
+            }
+            WriteOp::Append { key, value } => {
+                let (mut v, exp) = match self.live(&key, now) {
+                    Some((v, _, exp)) => (v.clone(), *exp),
+                    None => (Vec::new(), 0),
+                };
+                v.extend_from_slice(&value);
+                if !self.fits(key.len(), v.len()) {
+                    return WriteResult::TooLarge;
+                }
+                self.kv.insert(key, (v, index, exp));
+                WriteResult::Append { version: index }
+            }
+            WriteOp::Delete { key } => {
+                let existed = self.live(&key, now).is_some();
+                self.kv.remove(&key);
+                WriteResult::Delete { existed }
+            }
+            WriteOp::Cas {
+                key,
+                expected_version,
+                value,
+                expires_at_ms,
+            } => {
+                if !self.fits(key.len(), value.len()) {
+                    return WriteResult::TooLarge;
+                }
+                match self.live(&key, now).map(|(_, ver, _)| *ver) {
+                    None => WriteResult::Cas {
+                        ok: false,
+                        version: 0,
+                        found: false,
+                    },
+                    Some(v) if v != expected_version => WriteResult::Cas {
+                        ok: false,
+                        version: v,
+                        found: true,
+                    },
+                    Some(_) => {
+                        self.kv.insert(key, (value, index, expires_at_ms));
+                        WriteResult::Cas {
+                            ok: true,
+                            version: index,
+                            found: true,
+                        }
+                    }
+                }
+            }
+            WriteOp::Expire { key, version } => {
+                let removed =
+                    matches!(self.kv.get(&key), Some((_, v, exp)) if *v == version && *exp != 0 && *exp <= now);
+                if removed {
+                    self.kv.remove(&key);
+                }
+                WriteResult::Expire { removed }
+            }
+            WriteOp::SurfUpdate {
+                filename,
+                version,
+                block_hashes,
+            } => {
+                if !self.fits(filename.len(), block_hashes.iter().map(String::len).sum()) {
+                    return WriteResult::TooLarge;
+                }
+                let current = self.files.get(&filename).map_or(0i64, |(v, _)| i64::from(*v));
+                if i64::from(version) != current + 1 {
+                    return WriteResult::SurfUpdate { version: -1 };
+                }
+                self.files.insert(filename, (version, block_hashes));
+                WriteResult::SurfUpdate { version }
+            }
+        }
+    }
+}
+
+impl Replica for Model {
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> WriteResult {
+        let Ok(cmd) = Command::decode(bytes) else {
+            return WriteResult::Malformed;
+        };
+        let Some(s) = cmd.session else {
+            return self.exec(index, cmd.now_ms, cmd.op);
+        };
+        if let Some(&(seq, _, result)) = self.sessions.get(&s.client_id) {
+            if s.seq < seq {
+                return WriteResult::StaleSession;
+            }
+            if s.seq == seq {
+                return result;
+            }
+        }
+        let result = self.exec(index, cmd.now_ms, cmd.op);
+        if !self.sessions.contains_key(&s.client_id) && self.sessions.len() as u64 == self.opts.max_sessions {
+            let (&oldest, _) = self.sessions.iter().min_by_key(|(c, (_, i, _))| (*i, **c)).unwrap();
+            self.sessions.remove(&oldest);
+        }
+        self.sessions.insert(s.client_id, (s.seq, index, result));
+        result
+    }
+    fn skip(&mut self, _index: u64) {}
+    fn expired(&self, now: u64, limit: usize) -> Vec<(Vec<u8>, u64)> {
+        let mut all: Vec<(u64, Vec<u8>, u64)> = self
+            .kv
+            .iter()
+            .filter(|(_, (_, _, exp))| *exp != 0 && *exp <= now)
+            .map(|(k, (_, ver, exp))| (*exp, k.clone(), *ver))
+            .collect();
+        all.sort();
+        let mut batch: Vec<_> = all.into_iter().take(limit).map(|(_, k, v)| (k, v)).collect();
+        batch.sort();
+        batch
+    }
+    fn check(&self, _index: u64) {}
+}
+
+/// The store and the model side by side: every result must agree.
+struct Checked {
+    store: Store,
+    model: Model,
+}
+
+impl Replica for Checked {
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> WriteResult {
+        let (s, m) = (self.store.apply(index, bytes), self.model.apply(index, bytes));
+        assert_eq!(
+            s,
+            m,
+            "store and model disagree at index {index} on {:?}",
+            Command::decode(bytes)
+        );
+        s
+    }
+    fn skip(&mut self, index: u64) {
+        self.store.skip(index);
+    }
+    fn expired(&self, now_ms: u64, limit: usize) -> Vec<(Vec<u8>, u64)> {
+        let (s, m) = (self.store.expired(now_ms, limit), self.model.expired(now_ms, limit));
+        assert_eq!(s, m, "expired({now_ms}, {limit})");
+        s
+    }
+    fn check(&self, index: u64) {
+        self.store.check(index);
+        for (key, (value, version, exp)) in &self.model.kv {
+            // At time 0 nothing is expired (expiries are >= 1), so every stored key shows.
+            let e = self.store.get(key, 0);
+            assert_eq!(
+                e.map(|e| (e.value, e.version, e.expires_at_ms)),
+                Some((&value[..], *version, *exp))
+            );
+        }
+        assert_eq!(self.store.len(), self.model.kv.len());
+        let files: BTreeMap<_, _> = self
+            .store
+            .file_info_map()
+            .into_iter()
+            .map(|(k, m)| (k, (m.version, m.block_hashes)))
+            .collect();
+        assert_eq!(files, self.model.files);
+        assert_eq!(self.store.session_count(), self.model.sessions.len());
     }
 }
 
@@ -227,6 +457,12 @@ proptest! {
         for now in [0, driver.now_ms / 2, driver.now_ms, u64::MAX] {
             prop_assert_eq!(observe(&original, now), observe(&restored, now));
         }
+    }
+
+    #[test]
+    fn the_store_agrees_with_a_naive_model(steps in history(150)) {
+        let mut both = Checked { store: Store::new(small_sessions()), model: Model::new(small_sessions()) };
+        Driver::default().run(&mut both, &steps);
     }
 
     #[test]
