@@ -1,5 +1,6 @@
-//! Property tests: determinism across replicas, snapshot/restore
-//! equivalence, and robustness against malformed commands and snapshots.
+//! Property tests: agreement with a naive reference model, determinism
+//! across replicas, snapshot/restore equivalence, and robustness against
+//! malformed commands and snapshots.
 //!
 //! The seed is fixed so failures reproduce; `PROPTEST_CASES` raises the
 //! number of cases for a longer local run.
