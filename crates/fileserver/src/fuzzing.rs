@@ -1,0 +1,54 @@
+//! The entry point of the `parse_request` fuzz target
+//! (`crates/fileserver/fuzz`), public so that the checked-in corpus also
+//! runs under `cargo test`.
+//!
+//! The input is treated like a connection's byte stream: it is parsed
+//! request after request, as the server does, under the default limits and
+//! under small ones (so the content-size and line-length checks are
+//! reachable by short inputs).
+
+use crate::protocol::{parse_request, Limits, Parsed};
+
+/// Parses `input` as a stream of requests under default and small limits
+/// and checks what the parser promises: progress (every request or
+/// non-closing error consumes at least one byte and no more than it was
+/// given), limits respected, and every accepted request re-encodes to the
+/// very bytes it was parsed from or at least parses back to itself.
+///
+/// # Panics
+/// Only if one of those promises is broken: that is the bug the fuzzer hunts.
+pub fn parse_stream(input: &[u8]) {
+    let small = Limits {
+        max_filename_bytes: 8,
+        max_line_bytes: 40,
+        max_content_bytes: 16,
+    };
+    for limits in [Limits::default(), small] {
+        let mut rest = input;
+        loop {
+            match parse_request(rest, &limits) {
+                Parsed::Incomplete => break,
+                Parsed::Error { close: true, .. } => break,
+                Parsed::Error { consumed, .. } => {
+                    assert!(consumed > 0 && consumed <= rest.len(), "bad consumed {consumed}");
+                    rest = &rest[consumed..];
+                }
+                Parsed::Request(req, consumed) => {
+                    assert!(consumed > 0 && consumed <= rest.len(), "bad consumed {consumed}");
+                    assert!(req.name().len() <= limits.max_filename_bytes && !req.name().is_empty());
+                    assert!(!req.name().iter().any(u8::is_ascii_whitespace));
+                    let mut wire = Vec::new();
+                    req.encode(&mut wire);
+                    match parse_request(&wire, &Limits { max_line_bytes: usize::MAX, ..limits }) {
+                        Parsed::Request(again, n) => {
+                            assert_eq!(again, req, "re-encoded request parses differently");
+                            assert_eq!(n, wire.len());
+                        }
+                        other => panic!("re-encoded {req:?} does not parse: {other:?}"),
+                    }
+                    rest = &rest[consumed..];
+                }
+            }
+        }
+    }
+}
