@@ -6,7 +6,13 @@
 //! - [`ring`]: the consistent-hash ring that decides which block store holds
 //!   a block; the client calls it directly and the metadata service answers
 //!   `GetBlockStoreMap` with it, so placement is one rule in one place.
+//! - [`blockstore`]: the durable, content-addressed block store server
+//!   (`triton blockstore`).
+//! - [`meta`]: the metadata face of `triton server` (`MetaStore` and the
+//!   `RaftSurfstore` test hooks) over the Raft-replicated store.
 #![deny(missing_docs)]
 
+pub mod blockstore;
 pub mod hash;
+pub mod meta;
 pub mod ring;
