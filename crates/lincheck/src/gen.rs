@@ -154,7 +154,8 @@ pub fn generate(params: &GenParams, seed: u64) -> Vec<Operation> {
         let p = &planned[i];
         let cell = &mut cells[p.key];
         let applies = p.effect.is_some();
-        let unique = format!("c{}n{}", p.client, p.seq);
+        // Delimited, so no value occurs inside another (see `prune::deadlines`).
+        let unique = format!("<c{}n{}>", p.client, p.seq);
         let (input, output) = match p.kind {
             Kind::Get => (
                 Input::Get,

@@ -10,11 +10,40 @@
 //! * [`search`]: Wing-Gong search with Lowe's memoization, with a budget.
 //! * [`minimize`]: shrinking a violation to a small failing sub-history.
 //! * [`html`]: drawing it on a timeline.
+//! * [`prune`]: leaving out unknown-outcome operations that cannot matter.
+//! * [`gen`]: random valid histories, for tests and benchmarks.
+//!
+//! Assumptions: every key starts missing (check histories of fresh keys);
+//! all `call`/`ret` times come from one monotonic clock; a call and a return
+//! at the same instant are taken as concurrent (the permissive reading).
 //!
 //! Keys are independent (a register per key is a P-compositional model), so
 //! [`check`] splits the history per key and searches the keys in parallel. A
 //! key whose search exceeds its budget is reported [`Verdict::Unknown`], never
 //! as linearizable.
+//!
+//! ```
+//! use triton_lincheck::{check, CheckOptions, Input, Operation, Output, Verdict};
+//!
+//! let op = |client, input, output, call, ret| Operation {
+//!     client,
+//!     key: "k".into(),
+//!     input,
+//!     output: Some(output),
+//!     call,
+//!     ret: Some(ret),
+//! };
+//! let history = vec![
+//!     op(1, Input::Put { value: "a".into() }, Output::Put { version: 7 }, 0, 10),
+//!     // The put had completed, yet the key reads as missing: a stale read.
+//!     op(2, Input::Get, Output::Get { value: None, version: 0 }, 20, 30),
+//! ];
+//! let report = check(&history, &CheckOptions::default());
+//! assert_eq!(report.verdict, Verdict::Violation);
+//! let key = report.violations().next().unwrap();
+//! assert_eq!(key.violation.as_ref().unwrap().minimal.len(), 2);
+//! assert!(key.render_html().unwrap().contains("<svg"));
+//! ```
 
 pub mod gen;
 pub mod history;
@@ -223,12 +252,21 @@ pub fn check_jsonl_quick(data: &[u8]) -> Result<Report, HistoryError> {
 pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport {
     // Unknown-outcome reads, and unknown-outcome writes nobody can have
     // seen, cannot matter: leave them out of the search (see `prune`).
+    // Unknown-outcome writes a read proves took effect get that read's
+    // return as a deadline.
     let needed = prune::needed(ops);
+    let deadlines = prune::deadlines(ops);
     let compiled: Vec<CompiledOp> = ops
         .iter()
-        .zip(&needed)
-        .filter(|(_, &n)| n)
-        .map(|(op, _)| CompiledOp::new(op))
+        .zip(needed.iter().zip(&deadlines))
+        .filter(|(_, (&n, _))| n)
+        .map(|(op, (_, &deadline))| {
+            let mut compiled = CompiledOp::new(op);
+            if compiled.output.is_none() && deadline.is_some() {
+                compiled.ret = deadline;
+            }
+            compiled
+        })
         .collect();
     let budget = search::Budget {
         steps: opts.budget_per_key,
