@@ -1,0 +1,914 @@
+//! The sync algorithm: reconcile BASEDIR, its index and the remote file map.
+//!
+//! For every file name the three views are: the local file (its hash list
+//! now), the index (what this client last synced: base version and hashes)
+//! and the remote entry. The server wins: a remote version above the base
+//! is downloaded even over local edits. Otherwise a local change (new,
+//! modified, deleted) is uploaded as the remote version plus one, blocks
+//! first (only those `MissingBlocks` reports), then `UpdateFile`; a refusal
+//! (-1) means another client got there first, so the file is downloaded.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
+use triton_proto::surfstore::FileMetaData;
+
+use crate::chunk::{self, BlockRef, Chunker, TOMBSTONE_HASH};
+use crate::index::{FileStat, Index, IndexEntry, INDEX_FILE};
+use crate::progress::{human_bytes, Phase, ProgressMode};
+use crate::rpc::{BlockStores, MetaClient, RpcError};
+
+/// Prefix of the temporary files downloads are written to before the
+/// rename; the sync never uploads such files and removes stale ones.
+pub const TEMP_PREFIX: &str = ".triton-sync-tmp-";
+/// Blocks in flight at once per phase (PutBlock / GetBlock).
+pub const BLOCK_CONCURRENCY: usize = 8;
+/// UpdateFile calls in flight at once (the Raft leader batches them).
+pub const UPDATE_CONCURRENCY: usize = 32;
+/// A file whose modification time is this close to the start of the sync
+/// may still be changing within the clock's granularity, so its stat is not
+/// cached (git's "racily clean" rule).
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+/// Everything a sync needs.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The directory to sync.
+    pub base_dir: PathBuf,
+    /// How files are cut into blocks.
+    pub chunker: Chunker,
+    /// The metadata nodes' gRPC addresses.
+    pub meta_addrs: Vec<String>,
+    /// How long to wait for any metadata node before reporting no majority.
+    pub meta_deadline: Duration,
+    /// Timeout of one block store call.
+    pub block_timeout: Duration,
+    /// Progress output.
+    pub progress: ProgressMode,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Files (including deletions) whose new version this client uploaded.
+    pub files_up: u64,
+    /// Files written locally from the server's version.
+    pub files_down: u64,
+    /// Local files deleted because the server has a tombstone.
+    pub files_deleted: u64,
+    /// Block bytes sent to block stores.
+    pub bytes_up: u64,
+    /// Block bytes received from block stores.
+    pub bytes_down: u64,
+    /// Blocks not sent or fetched because the other side (or this
+    /// directory) already had them.
+    pub blocks_deduplicated: u64,
+    /// Names or entries skipped with a warning.
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sync: {} up, {} down, {} deleted; {} uploaded, {} downloaded; {} blocks deduplicated",
+            self.files_up,
+            self.files_down,
+            self.files_deleted,
+            human_bytes(self.bytes_up),
+            human_bytes(self.bytes_down),
+            self.blocks_deduplicated
+        )?;
+        if !self.warnings.is_empty() {
+            write!(f, "; {} warnings", self.warnings.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No metadata node answered within the deadline (exit code 1).
+    #[error("{0}")]
+    NoMajority(String),
+    /// The arguments are wrong (exit code 64).
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else: I/O, a block store, the index.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<RpcError> for SyncError {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::NoMajority(..) => SyncError::NoMajority(e.to_string()),
+            RpcError::Failed(m) => SyncError::Failed(m),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for SyncError {
+    fn from(e: rusqlite::Error) -> Self {
+        SyncError::Failed(format!("index.db: {e}"))
+    }
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> SyncError {
+    move |e| SyncError::Failed(format!("{what}: {e}"))
+}
+
+/// Why a file name (from the server or the directory) is refused, if it is.
+/// Names are flat (no directories), must not escape BASEDIR and must not
+/// collide with the index or the sync's temporary files.
+pub fn refuse_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." {
+        Some("empty name")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("it contains a path separator")
+    } else if name.contains(',') {
+        Some("it contains ','")
+    } else if name.contains("..") {
+        Some("it contains '..'")
+    } else if name.contains('\0') {
+        Some("it contains a NUL byte")
+    } else if name == INDEX_FILE || name.starts_with("index.db-") {
+        Some("it is the sync index")
+    } else if name.starts_with(TEMP_PREFIX) {
+        Some("it is a sync temporary file")
+    } else {
+        None
+    }
+}
+
+/// Why a remote hash list is unusable, if it is.
+fn refuse_hashes(hashes: &[String]) -> Option<String> {
+    if hashes.is_empty() {
+        return Some("empty hash list".into());
+    }
+    if chunk::is_tombstone(hashes) || chunk::is_empty_file(hashes) {
+        return None;
+    }
+    hashes
+        .iter()
+        .find(|h| !chunk::is_block_hash(h))
+        .map(|h| format!("bad block hash {h:?}"))
+}
+
+/// A file found in BASEDIR.
+#[derive(Debug, Clone)]
+struct LocalFile {
+    path: PathBuf,
+    stat: FileStat,
+    hashes: Vec<String>,
+    /// Block positions, when the file was hashed in this run (not taken
+    /// from the stat cache).
+    blocks: Option<Vec<BlockRef>>,
+}
+
+fn stat_of(meta: &fs::Metadata) -> FileStat {
+    FileStat {
+        size: meta.len(),
+        mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
+
+/// Lists and hashes BASEDIR's regular files, reusing the index's hashes for
+/// files whose size and mtime match the cached stat.
+fn scan(
+    base: &Path,
+    chunker: &Chunker,
+    index: &BTreeMap<String, IndexEntry>,
+    stats: &BTreeMap<String, FileStat>,
+    progress: ProgressMode,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, LocalFile>, SyncError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(base).map_err(io_err(format!("reading {}", base.display())))? {
+        let entry = entry.map_err(io_err(format!("reading {}", base.display())))?;
+        let name = match entry.file_name().into_string() {
+            Ok(n) => n,
+            Err(raw) => {
+                warnings.push(format!("skipping non-UTF-8 local name {raw:?}"));
+                continue;
+            }
+        };
+        if name.starts_with(TEMP_PREFIX) {
+            // A leftover of an interrupted sync: never a real file.
+            let _ = fs::remove_file(entry.path());
+            continue;
+        }
+        if name == INDEX_FILE || name.starts_with("index.db-") {
+            continue;
+        }
+        let meta = match fs::symlink_metadata(entry.path()) {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!("skipping local {name}: {e}"));
+                continue;
+            }
+        };
+        if !meta.is_file() {
+            if !meta.is_dir() {
+                warnings.push(format!("skipping local {name}: not a regular file"));
+            }
+            continue;
+        }
+        if let Some(why) = refuse_name(&name) {
+            warnings.push(format!("skipping local {name:?}: {why}"));
+            continue;
+        }
+        found.push((name, entry.path(), stat_of(&meta)));
+    }
+
+    let mut out = BTreeMap::new();
+    let mut to_hash = Vec::new();
+    for (name, path, stat) in found {
+        let cached = stats.get(&name) == Some(&stat);
+        match index.get(&name) {
+            Some(entry) if cached && !chunk::is_tombstone(&entry.hashes) => {
+                let hashes = entry.hashes.clone();
+                out.insert(
+                    name,
+                    LocalFile {
+                        path,
+                        stat,
+                        hashes,
+                        blocks: None,
+                    },
+                );
+            }
+            _ => to_hash.push((name, path, stat)),
+        }
+    }
+    let total: u64 = to_hash.iter().map(|(_, _, s)| s.size).sum();
+    let phase = Phase::start(progress, "hashing", total);
+    let hashed: Vec<Result<(String, LocalFile), SyncError>> = to_hash
+        .into_par_iter()
+        .map(|(name, path, stat)| {
+            let blocks = chunker
+                .blocks_of_file(&path)
+                .map_err(io_err(format!("hashing {}", path.display())))?;
+            phase.inc(stat.size);
+            let hashes = chunk::hash_list(&blocks);
+            Ok((
+                name,
+                LocalFile {
+                    path,
+                    stat,
+                    hashes,
+                    blocks: Some(blocks),
+                },
+            ))
+        })
+        .collect();
+    phase.finish("files");
+    for item in hashed {
+        let (name, file) = item?;
+        out.insert(name, file);
+    }
+    Ok(out)
+}
+
+/// What to do with one file.
+#[derive(Debug, Clone)]
+enum Action {
+    /// Take the server's version.
+    Download(FileMetaData),
+    /// Propose the local content (or a tombstone) as this version.
+    Upload { version: i32, hashes: Vec<String> },
+    /// Drop from the index (deleted locally, never on the server).
+    Forget,
+}
+
+fn decide(local: Option<&LocalFile>, base: Option<&IndexEntry>, remote: Option<&FileMetaData>) -> Option<Action> {
+    let base_version = base.map_or(0, |b| b.version);
+    let local_changed = match (local, base) {
+        (Some(l), Some(b)) => l.hashes != b.hashes,
+        (Some(_), None) => true,
+        (None, Some(b)) => !chunk::is_tombstone(&b.hashes),
+        (None, None) => false,
+    };
+    let remote_version = remote.map_or(0, |r| r.version);
+    if remote_version > base_version {
+        return remote.cloned().map(Action::Download);
+    }
+    if !local_changed {
+        return None;
+    }
+    match local {
+        Some(l) => Some(Action::Upload {
+            version: remote_version.saturating_add(1),
+            hashes: l.hashes.clone(),
+        }),
+        None if remote.is_some_and(|r| !chunk::is_tombstone(&r.block_hash_list)) => Some(Action::Upload {
+            version: remote_version.saturating_add(1),
+            hashes: vec![TOMBSTONE_HASH.to_string()],
+        }),
+        None => Some(Action::Forget),
+    }
+}
+
+/// Where a block's bytes can be read locally.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    offset: u64,
+    len: u32,
+}
+
+fn read_source(src: &Source) -> io::Result<Vec<u8>> {
+    let file = File::open(&src.path)?;
+    let mut buf = vec![0u8; src.len as usize];
+    file.read_exact_at(&mut buf, src.offset)?;
+    Ok(buf)
+}
+
+fn sources_of(local: &BTreeMap<String, LocalFile>) -> HashMap<String, Source> {
+    let mut out = HashMap::new();
+    for file in local.values() {
+        for b in file.blocks.iter().flatten() {
+            out.entry(b.hash.clone()).or_insert_with(|| Source {
+                path: file.path.clone(),
+                offset: b.offset,
+                len: b.len,
+            });
+        }
+    }
+    out
+}
+
+/// A temporary file in BASEDIR that is removed unless renamed into place.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    fn create(dir: &Path) -> io::Result<TempFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+        let file = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(TempFile { path, file: Some(file) })
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.as_mut().expect("open until persisted").write_all(data)
+    }
+
+    /// fsyncs and renames over `target`.
+    fn persist(mut self, target: &Path) -> io::Result<()> {
+        let file = self.file.take().expect("persisted once");
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.path, target)?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+struct Context<'a> {
+    opts: &'a SyncOptions,
+    meta: MetaClient,
+    stores: BlockStores,
+}
+
+/// Syncs `opts.base_dir` with the cloud once.
+pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
+    let base = &opts.base_dir;
+    if !base.is_dir() {
+        return Err(SyncError::Usage(format!(
+            "BASEDIR {} is not a directory",
+            base.display()
+        )));
+    }
+    let started_ns = now_ns();
+    let mut summary = Summary::default();
+    let mut index = Index::open(base)?;
+    let indexed = index.load()?;
+    let chunking = opts.chunker.mode().name();
+    let stats = index.load_stats(chunking, opts.chunker.block_size())?;
+
+    let local = {
+        let base = base.clone();
+        let chunker = opts.chunker;
+        let indexed = indexed.clone();
+        let progress = opts.progress;
+        tokio::task::spawn_blocking(move || {
+            let mut warnings = Vec::new();
+            scan(&base, &chunker, &indexed, &stats, progress, &mut warnings).map(|local| (local, warnings))
+        })
+        .await
+        .map_err(|e| SyncError::Failed(format!("hashing task: {e}")))??
+    };
+    let (local, warnings) = local;
+    for w in &warnings {
+        warn(opts.progress, w);
+    }
+    summary.warnings.extend(warnings);
+
+    let ctx = Context {
+        opts,
+        meta: MetaClient::new(opts.meta_addrs.clone(), opts.meta_deadline)?,
+        stores: BlockStores::new(opts.block_timeout),
+    };
+    let mut remote = ctx.meta.file_info_map().await?;
+    remote.retain(|name, meta| {
+        let why = refuse_name(name)
+            .map(str::to_string)
+            .or_else(|| refuse_hashes(&meta.block_hash_list));
+        if let Some(why) = why {
+            let w = format!("refusing remote file {name:?}: {why}");
+            warn(opts.progress, &w);
+            summary.warnings.push(w);
+            false
+        } else {
+            true
+        }
+    });
+
+    let names: BTreeSet<&String> = local.keys().chain(indexed.keys()).chain(remote.keys()).collect();
+    let mut downloads = Vec::new();
+    let mut uploads = Vec::new();
+    let mut index_changes: BTreeMap<String, Option<IndexEntry>> = BTreeMap::new();
+    for name in names {
+        match decide(local.get(name), indexed.get(name), remote.get(name)) {
+            None => {}
+            Some(Action::Download(meta)) => downloads.push(meta),
+            Some(Action::Upload { version, hashes }) => uploads.push(FileMetaData {
+                filename: name.clone(),
+                version,
+                block_hash_list: hashes,
+            }),
+            Some(Action::Forget) => {
+                index_changes.insert(name.clone(), None);
+            }
+        }
+    }
+
+    // Upload: blocks first, then the metadata.
+    upload(&ctx, &local, &mut uploads, &mut summary).await?;
+    let mut results = futures::stream::iter(uploads.into_iter().map(|meta| {
+        let meta_client = &ctx.meta;
+        async move {
+            let got = meta_client.update_file(meta.clone()).await?;
+            Ok::<_, SyncError>((meta, got))
+        }
+    }))
+    .buffer_unordered(UPDATE_CONCURRENCY);
+    let mut refused = Vec::new();
+    while let Some(result) = results.next().await {
+        let (meta, got) = result?;
+        if got == meta.version {
+            summary.files_up += 1;
+            index_changes.insert(
+                meta.filename.clone(),
+                Some(IndexEntry {
+                    version: got,
+                    hashes: meta.block_hash_list,
+                }),
+            );
+        } else {
+            refused.push(meta.filename);
+        }
+    }
+    drop(results);
+    if !refused.is_empty() {
+        // Another client won: take the server's version of these files.
+        let fresh = ctx.meta.file_info_map().await?;
+        for name in refused {
+            match fresh.get(&name) {
+                Some(meta) if refuse_hashes(&meta.block_hash_list).is_none() => downloads.push(meta.clone()),
+                _ => {
+                    let w = format!("{name}: the server refused the update and has no usable version");
+                    warn(opts.progress, &w);
+                    summary.warnings.push(w);
+                }
+            }
+        }
+    }
+
+    download(&ctx, &local, &downloads, &mut index_changes, &mut summary).await?;
+
+    // Cache the stats of files whose content matches their new index entry.
+    let mut stat_changes: BTreeMap<String, Option<FileStat>> = BTreeMap::new();
+    for (name, file) in &local {
+        let entry = index_changes
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| indexed.get(name).cloned());
+        let matches = entry.as_ref().is_some_and(|e| e.hashes == file.hashes);
+        let racy = file.stat.mtime_ns > started_ns.saturating_sub(RACY_WINDOW_NS);
+        let downloaded = downloads.iter().any(|d| &d.filename == name);
+        if matches && !racy && !downloaded {
+            if file.blocks.is_some() {
+                stat_changes.insert(name.clone(), Some(file.stat));
+            }
+        } else {
+            stat_changes.insert(name.clone(), None);
+        }
+    }
+    for d in &downloads {
+        stat_changes.insert(d.filename.clone(), None);
+    }
+    index.apply(&index_changes, &stat_changes, chunking, opts.chunker.block_size())?;
+    Ok(summary)
+}
+
+fn warn(mode: ProgressMode, message: &str) {
+    if mode != ProgressMode::Quiet {
+        eprintln!("triton sync: warning: {message}");
+    }
+}
+
+/// Sends the blocks `uploads` need that the block stores lack. Files that
+/// changed since hashing are taken out of `uploads` with a warning: the next
+/// sync sees their new content.
+async fn upload(
+    ctx: &Context<'_>,
+    local: &BTreeMap<String, LocalFile>,
+    uploads: &mut Vec<FileMetaData>,
+    summary: &mut Summary,
+) -> Result<(), SyncError> {
+    let mut sources: HashMap<String, (String, Source)> = HashMap::new();
+    let mut total_refs = 0u64;
+    for meta in uploads.iter() {
+        if chunk::is_tombstone(&meta.block_hash_list) || chunk::is_empty_file(&meta.block_hash_list) {
+            continue;
+        }
+        let file = &local[&meta.filename];
+        let blocks = file
+            .blocks
+            .as_ref()
+            .expect("changed files are hashed in this run, never taken from the cache");
+        for b in blocks {
+            total_refs += 1;
+            sources.entry(b.hash.clone()).or_insert_with(|| {
+                (
+                    meta.filename.clone(),
+                    Source {
+                        path: file.path.clone(),
+                        offset: b.offset,
+                        len: b.len,
+                    },
+                )
+            });
+        }
+    }
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let hashes: Vec<String> = sources.keys().cloned().collect();
+    let placement = ctx.meta.block_store_map(&hashes).await?;
+    let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for hash in hashes {
+        by_store.entry(placement[&hash].clone()).or_default().push(hash);
+    }
+    let missing: Vec<(String, Vec<String>)> =
+        futures::stream::iter(by_store.into_iter().map(|(store, hashes)| async move {
+            let missing = ctx.stores.missing_blocks(&store, &hashes).await?;
+            let asked: HashSet<&String> = hashes.iter().collect();
+            if let Some(bad) = missing.iter().find(|h| !asked.contains(h)) {
+                return Err(SyncError::Failed(format!(
+                    "block store {store} reported unknown block {bad} missing"
+                )));
+            }
+            Ok::<_, SyncError>((store, missing))
+        }))
+        .buffer_unordered(BLOCK_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let to_send: Vec<(String, String)> = missing
+        .into_iter()
+        .flat_map(|(store, hashes)| hashes.into_iter().map(move |h| (store.clone(), h)))
+        .collect();
+    summary.blocks_deduplicated += total_refs - to_send.len() as u64;
+    let total_bytes: u64 = to_send.iter().map(|(_, h)| sources[h].1.len as u64).sum();
+    let phase = Phase::start(ctx.opts.progress, "upload", total_bytes);
+    let changed: Vec<Option<String>> = futures::stream::iter(to_send.into_iter().map(|(store, hash)| {
+        let (name, src) = &sources[&hash];
+        let phase = &phase;
+        async move {
+            let data = read_source(src).map_err(io_err(format!("reading {}", src.path.display())))?;
+            if chunk::block_hash(&data) != hash {
+                return Ok(Some(name.clone()));
+            }
+            let len = data.len() as u64;
+            ctx.stores.put_block(&store, data).await?;
+            phase.inc(len);
+            Ok::<_, SyncError>(None)
+        }
+    }))
+    .buffer_unordered(BLOCK_CONCURRENCY)
+    .try_collect()
+    .await?;
+    phase.finish("blocks");
+    summary.bytes_up += total_bytes;
+    let changed: HashSet<String> = changed.into_iter().flatten().collect();
+    for name in &changed {
+        let w = format!("{name} changed while it was being synced; it will be synced next time");
+        phase.warn(&w);
+        summary.warnings.push(w);
+    }
+    uploads.retain(|m| !changed.contains(&m.filename));
+    Ok(())
+}
+
+/// Writes the server's version of each file in `downloads` into BASEDIR
+/// (atomically), deletes tombstoned files, and records the new index entries.
+async fn download(
+    ctx: &Context<'_>,
+    local: &BTreeMap<String, LocalFile>,
+    downloads: &[FileMetaData],
+    index_changes: &mut BTreeMap<String, Option<IndexEntry>>,
+    summary: &mut Summary,
+) -> Result<(), SyncError> {
+    let base = &ctx.opts.base_dir;
+    let sources = sources_of(local);
+    // Blocks that must come from the block stores.
+    let mut needed: BTreeSet<String> = BTreeSet::new();
+    let mut writes = Vec::new();
+    for meta in downloads {
+        let name = &meta.filename;
+        let hashes = &meta.block_hash_list;
+        let entry = IndexEntry {
+            version: meta.version,
+            hashes: hashes.clone(),
+        };
+        let target = base.join(name);
+        if chunk::is_tombstone(hashes) {
+            if local.contains_key(name) {
+                fs::remove_file(&target)
+                    .or_else(|e| {
+                        if e.kind() == io::ErrorKind::NotFound {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(io_err(format!("deleting {}", target.display())))?;
+                summary.files_deleted += 1;
+            }
+            index_changes.insert(name.clone(), Some(entry));
+            continue;
+        }
+        if local.get(name).is_some_and(|l| &l.hashes == hashes) {
+            index_changes.insert(name.clone(), Some(entry));
+            continue;
+        }
+        if !chunk::is_empty_file(hashes) {
+            for h in hashes {
+                if sources.contains_key(h) {
+                    summary.blocks_deduplicated += 1;
+                } else {
+                    needed.insert(h.clone());
+                }
+            }
+        }
+        writes.push((meta, entry));
+    }
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let needed: Vec<String> = needed.into_iter().collect();
+    let placement = if needed.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.meta.block_store_map(&needed).await?
+    };
+    let total_bytes: u64 = writes
+        .iter()
+        .map(|(m, _)| m.block_hash_list.len() as u64 * ctx.opts.chunker.block_size() as u64)
+        .sum();
+    let phase = Phase::start(ctx.opts.progress, "download", total_bytes);
+    let bytes_down = AtomicU64::new(0);
+    for (meta, entry) in writes {
+        let target = base.join(&meta.filename);
+        let mut temp = TempFile::create(base).map_err(io_err(format!("creating a file in {}", base.display())))?;
+        if !chunk::is_empty_file(&meta.block_hash_list) {
+            let mut blocks = futures::stream::iter(meta.block_hash_list.iter().map(|hash| {
+                let placement = &placement;
+                let sources = &sources;
+                let bytes_down = &bytes_down;
+                async move {
+                    if let Some(src) = sources.get(hash) {
+                        // A local copy, unless the file changed meanwhile.
+                        if let Ok(data) = read_source(src) {
+                            if &chunk::block_hash(&data) == hash {
+                                return Ok::<_, SyncError>(data);
+                            }
+                        }
+                    }
+                    let store = match placement.get(hash) {
+                        Some(s) => s.clone(),
+                        None => ctx.meta.block_store_map(std::slice::from_ref(hash)).await?[hash].clone(),
+                    };
+                    let data = ctx.stores.get_block(&store, hash).await?;
+                    bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    Ok(data)
+                }
+            }))
+            .buffered(BLOCK_CONCURRENCY);
+            while let Some(data) = blocks.next().await {
+                let data = data?;
+                temp.write(&data)
+                    .map_err(io_err(format!("writing {}", target.display())))?;
+                phase.inc(data.len() as u64);
+            }
+        }
+        temp.persist(&target)
+            .map_err(io_err(format!("writing {}", target.display())))?;
+        summary.files_down += 1;
+        index_changes.insert(meta.filename.clone(), Some(entry));
+    }
+    File::open(base)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("syncing {}", base.display())))?;
+    phase.finish("blocks");
+    summary.bytes_down += bytes_down.load(Ordering::Relaxed);
+    Ok(())
+}
+
+/// One line of `triton surf mapping`: where one block of one file lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingLine {
+    /// The file's name in BASEDIR.
+    pub file: String,
+    /// The block's position in the file's hash list.
+    pub block_index: usize,
+    /// The block's hash.
+    pub hash: String,
+    /// The block store that holds it, per the metadata service.
+    pub store: String,
+}
+
+/// Hashes the files in BASEDIR and asks the metadata service which block
+/// store holds each block.
+pub async fn mapping(opts: &SyncOptions) -> Result<Vec<MappingLine>, SyncError> {
+    let base = opts.base_dir.clone();
+    if !base.is_dir() {
+        return Err(SyncError::Usage(format!(
+            "BASEDIR {} is not a directory",
+            base.display()
+        )));
+    }
+    let chunker = opts.chunker;
+    let progress = opts.progress;
+    let local = tokio::task::spawn_blocking(move || {
+        let mut warnings = Vec::new();
+        scan(
+            &base,
+            &chunker,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            progress,
+            &mut warnings,
+        )
+    })
+    .await
+    .map_err(|e| SyncError::Failed(format!("hashing task: {e}")))??;
+    let mut hashes: Vec<String> = local
+        .values()
+        .flat_map(|f| f.blocks.iter().flatten().map(|b| b.hash.clone()))
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let meta = MetaClient::new(opts.meta_addrs.clone(), opts.meta_deadline)?;
+    let placement = meta.block_store_map(&hashes).await?;
+    let mut out = Vec::new();
+    for (name, file) in &local {
+        for (i, b) in file.blocks.iter().flatten().enumerate() {
+            out.push(MappingLine {
+                file: name.clone(),
+                block_index: i,
+                hash: b.hash.clone(),
+                store: placement[&b.hash].clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(hashes: &[&str]) -> LocalFile {
+        LocalFile {
+            path: PathBuf::from("x"),
+            stat: FileStat { size: 0, mtime_ns: 0 },
+            hashes: hashes.iter().map(|s| s.to_string()).collect(),
+            blocks: None,
+        }
+    }
+    fn base(version: i32, hashes: &[&str]) -> IndexEntry {
+        IndexEntry {
+            version,
+            hashes: hashes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+    fn remote(version: i32, hashes: &[&str]) -> FileMetaData {
+        FileMetaData {
+            filename: "f".into(),
+            version,
+            block_hash_list: hashes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn names_that_escape_or_collide_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a,b",
+            "x..y",
+            "index.db",
+            "index.db-journal",
+            ".triton-sync-tmp-1-2",
+            "a\\b",
+        ] {
+            assert!(refuse_name(bad).is_some(), "{bad:?} accepted");
+        }
+        for good in ["a.txt", ".hidden", "x.y.z", "naïve"] {
+            assert_eq!(refuse_name(good), None, "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn bad_remote_hash_lists_are_refused() {
+        assert!(refuse_hashes(&[]).is_some());
+        assert!(refuse_hashes(&["../etc".into()]).is_some());
+        assert!(refuse_hashes(&["0".into(), "0".into()]).is_some());
+        assert!(refuse_hashes(&["0".into()]).is_none());
+        assert!(refuse_hashes(&["-1".into()]).is_none());
+        assert!(refuse_hashes(&[chunk::block_hash(b"x")]).is_none());
+    }
+
+    #[test]
+    fn decisions() {
+        // New local file: upload as version 1.
+        assert!(matches!(
+            decide(Some(&local(&["a"])), None, None),
+            Some(Action::Upload { version: 1, .. })
+        ));
+        // Unchanged everywhere: nothing.
+        assert!(decide(Some(&local(&["a"])), Some(&base(3, &["a"])), Some(&remote(3, &["a"]))).is_none());
+        // Local edit on the current version: upload as version + 1.
+        assert!(matches!(
+            decide(Some(&local(&["b"])), Some(&base(3, &["a"])), Some(&remote(3, &["a"]))),
+            Some(Action::Upload { version: 4, .. })
+        ));
+        // The server is newer: it wins, even over a local edit.
+        assert!(matches!(
+            decide(Some(&local(&["b"])), Some(&base(3, &["a"])), Some(&remote(4, &["c"]))),
+            Some(Action::Download(_))
+        ));
+        // Deleted locally: a tombstone.
+        match decide(None, Some(&base(3, &["a"])), Some(&remote(3, &["a"]))) {
+            Some(Action::Upload { version: 4, hashes }) => assert_eq!(hashes, vec!["0"]),
+            other => panic!("{other:?}"),
+        }
+        // Deleted locally, never on the server: forget.
+        assert!(matches!(
+            decide(None, Some(&base(1, &["a"])), None),
+            Some(Action::Forget)
+        ));
+        // Re-created after a tombstone: tombstone version + 1.
+        assert!(matches!(
+            decide(Some(&local(&["a"])), Some(&base(5, &["0"])), Some(&remote(5, &["0"]))),
+            Some(Action::Upload { version: 6, .. })
+        ));
+        // Tombstone known on both sides and no local file: nothing.
+        assert!(decide(None, Some(&base(5, &["0"])), Some(&remote(5, &["0"]))).is_none());
+    }
+}
