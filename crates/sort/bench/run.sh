@@ -38,6 +38,9 @@ echo "== binary: $TRITON"
 median() { # hyperfine JSON, command index -> median seconds
     python3 -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]['median'])" "$1" "$2"
 }
+cpu() { # hyperfine JSON, command index -> mean user+system CPU seconds
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['user'] + r['system']))" "$1" "$2"
+}
 peak_mb() { # peak RSS in MB of a command
     /usr/bin/time -f "%M" -o "$W/rss" "$@" >/dev/null 2>&1
     echo $(( $(cat "$W/rss") / 1024 ))
@@ -110,9 +113,9 @@ rm -f "$W/in4g" "$W/sort4.out"
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 echo
 echo "== summary (medians; peak RSS in MB)"
-echo "| case | median | floor/peer | ratio | peak RSS |"
-echo "|---|---|---|---|---|"
-echo "| sort 1 GB (in memory) | ${SORT1} s | cp ${CP1} s | $(ratio "$SORT1" "$CP1")x | ${RSS_SORT1} MB (cp ${RSS_CP1} MB) |"
-echo "| sort 4 GB, --memory 1GB | ${SORT4} s | cp ${CP4} s | $(ratio "$SORT4" "$CP4")x | ${RSS_SORT4} MB |"
-echo "| netsort 4 x 250 MB | ${NET} s | local sort 1 GB ${LOCAL} s | $(ratio "$NET" "$LOCAL")x | ${RSS_NET} MB per server (max) |"
+echo "| case | median wall | floor/peer median wall | wall ratio | CPU s (user+sys) vs peer | peak RSS |"
+echo "|---|---|---|---|---|---|"
+echo "| sort 1 GB (in memory) | ${SORT1} s | cp ${CP1} s | $(ratio "$SORT1" "$CP1")x | $(cpu "$W/local.json" 1) vs $(cpu "$W/local.json" 0) | ${RSS_SORT1} MB (cp ${RSS_CP1} MB) |"
+echo "| sort 4 GB, --memory 1GB | ${SORT4} s | cp ${CP4} s | $(ratio "$SORT4" "$CP4")x | $(cpu "$W/ext.json" 1) vs $(cpu "$W/ext.json" 0) | ${RSS_SORT4} MB |"
+echo "| netsort 4 x 250 MB | ${NET} s | local sort 1 GB ${LOCAL} s | $(ratio "$NET" "$LOCAL")x | $(cpu "$W/net.json" 0) vs $(cpu "$W/net.json" 1) | ${RSS_NET} MB per server (max) |"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

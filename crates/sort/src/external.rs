@@ -321,6 +321,7 @@ impl RunSorter {
                 self.runs.push(path);
             }
         }
+        trace(&format!("runs written: {}", self.runs_made));
         let merged = merge_runs(&self.runs, out, self.merge_memory, self.write_buffer)?;
         assert_eq!(merged, self.records, "merge lost or duplicated records");
         Ok(SortStats {

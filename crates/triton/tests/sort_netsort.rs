@@ -215,7 +215,15 @@ fn a_peer_killed_mid_transfer_fails_the_others() {
     servers
         .0
         .push(spawn_server(1, dir.path(), &config, &["--connect-timeout", "60"]));
-    std::thread::sleep(Duration::from_secs(2));
+    // Kill 1 once it has connected to 0 (seen in the kernel's socket table),
+    // so the test does not depend on how fast a loaded machine starts it.
+    let port0 = config_port(&config, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while established_to(port0) == 0 {
+        assert!(Instant::now() < deadline, "server 1 never connected to server 0");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     servers.0[1].kill().unwrap();
     let (status, stderr) = wait_for(&mut servers.0[0], Duration::from_secs(15));
     assert!(!status.success());
@@ -223,6 +231,30 @@ fn a_peer_killed_mid_transfer_fails_the_others() {
         stderr.contains("server 1") && stderr.contains("before end-of-stream"),
         "unclear error: {stderr}"
     );
+}
+
+/// The port of server `id` in a config written by [`write_config`].
+fn config_port(config: &Path, id: usize) -> u16 {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = text.lines().filter(|l| l.contains("serverId")).nth(id).unwrap();
+    let port = line.split("port: \"").nth(1).unwrap().split('"').next().unwrap();
+    port.parse().unwrap()
+}
+
+/// Established TCP connections whose local port is `port` (accepted by a
+/// server listening there), from /proc/net/tcp.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3
+                && fields[3] == "01"
+                && fields[1].rsplit(':').next() == Some(format!("{port:04X}").as_str())
+        })
+        .count()
 }
 
 /// Connect to `port`, retrying while the server starts.
