@@ -28,7 +28,7 @@ pub struct HttpArgs {
     /// Read timeout for each request (e.g. 5s, 300ms).
     #[arg(long, default_value = "5s", value_parser = triton_http::parse_duration)]
     pub timeout: Duration,
-    /// How long a file may be served from memory before re-reading it; 0s disables the cache.
+    /// How long a resolved file may be served from the cache before re-checking the disk; 0s disables the cache.
     #[arg(long, default_value = "1s", value_parser = triton_http::parse_duration)]
     pub cache_ttl: Duration,
     /// Runtime worker threads (0: one per CPU).
