@@ -80,6 +80,18 @@ pub fn write_head(out: &mut Vec<u8>, status: Status, close: bool, date: &str, co
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends a complete `200 OK` with `body`; Content-Length is taken from
+/// the body itself, so the two cannot disagree.
+pub fn write_ok(out: &mut Vec<u8>, close: bool, date: &str, content_type: &str, last_modified: &str, body: &[u8]) {
+    let content = Content {
+        length: body.len() as u64,
+        content_type,
+        last_modified,
+    };
+    write_head(out, Status::Ok, close, date, Some(&content));
+    out.extend_from_slice(body);
+}
+
 fn itoa_buf() -> [u8; 20] {
     [0; 20]
 }
@@ -163,6 +175,29 @@ Date: Tue, 19 Oct 2021 18:12:55 GMT\r\nLast-Modified: Mon, 18 Oct 2021 10:00:00 
         assert_eq!(
             head(Status::Ok, true, Some(&content)),
             "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1234\r\nContent-Type: text/html; charset=utf-8\r\n\
+Date: Tue, 19 Oct 2021 18:12:55 GMT\r\nLast-Modified: Mon, 18 Oct 2021 10:00:00 GMT\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn ok_with_body_and_pipelined_responses_concatenate() {
+        let mut out = Vec::new();
+        write_ok(
+            &mut out,
+            false,
+            DATE,
+            "text/css",
+            "Mon, 18 Oct 2021 10:00:00 GMT",
+            b"a{}",
+        );
+        write_head(&mut out, Status::NotFound, false, DATE, None);
+        write_ok(&mut out, true, DATE, "image/png", "Mon, 18 Oct 2021 10:00:00 GMT", b"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/css\r\n\
+Date: Tue, 19 Oct 2021 18:12:55 GMT\r\nLast-Modified: Mon, 18 Oct 2021 10:00:00 GMT\r\n\r\na{}\
+HTTP/1.1 404 Not Found\r\nDate: Tue, 19 Oct 2021 18:12:55 GMT\r\n\r\n\
+HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\nContent-Type: image/png\r\n\
 Date: Tue, 19 Oct 2021 18:12:55 GMT\r\nLast-Modified: Mon, 18 Oct 2021 10:00:00 GMT\r\n\r\n"
         );
     }

@@ -22,7 +22,7 @@ use crate::cache::{CacheConfig, CachedBody, CachedFile, FileCache};
 use crate::content_type;
 use crate::request::{parse_request, Parse, Request, MAX_HEAD_BYTES};
 use crate::resolve::resolve;
-use crate::response::{http_date, with_date_now, write_head, Content, Status};
+use crate::response::{http_date, with_date_now, write_head, write_ok, Content, Status};
 use crate::sites::Sites;
 
 /// Bodies up to this size are copied into the batched output buffer; larger
@@ -254,6 +254,12 @@ async fn respond(
         with_date_now(|date| write_head(output, Status::NotFound, close, date, None));
         return Ok(());
     };
+    if let CachedBody::Memory(bytes) = &file.body {
+        if bytes.len() <= INLINE_BODY_BYTES {
+            with_date_now(|date| write_ok(output, close, date, &file.content_type, &file.last_modified, bytes));
+            return Ok(());
+        }
+    }
     let content = Content {
         length: file.body.len(),
         content_type: &file.content_type,
@@ -261,9 +267,6 @@ async fn respond(
     };
     with_date_now(|date| write_head(output, Status::Ok, close, date, Some(&content)));
     match &file.body {
-        CachedBody::Memory(bytes) if bytes.len() <= INLINE_BODY_BYTES => {
-            output.extend_from_slice(bytes);
-        }
         CachedBody::Memory(bytes) => {
             let mut both = Buf::chain(&output[..], &bytes[..]);
             stall_guard(stream.write_all_buf(&mut both)).await?;
