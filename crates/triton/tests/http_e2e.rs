@@ -119,11 +119,23 @@ fn free_port() -> u16 {
 /// A server with virtual hosts website1 and website2, caching files up to
 /// CACHE_MAX_FILE bytes and sending bigger ones with sendfile.
 fn start_virtual_hosts() -> Server {
+    start_virtual_hosts_with_timeout(READ_TIMEOUT)
+}
+
+/// Like [`start_virtual_hosts`] with another read timeout.
+fn start_virtual_hosts_with_timeout(timeout: &str) -> Server {
     let tree = TempTree::new();
     let docroot = build_tree(&tree);
     let config = tree.0.join("vhosts.yaml");
     let max = CACHE_MAX_FILE.to_string();
-    let extra = ["--vh-config", config.to_str().unwrap(), "--cache-max-file-bytes", &max];
+    let extra = [
+        "--vh-config",
+        config.to_str().unwrap(),
+        "--cache-max-file-bytes",
+        &max,
+        "--timeout",
+        timeout,
+    ];
     start(tree, docroot, &extra)
 }
 
@@ -131,7 +143,7 @@ fn start_virtual_hosts() -> Server {
 fn start_single_root() -> Server {
     let tree = TempTree::new();
     let docroot = build_tree(&tree).join("htdocs1");
-    start(tree, docroot, &["--cache-ttl", "0s"])
+    start(tree, docroot, &["--cache-ttl", "0s", "--timeout", READ_TIMEOUT])
 }
 
 fn start(tree: TempTree, docroot: PathBuf, extra: &[&str]) -> Server {
@@ -140,7 +152,6 @@ fn start(tree: TempTree, docroot: PathBuf, extra: &[&str]) -> Server {
         .args(["http", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--docroot")
         .arg(&docroot)
-        .args(["--timeout", READ_TIMEOUT])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -392,7 +403,9 @@ fn pipelined_ok_ok_ok() {
 
 #[test]
 fn pipelined_requests_split_across_writes() {
-    let server = start_virtual_hosts();
+    // A long read timeout: the dribbled request must not race the timer on
+    // a loaded machine (the last request closes the connection anyway).
+    let server = start_virtual_hosts_with_timeout("30s");
     let request = get("/index.html", "website1") + &get("/app.js", "website1") + &get_close("/", "website2");
     let mut stream = connect(&server);
     for chunk in request.as_bytes().chunks(7) {
