@@ -13,6 +13,8 @@
 //! * [`writer`]: a writer thread so producing and writing output overlap.
 //! * [`net`]: netsort, the same sort partitioned across servers over TCP.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod external;
 pub mod gen;
