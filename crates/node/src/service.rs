@@ -189,6 +189,7 @@ impl NodeHandle {
                 "stale session sequence number: the original result is no longer known",
             )),
             WriteResult::Malformed => Err(Status::internal("the command could not be decoded")),
+            WriteResult::TooLarge => Err(Status::invalid_argument("key or value exceeds the store's limits")),
             r => Ok(r),
         }
     }

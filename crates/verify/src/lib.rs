@@ -1,0 +1,594 @@
+//! # `triton verify`
+//!
+//! A Jepsen-style test any user can point at a Triton cluster: concurrent
+//! clients do Get/Put/Append on a few hot keys with unique values and record
+//! when each call started and ended on one monotonic clock; a nemesis
+//! injects faults on a schedule drawn from the seed (kill -9 and restart,
+//! pause with SIGSTOP/SIGCONT, minority/majority partitions, isolating the
+//! leader); then the faults stop, the cluster must recover, and the whole
+//! history must be linearizable (checked by `triton-lincheck`).
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use triton_lincheck::{CheckOptions, Input, Operation, Output, Verdict};
+use triton_node::client::{ClientError, KvClient};
+use triton_proto::control::control_client::ControlClient;
+use triton_proto::control::NodeIds;
+
+use crate::local::LocalCluster;
+
+/// A kind of fault the nemesis can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// kill -9 a node, restart it later.
+    Kill,
+    /// Split the cluster into a minority and a majority.
+    Partition,
+    /// SIGSTOP a node, SIGCONT it later.
+    Pause,
+    /// Cut the current leader off from everyone.
+    Leader,
+}
+
+impl Fault {
+    pub fn parse_list(s: &str) -> anyhow::Result<Vec<Fault>> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            out.push(match part {
+                "kill" => Fault::Kill,
+                "partition" => Fault::Partition,
+                "pause" => Fault::Pause,
+                "leader" => Fault::Leader,
+                "none" => continue,
+                other => bail!("unknown fault {other:?} (kill, partition, pause, leader, none)"),
+            });
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn needs_processes(self) -> bool {
+        matches!(self, Fault::Kill | Fault::Pause)
+    }
+}
+
+pub struct VerifyOptions {
+    /// The `triton` binary used to start nodes.
+    pub binary: PathBuf,
+    /// Start the nodes of this config (else a generated one).
+    pub config: Option<PathBuf>,
+    /// Nodes of a generated config.
+    pub nodes: usize,
+    /// Attach to a running cluster instead of starting one.
+    pub endpoints: Option<Vec<String>>,
+    pub duration: Duration,
+    pub clients: usize,
+    pub keys: usize,
+    pub faults: Vec<Fault>,
+    pub seed: u64,
+    /// Where the history, logs and violation pages go.
+    pub out_dir: PathBuf,
+    /// Test-only broken mode: reads served by any node without ReadIndex.
+    pub unsafe_stale_reads: bool,
+    /// How long the cluster may take to recover once faults stop.
+    pub recovery_timeout: Duration,
+    pub progress: bool,
+}
+
+/// What happened, for the summary and the exit code.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub ops: BTreeMap<&'static str, (usize, usize, usize)>,
+    pub faults: BTreeMap<String, usize>,
+    pub recovery: Option<Duration>,
+    pub verdict: Option<Verdict>,
+    pub violations: Vec<String>,
+    pub liveness_failure: Option<String>,
+    pub history_path: PathBuf,
+}
+
+impl Summary {
+    pub fn passed(&self) -> bool {
+        self.verdict == Some(Verdict::Linearizable) && self.liveness_failure.is_none()
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "operations (ok / failed / unknown outcome):")?;
+        for (kind, (ok, failed, unknown)) in &self.ops {
+            writeln!(f, "  {kind:<7} {ok:>6} / {failed:>5} / {unknown:>5}")?;
+        }
+        let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        writeln!(
+            f,
+            "faults injected: {}",
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults.join(", ")
+            }
+        )?;
+        match self.recovery {
+            Some(d) => writeln!(f, "recovery after faults stopped: {:.2} s", d.as_secs_f64())?,
+            None => writeln!(f, "recovery after faults stopped: did not recover")?,
+        }
+        writeln!(f, "history: {}", self.history_path.display())?;
+        if let Some(l) = &self.liveness_failure {
+            writeln!(f, "LIVENESS FAILURE: {l}")?;
+        }
+        for v in &self.violations {
+            writeln!(f, "{v}")?;
+        }
+        let verdict = match (self.verdict, &self.liveness_failure) {
+            (Some(Verdict::Linearizable), None) => "PASS: the history is linearizable and the cluster recovered",
+            (Some(Verdict::Linearizable), Some(_)) => "FAIL: linearizable, but the cluster did not recover",
+            (Some(Verdict::Violation), _) => "FAIL: the history is NOT linearizable",
+            (Some(Verdict::Unknown), _) => "INCONCLUSIVE: the checker ran out of budget",
+            (None, _) => "FAIL: not checked",
+        };
+        write!(f, "verdict: {verdict}")
+    }
+}
+
+/// The shared record of client operations.
+#[derive(Default)]
+struct History {
+    ops: Vec<Operation>,
+    /// Successful operations per client since faults stopped.
+    after_heal: Vec<usize>,
+}
+
+struct Nemesis {
+    rng: ChaCha8Rng,
+    faults: Vec<Fault>,
+    injected: BTreeMap<String, usize>,
+}
+
+/// Runs the whole test and returns its summary.
+pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
+    anyhow::ensure!(
+        opts.clients > 0 && opts.keys > 0,
+        "--clients and --keys must be positive"
+    );
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let mut cluster = match &opts.endpoints {
+        Some(_) => None,
+        None => {
+            let config = match &opts.config {
+                Some(c) => c.clone(),
+                None => local::write_test_config(&opts.out_dir, opts.nodes)?,
+            };
+            Some(LocalCluster::start(&opts.binary, &config, &opts.out_dir)?)
+        }
+    };
+    let endpoints = match (&opts.endpoints, &cluster) {
+        (Some(e), _) => e.clone(),
+        (None, Some(c)) => c.addrs(),
+        (None, None) => unreachable!("either endpoints or a local cluster"),
+    };
+    if cluster.is_none() && opts.faults.iter().any(|f| f.needs_processes()) {
+        bail!("kill and pause faults need a cluster started by triton verify (not --endpoints)");
+    }
+    if let Some(c) = &cluster {
+        if !c.config.enable_test_rpcs
+            && opts
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::Partition | Fault::Leader))
+        {
+            bail!("partition and leader faults need enable_test_rpcs = true in the cluster config");
+        }
+    }
+    wait_for_leader(&endpoints, Duration::from_secs(30))
+        .await
+        .context("the cluster never elected a leader")?;
+
+    let clock = Instant::now();
+    let history = Arc::new(Mutex::new(History {
+        ops: Vec::new(),
+        after_heal: vec![0; opts.clients],
+    }));
+    let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for c in 0..opts.clients {
+        let (history, healed, stop, endpoints) = (history.clone(), healed.clone(), stop.clone(), endpoints.clone());
+        let keys = opts.keys;
+        let stale = opts.unsafe_stale_reads;
+        let seed = opts.seed.wrapping_add(c as u64 + 1);
+        workers.push(tokio::spawn(async move {
+            client_loop(c, seed, keys, stale, endpoints, clock, history, healed, stop).await
+        }));
+    }
+
+    let progress = progress_bar(opts.progress, opts.duration);
+    let mut nemesis = Nemesis {
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
+        faults: opts.faults.clone(),
+        injected: BTreeMap::new(),
+    };
+    let fault_end = clock + opts.duration;
+    while Instant::now() < fault_end {
+        let quiet = Duration::from_millis(nemesis.rng.random_range(1000..2500));
+        sleep_with_progress(
+            &progress,
+            quiet.min(fault_end.saturating_duration_since(Instant::now())),
+            &history,
+            clock,
+        )
+        .await;
+        if Instant::now() >= fault_end || nemesis.faults.is_empty() {
+            continue;
+        }
+        let fault = nemesis.faults[nemesis.rng.random_range(0..nemesis.faults.len())];
+        let hold = Duration::from_millis(nemesis.rng.random_range(800..2500));
+        inject(
+            &mut nemesis,
+            fault,
+            cluster.as_mut(),
+            &endpoints,
+            hold,
+            &progress,
+            &history,
+            clock,
+        )
+        .await?;
+    }
+    progress.finish_and_clear();
+
+    // Faults stop: heal everything and watch the cluster recover.
+    let heal_start = Instant::now();
+    if let Some(c) = cluster.as_mut() {
+        c.heal_processes()?;
+    }
+    heal_partitions(&endpoints).await;
+    healed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut summary = Summary {
+        history_path: opts.out_dir.join("history.jsonl"),
+        ..Default::default()
+    };
+    let recovered = loop {
+        let done = history.lock().unwrap().after_heal.iter().all(|&n| n >= 2);
+        if done {
+            break Some(heal_start.elapsed());
+        }
+        if heal_start.elapsed() > opts.recovery_timeout {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    summary.recovery = recovered;
+    if recovered.is_none() {
+        let counts = history.lock().unwrap().after_heal.clone();
+        summary.liveness_failure = Some(format!(
+            "{:?} after the faults stopped, successful operations per client were {counts:?} (each needs 2)",
+            opts.recovery_timeout
+        ));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in workers {
+        let _ = w.await;
+    }
+    summary.faults = nemesis.injected;
+
+    // Record and check the history.
+    let ops = std::mem::take(&mut history.lock().unwrap().ops);
+    let mut jsonl = String::new();
+    for op in &ops {
+        jsonl.push_str(&serde_json::to_string(op)?);
+        jsonl.push('\n');
+    }
+    std::fs::write(&summary.history_path, jsonl)?;
+    for op in &ops {
+        let kind = match op.input {
+            Input::Get => "get",
+            Input::Put { .. } => "put",
+            Input::Append { .. } => "append",
+            _ => "other",
+        };
+        let e = summary.ops.entry(kind).or_default();
+        match (&op.output, op.ret) {
+            (Some(_), _) => e.0 += 1,
+            (None, Some(_)) => e.2 += 1,
+            (None, None) => e.2 += 1,
+        }
+    }
+    let report = triton_lincheck::check(&ops, &CheckOptions::default());
+    summary.verdict = Some(report.verdict);
+    for k in report.violations() {
+        let mut text = format!(
+            "VIOLATION on key {:?}: no order of these operations explains what the clients saw:",
+            k.key
+        );
+        if let Some(v) = &k.violation {
+            for op in &v.minimal {
+                text.push_str(&format!("\n  {}", describe(op)));
+            }
+        }
+        if let Some(html) = k.render_html() {
+            let path = opts.out_dir.join(format!("violation-{}.html", sanitize(&k.key)));
+            std::fs::write(&path, html)?;
+            text.push_str(&format!("\n  timeline: {}", path.display()));
+        }
+        summary.violations.push(text);
+    }
+    if let Some(c) = cluster.as_mut() {
+        c.stop_all();
+    }
+    Ok(summary)
+}
+
+fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn describe(op: &Operation) -> String {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let ret = op.ret.map_or("never".to_string(), |r| format!("{:.1} ms", ms(r)));
+    format!(
+        "client {:>3}  {:>10.1} ms .. {:>10}  {:?} -> {}",
+        op.client,
+        ms(op.call),
+        ret,
+        op.input,
+        op.output.as_ref().map_or("unknown".to_string(), |o| format!("{o:?}"))
+    )
+}
+
+fn progress_bar(enabled: bool, duration: Duration) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(duration.as_millis() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+async fn sleep_with_progress(pb: &indicatif::ProgressBar, d: Duration, history: &Arc<Mutex<History>>, clock: Instant) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100).min(end.saturating_duration_since(Instant::now()))).await;
+        let n = history.lock().unwrap().ops.len();
+        pb.set_position(clock.elapsed().as_millis() as u64);
+        pb.set_message(format!("{n} operations"));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn inject(
+    nemesis: &mut Nemesis,
+    fault: Fault,
+    cluster: Option<&mut LocalCluster>,
+    endpoints: &[String],
+    hold: Duration,
+    pb: &indicatif::ProgressBar,
+    history: &Arc<Mutex<History>>,
+    clock: Instant,
+) -> anyhow::Result<()> {
+    let n = endpoints.len();
+    let name = format!("{fault:?}").to_lowercase();
+    *nemesis.injected.entry(name.clone()).or_default() += 1;
+    match fault {
+        Fault::Kill | Fault::Pause => {
+            let c = cluster.expect("checked: process faults need a local cluster");
+            let victim = nemesis.rng.random_range(0..n);
+            say(
+                pb,
+                format!(
+                    "[{:>6.1}s] {name} node {victim} for {:.1}s",
+                    clock.elapsed().as_secs_f64(),
+                    hold.as_secs_f64()
+                ),
+            );
+            if fault == Fault::Kill {
+                c.kill9(victim);
+            } else {
+                c.pause(victim);
+            }
+            sleep_with_progress(pb, hold, history, clock).await;
+            if fault == Fault::Kill {
+                c.spawn(victim)?;
+            } else {
+                c.resume(victim);
+            }
+        }
+        Fault::Partition | Fault::Leader => {
+            let mut ids: Vec<usize> = (0..n).collect();
+            let minority: Vec<usize> = if fault == Fault::Leader {
+                match find_leader(endpoints).await {
+                    Some(l) => vec![l],
+                    None => vec![nemesis.rng.random_range(0..n)],
+                }
+            } else {
+                for i in (1..n).rev() {
+                    let j = nemesis.rng.random_range(0..=i);
+                    ids.swap(i, j);
+                }
+                let k = nemesis.rng.random_range(1..=(n - 1) / 2).max(1);
+                ids[..k].to_vec()
+            };
+            let majority: Vec<usize> = (0..n).filter(|i| !minority.contains(i)).collect();
+            say(
+                pb,
+                format!(
+                    "[{:>6.1}s] {name}: {minority:?} | {majority:?} for {:.1}s",
+                    clock.elapsed().as_secs_f64(),
+                    hold.as_secs_f64()
+                ),
+            );
+            for &i in &minority {
+                set_unreachable(&endpoints[i], &majority).await;
+            }
+            for &i in &majority {
+                set_unreachable(&endpoints[i], &minority).await;
+            }
+            sleep_with_progress(pb, hold, history, clock).await;
+            heal_partitions(endpoints).await;
+        }
+    }
+    Ok(())
+}
+
+/// A line of the fault log: above the progress bar, or plain on stderr.
+fn say(pb: &indicatif::ProgressBar, line: String) {
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
+    }
+}
+
+async fn set_unreachable(addr: &str, from: &[usize]) {
+    let ids = from.iter().map(|&i| i as u64).collect();
+    let call = async {
+        let mut c = ControlClient::connect(format!("http://{addr}")).await.ok()?;
+        c.make_unreachable_from(NodeIds { ids }).await.ok()
+    };
+    // A paused or dead node cannot be told; that is fine.
+    let _ = tokio::time::timeout(Duration::from_millis(500), call).await;
+}
+
+async fn heal_partitions(endpoints: &[String]) {
+    for e in endpoints {
+        set_unreachable(e, &[]).await;
+    }
+}
+
+async fn find_leader(endpoints: &[String]) -> Option<usize> {
+    let mut probe = KvClient::new(endpoints.to_vec()).ok()?;
+    probe.attempt_timeout = Duration::from_millis(300);
+    for (i, e) in endpoints.iter().enumerate() {
+        if let Ok(s) = probe.status_of(e).await {
+            if s.role == "leader" {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+async fn wait_for_leader(endpoints: &[String], timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if find_leader(endpoints).await.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("no leader among {endpoints:?} within {timeout:?}")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn client_loop(
+    c: usize,
+    seed: u64,
+    keys: usize,
+    stale_reads: bool,
+    endpoints: Vec<String>,
+    clock: Instant,
+    history: Arc<Mutex<History>>,
+    healed: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let Ok(mut client) = KvClient::new(endpoints.clone()) else {
+        return;
+    };
+    client.attempt_timeout = Duration::from_millis(1000);
+    client.deadline = Duration::from_secs(3);
+    let mut n = 0u64;
+    let now = |clock: Instant| clock.elapsed().as_nanos() as u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        n += 1;
+        let key = format!("k{}", rng.random_range(0..keys));
+        let value = format!("c{c}n{n};");
+        let roll = rng.random_range(0..10);
+        let call = now(clock);
+        let (input, output) = if roll < 4 {
+            let r = if stale_reads {
+                // The broken mode under test: any node answers from its own state.
+                let addr = endpoints[rng.random_range(0..endpoints.len())].clone();
+                match KvClient::new(vec![addr]) {
+                    Ok(mut one) => {
+                        one.attempt_timeout = Duration::from_millis(500);
+                        one.deadline = Duration::from_secs(1);
+                        one.get_with(key.as_bytes(), true).await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                client.get(key.as_bytes()).await
+            };
+            match r {
+                Ok(v) => (
+                    Input::Get,
+                    Some(Output::Get {
+                        version: v.as_ref().map_or(0, |v| v.version),
+                        value: v.map(|v| String::from_utf8_lossy(&v.value).into_owned()),
+                    }),
+                ),
+                // A failed read has no effect: leave it out of the history.
+                Err(_) => continue,
+            }
+        } else if roll < 7 {
+            let r = client.put(key.as_bytes(), value.as_bytes()).await;
+            (Input::Put { value }, write_output(r, |version| Output::Put { version }))
+        } else {
+            let r = client.append(key.as_bytes(), value.as_bytes()).await;
+            (
+                Input::Append { value },
+                write_output(r, |version| Output::Append { version }),
+            )
+        };
+        let ret = now(clock);
+        let ok = output.is_some();
+        let mut h = history.lock().unwrap();
+        h.ops.push(Operation {
+            client: c as u64,
+            key,
+            input,
+            output,
+            call,
+            ret: ok.then_some(ret),
+        });
+        if ok && healed.load(std::sync::atomic::Ordering::SeqCst) {
+            h.after_heal[c] += 1;
+        }
+    }
+}
+
+/// A write whose outcome is unknown (timeout, refusal after retries) may or
+/// may not have happened: no output.
+fn write_output(r: Result<u64, ClientError>, f: impl FnOnce(u64) -> Output) -> Option<Output> {
+    r.ok().map(f)
+}
+
+/// Parses `60s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        other => bail!("bad duration unit {other:?} in {s:?} (ms, s, m)"),
+    };
+    anyhow::ensure!(secs.is_finite() && secs >= 0.0, "bad duration {s:?}");
+    Ok(Duration::from_secs_f64(secs))
+}
