@@ -105,9 +105,7 @@ impl FileClient {
                 }
             }
         };
-        tokio::time::timeout(timeout, read)
-            .await
-            .context("no reply in time")?
+        tokio::time::timeout(timeout, read).await.context("no reply in time")?
     }
 
     /// Sends `req` and returns the final reply (never a redirect, unless

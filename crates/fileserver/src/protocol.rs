@@ -452,7 +452,12 @@ mod tests {
     fn parses_each_command() {
         assert_eq!(
             parse(b"read a.txt\r\n"),
-            Parsed::Request(Request::Read { name: b"a.txt".to_vec() }, 12)
+            Parsed::Request(
+                Request::Read {
+                    name: b"a.txt".to_vec()
+                },
+                12
+            )
         );
         assert_eq!(
             parse(b"delete a\r\n"),
@@ -492,13 +497,19 @@ mod tests {
             if cut < first {
                 assert_eq!(got, Parsed::Incomplete, "cut at {cut}");
             } else {
-                assert!(matches!(got, Parsed::Request(Request::Write { .. }, 23)), "cut at {cut}: {got:?}");
+                assert!(
+                    matches!(got, Parsed::Request(Request::Write { .. }, 23)),
+                    "cut at {cut}: {got:?}"
+                );
             }
         }
         match parse(wire) {
             Parsed::Request(Request::Write { content, .. }, n) => {
                 assert_eq!(content, b"\x00\x01\r\n\x03\x00");
-                assert_eq!(parse(&wire[n..]), Parsed::Request(Request::Read { name: b"bin".to_vec() }, 10));
+                assert_eq!(
+                    parse(&wire[n..]),
+                    Parsed::Request(Request::Read { name: b"bin".to_vec() }, 10)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -568,7 +579,10 @@ mod tests {
             }
         );
         let long_write = format!("write {} 1\r\nx\r\n", "n".repeat(251));
-        assert!(matches!(parse(long_write.as_bytes()), Parsed::Error { close: false, .. }));
+        assert!(matches!(
+            parse(long_write.as_bytes()),
+            Parsed::Error { close: false, .. }
+        ));
         // A line of 499 bytes with CRLF is accepted; 500 is not.
         let at_limit = format!("read {}\r\n", "x".repeat(limits.max_line_bytes - 1 - 7));
         assert_eq!(at_limit.len(), 499);

@@ -144,6 +144,7 @@ async fn serve_connection(
 ) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
     const READ_CHUNK: usize = 64 * 1024;
+    const FLUSH_BYTES: usize = 64 * 1024;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::new();
     loop {
@@ -157,8 +158,19 @@ async fn serve_connection(
                     debug_assert!(consumed > 0 && consumed <= buf.len() - start);
                     start += consumed;
                     execute(node, req).await.encode(&mut out);
+                    // Bounded output: a client pipelining many reads of big
+                    // files gets them as they come, and TCP backpressure
+                    // stops us if it does not read.
+                    if out.len() >= FLUSH_BYTES {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                    }
                 }
-                Parsed::Error { reply, close: c, consumed } => {
+                Parsed::Error {
+                    reply,
+                    close: c,
+                    consumed,
+                } => {
                     reply.encode(&mut out);
                     if c {
                         close = true;

@@ -23,6 +23,8 @@ enum Command {
     /// Benchmarks (measured, never asserted): see docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// File-server client: read, write, cas, delete (follows redirects); bench.
+    Files(cmd::files::FilesArgs),
     /// Serve static files over HTTP/1.1 (TritonHTTP), with optional virtual hosts.
     Http(cmd::http::HttpArgs),
     /// Key-value client: get, put, append, del, status.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => cmd::bench::run(command),
+        Command::Files(args) => cmd::files::run(args),
         Command::Http(args) => cmd::http::run(args),
         Command::Kv(args) => cmd::kv::run(args),
         Command::Lincheck(args) => cmd::lincheck::run(args),

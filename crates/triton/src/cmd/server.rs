@@ -55,7 +55,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 id: args.id,
                 data_dir,
             },
-            Vec::new(),
+            vec![Box::new(triton_fileserver::FileServerFace)],
             shutdown,
         )
         .await

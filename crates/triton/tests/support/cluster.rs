@@ -15,6 +15,8 @@ pub struct ClusterOptions {
     pub nodes: usize,
     pub snapshot_threshold: u64,
     pub test_rpcs: bool,
+    /// Give every node a `file_addr` (the file-server face) on a free port.
+    pub file_ports: bool,
 }
 
 impl Default for ClusterOptions {
@@ -23,6 +25,7 @@ impl Default for ClusterOptions {
             nodes: 3,
             snapshot_threshold: 10_000,
             test_rpcs: false,
+            file_ports: false,
         }
     }
 }
@@ -31,6 +34,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub addrs: Vec<String>,
+    /// The nodes' file-server addresses (empty unless `file_ports`).
+    pub file_addrs: Vec<String>,
     children: Vec<Option<Child>>,
 }
 
@@ -55,8 +60,16 @@ impl Cluster {
             "snapshot_threshold = {}\nenable_test_rpcs = {}\n\n[timing]\ntick_ms = 20\nelection_ticks = 10\nheartbeat_ticks = 2\n",
             opts.snapshot_threshold, opts.test_rpcs
         );
+        let file_addrs: Vec<String> = if opts.file_ports {
+            (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect()
+        } else {
+            Vec::new()
+        };
         for (i, a) in addrs.iter().enumerate() {
             toml.push_str(&format!("\n[[nodes]]\nid = {i}\naddr = \"{a}\"\n"));
+            if let Some(f) = file_addrs.get(i) {
+                toml.push_str(&format!("file_addr = \"{f}\"\n"));
+            }
         }
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, toml).expect("write config");
@@ -64,6 +77,7 @@ impl Cluster {
             dir,
             config,
             addrs,
+            file_addrs,
             children: (0..opts.nodes).map(|_| None).collect(),
         };
         for i in 0..opts.nodes {
