@@ -48,6 +48,8 @@ pub struct NodeStatus {
     pub last_index: Index,
     pub snapshot_index: Index,
     pub crashed: bool,
+    /// Counters for the metrics endpoint and the dashboard.
+    pub metrics: crate::metrics::NodeMetrics,
 }
 
 /// Fault injection (only reachable when test RPCs are enabled).
@@ -105,13 +107,16 @@ pub struct Driver {
     store: Store,
     outbox: Outbox,
     opts: DriverOptions,
-    proposals: BTreeMap<Index, (Term, WriteReply)>,
+    /// Pending proposals: their term, when they were made (for the
+    /// apply-latency histogram) and where to answer.
+    proposals: BTreeMap<Index, (Term, Instant, WriteReply)>,
     reads: HashMap<u64, PendingRead>,
     next_read_id: u64,
     crashed: bool,
     unreachable: HashSet<NodeId>,
     drop_replies: u32,
     shutting_down: bool,
+    metrics: crate::metrics::NodeMetrics,
 }
 
 pub fn now_ms() -> u64 {
@@ -149,6 +154,7 @@ impl Driver {
             unreachable: HashSet::new(),
             drop_replies: 0,
             shutting_down: false,
+            metrics: crate::metrics::NodeMetrics::default(),
         }
     }
 
@@ -156,6 +162,9 @@ impl Driver {
     pub fn run(mut self, inputs: Receiver<Input>) {
         let mut next_tick = Instant::now() + self.opts.tick;
         let mut ticks: u64 = 0;
+        // On shutdown a leader first hands leadership to its most caught-up
+        // follower, so a rolling restart causes no election-timeout pause.
+        let mut handover_deadline: Option<Instant> = None;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match inputs.recv_timeout(wait) {
@@ -170,7 +179,13 @@ impl Driver {
                 Err(RecvTimeoutError::Disconnected) => self.shutting_down = true,
             }
             if self.shutting_down {
-                break;
+                match handover_deadline {
+                    None if self.raft.is_leader() && self.begin_handover() => {
+                        handover_deadline = Some(Instant::now() + 2 * self.opts.tick * 10);
+                    }
+                    Some(deadline) if self.raft.is_leader() && Instant::now() < deadline => {}
+                    _ => break,
+                }
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -203,13 +218,14 @@ impl Driver {
                 self.raft.step(m);
             }
             Input::Write { data, reply } => {
+                self.metrics.writes += 1;
                 if self.crashed {
                     let _ = reply.send(Err(NodeError::Unavailable("crashed".into())));
                     return;
                 }
                 match self.raft.propose(Bytes::from(data)) {
                     Ok((index, term)) => {
-                        self.proposals.insert(index, (term, reply));
+                        self.proposals.insert(index, (term, Instant::now(), reply));
                     }
                     Err(triton_raft::ProposeError::NotLeader { leader }) => {
                         let _ = reply.send(Err(NodeError::NotLeader { leader }));
@@ -220,6 +236,7 @@ impl Driver {
                 }
             }
             Input::Query { serializable, query } => {
+                self.metrics.reads += 1;
                 if self.crashed {
                     query(Err(NodeError::Unavailable("crashed".into())));
                     return;
@@ -272,6 +289,27 @@ impl Driver {
         }
     }
 
+    /// Starts a leadership transfer to the voter with the highest match
+    /// index. Returns false if there is nobody to hand over to.
+    fn begin_handover(&mut self) -> bool {
+        let me = self.raft.id();
+        let target = self
+            .raft
+            .membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != me && !self.unreachable.contains(&id))
+            .max_by_key(|&id| self.raft.progress_of(id).map_or(0, |(matched, _)| matched));
+        match target {
+            Some(to) if self.raft.transfer_leader(to).is_ok() => {
+                tracing::info!(to, "shutting down: handing leadership over first");
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn control(&mut self, op: ControlOp) {
         match op {
             ControlOp::Crash => {
@@ -312,11 +350,37 @@ impl Driver {
             last_index: r.last_index(),
             snapshot_index: r.snapshot_index(),
             crashed: self.crashed,
+            metrics: self.metrics_now(),
         }
     }
 
+    /// The counters plus what the core counts itself and, on a leader, each
+    /// peer's replication progress.
+    fn metrics_now(&self) -> crate::metrics::NodeMetrics {
+        let stats = self.raft.stats();
+        let mut m = self.metrics.clone();
+        m.elections_started = stats.elections_started;
+        m.times_leader = stats.times_leader;
+        m.messages_sent = stats.messages_sent;
+        m.snapshots_sent = stats.snapshots_sent;
+        m.snapshots_installed = stats.snapshots_installed;
+        let ms = self.raft.membership();
+        let members: std::collections::BTreeSet<NodeId> =
+            ms.voters.iter().chain(&ms.voters_outgoing).chain(&ms.learners).copied().collect();
+        m.peers = members
+            .iter()
+            .filter(|&&id| id != self.raft.id())
+            .filter_map(|&id| {
+                self.raft
+                    .progress_of(id)
+                    .map(|(matched, next)| crate::metrics::PeerProgress { id, matched, next })
+            })
+            .collect();
+        m
+    }
+
     fn fail_waiters(&mut self, err: NodeError) {
-        for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+        for (_, (_, _, reply)) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, read) in self.reads.drain() {
@@ -466,9 +530,11 @@ impl Driver {
             if index > e.index {
                 break;
             }
-            let (_, (term, reply)) = self.proposals.pop_first().expect("checked");
+            let (_, (term, proposed_at, reply)) = self.proposals.pop_first().expect("checked");
             if index == e.index && term == e.term {
                 if let Some(r) = result.clone() {
+                    self.metrics.writes_applied += 1;
+                    self.metrics.apply_latency.observe(proposed_at.elapsed());
                     if self.drop_replies > 0 {
                         self.drop_replies -= 1;
                         tracing::warn!(index, "test RPC: dropping this reply");

@@ -14,6 +14,7 @@
 pub mod client;
 pub mod codec;
 pub mod driver;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod transport;

@@ -1,0 +1,262 @@
+//! The node's HTTP face: `/metrics`, `/status` and the dashboard at `/`.
+//!
+//! Why hand-rolled on `httparse`: three GET routes with small bodies and
+//! `Connection: close` need no framework; the server reads one bounded
+//! request head per connection (with a timeout), answers, and closes. Every
+//! response carries `Access-Control-Allow-Origin: *` because the dashboard
+//! served by one node polls every other node's `/status`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use triton_node::driver::now_ms;
+use triton_node::server::Face;
+use triton_node::service::NodeHandle;
+
+use crate::render::{prometheus, status_doc, LeaderChange};
+
+/// The dashboard page: plain HTML/JS/SVG, no build step, no CDN.
+pub const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
+
+/// Largest request head the server reads.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// Leader changes kept per node for `/status`.
+pub const LEADER_HISTORY: usize = 64;
+
+/// How long a client has to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the face samples the node's status to notice leader changes.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Serves the node's HTTP port (its `http_addr`); see the module docs.
+#[derive(Debug, Default)]
+pub struct MetricsFace;
+
+type History = Arc<Mutex<VecDeque<LeaderChange>>>;
+
+impl Face for MetricsFace {
+    fn spawn(&mut self, node: NodeHandle, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<anyhow::Result<()>>> {
+        let Some(addr) = node.node_config(node.raft_id).and_then(|n| n.http_addr.clone()) else {
+            tracing::info!("no http_addr in the config for this node: not serving metrics or the dashboard");
+            return Vec::new();
+        };
+        let history: History = Arc::new(Mutex::new(VecDeque::new()));
+        vec![
+            tokio::spawn(track_leaders(node.clone(), history.clone(), shutdown.clone())),
+            tokio::spawn(serve(addr, node, history, shutdown)),
+        ]
+    }
+}
+
+/// Samples the node's status and records every change of leader.
+async fn track_leaders(node: NodeHandle, history: History, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut last: Option<(Option<u64>, u64)> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let Ok(s) = node.status().await else { continue };
+        let leader = s.leader.map(|l| l.saturating_sub(1));
+        // A change of leader, or the same leader re-elected in a new term;
+        // a leaderless gap is recorded too (the dashboard shows it).
+        let changed = match last {
+            None => leader.is_some(),
+            Some((prev, prev_term)) => prev != leader || (leader.is_some() && prev_term != s.term),
+        };
+        if changed {
+            let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+            if h.len() == LEADER_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(LeaderChange {
+                at_ms: now_ms(),
+                term: s.term,
+                leader,
+            });
+        }
+        last = Some((leader, s.term));
+    }
+}
+
+async fn serve(addr: String, node: NodeHandle, history: History, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the HTTP port {addr}: {e}"))?;
+    tracing::info!("HTTP (metrics, status, dashboard) on http://{addr}/");
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (node, history) = (node.clone(), history.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = handle(stream, node, history).await {
+                            tracing::debug!("HTTP connection: {e:#}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accepting on {addr}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+/// What a request head asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/` or `/index.html`.
+    Dashboard,
+    /// `/metrics`.
+    Metrics,
+    /// `/status`.
+    Status,
+    /// Anything else (404).
+    NotFound,
+    /// Not GET or HEAD (405).
+    BadMethod,
+}
+
+/// Parses a request head: `Ok(None)` while incomplete, an error if
+/// malformed. The query string is ignored.
+pub fn parse_request(buf: &[u8]) -> anyhow::Result<Option<(Route, bool)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(_) => {
+            let method = req.method.unwrap_or("");
+            let head_only = method == "HEAD";
+            if method != "GET" && !head_only {
+                return Ok(Some((Route::BadMethod, false)));
+            }
+            let path = req.path.unwrap_or("/");
+            let path = path.split(['?', '#']).next().unwrap_or(path);
+            let route = match path {
+                "/" | "/index.html" => Route::Dashboard,
+                "/metrics" => Route::Metrics,
+                "/status" => Route::Status,
+                _ => Route::NotFound,
+            };
+            Ok(Some((route, head_only)))
+        }
+    }
+}
+
+async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(Route, bool)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            anyhow::bail!("connection closed before a complete request");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(r) = parse_request(&buf)? {
+            return Ok(r);
+        }
+        if buf.len() > MAX_REQUEST_BYTES {
+            anyhow::bail!("request head larger than {MAX_REQUEST_BYTES} bytes");
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, node: NodeHandle, history: History) -> anyhow::Result<()> {
+    let (route, head_only) = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = respond(&mut stream, 400, "text/plain", format!("bad request: {e}\n"), false).await;
+            return Err(e);
+        }
+        Err(_) => anyhow::bail!("no complete request within {REQUEST_TIMEOUT:?}"),
+    };
+    let (code, ctype, body) = match route {
+        Route::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD_HTML.to_string()),
+        Route::Metrics | Route::Status => match node.status().await {
+            Ok(status) => {
+                let keys = tokio::time::timeout(Duration::from_secs(2), node.inspect(|store, _| store.len() as u64))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                if route == Route::Metrics {
+                    (200, "text/plain; version=0.0.4; charset=utf-8", prometheus(&status, keys))
+                } else {
+                    let changes: Vec<LeaderChange> = history
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .cloned()
+                        .collect();
+                    let doc = status_doc(&node.config, &status, keys, changes, now_ms());
+                    (200, "application/json", serde_json::to_string(&doc)?)
+                }
+            }
+            Err(e) => (503, "text/plain", format!("node unavailable: {e}\n")),
+        },
+        Route::NotFound => (404, "text/plain", "not found; try /, /metrics or /status\n".to_string()),
+        Route::BadMethod => (405, "text/plain", "only GET and HEAD\n".to_string()),
+    };
+    respond(&mut stream, code, ctype, body, head_only).await
+}
+
+async fn respond(stream: &mut TcpStream, code: u16, ctype: &str, body: String, head_only: bool) -> anyhow::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nAccess-Control-Allow-Origin: *\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(body.as_bytes()).await?;
+    }
+    stream.shutdown().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let p = |s: &str| parse_request(s.as_bytes()).unwrap();
+        assert_eq!(p("GET / HTTP/1.1\r\n\r\n"), Some((Route::Dashboard, false)));
+        assert_eq!(p("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"), Some((Route::Metrics, false)));
+        assert_eq!(p("HEAD /status HTTP/1.1\r\n\r\n"), Some((Route::Status, true)));
+        assert_eq!(p("GET /nope HTTP/1.1\r\n\r\n"), Some((Route::NotFound, false)));
+        assert_eq!(p("POST / HTTP/1.1\r\n\r\n"), Some((Route::BadMethod, false)));
+        assert_eq!(p("GET / HTTP/1.1\r\nHost: a"), None);
+        assert!(parse_request(b"\x00\x01 nonsense\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn dashboard_is_self_contained() {
+        assert!(DASHBOARD_HTML.contains("<svg") || DASHBOARD_HTML.contains("createElementNS"));
+        // No CDN: nothing fetched from another host but our nodes.
+        assert!(!DASHBOARD_HTML.contains("<script src"));
+        assert!(!DASHBOARD_HTML.contains("https://"));
+    }
+}
