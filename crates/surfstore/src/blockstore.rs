@@ -57,6 +57,13 @@ fn digest_of(hash: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Where the block named `hash` lives under `root`, or `None` when `hash`
+/// is not a block hash. The only way this module turns network input into
+/// a path: the result is always `root/<2 hex>/<64 hex>`.
+pub fn block_path(root: &Path, hash: &str) -> Option<PathBuf> {
+    is_block_hash(hash).then(|| root.join(&hash[..2]).join(hash))
+}
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -98,8 +105,7 @@ impl BlockDir {
     }
 
     fn path_of(&self, hash: &str) -> PathBuf {
-        debug_assert!(is_block_hash(hash));
-        self.root.join(&hash[..2]).join(hash)
+        block_path(&self.root, hash).expect("callers validate hashes first")
     }
 
     /// Number of blocks stored.

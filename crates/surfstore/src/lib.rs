@@ -13,6 +13,8 @@
 #![deny(missing_docs)]
 
 pub mod blockstore;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod meta;
 pub mod ring;
