@@ -145,7 +145,7 @@ impl MetaClient {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
                     let next = self.next_after(&addr);
                     *self.current.lock().expect("leader lock") = next;
-                    if attempts as usize % self.addrs.len() == 0 {
+                    if (attempts as usize).is_multiple_of(self.addrs.len()) {
                         // Every node failed once in this round: back off a little.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
