@@ -457,7 +457,7 @@ fn sort_mapped(file: &File, input: &Path, output: &Path, write_buffer: usize) ->
 }
 
 /// True if `b` exists and is the same file as `a` (sorting onto itself).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

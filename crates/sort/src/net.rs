@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::external::{RunSorter, SortStats, MIN_MEMORY};
+use crate::external::{same_file, RunSorter, SortStats, MIN_MEMORY};
 use crate::record::{key_prefix, record_count, RECORD_LEN};
 
 /// First bytes of every connection: protocol name and version.
@@ -251,7 +251,18 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
         .ctx(|| format!("reading the size of {}", input.display()))?
         .len();
     record_count(input, size)?;
+    if same_file(input, output) {
+        return Err(Error::Config(format!(
+            "output {} is the input: netsort writes its output while reading the input",
+            output.display()
+        )));
+    }
     let out_file = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
+    // Never leave an output that looks like a result if anything fails.
+    let mut output_guard = RemoveOnError {
+        path: output,
+        armed: true,
+    };
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -345,12 +356,26 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
         },
         (result, _) => result,
     };
-    if result.is_err() {
-        session.shut_down_all();
-        // Never leave a partial output that looks like a result.
-        let _ = std::fs::remove_file(output);
+    match &result {
+        Ok(_) => output_guard.armed = false,
+        Err(_) => session.shut_down_all(),
     }
     result
+}
+
+/// Removes the output file when dropped while still armed (on any error
+/// return after the output was created).
+struct RemoveOnError<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for RemoveOnError<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
 }
 
 /// Main-thread view of the receivers.

@@ -377,6 +377,21 @@ fn bad_configs_and_ids_are_clear_errors() {
     assert!(!o.status.success());
     let o = triton(&["netsort", "0", p(&dir.path().join("missing")), p(&out), p(&config)]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("opening input"));
+    let o = triton(&["netsort", "0", p(&input), p(&input), p(&config)]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is the input"));
+    // A port already taken: a clear error, and no output left behind.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let one = dir.path().join("one.yaml");
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        &one,
+        format!("servers:\n  - {{serverId: 0, host: 127.0.0.1, port: {port}}}\n  - {{serverId: 1, host: 127.0.0.1, port: 1}}\n"),
+    )
+    .unwrap();
+    let o = triton(&["netsort", "0", p(&input), p(&out), p(&one)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("listening on 127.0.0.1"));
+    assert!(!out.exists(), "failed netsort left an output");
     let o = triton(&["netsort", "0", p(&input), p(&out), p(&dir.path().join("nope.yaml"))]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("reading config"));
 }
