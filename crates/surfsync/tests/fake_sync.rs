@@ -140,9 +140,14 @@ async fn large_file_spans_many_blocks_and_all_stores() {
     assert_eq!(s.files_up, 2);
     assert_eq!(s.bytes_up, 1 << 20);
     assert_eq!(s.blocks_deduplicated, 256);
+    // Ring positions come from the (random) ports, so how many blocks each
+    // store gets varies; where each block went must follow the ring.
+    let mut stores_used = 0;
+    let mut total = 0;
     for (i, store) in fakes.stores.iter().enumerate() {
         let blocks = store.blocks.lock().unwrap();
-        assert!(blocks.len() > 20, "store {i} holds only {} blocks", blocks.len());
+        stores_used += usize::from(!blocks.is_empty());
+        total += blocks.len();
         for hash in blocks.keys() {
             assert_eq!(
                 ring_owner(&fakes.meta.block_stores, hash),
@@ -150,6 +155,8 @@ async fn large_file_spans_many_blocks_and_all_stores() {
             );
         }
     }
+    assert_eq!(total, 256);
+    assert!(stores_used >= 2, "256 blocks spread over several stores");
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 4096)).await.unwrap();
     assert_eq!(s.files_down, 2);
     assert_eq!(std::fs::read(b.path().join("big.bin")).unwrap(), content);
@@ -202,7 +209,7 @@ async fn mapping_follows_the_ring_rule() {
         assert_eq!(&l.store, owner);
     }
     let stores: std::collections::HashSet<_> = lines.iter().map(|l| &l.store).collect();
-    assert!(stores.len() >= 3);
+    assert!(stores.len() >= 2, "49 blocks spread over several stores");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
