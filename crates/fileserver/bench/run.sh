@@ -21,7 +21,7 @@ BASE=${BASE_PORT:-17300}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -38,7 +38,10 @@ for i in 0 1 2; do
         2>"$work/node-$i.log" &
     pids+=($!)
 done
-memcached -p $((BASE + 20)) -U 0 -t 2 -l 127.0.0.1 &
+# memcached refuses to run as root without -u.
+mc_user=()
+if [ "$(id -u)" = 0 ]; then mc_user=(-u root); fi
+memcached "${mc_user[@]}" -p $((BASE + 20)) -U 0 -t 2 -l 127.0.0.1 &
 pids+=($!)
 
 endpoints="127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 11)),127.0.0.1:$((BASE + 12))"
