@@ -38,6 +38,11 @@ enum Command {
     /// Sorting 100-byte records: gensort, showsort, valsort, sort, netsort.
     #[command(flatten)]
     Sort(cmd::sort::SortCommand),
+    /// SurfStore tools: `surf mapping` prints which block store holds each block.
+    #[command(subcommand)]
+    Surf(cmd::surf::SurfCommand),
+    /// Sync a directory with SurfStore (exit 0 ok, 1 no majority, 64 usage).
+    Sync(cmd::surf::SyncArgs),
     /// Inspect a node's write-ahead log (read-only).
     Wal(cmd::wal::WalArgs),
 }
@@ -53,6 +58,8 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Sort(command) => cmd::sort::run(command),
+        Command::Surf(command) => cmd::surf::run(command),
+        Command::Sync(args) => cmd::surf::run_sync(args),
         Command::Wal(args) => cmd::wal::run(args),
     };
     match result {

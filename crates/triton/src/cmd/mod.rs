@@ -7,4 +7,5 @@ pub mod lincheck;
 pub mod server;
 pub mod sim;
 pub mod sort;
+pub mod surf;
 pub mod wal;
