@@ -4,7 +4,7 @@
 //! (a key ran out of search budget).
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -36,37 +36,44 @@ pub fn run(args: LincheckArgs) -> anyhow::Result<ExitCode> {
         minimize: !args.no_minimize,
         ..CheckOptions::default()
     };
+    let mut out = std::io::stdout().lock();
     let started = Instant::now();
     let report = check(&ops, &opts);
     let elapsed = started.elapsed();
     let steps: u64 = report.per_key.iter().map(|k| k.steps).sum();
-    println!(
+    writeln!(
+        out,
         "{} operations on {} keys, {} search steps, {:.3} s",
         report.operations,
         report.per_key.len(),
         steps,
         elapsed.as_secs_f64()
-    );
+    )?;
     for key in report.unknown_keys() {
-        println!(
+        writeln!(
+            out,
             "key {:?}: inconclusive ({} operations, search budget of {} steps exhausted)",
             key.key, key.operations, args.budget
-        );
+        )?;
     }
     match report.verdict {
         Verdict::Linearizable => {
-            println!("linearizable");
+            writeln!(out, "linearizable")?;
             Ok(ExitCode::SUCCESS)
         }
         Verdict::Unknown => {
-            println!("inconclusive: no violation found, but not every key could be checked");
+            writeln!(
+                out,
+                "inconclusive: no violation found, but not every key could be checked"
+            )?;
             Ok(ExitCode::from(2))
         }
         Verdict::Violation => {
             let mut html_written = false;
             for key in report.violations() {
                 let Some(v) = &key.violation else { continue };
-                println!(
+                writeln!(
+                    out,
                     "key {:?}: NOT linearizable ({} operations); no order of these {} explains what the clients saw{}:",
                     key.key,
                     key.operations,
@@ -76,25 +83,26 @@ pub fn run(args: LincheckArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     }
-                );
+                )?;
                 for op in &v.minimal {
                     let ret = op
                         .effective_ret()
                         .map_or_else(|| "never".to_string(), |r| r.to_string());
-                    println!(
+                    writeln!(
+                        out,
                         "  client {:>4}  [{:>14} .. {:>14}]  {}",
                         op.client,
                         op.call,
                         ret,
                         op.label()
-                    );
+                    )?;
                 }
-                println!("  as JSON lines (re-check with `triton lincheck FILE`):");
-                history::write_jsonl(std::io::stdout().lock(), &v.minimal)?;
+                writeln!(out, "  as JSON lines (re-check with `triton lincheck FILE`):")?;
+                history::write_jsonl(&mut out, &v.minimal)?;
                 if let (Some(path), false) = (&args.html, html_written) {
                     let page = key.render_html().unwrap_or_default();
                     std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
-                    println!("  timeline written to {}", path.display());
+                    writeln!(out, "  timeline written to {}", path.display())?;
                     html_written = true;
                 }
             }
