@@ -10,7 +10,9 @@ use triton_raft::{Index, NodeId};
 
 /// Upper bounds (milliseconds) of the apply-latency histogram's buckets; a
 /// last, implicit bucket holds everything slower (Prometheus' `+Inf`).
-pub const APPLY_LATENCY_BOUNDS_MS: [f64; 12] = [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0];
+pub const APPLY_LATENCY_BOUNDS_MS: [f64; 12] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+];
 
 /// A fixed-bucket latency histogram: proposal accepted to applied, measured
 /// on the node that proposed (the leader).

@@ -89,7 +89,12 @@ async fn track_leaders(node: NodeHandle, history: History, mut shutdown: watch::
     }
 }
 
-async fn serve(addr: String, node: NodeHandle, history: History, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve(
+    addr: String,
+    node: NodeHandle,
+    history: History,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the HTTP port {addr}: {e}"))?;
@@ -196,7 +201,11 @@ async fn handle(mut stream: TcpStream, node: NodeHandle, history: History) -> an
                     .ok()
                     .and_then(Result::ok);
                 if route == Route::Metrics {
-                    (200, "text/plain; version=0.0.4; charset=utf-8", prometheus(&status, keys))
+                    (
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        prometheus(&status, keys),
+                    )
                 } else {
                     let changes: Vec<LeaderChange> = history
                         .lock()
@@ -244,7 +253,10 @@ mod tests {
     fn routes() {
         let p = |s: &str| parse_request(s.as_bytes()).unwrap();
         assert_eq!(p("GET / HTTP/1.1\r\n\r\n"), Some((Route::Dashboard, false)));
-        assert_eq!(p("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"), Some((Route::Metrics, false)));
+        assert_eq!(
+            p("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some((Route::Metrics, false))
+        );
         assert_eq!(p("HEAD /status HTTP/1.1\r\n\r\n"), Some((Route::Status, true)));
         assert_eq!(p("GET /nope HTTP/1.1\r\n\r\n"), Some((Route::NotFound, false)));
         assert_eq!(p("POST / HTTP/1.1\r\n\r\n"), Some((Route::BadMethod, false)));

@@ -42,7 +42,10 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response
     let mut stream = TcpStream::connect_timeout(&sock, timeout).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     stream
         .take(MAX_RESPONSE_BYTES + 1)
@@ -66,7 +69,12 @@ pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let headers: Vec<(String, String)> = resp
         .headers
         .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
     let mut body = &raw[head_len..];
     if let Some(len) = headers.iter().find(|(n, _)| n == "content-length") {

@@ -150,6 +150,11 @@ pub fn status_doc(
     }
 }
 
+/// Parses a `/status` document (for `triton up` and tests).
+pub fn parse_status(json: &str) -> anyhow::Result<StatusDoc> {
+    Ok(serde_json::from_str(json)?)
+}
+
 const ROLES: [&str; 4] = ["leader", "follower", "candidate", "pre-candidate"];
 
 /// Renders Prometheus' text exposition format (version 0.0.4).
@@ -160,28 +165,93 @@ pub fn prometheus(status: &NodeStatus, store_keys: Option<u64>) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     gauge("triton_term", "Current Raft term.", "gauge", status.term);
-    gauge("triton_commit_index", "Highest log index known committed.", "gauge", status.commit_index);
-    gauge("triton_applied_index", "Highest log index applied to the store.", "gauge", status.applied_index);
-    gauge("triton_last_index", "Last index in the log.", "gauge", status.last_index);
-    gauge("triton_snapshot_index", "Index covered by the latest snapshot.", "gauge", status.snapshot_index);
+    gauge(
+        "triton_commit_index",
+        "Highest log index known committed.",
+        "gauge",
+        status.commit_index,
+    );
+    gauge(
+        "triton_applied_index",
+        "Highest log index applied to the store.",
+        "gauge",
+        status.applied_index,
+    );
+    gauge(
+        "triton_last_index",
+        "Last index in the log.",
+        "gauge",
+        status.last_index,
+    );
+    gauge(
+        "triton_snapshot_index",
+        "Index covered by the latest snapshot.",
+        "gauge",
+        status.snapshot_index,
+    );
     gauge(
         "triton_log_entries",
         "Entries in the log after the snapshot.",
         "gauge",
         status.last_index.saturating_sub(status.snapshot_index),
     );
-    gauge("triton_crashed", "1 if frozen by the test RPC.", "gauge", u64::from(status.crashed));
+    gauge(
+        "triton_crashed",
+        "1 if frozen by the test RPC.",
+        "gauge",
+        u64::from(status.crashed),
+    );
     if let Some(k) = store_keys {
         gauge("triton_store_keys", "Keys in the replicated store.", "gauge", k);
     }
-    gauge("triton_proposals_total", "Writes submitted to this node.", "counter", m.writes);
-    gauge("triton_writes_applied_total", "Writes this node answered as applied.", "counter", m.writes_applied);
-    gauge("triton_reads_total", "Reads submitted to this node.", "counter", m.reads);
-    gauge("triton_elections_total", "Elections this node started.", "counter", m.elections_started);
-    gauge("triton_times_leader_total", "Times this node became leader.", "counter", m.times_leader);
-    gauge("triton_messages_sent_total", "Raft messages sent.", "counter", m.messages_sent);
-    gauge("triton_snapshots_sent_total", "Snapshots sent to lagging peers.", "counter", m.snapshots_sent);
-    gauge("triton_snapshots_installed_total", "Snapshots installed from a leader.", "counter", m.snapshots_installed);
+    gauge(
+        "triton_proposals_total",
+        "Writes submitted to this node.",
+        "counter",
+        m.writes,
+    );
+    gauge(
+        "triton_writes_applied_total",
+        "Writes this node answered as applied.",
+        "counter",
+        m.writes_applied,
+    );
+    gauge(
+        "triton_reads_total",
+        "Reads submitted to this node.",
+        "counter",
+        m.reads,
+    );
+    gauge(
+        "triton_elections_total",
+        "Elections this node started.",
+        "counter",
+        m.elections_started,
+    );
+    gauge(
+        "triton_times_leader_total",
+        "Times this node became leader.",
+        "counter",
+        m.times_leader,
+    );
+    gauge(
+        "triton_messages_sent_total",
+        "Raft messages sent.",
+        "counter",
+        m.messages_sent,
+    );
+    gauge(
+        "triton_snapshots_sent_total",
+        "Snapshots sent to lagging peers.",
+        "counter",
+        m.snapshots_sent,
+    );
+    gauge(
+        "triton_snapshots_installed_total",
+        "Snapshots installed from a leader.",
+        "counter",
+        m.snapshots_installed,
+    );
     // Signed: -1 says "no leader known".
     let leader = status.leader.map_or(-1, |l| i64::try_from(user_id(l)).unwrap_or(-1));
     let _ = writeln!(
@@ -189,7 +259,10 @@ pub fn prometheus(status: &NodeStatus, store_keys: Option<u64>) -> String {
         "# HELP triton_leader_id User-facing id of the known leader (-1: none).\n# TYPE triton_leader_id gauge\ntriton_leader_id {leader}"
     );
 
-    let _ = writeln!(out, "# HELP triton_role 1 for this node's current role.\n# TYPE triton_role gauge");
+    let _ = writeln!(
+        out,
+        "# HELP triton_role 1 for this node's current role.\n# TYPE triton_role gauge"
+    );
     for r in ROLES {
         let _ = writeln!(out, "triton_role{{role=\"{r}\"}} {}", u64::from(status.role == r));
     }
@@ -305,7 +378,9 @@ mod tests {
         assert_eq!(doc.peers[0].lag, 12);
         assert_eq!(doc.members.len(), 2);
         let json = serde_json::to_string(&doc).unwrap();
-        let back: StatusDoc = serde_json::from_str(&json).unwrap();
+        let back = parse_status(&json).unwrap();
         assert_eq!(back, doc);
+        assert!(parse_status("{\"id\": 1}").is_err());
+        assert!(parse_status("not json").is_err());
     }
 }

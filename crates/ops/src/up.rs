@@ -248,7 +248,10 @@ pub async fn run(
         config
     };
     if !blockstore_cmd && !config.block_stores.is_empty() {
-        writeln!(out, "triton up: warning: this binary has no `blockstore` subcommand; not starting block stores")?;
+        writeln!(
+            out,
+            "triton up: warning: this binary has no `blockstore` subcommand; not starting block stores"
+        )?;
     }
     let block_stores: Vec<String> = if blockstore_cmd {
         config.block_stores.clone()
@@ -257,7 +260,10 @@ pub async fn run(
     };
     let mut busy = Vec::new();
     for n in &config.nodes {
-        for a in [Some(&n.addr), n.file_addr.as_ref(), n.http_addr.as_ref()].into_iter().flatten() {
+        for a in [Some(&n.addr), n.file_addr.as_ref(), n.http_addr.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if !port_free(a) {
                 busy.push(a.clone());
             }
@@ -307,7 +313,12 @@ pub async fn run(
     for p in &mut children.0 {
         spawn(&opts.exe, p)?;
     }
-    writeln!(out, "triton up: started {} nodes and {} block stores; waiting for a leader…", config.nodes.len(), block_stores.len())?;
+    writeln!(
+        out,
+        "triton up: started {} nodes and {} block stores; waiting for a leader…",
+        config.nodes.len(),
+        block_stores.len()
+    )?;
 
     tokio::pin!(stop);
     let deadline = Instant::now() + opts.leader_timeout;
@@ -395,14 +406,25 @@ fn banner(
     writeln!(out, "  triton kv --endpoints {endpoints} put hello world")?;
     writeln!(out, "  triton kv --endpoints {endpoints} get hello")?;
     if !files.is_empty() {
-        writeln!(out, "  echo hi > /tmp/hi.txt && triton files --endpoints {} write hi.txt /tmp/hi.txt", files.join(","))?;
+        writeln!(
+            out,
+            "  echo hi > /tmp/hi.txt && triton files --endpoints {} write hi.txt /tmp/hi.txt",
+            files.join(",")
+        )?;
         writeln!(out, "  triton files --endpoints {} read hi.txt", files.join(","))?;
     }
     if !block_stores.is_empty() {
-        writeln!(out, "  mkdir -p /tmp/mysync && triton sync --config {} /tmp/mysync 4096", config_path.display())?;
+        writeln!(
+            out,
+            "  mkdir -p /tmp/mysync && triton sync --config {} /tmp/mysync 4096",
+            config_path.display()
+        )?;
     }
     writeln!(out, "  logs: {}", config_path.with_file_name("logs").display())?;
-    writeln!(out, "\ntriton up: ready (Ctrl-C stops everything; running it again reuses the data)")?;
+    writeln!(
+        out,
+        "\ntriton up: ready (Ctrl-C stops everything; running it again reuses the data)"
+    )?;
     out.flush()?;
     Ok(())
 }

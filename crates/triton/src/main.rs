@@ -43,6 +43,8 @@ enum Command {
     Surf(cmd::surf::SurfCommand),
     /// Sync a directory with SurfStore (exit 0 ok, 1 no majority, 64 usage).
     Sync(cmd::surf::SyncArgs),
+    /// Start a complete local system (3 nodes, 2 block stores, dashboard) in one terminal.
+    Up(cmd::up::UpArgs),
     /// Inspect a node's write-ahead log (read-only).
     Wal(cmd::wal::WalArgs),
 }
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Sort(command) => cmd::sort::run(command),
         Command::Surf(command) => cmd::surf::run(command),
         Command::Sync(args) => cmd::surf::run_sync(args),
+        Command::Up(args) => cmd::up::run(args),
         Command::Wal(args) => cmd::wal::run(args),
     };
     match result {

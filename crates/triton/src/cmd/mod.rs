@@ -8,4 +8,5 @@ pub mod server;
 pub mod sim;
 pub mod sort;
 pub mod surf;
+pub mod up;
 pub mod wal;

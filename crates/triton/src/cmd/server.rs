@@ -55,7 +55,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 id: args.id,
                 data_dir,
             },
-            vec![Box::new(triton_fileserver::FileServerFace)],
+            vec![Box::new(triton_fileserver::FileServerFace), Box::new(triton_ops::MetricsFace)],
             shutdown,
         )
         .await
