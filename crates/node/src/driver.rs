@@ -85,6 +85,9 @@ pub enum Input {
     Log(oneshot::Sender<Vec<Entry>>),
     Status(oneshot::Sender<NodeStatus>),
     Control(ControlOp),
+    /// If leader, hand leadership to the most caught-up voter (graceful
+    /// shutdown: a rolling restart then causes no election-timeout pause).
+    Handover,
     Shutdown,
 }
 
@@ -162,9 +165,6 @@ impl Driver {
     pub fn run(mut self, inputs: Receiver<Input>) {
         let mut next_tick = Instant::now() + self.opts.tick;
         let mut ticks: u64 = 0;
-        // On shutdown a leader first hands leadership to its most caught-up
-        // follower, so a rolling restart causes no election-timeout pause.
-        let mut handover_deadline: Option<Instant> = None;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match inputs.recv_timeout(wait) {
@@ -179,13 +179,7 @@ impl Driver {
                 Err(RecvTimeoutError::Disconnected) => self.shutting_down = true,
             }
             if self.shutting_down {
-                match handover_deadline {
-                    None if self.raft.is_leader() && self.begin_handover() => {
-                        handover_deadline = Some(Instant::now() + 2 * self.opts.tick * 10);
-                    }
-                    Some(deadline) if self.raft.is_leader() && Instant::now() < deadline => {}
-                    _ => break,
-                }
+                break;
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -285,6 +279,11 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
             Input::Control(op) => self.control(op),
+            Input::Handover => {
+                if self.raft.is_leader() && !self.crashed {
+                    self.begin_handover();
+                }
+            }
             Input::Shutdown => self.shutting_down = true,
         }
     }
@@ -365,8 +364,13 @@ impl Driver {
         m.snapshots_sent = stats.snapshots_sent;
         m.snapshots_installed = stats.snapshots_installed;
         let ms = self.raft.membership();
-        let members: std::collections::BTreeSet<NodeId> =
-            ms.voters.iter().chain(&ms.voters_outgoing).chain(&ms.learners).copied().collect();
+        let members: std::collections::BTreeSet<NodeId> = ms
+            .voters
+            .iter()
+            .chain(&ms.voters_outgoing)
+            .chain(&ms.learners)
+            .copied()
+            .collect();
         m.peers = members
             .iter()
             .filter(|&&id| id != self.raft.id())

@@ -205,11 +205,37 @@ pub async fn serve(
         routes = face.add_routes(&handle, routes);
         tasks.extend(face.spawn(handle.clone(), stop_rx.clone()));
     }
-    let served = tonic::transport::Server::builder()
+    // On shutdown, a leader first hands leadership over (and waits up to 2 s
+    // for it to move) while still serving, so peers can complete the transfer.
+    let handover = handle.clone();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopping_tx = stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping_tx.notify_one();
+        let _ = handover.driver.try_send(Input::Handover);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            match handover.status().await {
+                Ok(s) if s.role == "leader" => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => break,
+            }
+        }
+    };
+    let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_routes(routes)
-        .serve_with_shutdown(listen, shutdown)
-        .await;
+        .serve_with_shutdown(listen, shutdown);
+    // A graceful shutdown waits for every connection to close, but peers'
+    // transport streams never do: after the handover and a short grace
+    // period for in-flight requests, drop the server (closing them).
+    let served = tokio::select! {
+        r = server => r,
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+        } => Ok(()),
+    };
     let _ = stop_tx.send(true);
     for t in tasks {
         match t.await {

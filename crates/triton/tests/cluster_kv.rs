@@ -299,3 +299,31 @@ fn bad_configs_and_ids_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains('7'), "unclear error for an unknown id: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_leader_hands_over_leadership_and_exits_cleanly() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let leader = c.wait_leader().await;
+    let mut client = c.client();
+    client.put(b"before", b"1").await.unwrap();
+    let status = c.stop(leader);
+    assert!(status.success(), "SIGTERM did not exit cleanly: {status:?}");
+    assert!(
+        c.log(leader).contains("handing leadership over"),
+        "the leader did not hand over:\n{}",
+        c.log(leader)
+    );
+    // Leadership already moved: the new leader is there without waiting for
+    // an election timeout, and no acknowledged write is lost.
+    let start = Instant::now();
+    let new = c.wait_leader().await;
+    assert_ne!(new, leader);
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "took {:?} to find the new leader",
+        start.elapsed()
+    );
+    assert_eq!(client.get(b"before").await.unwrap().unwrap().value, b"1");
+    c.spawn(leader);
+    client.put(b"after", b"2").await.unwrap();
+}

@@ -55,7 +55,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 id: args.id,
                 data_dir,
             },
-            vec![Box::new(triton_fileserver::FileServerFace), Box::new(triton_ops::MetricsFace)],
+            vec![
+                Box::new(triton_fileserver::FileServerFace),
+                Box::new(triton_surfstore::meta::SurfstoreFace),
+                Box::new(triton_ops::MetricsFace),
+            ],
             shutdown,
         )
         .await
