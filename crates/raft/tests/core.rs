@@ -33,21 +33,50 @@ fn elect(init: InitialState) -> Raft {
     r.campaign();
     drain(&mut r);
     let t = r.term();
-    r.step(msg(2, 1, t + 1, Body::VoteResponse { pre_vote: true, granted: true }));
+    r.step(msg(
+        2,
+        1,
+        t + 1,
+        Body::VoteResponse {
+            pre_vote: true,
+            granted: true,
+        },
+    ));
     drain(&mut r);
     let t = r.term();
-    r.step(msg(2, 1, t, Body::VoteResponse { pre_vote: false, granted: true }));
+    r.step(msg(
+        2,
+        1,
+        t,
+        Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    ));
     assert_eq!(r.role(), Role::Leader);
     r
 }
 
 fn three() -> InitialState {
-    InitialState { membership: Membership::with_voters([1, 2, 3]), ..Default::default() }
+    InitialState {
+        membership: Membership::with_voters([1, 2, 3]),
+        ..Default::default()
+    }
 }
 
 fn ack(r: &mut Raft, from: u64, index: u64) {
     let t = r.term();
-    r.step(msg(from, 1, t, Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 }));
+    r.step(msg(
+        from,
+        1,
+        t,
+        Body::AppendResponse {
+            reject: false,
+            index,
+            hint_index: 0,
+            hint_term: 0,
+        },
+    ));
 }
 
 /// Figure 8: replicas of an entry from an earlier term are not enough to
@@ -55,9 +84,18 @@ fn ack(r: &mut Raft, from: u64, index: u64) {
 /// before it).
 #[test]
 fn entries_of_earlier_terms_commit_only_through_one_of_the_current_term() {
-    let e = |index, term| Entry { index, term, kind: EntryKind::Command, data: Bytes::new() };
+    let e = |index, term| Entry {
+        index,
+        term,
+        kind: EntryKind::Command,
+        data: Bytes::new(),
+    };
     let init = InitialState {
-        hard_state: HardState { term: 2, vote: None, commit: 0 },
+        hard_state: HardState {
+            term: 2,
+            vote: None,
+            commit: 0,
+        },
         entries: vec![e(1, 1), e(2, 2)],
         ..three()
     };
@@ -67,7 +105,11 @@ fn entries_of_earlier_terms_commit_only_through_one_of_the_current_term() {
     // A majority (1 and 2) holds index 2 of term 2: still not committed.
     ack(&mut r, 2, 2);
     drain(&mut r);
-    assert_eq!(r.commit_index(), 0, "an old-term entry was committed by counting replicas");
+    assert_eq!(
+        r.commit_index(),
+        0,
+        "an old-term entry was committed by counting replicas"
+    );
     // Node 2 acknowledges the no-op of term 3 at index 3: everything commits.
     ack(&mut r, 2, 3);
     drain(&mut r);
@@ -86,7 +128,10 @@ fn many_proposals_go_out_in_few_appends_bounded_by_bytes() {
     let to2: Vec<Message> = drain(&mut r).into_iter().filter(|m| m.to == 2).collect();
     let appends: Vec<usize> = to2
         .iter()
-        .filter_map(|m| match &m.body { Body::Append { entries, .. } => Some(entries.len()), _ => None })
+        .filter_map(|m| match &m.body {
+            Body::Append { entries, .. } => Some(entries.len()),
+            _ => None,
+        })
         .collect();
     assert_eq!(appends, vec![100], "100 proposals should ride in one append");
 
@@ -96,9 +141,25 @@ fn many_proposals_go_out_in_few_appends_bounded_by_bytes() {
     let mut r = Raft::new(c, three()).unwrap();
     r.campaign();
     drain(&mut r);
-    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: true, granted: true }));
+    r.step(msg(
+        2,
+        1,
+        1,
+        Body::VoteResponse {
+            pre_vote: true,
+            granted: true,
+        },
+    ));
     drain(&mut r);
-    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: false, granted: true }));
+    r.step(msg(
+        2,
+        1,
+        1,
+        Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    ));
     drain(&mut r);
     ack(&mut r, 2, 1);
     drain(&mut r);
@@ -108,10 +169,16 @@ fn many_proposals_go_out_in_few_appends_bounded_by_bytes() {
     let sizes: Vec<u64> = drain(&mut r)
         .into_iter()
         .filter(|m| m.to == 2)
-        .filter_map(|m| match m.body { Body::Append { entries, .. } => Some(entries.iter().map(Entry::size).sum()), _ => None })
+        .filter_map(|m| match m.body {
+            Body::Append { entries, .. } => Some(entries.iter().map(Entry::size).sum()),
+            _ => None,
+        })
         .collect();
     assert!(sizes.len() >= 10, "expected many appends, got {sizes:?}");
-    assert!(sizes.iter().all(|&s| s <= 1024 + 124), "an append exceeded the byte cap: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&s| s <= 1024 + 124),
+        "an append exceeded the byte cap: {sizes:?}"
+    );
 }
 
 #[test]
@@ -122,16 +189,36 @@ fn pipelining_is_bounded_by_the_inflight_window_and_falls_back_to_probing() {
     let mut r = Raft::new(c, three()).unwrap();
     r.campaign();
     drain(&mut r);
-    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: true, granted: true }));
+    r.step(msg(
+        2,
+        1,
+        1,
+        Body::VoteResponse {
+            pre_vote: true,
+            granted: true,
+        },
+    ));
     drain(&mut r);
-    r.step(msg(2, 1, 1, Body::VoteResponse { pre_vote: false, granted: true }));
+    r.step(msg(
+        2,
+        1,
+        1,
+        Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    ));
     drain(&mut r);
     ack(&mut r, 2, 1);
     drain(&mut r);
     for i in 0..10 {
         r.propose(Bytes::from(vec![i; 10])).unwrap();
     }
-    let count = |ms: &[Message]| ms.iter().filter(|m| m.to == 2 && matches!(&m.body, Body::Append { entries, .. } if !entries.is_empty())).count();
+    let count = |ms: &[Message]| {
+        ms.iter()
+            .filter(|m| m.to == 2 && matches!(&m.body, Body::Append { entries, .. } if !entries.is_empty()))
+            .count()
+    };
     let out = drain(&mut r);
     assert_eq!(count(&out), 4, "the window allows exactly 4 appends in flight");
     // One acknowledgement frees one slot.
@@ -140,7 +227,17 @@ fn pipelining_is_bounded_by_the_inflight_window_and_falls_back_to_probing() {
     assert_eq!(count(&out), 1);
     // A rejection drops back to probing: one append at a time.
     let t = r.term();
-    r.step(msg(2, 1, t, Body::AppendResponse { reject: true, index: 4, hint_index: 2, hint_term: 1 }));
+    r.step(msg(
+        2,
+        1,
+        t,
+        Body::AppendResponse {
+            reject: true,
+            index: 4,
+            hint_index: 2,
+            hint_term: 1,
+        },
+    ));
     let out = drain(&mut r);
     assert_eq!(count(&out), 1, "probe state sends one append");
     // Node 2 had matched 2, so probing resumes right after it.
@@ -152,7 +249,10 @@ fn followers_refuse_proposals_and_name_the_leader() {
     let mut r = Raft::new(cfg(2), three()).unwrap();
     r.step(msg(1, 2, 1, Body::Heartbeat { commit: 0, read_seq: 0 }));
     drain(&mut r);
-    assert_eq!(r.propose(Bytes::from_static(b"x")), Err(ProposeError::NotLeader { leader: Some(1) }));
+    assert_eq!(
+        r.propose(Bytes::from_static(b"x")),
+        Err(ProposeError::NotLeader { leader: Some(1) })
+    );
 }
 
 #[test]
@@ -173,16 +273,36 @@ fn invalid_configs_and_foreign_messages_are_rejected_not_panicked() {
 #[test]
 fn a_vote_waits_for_persistence_and_a_leader_append_does_not() {
     let mut r = Raft::new(cfg(2), three()).unwrap();
-    r.step(msg(1, 2, 1, Body::Vote { pre_vote: false, last_index: 0, last_term: 0, transfer: false }));
+    r.step(msg(
+        1,
+        2,
+        1,
+        Body::Vote {
+            pre_vote: false,
+            last_index: 0,
+            last_term: 0,
+            transfer: false,
+        },
+    ));
     let rd = r.ready();
     assert!(rd.messages.is_empty());
-    assert!(matches!(rd.persisted_messages[0].body, Body::VoteResponse { granted: true, .. }));
-    assert_eq!(rd.hard_state.map(|h| h.vote), Some(Some(1)), "the vote must be in the hard state to persist");
+    assert!(matches!(
+        rd.persisted_messages[0].body,
+        Body::VoteResponse { granted: true, .. }
+    ));
+    assert_eq!(
+        rd.hard_state.map(|h| h.vote),
+        Some(Some(1)),
+        "the vote must be in the hard state to persist"
+    );
     r.advance();
 
     let mut l = elect(three());
     let rd = l.ready();
-    assert!(rd.messages.iter().any(|m| matches!(m.body, Body::Append { .. })), "a leader's appends go out at once");
+    assert!(
+        rd.messages.iter().any(|m| matches!(m.body, Body::Append { .. })),
+        "a leader's appends go out at once"
+    );
     assert!(!rd.entries.is_empty());
     l.advance();
 }

@@ -6,14 +6,25 @@ use triton_raft::log::RaftLog;
 use triton_raft::{Entry, EntryKind};
 
 fn entry(index: u64, term: u64) -> Entry {
-    Entry { index, term, kind: EntryKind::Command, data: Bytes::from(format!("{index}/{term}")) }
+    Entry {
+        index,
+        term,
+        kind: EntryKind::Command,
+        data: Bytes::from(format!("{index}/{term}")),
+    }
 }
 
 /// A leader's log: non-decreasing even terms.
 fn leader_log() -> impl Strategy<Value = Vec<u64>> {
     proptest::collection::vec(1u64..4, 0..40).prop_map(|steps| {
         let mut term = 2;
-        steps.into_iter().map(|s| { term += 2 * (s / 3); term }).collect()
+        steps
+            .into_iter()
+            .map(|s| {
+                term += 2 * (s / 3);
+                term
+            })
+            .collect()
     })
 }
 

@@ -12,7 +12,10 @@ fn brute_committed(voters: &BTreeSet<u64>, matched: &BTreeMap<u64, u64>) -> u64 
     // The largest index that more than half of the voters have reached.
     let mut best = 0;
     for &candidate in matched.values().chain(std::iter::once(&0)) {
-        let have = voters.iter().filter(|v| matched.get(v).copied().unwrap_or(0) >= candidate).count();
+        let have = voters
+            .iter()
+            .filter(|v| matched.get(v).copied().unwrap_or(0) >= candidate)
+            .count();
         if have * 2 > voters.len() {
             best = best.max(candidate);
         }

@@ -26,7 +26,12 @@ pub struct SimArgs {
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let mix = args.faults.as_deref().map(FaultMix::parse).transpose().map_err(anyhow::Error::msg)?;
+    let mix = args
+        .faults
+        .as_deref()
+        .map(FaultMix::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     if let Some(n) = args.nodes {
         if !(1..=9).contains(&n) {
             bail!("--nodes must be between 1 and 9, got {n}");
@@ -60,5 +65,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     if count > 1 {
         println!("{} of {count} seeds passed", count - failed);
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
