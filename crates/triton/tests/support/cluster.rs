@@ -17,6 +17,10 @@ pub struct ClusterOptions {
     pub test_rpcs: bool,
     /// Give every node a `file_addr` (the file-server face) on a free port.
     pub file_ports: bool,
+    /// `triton blockstore` processes to start, listed in `block_stores`.
+    pub block_stores: usize,
+    /// `[timing] election_ticks` (10000 = leaders only by explicit campaign).
+    pub election_ticks: u64,
 }
 
 impl Default for ClusterOptions {
@@ -26,6 +30,8 @@ impl Default for ClusterOptions {
             snapshot_threshold: 10_000,
             test_rpcs: false,
             file_ports: false,
+            block_stores: 0,
+            election_ticks: 10,
         }
     }
 }
@@ -37,15 +43,27 @@ pub struct Cluster {
     /// The nodes' file-server addresses (empty unless `file_ports`).
     pub file_addrs: Vec<String>,
     children: Vec<Option<Child>>,
+    /// Addresses of the block stores, as in the config.
+    pub block_addrs: Vec<String>,
+    block_children: Vec<Option<Child>>,
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and not handed out before by this
+/// process (the OS may offer a just-released port again).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn bin() -> &'static str {
@@ -56,9 +74,12 @@ impl Cluster {
     pub fn start(opts: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<String> = (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let block_addrs: Vec<String> = (0..opts.block_stores)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
         let mut toml = format!(
-            "snapshot_threshold = {}\nenable_test_rpcs = {}\n\n[timing]\ntick_ms = 20\nelection_ticks = 10\nheartbeat_ticks = 2\n",
-            opts.snapshot_threshold, opts.test_rpcs
+            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\n",
+            opts.snapshot_threshold, opts.test_rpcs, block_addrs, opts.election_ticks
         );
         let file_addrs: Vec<String> = if opts.file_ports {
             (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect()
@@ -79,7 +100,12 @@ impl Cluster {
             addrs,
             file_addrs,
             children: (0..opts.nodes).map(|_| None).collect(),
+            block_children: (0..opts.block_stores).map(|_| None).collect(),
+            block_addrs,
         };
+        for i in 0..opts.block_stores {
+            c.spawn_block_store(i);
+        }
         for i in 0..opts.nodes {
             c.spawn(i);
         }
@@ -112,6 +138,36 @@ impl Cluster {
             .spawn()
             .expect("spawn triton server");
         self.children[i] = Some(child);
+    }
+
+    pub fn block_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("blocks-{i}"))
+    }
+
+    /// Starts `triton blockstore` number `i` (log in `blocks-<i>.log`).
+    pub fn spawn_block_store(&mut self, i: usize) {
+        assert!(self.block_children[i].is_none(), "block store {i} is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("blocks-{i}.log")))
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(["blockstore", "--listen", &self.block_addrs[i], "--dir"])
+            .arg(self.block_dir(i))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn triton blockstore");
+        self.block_children[i] = Some(child);
+    }
+
+    /// SIGKILL a block store.
+    pub fn kill9_block_store(&mut self, i: usize) {
+        if let Some(mut c) = self.block_children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -209,6 +265,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.children.len() {
             self.kill9(i);
+        }
+        for i in 0..self.block_children.len() {
+            self.kill9_block_store(i);
         }
         if std::thread::panicking() {
             for i in 0..self.children.len() {
