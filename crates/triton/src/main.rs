@@ -23,6 +23,8 @@ enum Command {
     /// Benchmarks (measured, never asserted): see docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Serve a SurfStore block store (durable, content-addressed blocks).
+    Blockstore(cmd::blockstore::BlockstoreArgs),
     /// File-server client: read, write, cas, delete (follows redirects); bench.
     Files(cmd::files::FilesArgs),
     /// Serve static files over HTTP/1.1 (TritonHTTP), with optional virtual hosts.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => cmd::bench::run(command),
+        Command::Blockstore(args) => cmd::blockstore::run(args),
         Command::Files(args) => cmd::files::run(args),
         Command::Http(args) => cmd::http::run(args),
         Command::Kv(args) => cmd::kv::run(args),

@@ -1,5 +1,6 @@
 //! One module per subcommand (or family of subcommands).
 pub mod bench;
+pub mod blockstore;
 pub mod files;
 pub mod http;
 pub mod kv;
