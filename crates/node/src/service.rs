@@ -175,6 +175,16 @@ impl NodeHandle {
         Ok(())
     }
 
+    fn check_value(&self, value: &[u8]) -> Result<(), Status> {
+        if value.len() > self.max_value_bytes {
+            return Err(Status::invalid_argument(format!(
+                "value larger than {} bytes",
+                self.max_value_bytes
+            )));
+        }
+        Ok(())
+    }
+
     async fn kv_write(&self, session: Option<PbSession>, op: WriteOp) -> Result<WriteResult, Status> {
         let s = session.ok_or_else(|| Status::invalid_argument("writes need a session (client_id, seq)"))?;
         if s.client_id == 0 || s.seq == 0 {
@@ -225,12 +235,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = request.into_inner();
         self.node.check_key(&req.key)?;
-        if req.value.len() > self.node.max_value_bytes {
-            return Err(Status::invalid_argument(format!(
-                "value larger than {} bytes",
-                self.node.max_value_bytes
-            )));
-        }
+        self.node.check_value(&req.value)?;
         let op = WriteOp::Put {
             key: req.key,
             value: req.value,
@@ -243,12 +248,7 @@ impl Kv for KvService {
     async fn append(&self, request: Request<AppendRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = request.into_inner();
         self.node.check_key(&req.key)?;
-        if req.value.len() > self.node.max_value_bytes {
-            return Err(Status::invalid_argument(format!(
-                "value larger than {} bytes",
-                self.node.max_value_bytes
-            )));
-        }
+        self.node.check_value(&req.value)?;
         let op = WriteOp::Append {
             key: req.key,
             value: req.value,

@@ -29,7 +29,11 @@ fn msg(from: u64, to: u64, term: u64, body: Body) -> Message {
 
 /// Elects node 1 of {1,2,3} with node 2's votes; returns the leader.
 fn elect(init: InitialState) -> Raft {
-    let mut r = Raft::new(cfg(1), init).unwrap();
+    elect_with(cfg(1), init)
+}
+
+fn elect_with(config: Config, init: InitialState) -> Raft {
+    let mut r = Raft::new(config, init).unwrap();
     r.campaign();
     drain(&mut r);
     let t = r.term();
@@ -138,28 +142,7 @@ fn many_proposals_go_out_in_few_appends_bounded_by_bytes() {
     // With a 1 KiB cap, each append carries about 1 KiB of entries.
     let mut c = cfg(1);
     c.max_msg_bytes = 1024;
-    let mut r = Raft::new(c, three()).unwrap();
-    r.campaign();
-    drain(&mut r);
-    r.step(msg(
-        2,
-        1,
-        1,
-        Body::VoteResponse {
-            pre_vote: true,
-            granted: true,
-        },
-    ));
-    drain(&mut r);
-    r.step(msg(
-        2,
-        1,
-        1,
-        Body::VoteResponse {
-            pre_vote: false,
-            granted: true,
-        },
-    ));
+    let mut r = elect_with(c, three());
     drain(&mut r);
     ack(&mut r, 2, 1);
     drain(&mut r);
@@ -186,28 +169,7 @@ fn pipelining_is_bounded_by_the_inflight_window_and_falls_back_to_probing() {
     let mut c = cfg(1);
     c.max_inflight_msgs = 4;
     c.max_msg_bytes = 1; // one entry per append
-    let mut r = Raft::new(c, three()).unwrap();
-    r.campaign();
-    drain(&mut r);
-    r.step(msg(
-        2,
-        1,
-        1,
-        Body::VoteResponse {
-            pre_vote: true,
-            granted: true,
-        },
-    ));
-    drain(&mut r);
-    r.step(msg(
-        2,
-        1,
-        1,
-        Body::VoteResponse {
-            pre_vote: false,
-            granted: true,
-        },
-    ));
+    let mut r = elect_with(c, three());
     drain(&mut r);
     ack(&mut r, 2, 1);
     drain(&mut r);
