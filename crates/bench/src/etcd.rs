@@ -1,0 +1,114 @@
+//! A local etcd cluster (Debian's `etcd-server`) for side-by-side runs: each
+//! member on 127.0.0.1 with its own ports and data dir, fsync on (etcd's
+//! default). Every process is killed when this is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use triton_verify::local::free_port;
+
+use crate::etcdpb::kv_client::KvClient;
+use crate::etcdpb::PutRequest;
+
+/// Running etcd members.
+pub struct EtcdCluster {
+    children: Vec<Child>,
+    /// Client addresses (`127.0.0.1:port`).
+    pub endpoints: Vec<String>,
+}
+
+/// True if an `etcd` binary is on PATH (or at `binary`).
+pub fn available(binary: &Path) -> bool {
+    Command::new(binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl EtcdCluster {
+    /// Starts `members` etcd members with data under `dir` and waits until
+    /// the cluster accepts a write.
+    pub async fn start(binary: &Path, dir: &Path, members: usize) -> anyhow::Result<EtcdCluster> {
+        anyhow::ensure!(members > 0, "an etcd cluster needs at least one member");
+        let mut ports = Vec::new();
+        for _ in 0..members {
+            ports.push((free_port()?, free_port()?));
+        }
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut c = EtcdCluster {
+            children: Vec::new(),
+            endpoints: ports.iter().map(|(client, _)| format!("127.0.0.1:{client}")).collect(),
+        };
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let data: PathBuf = dir.join(format!("etcd-{i}"));
+            let log = std::fs::File::create(dir.join(format!("etcd-{i}.log")))?;
+            let child = Command::new(binary)
+                .args(["--name", &format!("e{i}")])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &initial])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "triton-bench"])
+                .args(["--log-level", "error"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            c.children.push(child);
+        }
+        c.wait_ready(Duration::from_secs(30)).await?;
+        Ok(c)
+    }
+
+    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < within {
+            for ep in &self.endpoints {
+                match put_once(ep).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = format!("{ep}: {e}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("etcd did not accept a write within {within:?}: {last}")
+    }
+}
+
+async fn put_once(ep: &str) -> anyhow::Result<()> {
+    let mut c = KvClient::connect(format!("http://{ep}")).await?;
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        c.put(PutRequest {
+            key: b"triton-bench-ready".to_vec(),
+            value: b"1".to_vec(),
+        }),
+    )
+    .await??;
+    Ok(())
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
