@@ -1,0 +1,91 @@
+//! Smoke runs of `triton bench kv|failover|study`: each exits 0 and prints
+//! or writes what it should. These check that the benchmarks work; they
+//! assert nothing about speed.
+
+use std::process::{Command, Output};
+
+fn triton(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .args(args)
+        .output()
+        .expect("running triton");
+    assert!(
+        out.status.success(),
+        "triton {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn etcd_on_path() -> bool {
+    Command::new("etcd")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn bench_kv_smoke_prints_a_row_per_point_and_writes_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("kv.csv");
+    let target = if etcd_on_path() { "both" } else { "triton" };
+    let out = triton(&["bench", "kv", "--smoke", "--target", target, "--csv", csv.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for op in ["put", "get"] {
+        for clients in [1, 16] {
+            let row = stdout
+                .lines()
+                .find(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[0] == "triton" && f[1] == op && f[2] == clients.to_string()
+                })
+                .unwrap_or_else(|| panic!("no triton {op} row for {clients} clients in:\n{stdout}"));
+            let ops: f64 = row.split_whitespace().nth(3).unwrap().parse().unwrap();
+            assert!(ops > 0.0, "no operation succeeded: {row}");
+        }
+    }
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    let expected = if target == "both" { 8 } else { 4 };
+    assert_eq!(rows.lines().count(), 1 + expected, "{rows}");
+    if target == "both" {
+        assert!(stdout.lines().any(|l| l.starts_with("etcd")), "{stdout}");
+    }
+}
+
+#[test]
+fn bench_failover_smoke_reports_two_kills() {
+    let out = triton(&["bench", "failover", "--smoke"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("kill ")).count(), 2, "{stdout}");
+    assert!(stdout.contains("failover: 2 kills: min"), "{stdout}");
+}
+
+#[test]
+fn bench_study_smoke_writes_csv_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    triton(&["bench", "study", "--smoke", "--out", dir.path().to_str().unwrap()]);
+    for f in [
+        "sim_election.csv",
+        "sim_messages.csv",
+        "real_clients.csv",
+        "election_time_vs_loss.svg",
+        "election_time_vs_loss.png",
+        "messages_per_entry_vs_batch.svg",
+        "real_throughput_vs_clients.png",
+        "real_p99_vs_clients.svg",
+    ] {
+        let len = std::fs::metadata(dir.path().join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "{f} is missing or empty");
+    }
+}
+
+#[test]
+fn bench_kv_refuses_zero_clients() {
+    let out = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .args(["bench", "kv", "--target", "triton", "--clients", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
