@@ -126,12 +126,13 @@ async fn set_leader(clients: &[Client], leader: usize, running: &[usize]) -> i64
         .into_inner();
     assert!(ok.flag, "node {leader} did not become leader");
     clients[leader].clone().send_heartbeat(()).await.expect("SendHeartbeat");
-    let s = wait_states(clients, "one leader, terms agree", |s| {
+    let s = wait_states(clients, "one leader, terms and logs agree", |s| {
         let term = s[leader].term;
         status(&s[leader]) == ServerStatus::Leader
             && running
                 .iter()
                 .all(|&i| s[i].term == term && (i == leader || status(&s[i]) == ServerStatus::Follower))
+            && consistent(s, running)
     })
     .await;
     s[leader].term
@@ -143,6 +144,13 @@ fn consistent(s: &[RaftInternalState], running: &[usize]) -> bool {
     running
         .iter()
         .all(|&i| s[i].log == first.log && s[i].meta_map == first.meta_map && s[i].commit_index == first.commit_index)
+}
+
+/// Replicates now and waits until the running nodes agree, so a later
+/// partition starts from equal logs (as the course's tests assume).
+async fn settle(clients: &[Client], leader: usize, running: &[usize]) {
+    clients[leader].clone().send_heartbeat(()).await.expect("SendHeartbeat");
+    wait_states(clients, "logs agree before the next step", |s| consistent(s, running)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,6 +231,7 @@ async fn uncommitted_entry_of_a_crashed_leader_is_overwritten() {
             .version,
         1
     );
+    settle(&clients, 0, &all).await;
     // Nodes 1 and 2 stop hearing from 0: its next entry stays on 0 alone.
     for i in [1, 2] {
         clients[i]
@@ -291,6 +300,7 @@ async fn old_term_entry_commits_only_with_a_current_term_majority() {
             .version,
         1
     );
+    settle(&clients, 0, &all).await;
     // Only node 1 hears from the leader: the next entry reaches 2 of 5.
     for i in [2, 3, 4] {
         clients[i]
@@ -368,6 +378,7 @@ async fn minority_leader_blocks_updates_until_healed() {
             .version,
         1
     );
+    settle(&clients, 0, &all).await;
     // Partition {0, 1} | {2, 3, 4}.
     for (node, from) in [
         (0, vec![2, 3, 4]),
