@@ -60,7 +60,10 @@ pub fn set_timing(config: &Path, timing: &Timing) -> anyhow::Result<()> {
         out.push('\n');
     }
     if replaced != 3 {
-        bail!("{}: expected tick_ms, election_ticks and heartbeat_ticks once each", config.display());
+        bail!(
+            "{}: expected tick_ms, election_ticks and heartbeat_ticks once each",
+            config.display()
+        );
     }
     std::fs::write(config, out)?;
     Ok(())
@@ -190,7 +193,8 @@ pub fn spurious_term_changes(timing: &Timing, nodes: usize, delay_ms: u64, ms: u
     let mut changes = 0;
     let mut elapsed = 0;
     while elapsed < ms {
-        sim.run_for(step).map_err(|v| anyhow::anyhow!("safety violation: {v}"))?;
+        sim.run_for(step)
+            .map_err(|v| anyhow::anyhow!("safety violation: {v}"))?;
         elapsed += step;
         let t = sim.leader().map(|l| sim.node(l).raft().term());
         match (term, t) {

@@ -146,7 +146,9 @@ pub async fn preload(target: Target, endpoints: &[String]) -> anyhow::Result<()>
     let value = vec![b'v'; VALUE_BYTES];
     let mut c = AnyClient::new(target, endpoints, 0)?;
     for n in 0..READ_KEYS {
-        c.put(&key(n), &value).await.with_context(|| format!("preloading {target}"))?;
+        c.put(&key(n), &value)
+            .await
+            .with_context(|| format!("preloading {target}"))?;
     }
     Ok(())
 }
@@ -264,8 +266,7 @@ pub fn table_row(p: &Point) -> String {
 }
 
 /// The header of [`table_row`].
-pub const TABLE_HEADER: &str =
-    "target  op   clients       ops/s  p50(ms)  p90(ms)  p99(ms) p99.9(ms)  errors";
+pub const TABLE_HEADER: &str = "target  op   clients       ops/s  p50(ms)  p90(ms)  p99(ms) p99.9(ms)  errors";
 
 #[cfg(test)]
 mod tests {
@@ -291,7 +292,15 @@ mod tests {
 
     #[tokio::test]
     async fn run_point_refuses_zero_clients() {
-        let r = run_point(Target::Etcd, &["127.0.0.1:1".into()], Op::Put, 0, Duration::from_millis(1), 1).await;
+        let r = run_point(
+            Target::Etcd,
+            &["127.0.0.1:1".into()],
+            Op::Put,
+            0,
+            Duration::from_millis(1),
+            1,
+        )
+        .await;
         assert!(r.is_err());
     }
 }

@@ -122,7 +122,9 @@ where
             .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
             .map_err(|e| anyhow!("{e:?}"))?);
     } else {
-        body!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| anyhow!("{e:?}"))?);
+        body!(builder
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| anyhow!("{e:?}"))?);
     }
     root.present().map_err(|e| anyhow!("{e:?}"))?;
     Ok(())
@@ -161,7 +163,10 @@ mod tests {
         let base = dir.path().join("c");
         write_chart(&base, &chart(vec![(1.0, 2.0), (16.0, 5.0), (128.0, 3.0)], true)).unwrap();
         let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("legend-label"), "legend text missing");
+        assert!(
+            svg.contains("<svg") && svg.contains("legend-label"),
+            "legend text missing"
+        );
         let png = std::fs::read(dir.path().join("c.png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
     }

@@ -90,7 +90,10 @@ impl StudyGrid {
                 && self.tick_ms > 0,
             "every simulator list of the grid needs at least one value"
         );
-        anyhow::ensure!(self.loss.iter().all(|l| (0.0..1.0).contains(l)), "loss must be in [0, 1)");
+        anyhow::ensure!(
+            self.loss.iter().all(|l| (0.0..1.0).contains(l)),
+            "loss must be in [0, 1)"
+        );
         anyhow::ensure!(self.sizes.iter().all(|&n| n > 0), "cluster sizes must be positive");
         anyhow::ensure!(self.batch.iter().all(|&b| b > 0), "batch sizes must be positive");
         Ok(())
@@ -188,7 +191,8 @@ pub fn run_sim_study(grid: &StudyGrid, out_dir: &Path, mut progress: impl FnMut(
     let mut out = StudyOutput::default();
 
     // Election time after a leader crash.
-    let mut csv = String::from("nodes,tick_ms,election_ms,heartbeat_ms,loss,trials,elected,p50_ms,p90_ms,p99_ms,max_ms\n");
+    let mut csv =
+        String::from("nodes,tick_ms,election_ms,heartbeat_ms,loss,trials,elected,p50_ms,p90_ms,p99_ms,max_ms\n");
     // (election ticks) -> series over loss, for the first cluster size and default heartbeat.
     let hb_plot = grid.heartbeat_ticks[grid.heartbeat_ticks.len() / 2];
     let mut by_timeout: Vec<Series> = Vec::new();
@@ -222,11 +226,8 @@ pub fn run_sim_study(grid: &StudyGrid, out_dir: &Path, mut progress: impl FnMut(
                     )?;
                     if !times.is_empty() && hb == hb_plot {
                         if n == grid.sizes[0] {
-                            let label = format!(
-                                "timeout {}-{} ms",
-                                e as u64 * grid.tick_ms,
-                                2 * e as u64 * grid.tick_ms
-                            );
+                            let label =
+                                format!("timeout {}-{} ms", e as u64 * grid.tick_ms, 2 * e as u64 * grid.tick_ms);
                             push_point(&mut by_timeout, &label, loss * 100.0, q(0.5));
                         }
                         if e == e_plot {
@@ -234,7 +235,9 @@ pub fn run_sim_study(grid: &StudyGrid, out_dir: &Path, mut progress: impl FnMut(
                         }
                     }
                 }
-                progress(&format!("election: {n} nodes, election {e} ticks, heartbeat {hb} ticks"));
+                progress(&format!(
+                    "election: {n} nodes, election {e} ticks, heartbeat {hb} ticks"
+                ));
             }
         }
     }
@@ -342,7 +345,10 @@ pub async fn run_real_study(
     out_dir: &Path,
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<StudyOutput> {
-    anyhow::ensure!(!grid.clients.is_empty() && !grid.real_sizes.is_empty(), "real grid is empty");
+    anyhow::ensure!(
+        !grid.clients.is_empty() && !grid.real_sizes.is_empty(),
+        "real grid is empty"
+    );
     std::fs::create_dir_all(out_dir)?;
     let mut out = StudyOutput::default();
     let mut csv = format!("nodes,{}\n", kv::CSV_HEADER);
@@ -352,11 +358,27 @@ pub async fn run_real_study(
         let dir = work_dir.join(format!("real-{n}"));
         let cluster = kv::start_triton(binary, &dir, n).await?;
         for &c in &grid.clients {
-            let p = kv::run_point(Target::Triton, &cluster.addrs(), Op::Put, c, grid.real_duration, kv::VALUE_BYTES).await?;
+            let p = kv::run_point(
+                Target::Triton,
+                &cluster.addrs(),
+                Op::Put,
+                c,
+                grid.real_duration,
+                kv::VALUE_BYTES,
+            )
+            .await?;
             writeln!(csv, "{n},{}", kv::csv_row(&p))?;
             push_point(&mut tput, &format!("{n} nodes"), c as f64, p.summary.throughput());
-            push_point(&mut p99, &format!("{n} nodes"), c as f64, p.summary.p99_us as f64 / 1000.0);
-            progress(&format!("real: {n} nodes, {c} clients: {:.0} puts/s", p.summary.throughput()));
+            push_point(
+                &mut p99,
+                &format!("{n} nodes"),
+                c as f64,
+                p.summary.p99_us as f64 / 1000.0,
+            );
+            progress(&format!(
+                "real: {n} nodes, {c} clients: {:.0} puts/s",
+                p.summary.throughput()
+            ));
         }
         drop(cluster);
     }
