@@ -17,3 +17,23 @@ pub mod render;
 pub mod up;
 
 pub use face::MetricsFace;
+
+/// Runs bytes from the network through every parser of this crate (the
+/// HTTP request head, the HTTP response, the `/status` JSON) and checks
+/// they return (never panic) and that what parses is consistent. The fuzz
+/// target and the corpus test call this.
+pub fn check_network_input(bytes: &[u8]) {
+    if let Ok(Some((route, head_only))) = face::parse_request(bytes) {
+        assert!(!(route == face::Route::BadMethod && head_only));
+    }
+    if let Ok(r) = httpget::parse_response(bytes) {
+        assert!(r.body.len() <= bytes.len());
+        assert!(r.headers.iter().all(|(n, _)| *n == n.to_ascii_lowercase()));
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if let Ok(doc) = render::parse_status(text) {
+            let again = serde_json::to_string(&doc).expect("a parsed document serialises");
+            assert_eq!(render::parse_status(&again).expect("round trip"), doc);
+        }
+    }
+}
