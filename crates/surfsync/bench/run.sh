@@ -13,12 +13,17 @@ set -euo pipefail
 TRITON=${1:-${CARGO_TARGET_DIR:-target}/release/triton}
 ROUNDS=${2:-3}
 BLOCKSIZE=${BLOCKSIZE:-65536}
+JOBS=${JOBS:-128}   # blocks in flight (triton sync --jobs)
 TRITON=$(realpath "$TRITON")
 WORK=$(mktemp -d /tmp/surfbench.XXXXXX)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+stop_all() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  PIDS=()
+}
+cleanup() {
+  stop_all
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -40,7 +45,7 @@ for i in range(n):
 PY
 }
 
-start_cluster() { # NAME -> writes $WORK/NAME/config.toml, starts 3 nodes + 2 block stores
+start_cluster() { # NAME -> sets CFG; starts 3 metadata nodes + 2 block stores
   local dir=$WORK/$1
   mkdir -p "$dir"
   local cfg=$dir/config.toml
@@ -54,55 +59,57 @@ start_cluster() { # NAME -> writes $WORK/NAME/config.toml, starts 3 nodes + 2 bl
     done
   } > "$cfg"
   for b in "$b1" "$b2"; do
-    "$TRITON" blockstore --listen "$b" --dir "$dir/blocks-${b##*:}" 2>>"$dir/log" &
+    "$TRITON" blockstore --listen "$b" --dir "$dir/blocks-${b##*:}" >/dev/null 2>>"$dir/log" &
     PIDS+=($!)
   done
   for id in 0 1 2; do
-    RUST_LOG=warn "$TRITON" server --config "$cfg" --id $id 2>>"$dir/log" &
+    RUST_LOG=warn "$TRITON" server --config "$cfg" --id $id >/dev/null 2>>"$dir/log" &
     PIDS+=($!)
   done
   # Ready once a sync of an empty directory succeeds (a leader exists).
   mkdir -p "$dir/probe"
   for _ in $(seq 100); do
     if "$TRITON" sync --config "$cfg" --deadline 1 "$dir/probe" "$BLOCKSIZE" >/dev/null 2>&1; then
-      echo "$cfg"; return
+      CFG=$cfg; return
     fi
     sleep 0.2
   done
   echo "cluster did not start; log:" >&2; tail -20 "$dir/log" >&2; exit 1
 }
 
-start_rsyncd() { # NAME -> prints port
+start_rsyncd() { # NAME -> sets PORT
   local dir=$WORK/$1
   mkdir -p "$dir/dest"
   local port; port=$(free_port)
   cat > "$dir/rsyncd.conf" <<CONF
 pid file = $dir/rsyncd.pid
 use chroot = no
+uid = $(id -u)
+gid = $(id -g)
 [bench]
   path = $dir/dest
   read only = no
 CONF
-  rsync --daemon --no-detach --port "$port" --config "$dir/rsyncd.conf" 2>>"$dir/rsync.log" &
+  rsync --daemon --no-detach --port "$port" --config "$dir/rsyncd.conf" >/dev/null 2>>"$dir/rsync.log" &
   PIDS+=($!)
   for _ in $(seq 50); do
-    rsync "rsync://127.0.0.1:$port/" >/dev/null 2>&1 && { echo "$port"; return; }
+    rsync "rsync://127.0.0.1:$port/" >/dev/null 2>&1 && { PORT=$port; return; }
     sleep 0.1
   done
   echo "rsyncd did not start" >&2; exit 1
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(lscpu | grep 'Model name' | sed 's/ \+/ /g')"
-echo "# triton $TRITON, BLOCKSIZE $BLOCKSIZE, rounds $ROUNDS"
+echo "# triton $TRITON, BLOCKSIZE $BLOCKSIZE, --jobs $JOBS, rounds $ROUNDS"
 gen "$WORK/src200" 2000 104857 1     # 2,000 files, 200 MB
 gen "$WORK/src10k" 10000 4096 2      # 10,000 files, 41 MB
 echo "round,case,triton_s,rsync_s"
 for round in $(seq "$ROUNDS"); do
   # 1. Initial sync of 200 MB / 2,000 files into an empty cluster / daemon.
-  cfg=$(start_cluster "c$round")
-  port=$(start_rsyncd "r$round")
+  start_cluster "c$round"; cfg=$CFG
+  start_rsyncd "r$round"; port=$PORT
   client=$WORK/client$round; cp -r "$WORK/src200" "$client"
-  t0=$(now); "$TRITON" sync --config "$cfg" "$client" "$BLOCKSIZE" >/dev/null 2>"$WORK/sync.err"; t1=$(now)
+  t0=$(now); "$TRITON" sync --config "$cfg" --jobs "$JOBS" "$client" "$BLOCKSIZE" >/dev/null 2>"$WORK/sync.err"; t1=$(now)
   r0=$(now); rsync -a "$WORK/src200/" "rsync://127.0.0.1:$port/bench/" ; r1=$(now)
   echo "$round,initial-200MB-2000files,$(elapsed "$t0" "$t1"),$(elapsed "$r0" "$r1")"
 
@@ -117,19 +124,17 @@ for round in $(seq "$ROUNDS"); do
   echo "$round,resync-nochange-10000files,$(elapsed "$t0" "$t1"),$(elapsed "$r0" "$r1")"
   grep -q "0 up, 0 down" "$WORK/resync.out" || { echo "re-sync moved files:"; cat "$WORK/resync.out"; }
 
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  PIDS=()
+  stop_all
   rm -rf "$WORK/c$round" "$WORK/r$round" "$client" "$client10k"
 done
 
 # 3. CDC vs fixed: 100 bytes inserted in the middle of a 20 MB file.
 echo "chunking,blocksize,bytes_uploaded_after_insert"
 for mode in fixed cdc; do
-  cfg=$(start_cluster "cdc-$mode")
+  start_cluster "cdc-$mode"; cfg=$CFG
   d=$WORK/cdc-$mode/client; mkdir -p "$d"
   gen "$WORK/cdc-$mode/gen" 1 20971520 3; mv "$WORK/cdc-$mode/gen/file00000.bin" "$d/big.bin"
-  "$TRITON" sync --config "$cfg" --chunking "$mode" "$d" 4096 >/dev/null 2>&1
+  "$TRITON" sync --config "$cfg" --jobs "$JOBS" --chunking "$mode" "$d" 4096 >/dev/null 2>&1
   python3 - "$d/big.bin" <<'PY'
 import sys, random
 p = sys.argv[1]
@@ -139,7 +144,5 @@ open(p, "wb").write(data[:mid] + random.Random(4).randbytes(100) + data[mid:])
 PY
   out=$("$TRITON" sync --config "$cfg" --chunking "$mode" "$d" 4096 2>/dev/null)
   echo "$mode,4096,$(echo "$out" | sed -n 's/.*; \(.*\) uploaded,.*/\1/p')"
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  PIDS=()
+  stop_all
 done

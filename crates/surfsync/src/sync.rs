@@ -28,8 +28,9 @@ use crate::rpc::{BlockStores, MetaClient, RpcError};
 /// Prefix of the temporary files downloads are written to before the
 /// rename; the sync never uploads such files and removes stale ones.
 pub const TEMP_PREFIX: &str = ".triton-sync-tmp-";
-/// Blocks in flight at once per phase (PutBlock / GetBlock).
-pub const BLOCK_CONCURRENCY: usize = 8;
+/// Default number of blocks in flight at once (PutBlock / GetBlock): block
+/// stores fsync every block, so throughput comes from overlapping them.
+pub const DEFAULT_BLOCK_JOBS: usize = 32;
 /// UpdateFile calls in flight at once (the Raft leader batches them).
 pub const UPDATE_CONCURRENCY: usize = 32;
 /// A file whose modification time is this close to the start of the sync
@@ -52,6 +53,8 @@ pub struct SyncOptions {
     pub block_timeout: Duration,
     /// Progress output.
     pub progress: ProgressMode,
+    /// Blocks in flight at once (at least 1).
+    pub block_jobs: usize,
 }
 
 /// What a sync did.
@@ -599,7 +602,7 @@ async fn upload(
             }
             Ok::<_, SyncError>((store, missing))
         }))
-        .buffer_unordered(BLOCK_CONCURRENCY)
+        .buffer_unordered(ctx.opts.block_jobs.max(1))
         .try_collect()
         .await?;
     let to_send: Vec<(String, String)> = missing
@@ -623,7 +626,7 @@ async fn upload(
             Ok::<_, SyncError>(None)
         }
     }))
-    .buffer_unordered(BLOCK_CONCURRENCY)
+    .buffer_unordered(ctx.opts.block_jobs.max(1))
     .try_collect()
     .await?;
     phase.finish("blocks");
@@ -732,7 +735,7 @@ async fn download(
                     Ok(data)
                 }
             }))
-            .buffered(BLOCK_CONCURRENCY);
+            .buffered(ctx.opts.block_jobs.max(1));
             while let Some(data) = blocks.next().await {
                 let data = data?;
                 temp.write(&data)

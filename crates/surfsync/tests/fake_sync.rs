@@ -19,6 +19,7 @@ fn opts(dir: &Path, fakes: &Fakes, mode: Chunking, block_size: usize) -> SyncOpt
         meta_deadline: Duration::from_secs(5),
         block_timeout: Duration::from_secs(5),
         progress: ProgressMode::Quiet,
+        block_jobs: 8,
     }
 }
 

@@ -34,6 +34,9 @@ pub struct SyncArgs {
     /// with "no majority" (exit 1).
     #[arg(long, default_value_t = 10.0)]
     pub deadline: f64,
+    /// Blocks in flight at once to or from the block stores (1 to 1024).
+    #[arg(long, default_value_t = triton_surfsync::sync::DEFAULT_BLOCK_JOBS)]
+    pub jobs: usize,
 }
 
 #[derive(clap::Subcommand)]
@@ -66,6 +69,9 @@ fn options(args: &SyncArgs) -> Result<SyncOptions, String> {
     if !(args.deadline.is_finite() && args.deadline > 0.0 && args.deadline <= 86_400.0) {
         return Err(format!("--deadline must be 0 to 86400 seconds, got {}", args.deadline));
     }
+    if !(1..=1024).contains(&args.jobs) {
+        return Err(format!("--jobs must be 1 to 1024, got {}", args.jobs));
+    }
     let config = triton_config::load(&args.config).map_err(|e| format!("{e}"))?;
     Ok(SyncOptions {
         base_dir: args.basedir.clone(),
@@ -74,6 +80,7 @@ fn options(args: &SyncArgs) -> Result<SyncOptions, String> {
         meta_deadline: Duration::from_secs_f64(args.deadline),
         block_timeout: Duration::from_secs(30),
         progress: ProgressMode::detect(),
+        block_jobs: args.jobs,
     })
 }
 
