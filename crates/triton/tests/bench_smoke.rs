@@ -31,7 +31,15 @@ fn bench_kv_smoke_prints_a_row_per_point_and_writes_csv() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("kv.csv");
     let target = if etcd_on_path() { "both" } else { "triton" };
-    let out = triton(&["bench", "kv", "--smoke", "--target", target, "--csv", csv.to_str().unwrap()]);
+    let out = triton(&[
+        "bench",
+        "kv",
+        "--smoke",
+        "--target",
+        target,
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for op in ["put", "get"] {
         for clients in [1, 16] {
