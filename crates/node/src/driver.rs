@@ -35,6 +35,8 @@ pub type WriteReply = oneshot::Sender<Result<WriteResult, NodeError>>;
 /// A read: runs against the store once it is safe to (or with the error
 /// that prevented it). The closure sends its own answer.
 pub type Query = Box<dyn FnOnce(Result<&Store, NodeError>) + Send>;
+/// An inspection of the store and status, answered even while crashed.
+pub type Inspection = Box<dyn FnOnce(&Store, &NodeStatus) + Send>;
 
 /// A snapshot of the node's state for status endpoints.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +78,7 @@ pub enum Input {
     },
     /// Inspection of this node's state that answers even while crashed
     /// (test hooks such as SurfStore's GetInternalState).
-    Inspect(Box<dyn FnOnce(&Store, &NodeStatus) + Send>),
+    Inspect(Inspection),
     /// Campaign now, overriding leases (operator "set leader").
     Campaign,
     /// Leader only: send a heartbeat round now.
@@ -188,7 +190,7 @@ impl Driver {
                 if !self.crashed {
                     self.raft.tick();
                     self.expire_reads(now);
-                    if ticks % 10 == 0 {
+                    if ticks.is_multiple_of(10) {
                         self.propose_expirations();
                     }
                 }
@@ -536,7 +538,7 @@ impl Driver {
             }
             let (_, (term, proposed_at, reply)) = self.proposals.pop_first().expect("checked");
             if index == e.index && term == e.term {
-                if let Some(r) = result.clone() {
+                if let Some(r) = result {
                     self.metrics.writes_applied += 1;
                     self.metrics.apply_latency.observe(proposed_at.elapsed());
                     if self.drop_replies > 0 {

@@ -97,9 +97,8 @@ async fn peer_sender(id: NodeId, addr: String, mut queue: mpsc::Receiver<RaftMes
                 break; // the stream ended: reconnect
             }
         }
-        match call.await {
-            Ok(Err(status)) => tracing::debug!(peer = id, "stream ended: {status}"),
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Err(status)) = call.await {
+            tracing::debug!(peer = id, "stream ended: {status}");
         }
         tokio::time::sleep(backoff).await;
     }

@@ -594,12 +594,10 @@ impl Sim {
                 None
             }
         };
-        if let Some(w) = node.waiting_writes.remove(&e.index) {
-            if let Waiter::Write { client, seq, term } = w {
-                if term == e.term {
-                    let version = version.expect("client writes are KV commands");
-                    self.completions.push(Completion::Write { client, seq, version });
-                }
+        if let Some(Waiter::Write { client, seq, term }) = node.waiting_writes.remove(&e.index) {
+            if term == e.term {
+                let version = version.expect("client writes are KV commands");
+                self.completions.push(Completion::Write { client, seq, version });
             }
         }
     }
