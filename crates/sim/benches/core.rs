@@ -7,7 +7,10 @@ use std::time::Duration;
 use triton_sim::bench::core_throughput;
 
 fn main() {
-    let secs = std::env::var("TRITON_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs = std::env::var("TRITON_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     for proposers in [1, 256] {
         let mut runs: Vec<f64> = (0..5)
             .map(|_| core_throughput(proposers, 16, Duration::from_secs_f64(secs / 5.0)).ops_per_sec())

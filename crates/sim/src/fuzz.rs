@@ -662,8 +662,12 @@ pub fn to_lincheck(history: &[HistoryOp]) -> Vec<triton_lincheck::Operation> {
         .map(|op| {
             let input = match op.kind {
                 OpKind::Get => Input::Get,
-                OpKind::Put => Input::Put { value: op.value.clone() },
-                OpKind::Append => Input::Append { value: op.value.clone() },
+                OpKind::Put => Input::Put {
+                    value: op.value.clone(),
+                },
+                OpKind::Append => Input::Append {
+                    value: op.value.clone(),
+                },
             };
             let output = op.result.as_ref().map(|(value, version)| match op.kind {
                 OpKind::Get => Output::Get {

@@ -9,8 +9,16 @@ fn the_same_seed_gives_the_same_run() {
         let b = run_seed(seed, false).expect("seed passes");
         assert_eq!(a.messages, b.messages);
         assert_eq!(a.committed_entries, b.committed_entries);
-        let ha: Vec<_> = a.history.iter().map(|o| (o.client, o.call, o.ret, o.result.clone())).collect();
-        let hb: Vec<_> = b.history.iter().map(|o| (o.client, o.call, o.ret, o.result.clone())).collect();
+        let ha: Vec<_> = a
+            .history
+            .iter()
+            .map(|o| (o.client, o.call, o.ret, o.result.clone()))
+            .collect();
+        let hb: Vec<_> = b
+            .history
+            .iter()
+            .map(|o| (o.client, o.call, o.ret, o.result.clone()))
+            .collect();
         assert_eq!(ha, hb, "seed {seed} did not replay identically");
     }
     let a = run_seed(7, false).expect("passes");

@@ -38,7 +38,11 @@ fn a_leader_serves_a_read_after_one_heartbeat_round_without_writing_the_log() {
     let (node, ctx, applied) = &reads.served[0];
     assert_eq!((*node, &ctx[..]), (leader, &b"r1"[..]));
     assert!(*applied >= index, "served before applying the last write");
-    assert_eq!(lab.sim.node(leader).raft().last_index(), last, "a read wrote to the log");
+    assert_eq!(
+        lab.sim.node(leader).raft().last_index(),
+        last,
+        "a read wrote to the log"
+    );
 }
 
 #[test]
@@ -53,7 +57,10 @@ fn a_follower_read_is_forwarded_and_sees_every_committed_write() {
     assert_eq!(reads.served.len(), 1, "the follower read was not served");
     let (node, _, applied) = &reads.served[0];
     assert_eq!(*node, follower);
-    assert!(*applied >= index, "the follower served a read before applying write {index}");
+    assert!(
+        *applied >= index,
+        "the follower served a read before applying write {index}"
+    );
 }
 
 /// A leader cut off from the majority cannot confirm its leadership, so it
@@ -71,7 +78,11 @@ fn an_isolated_leader_never_serves_a_read() {
     // Meanwhile the majority elects a leader and writes.
     lab.one(b"w2", 2, true);
     run(&mut lab, &mut reads, 500);
-    assert!(reads.served.is_empty(), "an isolated leader served a read: {:?}", reads.served);
+    assert!(
+        reads.served.is_empty(),
+        "an isolated leader served a read: {:?}",
+        reads.served
+    );
 }
 
 /// Reads that arrive before a new leader commits its no-op wait for it
@@ -95,5 +106,9 @@ fn a_new_leader_answers_reads_only_after_committing_its_noop() {
     assert_eq!(reads.served.len(), 1);
     let raft = lab.sim.node(new).raft();
     let (_, _, applied) = reads.served[0];
-    assert_eq!(raft.term_at(applied), Some(raft.term()), "read served before the new term's no-op applied");
+    assert_eq!(
+        raft.term_at(applied),
+        Some(raft.term()),
+        "read served before the new term's no-op applied"
+    );
 }

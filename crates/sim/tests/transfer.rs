@@ -40,7 +40,10 @@ fn a_lagging_target_is_caught_up_before_it_campaigns() {
     assert_eq!(lab.sim.leader(), Some(target));
     let new = lab.sim.node(target).raft();
     let old = lab.sim.node(leader).raft();
-    assert!(new.last_index() >= old.commit_index(), "the new leader lacks committed entries");
+    assert!(
+        new.last_index() >= old.commit_index(),
+        "the new leader lacks committed entries"
+    );
 }
 
 #[test]

@@ -47,6 +47,8 @@ enum Command {
     Sync(cmd::surf::SyncArgs),
     /// Start a complete local system (3 nodes, 2 block stores, dashboard) in one terminal.
     Up(cmd::up::UpArgs),
+    /// Jepsen-style test: inject faults into a cluster and check the client history is linearizable.
+    Verify(cmd::verify::VerifyArgs),
     /// Inspect a node's write-ahead log (read-only).
     Wal(cmd::wal::WalArgs),
 }
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Surf(command) => cmd::surf::run(command),
         Command::Sync(args) => cmd::surf::run_sync(args),
         Command::Up(args) => cmd::up::run(args),
+        Command::Verify(args) => cmd::verify::run_cmd(args),
         Command::Wal(args) => cmd::wal::run(args),
     };
     match result {

@@ -10,4 +10,5 @@ pub mod sim;
 pub mod sort;
 pub mod surf;
 pub mod up;
+pub mod verify;
 pub mod wal;
