@@ -439,12 +439,10 @@ impl Driver {
         while self.raft.has_ready() {
             let mut rd: Ready = self.raft.ready();
             if let Some(ss) = rd.soft_state {
+                // Proposals accepted as leader stay pending across a role
+                // change: a new leader may keep them; they are answered when
+                // their index is applied, or by the client's timeout.
                 tracing::info!(term = self.raft.term(), role = ?ss.role, leader = ?ss.leader, "role changed");
-                if ss.role != Role::Leader {
-                    // Proposals we accepted as leader may still commit (a new
-                    // leader may keep them); they are answered when applied
-                    // or by the client's timeout. Nothing to do here.
-                }
             }
             self.send(std::mem::take(&mut rd.messages));
             self.persist(&rd);

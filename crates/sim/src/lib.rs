@@ -670,15 +670,6 @@ impl Sim {
             .map(|n| n.id)
     }
 
-    /// Leaders among live nodes that are connected to a majority of nodes.
-    pub fn leaders(&self) -> Vec<(NodeId, Term)> {
-        self.nodes
-            .iter()
-            .filter(|n| n.alive() && n.raft().is_leader())
-            .map(|n| (n.id, n.raft().term()))
-            .collect()
-    }
-
     /// How many nodes applied an entry at `index`, and its data (asserting
     /// they agree, as the lab's `nCommitted` does).
     pub fn n_committed(&self, index: Index) -> (usize, Option<Bytes>) {

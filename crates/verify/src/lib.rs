@@ -144,6 +144,8 @@ impl std::fmt::Display for Summary {
 #[derive(Default)]
 struct History {
     ops: Vec<Operation>,
+    /// Reads that failed (no effect, so not in `ops`).
+    failed_gets: usize,
     /// Successful operations per client since faults stopped.
     after_heal: Vec<usize>,
 }
@@ -196,6 +198,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     let clock = Instant::now();
     let history = Arc::new(Mutex::new(History {
         ops: Vec::new(),
+        failed_gets: 0,
         after_heal: vec![0; opts.clients],
     }));
     let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -282,7 +285,10 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     summary.faults = nemesis.injected;
 
     // Record and check the history.
-    let ops = std::mem::take(&mut history.lock().unwrap().ops);
+    let (ops, failed_gets) = {
+        let mut h = history.lock().unwrap();
+        (std::mem::take(&mut h.ops), h.failed_gets)
+    };
     let mut jsonl = String::new();
     for op in &ops {
         jsonl.push_str(&serde_json::to_string(op)?);
@@ -297,12 +303,14 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
             _ => "other",
         };
         let e = summary.ops.entry(kind).or_default();
-        match (&op.output, op.ret) {
-            (Some(_), _) => e.0 += 1,
-            (None, Some(_)) => e.2 += 1,
-            (None, None) => e.2 += 1,
+        // Writes never "fail" for sure: an error leaves the outcome unknown.
+        if op.output.is_some() {
+            e.0 += 1;
+        } else {
+            e.2 += 1;
         }
     }
+    summary.ops.entry("get").or_default().1 += failed_gets;
     let report = triton_lincheck::check(&ops, &CheckOptions::default());
     summary.verdict = Some(report.verdict);
     for k in report.violations() {
@@ -543,7 +551,10 @@ async fn client_loop(
                     }),
                 ),
                 // A failed read has no effect: leave it out of the history.
-                Err(_) => continue,
+                Err(_) => {
+                    history.lock().unwrap().failed_gets += 1;
+                    continue;
+                }
             }
         } else if roll < 7 {
             let r = client.put(key.as_bytes(), value.as_bytes()).await;

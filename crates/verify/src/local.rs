@@ -18,9 +18,19 @@ pub struct LocalCluster {
     paused: Vec<bool>,
 }
 
-/// A port that nobody listens on right now.
+/// A port nobody listens on right now and not handed out before by this
+/// process: the OS may offer a just-released port again, which once gave two
+/// servers of one test cluster the same port.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 /// Writes a TOML config for `nodes` nodes on free loopback ports, with the

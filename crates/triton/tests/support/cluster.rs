@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,22 +47,9 @@ pub struct Cluster {
     block_children: Vec<Option<Child>>,
 }
 
-/// A port nobody listens on right now, and not handed out before by this
-/// process (the OS may offer a just-released port again).
+/// A free loopback port (never the same twice in one process).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+    triton_verify::local::free_port().expect("a free port")
 }
 
 pub fn bin() -> &'static str {
