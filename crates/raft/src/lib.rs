@@ -28,6 +28,7 @@
 //! committed entries are never truncated, one leader per term as seen by any
 //! node): a violated invariant stops the process rather than corrupting data.
 
+pub mod confchange;
 pub mod config;
 pub mod log;
 pub mod message;
@@ -37,6 +38,7 @@ pub mod ready;
 pub mod tracker;
 pub mod types;
 
+pub use confchange::{ConfChange, ConfChangeError};
 pub use config::{Config, ConfigError};
 pub use message::{Body, Message};
 pub use raft::{CompactError, InitialState, ProposeError, Raft, ReadIndexError, Stats, TransferError};

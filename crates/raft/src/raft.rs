@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::confchange::{self, ConfChange, ConfChangeError};
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
 use crate::message::{Body, Message};
@@ -76,6 +77,10 @@ pub struct Stats {
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
     pub stale_messages: u64,
+    /// Membership changes applied (each entry of a joint change counts).
+    pub membership_changes: u64,
+    /// Membership entries that could not be decoded (and were ignored).
+    pub bad_membership_entries: u64,
 }
 
 /// Where a ReadIndex request came from: our host, or a follower's.
@@ -114,7 +119,13 @@ pub struct Raft {
     role: Role,
     leader: Option<NodeId>,
     log: RaftLog,
+    /// The configuration in force: the latest one in the log, committed or
+    /// not (§6; see [`crate::confchange`]).
     membership: Membership,
+    /// The configurations in the log after the snapshot, oldest first,
+    /// starting with the snapshot's own (index, term, configuration): what
+    /// a truncation falls back to and what `compact` records.
+    membership_history: Vec<(Index, Term, Membership)>,
     tracker: ProgressTracker,
     rng: ChaCha8Rng,
 
@@ -170,6 +181,13 @@ impl Raft {
                 )));
             }
         }
+        // Configurations in the log are in force at once (§6), committed or not.
+        let conf_entries: Vec<Entry> = init
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Membership)
+            .cloned()
+            .collect();
         let log = RaftLog::restore(snap_index, snap_term, init.entries, init.hard_state.commit);
         let tracker = ProgressTracker::new(&membership, cfg.max_inflight_msgs, cfg.max_inflight_bytes);
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -180,6 +198,7 @@ impl Raft {
             role: Role::Follower,
             leader: None,
             log,
+            membership_history: vec![(snap_index, snap_term, membership.clone())],
             membership,
             tracker,
             rng,
@@ -210,6 +229,7 @@ impl Raft {
             stats: Stats::default(),
             cfg,
         };
+        raft.note_membership_entries(&conf_entries);
         raft.reset_election_timer();
         Ok(raft)
     }
@@ -330,6 +350,12 @@ impl Raft {
             if self.transfer.is_some() {
                 // The target did not take over within an election timeout.
                 self.transfer = None;
+                if !self.membership.is_voter(self.id) {
+                    // Removed and no successor caught up: stop leading; the
+                    // voters elect one among themselves.
+                    self.step_down_removed();
+                    return;
+                }
             }
         }
         if let Some((_, ticks)) = self.transfer.as_mut() {
@@ -391,6 +417,160 @@ impl Raft {
         self.log.append_own(entry);
         self.broadcast_pending = true;
         Ok(at)
+    }
+
+    /// Proposes a membership change (leader only); see [`crate::confchange`]
+    /// for the rule. `context` rides along opaquely in the entry (the node
+    /// puts the new member's address there). A voter change appends the
+    /// joint configuration; the leader appends the final one by itself once
+    /// the joint one is applied.
+    pub fn propose_conf_change(
+        &mut self,
+        change: ConfChange,
+        context: Bytes,
+    ) -> Result<(Index, Term), ConfChangeError> {
+        self.assert_not_awaiting_advance();
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader { leader: self.leader });
+        }
+        if self.transfer.is_some() {
+            return Err(ConfChangeError::TransferInProgress);
+        }
+        let latest = self.latest_conf_index();
+        if latest > self.log.committed() {
+            return Err(ConfChangeError::Pending { index: latest });
+        }
+        let next = confchange::target(&self.membership, change)?;
+        if let ConfChange::Promote(id) = change {
+            // A voter that must first download the log would stall commits
+            // (it counts toward the quorum at once): promote only learners
+            // that hold what is committed.
+            let matched = self.tracker.progress.get(&id).map_or(0, |p| p.matched);
+            if matched < self.log.committed() {
+                return Err(ConfChangeError::NotCaughtUp {
+                    id,
+                    matched,
+                    last: self.log.last_index(),
+                });
+            }
+        }
+        let at = self.append_membership(&next, &context);
+        Ok(at)
+    }
+
+    /// Appends a membership entry as leader; it is in force at once.
+    fn append_membership(&mut self, next: &Membership, context: &[u8]) -> (Index, Term) {
+        debug_assert_eq!(self.role, Role::Leader);
+        let entry = Entry {
+            index: self.log.last_index() + 1,
+            term: self.term,
+            kind: EntryKind::Membership,
+            data: confchange::encode_entry(next, context),
+        };
+        self.uncommitted_bytes += entry.size();
+        let at = (entry.index, entry.term);
+        self.log.append_own(entry.clone());
+        self.note_membership_entries(std::slice::from_ref(&entry));
+        self.broadcast_pending = true;
+        at
+    }
+
+    /// Index of the latest configuration entry in the log (or the
+    /// snapshot's index if there is none after it).
+    fn latest_conf_index(&self) -> Index {
+        self.membership_history.last().map_or(0, |(i, _, _)| *i)
+    }
+
+    /// Brings the configuration in line with the log after it changed:
+    /// drops configurations whose entries a truncation removed, then adds
+    /// those among `appended` (entries now in the log).
+    fn note_membership_entries(&mut self, appended: &[Entry]) {
+        let before = self.membership_history.len();
+        let log = &self.log;
+        let base = self.membership_history[0].0;
+        let mut kept = 1;
+        for (i, (index, term, _)) in self.membership_history.iter().enumerate().skip(1) {
+            if *index > base && log.term(*index) == Some(*term) {
+                kept = i + 1;
+            } else {
+                break;
+            }
+        }
+        self.membership_history.truncate(kept);
+        let mut changed = kept != before;
+        for e in appended.iter().filter(|e| e.kind == EntryKind::Membership) {
+            let last = self.latest_conf_index();
+            if e.index <= last || self.log.term(e.index) != Some(e.term) {
+                continue;
+            }
+            match confchange::decode_entry(&e.data) {
+                Ok((m, _)) => {
+                    self.membership_history.push((e.index, e.term, m));
+                    changed = true;
+                }
+                // Only a core writes these: a bad one is a bug, skipped
+                // identically by every node rather than trusted.
+                Err(_) => self.stats.bad_membership_entries += 1,
+            }
+        }
+        if changed {
+            let m = self.membership_history.last().expect("never empty").2.clone();
+            if m != self.membership {
+                self.stats.membership_changes += 1;
+                self.membership = m;
+                self.tracker.set_membership(&self.membership, self.log.last_index() + 1);
+            }
+        }
+        debug_assert!(self.membership_history.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    /// Leader: what a commit may unlock in a membership change. A committed
+    /// joint configuration is followed by the final one (auto-leave); a
+    /// committed configuration that removed us ends our leadership (§6:
+    /// "the leader steps down once C_new is committed"), handing over to a
+    /// caught-up voter when there is one so nobody waits for a timeout.
+    fn after_commit(&mut self) {
+        if self.role != Role::Leader || self.latest_conf_index() > self.log.committed() {
+            return;
+        }
+        if !self.membership.voters_outgoing.is_empty() {
+            let next = confchange::leave_joint(&self.membership);
+            self.append_membership(&next, &[]);
+            return;
+        }
+        if self.membership.is_voter(self.id) || self.transfer.is_some() {
+            return;
+        }
+        let last = self.log.last_index();
+        let best = self
+            .tracker
+            .progress
+            .iter()
+            .filter(|(id, _)| self.membership.is_voter(**id))
+            .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
+            .map(|(id, p)| (*id, p.matched));
+        match best {
+            Some((to, matched)) if matched == last => {
+                self.send(to, Body::TimeoutNow);
+                self.step_down_removed();
+            }
+            // Bring the best one up to date first (a leadership transfer);
+            // if that times out, `tick_leader` steps down anyway.
+            Some((to, _)) => {
+                self.transfer = Some((to, 0));
+                self.send_append(to, true);
+            }
+            None => self.step_down_removed(),
+        }
+    }
+
+    fn step_down_removed(&mut self) {
+        // Tell everyone the commit index first: the remaining voters then
+        // know the configuration that removed us is final.
+        self.broadcast_append();
+        let term = self.term;
+        self.become_follower(term, None);
+        assert!(!self.promotable(), "a removed node must not campaign");
     }
 
     /// Asks for a linearizable read point (§6.4). The answer comes back as a
@@ -457,11 +637,23 @@ impl Raft {
         }
         let term = self.log.term(index).expect("applied entries are in the log");
         self.log.compact(index);
+        // The configuration as of `index`, which may be older than the one
+        // in force if a change was applied after it.
+        let at = self
+            .membership_history
+            .iter()
+            .rposition(|(i, _, _)| *i <= index)
+            .unwrap_or(0);
+        let membership = self.membership_history[at].2.clone();
+        self.membership_history.drain(..at);
+        self.membership_history[0].0 = index;
+        self.membership_history[0].1 = term;
+        debug_assert!(self.membership_history.windows(2).all(|w| w[0].0 < w[1].0));
         self.snapshot = Some(Snapshot {
             meta: SnapshotMeta {
                 index,
                 term,
-                membership: self.membership.clone(),
+                membership,
             },
             data,
         });
@@ -709,6 +901,7 @@ impl Raft {
             }
             if self.maybe_commit() {
                 self.broadcast_pending = true;
+                self.after_commit();
             }
         }
         debug_assert!(self.log.applied() <= self.log.committed());
@@ -905,7 +1098,10 @@ impl Raft {
                 .expect("the commit index is in the log or the snapshot");
         }
         match self.log.maybe_append(prev_index, prev_term, commit, &entries) {
-            Ok(last_new) => self.send_append_response(from, false, last_new, 0, 0),
+            Ok(last_new) => {
+                self.note_membership_entries(&entries);
+                self.send_append_response(from, false, last_new, 0, 0)
+            }
             Err(hint) => self.send_append_response(from, true, prev_index, hint.hint_index, hint.hint_term),
         }
     }
@@ -1025,6 +1221,7 @@ impl Raft {
         let meta = &snapshot.meta;
         self.log.install_snapshot(meta.index, meta.term);
         self.membership = meta.membership.clone();
+        self.membership_history = vec![(meta.index, meta.term, meta.membership.clone())];
         self.tracker.set_membership(&self.membership, self.log.last_index() + 1);
         self.stats.snapshots_installed += 1;
         self.snapshot = Some(snapshot.clone());
@@ -1071,6 +1268,7 @@ impl Raft {
             let matched = pr.matched;
             if self.maybe_commit() {
                 self.broadcast_pending = true;
+                self.after_commit();
             }
             if self.transfer.is_some_and(|(to, _)| to == from) && matched == last {
                 self.send(from, Body::TimeoutNow);

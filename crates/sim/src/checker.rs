@@ -62,6 +62,15 @@ impl Checker {
             }
         }
         self.leaders.insert(term, id);
+        if !raft.membership().is_voter(id) {
+            return violation(
+                "election safety",
+                format!(
+                    "node {id} leads term {term} without being a voter in {:?}",
+                    raft.membership()
+                ),
+            );
+        }
         // Every entry committed so far must be in the new leader's log.
         let snapshot_index = raft.snapshot_index();
         for (&index, (t, data)) in self.committed.range(snapshot_index + 1..) {

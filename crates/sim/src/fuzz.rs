@@ -6,7 +6,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use triton_raft::{Index, NodeId, ProposeError};
+use triton_raft::{ConfChange, Index, NodeId, ProposeError};
 
 use crate::checker::Violation;
 use crate::state_machine::KvCommand;
@@ -23,6 +23,9 @@ pub struct FaultMix {
     pub lossy: bool,
     /// Aggressive log compaction, so snapshots are sent in many chunks.
     pub snapshots: bool,
+    /// Membership changes (add learner, promote, remove, even the leader)
+    /// with two spare nodes that can join.
+    pub membership: bool,
 }
 
 impl FaultMix {
@@ -33,6 +36,7 @@ impl FaultMix {
             partitions: true,
             lossy: true,
             snapshots: true,
+            membership: true,
         }
     }
 
@@ -48,9 +52,10 @@ impl FaultMix {
                 "partitions" => mix.partitions = true,
                 "lossy" => mix.lossy = true,
                 "snapshots" => mix.snapshots = true,
+                "membership" => mix.membership = true,
                 other => {
                     return Err(format!(
-                        "unknown fault '{other}' (crashes, torn, partitions, lossy, snapshots, all, none)"
+                        "unknown fault '{other}' (crashes, torn, partitions, lossy, snapshots, membership, all, none)"
                     ))
                 }
             }
@@ -67,6 +72,7 @@ impl std::fmt::Display for FaultMix {
             (self.partitions, "partitions"),
             (self.lossy, "lossy"),
             (self.snapshots, "snapshots"),
+            (self.membership, "membership"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -101,13 +107,14 @@ impl Plan {
     /// so a batch of consecutive seeds covers every combination.
     pub fn for_seed(seed: u64) -> Plan {
         let nodes = [3, 5, 7][(seed % 3) as usize];
-        let bits = (seed / 3) % 32;
+        let bits = (seed / 3) % 64;
         let mix = FaultMix {
             crashes: bits & 1 != 0,
             torn_writes: bits & 2 != 0,
             partitions: bits & 4 != 0,
             lossy: bits & 8 != 0,
             snapshots: bits & 16 != 0,
+            membership: bits & 32 != 0,
         };
         Plan {
             seed,
@@ -123,8 +130,8 @@ impl Plan {
 
     pub fn replay_command(&self) -> String {
         format!(
-            "triton sim --seed {} --nodes {} --faults {} --trace   (or: TRITON_SIM_SEED={} cargo test --release -p triton-sim --test fuzz replay -- --nocapture)",
-            self.seed, self.nodes, self.mix, self.seed
+            "triton sim --seed {} --nodes {} --faults {} --trace   (or: TRITON_SIM_SEED={} TRITON_SIM_NODES={} TRITON_SIM_FAULTS={} cargo test --release -p triton-sim --test fuzz replay -- --nocapture)",
+            self.seed, self.nodes, self.mix, self.seed, self.nodes, self.mix
         )
     }
 }
@@ -163,6 +170,8 @@ pub struct Report {
     pub leaders: usize,
     pub messages: u64,
     pub simulated_ms: Millis,
+    /// Membership changes accepted by a leader during the run.
+    pub membership_changes: u64,
 }
 
 /// A failing run: the violation and the line that replays it.
@@ -213,6 +222,8 @@ struct Driver {
     clients: Vec<Client>,
     history: Vec<HistoryOp>,
     stopping: bool,
+    /// Membership changes the leader accepted.
+    membership_changes: u64,
 }
 
 impl Driver {
@@ -331,6 +342,9 @@ impl Driver {
         if mix.lossy {
             choices.push(7);
         }
+        if mix.membership {
+            choices.extend([8, 8, 8]);
+        }
         if !choices.is_empty() {
             let choice = choices[self.rng.random_range(0..choices.len())];
             match choice {
@@ -389,6 +403,7 @@ impl Driver {
                     }
                     sim.trace(format_args!("bridge {bridge} between {a:?} and {b:?}"));
                 }
+                8 => self.change_membership(sim),
                 _ => {
                     if mix.lossy {
                         let loss = self.rng.random_range(0.0..0.25);
@@ -404,6 +419,31 @@ impl Driver {
         }
         let next = self.rng.random_range(100..500);
         sim.wake_client_after(next, NEMESIS);
+    }
+}
+
+impl Driver {
+    /// One random membership change at the leader: add an outsider as a
+    /// learner, promote a learner, or remove a voter (the leader too).
+    /// Refusals (a change pending, a learner not caught up) are expected.
+    fn change_membership(&mut self, sim: &mut Sim) {
+        let Some(leader) = sim.leader() else {
+            return;
+        };
+        let m = sim.node(leader).raft().membership().clone();
+        let members = m.all_nodes();
+        let outsiders: Vec<NodeId> = sim.ids().into_iter().filter(|id| !members.contains(id)).collect();
+        let learners: Vec<NodeId> = m.learners.iter().copied().collect();
+        let voters: Vec<NodeId> = m.voters.iter().copied().collect();
+        let change = match self.rng.random_range(0..3) {
+            0 if !outsiders.is_empty() => ConfChange::AddLearner(outsiders[self.rng.random_range(0..outsiders.len())]),
+            1 if !learners.is_empty() => ConfChange::Promote(learners[self.rng.random_range(0..learners.len())]),
+            _ if voters.len() > 1 => ConfChange::Remove(voters[self.rng.random_range(0..voters.len())]),
+            _ => return,
+        };
+        if sim.propose_conf_change(leader, change).is_ok() {
+            self.membership_changes += 1;
+        }
     }
 }
 
@@ -487,6 +527,9 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed ^ 0x5EED_F00D);
     let mut opts = SimOptions::new(plan.nodes, plan.seed);
     opts.trace = trace;
+    if plan.mix.membership {
+        opts.spare_nodes = 2.min(9 - plan.nodes.min(9));
+    }
     if plan.mix.snapshots {
         opts.snapshot_every = rng.random_range(5..40);
         opts.snapshot_chunk_bytes = rng.random_range(16..256);
@@ -508,6 +551,7 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
             .collect(),
         history: Vec::new(),
         stopping: false,
+        membership_changes: 0,
     };
     let fail = |sim: &Sim, violation: Violation| Failure {
         plan: plan.clone(),
@@ -543,6 +587,21 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
                 .filter(|&c| driver.clients[c].current.is_some())
                 .collect();
             let applied: Vec<Index> = sim.nodes.iter().map(|n| n.kv.applied).collect();
+            if trace {
+                for n in sim.nodes.iter().filter(|n| n.alive()) {
+                    let r = n.raft();
+                    eprintln!(
+                        "node {}: {:?} term {} last {} commit {} applied {} membership {:?}",
+                        n.id,
+                        r.role(),
+                        r.term(),
+                        r.last_index(),
+                        r.commit_index(),
+                        r.applied_index(),
+                        r.membership()
+                    );
+                }
+            }
             return Err(fail(
                 &sim,
                 Violation {
@@ -582,16 +641,18 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
             }
         }
     }
-    let first = sim.nodes[0].kv.encode();
-    for n in &sim.nodes[1..] {
-        if n.kv.encode() != first {
+    // Removed nodes stop hearing from the cluster: only members converge.
+    let members = sim.leader_membership().all_nodes();
+    let first_member = *members.first().expect("a settled cluster has members");
+    let first = sim.node(first_member).kv.encode();
+    for &id in &members {
+        if sim.node(id).kv.encode() != first {
             return Err(fail(
                 &sim,
                 Violation {
                     property: "convergence",
                     detail: format!(
-                        "node {} holds a different state than node 1 at the same applied index",
-                        n.id
+                        "node {id} holds a different state than node {first_member} at the same applied index"
                     ),
                 },
             ));
@@ -635,6 +696,7 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         leaders: sim.checker.leaders_by_term().len(),
         messages: sim.traffic.messages,
         simulated_ms: sim.now,
+        membership_changes: driver.membership_changes,
         history: driver.history,
         plan,
     })
@@ -648,7 +710,13 @@ fn settled(sim: &Sim, driver: &Driver) -> bool {
     }
     let leader = sim.node(sim.leader().expect("checked"));
     let commit = leader.raft().commit_index();
-    sim.nodes.iter().all(|n| n.alive() && n.kv.applied == commit)
+    let membership = leader.raft().membership();
+    // A joint configuration must have been left (auto-leave is liveness).
+    membership.voters_outgoing.is_empty()
+        && membership.all_nodes().iter().all(|&id| {
+            let n = sim.node(id);
+            n.alive() && n.kv.applied == commit
+        })
 }
 
 /// The client history in the linearizability checker's terms (simulated

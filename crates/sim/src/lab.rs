@@ -4,7 +4,7 @@
 //! simulated time.
 
 use bytes::Bytes;
-use triton_raft::{Index, NodeId, Term};
+use triton_raft::{ConfChange, ConfChangeError, Index, Membership, NodeId, Term};
 
 use crate::{Millis, Sim, SimOptions};
 
@@ -27,7 +27,7 @@ impl Lab {
     }
 
     pub fn with(opts: SimOptions) -> Lab {
-        let n = opts.nodes;
+        let n = opts.nodes + opts.spare_nodes;
         Lab {
             sim: Sim::new(opts),
             connected: vec![true; n],
@@ -200,6 +200,40 @@ impl Lab {
         let (count, _) = self.n_committed(index);
         panic!(
             "only {count} nodes applied {index}, wanted {n} (seed {})",
+            self.sim.opts.seed
+        );
+    }
+
+    /// Gets a membership change through: proposes it at the leader until
+    /// accepted (a pending change or a learner still catching up makes the
+    /// leader refuse for a while), then waits until a leader has applied the
+    /// final (non-joint) configuration. Returns that configuration.
+    pub fn reconfigure(&mut self, change: ConfChange) -> Membership {
+        let start = self.sim.now;
+        let index = loop {
+            assert!(
+                self.sim.now - start < 10_000,
+                "{change:?} was not accepted within 10 s (seed {})",
+                self.sim.opts.seed
+            );
+            let leader = self.check_one_leader();
+            match self.sim.propose_conf_change(leader, change) {
+                Ok((index, _)) => break index,
+                Err(ConfChangeError::Invalid(why)) => panic!("{change:?} refused: {why}"),
+                Err(_) => self.run(50),
+            }
+        };
+        while self.sim.now - start < 10_000 {
+            self.run(20);
+            if let Some(l) = self.sim.leader() {
+                let r = self.sim.node(l).raft();
+                if r.applied_index() >= index && r.membership().voters_outgoing.is_empty() {
+                    return r.membership().clone();
+                }
+            }
+        }
+        panic!(
+            "{change:?} at {index} did not complete within 10 s (seed {})",
             self.sim.opts.seed
         );
     }

@@ -25,8 +25,8 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use triton_raft::{
-    Body, Config, Entry, EntryKind, HardState, Index, InitialState, Membership, Message, NodeId, ProposeError, Raft,
-    ReadState, Role, Snapshot, Term,
+    Body, ConfChange, ConfChangeError, Config, Entry, EntryKind, HardState, Index, InitialState, Membership, Message,
+    NodeId, ProposeError, Raft, ReadState, Role, Snapshot, Term,
 };
 
 use crate::checker::{Checker, Violation};
@@ -38,7 +38,11 @@ pub type Millis = u64;
 /// Everything that shapes a run besides the seed.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
+    /// Voters of the bootstrap configuration (ids `1..=nodes`).
     pub nodes: usize,
+    /// Further nodes (ids after the voters) that start outside the cluster
+    /// and can join by membership change.
+    pub spare_nodes: usize,
     pub seed: u64,
     pub tick_ms: Millis,
     pub election_tick: u32,
@@ -67,6 +71,7 @@ impl SimOptions {
     pub fn new(nodes: usize, seed: u64) -> Self {
         SimOptions {
             nodes,
+            spare_nodes: 0,
             seed,
             tick_ms: 10,
             // 300-600 ms election timeouts, 100 ms heartbeats: the budgets
@@ -229,7 +234,7 @@ const MESSAGE_OVERHEAD_BYTES: u64 = 64;
 
 impl Sim {
     pub fn new(opts: SimOptions) -> Self {
-        assert!(opts.nodes >= 1 && opts.nodes <= 9, "1..=9 nodes");
+        assert!(opts.nodes >= 1 && opts.nodes + opts.spare_nodes <= 9, "1..=9 nodes");
         let rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let mut sim = Sim {
             now: 0,
@@ -243,7 +248,7 @@ impl Sim {
             completions: Vec::new(),
             opts,
         };
-        for i in 0..sim.opts.nodes {
+        for i in 0..sim.opts.nodes + sim.opts.spare_nodes {
             let id = i as NodeId + 1;
             sim.nodes.push(SimNode {
                 id,
@@ -273,9 +278,15 @@ impl Sim {
         &mut self.nodes[(id - 1) as usize]
     }
 
-    /// The bootstrap membership: every node votes.
-    fn membership(&self) -> Membership {
-        Membership::with_voters(1..=self.opts.nodes as NodeId)
+    /// The bootstrap membership a node starts from (before it replays its
+    /// log): the first `nodes` vote; a spare node knows no configuration
+    /// until the leader's log or snapshot tells it, as `triton server --join`.
+    fn bootstrap_membership(&self, id: NodeId) -> Membership {
+        if id as usize <= self.opts.nodes {
+            Membership::with_voters(1..=self.opts.nodes as NodeId)
+        } else {
+            Membership::default()
+        }
     }
 
     fn schedule(&mut self, after: Millis, event: Event) {
@@ -289,7 +300,7 @@ impl Sim {
 
     /// (Re)starts a node from its disk.
     fn start_node(&mut self, id: NodeId) {
-        let membership = self.membership();
+        let membership = self.bootstrap_membership(id);
         let o = &self.opts;
         let node = &self.nodes[(id - 1) as usize];
         let mut cfg = Config::new(id);
@@ -646,6 +657,27 @@ impl Sim {
         self.node_mut(id).waiting_writes.insert(index, waiter);
         self.process_ready(id);
         Ok((index, term))
+    }
+
+    /// Proposes a membership change at node `id` (which must lead).
+    pub fn propose_conf_change(&mut self, id: NodeId, change: ConfChange) -> Result<(Index, Term), ConfChangeError> {
+        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            return Err(ConfChangeError::NotLeader { leader: None });
+        };
+        let at = raft.propose_conf_change(change, Bytes::new())?;
+        self.trace(format_args!("node {id} proposes {change:?} at {}", at.0));
+        self.node_mut(id).waiting_writes.insert(at.0, Waiter::None);
+        self.process_ready(id);
+        Ok(at)
+    }
+
+    /// The configuration the current leader has in force (or the bootstrap
+    /// one when there is no leader).
+    pub fn leader_membership(&self) -> Membership {
+        match self.leader() {
+            Some(l) => self.node(l).raft().membership().clone(),
+            None => self.bootstrap_membership(1),
+        }
     }
 
     /// Asks node `id` for a linearizable read point; `ctx` comes back in

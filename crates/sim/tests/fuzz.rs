@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use triton_sim::fuzz::{run_seed, Failure};
+use triton_sim::fuzz::{run_plan, run_seed, Failure, FaultMix, Plan};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -59,12 +59,20 @@ fn random_seeds_keep_raft_safe_and_live() {
     );
 }
 
-/// Replays one seed with a trace: `TRITON_SIM_SEED=N cargo test --release -p triton-sim --test fuzz replay -- --nocapture`.
+/// Replays one seed with a trace: `TRITON_SIM_SEED=N [TRITON_SIM_NODES=n]
+/// [TRITON_SIM_FAULTS=mix] cargo test --release -p triton-sim --test fuzz replay -- --nocapture`.
 #[test]
 fn replay() {
     let seed = env_u64("TRITON_SIM_SEED", 42);
     let trace = std::env::var("TRITON_SIM_SEED").is_ok();
-    match run_seed(seed, trace) {
+    let mut plan = Plan::for_seed(seed);
+    if let Ok(n) = std::env::var("TRITON_SIM_NODES") {
+        plan.nodes = n.parse().expect("TRITON_SIM_NODES is a number");
+    }
+    if let Ok(f) = std::env::var("TRITON_SIM_FAULTS") {
+        plan.mix = FaultMix::parse(&f).expect("TRITON_SIM_FAULTS is a fault mix");
+    }
+    match run_plan(plan, trace) {
         Ok(r) => {
             eprintln!("seed {seed}: ok, {} ops completed, {} unknown", r.completed, r.unknown);
             assert!(r.completed > 0);

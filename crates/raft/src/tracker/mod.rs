@@ -45,9 +45,13 @@ impl ProgressTracker {
         self.progress.retain(|id, _| all.contains(id));
         for id in all {
             let (msgs, bytes) = (self.max_inflight_msgs, self.max_inflight_bytes);
-            self.progress
-                .entry(id)
-                .or_insert_with(|| Progress::new(next_index, Inflights::new(msgs, bytes)));
+            self.progress.entry(id).or_insert_with(|| {
+                // A newcomer counts as active until the next check-quorum
+                // round, or adding one could depose a healthy leader.
+                let mut p = Progress::new(next_index, Inflights::new(msgs, bytes));
+                p.recent_active = true;
+                p
+            });
         }
     }
 

@@ -16,7 +16,7 @@ pub struct SimArgs {
     /// Cluster size (default: implied by the seed: 3, 5 or 7).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// Faults to inject: crashes,torn,partitions,lossy,snapshots | all | none
+    /// Faults to inject: crashes,torn,partitions,lossy,snapshots,membership | all | none
     /// (default: implied by the seed).
     #[arg(long)]
     pub faults: Option<String>,
