@@ -272,8 +272,18 @@ impl Raft {
     pub fn snapshot_index(&self) -> Index {
         self.log.snapshot_index()
     }
+    /// The configuration in force: the latest one in the log.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The configuration as of log position `index` (at or after the
+    /// snapshot): what a snapshot taken at `index` must record, which can
+    /// be older than [`Raft::membership`] when a later change is in the log.
+    pub fn membership_at(&self, index: Index) -> Membership {
+        debug_assert!(index >= self.membership_history[0].0, "{index} is before the snapshot");
+        let at = self.membership_history.iter().rposition(|(i, _, _)| *i <= index).unwrap_or(0);
+        self.membership_history[at].2.clone()
     }
     pub fn stats(&self) -> &Stats {
         &self.stats

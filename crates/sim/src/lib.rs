@@ -624,12 +624,13 @@ impl Sim {
         let data = node.kv.encode();
         // The host persists its snapshot before telling the core to compact.
         let term = raft.term_at(index).expect("applied entry is in the log");
+        let membership = raft.membership_at(index);
         raft.compact(index, data.clone()).expect("compacting an applied index");
         let snapshot = Snapshot {
             meta: triton_raft::SnapshotMeta {
                 index,
                 term,
-                membership: raft.membership().clone(),
+                membership,
             },
             data,
         };
