@@ -1,32 +1,37 @@
-//! The block store: content-addressed, durable block files behind the
-//! course's `BlockStore` gRPC service.
+//! The block store: content-addressed, durable blocks behind the course's
+//! `BlockStore` gRPC service.
 //!
-//! A block lives at `DIR/<first two hex chars>/<hash>` (the fan-out keeps
-//! directories small). Because a block is named by the SHA-256 of its bytes,
-//! `PutBlock` has nothing to trust from the client: the server hashes the
-//! data itself. A put is acknowledged only once durable: written to a temp
-//! file, fsynced, renamed into place, and the directory fsynced. Hashes that
-//! come from the network are checked ([`is_block_hash`]) before they get
-//! near a path, so no request can name a file outside `DIR`.
+//! New blocks are appended to pack files (`DIR/packs/`, see [`crate::pack`])
+//! and a put is acknowledged only once durable: concurrent puts share one
+//! `fdatasync` (group commit) instead of paying a file fsync and a directory
+//! fsync each. Blocks written by earlier versions, one file per block at
+//! `DIR/<first two hex chars>/<hash>`, are still found and served. Because a
+//! block is named by the SHA-256 of its bytes, `PutBlock` has nothing to
+//! trust from the client: the server hashes the data itself, and every read
+//! is checked against the hash again. Hashes that come from the network are
+//! checked ([`is_block_hash`]) before they get near a path, so no request
+//! can name a file outside `DIR`.
 //!
-//! The set of stored hashes is also kept in memory (rebuilt by scanning
-//! `DIR` at start), so `HasBlocks`/`MissingBlocks` for thousands of hashes
-//! answer without touching the disk.
+//! The index of stored hashes is kept in memory (rebuilt at start by
+//! verifying the packs and listing the legacy files), so
+//! `HasBlocks`/`MissingBlocks` for thousands of hashes answer without
+//! touching the disk.
 
-use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use triton_proto::surfstore::block_store_server::{BlockStore, BlockStoreServer};
 use triton_proto::surfstore::{Block, BlockHash, BlockHashes, Success};
 
 use crate::hash::{block_hash, is_block_hash};
+use crate::pack::{Location, PackLog, Recovery, DEFAULT_PACK_LIMIT};
 
 /// Default largest block accepted by `PutBlock` (16 MiB).
 pub const DEFAULT_MAX_BLOCK_BYTES: usize = 16 << 20;
@@ -35,17 +40,20 @@ pub const DEFAULT_MAX_BLOCK_BYTES: usize = 16 << 20;
 /// work and the reply of one request (a 16 MiB request holds ~250k hashes).
 pub const MAX_HASHES_PER_CALL: usize = 1 << 20;
 
-/// Where temp files are written before the rename (same file system).
+/// Where earlier versions wrote temp files before the rename; cleared at open.
 const TMP_DIR: &str = "tmp";
+/// The pack files, under the block directory.
+pub const PACK_DIR: &str = "packs";
 
-/// A content-addressed block directory with the set of hashes it holds.
+/// A content-addressed block directory with the index of what it holds.
 pub struct BlockDir {
     root: PathBuf,
     max_block_bytes: usize,
-    /// Hashes known to be durably stored, as raw 32-byte digests.
-    present: RwLock<HashSet<[u8; 32]>>,
-    /// Distinguishes concurrent temp files of the same block.
-    tmp_counter: AtomicU64,
+    /// Durably stored blocks by raw 32-byte digest: where in the packs, or
+    /// `None` for a legacy one-file-per-block block.
+    present: RwLock<HashMap<[u8; 32], Option<Location>>>,
+    packs: PackLog,
+    recovery: Recovery,
 }
 
 fn digest_of(hash: &str) -> Option<[u8; 32]> {
@@ -64,22 +72,30 @@ pub fn block_path(root: &Path, hash: &str) -> Option<PathBuf> {
     is_block_hash(hash).then(|| root.join(&hash[..2]).join(hash))
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl BlockDir {
-    /// Opens (creating if needed) the block directory at `root`: removes
-    /// leftover temp files of interrupted puts and indexes the stored blocks.
-    /// Files that are not named like a block are ignored.
+    /// Opens (creating if needed) the block directory at `root`: verifies
+    /// the packs (cutting a torn tail, see [`BlockDir::recovery`]), removes
+    /// leftover temp files of older versions' interrupted puts and indexes
+    /// the stored blocks. Files that are not named like a block are ignored.
     pub fn open(root: &Path, max_block_bytes: usize) -> anyhow::Result<BlockDir> {
+        BlockDir::open_with_pack_limit(root, max_block_bytes, DEFAULT_PACK_LIMIT)
+    }
+
+    /// [`BlockDir::open`] with packs rotated past `pack_limit` bytes (small
+    /// limits let tests cover rotation).
+    pub fn open_with_pack_limit(root: &Path, max_block_bytes: usize, pack_limit: u64) -> anyhow::Result<BlockDir> {
         fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let tmp = root.join(TMP_DIR);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
         }
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut present = HashSet::new();
+        let mut present = HashMap::new();
+        let pack_dir = root.join(PACK_DIR);
+        let (packs, recovery) = PackLog::open(&pack_dir, max_block_bytes, pack_limit, |digest, loc| {
+            present.entry(digest).or_insert(Some(loc));
+        })
+        .with_context(|| format!("opening the packs in {}", pack_dir.display()))?;
         for sub in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
             let sub = sub?;
             let name = sub.file_name();
@@ -91,7 +107,7 @@ impl BlockDir {
                 let f = f?;
                 if let Some(d) = f.file_name().to_str().and_then(digest_of) {
                     if f.file_name().to_str().is_some_and(|n| n.starts_with(prefix)) {
-                        present.insert(d);
+                        present.entry(d).or_insert(None);
                     }
                 }
             }
@@ -100,8 +116,19 @@ impl BlockDir {
             root: root.to_path_buf(),
             max_block_bytes,
             present: RwLock::new(present),
-            tmp_counter: AtomicU64::new(0),
+            packs,
+            recovery,
         })
+    }
+
+    /// What opening found: records verified, a torn tail cut, damage.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The pack file with id `id` (for tests and tools).
+    pub fn pack_path(&self, id: u32) -> PathBuf {
+        self.packs.path_of(id)
     }
 
     fn path_of(&self, hash: &str) -> PathBuf {
@@ -120,7 +147,7 @@ impl BlockDir {
 
     /// Whether the block with hash `hash` is stored (false for non-hashes).
     pub fn contains(&self, hash: &str) -> bool {
-        digest_of(hash).is_some_and(|d| self.present.read().expect("lock").contains(&d))
+        digest_of(hash).is_some_and(|d| self.present.read().expect("lock").contains_key(&d))
     }
 
     /// Stores `data` durably under its own hash and returns the hash.
@@ -132,35 +159,13 @@ impl BlockDir {
                 max: self.max_block_bytes,
             });
         }
-        let hash = block_hash(data);
-        if self.contains(&hash) {
+        let digest: [u8; 32] = Sha256::digest(data).into();
+        let hash = hex::encode(digest);
+        if self.present.read().expect("lock").contains_key(&digest) {
             return Ok(hash);
         }
-        let dir = self.root.join(&hash[..2]);
-        let created_dir = !dir.exists();
-        if created_dir {
-            fs::create_dir_all(&dir)?;
-        }
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.root.join(TMP_DIR).join(format!("{hash}.{n}"));
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, self.path_of(&hash))?;
-            fsync_dir(&dir)?;
-            if created_dir {
-                fsync_dir(&self.root)?;
-            }
-            Ok::<(), io::Error>(())
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-        let d = digest_of(&hash).expect("block_hash yields a hash");
-        self.present.write().expect("lock").insert(d);
+        let loc = self.packs.append_durable(&digest, data)?;
+        self.present.write().expect("lock").entry(digest).or_insert(Some(loc));
         Ok(hash)
     }
 
@@ -169,10 +174,15 @@ impl BlockDir {
         if !is_block_hash(hash) {
             return Err(BlockError::BadHash(hash.chars().take(80).collect()));
         }
-        if !self.contains(hash) {
-            return Err(BlockError::NotFound(hash.to_string()));
-        }
-        let data = fs::read(self.path_of(hash))?;
+        let digest = digest_of(hash).expect("checked above");
+        let location = match self.present.read().expect("lock").get(&digest) {
+            None => return Err(BlockError::NotFound(hash.to_string())),
+            Some(l) => *l,
+        };
+        let data = match location {
+            Some(loc) => self.packs.read(loc)?,
+            None => fs::read(self.path_of(hash))?,
+        };
         // Bit rot or tampering on disk must not be served as the block.
         if block_hash(&data) != hash {
             return Err(BlockError::Corrupt(hash.to_string()));
@@ -182,7 +192,7 @@ impl BlockDir {
 
     /// Every stored hash, sorted.
     pub fn hashes(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.present.read().expect("lock").iter().map(hex::encode).collect();
+        let mut v: Vec<String> = self.present.read().expect("lock").keys().map(hex::encode).collect();
         v.sort_unstable();
         v
     }
@@ -193,7 +203,7 @@ impl BlockDir {
         let present = self.present.read().expect("lock");
         hashes
             .into_iter()
-            .partition(|h| digest_of(h).is_some_and(|d| present.contains(&d)))
+            .partition(|h| digest_of(h).is_some_and(|d| present.contains_key(&d)))
     }
 }
 
@@ -360,18 +370,49 @@ mod tests {
         assert_eq!(h, block_hash(b"hello"));
         assert_eq!(d.put(b"hello").unwrap(), h, "idempotent");
         assert_eq!(d.get(&h).unwrap(), b"hello");
-        assert!(t.path().join(&h[..2]).join(&h).exists());
+        assert!(d.pack_path(0).is_file());
         let h2 = d.put(b"").unwrap();
         drop(d);
-        // A leftover temp file of an interrupted put, and a stray file.
+        // A leftover temp file of an older version's interrupted put, a
+        // stray file, and a block in the older one-file-per-block layout.
         fs::write(t.path().join(TMP_DIR).join("junk.0"), b"x").unwrap();
         fs::write(t.path().join("README"), b"x").unwrap();
+        let legacy = block_hash(b"legacy");
+        fs::create_dir_all(t.path().join(&legacy[..2])).unwrap();
+        fs::write(block_path(t.path(), &legacy).unwrap(), b"legacy").unwrap();
         let d = BlockDir::open(t.path(), 1024).unwrap();
-        assert_eq!(d.len(), 2);
-        let mut want = vec![h.clone(), h2];
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.recovery().records, 2);
+        let mut want = vec![h.clone(), h2, legacy.clone()];
         want.sort();
         assert_eq!(d.hashes(), want);
+        assert_eq!(d.get(&legacy).unwrap(), b"legacy");
+        assert_eq!(d.put(b"legacy").unwrap(), legacy, "already stored");
+        assert_eq!(d.recovery().records, 2);
         assert!(!t.path().join(TMP_DIR).join("junk.0").exists());
+    }
+
+    #[test]
+    fn torn_pack_tail_is_repaired_at_open() {
+        let t = tempfile::tempdir().unwrap();
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        let kept = d.put(b"acknowledged").unwrap();
+        let pack = d.pack_path(0);
+        drop(d);
+        let good = fs::metadata(&pack).unwrap().len();
+        // Half a record, as a kill -9 in the middle of a write leaves it.
+        let mut f = fs::OpenOptions::new().append(true).open(&pack).unwrap();
+        std::io::Write::write_all(&mut f, &crate::pack::encode_header(&[7; 32], 100)[..30]).unwrap();
+        drop(f);
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        assert_eq!(d.recovery().truncated_bytes, 30);
+        assert_eq!(fs::metadata(&pack).unwrap().len(), good);
+        assert_eq!(d.get(&kept).unwrap(), b"acknowledged");
+        let next = d.put(b"after repair").unwrap();
+        drop(d);
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        assert_eq!(d.get(&next).unwrap(), b"after repair");
+        assert_eq!(d.len(), 2);
     }
 
     #[test]
@@ -394,7 +435,20 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = BlockDir::open(t.path(), 1024).unwrap();
         let h = d.put(b"good").unwrap();
-        fs::write(t.path().join(&h[..2]).join(&h), b"evil").unwrap();
+        // Rot in the pack after it was verified at open.
+        let pack = d.pack_path(0);
+        let mut bytes = fs::read(&pack).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        fs::write(&pack, &bytes).unwrap();
         assert!(matches!(d.get(&h), Err(BlockError::Corrupt(_))));
+        // And a legacy block file whose contents do not match its name.
+        let legacy = block_hash(b"legacy");
+        fs::create_dir_all(t.path().join(&legacy[..2])).unwrap();
+        fs::write(block_path(t.path(), &legacy).unwrap(), b"legacy").unwrap();
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        fs::write(block_path(t.path(), &legacy).unwrap(), b"evil").unwrap();
+        assert!(matches!(d.get(&legacy), Err(BlockError::Corrupt(_))));
+        assert!(d.get(&h).is_err(), "the rotten record is not indexed after reopen");
     }
 }

@@ -7,7 +7,8 @@
 //!   a block; the client calls it directly and the metadata service answers
 //!   `GetBlockStoreMap` with it, so placement is one rule in one place.
 //! - [`blockstore`]: the durable, content-addressed block store server
-//!   (`triton blockstore`).
+//!   (`triton blockstore`), over [`pack`]: append-only pack files with
+//!   group commit (one `fdatasync` for many concurrent puts).
 //! - [`meta`]: the metadata face of `triton server` (`MetaStore` and the
 //!   `RaftSurfstore` test hooks) over the Raft-replicated store.
 #![deny(missing_docs)]
@@ -17,4 +18,5 @@ pub mod blockstore;
 pub mod fuzzing;
 pub mod hash;
 pub mod meta;
+pub mod pack;
 pub mod ring;

@@ -144,7 +144,10 @@ async fn block_store_rpcs_validation_and_durability() {
     assert_eq!(bs.get_block_hashes(()).await.unwrap().into_inner().hashes, all);
     let got = bs.get_block(BlockHash { hash: h.clone() }).await.unwrap().into_inner();
     assert_eq!(got.block_data, data);
-    assert!(c.block_dir(0).join(&h[..2]).join(&h).is_file(), "fan-out layout");
+    assert!(
+        c.block_dir(0).join("packs").join("00000000.pack").is_file(),
+        "blocks are appended to pack files"
+    );
 }
 
 /// The ring rule, written out: first position greater than the hash, wrapping.

@@ -24,6 +24,16 @@ pub struct BlockstoreArgs {
 pub fn run(args: BlockstoreArgs) -> anyhow::Result<ExitCode> {
     super::server::init_tracing();
     let dir = Arc::new(BlockDir::open(&args.dir, args.max_block_bytes)?);
+    let recovery = dir.recovery();
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(
+            bytes = recovery.truncated_bytes,
+            "cut a torn record from the end of the newest pack (an interrupted, unacknowledged put)"
+        );
+    }
+    for (pack, offset, bytes) in &recovery.damaged {
+        tracing::error!(pack, offset, bytes, "damaged record in a closed pack; the rest of that pack is ignored");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
