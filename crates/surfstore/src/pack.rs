@@ -255,6 +255,15 @@ impl PackLog {
     /// once it is durable, with where it lives. Concurrent callers share
     /// one `fdatasync`.
     pub fn append_durable(&self, digest: &[u8; 32], data: &[u8]) -> io::Result<Location> {
+        let (loc, ticket) = self.append(digest, data)?;
+        self.wait_durable(ticket)?;
+        Ok(loc)
+    }
+
+    /// Appends a record without waiting for it to be durable: returns where
+    /// it lives and the ticket to pass to [`PackLog::wait_durable`] before
+    /// acknowledging it. Lets one request append many blocks, then sync once.
+    pub fn append(&self, digest: &[u8; 32], data: &[u8]) -> io::Result<(Location, u64)> {
         let len = u32::try_from(data.len()).map_err(|_| io::Error::other("block larger than 4 GiB"))?;
         let header = encode_header(digest, len);
         let mut w = self.writer.lock().expect("pack writer lock");
@@ -279,19 +288,25 @@ impl PackLog {
         }
         w.active_len += record.len() as u64;
         w.written += record.len() as u64;
-        let mine = w.written;
         let loc = Location {
             pack: w.active_id,
             offset: at + HEADER_LEN as u64,
             len,
         };
-        // Group commit: wait for a sync that covers `mine`, or run one.
+        Ok((loc, w.written))
+    }
+
+    /// Returns once everything appended up to `ticket` is durable. Group
+    /// commit: if a sync is running, wait for it (and maybe run the next
+    /// one); one `fdatasync` covers every record appended before it started.
+    pub fn wait_durable(&self, ticket: u64) -> io::Result<()> {
+        let mut w = self.writer.lock().expect("pack writer lock");
         loop {
             if let Some(msg) = &w.failed {
                 return Err(failed(msg));
             }
-            if w.durable >= mine {
-                return Ok(loc);
+            if w.durable >= ticket {
+                return Ok(());
             }
             if w.syncing {
                 w = self.synced.wait(w).expect("pack writer lock");

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -39,13 +39,21 @@ pub fn ring_owner<'a>(stores: &'a [String], hash: &str) -> Option<&'a String> {
 }
 
 /// An in-memory block store. `fail_gets_after`, when set, makes every
-/// GetBlock after that many fail (to test interrupted downloads).
+/// GetBlock after that many fail (to test interrupted downloads);
+/// `course_only` makes it refuse Triton's `PutBlockStream` extension with
+/// UNIMPLEMENTED, like a course block store (to test the fallback).
 #[derive(Clone, Default)]
 pub struct FakeBlockStore {
     /// The stored blocks by hash.
     pub blocks: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     /// GetBlock calls left before they start failing (negative: never fail).
     pub fail_gets_after: Arc<AtomicI64>,
+    /// Answer PutBlockStream with UNIMPLEMENTED.
+    pub course_only: Arc<AtomicBool>,
+    /// PutBlock calls served.
+    pub put_block_calls: Arc<AtomicU64>,
+    /// PutBlockStream calls served.
+    pub put_stream_calls: Arc<AtomicU64>,
 }
 
 impl FakeBlockStore {
@@ -82,7 +90,23 @@ impl BlockStore for FakeBlockStore {
         let block = req.into_inner();
         let hash = block_hash(&block.block_data);
         self.blocks.lock().expect("lock").insert(hash, block.block_data);
+        self.put_block_calls.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(Success { flag: true }))
+    }
+
+    async fn put_block_stream(&self, req: Request<tonic::Streaming<Block>>) -> Result<Response<BlockHashes>, Status> {
+        if self.course_only.load(Ordering::SeqCst) {
+            return Err(Status::unimplemented("a course block store"));
+        }
+        let mut stream = req.into_inner();
+        let mut hashes = Vec::new();
+        while let Some(block) = stream.message().await? {
+            let hash = block_hash(&block.block_data);
+            self.blocks.lock().expect("lock").insert(hash.clone(), block.block_data);
+            hashes.push(hash);
+        }
+        self.put_stream_calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(BlockHashes { hashes }))
     }
 
     async fn has_blocks(&self, req: Request<BlockHashes>) -> Result<Response<BlockHashes>, Status> {

@@ -48,6 +48,10 @@ fn endpoint(addr: &str, timeout: Duration) -> Result<Channel, RpcError> {
         .map_err(|e| RpcError::Failed(format!("bad address {addr:?}: {e}")))?
         .connect_timeout(timeout.min(Duration::from_secs(2)))
         .tcp_nodelay(true)
+        // Blocks move in bulk: HTTP/2 windows larger than the 64 KiB
+        // default keep a stream of them from waiting on window updates.
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .connect_lazy())
 }
 
@@ -287,6 +291,32 @@ impl BlockStores {
             return Err(RpcError::Failed(format!("block store {addr} refused a block")));
         }
         Ok(())
+    }
+
+    /// Stores every block `blocks` yields at `addr` on one `PutBlockStream`
+    /// (Triton's extension: one durable sync for all of them). Returns the
+    /// hash the store computed for each block, in order, or `None` when the
+    /// store does not implement the extension (a course block store): then
+    /// use [`BlockStores::put_block`].
+    pub async fn put_block_stream(
+        &self,
+        addr: &str,
+        blocks: impl futures::Stream<Item = Block> + Send + 'static,
+    ) -> Result<Option<Vec<String>>, RpcError> {
+        let mut client = self.client(addr)?;
+        match tokio::time::timeout(self.timeout, client.put_block_stream(blocks)).await {
+            Ok(Ok(r)) => Ok(Some(r.into_inner().hashes)),
+            Ok(Err(s)) if s.code() == Code::Unimplemented => Ok(None),
+            Ok(Err(s)) => Err(RpcError::Failed(format!(
+                "PutBlockStream to {addr}: {}: {}",
+                s.code(),
+                s.message()
+            ))),
+            Err(_) => Err(RpcError::Failed(format!(
+                "PutBlockStream to {addr}: no answer in {:?}",
+                self.timeout
+            ))),
+        }
     }
 
     /// Those of `hashes` that the store at `addr` does not hold.

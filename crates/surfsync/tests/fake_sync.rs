@@ -366,3 +366,40 @@ async fn missing_basedir_is_a_usage_error() {
     let o = opts(&dir.path().join("nope"), &fakes, Chunking::Fixed, 16);
     assert!(matches!(sync(&o).await, Err(SyncError::Usage(_))));
 }
+
+/// Blocks go to Triton's block stores on `PutBlockStream` (one durable sync
+/// per group) and to a course block store, which answers UNIMPLEMENTED, on
+/// one `PutBlock` each; either way the other client gets the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_blocks_and_falls_back_to_put_block_for_course_stores() {
+    for course_only in [false, true] {
+        let fakes = serve_fakes(2).await.unwrap();
+        for s in &fakes.stores {
+            s.course_only.store(course_only, Ordering::SeqCst);
+        }
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let content = data(1 << 20, 11);
+        std::fs::write(a.path().join("big.bin"), &content).unwrap();
+        let s = sync(&opts(a.path(), &fakes, Chunking::Fixed, 4096)).await.unwrap();
+        assert_eq!((s.files_up, s.bytes_up), (1, 1 << 20));
+        let puts: u64 = fakes
+            .stores
+            .iter()
+            .map(|s| s.put_block_calls.load(Ordering::SeqCst))
+            .sum();
+        let streams: u64 = fakes
+            .stores
+            .iter()
+            .map(|s| s.put_stream_calls.load(Ordering::SeqCst))
+            .sum();
+        if course_only {
+            assert_eq!((puts, streams), (256, 0));
+        } else {
+            assert_eq!(puts, 0);
+            assert!(streams >= 1);
+        }
+        let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 4096)).await.unwrap();
+        assert_eq!(s.files_down, 1);
+        assert_eq!(std::fs::read(b.path().join("big.bin")).unwrap(), content);
+    }
+}
