@@ -89,9 +89,10 @@ pub struct ClusterConfig {
     /// Default: `false`.
     pub enable_test_rpcs: bool,
     /// Shared secret that admin RPCs (membership changes, snapshots on
-    /// demand) must carry in their metadata. `None` (the default): no token is
-    /// checked. Printable ASCII without spaces, because it travels in gRPC
-    /// metadata. Never printed by `Debug`.
+    /// demand) and fault RPCs must carry in their metadata, as
+    /// `authorization: Bearer <token>` (checked by `triton_node::auth`).
+    /// `None` (the default): no token is checked. Printable ASCII without
+    /// spaces, because it travels in gRPC metadata. Never printed by `Debug`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
     /// Largest gRPC message, in bytes, the server sends or accepts (it bounds
@@ -142,8 +143,11 @@ pub struct Timing {
     pub heartbeat_ticks: u32,
 }
 
-/// TLS files for the gRPC port, PEM-encoded. The server reads them; this
-/// crate only checks that the paths are given.
+/// TLS files for the gRPC port, PEM-encoded. `triton_node::tls` reads them
+/// when a node or client starts and names the field of any file that is
+/// missing or holds no certificate or key; this crate only checks that the
+/// paths are given, since a config is parsed on machines (clients, the
+/// `triton up` generator) where a node's key files need not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

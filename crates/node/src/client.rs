@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use triton_proto::kv::kv_client::KvClient as PbClient;
 use triton_proto::kv::{AppendRequest, DeleteRequest, GetRequest, PutRequest, Session, StatusRequest, StatusResponse};
 
 use crate::service::LEADER_METADATA;
+use crate::tls::Dialer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -22,6 +23,9 @@ pub enum ClientError {
     Refused(String),
     #[error("no endpoints given")]
     NoEndpoints,
+    /// The config's TLS files could not be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -40,6 +44,8 @@ pub struct Value {
 
 pub struct KvClient {
     endpoints: Vec<String>,
+    /// Plaintext or TLS, as the cluster serves.
+    dialer: Dialer,
     channels: HashMap<String, PbClient<Channel>>,
     /// Where we think the leader is (an index into `endpoints`, or an
     /// address learned from a redirect).
@@ -54,12 +60,26 @@ pub struct KvClient {
 }
 
 impl KvClient {
+    /// A plaintext client (for clusters without `[tls]`).
     pub fn new(endpoints: Vec<String>) -> Result<Self, ClientError> {
+        KvClient::with_dialer(endpoints, Dialer::plaintext())
+    }
+
+    /// A client that connects as `config` says: TLS with its CA and its
+    /// certificate as the client identity when it has `[tls]`.
+    pub fn with_config(endpoints: Vec<String>, config: &triton_config::ClusterConfig) -> Result<Self, ClientError> {
+        let dialer = Dialer::from_config(config).map_err(|e| ClientError::Tls(format!("{e:#}")))?;
+        KvClient::with_dialer(endpoints, dialer)
+    }
+
+    /// A client that connects with `dialer`.
+    pub fn with_dialer(endpoints: Vec<String>, dialer: Dialer) -> Result<Self, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
         Ok(KvClient {
             endpoints,
+            dialer,
             channels: HashMap::new(),
             leader: None,
             next: 0,
@@ -83,10 +103,11 @@ impl KvClient {
         if let Some(c) = self.channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true);
+        let endpoint = self
+            .dialer
+            .endpoint(addr)
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?
+            .connect_timeout(Duration::from_millis(500));
         let client = PbClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);

@@ -9,12 +9,17 @@
 //! - [`service`]: the client-facing key-value service and the test/fault
 //!   control service (off unless enabled);
 //! - [`client`]: a client that follows the leader and retries exactly-once;
-//! - [`server`]: recovery and startup.
+//! - [`server`]: recovery and startup;
+//! - [`auth`]: the admin token on admin and fault RPCs;
+//! - [`tls`]: TLS (and mutual TLS) on the gRPC port, and [`tls::Dialer`],
+//!   the one place clients and peers build their connections.
 
+pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod driver;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod transport;

@@ -20,9 +20,11 @@ use triton_raft::{Config as RaftConfig, Entry, HardState, InitialState, Membersh
 use triton_storage::{Wal, WalOptions};
 use triton_store::{Store, StoreOptions};
 
+use crate::auth::AdminAuth;
 use crate::codec::{entry_from_payload, membership_from_pb};
 use crate::driver::{Driver, DriverOptions, Input};
 use crate::service::{ControlService, KvService, NodeHandle};
+use crate::tls::{server_tls, Dialer};
 use crate::transport::{Outbox, TransportService};
 
 /// A face of the replicated store served by a node besides the key-value
@@ -140,6 +142,12 @@ pub async fn serve(
     if !voters.contains(&raft_id) {
         bail!("node {} is not in the cluster config", opts.id);
     }
+    // TLS files are read before recovery, so a wrong path stops the node at once.
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = server_tls(&opts.config).context("loading the [tls] files")? {
+        builder = builder.tls_config(tls).context("setting up TLS")?;
+    }
+    let dialer = Dialer::from_config(&opts.config).context("loading the [tls] files")?;
     let Recovery { raft, wal, store } = recover(&opts, raft_id, voters)?;
     tracing::info!(
         id = opts.id,
@@ -162,7 +170,7 @@ pub async fn serve(
         .filter(|(&id, _)| id != raft_id)
         .map(|(&id, a)| (id, a.clone()))
         .collect();
-    let outbox = Outbox::start(&tokio::runtime::Handle::current(), peers, max_message_bytes);
+    let outbox = Outbox::start(&tokio::runtime::Handle::current(), peers, max_message_bytes, dialer);
     let (driver_tx, driver_rx) = crossbeam_channel::bounded::<Input>(65_536);
     let driver = Driver::new(
         raft,
@@ -194,10 +202,15 @@ pub async fn serve(
     let kv = KvServer::new(KvService { node: handle.clone() })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    let control = ControlServer::new(ControlService {
-        node: handle.clone(),
-        enabled: opts.config.enable_test_rpcs,
-    });
+    // Fault RPCs need the admin token (if the config sets one) on top of
+    // enable_test_rpcs, which the service checks.
+    let control = ControlServer::with_interceptor(
+        ControlService {
+            node: handle.clone(),
+            enabled: opts.config.enable_test_rpcs,
+        },
+        AdminAuth::from_config(&opts.config),
+    );
     let mut routes = Routes::new(transport).add_service(kv).add_service(control);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -222,7 +235,7 @@ pub async fn serve(
             }
         }
     };
-    let server = tonic::transport::Server::builder()
+    let server = builder
         .tcp_nodelay(true)
         .add_routes(routes)
         .serve_with_shutdown(listen, shutdown);

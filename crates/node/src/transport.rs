@@ -10,7 +10,6 @@ use std::time::Duration;
 use crossbeam_channel::Sender as DriverSender;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 use triton_proto::raft::raft_transport_client::RaftTransportClient;
 use triton_proto::raft::raft_transport_server::RaftTransport;
@@ -19,6 +18,7 @@ use triton_raft::{Message, NodeId};
 
 use crate::codec::{message_from_pb, message_to_pb};
 use crate::driver::Input;
+use crate::tls::Dialer;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -32,12 +32,18 @@ pub struct Outbox {
 
 impl Outbox {
     /// Starts a sender task per peer on `rt`. `peers` maps Raft ids to gRPC
-    /// addresses.
-    pub fn start(rt: &tokio::runtime::Handle, peers: HashMap<NodeId, String>, max_message_bytes: usize) -> Outbox {
+    /// addresses; `dialer` connects to them (with TLS, the node's own
+    /// certificate is its client identity).
+    pub fn start(
+        rt: &tokio::runtime::Handle,
+        peers: HashMap<NodeId, String>,
+        max_message_bytes: usize,
+        dialer: Dialer,
+    ) -> Outbox {
         let mut senders = HashMap::new();
         for (id, addr) in peers {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            rt.spawn(peer_sender(id, addr, rx, max_message_bytes));
+            rt.spawn(peer_sender(id, addr, rx, max_message_bytes, dialer.clone()));
             senders.insert(id, tx);
         }
         Outbox { peers: senders }
@@ -51,16 +57,21 @@ impl Outbox {
     }
 }
 
-async fn peer_sender(id: NodeId, addr: String, mut queue: mpsc::Receiver<RaftMessage>, max_bytes: usize) {
+async fn peer_sender(
+    id: NodeId,
+    addr: String,
+    mut queue: mpsc::Receiver<RaftMessage>,
+    max_bytes: usize,
+    dialer: Dialer,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+        let endpoint = match dialer.endpoint(&addr) {
             Ok(e) => e
                 .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5)),
             Err(e) => {
-                tracing::error!(peer = id, %addr, "bad peer address: {e}");
+                tracing::error!(peer = id, %addr, "bad peer address: {e:#}");
                 return;
             }
         };

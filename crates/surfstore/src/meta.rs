@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 use triton_config::ClusterConfig;
+use triton_node::auth::check_admin;
 use triton_node::driver::{ControlOp, NodeError};
 use triton_node::server::Face;
 use triton_node::service::NodeHandle;
@@ -325,23 +326,30 @@ impl RaftSurfstore for MetaService {
         MetaService::get_block_store_addrs(self).await.map(Response::new)
     }
 
-    async fn set_leader(&self, _: Request<()>) -> Result<Response<Success>, Status> {
+    // The hooks that steer or break the cluster need the admin token (when
+    // the config sets one); the fault ones also need enable_test_rpcs.
+    async fn set_leader(&self, request: Request<()>) -> Result<Response<Success>, Status> {
+        check_admin(&self.node.config, &request)?;
         MetaService::set_leader(self).await.map(Response::new)
     }
 
-    async fn send_heartbeat(&self, _: Request<()>) -> Result<Response<Success>, Status> {
+    async fn send_heartbeat(&self, request: Request<()>) -> Result<Response<Success>, Status> {
+        check_admin(&self.node.config, &request)?;
         MetaService::send_heartbeat(self).await.map(Response::new)
     }
 
-    async fn crash(&self, _: Request<()>) -> Result<Response<Success>, Status> {
+    async fn crash(&self, request: Request<()>) -> Result<Response<Success>, Status> {
+        check_admin(&self.node.config, &request)?;
         self.control(ControlOp::Crash).await.map(Response::new)
     }
 
-    async fn restore(&self, _: Request<()>) -> Result<Response<Success>, Status> {
+    async fn restore(&self, request: Request<()>) -> Result<Response<Success>, Status> {
+        check_admin(&self.node.config, &request)?;
         self.control(ControlOp::Restore).await.map(Response::new)
     }
 
-    async fn is_crashed(&self, _: Request<()>) -> Result<Response<Success>, Status> {
+    async fn is_crashed(&self, request: Request<()>) -> Result<Response<Success>, Status> {
+        check_admin(&self.node.config, &request)?;
         MetaService::is_crashed(self).await.map(Response::new)
     }
 
@@ -353,6 +361,7 @@ impl RaftSurfstore for MetaService {
         &self,
         request: Request<UnreachableFromServers>,
     ) -> Result<Response<Success>, Status> {
+        check_admin(&self.node.config, &request)?;
         self.unreachable_from(request.into_inner()).await.map(Response::new)
     }
 }

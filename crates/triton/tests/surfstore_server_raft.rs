@@ -12,12 +12,15 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, ClusterOptions};
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 use tonic::Code;
+use triton_node::auth::ClientToken;
 use triton_proto::surfstore::raft_surfstore_client::RaftSurfstoreClient;
 use triton_proto::surfstore::{FileMetaData, RaftInternalState, ServerStatus, UnreachableFromServers, UpdateOperation};
 
-type Client = RaftSurfstoreClient<Channel>;
+/// Sends the config's admin token (if any) with every hook call.
+type Client = RaftSurfstoreClient<InterceptedService<Channel, ClientToken>>;
 
 /// Starts the cluster and waits until every node answers.
 async fn start(nodes: usize) -> (Cluster, Vec<Client>) {
@@ -27,15 +30,16 @@ async fn start(nodes: usize) -> (Cluster, Vec<Client>) {
         election_ticks: 10_000,
         ..Default::default()
     });
+    let config = c.cluster_config();
     let clients = c
         .addrs
         .iter()
         .map(|a| {
-            let ch = Endpoint::from_shared(format!("http://{a}"))
+            let ch = triton_node::tls::endpoint(a, &config)
                 .expect("endpoint")
                 .timeout(Duration::from_secs(15))
                 .connect_lazy();
-            RaftSurfstoreClient::new(ch)
+            RaftSurfstoreClient::with_interceptor(ch, ClientToken::from_config(&config))
         })
         .collect::<Vec<_>>();
     states(&clients).await;

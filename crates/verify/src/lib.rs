@@ -18,8 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use triton_config::ClusterConfig;
 use triton_lincheck::{CheckOptions, Input, Operation, Output, Verdict};
+use triton_node::auth::with_token;
 use triton_node::client::{ClientError, KvClient};
+use triton_node::tls::Dialer;
 use triton_proto::control::control_client::ControlClient;
 use triton_proto::control::NodeIds;
 
@@ -64,7 +67,8 @@ impl Fault {
 pub struct VerifyOptions {
     /// The `triton` binary used to start nodes.
     pub binary: PathBuf,
-    /// Start the nodes of this config (else a generated one).
+    /// Start the nodes of this config (else a generated one). With
+    /// `endpoints`, only its TLS files and admin token are used.
     pub config: Option<PathBuf>,
     /// Nodes of a generated config.
     pub nodes: usize,
@@ -191,7 +195,14 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
             bail!("partition and leader faults need enable_test_rpcs = true in the cluster config");
         }
     }
-    wait_for_leader(&endpoints, Duration::from_secs(30))
+    // How clients reach the nodes (TLS, admin token): the started cluster's
+    // config, else the one given with --endpoints, else plaintext and no token.
+    let access = Arc::new(match (&cluster, &opts.config) {
+        (Some(c), _) => Access::new(c.config.clone())?,
+        (None, Some(path)) => Access::new(triton_config::load(path)?)?,
+        (None, None) => Access::new(ClusterConfig::default())?,
+    });
+    wait_for_leader(&access, &endpoints, Duration::from_secs(30))
         .await
         .context("the cluster never elected a leader")?;
 
@@ -206,11 +217,12 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     let mut workers = Vec::new();
     for c in 0..opts.clients {
         let (history, healed, stop, endpoints) = (history.clone(), healed.clone(), stop.clone(), endpoints.clone());
+        let access = access.clone();
         let keys = opts.keys;
         let stale = opts.unsafe_stale_reads;
         let seed = opts.seed.wrapping_add(c as u64 + 1);
         workers.push(tokio::spawn(async move {
-            client_loop(c, seed, keys, stale, endpoints, clock, history, healed, stop).await
+            client_loop(c, seed, keys, stale, &access, endpoints, clock, history, healed, stop).await
         }));
     }
 
@@ -239,6 +251,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
             &mut nemesis,
             fault,
             cluster.as_mut(),
+            &access,
             &endpoints,
             hold,
             &progress,
@@ -254,7 +267,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     if let Some(c) = cluster.as_mut() {
         c.heal_processes()?;
     }
-    heal_partitions(&endpoints).await;
+    heal_partitions(&access, &endpoints).await;
     healed.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut summary = Summary {
         history_path: opts.out_dir.join("history.jsonl"),
@@ -382,6 +395,7 @@ async fn inject(
     nemesis: &mut Nemesis,
     fault: Fault,
     cluster: Option<&mut LocalCluster>,
+    access: &Access,
     endpoints: &[String],
     hold: Duration,
     pb: &indicatif::ProgressBar,
@@ -418,7 +432,7 @@ async fn inject(
         Fault::Partition | Fault::Leader => {
             let mut ids: Vec<usize> = (0..n).collect();
             let minority: Vec<usize> = if fault == Fault::Leader {
-                match find_leader(endpoints).await {
+                match find_leader(access, endpoints).await {
                     Some(l) => vec![l],
                     None => vec![nemesis.rng.random_range(0..n)],
                 }
@@ -440,13 +454,13 @@ async fn inject(
                 ),
             );
             for &i in &minority {
-                set_unreachable(&endpoints[i], &majority).await;
+                set_unreachable(access, &endpoints[i], &majority).await;
             }
             for &i in &majority {
-                set_unreachable(&endpoints[i], &minority).await;
+                set_unreachable(access, &endpoints[i], &minority).await;
             }
             sleep_with_progress(pb, hold, history, clock).await;
-            heal_partitions(endpoints).await;
+            heal_partitions(access, endpoints).await;
         }
     }
     Ok(())
@@ -461,24 +475,45 @@ fn say(pb: &indicatif::ProgressBar, line: String) {
     }
 }
 
-async fn set_unreachable(addr: &str, from: &[usize]) {
+/// What a client of the cluster needs besides addresses: the config (for
+/// the admin token) and the [`Dialer`] built from its TLS files.
+struct Access {
+    config: ClusterConfig,
+    dialer: Dialer,
+}
+
+impl Access {
+    fn new(config: ClusterConfig) -> anyhow::Result<Access> {
+        let dialer = Dialer::from_config(&config)?;
+        Ok(Access { config, dialer })
+    }
+
+    fn kv_client(&self, endpoints: Vec<String>) -> Result<KvClient, ClientError> {
+        KvClient::with_dialer(endpoints, self.dialer.clone())
+    }
+}
+
+async fn set_unreachable(access: &Access, addr: &str, from: &[usize]) {
     let ids = from.iter().map(|&i| i as u64).collect();
     let call = async {
-        let mut c = ControlClient::connect(format!("http://{addr}")).await.ok()?;
-        c.make_unreachable_from(NodeIds { ids }).await.ok()
+        let channel = access.dialer.endpoint(addr).ok()?.connect().await.ok()?;
+        let mut c = ControlClient::new(channel);
+        c.make_unreachable_from(with_token(NodeIds { ids }, &access.config))
+            .await
+            .ok()
     };
     // A paused or dead node cannot be told; that is fine.
     let _ = tokio::time::timeout(Duration::from_millis(500), call).await;
 }
 
-async fn heal_partitions(endpoints: &[String]) {
+async fn heal_partitions(access: &Access, endpoints: &[String]) {
     for e in endpoints {
-        set_unreachable(e, &[]).await;
+        set_unreachable(access, e, &[]).await;
     }
 }
 
-async fn find_leader(endpoints: &[String]) -> Option<usize> {
-    let mut probe = KvClient::new(endpoints.to_vec()).ok()?;
+async fn find_leader(access: &Access, endpoints: &[String]) -> Option<usize> {
+    let mut probe = access.kv_client(endpoints.to_vec()).ok()?;
     probe.attempt_timeout = Duration::from_millis(300);
     for (i, e) in endpoints.iter().enumerate() {
         if let Ok(s) = probe.status_of(e).await {
@@ -490,10 +525,10 @@ async fn find_leader(endpoints: &[String]) -> Option<usize> {
     None
 }
 
-async fn wait_for_leader(endpoints: &[String], timeout: Duration) -> anyhow::Result<()> {
+async fn wait_for_leader(access: &Access, endpoints: &[String], timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if find_leader(endpoints).await.is_some() {
+        if find_leader(access, endpoints).await.is_some() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -507,6 +542,7 @@ async fn client_loop(
     seed: u64,
     keys: usize,
     stale_reads: bool,
+    access: &Access,
     endpoints: Vec<String>,
     clock: Instant,
     history: Arc<Mutex<History>>,
@@ -514,7 +550,7 @@ async fn client_loop(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let Ok(mut client) = KvClient::new(endpoints.clone()) else {
+    let Ok(mut client) = access.kv_client(endpoints.clone()) else {
         return;
     };
     client.attempt_timeout = Duration::from_millis(1000);
@@ -531,7 +567,7 @@ async fn client_loop(
             let r = if stale_reads {
                 // The broken mode under test: any node answers from its own state.
                 let addr = endpoints[rng.random_range(0..endpoints.len())].clone();
-                match KvClient::new(vec![addr]) {
+                match access.kv_client(vec![addr]) {
                     Ok(mut one) => {
                         one.attempt_timeout = Duration::from_millis(500);
                         one.deadline = Duration::from_secs(1);

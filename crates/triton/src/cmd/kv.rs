@@ -1,5 +1,6 @@
 //! `triton kv`: a small key-value client that finds the leader itself.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -7,9 +8,15 @@ use triton_node::client::KvClient;
 
 #[derive(clap::Args)]
 pub struct KvArgs {
-    /// Nodes to try, comma-separated host:port (any node; redirects are followed).
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Nodes to try, comma-separated host:port (any node; redirects are
+    /// followed). Default: every node of --config.
+    #[arg(long, value_delimiter = ',', required_unless_present = "config")]
     pub endpoints: Vec<String>,
+    /// Cluster config to connect with: with [tls], TLS verified by its `ca`,
+    /// presenting its `cert`/`key` as this client's certificate. Default:
+    /// plaintext.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Allow a possibly stale read served by whichever node answers.
     #[arg(long)]
     pub serializable: bool,
@@ -36,8 +43,16 @@ pub fn run(args: KvArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let mut endpoints = args.endpoints.clone();
+    let config = match &args.config {
+        Some(path) => triton_config::load(path)?,
+        None => triton_config::ClusterConfig::default(),
+    };
+    if endpoints.is_empty() {
+        endpoints = config.nodes.iter().map(|n| n.addr.clone()).collect();
+    }
     rt.block_on(async move {
-        let mut client = KvClient::new(args.endpoints.clone())?;
+        let mut client = KvClient::with_config(endpoints.clone(), &config)?;
         match args.op {
             KvOp::Get { key } => match client.get_with(key.as_bytes(), args.serializable).await? {
                 Some(v) => {
@@ -69,7 +84,7 @@ pub fn run(args: KvArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             KvOp::Status => {
-                for addr in &args.endpoints {
+                for addr in &endpoints {
                     match client.status_of(addr).await {
                         Ok(s) => println!(
                             "{addr}: id {} {} term {} leader {} commit {} applied {} last {} snapshot {}",

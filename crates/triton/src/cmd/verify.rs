@@ -11,7 +11,8 @@ use triton_verify::{parse_duration, run, Fault, VerifyOptions};
 pub struct VerifyArgs {
     /// Start the nodes of this cluster config locally (it needs
     /// enable_test_rpcs = true for partition/leader faults). Default: a
-    /// generated config on free loopback ports.
+    /// generated config on free loopback ports. With --endpoints, only its
+    /// TLS files and admin token are used, to reach the running cluster.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Nodes of the generated cluster.

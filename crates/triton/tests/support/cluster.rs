@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use triton_config::TlsConfig;
+use triton_node::auth::ClientToken;
 use triton_node::client::KvClient;
+use triton_proto::control::control_client::ControlClient;
 
 pub struct ClusterOptions {
     pub nodes: usize,
@@ -20,6 +25,10 @@ pub struct ClusterOptions {
     pub block_stores: usize,
     /// `[timing] election_ticks` (10000 = leaders only by explicit campaign).
     pub election_ticks: u64,
+    /// `admin_token` in the config; the harness's clients send it.
+    pub admin_token: Option<String>,
+    /// `[tls]` in the config; the harness's clients connect with it.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ClusterOptions {
@@ -31,8 +40,19 @@ impl Default for ClusterOptions {
             file_ports: false,
             block_stores: 0,
             election_ticks: 10,
+            admin_token: None,
+            tls: None,
         }
     }
+}
+
+/// A `[tls]` table in TOML.
+fn tls_toml(tls: &TlsConfig) -> String {
+    let mut t = format!("\n[tls]\ncert = {:?}\nkey = {:?}\n", tls.cert, tls.key);
+    if let Some(ca) = &tls.ca {
+        t.push_str(&format!("ca = {ca:?}\n"));
+    }
+    t
 }
 
 pub struct Cluster {
@@ -45,6 +65,13 @@ pub struct Cluster {
     /// Addresses of the block stores, as in the config.
     pub block_addrs: Vec<String>,
     block_children: Vec<Option<Child>>,
+    /// A node's own config file, when it differs from `config` (only in
+    /// `[tls]`, see [`Cluster::set_node_tls`]).
+    node_configs: Vec<Option<PathBuf>>,
+    /// The config text without `[tls]`, to write per-node variants.
+    toml_without_tls: String,
+    /// `--join` address for nodes that join the running cluster.
+    join: Vec<Option<String>>,
 }
 
 /// A free loopback port (never the same twice in one process).
@@ -63,8 +90,12 @@ impl Cluster {
         let block_addrs: Vec<String> = (0..opts.block_stores)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
+        let token = opts
+            .admin_token
+            .as_ref()
+            .map_or(String::new(), |t| format!("admin_token = {t:?}\n"));
         let mut toml = format!(
-            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\n",
+            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n{token}\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\n",
             opts.snapshot_threshold, opts.test_rpcs, block_addrs, opts.election_ticks
         );
         let file_addrs: Vec<String> = if opts.file_ports {
@@ -79,8 +110,15 @@ impl Cluster {
             }
         }
         let config = dir.path().join("cluster.toml");
+        let toml_without_tls = toml.clone();
+        if let Some(tls) = &opts.tls {
+            toml.push_str(&tls_toml(tls));
+        }
         std::fs::write(&config, toml).expect("write config");
         let mut c = Cluster {
+            node_configs: (0..opts.nodes).map(|_| None).collect(),
+            join: vec![None; opts.nodes],
+            toml_without_tls,
             dir,
             config,
             addrs,
@@ -115,15 +153,43 @@ impl Cluster {
             .expect("log file");
         let child = Command::new(bin())
             .args(["server", "--config"])
-            .arg(&self.config)
+            .arg(self.node_configs[i].as_ref().unwrap_or(&self.config))
             .args(["--id", &i.to_string(), "--data-dir"])
             .arg(self.data_dir(i))
+            .args(self.join[i].iter().flat_map(|seed| ["--join", seed.as_str()]))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn triton server");
         self.children[i] = Some(child);
+    }
+
+    /// Lists `n` more nodes in the config file (ports chosen now) without
+    /// starting them: nodes that will join the running cluster with
+    /// [`Cluster::spawn_joining`]. Running nodes keep the voters they
+    /// bootstrapped with (they saved them at their first start). Returns
+    /// the new nodes' indexes. (Not for clusters with `[tls]`.)
+    pub fn add_nodes_to_config(&mut self, n: usize) -> Vec<usize> {
+        let first = self.addrs.len();
+        for i in first..first + n {
+            let addr = format!("127.0.0.1:{}", free_port());
+            self.toml_without_tls
+                .push_str(&format!("\n[[nodes]]\nid = {i}\naddr = \"{addr}\"\n"));
+            self.addrs.push(addr);
+            self.children.push(None);
+            self.node_configs.push(None);
+            self.join.push(None);
+        }
+        std::fs::write(&self.config, &self.toml_without_tls).expect("rewrite config");
+        (first..first + n).collect()
+    }
+
+    /// Starts node `i` with `--join` through node `seed`: it asks the
+    /// cluster to add it as a learner.
+    pub fn spawn_joining(&mut self, i: usize, seed: usize) {
+        self.join[i] = Some(self.addrs[seed].clone());
+        self.spawn(i);
     }
 
     pub fn block_dir(&self, i: usize) -> PathBuf {
@@ -190,8 +256,34 @@ impl Cluster {
         self.addrs.clone()
     }
 
+    /// Gives node `i` its own config file with `tls` as its `[tls]` (the
+    /// rest as in `config`); takes effect at its next start.
+    pub fn set_node_tls(&mut self, i: usize, tls: &TlsConfig) {
+        let path = self.dir.path().join(format!("node-{i}.toml"));
+        std::fs::write(&path, format!("{}{}", self.toml_without_tls, tls_toml(tls))).expect("write node config");
+        self.node_configs[i] = Some(path);
+    }
+
+    /// The cluster's config as its clients read it.
+    pub fn cluster_config(&self) -> triton_config::ClusterConfig {
+        triton_config::load(&self.config).expect("the harness's config loads")
+    }
+
+    /// A KV client connecting as the config says (TLS if it has `[tls]`).
     pub fn client(&self) -> KvClient {
-        KvClient::new(self.endpoints()).expect("endpoints")
+        KvClient::with_config(self.endpoints(), &self.cluster_config()).expect("endpoints")
+    }
+
+    /// A client of node `i`'s fault-control service that connects as the
+    /// config says and sends its admin token.
+    pub async fn control(&self, i: usize) -> ControlClient<InterceptedService<Channel, ClientToken>> {
+        let config = self.cluster_config();
+        let channel = triton_node::tls::endpoint(&self.addrs[i], &config)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect control");
+        ControlClient::with_interceptor(channel, ClientToken::from_config(&config))
     }
 
     /// Waits until some node reports itself leader and a majority agrees on
