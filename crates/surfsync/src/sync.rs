@@ -28,8 +28,10 @@ use crate::rpc::{BlockStores, MetaClient, RpcError};
 /// Prefix of the temporary files downloads are written to before the
 /// rename; the sync never uploads such files and removes stale ones.
 pub const TEMP_PREFIX: &str = ".triton-sync-tmp-";
-/// Default number of blocks in flight at once (PutBlock / GetBlock): block
-/// stores fsync every block, so throughput comes from overlapping them.
+/// Default number of blocks in flight at once (GetBlock, and PutBlock for
+/// stores without `PutBlockStream`): each call waits for the store's disk,
+/// so throughput comes from overlapping them. Uploads to Triton's stores
+/// use at most [`STREAMS_IN_FLIGHT`] streams instead.
 pub const DEFAULT_BLOCK_JOBS: usize = 32;
 /// Upper bound of the bytes of blocks sent on one `PutBlockStream`: each
 /// stream ends with one durable sync on the store, so larger groups mean

@@ -34,7 +34,8 @@ pub struct SyncArgs {
     /// with "no majority" (exit 1).
     #[arg(long, default_value_t = 10.0)]
     pub deadline: f64,
-    /// Blocks in flight at once to or from the block stores (1 to 1024).
+    /// Blocks in flight at once to or from the block stores (1 to 1024);
+    /// uploads to Triton's block stores use min(this, 4) block streams.
     #[arg(long, default_value_t = triton_surfsync::sync::DEFAULT_BLOCK_JOBS)]
     pub jobs: usize,
 }
