@@ -141,11 +141,20 @@ impl Dialer {
         Dialer::default()
     }
 
-    /// Dials as the config says; reads and checks its TLS files now.
+    /// Dials as the config says; reads and checks its TLS files now, and
+    /// builds one client TLS setup, so a problem that would fail every
+    /// connection (no `ca` and no system roots, a key that does not fit)
+    /// is reported here, once, instead of by each connection attempt.
     pub fn from_config(config: &ClusterConfig) -> anyhow::Result<Dialer> {
-        Ok(Dialer {
+        let dialer = Dialer {
             tls: config.tls.as_ref().map(TlsFiles::load).transpose()?,
-        })
+        };
+        if dialer.is_tls() {
+            dialer
+                .endpoint("localhost:1")
+                .context("the [tls] settings cannot make client connections")?;
+        }
+        Ok(dialer)
     }
 
     /// Whether connections use TLS.
