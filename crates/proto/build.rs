@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/raft.proto",
         "proto/kv.proto",
         "proto/control.proto",
+        "proto/admin.proto",
         "proto/surfstore.proto",
     ];
     for f in files {

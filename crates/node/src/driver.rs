@@ -8,16 +8,22 @@
 //! them all into one batch, one append and one fsync.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
-use triton_raft::{Entry, EntryKind, Index, Message, NodeId, Raft, Ready, Role, Snapshot, SnapshotMeta, Term};
+use triton_raft::{
+    ConfChange, ConfChangeError, Entry, EntryKind, Index, Membership, Message, NodeId, Raft, Ready, Role, Snapshot,
+    SnapshotMeta, Term, TransferError,
+};
 use triton_storage::{HardState as WalHardState, LogEntry, SnapshotMeta as WalSnapshotMeta, Wal};
 use triton_store::{Command, Store, WriteOp, WriteResult};
 
 use crate::codec::{entry_to_payload, membership_to_pb};
+use crate::members::AddressBook;
 use crate::transport::Outbox;
 
 /// Why a request could not be served here.
@@ -32,6 +38,20 @@ pub enum NodeError {
 }
 
 pub type WriteReply = oneshot::Sender<Result<WriteResult, NodeError>>;
+
+/// Why a membership change or leadership transfer was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The leader refused it (another change pending, a learner not caught
+    /// up, an impossible change): the message says which.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The answer to a membership change: the configuration once it is applied.
+pub type ConfReply = oneshot::Sender<Result<Membership, AdminError>>;
 /// A read: runs against the store once it is safe to (or with the error
 /// that prevented it). The closure sends its own answer.
 pub type Query = Box<dyn FnOnce(Result<&Store, NodeError>) + Send>;
@@ -49,6 +69,8 @@ pub struct NodeStatus {
     pub applied_index: Index,
     pub last_index: Index,
     pub snapshot_index: Index,
+    /// The configuration in force (the latest in this node's log).
+    pub membership: Membership,
     pub crashed: bool,
     /// Counters for the metrics endpoint and the dashboard.
     pub metrics: crate::metrics::NodeMetrics,
@@ -87,6 +109,18 @@ pub enum Input {
     Log(oneshot::Sender<Vec<Entry>>),
     Status(oneshot::Sender<NodeStatus>),
     Control(ControlOp),
+    /// A membership change (leader only), answered once its entry is
+    /// applied. `addr` is the new member's address for `AddLearner`.
+    ConfChange {
+        change: ConfChange,
+        addr: Option<String>,
+        reply: ConfReply,
+    },
+    /// Hand leadership to `to` (leader only); answered once started.
+    TransferLeader {
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
     /// If leader, hand leadership to the most caught-up voter (graceful
     /// shutdown: a rolling restart then causes no election-timeout pause).
     Handover,
@@ -101,6 +135,10 @@ struct PendingRead {
 }
 
 pub struct DriverOptions {
+    /// Where members' addresses live (shared with the services, for
+    /// redirects) and the directory that keeps them across restarts.
+    pub addresses: Arc<RwLock<AddressBook>>,
+    pub data_dir: PathBuf,
     pub tick: Duration,
     pub snapshot_threshold: u64,
     pub read_timeout: Duration,
@@ -115,6 +153,8 @@ pub struct Driver {
     /// Pending proposals: their term, when they were made (for the
     /// apply-latency histogram) and where to answer.
     proposals: BTreeMap<Index, (Term, Instant, WriteReply)>,
+    /// Pending membership changes by index.
+    conf_changes: BTreeMap<Index, (Term, ConfReply)>,
     reads: HashMap<u64, PendingRead>,
     next_read_id: u64,
     crashed: bool,
@@ -122,7 +162,17 @@ pub struct Driver {
     drop_replies: u32,
     shutting_down: bool,
     metrics: crate::metrics::NodeMetrics,
+    /// The term and vote of the last hard state made durable by an fsync
+    /// (see [`needs_sync`]).
+    synced_term_vote: (Term, NodeId),
+    /// Bytes of log applied since the last snapshot (taken or installed):
+    /// with the store's size, decides when the next snapshot is due.
+    log_bytes_since_snapshot: u64,
 }
+
+/// What one log entry costs beyond its data, in the WAL and in memory
+/// (index, term, kind, framing), for the snapshot amortization rule.
+const LOG_ENTRY_OVERHEAD_BYTES: u64 = 32;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -146,6 +196,8 @@ impl Driver {
             raft.snapshot_index(),
             "store must start at the snapshot"
         );
+        // Recovery read this from disk: it is durable.
+        let durable = wal.hard_state();
         Driver {
             raft,
             wal,
@@ -153,6 +205,7 @@ impl Driver {
             outbox,
             opts,
             proposals: BTreeMap::new(),
+            conf_changes: BTreeMap::new(),
             reads: HashMap::new(),
             next_read_id: 1,
             crashed: false,
@@ -160,6 +213,8 @@ impl Driver {
             drop_replies: 0,
             shutting_down: false,
             metrics: crate::metrics::NodeMetrics::default(),
+            log_bytes_since_snapshot: 0,
+            synced_term_vote: (durable.term, durable.vote),
         }
     }
 
@@ -281,12 +336,91 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
             Input::Control(op) => self.control(op),
+            Input::ConfChange { change, addr, reply } => self.conf_change(change, addr, reply),
+            Input::TransferLeader { to, reply } => {
+                let result = if self.crashed {
+                    Err(NodeError::Unavailable("crashed".into()).into())
+                } else {
+                    self.raft.transfer_leader(to).map_err(|e| match e {
+                        TransferError::NotLeader { leader } => NodeError::NotLeader { leader }.into(),
+                        e => AdminError::Refused(e.to_string()),
+                    })
+                };
+                let _ = reply.send(result);
+            }
             Input::Handover => {
                 if self.raft.is_leader() && !self.crashed {
                     self.begin_handover();
                 }
             }
             Input::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    fn conf_change(&mut self, change: ConfChange, addr: Option<String>, reply: ConfReply) {
+        if self.crashed {
+            let _ = reply.send(Err(NodeError::Unavailable("crashed".into()).into()));
+            return;
+        }
+        if !self.raft.is_leader() {
+            let leader = self.raft.leader();
+            let _ = reply.send(Err(NodeError::NotLeader { leader }.into()));
+            return;
+        }
+        // The leader must know where a newcomer is before the entry is in
+        // force (that is, as soon as it is appended).
+        if let (ConfChange::AddLearner(id), Some(addr)) = (change, &addr) {
+            self.learn_addresses(&[(id, addr.clone())]);
+        }
+        let context = self.opts.addresses.read().expect("address book lock").encode();
+        match self.raft.propose_conf_change(change, Bytes::from(context)) {
+            Ok((index, term)) => {
+                tracing::info!(?change, index, "proposed a membership change");
+                self.conf_changes.insert(index, (term, reply));
+            }
+            Err(ConfChangeError::NotLeader { leader }) => {
+                let _ = reply.send(Err(NodeError::NotLeader { leader }.into()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(AdminError::Refused(e.to_string())));
+            }
+        }
+    }
+
+    /// Records addresses (from an admin request or a membership entry),
+    /// saves the book if it changed, and makes sure there is a sender to
+    /// every member we know an address for.
+    fn learn_addresses(&mut self, addrs: &[(NodeId, String)]) {
+        let mut book = self.opts.addresses.write().expect("address book lock");
+        let mut changed = false;
+        for (id, addr) in addrs {
+            changed |= book.insert(*id, addr);
+        }
+        if !changed {
+            return;
+        }
+        if let Err(e) = book.save(&self.opts.data_dir) {
+            fatal("saving the member addresses", e);
+        }
+        let me = self.raft.id();
+        for (id, addr) in book.iter().filter(|(id, _)| *id != me) {
+            self.outbox.add_peer(id, addr);
+        }
+    }
+
+    /// Addresses carried by membership entries this node just wrote.
+    fn learn_from_entries(&mut self, entries: &[Entry]) {
+        let mut learned = Vec::new();
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
+            if let Ok((_, context)) = triton_raft::confchange::decode_entry(&e.data) {
+                match AddressBook::decode(&context) {
+                    Ok(book) => learned.extend(book.iter().map(|(id, a)| (id, a.to_string()))),
+                    Err(err) => tracing::warn!(index = e.index, "ignoring member addresses: {err}"),
+                }
+            }
+        }
+        if !learned.is_empty() {
+            self.learn_addresses(&learned);
         }
     }
 
@@ -346,6 +480,7 @@ impl Driver {
             .into(),
             term: r.term(),
             leader: r.leader(),
+            membership: r.membership().clone(),
             commit_index: r.commit_index(),
             applied_index: self.store.applied_index(),
             last_index: r.last_index(),
@@ -388,6 +523,9 @@ impl Driver {
     fn fail_waiters(&mut self, err: NodeError) {
         for (_, (_, _, reply)) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(err.clone()));
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.conf_changes) {
+            let _ = reply.send(Err(err.clone().into()));
         }
         for (_, read) in self.reads.drain() {
             (read.query)(Err(err.clone()));
@@ -446,6 +584,7 @@ impl Driver {
             }
             self.send(std::mem::take(&mut rd.messages));
             self.persist(&rd);
+            self.learn_from_entries(&rd.entries);
             self.send(std::mem::take(&mut rd.persisted_messages));
             if let Some(s) = &rd.snapshot {
                 self.install(s);
@@ -497,10 +636,16 @@ impl Driver {
                 fatal("writing the hard state", e);
             }
         }
-        if rd.must_sync() {
+        let written = self.wal.hard_state();
+        if needs_sync(rd, (written.term, written.vote), self.synced_term_vote) {
             if let Err(e) = self.wal.sync() {
                 fatal("syncing the WAL", e);
             }
+            self.synced_term_vote = (written.term, written.vote);
+            self.metrics.wal_syncs += 1;
+            self.metrics.entries_synced += rd.entries.len() as u64;
+        } else if rd.must_sync() {
+            self.metrics.commit_only_syncs_skipped += 1;
         }
     }
 
@@ -514,12 +659,14 @@ impl Driver {
                 );
                 self.store = store;
                 self.proposals.retain(|&i, _| i > s.meta.index);
+                self.log_bytes_since_snapshot = 0;
             }
             Err(e) => fatal("restoring a snapshot received from the leader", e),
         }
     }
 
     fn apply(&mut self, e: Entry) {
+        self.log_bytes_since_snapshot += e.data.len() as u64 + LOG_ENTRY_OVERHEAD_BYTES;
         let result = match e.kind {
             EntryKind::Command => Some(self.store.apply(e.index, &e.data)),
             EntryKind::Noop | EntryKind::Membership => {
@@ -527,6 +674,21 @@ impl Driver {
                 None
             }
         };
+        while let Some((&index, _)) = self.conf_changes.first_key_value() {
+            if index > e.index {
+                break;
+            }
+            let (_, (term, reply)) = self.conf_changes.pop_first().expect("checked");
+            let outcome = if index == e.index && term == e.term {
+                Ok(self.raft.membership().clone())
+            } else {
+                Err(NodeError::NotLeader {
+                    leader: self.raft.leader(),
+                }
+                .into())
+            };
+            let _ = reply.send(outcome);
+        }
         // Answer the proposal made at this index, if it is this entry;
         // proposals at or below it that lost their slot to another leader's
         // entry are answered as not committed (the client retries).
@@ -570,9 +732,27 @@ impl Driver {
 
     /// Bounds the log: once enough entries are applied past the last
     /// snapshot, snapshot the store, persist it, and compact the core's log.
+    ///
+    /// "Enough" is two conditions: at least `snapshot_threshold` entries,
+    /// and, once the store is past [`CHEAP_SNAPSHOT_BYTES`], at least as
+    /// many log bytes as the store holds (see [`snapshot_due`]). A snapshot costs time proportional to the whole
+    /// store, and it runs on this thread, stalling every write behind it;
+    /// taken every fixed number of entries, its cost per write grows with
+    /// the store (the profile in docs/PERFORMANCE.md: with ~50k keys the
+    /// driver spent most of its time serializing and writing snapshots).
+    /// Waiting until the log is as big as the store keeps the cost per
+    /// logged byte constant, and the log (in memory and on disk) at most
+    /// about the size of the store beyond the threshold.
     fn maybe_snapshot(&mut self) {
         let applied = self.store.applied_index();
-        if applied < self.raft.snapshot_index() + self.opts.snapshot_threshold || applied > self.raft.applied_index() {
+        if applied > self.raft.applied_index()
+            || !snapshot_due(
+                applied - self.raft.snapshot_index().min(applied),
+                self.opts.snapshot_threshold,
+                self.log_bytes_since_snapshot,
+                self.store.approximate_bytes(),
+            )
+        {
             return;
         }
         let term = self.raft.term_at(applied).expect("applied entry is in the log");
@@ -580,7 +760,7 @@ impl Driver {
         let meta = SnapshotMeta {
             index: applied,
             term,
-            membership: self.raft.membership().clone(),
+            membership: self.raft.membership_at(applied),
         };
         if let Err(e) = self.wal.save_snapshot(&wal_meta(&meta), &data) {
             fatal("saving a snapshot", e);
@@ -588,8 +768,40 @@ impl Driver {
         self.raft
             .compact(applied, Bytes::from(data))
             .expect("compacting an applied index");
+        self.log_bytes_since_snapshot = 0;
+        self.metrics.snapshots_taken += 1;
         tracing::info!(index = applied, "took a snapshot and compacted the log");
     }
+}
+
+/// Whether step 2 of a `Ready` needs an fsync: for a snapshot, for entries,
+/// and for a hard state whose term or vote differs from the last durable
+/// one (`written` is the term and vote just written, `synced` the last
+/// synced). A hard state that only moves the commit index is written but
+/// not synced: it rides along with the next fsync.
+///
+/// Why that is safe: the commit index is not part of Raft's persistent
+/// state (a restarted node learns it again from the leader); nothing a
+/// `persisted_messages` message promises depends on it; and the WAL is
+/// append-only, so a commit record that survives a crash follows the
+/// (durable) entries it covers. The durable commit index may lag what was
+/// applied before a crash; recovery then applies less at first and catches
+/// up from the leader. What it saves: on a leader, a commit advance used to
+/// cost a second fsync on the path of every reply (append + fsync, then
+/// commit + fsync, then apply); etcd's `MustSync` makes the same choice.
+pub fn needs_sync(rd: &Ready, written: (Term, NodeId), synced: (Term, NodeId)) -> bool {
+    rd.snapshot.is_some() || !rd.entries.is_empty() || (rd.hard_state.is_some() && written != synced)
+}
+
+/// A store this small snapshots in about a millisecond: no need to wait for
+/// the log to grow as big as it before taking one.
+pub const CHEAP_SNAPSHOT_BYTES: u64 = 1 << 20;
+
+/// Whether a local snapshot is due: `entries` and `log_bytes` applied since
+/// the last one, against the entry threshold and the store's size (the
+/// amortization rule of [`Driver::maybe_snapshot`]).
+pub fn snapshot_due(entries: u64, threshold: u64, log_bytes: u64, store_bytes: u64) -> bool {
+    entries >= threshold && (store_bytes <= CHEAP_SNAPSHOT_BYTES || log_bytes >= store_bytes)
 }
 
 pub fn wal_meta(m: &SnapshotMeta) -> WalSnapshotMeta {
@@ -598,5 +810,68 @@ pub fn wal_meta(m: &SnapshotMeta) -> WalSnapshotMeta {
         index: m.index,
         term: m.term,
         membership: membership_to_pb(&m.membership).encode_to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triton_raft::HardState;
+
+    fn entry(index: Index) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            kind: EntryKind::Command,
+            data: Bytes::from_static(b"x"),
+        }
+    }
+
+    #[test]
+    fn commit_only_hard_states_are_not_synced_but_everything_else_is() {
+        let hs = |term, vote: Option<NodeId>, commit| HardState { term, vote, commit };
+        let synced = (3, 2);
+        // Nothing written: nothing to sync.
+        assert!(!needs_sync(&Ready::default(), synced, synced));
+        // Only the commit index moved.
+        let commit_only = Ready {
+            hard_state: Some(hs(3, Some(2), 10)),
+            ..Ready::default()
+        };
+        assert!(!needs_sync(&commit_only, (3, 2), synced));
+        // A new term, or a vote cast, must be durable before any reply.
+        assert!(needs_sync(&commit_only, (4, 0), synced));
+        assert!(needs_sync(&commit_only, (3, 1), (3, 0)));
+        // Entries always; a snapshot always.
+        let with_entries = Ready {
+            entries: vec![entry(11)],
+            hard_state: Some(hs(3, Some(2), 10)),
+            ..Ready::default()
+        };
+        assert!(needs_sync(&with_entries, synced, synced));
+        let with_snapshot = Ready {
+            snapshot: Some(Snapshot {
+                meta: SnapshotMeta {
+                    index: 5,
+                    term: 1,
+                    membership: triton_raft::Membership::with_voters(vec![1]),
+                },
+                data: Bytes::new(),
+            }),
+            ..Ready::default()
+        };
+        assert!(needs_sync(&with_snapshot, synced, synced));
+    }
+
+    #[test]
+    fn snapshots_wait_for_the_threshold_and_for_the_log_to_outgrow_a_big_store() {
+        // Below the entry threshold: never, however small the store.
+        assert!(!snapshot_due(99, 100, u64::MAX, 0));
+        // A cheap store: at the threshold, as configured.
+        assert!(snapshot_due(100, 100, 10, CHEAP_SNAPSHOT_BYTES));
+        // A big store: only once the log holds as many bytes as the store.
+        let big = 64 * CHEAP_SNAPSHOT_BYTES;
+        assert!(!snapshot_due(100_000, 100, big - 1, big));
+        assert!(snapshot_due(100_000, 100, big, big));
     }
 }

@@ -9,15 +9,20 @@
 //! - [`service`]: the client-facing key-value service and the test/fault
 //!   control service (off unless enabled);
 //! - [`client`]: a client that follows the leader and retries exactly-once;
-//! - [`server`]: recovery and startup;
+//! - [`server`]: recovery and startup (and joining a running cluster);
+//! - [`members`]: the address book of members, which travels in
+//!   membership entries;
+//! - [`admin`]: membership changes and leadership transfer for operators;
 //! - [`auth`]: the admin token on admin and fault RPCs;
 //! - [`tls`]: TLS (and mutual TLS) on the gRPC port, and [`tls::Dialer`],
 //!   the one place clients and peers build their connections.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod driver;
+pub mod members;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -81,6 +81,16 @@ pub struct NodeMetrics {
     pub snapshots_sent: u64,
     /// Snapshots this node installed from a leader.
     pub snapshots_installed: u64,
+    /// WAL fsyncs (group commits) made by the driver.
+    pub wal_syncs: u64,
+    /// Log entries made durable by those fsyncs (entries per group commit =
+    /// `entries_synced / wal_syncs`).
+    pub entries_synced: u64,
+    /// Hard-state writes that only moved the commit index and so were not
+    /// fsynced on their own (they become durable with the next fsync).
+    pub commit_only_syncs_skipped: u64,
+    /// Snapshots this node took of its own store (log compactions).
+    pub snapshots_taken: u64,
     /// Proposal-to-apply latency of this node's own proposals.
     pub apply_latency: LatencyHistogram,
     /// Replication progress of each peer; empty unless this node leads.

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use triton_config::ClusterConfig;
+use triton_proto::admin::admin_server::AdminServer;
 use triton_proto::control::control_server::ControlServer;
 use triton_proto::kv::kv_server::KvServer;
 use triton_proto::raft::raft_transport_server::RaftTransportServer;
@@ -20,9 +21,11 @@ use triton_raft::{Config as RaftConfig, Entry, HardState, InitialState, Membersh
 use triton_storage::{Wal, WalOptions};
 use triton_store::{Store, StoreOptions};
 
+use crate::admin::{AdminCall, AdminClient, AdminService};
 use crate::auth::AdminAuth;
 use crate::codec::{entry_from_payload, membership_from_pb};
 use crate::driver::{Driver, DriverOptions, Input};
+use crate::members::AddressBook;
 use crate::service::{ControlService, KvService, NodeHandle};
 use crate::tls::{server_tls, Dialer};
 use crate::transport::{Outbox, TransportService};
@@ -47,6 +50,10 @@ pub struct ServerOptions {
     /// The user-facing id (as in the config).
     pub id: u64,
     pub data_dir: PathBuf,
+    /// Join a running cluster through this member's address instead of
+    /// bootstrapping with the config's nodes: start with no configuration
+    /// and ask the cluster to add this node as a learner.
+    pub join: Option<String>,
 }
 
 /// What recovery found, for the first log line.
@@ -54,6 +61,8 @@ struct Recovery {
     raft: Raft,
     wal: Wal,
     store: Store,
+    /// Addresses carried by the membership entries in the WAL.
+    addresses: AddressBook,
 }
 
 fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow::Result<Recovery> {
@@ -98,6 +107,14 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
         .map(|e| entry_from_payload(e.index, e.term, &e.payload))
         .collect::<Result<Vec<Entry>, _>>()
         .context("decoding WAL entries")?;
+    let mut addresses = AddressBook::default();
+    for e in entries.iter().filter(|e| e.kind == triton_raft::EntryKind::Membership) {
+        if let Ok((_, context)) = triton_raft::confchange::decode_entry(&e.data) {
+            if let Ok(book) = AddressBook::decode(&context) {
+                addresses.merge(&book);
+            }
+        }
+    }
     let hs = recovered.hard_state;
     let timing = &opts.config.timing;
     let mut cfg = RaftConfig::new(raft_id);
@@ -116,7 +133,38 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
         membership: Membership::with_voters(voters),
     };
     let raft = Raft::new(cfg, init).context("starting the Raft core")?;
-    Ok(Recovery { raft, wal, store })
+    Ok(Recovery {
+        raft,
+        wal,
+        store,
+        addresses,
+    })
+}
+
+/// The voters this node starts from when its log holds no configuration:
+/// fixed at its first start (the config's nodes, or none when joining) and
+/// kept in `<data_dir>/bootstrap`, so later edits of the config file (say,
+/// listing a node that will join) never change a member's starting point.
+fn bootstrap_voters(opts: &ServerOptions, config_voters: Vec<NodeId>) -> anyhow::Result<Vec<NodeId>> {
+    let path = opts.data_dir.join("bootstrap");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .split_whitespace()
+            .map(|id| id.parse::<NodeId>().ok().filter(|&id| id != 0))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| format!("{} is not a list of node ids", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let voters = if opts.join.is_some() { Vec::new() } else { config_voters };
+            std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+            let text: Vec<String> = voters.iter().map(|id| id.to_string()).collect();
+            let tmp = opts.data_dir.join("bootstrap.tmp");
+            std::fs::write(&tmp, text.join(" "))
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(voters)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Runs a node until `shutdown` resolves.
@@ -142,13 +190,27 @@ pub async fn serve(
     if !voters.contains(&raft_id) {
         bail!("node {} is not in the cluster config", opts.id);
     }
+    let voters = bootstrap_voters(&opts, voters)?;
     // TLS files are read before recovery, so a wrong path stops the node at once.
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = server_tls(&opts.config).context("loading the [tls] files")? {
         builder = builder.tls_config(tls).context("setting up TLS")?;
     }
     let dialer = Dialer::from_config(&opts.config).context("loading the [tls] files")?;
-    let Recovery { raft, wal, store } = recover(&opts, raft_id, voters)?;
+    let Recovery {
+        raft,
+        wal,
+        store,
+        addresses: from_wal,
+    } = recover(&opts, raft_id, voters)?;
+    // Addresses: what this node saved, then what its log says, then the
+    // config file (which wins for the nodes it lists).
+    let mut book = AddressBook::load(&opts.data_dir)?;
+    book.merge(&from_wal);
+    for (&id, addr) in &addrs {
+        book.insert(id, addr);
+    }
+    book.save(&opts.data_dir).context("saving the member addresses")?;
     tracing::info!(
         id = opts.id,
         addr = %node.addr,
@@ -165,11 +227,13 @@ pub async fn serve(
     );
 
     let max_message_bytes = usize::try_from(opts.config.max_message_bytes).unwrap_or(usize::MAX);
-    let peers: HashMap<NodeId, String> = addrs
+    let peers: HashMap<NodeId, String> = book
         .iter()
-        .filter(|(&id, _)| id != raft_id)
-        .map(|(&id, a)| (id, a.clone()))
+        .filter(|(id, _)| *id != raft_id)
+        .map(|(id, a)| (id, a.to_string()))
         .collect();
+    let addresses = Arc::new(std::sync::RwLock::new(book));
+    let is_member = raft.membership().all_nodes().contains(&raft_id);
     let outbox = Outbox::start(&tokio::runtime::Handle::current(), peers, max_message_bytes, dialer);
     let (driver_tx, driver_rx) = crossbeam_channel::bounded::<Input>(65_536);
     let driver = Driver::new(
@@ -178,6 +242,8 @@ pub async fn serve(
         store,
         outbox,
         DriverOptions {
+            addresses: addresses.clone(),
+            data_dir: opts.data_dir.clone(),
             tick: Duration::from_millis(opts.config.timing.tick_ms),
             snapshot_threshold: opts.config.snapshot_threshold,
             read_timeout: Duration::from_secs(5),
@@ -192,6 +258,7 @@ pub async fn serve(
         driver: driver_tx.clone(),
         config: Arc::new(opts.config.clone()),
         raft_id,
+        addresses,
         request_timeout: Duration::from_secs(5),
         max_key_bytes: 4096,
         max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
@@ -211,9 +278,23 @@ pub async fn serve(
         },
         AdminAuth::from_config(&opts.config),
     );
-    let mut routes = Routes::new(transport).add_service(kv).add_service(control);
+    let admin = AdminServer::new(AdminService { node: handle.clone() });
+    let mut routes = Routes::new(transport)
+        .add_service(kv)
+        .add_service(control)
+        .add_service(admin);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let (Some(seed), false) = (&opts.join, is_member) {
+        let join = join_cluster(seed.clone(), opts.id, node.addr.clone(), opts.config.clone());
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                r = join => r,
+                _ = stop.changed() => Ok(()),
+            }
+        }));
+    }
     for face in faces.iter_mut() {
         routes = face.add_routes(&handle, routes);
         tasks.extend(face.spawn(handle.clone(), stop_rx.clone()));
@@ -263,4 +344,27 @@ pub async fn serve(
     served.with_context(|| format!("serving on {listen}"))?;
     tracing::info!("node {} stopped", opts.id);
     Ok(())
+}
+
+/// `--join`: asks the cluster (through `seed`, following redirects to the
+/// leader) to add this node as a learner, retrying until it is a member.
+/// The leader then streams it the log or a snapshot; an operator promotes
+/// it to voter once it has caught up (`triton admin promote`).
+async fn join_cluster(seed: String, id: u64, addr: String, config: ClusterConfig) -> anyhow::Result<()> {
+    let mut client = AdminClient::new(vec![seed.clone()], config)?;
+    client.deadline = Duration::from_secs(3600);
+    match client.call(AdminCall::AddLearner { id, addr: addr.clone() }).await {
+        Ok(reply) => {
+            tracing::info!(seed, "joined the cluster as learner {id}; members: {:?}", reply.members);
+            Ok(())
+        }
+        Err(e) if e.to_string().contains("already") => {
+            tracing::info!("already a member: {e:#}");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(seed, "could not join the cluster: {e:#}");
+            Err(e)
+        }
+    }
 }

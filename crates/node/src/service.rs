@@ -2,7 +2,7 @@
 //! control service (refused unless enabled in the config).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -22,6 +22,7 @@ use triton_store::Store;
 use triton_store::{Command, Session, WriteOp, WriteResult};
 
 use crate::driver::{now_ms, ControlOp, Input, NodeError, NodeStatus, Query};
+use crate::members::AddressBook;
 
 /// The metadata key naming the leader's address on a redirect.
 pub const LEADER_METADATA: &str = "triton-leader";
@@ -37,6 +38,9 @@ pub struct NodeHandle {
     pub config: Arc<ClusterConfig>,
     /// This node's Raft id.
     pub raft_id: NodeId,
+    /// Members' gRPC addresses, including nodes that joined after the
+    /// config was written (see [`crate::members`]).
+    pub addresses: Arc<RwLock<AddressBook>>,
     pub request_timeout: Duration,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
@@ -145,14 +149,20 @@ impl NodeHandle {
             .find(|n| ClusterConfig::raft_id(n.id) == raft_id)
     }
 
+    /// The gRPC address of member `raft_id` ("" if unknown).
+    pub fn member_addr(&self, raft_id: NodeId) -> String {
+        let book = self.addresses.read().expect("address book lock");
+        match book.get(raft_id) {
+            Some(a) => a.to_string(),
+            None => self.node_config(raft_id).map(|n| n.addr.clone()).unwrap_or_default(),
+        }
+    }
+
     /// gRPC status for a node error (leader address in metadata on a redirect).
     pub fn grpc_status(&self, e: NodeError) -> Status {
         match e {
             NodeError::NotLeader { leader } => {
-                let addr = leader
-                    .and_then(|l| self.node_config(l))
-                    .map(|n| n.addr.clone())
-                    .unwrap_or_default();
+                let addr = leader.map(|l| self.member_addr(l)).unwrap_or_default();
                 let mut s = Status::failed_precondition(format!("not the leader; leader is {addr:?}"));
                 if let Ok(v) = MetadataValue::try_from(addr.as_str()) {
                     s.metadata_mut().insert(LEADER_METADATA, v);
@@ -269,11 +279,7 @@ impl Kv for KvService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = self.node.status().await.map_err(|e| self.node.grpc_status(e))?;
-        let leader_addr = s
-            .leader
-            .and_then(|l| self.node.node_config(l))
-            .map(|n| n.addr.clone())
-            .unwrap_or_default();
+        let leader_addr = s.leader.map(|l| self.node.member_addr(l)).unwrap_or_default();
         Ok(Response::new(StatusResponse {
             id: s.raft_id - 1,
             role: s.role,

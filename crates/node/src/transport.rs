@@ -28,6 +28,11 @@ const BATCH: usize = 256;
 /// The driver's handle for sending to peers.
 pub struct Outbox {
     peers: HashMap<NodeId, mpsc::Sender<RaftMessage>>,
+    /// Addresses the senders dial, to notice a member's new address.
+    addrs: HashMap<NodeId, String>,
+    rt: tokio::runtime::Handle,
+    max_message_bytes: usize,
+    dialer: Dialer,
 }
 
 impl Outbox {
@@ -40,13 +45,35 @@ impl Outbox {
         max_message_bytes: usize,
         dialer: Dialer,
     ) -> Outbox {
-        let mut senders = HashMap::new();
+        let mut outbox = Outbox {
+            peers: HashMap::new(),
+            addrs: HashMap::new(),
+            rt: rt.clone(),
+            max_message_bytes,
+            dialer,
+        };
         for (id, addr) in peers {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            rt.spawn(peer_sender(id, addr, rx, max_message_bytes, dialer.clone()));
-            senders.insert(id, tx);
+            outbox.add_peer(id, &addr);
         }
-        Outbox { peers: senders }
+        outbox
+    }
+
+    /// Starts sending to a member at `addr` (one that joined, or moved:
+    /// the old sender ends when its queue's sender is dropped).
+    pub fn add_peer(&mut self, id: NodeId, addr: &str) {
+        if self.addrs.get(&id).map(String::as_str) == Some(addr) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        self.rt.spawn(peer_sender(
+            id,
+            addr.to_string(),
+            rx,
+            self.max_message_bytes,
+            self.dialer.clone(),
+        ));
+        self.peers.insert(id, tx);
+        self.addrs.insert(id, addr.to_string());
     }
 
     pub fn send(&self, m: Message) {
@@ -81,6 +108,9 @@ async fn peer_sender(
                 tracing::debug!(peer = id, %addr, "connect failed: {e}; retrying in {backoff:?}");
                 // Drain what queued meanwhile: stale messages are useless.
                 while queue.try_recv().is_ok() {}
+                if matches!(queue.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)) {
+                    return; // replaced by a sender to a new address, or shutting down
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;

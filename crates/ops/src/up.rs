@@ -71,8 +71,21 @@ pub fn local_config(nodes: usize, base_port: u16, block_stores: usize) -> anyhow
     for i in 0..block_stores {
         config.block_stores.push(format!("127.0.0.1:{}", port(300 + i)?));
     }
+    // Membership changes need a token; a fresh random one per cluster keeps
+    // `triton admin --config <dir>/cluster.toml` working out of the box.
+    config.admin_token = Some(random_token()?);
     config.validate()?;
     Ok(config)
+}
+
+/// 128 random bits in hex, from the OS.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the admin token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// One supervised process.
@@ -420,6 +433,7 @@ fn banner(
             config_path.display()
         )?;
     }
+    writeln!(out, "  triton admin --config {} members", config_path.display())?;
     writeln!(out, "  logs: {}", config_path.with_file_name("logs").display())?;
     writeln!(
         out,

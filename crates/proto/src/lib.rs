@@ -16,6 +16,11 @@ pub mod control {
     tonic::include_proto!("triton.control");
 }
 
+/// Operator RPCs: membership changes, leadership transfer.
+pub mod admin {
+    tonic::include_proto!("triton.admin");
+}
+
 /// SurfStore's course-compatible interface (package `surfstore`).
 pub mod surfstore {
     tonic::include_proto!("surfstore");

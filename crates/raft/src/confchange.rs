@@ -59,7 +59,7 @@ pub enum ConfChangeError {
     Pending { index: u64 },
     #[error("leadership transfer in progress")]
     TransferInProgress,
-    #[error("node {id} is not caught up yet (has {matched} of {last}); promote it when it is")]
+    #[error("node {id} is not caught up yet (has {matched} of {last}); retry when it is")]
     NotCaughtUp { id: NodeId, matched: u64, last: u64 },
     #[error("{0}")]
     Invalid(String),

@@ -282,7 +282,11 @@ impl Raft {
     /// be older than [`Raft::membership`] when a later change is in the log.
     pub fn membership_at(&self, index: Index) -> Membership {
         debug_assert!(index >= self.membership_history[0].0, "{index} is before the snapshot");
-        let at = self.membership_history.iter().rposition(|(i, _, _)| *i <= index).unwrap_or(0);
+        let at = self
+            .membership_history
+            .iter()
+            .rposition(|(i, _, _)| *i <= index)
+            .unwrap_or(0);
         self.membership_history[at].2.clone()
     }
     pub fn stats(&self) -> &Stats {

@@ -31,6 +31,9 @@ enum Command {
     Http(cmd::http::HttpArgs),
     /// Key-value client: get, put, append, del, status.
     Kv(cmd::kv::KvArgs),
+    /// Change a running cluster's membership (add-learner, promote, remove)
+    /// or move its leadership; list its members.
+    Admin(cmd::admin::AdminArgs),
     /// Check a recorded client history (JSON lines) for linearizability.
     Lincheck(cmd::lincheck::LincheckArgs),
     /// Run one node of a Triton cluster.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Files(args) => cmd::files::run(args),
         Command::Http(args) => cmd::http::run(args),
         Command::Kv(args) => cmd::kv::run(args),
+        Command::Admin(args) => cmd::admin::run(args),
         Command::Lincheck(args) => cmd::lincheck::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),

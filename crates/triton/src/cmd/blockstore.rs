@@ -32,7 +32,12 @@ pub fn run(args: BlockstoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     for (pack, offset, bytes) in &recovery.damaged {
-        tracing::error!(pack, offset, bytes, "damaged record in a closed pack; the rest of that pack is ignored");
+        tracing::error!(
+            pack,
+            offset,
+            bytes,
+            "damaged record in a closed pack; the rest of that pack is ignored"
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

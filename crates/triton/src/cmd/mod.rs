@@ -1,4 +1,5 @@
 //! One module per subcommand (or family of subcommands).
+pub mod admin;
 pub mod bench;
 pub mod blockstore;
 pub mod files;

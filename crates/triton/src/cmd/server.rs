@@ -18,6 +18,12 @@ pub struct ServerArgs {
     /// data_dir, else ./triton-data/node-<id>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Join a running cluster through this member (host:port) instead of
+    /// bootstrapping with the config's nodes. The node must be listed in
+    /// the config (for its addresses); it asks the cluster to add it as a
+    /// learner, catches up, and waits for `triton admin promote`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`).
@@ -54,6 +60,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 config,
                 id: args.id,
                 data_dir,
+                join: args.join,
             },
             vec![
                 Box::new(triton_fileserver::FileServerFace),

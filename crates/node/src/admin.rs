@@ -1,0 +1,305 @@
+//! Operator RPCs: membership changes and leadership transfer (the `Admin`
+//! service of `admin.proto`), and the client `triton admin` and
+//! `triton server --join` use to call them.
+//!
+//! Changes need the config's admin token and are refused when the config
+//! sets none (so a cluster without a token cannot be reconfigured by
+//! whoever reaches its port); `Members` answers anyone. Ids on the wire are
+//! the config's user-facing ids; the Raft core numbers from 1
+//! ([`ClusterConfig::raft_id`]).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+use triton_config::ClusterConfig;
+use triton_proto::admin::admin_client::AdminClient as PbClient;
+use triton_proto::admin::admin_server::Admin;
+use triton_proto::admin::{AddLearnerRequest, AdminEmpty, NodeRef};
+pub use triton_proto::admin::{Member, MembersReply};
+use triton_raft::{ConfChange, NodeId};
+
+use crate::auth::{check_admin, with_token};
+use crate::driver::{AdminError, Input, NodeError, NodeStatus};
+use crate::members::valid_addr;
+use crate::service::{NodeHandle, LEADER_METADATA};
+use crate::tls::Dialer;
+
+/// How long a membership change may take to be applied before the caller
+/// hears "unknown" (it may still complete; `members` tells).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct AdminService {
+    pub node: NodeHandle,
+}
+
+fn user_id(raft_id: NodeId) -> u64 {
+    debug_assert!(raft_id > 0);
+    raft_id - 1
+}
+
+impl AdminService {
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if self.node.config.admin_token.is_none() {
+            return Err(Status::permission_denied(
+                "admin RPCs are disabled: set admin_token in the cluster config to enable them",
+            ));
+        }
+        check_admin(&self.node.config, request)
+    }
+
+    fn admin_status(&self, e: AdminError) -> Status {
+        match e {
+            AdminError::Node(e) => self.node.grpc_status(e),
+            AdminError::Refused(why) => Status::failed_precondition(why),
+        }
+    }
+
+    async fn members_reply(&self) -> Result<MembersReply, Status> {
+        let status = self.node.status().await.map_err(|e| self.node.grpc_status(e))?;
+        Ok(members_reply(&status, &self.node))
+    }
+
+    async fn change(&self, change: ConfChange, addr: Option<String>) -> Result<Response<MembersReply>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.node
+            .driver
+            .try_send(Input::ConfChange {
+                change,
+                addr,
+                reply: tx,
+            })
+            .map_err(|_| Status::unavailable("node overloaded or shutting down"))?;
+        match tokio::time::timeout(CHANGE_TIMEOUT, rx).await {
+            Ok(Ok(Ok(_))) => Ok(Response::new(self.members_reply().await?)),
+            Ok(Ok(Err(e))) => Err(self.admin_status(e)),
+            Ok(Err(_)) | Err(_) => Err(Status::deadline_exceeded(
+                "the change was proposed but not applied in time; check `triton admin members`",
+            )),
+        }
+    }
+}
+
+/// The membership as `status` shows it, with addresses and progress.
+pub fn members_reply(status: &NodeStatus, node: &NodeHandle) -> MembersReply {
+    let m = &status.membership;
+    let book = node.addresses.read().expect("address book lock");
+    let matched = |id: NodeId| {
+        if id == status.raft_id {
+            status.last_index
+        } else {
+            status
+                .metrics
+                .peers
+                .iter()
+                .find(|p| p.id == id)
+                .map_or(0, |p| p.matched)
+        }
+    };
+    let members = m
+        .all_nodes()
+        .into_iter()
+        .map(|id| Member {
+            id: user_id(id),
+            addr: book.get(id).unwrap_or_default().to_string(),
+            role: if m.voters.contains(&id) {
+                "voter"
+            } else if m.voters_outgoing.contains(&id) {
+                "outgoing"
+            } else {
+                "learner"
+            }
+            .into(),
+            matched: matched(id),
+        })
+        .collect();
+    MembersReply {
+        members,
+        leader: status.leader.map(user_id),
+        term: status.term,
+        commit_index: status.commit_index,
+        joint: !m.voters_outgoing.is_empty(),
+        answered_by: user_id(status.raft_id),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn members(&self, _request: Request<AdminEmpty>) -> Result<Response<MembersReply>, Status> {
+        Ok(Response::new(self.members_reply().await?))
+    }
+
+    async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembersReply>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        if !valid_addr(&r.addr) {
+            return Err(Status::invalid_argument(format!(
+                "address {:?} is not host:port",
+                r.addr
+            )));
+        }
+        let id = ClusterConfig::raft_id(r.id);
+        self.change(ConfChange::AddLearner(id), Some(r.addr)).await
+    }
+
+    async fn promote(&self, request: Request<NodeRef>) -> Result<Response<MembersReply>, Status> {
+        self.authorize(&request)?;
+        let id = ClusterConfig::raft_id(request.into_inner().id);
+        self.change(ConfChange::Promote(id), None).await
+    }
+
+    async fn remove(&self, request: Request<NodeRef>) -> Result<Response<MembersReply>, Status> {
+        self.authorize(&request)?;
+        let id = ClusterConfig::raft_id(request.into_inner().id);
+        self.change(ConfChange::Remove(id), None).await
+    }
+
+    async fn transfer_leader(&self, request: Request<NodeRef>) -> Result<Response<MembersReply>, Status> {
+        self.authorize(&request)?;
+        let to = ClusterConfig::raft_id(request.into_inner().id);
+        let (tx, rx) = oneshot::channel();
+        self.node
+            .driver
+            .try_send(Input::TransferLeader { to, reply: tx })
+            .map_err(|_| Status::unavailable("node overloaded or shutting down"))?;
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.admin_status(e)),
+            Err(_) => {
+                return Err(self
+                    .node
+                    .grpc_status(NodeError::Unavailable("node shutting down".into())))
+            }
+        }
+        // Wait (briefly) until the target leads, so the caller sees it done.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            let status = self.node.status().await.map_err(|e| self.node.grpc_status(e))?;
+            if status.leader == Some(to) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Response::new(self.members_reply().await?))
+    }
+}
+
+/// An admin call to make, for [`AdminClient::call`].
+#[derive(Clone, Debug)]
+pub enum AdminCall {
+    Members,
+    AddLearner { id: u64, addr: String },
+    Promote(u64),
+    Remove(u64),
+    TransferLeader(u64),
+}
+
+/// Calls the Admin service of a cluster: tries the endpoints in turn and
+/// follows redirects to the leader for changes.
+pub struct AdminClient {
+    endpoints: Vec<String>,
+    config: ClusterConfig,
+    dialer: Dialer,
+    pub deadline: Duration,
+}
+
+impl AdminClient {
+    /// `config` supplies the token and TLS settings (its node list is not
+    /// used: `endpoints` say where to go).
+    pub fn new(endpoints: Vec<String>, config: ClusterConfig) -> anyhow::Result<AdminClient> {
+        anyhow::ensure!(!endpoints.is_empty(), "no endpoints given");
+        let dialer = Dialer::from_config(&config)?;
+        Ok(AdminClient {
+            endpoints,
+            config,
+            dialer,
+            deadline: Duration::from_secs(15),
+        })
+    }
+
+    async fn connect(&self, addr: &str) -> anyhow::Result<PbClient<Channel>> {
+        let channel = self
+            .dialer
+            .endpoint(addr)?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(CHANGE_TIMEOUT + Duration::from_secs(2))
+            .connect()
+            .await?;
+        Ok(PbClient::new(channel))
+    }
+
+    async fn call_once(&self, addr: &str, call: &AdminCall) -> Result<MembersReply, CallError> {
+        let mut client = self
+            .connect(addr)
+            .await
+            .map_err(|e| CallError::Unreachable(format!("{e:#}")))?;
+        let config = &self.config;
+        let result = match call.clone() {
+            AdminCall::Members => client.members(with_token(AdminEmpty {}, config)).await,
+            AdminCall::AddLearner { id, addr } => {
+                client
+                    .add_learner(with_token(AddLearnerRequest { id, addr }, config))
+                    .await
+            }
+            AdminCall::Promote(id) => client.promote(with_token(NodeRef { id }, config)).await,
+            AdminCall::Remove(id) => client.remove(with_token(NodeRef { id }, config)).await,
+            AdminCall::TransferLeader(id) => client.transfer_leader(with_token(NodeRef { id }, config)).await,
+        };
+        result.map(Response::into_inner).map_err(CallError::Status)
+    }
+
+    /// Makes `call`, at the leader for changes. Retries unreachable nodes,
+    /// redirects and "no leader yet" until the deadline; a refusal (bad
+    /// token, impossible change) is returned at once.
+    pub async fn call(&self, call: AdminCall) -> anyhow::Result<MembersReply> {
+        let start = Instant::now();
+        let mut next = 0usize;
+        let mut target: Option<String> = None;
+        let mut last_error = String::from("no endpoint answered");
+        while start.elapsed() < self.deadline {
+            let addr = target.take().unwrap_or_else(|| {
+                next += 1;
+                self.endpoints[(next - 1) % self.endpoints.len()].clone()
+            });
+            match self.call_once(&addr, &call).await {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::Unreachable(e)) => last_error = format!("{addr}: {e}"),
+                Err(CallError::Status(s)) => {
+                    let leader = s
+                        .metadata()
+                        .get(LEADER_METADATA)
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string);
+                    match s.code() {
+                        Code::FailedPrecondition if s.message().starts_with("not the leader") => {
+                            last_error = format!("{addr}: {}", s.message());
+                            target = leader;
+                            if target.is_none() {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                        Code::Unavailable | Code::DeadlineExceeded => {
+                            last_error = format!("{addr}: {}", s.message());
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        // Another change still in flight: wait for it.
+                        Code::FailedPrecondition if s.message().contains("retry") => {
+                            last_error = format!("{addr}: {}", s.message());
+                            target = Some(addr);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        _ => anyhow::bail!("{addr}: {} ({:?})", s.message(), s.code()),
+                    }
+                }
+            }
+        }
+        anyhow::bail!("gave up after {:?}: {last_error}", self.deadline)
+    }
+}
+
+enum CallError {
+    Unreachable(String),
+    Status(Status),
+}

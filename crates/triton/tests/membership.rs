@@ -1,0 +1,251 @@
+//! Membership changes on real `triton server` processes, driven by the
+//! operator's commands (`triton server --join`, `triton admin ...`): grow
+//! 3 -> 5 under load, replace a node killed with SIGKILL, shrink back to 3
+//! (removing the leader itself), while `triton verify`, attached to the
+//! cluster, records a client history that its checker must find
+//! linearizable. Plus the admin RPCs' refusals.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::{bin, Cluster, ClusterOptions};
+
+const TOKEN: &str = "membership-test-token";
+
+/// `triton admin` with the cluster's config; (success, stdout + stderr).
+fn admin(c: &Cluster, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .arg("admin")
+        .arg("--config")
+        .arg(&c.config)
+        .args(args)
+        .output()
+        .expect("run triton admin");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs `triton admin` and fails the test if it fails.
+fn admin_ok(c: &Cluster, args: &[&str]) -> String {
+    let (ok, text) = admin(c, args);
+    assert!(
+        ok,
+        "triton admin {args:?} failed:\n{text}\nlogs in {}",
+        c.dir.path().display()
+    );
+    text
+}
+
+/// Members by id -> role, from `triton admin members` (asked of `node`).
+fn members(c: &Cluster, node: usize) -> (Option<u64>, BTreeMap<u64, String>) {
+    let text = admin_ok(c, &["--endpoints", &c.addrs[node], "members"]);
+    let mut roles = BTreeMap::new();
+    let mut leader = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("leader ") {
+            leader = rest.split(',').next().and_then(|l| l.trim().parse().ok());
+            continue;
+        }
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() == 4 {
+            if let Ok(id) = cols[0].trim_start_matches('*').parse::<u64>() {
+                roles.insert(id, cols[2].to_string());
+            }
+        }
+    }
+    (leader, roles)
+}
+
+/// Waits until node `node` sees exactly `expected` (id -> role).
+fn wait_members(c: &Cluster, node: usize, expected: &[(u64, &str)]) {
+    let want: BTreeMap<u64, String> = expected.iter().map(|(id, r)| (*id, r.to_string())).collect();
+    let start = Instant::now();
+    loop {
+        let (_, got) = members(c, node);
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "members seen by node {node}: {got:?}, wanted {want:?}; logs in {}",
+            c.dir.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn leader_of(c: &Cluster, node: usize) -> u64 {
+    let start = Instant::now();
+    loop {
+        if let (Some(l), _) = members(c, node) {
+            return l;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `triton verify` attached to the cluster's (present and future) nodes.
+fn start_verify(c: &Cluster, seconds: u64) -> Child {
+    let out = c.dir.path().join("verify");
+    Command::new(bin())
+        .args(["verify", "--config"])
+        .arg(&c.config)
+        .args(["--endpoints", &c.addrs.join(",")])
+        .args(["--faults", "none", "--clients", "4", "--keys", "3", "--seed", "7"])
+        .args(["--duration", &format!("{seconds}s"), "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn triton verify")
+}
+
+#[test]
+fn grow_replace_and_shrink_under_load_stay_linearizable() {
+    let mut c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        // Small, so newcomers catch up from a snapshot, not only the log.
+        snapshot_threshold: 200,
+        ..ClusterOptions::default()
+    });
+    let new = c.add_nodes_to_config(3);
+    let (n3, n4, n5) = (new[0], new[1], new[2]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    let verify = start_verify(&c, 40);
+
+    // Grow 3 -> 5: two nodes join as learners, catch up, get promoted.
+    std::thread::sleep(Duration::from_secs(2));
+    c.spawn_joining(n3, 0);
+    c.spawn_joining(n4, 1);
+    wait_members(
+        &c,
+        0,
+        &[(0, "voter"), (1, "voter"), (2, "voter"), (3, "learner"), (4, "learner")],
+    );
+    admin_ok(&c, &["promote", "3"]);
+    admin_ok(&c, &["promote", "4"]);
+    wait_members(
+        &c,
+        2,
+        &[(0, "voter"), (1, "voter"), (2, "voter"), (3, "voter"), (4, "voter")],
+    );
+
+    // Replace a voter killed with SIGKILL: node 5 joins, is promoted, and
+    // the dead node is removed.
+    let leader = leader_of(&c, 0) as usize;
+    let victim = (0..3).find(|&i| i != leader).unwrap();
+    c.kill9(victim);
+    c.spawn_joining(n5, leader);
+    let start = Instant::now();
+    while members(&c, leader).1.get(&5).map(String::as_str) != Some("learner") {
+        assert!(start.elapsed() < Duration::from_secs(30), "node 5 never joined");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    admin_ok(&c, &["promote", "5"]);
+    admin_ok(&c, &["remove", &victim.to_string()]);
+
+    // Shrink back to 3 voters, removing the leader itself: it must hand
+    // over and step down, not keep heartbeating.
+    let leader = leader_of(&c, n3) as usize;
+    admin_ok(&c, &["remove", &leader.to_string()]);
+    let other = (0..3).find(|&i| i != leader && i != victim).unwrap();
+    admin_ok(&c, &["remove", &other.to_string()]);
+    wait_members(&c, n4, &[(3, "voter"), (4, "voter"), (5, "voter")]);
+    let new_leader = leader_of(&c, n4);
+    assert!([3, 4, 5].contains(&new_leader), "leader {new_leader} is not a member");
+    let status = admin_ok(&c, &["--endpoints", &c.addrs[leader], "status"]);
+    assert!(
+        status.contains(&format!("answered by node {leader}")) && !status.starts_with(&format!("leader {leader},")),
+        "the removed leader still leads: {status}"
+    );
+
+    // The history the clients saw through all of it is linearizable.
+    let out = verify.wait_with_output().expect("verify finished");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "triton verify failed:\n{text}");
+    assert!(text.contains("PASS: the history is linearizable"), "{text}");
+
+    // The new members serve reads and writes on their own.
+    for i in [leader, other] {
+        c.stop(i);
+    }
+    let (ok, text) = {
+        let out = Command::new(bin())
+            .args(["kv", "--endpoints", &c.addrs[n5], "--config"])
+            .arg(&c.config)
+            .args(["put", "after", "shrink"])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    assert!(ok, "put after shrinking failed: {text}");
+}
+
+#[test]
+fn admin_changes_need_the_token_and_refuse_impossible_requests() {
+    let c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        ..ClusterOptions::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    // Listing needs no token; changes do.
+    let endpoints = c.addrs.join(",");
+    let no_token = Command::new(bin())
+        .args(["admin", "--endpoints", &endpoints, "members"])
+        .output()
+        .unwrap();
+    assert!(no_token.status.success());
+    let refused = Command::new(bin())
+        .args(["admin", "--endpoints", &endpoints, "remove", "2"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("admin token"));
+    let wrong = Command::new(bin())
+        .args(["admin", "--endpoints", &endpoints, "--token", "wrong", "remove", "2"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong admin token"));
+
+    let (ok, text) = admin(&c, &["promote", "1"]);
+    assert!(!ok && text.contains("already a voter"), "{text}");
+    let (ok, text) = admin(&c, &["add-learner", "7", "not an address"]);
+    assert!(!ok && text.contains("not host:port"), "{text}");
+    // Nothing changed.
+    wait_members(&c, 0, &[(0, "voter"), (1, "voter"), (2, "voter")]);
+
+    // Transfer leadership to a chosen voter.
+    let leader = leader_of(&c, 0);
+    let target = (leader + 1) % 3;
+    admin_ok(&c, &["transfer-leader", &target.to_string()]);
+    let start = Instant::now();
+    while leader_of(&c, 0) != target {
+        assert!(start.elapsed() < Duration::from_secs(10), "leadership did not move");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn admin_changes_are_disabled_without_a_token_in_the_config() {
+    let c = Cluster::start(ClusterOptions::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    let (ok, text) = admin(&c, &["--token", "anything", "remove", "2"]);
+    assert!(!ok && text.contains("disabled"), "{text}");
+}
