@@ -401,3 +401,41 @@ async fn fault_rpcs_stay_off_without_enable_test_rpcs_even_with_the_token() {
     // The leader is still serving.
     c.client().put(b"k", b"v").await.expect("the cluster is unharmed");
 }
+
+#[test]
+fn verify_uses_the_token_and_stops_at_once_without_it() {
+    let c = Cluster::start(ClusterOptions {
+        test_rpcs: true,
+        admin_token: Some(TOKEN.into()),
+        ..Default::default()
+    });
+    let verify = |config: Option<&Path>, duration: &str, out: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["verify", "--endpoints", &c.addrs.join(","), "--duration", duration])
+            .args(["--faults", "partition", "--clients", "1", "--out"])
+            .arg(c.dir.path().join(out));
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.output().expect("run triton verify")
+    };
+    // Without the token its partitions would silently never happen: it
+    // refuses to run instead.
+    let out = verify(None, "1s", "verify-no-token");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "verify ran without the token: {err}");
+    assert!(
+        err.contains("refused the partition RPC") && err.contains("admin_token"),
+        "{err}"
+    );
+    // With the cluster's config it sends the token and partitions the
+    // cluster (the first fault comes within 2.5 s).
+    let out = verify(Some(&c.config), "3s", "verify-token");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "verify with the token failed: {text}");
+    assert!(text.contains("faults injected: partition"), "{text}");
+}

@@ -205,6 +205,13 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     wait_for_leader(&access, &endpoints, Duration::from_secs(30))
         .await
         .context("the cluster never elected a leader")?;
+    if opts
+        .faults
+        .iter()
+        .any(|f| matches!(f, Fault::Partition | Fault::Leader))
+    {
+        check_fault_rpcs(&access, &endpoints).await?;
+    }
 
     let clock = Instant::now();
     let history = Arc::new(Mutex::new(History {
@@ -504,6 +511,32 @@ async fn set_unreachable(access: &Access, addr: &str, from: &[usize]) {
     };
     // A paused or dead node cannot be told; that is fine.
     let _ = tokio::time::timeout(Duration::from_millis(500), call).await;
+}
+
+/// Fails at once when the cluster refuses the partition RPC (test RPCs
+/// disabled, or no or a wrong admin token), instead of running a test whose
+/// partitions silently never happen.
+async fn check_fault_rpcs(access: &Access, endpoints: &[String]) -> anyhow::Result<()> {
+    for addr in endpoints {
+        let Ok(endpoint) = access.dialer.endpoint(addr) else {
+            continue;
+        };
+        let Ok(Ok(channel)) = tokio::time::timeout(Duration::from_millis(500), endpoint.connect()).await else {
+            continue;
+        };
+        let heal = with_token(NodeIds { ids: Vec::new() }, &access.config);
+        match ControlClient::new(channel).make_unreachable_from(heal).await {
+            Ok(_) => return Ok(()),
+            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
+                bail!(
+                    "{addr} refused the partition RPC ({}); give --config with the cluster's admin_token and enable_test_rpcs = true",
+                    s.message()
+                )
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(())
 }
 
 async fn heal_partitions(access: &Access, endpoints: &[String]) {
