@@ -1,13 +1,15 @@
-//! The replicated state machine the simulator runs on every node: a small
-//! versioned key-value store with client sessions (exactly-once), the same
-//! semantics the real store has, so that histories can be checked for
-//! linearizability. Commands that are not KV commands (the lab scenarios
-//! propose raw bytes) are recorded and otherwise ignored.
+//! The replicated state machine the simulator runs on every node: the real
+//! one, `triton_store::Store` (versioned keys, exactly-once sessions,
+//! canonical snapshots), behind the small vocabulary the simulated clients
+//! speak. Every seed therefore also tests the production state machine:
+//! its determinism across replicas, its session table under retries and
+//! snapshots. Commands that are not KV commands (the lab scenarios propose
+//! raw bytes) decode as malformed and change nothing but the applied index,
+//! as on a real node.
 
-use std::collections::BTreeMap;
-
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use triton_raft::Index;
+use triton_store::{Command, Session, Store, StoreOptions, WriteOp, WriteResult};
 
 /// A KV write as proposed by a simulated client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,160 +21,109 @@ pub struct KvCommand {
     pub value: String,
 }
 
-const KV_TAG: u8 = 0xA5;
-
 impl KvCommand {
+    /// The store's own command encoding (client `c` is session `c + 1`:
+    /// the store treats every id alike, the offset keeps ids non-zero).
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::new();
-        b.put_u8(KV_TAG);
-        b.put_u64(self.client);
-        b.put_u64(self.seq);
-        b.put_u8(self.append as u8);
-        put_str(&mut b, &self.key);
-        put_str(&mut b, &self.value);
-        b.freeze()
+        let key = self.key.as_bytes().to_vec();
+        let value = self.value.as_bytes().to_vec();
+        let op = if self.append {
+            WriteOp::Append { key, value }
+        } else {
+            WriteOp::Put {
+                key,
+                value,
+                expires_at_ms: 0,
+            }
+        };
+        let cmd = Command {
+            session: Some(Session {
+                client_id: self.client + 1,
+                seq: self.seq,
+            }),
+            now_ms: 0,
+            op,
+        };
+        Bytes::from(cmd.encode())
     }
 
-    pub fn decode(mut data: &[u8]) -> Option<KvCommand> {
-        if data.first() != Some(&KV_TAG) || data.len() < 18 {
-            return None;
-        }
-        data.advance(1);
-        let client = data.get_u64();
-        let seq = data.get_u64();
-        let append = data.get_u8() == 1;
-        let key = get_str(&mut data)?;
-        let value = get_str(&mut data)?;
+    pub fn decode(data: &[u8]) -> Option<KvCommand> {
+        let cmd = Command::decode(data).ok()?;
+        let session = cmd.session?;
+        let (key, value, append) = match cmd.op {
+            WriteOp::Put { key, value, .. } => (key, value, false),
+            WriteOp::Append { key, value } => (key, value, true),
+            _ => return None,
+        };
         Some(KvCommand {
-            client,
-            seq,
-            key,
+            client: session.client_id.checked_sub(1)?,
+            seq: session.seq,
+            key: String::from_utf8(key).ok()?,
             append,
-            value,
+            value: String::from_utf8(value).ok()?,
         })
     }
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
-    b.put_u32(s.len() as u32);
-    b.put_slice(s.as_bytes());
-}
-
-fn get_str(data: &mut &[u8]) -> Option<String> {
-    if data.len() < 4 {
-        return None;
-    }
-    let n = data.get_u32() as usize;
-    if data.len() < n {
-        return None;
-    }
-    let s = String::from_utf8(data[..n].to_vec()).ok()?;
-    data.advance(n);
-    Some(s)
-}
-
-/// A key's value and version (the log index of its last write).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Versioned {
-    pub value: String,
-    pub version: Index,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One node's copy of the store.
+#[derive(Debug)]
 pub struct KvStore {
-    pub data: BTreeMap<String, Versioned>,
-    /// Per client: last applied sequence number and the version it produced,
-    /// so a retried command is answered with its original result.
-    pub sessions: BTreeMap<u64, (u64, Index)>,
+    store: Store,
+    /// The index of the last entry applied or skipped (mirrors the store's).
     pub applied: Index,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore {
+            store: Store::new(StoreOptions::default()),
+            applied: 0,
+        }
+    }
 }
 
 impl KvStore {
     /// Applies a committed command at `index`; returns the version the
-    /// command produced (the original one for a duplicate).
+    /// command produced (the original one for a duplicate), or `None` for
+    /// bytes that are not a KV write.
     pub fn apply(&mut self, index: Index, data: &[u8]) -> Option<Index> {
         assert!(
             index > self.applied,
             "applied {index} twice or out of order (at {})",
             self.applied
         );
-        self.applied = index;
-        let cmd = KvCommand::decode(data)?;
-        if let Some(&(seq, version)) = self.sessions.get(&cmd.client) {
-            if cmd.seq <= seq {
-                return Some(version);
-            }
+        let result = self.store.apply(index, data);
+        self.applied = self.store.applied_index();
+        debug_assert_eq!(self.applied, index);
+        match result {
+            WriteResult::Put { version } | WriteResult::Append { version } => Some(version),
+            _ => None,
         }
-        let slot = self.data.entry(cmd.key.clone()).or_default();
-        if cmd.append {
-            slot.value.push_str(&cmd.value);
-        } else {
-            slot.value = cmd.value.clone();
-        }
-        slot.version = index;
-        self.sessions.insert(cmd.client, (cmd.seq, index));
-        Some(index)
     }
 
     pub fn skip(&mut self, index: Index) {
         assert!(index > self.applied);
+        self.store.skip(index);
         self.applied = index;
     }
 
     pub fn get(&self, key: &str) -> (Option<String>, Index) {
-        match self.data.get(key) {
-            Some(v) => (Some(v.value.clone()), v.version),
+        match self.store.get(key.as_bytes(), 0) {
+            Some(e) => (Some(String::from_utf8_lossy(e.value).into_owned()), e.version),
             None => (None, 0),
         }
     }
 
-    /// A deterministic encoding, used as snapshot data.
+    /// The store's canonical snapshot bytes, used as snapshot data (and to
+    /// compare replicas: equal states give equal bytes).
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::new();
-        b.put_u64(self.applied);
-        b.put_u32(self.data.len() as u32);
-        for (k, v) in &self.data {
-            put_str(&mut b, k);
-            put_str(&mut b, &v.value);
-            b.put_u64(v.version);
-        }
-        b.put_u32(self.sessions.len() as u32);
-        for (c, (s, v)) in &self.sessions {
-            b.put_u64(*c);
-            b.put_u64(*s);
-            b.put_u64(*v);
-        }
-        b.freeze()
+        Bytes::from(self.store.snapshot())
     }
 
-    pub fn decode(mut data: &[u8]) -> Option<KvStore> {
-        let mut kv = KvStore::default();
-        if data.len() < 12 {
-            return None;
-        }
-        kv.applied = data.get_u64();
-        let n = data.get_u32();
-        for _ in 0..n {
-            let k = get_str(&mut data)?;
-            let value = get_str(&mut data)?;
-            if data.len() < 8 {
-                return None;
-            }
-            let version = data.get_u64();
-            kv.data.insert(k, Versioned { value, version });
-        }
-        if data.len() < 4 {
-            return None;
-        }
-        let n = data.get_u32();
-        for _ in 0..n {
-            if data.len() < 24 {
-                return None;
-            }
-            let (c, s, v) = (data.get_u64(), data.get_u64(), data.get_u64());
-            kv.sessions.insert(c, (s, v));
-        }
-        Some(kv)
+    pub fn decode(data: &[u8]) -> Option<KvStore> {
+        let store = Store::restore(data).ok()?;
+        let applied = store.applied_index();
+        Some(KvStore { store, applied })
     }
 }
 
@@ -195,7 +146,10 @@ mod tests {
         // A duplicate returns the original version and changes nothing.
         assert_eq!(kv.apply(2, &cmd.encode()), Some(1));
         assert_eq!(kv.get("k"), (Some("v1".into()), 1));
-        assert_eq!(KvStore::decode(&kv.encode()), Some(kv));
+        let copy = KvStore::decode(&kv.encode()).unwrap();
+        assert_eq!((copy.get("k"), copy.applied), (kv.get("k"), 2));
         assert_eq!(KvCommand::decode(b"raw"), None);
+        assert_eq!(kv.apply(3, b"raw"), None);
+        assert_eq!(kv.applied, 3);
     }
 }
