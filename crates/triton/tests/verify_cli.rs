@@ -51,6 +51,35 @@ fn verify_passes_on_a_correct_cluster_under_all_faults() {
 }
 
 #[test]
+fn verify_passes_while_voters_are_removed_and_added_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = verify(
+        &[
+            "--nodes",
+            "3",
+            "--duration",
+            "8s",
+            "--clients",
+            "4",
+            "--keys",
+            "2",
+            "--seed",
+            "3",
+            "--faults",
+            "membership",
+        ],
+        dir.path(),
+    );
+    assert!(ok, "verify failed under membership changes:\n{text}");
+    assert!(text.contains("PASS"), "{text}");
+    assert!(text.contains("faults injected: membership x"), "{text}");
+    assert!(
+        text.contains("then add it back"),
+        "the fault log names each change: {text}"
+    );
+}
+
+#[test]
 fn verify_catches_stale_reads_from_a_broken_read_path() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, text) = verify(

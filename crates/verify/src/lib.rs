@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use triton_config::ClusterConfig;
 use triton_lincheck::{CheckOptions, Input, Operation, Output, Verdict};
+use triton_node::admin::{AdminCall, AdminClient};
 use triton_node::auth::with_token;
 use triton_node::client::{ClientError, KvClient};
 use triton_node::tls::Dialer;
@@ -39,6 +40,9 @@ pub enum Fault {
     Pause,
     /// Cut the current leader off from everyone.
     Leader,
+    /// Remove a voter (the leader, sometimes) from the configuration, then
+    /// add it back as a learner and promote it (joint consensus both ways).
+    Membership,
 }
 
 impl Fault {
@@ -50,8 +54,9 @@ impl Fault {
                 "partition" => Fault::Partition,
                 "pause" => Fault::Pause,
                 "leader" => Fault::Leader,
+                "membership" => Fault::Membership,
                 "none" => continue,
-                other => bail!("unknown fault {other:?} (kill, partition, pause, leader, none)"),
+                other => bail!("unknown fault {other:?} (kill, partition, pause, leader, membership, none)"),
             });
         }
         out.sort();
@@ -211,6 +216,9 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         .any(|f| matches!(f, Fault::Partition | Fault::Leader))
     {
         check_fault_rpcs(&access, &endpoints).await?;
+    }
+    if opts.faults.contains(&Fault::Membership) && access.config.admin_token.is_none() {
+        bail!("the membership fault needs admin_token in the cluster config (--config)");
     }
 
     let clock = Instant::now();
@@ -468,6 +476,45 @@ async fn inject(
             }
             sleep_with_progress(pb, hold, history, clock).await;
             heal_partitions(access, endpoints).await;
+        }
+        Fault::Membership => {
+            let admin = AdminClient::new(endpoints.to_vec(), access.config.clone())?;
+            let members = admin.call(AdminCall::Members).await.context("listing the members")?;
+            let voters: Vec<_> = members.members.iter().filter(|m| m.role == "voter").collect();
+            if voters.len() < 2 {
+                return Ok(()); // nothing can be removed
+            }
+            let victim = voters[nemesis.rng.random_range(0..voters.len())].clone();
+            say(
+                pb,
+                format!(
+                    "[{:>6.1}s] membership: remove node {}{} for {:.1}s, then add it back",
+                    clock.elapsed().as_secs_f64(),
+                    victim.id,
+                    if members.leader == Some(victim.id) {
+                        " (the leader)"
+                    } else {
+                        ""
+                    },
+                    hold.as_secs_f64()
+                ),
+            );
+            admin
+                .call(AdminCall::Remove(victim.id))
+                .await
+                .with_context(|| format!("removing node {}", victim.id))?;
+            sleep_with_progress(pb, hold, history, clock).await;
+            admin
+                .call(AdminCall::AddLearner {
+                    id: victim.id,
+                    addr: victim.addr.clone(),
+                })
+                .await
+                .with_context(|| format!("adding node {} back as a learner", victim.id))?;
+            admin
+                .call(AdminCall::Promote(victim.id))
+                .await
+                .with_context(|| format!("promoting node {} again", victim.id))?;
         }
     }
     Ok(())

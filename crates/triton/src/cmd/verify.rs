@@ -19,7 +19,7 @@ pub struct VerifyArgs {
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
     /// Attach to a running cluster instead (only partition/leader faults, via
-    /// its test RPCs).
+    /// its test RPCs, and membership changes, via its admin token).
     #[arg(long, value_delimiter = ',')]
     pub endpoints: Option<Vec<String>>,
     /// How long faults are injected (e.g. 20s, 2m).
@@ -29,8 +29,8 @@ pub struct VerifyArgs {
     pub clients: usize,
     #[arg(long, default_value_t = 5)]
     pub keys: usize,
-    /// Comma-separated: kill, partition, pause, leader (or none).
-    #[arg(long, default_value = "kill,partition,pause,leader")]
+    /// Comma-separated: kill, partition, pause, leader, membership (or none).
+    #[arg(long, default_value = "kill,partition,pause,leader,membership")]
     pub faults: String,
     /// Seed of the fault schedule and the workload.
     #[arg(long, default_value_t = 1)]
