@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use triton_node::tls::Dialer;
 use triton_proto::surfstore::block_store_client::BlockStoreClient;
 use triton_proto::surfstore::meta_store_client::MetaStoreClient;
 use triton_proto::surfstore::{Block, BlockHash, BlockHashes, BlockStoreMap, FileInfoMap, FileMetaData};
@@ -38,16 +39,18 @@ pub enum RpcError {
     Failed(String),
 }
 
-fn endpoint(addr: &str, timeout: Duration) -> Result<Channel, RpcError> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
+/// A channel to `addr`: a full URI as given, else `host:port` dialed by
+/// `dialer` (TLS when the cluster config has `[tls]`).
+fn endpoint(dialer: &Dialer, addr: &str, timeout: Duration) -> Result<Channel, RpcError> {
+    let endpoint = if addr.contains("://") {
+        Endpoint::from_shared(addr.to_string())
+            .map_err(|e| RpcError::Failed(format!("bad address {addr:?}: {e}")))?
+            .tcp_nodelay(true)
     } else {
-        format!("http://{addr}")
+        dialer.endpoint(addr).map_err(|e| RpcError::Failed(format!("{e:#}")))?
     };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| RpcError::Failed(format!("bad address {addr:?}: {e}")))?
+    Ok(endpoint
         .connect_timeout(timeout.min(Duration::from_secs(2)))
-        .tcp_nodelay(true)
         // Blocks move in bulk: HTTP/2 windows larger than the 64 KiB
         // default keep a stream of them from waiting on window updates.
         .initial_stream_window_size(Some(4 << 20))
@@ -62,12 +65,19 @@ pub struct MetaClient {
     /// The address believed to be the leader's.
     current: Mutex<String>,
     deadline: Duration,
+    /// Plaintext or TLS, as the metadata nodes serve.
+    dialer: Dialer,
 }
 
 impl MetaClient {
     /// A client of the nodes at `addrs`; it gives up after `deadline` without
     /// an answer from any of them.
     pub fn new(addrs: Vec<String>, deadline: Duration) -> Result<MetaClient, RpcError> {
+        MetaClient::with_dialer(addrs, deadline, Dialer::plaintext())
+    }
+
+    /// [`MetaClient::new`] connecting with `dialer` (for TLS clusters).
+    pub fn with_dialer(addrs: Vec<String>, deadline: Duration, dialer: Dialer) -> Result<MetaClient, RpcError> {
         let first = addrs
             .first()
             .cloned()
@@ -77,6 +87,7 @@ impl MetaClient {
             channels: Mutex::new(HashMap::new()),
             current: Mutex::new(first),
             deadline,
+            dialer,
         })
     }
 
@@ -85,7 +96,7 @@ impl MetaClient {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = endpoint(addr, self.deadline)?;
+                let c = endpoint(&self.dialer, addr, self.deadline)?;
                 channels.insert(addr.to_string(), c.clone());
                 c
             }
@@ -234,7 +245,8 @@ impl BlockStores {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = endpoint(addr, self.timeout)?;
+                // Block stores serve plaintext only.
+                let c = endpoint(&Dialer::plaintext(), addr, self.timeout)?;
                 channels.insert(addr.to_string(), c.clone());
                 c
             }

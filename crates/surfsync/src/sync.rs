@@ -59,6 +59,8 @@ pub struct SyncOptions {
     pub chunker: Chunker,
     /// The metadata nodes' gRPC addresses.
     pub meta_addrs: Vec<String>,
+    /// How to reach them: plaintext, or TLS as the cluster config says.
+    pub meta_dialer: triton_node::tls::Dialer,
     /// How long to wait for any metadata node before reporting no majority.
     pub meta_deadline: Duration,
     /// Timeout of one block store call.
@@ -448,7 +450,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
 
     let ctx = Context {
         opts,
-        meta: MetaClient::new(opts.meta_addrs.clone(), opts.meta_deadline)?,
+        meta: MetaClient::with_dialer(opts.meta_addrs.clone(), opts.meta_deadline, opts.meta_dialer.clone())?,
         stores: BlockStores::new(opts.block_timeout),
     };
     let mut remote = ctx.meta.file_info_map().await?;
@@ -940,7 +942,7 @@ pub async fn mapping(opts: &SyncOptions) -> Result<Vec<MappingLine>, SyncError> 
     if hashes.is_empty() {
         return Ok(Vec::new());
     }
-    let meta = MetaClient::new(opts.meta_addrs.clone(), opts.meta_deadline)?;
+    let meta = MetaClient::with_dialer(opts.meta_addrs.clone(), opts.meta_deadline, opts.meta_dialer.clone())?;
     let placement = meta.block_store_map(&hashes).await?;
     let mut out = Vec::new();
     for (name, file) in &local {

@@ -16,6 +16,7 @@ fn opts(dir: &Path, fakes: &Fakes, mode: Chunking, block_size: usize) -> SyncOpt
         base_dir: dir.to_path_buf(),
         chunker: Chunker::new(mode, block_size).unwrap(),
         meta_addrs: fakes.meta_addrs.clone(),
+        meta_dialer: triton_node::tls::Dialer::plaintext(),
         meta_deadline: Duration::from_secs(5),
         block_timeout: Duration::from_secs(5),
         progress: ProgressMode::Quiet,

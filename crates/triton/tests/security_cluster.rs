@@ -439,3 +439,49 @@ fn verify_uses_the_token_and_stops_at_once_without_it() {
     assert!(out.status.success(), "verify with the token failed: {text}");
     assert!(text.contains("faults injected: partition"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surfstore_sync_reaches_a_mutual_tls_cluster() {
+    let pki = Pki::new();
+    let c = Cluster::start(ClusterOptions {
+        tls: Some(pki.tls("node", "ca.pem")),
+        block_stores: 1,
+        ..Default::default()
+    });
+    c.wait_leader().await;
+    let (_, client_path) = client_config(&c, Some(pki.tls("client", "ca.pem")), "client.toml");
+    let (up, down) = (c.dir.path().join("up"), c.dir.path().join("down"));
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::create_dir_all(&down).unwrap();
+    std::fs::write(up.join("hello.txt"), b"over mutual TLS").unwrap();
+    let sync = |config: &Path, dir: &Path| {
+        Command::new(bin())
+            .arg("sync")
+            .arg("--config")
+            .arg(config)
+            .arg(dir)
+            .arg("4096")
+            .output()
+            .expect("run triton sync")
+    };
+    for dir in [&up, &down] {
+        let out = sync(&client_path, dir);
+        assert!(
+            out.status.success(),
+            "sync of {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read(down.join("hello.txt")).unwrap(), b"over mutual TLS");
+    // The same sync in plaintext finds no metadata node (exit 1: no majority).
+    let (_, plain_path) = client_config(&c, None, "plain.toml");
+    let out = Command::new(bin())
+        .args(["sync", "--deadline", "2", "--config"])
+        .arg(&plain_path)
+        .arg(&down)
+        .arg("4096")
+        .output()
+        .expect("run triton sync");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -78,6 +78,7 @@ fn options(args: &SyncArgs) -> Result<SyncOptions, String> {
         base_dir: args.basedir.clone(),
         chunker,
         meta_addrs: config.nodes.iter().map(|n| n.addr.clone()).collect(),
+        meta_dialer: triton_node::tls::Dialer::from_config(&config).map_err(|e| format!("{e:#}"))?,
         meta_deadline: Duration::from_secs_f64(args.deadline),
         block_timeout: Duration::from_secs(30),
         progress: ProgressMode::detect(),
