@@ -30,6 +30,12 @@
 //! commit index (see [`crate::Raft::propose_conf_change`]), so a promotion
 //! never adds a voter that would stall commits while it downloads the log.
 //!
+//! A node that `C_new` removes may still campaign while it does not know
+//! `C_new` committed (a leader that stepped down on check-quorum, or
+//! restarted, may hold the only complete log while the others, still in
+//! the joint phase, need its vote): it then leads a cluster it is not part
+//! of just long enough to commit `C_new`. A learner never campaigns.
+//!
 //! A leader that is not a voter of `C_new` keeps managing the cluster
 //! (without counting itself) until `C_new` is committed, then hands over to
 //! a caught-up voter (`TimeoutNow`, after bringing one up to date if needed)

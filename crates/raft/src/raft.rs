@@ -320,8 +320,22 @@ impl Raft {
         self.tracker.progress.get(&id).map(|p| (p.matched, p.next))
     }
 
+    /// May this node campaign? A voter may; so may a node that the latest
+    /// configuration removed, while that configuration is not known to be
+    /// committed: the remaining voters may still be in the joint phase and
+    /// need its vote, and its log may be the only complete one, so it must
+    /// be able to lead long enough to commit its own removal (§6: a leader
+    /// may manage a cluster it is not part of). The simulator found the
+    /// deadlock this prevents: a removed leader stepped down on
+    /// check-quorum before committing `C_new`, and no one could win.
     fn promotable(&self) -> bool {
-        self.membership.is_voter(self.id)
+        if self.membership.is_voter(self.id) {
+            return true;
+        }
+        let n = self.membership_history.len();
+        n >= 2
+            && self.membership_history[n - 1].0 > self.log.committed()
+            && self.membership_history[n - 2].2.is_voter(self.id)
     }
 
     // ----- inputs ----------------------------------------------------------

@@ -62,13 +62,13 @@ impl Checker {
             }
         }
         self.leaders.insert(term, id);
-        if !raft.membership().is_voter(id) {
+        // A learner never leads. (A node removed by a configuration not yet
+        // committed may lead until it commits its removal: see
+        // `triton_raft::confchange`.)
+        if raft.membership().learners.contains(&id) {
             return violation(
                 "election safety",
-                format!(
-                    "node {id} leads term {term} without being a voter in {:?}",
-                    raft.membership()
-                ),
+                format!("learner {id} leads term {term} in {:?}", raft.membership()),
             );
         }
         // Every entry committed so far must be in the new leader's log.
