@@ -127,6 +127,14 @@ pub enum Input {
     Shutdown,
 }
 
+/// A write received in this batch, proposed once the batch's commits are
+/// answered.
+struct QueuedWrite {
+    data: Vec<u8>,
+    reply: WriteReply,
+    received: Instant,
+}
+
 struct PendingRead {
     query: Query,
     deadline: Instant,
@@ -162,6 +170,11 @@ pub struct Driver {
     drop_replies: u32,
     shutting_down: bool,
     metrics: crate::metrics::NodeMetrics,
+    /// A leader's commit-only hard state was written but not synced (see
+    /// [`needs_sync`]); the next fsync, or the next tick, makes it durable.
+    commit_unsynced: bool,
+    /// Writes received since the last batch was proposed (see `run`).
+    queued_writes: Vec<QueuedWrite>,
     /// The term and vote of the last hard state made durable by an fsync
     /// (see [`needs_sync`]).
     synced_term_vote: (Term, NodeId),
@@ -215,6 +228,8 @@ impl Driver {
             metrics: crate::metrics::NodeMetrics::default(),
             log_bytes_since_snapshot: 0,
             synced_term_vote: (durable.term, durable.vote),
+            queued_writes: Vec::new(),
+            commit_unsynced: false,
         }
     }
 
@@ -243,6 +258,11 @@ impl Driver {
                 next_tick = now + self.opts.tick;
                 ticks += 1;
                 if !self.crashed {
+                    if self.commit_unsynced {
+                        // Bounds how far the durable commit index lags, to
+                        // a tick, when no write comes to carry it along.
+                        self.sync_wal();
+                    }
                     self.raft.tick();
                     self.expire_reads(now);
                     if ticks.is_multiple_of(10) {
@@ -251,6 +271,16 @@ impl Driver {
                 }
             }
             if !self.crashed {
+                // First what the peers' acknowledgements allow: commit, apply
+                // and answer. A `Ready` without new entries needs no fsync
+                // (see `needs_sync`), so these replies do not wait for the
+                // disk. Then propose every write that queued up, as one
+                // batch: one append to each follower, one WAL append, one
+                // fsync. Proposing first would put the new entries into the
+                // same `Ready` as the commits, and every reply would wait
+                // for the next batch's fsync before it could be applied.
+                self.process_ready();
+                self.propose_queued();
                 self.process_ready();
             }
         }
@@ -274,17 +304,12 @@ impl Driver {
                     let _ = reply.send(Err(NodeError::Unavailable("crashed".into())));
                     return;
                 }
-                match self.raft.propose(Bytes::from(data)) {
-                    Ok((index, term)) => {
-                        self.proposals.insert(index, (term, Instant::now(), reply));
-                    }
-                    Err(triton_raft::ProposeError::NotLeader { leader }) => {
-                        let _ = reply.send(Err(NodeError::NotLeader { leader }));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(NodeError::Unavailable(e.to_string())));
-                    }
-                }
+                // Proposed after this batch's commits are answered (see `run`).
+                self.queued_writes.push(QueuedWrite {
+                    data,
+                    reply,
+                    received: Instant::now(),
+                });
             }
             Input::Query { serializable, query } => {
                 self.metrics.reads += 1;
@@ -520,7 +545,27 @@ impl Driver {
         m
     }
 
+    /// Proposes the writes queued since the last batch, in arrival order.
+    fn propose_queued(&mut self) {
+        for QueuedWrite { data, reply, received } in std::mem::take(&mut self.queued_writes) {
+            match self.raft.propose(Bytes::from(data)) {
+                Ok((index, term)) => {
+                    self.proposals.insert(index, (term, received, reply));
+                }
+                Err(triton_raft::ProposeError::NotLeader { leader }) => {
+                    let _ = reply.send(Err(NodeError::NotLeader { leader }));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NodeError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+
     fn fail_waiters(&mut self, err: NodeError) {
+        for w in std::mem::take(&mut self.queued_writes) {
+            let _ = w.reply.send(Err(err.clone()));
+        }
         for (_, (_, _, reply)) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(err.clone()));
         }
@@ -637,16 +682,30 @@ impl Driver {
             }
         }
         let written = self.wal.hard_state();
-        if needs_sync(rd, (written.term, written.vote), self.synced_term_vote) {
-            if let Err(e) = self.wal.sync() {
-                fatal("syncing the WAL", e);
+        // Only a leader defers: its commit advances are on the path of every
+        // reply; a follower's are not, and syncing them keeps its log's tail
+        // a commit record, as it was, whenever it goes quiet.
+        let defer_commit = self.raft.is_leader();
+        if !defer_commit || needs_sync(rd, (written.term, written.vote), self.synced_term_vote) {
+            if rd.must_sync() || self.commit_unsynced {
+                self.sync_wal();
             }
-            self.synced_term_vote = (written.term, written.vote);
-            self.metrics.wal_syncs += 1;
             self.metrics.entries_synced += rd.entries.len() as u64;
         } else if rd.must_sync() {
+            self.commit_unsynced = true;
             self.metrics.commit_only_syncs_skipped += 1;
         }
+    }
+
+    /// One fsync of everything written so far.
+    fn sync_wal(&mut self) {
+        if let Err(e) = self.wal.sync() {
+            fatal("syncing the WAL", e);
+        }
+        let hs = self.wal.hard_state();
+        self.synced_term_vote = (hs.term, hs.vote);
+        self.commit_unsynced = false;
+        self.metrics.wal_syncs += 1;
     }
 
     fn install(&mut self, s: &Snapshot) {
@@ -778,7 +837,8 @@ impl Driver {
 /// and for a hard state whose term or vote differs from the last durable
 /// one (`written` is the term and vote just written, `synced` the last
 /// synced). A hard state that only moves the commit index is written but
-/// not synced: it rides along with the next fsync.
+/// not synced: it rides along with the next fsync (the driver defers only
+/// on a leader, and syncs a deferred one at the next tick at the latest).
 ///
 /// Why that is safe: the commit index is not part of Raft's persistent
 /// state (a restarted node learns it again from the leader); nothing a
