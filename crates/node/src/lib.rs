@@ -22,6 +22,7 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod driver;
+pub mod fuzzing;
 pub mod members;
 pub mod metrics;
 pub mod server;

@@ -1,0 +1,70 @@
+//! Entry points for the fuzzer (`crates/node/fuzz`), public so the
+//! checked-in corpus also runs under `cargo test`: what a node decodes from
+//! the network or from its peers' log entries must be refused cleanly,
+//! never panic, and what is accepted must round-trip.
+
+use prost::Message as _;
+use triton_proto::raft::RaftBatch;
+
+use crate::codec::{message_from_pb, message_to_pb};
+use crate::members::AddressBook;
+
+/// Which decoder the input went to and whether it accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Refused,
+}
+
+/// The first byte picks the decoder: even, a peer's `RaftBatch` (protobuf)
+/// and every message in it; odd, a membership entry's payload and the
+/// address book in its context.
+pub fn network_input(data: &[u8]) -> Outcome {
+    let Some((&mode, body)) = data.split_first() else {
+        return Outcome::Refused;
+    };
+    if mode % 2 == 0 {
+        peer_batch(body)
+    } else {
+        membership_entry(body)
+    }
+}
+
+fn peer_batch(body: &[u8]) -> Outcome {
+    let Ok(batch) = RaftBatch::decode(body) else {
+        return Outcome::Refused;
+    };
+    let mut outcome = Outcome::Accepted;
+    for pb in batch.messages {
+        match message_from_pb(pb) {
+            Ok(m) => {
+                // What is accepted survives a round trip unchanged.
+                let again = message_from_pb(message_to_pb(&m)).expect("an encoded message decodes");
+                assert_eq!(again, m, "message round trip");
+            }
+            Err(_) => outcome = Outcome::Refused,
+        }
+    }
+    outcome
+}
+
+fn membership_entry(body: &[u8]) -> Outcome {
+    let data = bytes::Bytes::copy_from_slice(body);
+    let Ok((membership, context)) = triton_raft::confchange::decode_entry(&data) else {
+        return Outcome::Refused;
+    };
+    let again = triton_raft::confchange::decode_entry(&triton_raft::confchange::encode_entry(&membership, &context))
+        .expect("an encoded entry decodes");
+    assert_eq!(again.0, membership, "membership round trip");
+    match AddressBook::decode(&context) {
+        Ok(book) => {
+            assert_eq!(
+                AddressBook::decode(&book.encode()).as_ref(),
+                Ok(&book),
+                "address round trip"
+            );
+            Outcome::Accepted
+        }
+        Err(_) => Outcome::Refused,
+    }
+}
