@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use tempfile::TempDir;
 
 use crate::error::{Error, IoContext, Result};
-use crate::memsort::{sort_index, write_in_order, BucketIndex};
+use crate::memsort::{sort_into_file, BucketIndex};
 use crate::record::{key_of, record_count, RECORD_LEN};
 use crate::writer::{PipelinedWriter, BUFFERS};
 
@@ -419,7 +419,7 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
     };
     let mut sorter = RunSorter::new(options.memory, &parent)?;
     if size > 0 && size <= sorter.in_memory_limit() as u64 && !same_file(input, output) {
-        return sort_mapped(&file, input, output, sorter.write_buffer);
+        return sort_mapped(&file, input, output);
     }
     sorter.expect_bytes(size);
     sorter.fill_from(&mut file, input)?;
@@ -432,7 +432,7 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
 /// Sort a file that fits the budget straight from a read-only map of the
 /// page cache: no copy into our own memory, and the index (16 bytes per
 /// record) is the only large allocation.
-fn sort_mapped(file: &File, input: &Path, output: &Path, write_buffer: usize) -> Result<SortStats> {
+fn sort_mapped(file: &File, input: &Path, output: &Path) -> Result<SortStats> {
     // SAFETY: the map is read-only and lives only during this call. Like any
     // sort, it requires that nobody else modifies or truncates the input
     // while it runs; `sort_file` never maps when the output is the input.
@@ -441,17 +441,11 @@ fn sort_mapped(file: &File, input: &Path, output: &Path, write_buffer: usize) ->
     // The size may have changed since it was checked: check the map.
     record_count(input, map.len() as u64)?;
     let t = std::time::Instant::now();
-    let index = sort_index(&map);
-    trace(&format!("sort_index {:?}", t.elapsed()));
     let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
-    let mut writer = PipelinedWriter::positional(out, write_buffer, map.len() as u64, WRITER_THREADS)
-        .ctx(|| format!("sizing {}", output.display()))?;
-    write_in_order(&map, &index, &mut writer)
-        .and_then(|()| writer.finish())
-        .ctx(|| format!("writing {}", output.display()))?;
-    trace(&format!("sort_index+write {:?}", t.elapsed()));
+    let records = sort_into_file(&map, &out).ctx(|| format!("writing {}", output.display()))?;
+    trace(&format!("sort+write {:?}", t.elapsed()));
     Ok(SortStats {
-        records: index.len() as u64,
+        records: records as u64,
         runs: 0,
     })
 }

@@ -7,7 +7,11 @@
 //! bits (one counting pass and one scatter pass, both parallel over slices of
 //! the input), then each bucket is sorted on its own in parallel; for random
 //! keys buckets are tiny and cache-resident. The sorted records are then
-//! gathered in parallel into large buffers that a writer thread writes out.
+//! gathered in parallel into large buffers that a writer thread writes out,
+//! or, for a file sorted in memory ([`sort_into_file`]), each rayon task
+//! sorts the buckets of one 256 kB output piece, gathers it into a small
+//! cache-resident buffer and `pwrite`s it at its offset: the kernel's copy
+//! then reads cache-hot bytes (measured: 1 GB sort from 2.2 to 1.2 CPU-s).
 //!
 //! Memory: 16 bytes of index per 100-byte record, plus the writer's buffers.
 
@@ -39,14 +43,74 @@ pub fn record_number(entry: u128) -> usize {
 
 /// Sorted index of the records in `data` (whose length must be a multiple of
 /// [`RECORD_LEN`]): entry `k` names the record that goes to position `k`.
-pub fn sort_index(data: &[u8]) -> Vec<u128> {
+pub fn sort_index(data: &[u8]) -> IndexBuf {
+    let (mut index, bucket_start) = bucket_index(data);
+    // Pass 3: sort every bucket.
+    let mut bucket_slices: Vec<&mut [u128]> = Vec::with_capacity(bucket_start.len());
+    let mut rest: &mut [u128] = &mut index;
+    for w in bucket_start.windows(2) {
+        let (head, tail) = rest.split_at_mut(w[1] - w[0]);
+        bucket_slices.push(head);
+        rest = tail;
+    }
+    bucket_slices
+        .into_par_iter()
+        .with_min_len(64)
+        .for_each(|bucket| bucket.sort_unstable());
+    index
+}
+
+/// Sort `data`'s records into `file` (which must be empty): like
+/// [`sort_index`] then [`write_sorted_at`], but each rayon task sorts the
+/// few buckets of one output piece right before gathering and writing it,
+/// so the last pass over the index happens while its entries are in cache
+/// and sorting overlaps the other thread's writes.
+pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let (mut index, bucket_start) = bucket_index(data);
+    let n = index.len();
+    file.set_len(data.len() as u64)?;
+    // Pieces of whole buckets, about PIECE_RECORDS records each.
+    let mut pieces: Vec<(usize, &mut [u128], Vec<usize>)> = Vec::new();
+    let mut rest: &mut [u128] = &mut index;
+    let mut b = 0;
+    while b + 1 < bucket_start.len() {
+        let first = bucket_start[b];
+        let mut bounds = vec![0];
+        while b + 1 < bucket_start.len() && (bucket_start[b] - first < PIECE_RECORDS || bounds.len() == 1) {
+            b += 1;
+            bounds.push(bucket_start[b] - first);
+        }
+        let len = bucket_start[b] - first;
+        let (head, tail) = rest.split_at_mut(len);
+        pieces.push((first, head, bounds));
+        rest = tail;
+    }
+    debug_assert!(rest.is_empty());
+    pieces.into_par_iter().try_for_each_init(
+        || Vec::with_capacity(2 * PIECE_RECORDS * RECORD_LEN),
+        |buf: &mut Vec<u8>, (first, entries, bounds)| {
+            for w in bounds.windows(2) {
+                entries[w[0]..w[1]].sort_unstable();
+            }
+            buf.clear();
+            gather_into(data, entries, buf);
+            file.write_all_at(buf, (first * RECORD_LEN) as u64)
+        },
+    )?;
+    Ok(n)
+}
+
+/// Passes 1 and 2 of the sort: index entries scattered into buckets by
+/// their top key bits (each bucket unsorted). Returns the index and where
+/// each bucket starts (one more entry than buckets, the last being `n`).
+fn bucket_index(data: &[u8]) -> (IndexBuf, Vec<usize>) {
     assert_eq!(data.len() % RECORD_LEN, 0, "whole records only");
     let n = data.len() / RECORD_LEN;
     assert!((n as u128) <= INDEX_MASK, "too many records for the index");
     if n < SMALL {
-        let mut index: Vec<u128> = (0..n).map(|i| entry(data, i)).collect();
-        index.sort_unstable();
-        return index;
+        let index = IndexBuf::Small((0..n).map(|i| entry(data, i)).collect());
+        return (index, vec![0, n]);
     }
     // About 64 records per bucket for random keys, at most 2^16 buckets.
     let bits = ((n / 64).max(2).ilog2()).min(16);
@@ -88,7 +152,7 @@ pub fn sort_index(data: &[u8]) -> Vec<u128> {
     // Pass 2: scatter. Every slice writes to disjoint ranges of `index`, found
     // above; each range is handed out as its own `&mut` slice so no unsafe
     // code is needed: split `index` at every (bucket, slice) boundary.
-    let mut index = vec![0u128; n];
+    let mut index = IndexBuf::zeroed(n);
     let mut parts: Vec<Vec<&mut [u128]>> = (0..slices.len()).map(|_| Vec::with_capacity(buckets)).collect();
     {
         let mut rest: &mut [u128] = &mut index;
@@ -117,19 +181,71 @@ pub fn sort_index(data: &[u8]) -> Vec<u128> {
                 fill[b] += 1;
             }
         });
-    // Pass 3: sort every bucket.
-    let mut bucket_slices: Vec<&mut [u128]> = Vec::with_capacity(buckets);
-    let mut rest: &mut [u128] = &mut index;
-    for b in 0..buckets {
-        let (head, tail) = rest.split_at_mut(bucket_start[b + 1] - bucket_start[b]);
-        bucket_slices.push(head);
-        rest = tail;
+    (index, bucket_start)
+}
+
+/// Storage of a sorted index. A large one is an anonymous mapping advised
+/// to use transparent huge pages: the scatter pass writes to up to 2^16
+/// buckets at once, and with 4 KiB pages nearly every one of those writes
+/// missed the TLB (a 1 GB sort's index is 160 MB: 80 huge pages, 40,000
+/// small ones).
+pub enum IndexBuf {
+    /// Few entries: a plain vector.
+    Small(Vec<u128>),
+    /// Many entries: `len` entries at the start of a zero-filled mapping.
+    Mapped {
+        /// The mapping (page-aligned, so aligned for `u128`).
+        map: memmap2::MmapMut,
+        /// Entries.
+        len: usize,
+    },
+}
+
+impl IndexBuf {
+    /// `len` zero entries (huge pages when the kernel allows them).
+    pub fn zeroed(len: usize) -> IndexBuf {
+        let bytes = len.checked_mul(16).expect("index size overflows");
+        match memmap2::MmapOptions::new().len(bytes.max(16)).map_anon() {
+            Ok(map) => {
+                #[cfg(target_os = "linux")]
+                {
+                    // Only advice: without huge pages the index still works.
+                    let _ = map.advise(memmap2::Advice::HugePage);
+                }
+                IndexBuf::Mapped { map, len }
+            }
+            Err(_) => IndexBuf::Small(vec![0; len]),
+        }
     }
-    bucket_slices
-        .into_par_iter()
-        .with_min_len(64)
-        .for_each(|bucket| bucket.sort_unstable());
-    index
+}
+
+impl std::ops::Deref for IndexBuf {
+    type Target = [u128];
+    fn deref(&self) -> &[u128] {
+        match self {
+            IndexBuf::Small(v) => v,
+            IndexBuf::Mapped { map, len } => {
+                debug_assert!(map.len() >= len * 16 && (map.as_ptr() as usize).is_multiple_of(16));
+                // SAFETY: the mapping is page-aligned (so aligned for u128),
+                // holds at least `len * 16` bytes, is zero-initialised by the
+                // kernel (a valid u128 for every bit pattern) and lives as long
+                // as `self`, which the returned borrow cannot outlive.
+                unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<u128>(), *len) }
+            }
+        }
+    }
+}
+
+impl std::ops::DerefMut for IndexBuf {
+    fn deref_mut(&mut self) -> &mut [u128] {
+        match self {
+            IndexBuf::Small(v) => v,
+            IndexBuf::Mapped { map, len } => {
+                // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
+                unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<u128>(), *len) }
+            }
+        }
+    }
 }
 
 /// How many records ahead the gather loop asks for (prefetches) its input.
@@ -190,6 +306,46 @@ pub fn write_in_order<W: Write + Send + 'static>(
         out.send_buffer(buf)?;
     }
     Ok(())
+}
+
+/// Records per piece of [`write_sorted_at`]: 256,000 bytes, small enough
+/// that a gathered piece is still in the core's L2 cache when the kernel
+/// copies it into the page cache.
+pub const PIECE_RECORDS: usize = 2560;
+
+/// Write the records of `data` in the order of `index` into `file` (which
+/// must be empty), from the rayon threads at once: each gathers a piece of
+/// [`PIECE_RECORDS`] records into its own small buffer and writes it at its
+/// final offset. Compared with gathering into large buffers handed to writer
+/// threads, the kernel's copy reads cache-hot bytes, nothing is zeroed
+/// first, and no extra threads or buffers exist. The file is first sized to
+/// its final length (writes into a pre-sized file measured faster on ext4
+/// than extending writes, see [`crate::writer`]).
+pub fn write_sorted_at(data: &[u8], index: &[u128], file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let total = index.len() as u64 * RECORD_LEN as u64;
+    file.set_len(total)?;
+    index.par_chunks(PIECE_RECORDS).enumerate().try_for_each_init(
+        || Vec::with_capacity(PIECE_RECORDS * RECORD_LEN),
+        |buf: &mut Vec<u8>, (k, entries)| {
+            buf.clear();
+            gather_into(data, entries, buf);
+            file.write_all_at(buf, (k * PIECE_RECORDS * RECORD_LEN) as u64)
+        },
+    )
+}
+
+/// Append the records named by `entries` to `buf`, in order (like
+/// [`gather`], without a zeroed destination).
+#[inline]
+fn gather_into(data: &[u8], entries: &[u128], buf: &mut Vec<u8>) {
+    for (k, &e) in entries.iter().enumerate() {
+        if let Some(&ahead) = entries.get(k + PREFETCH_AHEAD) {
+            prefetch_record(data, record_number(ahead) * RECORD_LEN);
+        }
+        let start = record_number(e) * RECORD_LEN;
+        buf.extend_from_slice(&data[start..start + RECORD_LEN]);
+    }
 }
 
 /// An index built while records arrive, for sorting as data streams in:
@@ -322,7 +478,7 @@ fn gather_pieces<W: Write + Send + 'static>(
 pub fn sort_records(data: &mut [u8]) {
     let index = sort_index(data);
     let mut sorted = Vec::with_capacity(data.len());
-    for &e in &index {
+    for &e in index.iter() {
         let start = record_number(e) * RECORD_LEN;
         sorted.extend_from_slice(&data[start..start + RECORD_LEN]);
     }
@@ -435,7 +591,7 @@ mod tests {
         let index = sort_index(&data);
         let mut expected: Vec<u128> = (0..n).map(|i| entry(&data, i)).collect();
         expected.sort();
-        assert!(index == expected, "bucketed index differs from a plain sort");
+        assert!(*index == expected[..], "bucketed index differs from a plain sort");
         let mut out = PipelinedWriter::new(Vec::new(), 4096 + 50);
         write_in_order(&data, &index, &mut out).unwrap();
         let sorted = out.finish_into_inner().unwrap();
@@ -445,6 +601,27 @@ mod tests {
         for (a, b) in sorted.chunks_exact(100).zip(sorted.chunks_exact(100).skip(1)) {
             if key_of(a) == key_of(b) {
                 assert!(a[10..18] < b[10..18]);
+            }
+        }
+        // The fused sort-and-write path and the piecewise writer give the
+        // same bytes (skewed buckets span several pieces; tiny inputs take
+        // the one-bucket path; empty input writes nothing).
+        let dir = tempfile::tempdir().unwrap();
+        for (name, input) in [
+            ("big", &data[..]),
+            ("small", &data[..100 * RECORD_LEN]),
+            ("empty", &data[..0]),
+        ] {
+            let mut expected = input.to_vec();
+            sort_records(&mut expected);
+            let fused = std::fs::File::create_new(dir.path().join(format!("{name}.fused"))).unwrap();
+            assert_eq!(sort_into_file(input, &fused).unwrap(), input.len() / RECORD_LEN);
+            let pieces = std::fs::File::create_new(dir.path().join(format!("{name}.pieces"))).unwrap();
+            write_sorted_at(input, &sort_index(input), &pieces).unwrap();
+            drop((fused, pieces));
+            for kind in ["fused", "pieces"] {
+                let got = std::fs::read(dir.path().join(format!("{name}.{kind}"))).unwrap();
+                assert!(got == expected, "{name} via {kind} differs from sort_records");
             }
         }
     }
