@@ -671,7 +671,15 @@ impl Driver {
                 fatal("appending to the WAL", e);
             }
         }
-        if let Some(hs) = rd.hard_state {
+        // Every batch of entries ends with a hard-state record, even an
+        // unchanged one (a few bytes per fsync): the log's last record is
+        // then never an acknowledged entry, so a repair that drops a torn
+        // final record (what the torn-tail process test simulates) only
+        // drops a redundant hard state. Without it, a leader that has
+        // already answered the entry would not re-send it until the next
+        // write (its progress says the follower has it).
+        let trailer = (rd.hard_state.is_none() && !rd.entries.is_empty()).then(|| self.raft.hard_state());
+        if let Some(hs) = rd.hard_state.or(trailer) {
             let hs = WalHardState {
                 term: hs.term,
                 vote: hs.vote.unwrap_or(0),
