@@ -52,10 +52,10 @@ echo "   copy_file_range here, dd copies through user memory as the sort must)"
 cat "$W/in1g" >/dev/null # warm the page cache
 hyperfine -N --style basic --warmup 1 --runs "$RUNS" \
     --prepare "rm -f $W/cp.out $W/sort.out $W/dd.out; sync" --export-json "$W/local.json" \
-    "cp $W/in1g $W/cp.out" "$TRITON sort $W/in1g $W/sort.out" "dd if=$W/in1g of=$W/dd.out bs=1M status=none"
-"$TRITON" valsort "$W/sort.out" | tail -1
+    "cp $W/in1g $W/cp.out" "dd if=$W/in1g of=$W/dd.out bs=1M status=none" "$TRITON sort $W/in1g $W/sort.out"
+"$TRITON" valsort "$W/sort.out" | tail -1 # the last command's output (prepare removes all)
 rm -f "$W/sort.out" "$W/cp.out" "$W/dd.out"
-CP1=$(median "$W/local.json" 0); SORT1=$(median "$W/local.json" 1); DD1=$(median "$W/local.json" 2)
+CP1=$(median "$W/local.json" 0); DD1=$(median "$W/local.json" 1); SORT1=$(median "$W/local.json" 2)
 RSS_CP1=$(peak_mb cp "$W/in1g" "$W/cp.out"); rm -f "$W/cp.out"
 RSS_SORT1=$(peak_mb "$TRITON" sort "$W/in1g" "$W/sort.out"); rm -f "$W/sort.out"
 
@@ -116,8 +116,8 @@ echo
 echo "== summary (medians; peak RSS in MB)"
 echo "| case | median wall | floor/peer median wall | wall ratio | CPU s (user+sys) vs peer | peak RSS |"
 echo "|---|---|---|---|---|---|"
-echo "| sort 1 GB (in memory) | ${SORT1} s | cp ${CP1} s | $(ratio "$SORT1" "$CP1")x | $(cpu "$W/local.json" 1) vs $(cpu "$W/local.json" 0) | ${RSS_SORT1} MB (cp ${RSS_CP1} MB) |"
-echo "| (same sort vs dd bs=1M) | ${SORT1} s | dd ${DD1} s | $(ratio "$SORT1" "$DD1")x | $(cpu "$W/local.json" 1) vs $(cpu "$W/local.json" 2) | |"
+echo "| sort 1 GB (in memory) | ${SORT1} s | cp ${CP1} s | $(ratio "$SORT1" "$CP1")x | $(cpu "$W/local.json" 2) vs $(cpu "$W/local.json" 0) | ${RSS_SORT1} MB (cp ${RSS_CP1} MB) |"
+echo "| (same sort vs dd bs=1M) | ${SORT1} s | dd ${DD1} s | $(ratio "$SORT1" "$DD1")x | $(cpu "$W/local.json" 2) vs $(cpu "$W/local.json" 1) | |"
 echo "| sort 4 GB, --memory 1GB | ${SORT4} s | cp ${CP4} s | $(ratio "$SORT4" "$CP4")x | $(cpu "$W/ext.json" 1) vs $(cpu "$W/ext.json" 0) | ${RSS_SORT4} MB |"
 echo "| netsort 4 x 250 MB | ${NET} s | local sort 1 GB ${LOCAL} s | $(ratio "$NET" "$LOCAL")x | $(cpu "$W/net.json" 0) vs $(cpu "$W/net.json" 1) | ${RSS_NET} MB per server (max) |"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
