@@ -341,7 +341,9 @@ async fn kill9_mid_batch_keeps_every_acknowledged_block() {
                     block_data: b,
                     block_size: 0,
                 }));
-                let Ok(reply) = bs.put_block_stream(stream).await else { return };
+                let Ok(reply) = bs.put_block_stream(stream).await else {
+                    return;
+                };
                 let hashes = reply.into_inner().hashes;
                 let want: Vec<String> = blocks.iter().map(|b| block_hash(b)).collect();
                 assert_eq!(hashes, want, "the reply lists each block's hash in order");
@@ -369,7 +371,11 @@ async fn kill9_mid_batch_keeps_every_acknowledged_block() {
     c.spawn_block_store(0);
     let mut bs = block_client(&addr).await;
     for (hash, data) in &acked {
-        let got = bs.get_block(BlockHash { hash: hash.clone() }).await.unwrap().into_inner();
+        let got = bs
+            .get_block(BlockHash { hash: hash.clone() })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(block_hash(&got.block_data), *hash);
         assert_eq!(&got.block_data, data);
     }
@@ -385,6 +391,12 @@ async fn kill9_mid_batch_keeps_every_acknowledged_block() {
     c.kill9_block_store(0);
     c.spawn_block_store(0);
     let mut bs = block_client(&addr).await;
-    let got = bs.get_block(BlockHash { hash: block_hash(&after) }).await.unwrap().into_inner();
+    let got = bs
+        .get_block(BlockHash {
+            hash: block_hash(&after),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.block_data, after, "appends after the repair survive too");
 }
