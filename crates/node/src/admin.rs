@@ -263,7 +263,7 @@ impl AdminClient {
                 self.endpoints[(next - 1) % self.endpoints.len()].clone()
             });
             match self.call_once(&addr, &call).await {
-                Ok(reply) => return Ok(self.from_leader(reply, &call).await),
+                Ok(reply) => return Ok(self.as_seen_by_leader(reply, &call).await),
                 Err(CallError::Unreachable(e)) => last_error = format!("{addr}: {e}"),
                 Err(CallError::Status(s)) => {
                     let leader = s
@@ -302,7 +302,7 @@ impl AdminClient {
 impl AdminClient {
     /// Members as the leader sees them (only it knows each member's
     /// replication progress): asks the leader again if someone else answered.
-    async fn from_leader(&self, reply: MembersReply, call: &AdminCall) -> MembersReply {
+    async fn as_seen_by_leader(&self, reply: MembersReply, call: &AdminCall) -> MembersReply {
         let Some(leader) = reply.leader.filter(|&l| l != reply.answered_by) else {
             return reply;
         };

@@ -307,6 +307,8 @@ fn unique_block(task: u32, i: u32, len: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_mid_batch_keeps_every_acknowledged_block() {
     use std::sync::{Arc, Mutex};
+    /// (hash, contents) of every block whose put was acknowledged.
+    type Acked = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
     let mut c = Cluster::start(ClusterOptions {
         nodes: 1,
         block_stores: 1,
@@ -314,7 +316,7 @@ async fn kill9_mid_batch_keeps_every_acknowledged_block() {
     });
     let addr = c.block_addrs[0].clone();
     let client = block_client(&addr).await;
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let mut tasks = Vec::new();
     for task in 0..8u32 {
         let (mut bs, acked) = (client.clone(), acked.clone());
