@@ -117,10 +117,10 @@ fn grow_replace_and_shrink_under_load_stay_linearizable() {
         snapshot_threshold: 200,
         ..ClusterOptions::default()
     });
-    let new = c.add_nodes_to_config(3);
-    let (n3, n4, n5) = (new[0], new[1], new[2]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(c.wait_leader());
+    let new = c.add_nodes_to_config(3);
+    let (n3, n4, n5) = (new[0], new[1], new[2]);
     let verify = start_verify(&c, 40);
 
     // Grow 3 -> 5: two nodes join as learners, catch up, get promoted.

@@ -171,6 +171,19 @@ impl Cluster {
     /// bootstrapped with (they saved them at their first start). Returns
     /// the new nodes' indexes. (Not for clusters with `[tls]`.)
     pub fn add_nodes_to_config(&mut self, n: usize) -> Vec<usize> {
+        // A node fixes its bootstrap voters when it first starts, from the
+        // config it reads then: wait until every running node did, or one
+        // still starting would read the longer list and bootstrap with it.
+        let start = Instant::now();
+        for i in 0..self.addrs.len() {
+            while self.children[i].is_some() && !self.data_dir(i).join("bootstrap").exists() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "node {i} never saved its bootstrap voters"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let first = self.addrs.len();
         for i in first..first + n {
             let addr = format!("127.0.0.1:{}", free_port());
