@@ -103,14 +103,7 @@ pub fn members_reply(status: &NodeStatus, node: &NodeHandle) -> MembersReply {
         .map(|id| Member {
             id: user_id(id),
             addr: book.get(id).unwrap_or_default().to_string(),
-            role: if m.voters.contains(&id) {
-                "voter"
-            } else if m.voters_outgoing.contains(&id) {
-                "outgoing"
-            } else {
-                "learner"
-            }
-            .into(),
+            role: m.role_of(id).into(),
             matched: matched(id),
         })
         .collect();

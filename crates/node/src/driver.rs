@@ -435,16 +435,9 @@ impl Driver {
 
     /// Addresses carried by membership entries this node just wrote.
     fn learn_from_entries(&mut self, entries: &[Entry]) {
-        let mut learned = Vec::new();
-        for e in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
-            if let Ok((_, context)) = triton_raft::confchange::decode_entry(&e.data) {
-                match AddressBook::decode(&context) {
-                    Ok(book) => learned.extend(book.iter().map(|(id, a)| (id, a.to_string()))),
-                    Err(err) => tracing::warn!(index = e.index, "ignoring member addresses: {err}"),
-                }
-            }
-        }
-        if !learned.is_empty() {
+        let carried = AddressBook::from_entries(entries);
+        if !carried.is_empty() {
+            let learned: Vec<(NodeId, String)> = carried.iter().map(|(id, a)| (id, a.to_string())).collect();
             self.learn_addresses(&learned);
         }
     }

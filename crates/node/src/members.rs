@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use triton_raft::NodeId;
+use triton_raft::{Entry, EntryKind, NodeId};
 
 /// Longest address accepted from a context or the file.
 const MAX_ADDR_BYTES: usize = 256;
@@ -30,6 +30,29 @@ pub struct AddressBook {
 pub struct AddressError(pub String);
 
 impl AddressBook {
+    /// The addresses carried by the membership entries among `entries`
+    /// (later entries win); a context that does not decode is logged and
+    /// skipped, as every node skips it.
+    pub fn from_entries(entries: &[Entry]) -> AddressBook {
+        let mut book = AddressBook::default();
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
+            let Ok((_, context)) = triton_raft::confchange::decode_entry(&e.data) else {
+                continue;
+            };
+            match AddressBook::decode(&context) {
+                Ok(carried) => {
+                    book.merge(&carried);
+                }
+                Err(err) => tracing::warn!(index = e.index, "ignoring member addresses: {err}"),
+            }
+        }
+        book
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
     pub fn get(&self, id: NodeId) -> Option<&str> {
         self.addrs.get(&id).map(String::as_str)
     }

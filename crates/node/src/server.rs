@@ -107,14 +107,7 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
         .map(|e| entry_from_payload(e.index, e.term, &e.payload))
         .collect::<Result<Vec<Entry>, _>>()
         .context("decoding WAL entries")?;
-    let mut addresses = AddressBook::default();
-    for e in entries.iter().filter(|e| e.kind == triton_raft::EntryKind::Membership) {
-        if let Ok((_, context)) = triton_raft::confchange::decode_entry(&e.data) {
-            if let Ok(book) = AddressBook::decode(&context) {
-                addresses.merge(&book);
-            }
-        }
-    }
+    let addresses = AddressBook::from_entries(&entries);
     let hs = recovered.hard_state;
     let timing = &opts.config.timing;
     let mut cfg = RaftConfig::new(raft_id);

@@ -103,19 +103,6 @@ fn user_id(raft_id: u64) -> u64 {
     raft_id.saturating_sub(1)
 }
 
-/// A node's place in a configuration, as the dashboard shows it.
-fn membership_role(m: &triton_raft::Membership, raft_id: u64) -> &'static str {
-    if m.voters.contains(&raft_id) {
-        "voter"
-    } else if m.voters_outgoing.contains(&raft_id) {
-        "outgoing"
-    } else if m.learners.contains(&raft_id) {
-        "learner"
-    } else {
-        "none"
-    }
-}
-
 /// Builds the `/status` document.
 pub fn status_doc(
     config: &ClusterConfig,
@@ -160,7 +147,7 @@ pub fn status_doc(
                 addr: n.addr.clone(),
                 file_addr: n.file_addr.clone(),
                 http_addr: n.http_addr.clone(),
-                membership: membership_role(&status.membership, ClusterConfig::raft_id(n.id)).into(),
+                membership: status.membership.role_of(ClusterConfig::raft_id(n.id)).into(),
             })
             .collect(),
         leader_changes,

@@ -82,6 +82,20 @@ impl Membership {
         all
     }
 
+    /// `id`'s place in this configuration: `voter`, `outgoing` (a voter of
+    /// the old half of a joint configuration only), `learner` or `none`.
+    pub fn role_of(&self, id: NodeId) -> &'static str {
+        if self.voters.contains(&id) {
+            "voter"
+        } else if self.voters_outgoing.contains(&id) {
+            "outgoing"
+        } else if self.learners.contains(&id) {
+            "learner"
+        } else {
+            "none"
+        }
+    }
+
     /// True if `id` may vote in either half of the configuration.
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id) || self.voters_outgoing.contains(&id)
