@@ -63,7 +63,7 @@ pub enum ConfChangeError {
     NotLeader { leader: Option<NodeId> },
     #[error("another membership change (entry {index}) is not applied yet; retry when it is")]
     Pending { index: u64 },
-    #[error("leadership transfer in progress")]
+    #[error("leadership transfer in progress; retry when it ends")]
     TransferInProgress,
     #[error("node {id} is not caught up yet (has {matched} of {last}); retry when it is")]
     NotCaughtUp { id: NodeId, matched: u64, last: u64 },
@@ -229,6 +229,9 @@ mod tests {
             m(&[1, 2, 3], &[], &[4, 5])
         );
         assert_eq!(leave_joint(&m(&[1, 3], &[1, 2, 3], &[4])), m(&[1, 3], &[], &[4]));
+        let joint = m(&[1, 3], &[1, 2, 3], &[4]);
+        let roles: Vec<&str> = (1..=5).map(|id| joint.role_of(id)).collect();
+        assert_eq!(roles, ["voter", "outgoing", "voter", "learner", "none"]);
     }
 
     #[test]
