@@ -135,8 +135,8 @@ pub struct Timing {
     /// Milliseconds per tick, 1 to 60 000. Default: 50.
     pub tick_ms: u64,
     /// A follower that hears no leader for a random number of ticks in
-    /// `[election_ticks, 2 * election_ticks)` starts an election. Must be
-    /// greater than `heartbeat_ticks`. Default: 10 (500-1000 ms at 50 ms).
+    /// `[election_ticks + 1, 2 * election_ticks)` starts an election. Must be
+    /// greater than `heartbeat_ticks`. Default: 10 (550-1000 ms at 50 ms).
     pub election_ticks: u32,
     /// A leader sends heartbeats every this many ticks; at least 1.
     /// Default: 2 (100 ms at 50 ms).
@@ -281,11 +281,12 @@ impl Timing {
     }
 
     /// The range a follower's election timeout is drawn from:
-    /// `[election_ticks, 2 * election_ticks)` ticks. (Saturating, so even
-    /// an unvalidated timing cannot overflow.)
+    /// `[election_ticks + 1, 2 * election_ticks)` ticks (the core's rule).
+    /// (Saturating, so even an unvalidated timing cannot overflow.)
     pub fn election_timeout(&self) -> std::ops::Range<Duration> {
-        let low = self.tick().saturating_mul(self.election_ticks);
-        low..low.saturating_mul(2)
+        let low = self.tick().saturating_mul(self.election_ticks.saturating_add(1));
+        let high = self.tick().saturating_mul(self.election_ticks.saturating_mul(2));
+        low..high.max(low.saturating_add(self.tick()))
     }
 }
 

@@ -140,7 +140,7 @@ fn toml_defaults_match_the_documented_values() {
     let t = Timing::default();
     assert_eq!(
         t.election_timeout(),
-        std::time::Duration::from_millis(500)..std::time::Duration::from_millis(1000)
+        std::time::Duration::from_millis(550)..std::time::Duration::from_millis(1000)
     );
     assert_eq!(t.heartbeat_interval(), std::time::Duration::from_millis(100));
     let absurd = Timing {

@@ -13,6 +13,12 @@ use triton_proto::kv::{AppendRequest, DeleteRequest, GetRequest, PutRequest, Ses
 use crate::service::LEADER_METADATA;
 use crate::tls::Dialer;
 
+/// Longest pause between attempts while no leader answers. Polling a few
+/// times per election timeout finds the new leader within about this long
+/// of its election (the tail of `triton bench failover`), at the cost of a
+/// few cheap refused calls per client while the election runs.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No node answered in time: a write may or may not have happened.
@@ -158,7 +164,7 @@ impl KvClient {
                             self.leader = (!hint.is_empty() && hint != addr).then_some(hint);
                             if self.leader.is_none() {
                                 tokio::time::sleep(pause).await; // an election is under way
-                                pause = (pause * 2).min(Duration::from_millis(200));
+                                pause = (pause * 2).min(MAX_RETRY_PAUSE);
                             }
                         }
                         Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied => {
@@ -167,7 +173,7 @@ impl KvClient {
                         _ => {
                             self.leader = None;
                             tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_millis(200));
+                            pause = (pause * 2).min(MAX_RETRY_PAUSE);
                         }
                     }
                 }

@@ -7,7 +7,9 @@ use crate::types::NodeId;
 pub struct Config {
     pub id: NodeId,
     /// A follower that hears nothing from a leader for a random time in
-    /// `[election_tick, 2 * election_tick)` campaigns (§5.2).
+    /// `[election_tick + 1, 2 * election_tick)` campaigns (§5.2); for
+    /// `election_tick` after hearing one, it refuses votes (the lease).
+    /// The one tick between the two absorbs nodes' unaligned tick phases.
     pub election_tick: u32,
     /// A leader sends heartbeats every `heartbeat_tick` ticks. Must be well
     /// below `election_tick`.

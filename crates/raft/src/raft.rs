@@ -946,8 +946,16 @@ impl Raft {
 
     fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
-        let lo = self.cfg.election_tick;
-        self.randomized_election_timeout = self.rng.random_range(lo..2 * lo);
+        // One tick above the lease window (`election_tick`, see `step`):
+        // nodes' ticks are not in phase, so a peer that heard the same last
+        // heartbeat may have counted one tick fewer when our pre-vote
+        // arrives. Starting at `election_tick` itself, that peer would still
+        // be "in lease" and refuse, and the whole cluster would wait out a
+        // second timeout (seen as the tail of `triton bench failover`).
+        let lo = self.cfg.election_tick + 1;
+        let hi = (2 * self.cfg.election_tick).max(lo + 1);
+        self.randomized_election_timeout = self.rng.random_range(lo..hi);
+        debug_assert!(self.randomized_election_timeout > self.cfg.election_tick);
     }
 
     /// Common to every role change: a new term forgets the vote.

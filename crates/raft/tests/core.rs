@@ -268,3 +268,61 @@ fn a_vote_waits_for_persistence_and_a_leader_append_does_not() {
     assert!(!rd.entries.is_empty());
     l.advance();
 }
+
+/// Followers that heard the same last heartbeat tick out of phase: when one
+/// times out and asks for pre-votes, the other may have counted one tick
+/// fewer. The election timeout starts one tick above the lease window, so
+/// that peer is already out of its lease and grants; otherwise the cluster
+/// would wait out a second timeout (the failover tail).
+#[test]
+fn a_peer_one_tick_behind_grants_the_pre_vote_of_the_first_to_time_out() {
+    for seed in 0..50 {
+        let heartbeat = |to| {
+            msg(
+                1,
+                to,
+                1,
+                Body::Heartbeat {
+                    commit: 0,
+                    read_seq: 0,
+                },
+            )
+        };
+        let mut c2 = cfg(2);
+        c2.seed = seed;
+        let mut a = Raft::new(c2.clone(), three()).unwrap();
+        a.step(heartbeat(2));
+        drain(&mut a);
+        let mut ticks = 0;
+        let pre_vote = loop {
+            a.tick();
+            ticks += 1;
+            let out = drain(&mut a);
+            if let Some(m) = out.into_iter().find(|m| m.to == 3 && matches!(m.body, Body::Vote { .. })) {
+                break m;
+            }
+            assert!(ticks < 2 * c2.election_tick, "seed {seed}: no campaign within 2 election timeouts");
+        };
+        assert!(ticks > c2.election_tick, "seed {seed}: campaigned inside the lease window");
+        let answer = |peer_ticks: u32| {
+            let mut b = Raft::new(cfg(3), three()).unwrap();
+            b.step(heartbeat(3));
+            drain(&mut b);
+            for _ in 0..peer_ticks {
+                b.tick();
+            }
+            drain(&mut b);
+            b.step(pre_vote.clone());
+            drain(&mut b)
+                .into_iter()
+                .find_map(|m| match m.body {
+                    Body::VoteResponse { pre_vote: true, granted } => Some(granted),
+                    _ => None,
+                })
+        };
+        assert_eq!(answer(ticks - 1), Some(true), "seed {seed}: a peer one tick behind refused");
+        // Control: inside its lease (election_tick - 1 ticks) the peer still
+        // ignores the request, so the test above can tell the difference.
+        assert_eq!(answer(c2.election_tick - 1), None, "seed {seed}: the lease no longer holds");
+    }
+}
