@@ -277,17 +277,7 @@ fn a_vote_waits_for_persistence_and_a_leader_append_does_not() {
 #[test]
 fn a_peer_one_tick_behind_grants_the_pre_vote_of_the_first_to_time_out() {
     for seed in 0..50 {
-        let heartbeat = |to| {
-            msg(
-                1,
-                to,
-                1,
-                Body::Heartbeat {
-                    commit: 0,
-                    read_seq: 0,
-                },
-            )
-        };
+        let heartbeat = |to| msg(1, to, 1, Body::Heartbeat { commit: 0, read_seq: 0 });
         let mut c2 = cfg(2);
         c2.seed = seed;
         let mut a = Raft::new(c2.clone(), three()).unwrap();
@@ -298,12 +288,21 @@ fn a_peer_one_tick_behind_grants_the_pre_vote_of_the_first_to_time_out() {
             a.tick();
             ticks += 1;
             let out = drain(&mut a);
-            if let Some(m) = out.into_iter().find(|m| m.to == 3 && matches!(m.body, Body::Vote { .. })) {
+            if let Some(m) = out
+                .into_iter()
+                .find(|m| m.to == 3 && matches!(m.body, Body::Vote { .. }))
+            {
                 break m;
             }
-            assert!(ticks < 2 * c2.election_tick, "seed {seed}: no campaign within 2 election timeouts");
+            assert!(
+                ticks < 2 * c2.election_tick,
+                "seed {seed}: no campaign within 2 election timeouts"
+            );
         };
-        assert!(ticks > c2.election_tick, "seed {seed}: campaigned inside the lease window");
+        assert!(
+            ticks > c2.election_tick,
+            "seed {seed}: campaigned inside the lease window"
+        );
         let answer = |peer_ticks: u32| {
             let mut b = Raft::new(cfg(3), three()).unwrap();
             b.step(heartbeat(3));
@@ -313,16 +312,25 @@ fn a_peer_one_tick_behind_grants_the_pre_vote_of_the_first_to_time_out() {
             }
             drain(&mut b);
             b.step(pre_vote.clone());
-            drain(&mut b)
-                .into_iter()
-                .find_map(|m| match m.body {
-                    Body::VoteResponse { pre_vote: true, granted } => Some(granted),
-                    _ => None,
-                })
+            drain(&mut b).into_iter().find_map(|m| match m.body {
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted,
+                } => Some(granted),
+                _ => None,
+            })
         };
-        assert_eq!(answer(ticks - 1), Some(true), "seed {seed}: a peer one tick behind refused");
+        assert_eq!(
+            answer(ticks - 1),
+            Some(true),
+            "seed {seed}: a peer one tick behind refused"
+        );
         // Control: inside its lease (election_tick - 1 ticks) the peer still
         // ignores the request, so the test above can tell the difference.
-        assert_eq!(answer(c2.election_tick - 1), None, "seed {seed}: the lease no longer holds");
+        assert_eq!(
+            answer(c2.election_tick - 1),
+            None,
+            "seed {seed}: the lease no longer holds"
+        );
     }
 }
