@@ -436,8 +436,10 @@ fn sort_mapped(file: &File, input: &Path, output: &Path) -> Result<SortStats> {
     // SAFETY: the map is read-only and lives only during this call. Like any
     // sort, it requires that nobody else modifies or truncates the input
     // while it runs; `sort_file` never maps when the output is the input.
+    let t = std::time::Instant::now();
     let map =
         unsafe { memmap2::MmapOptions::new().populate().map(file) }.ctx(|| format!("mapping {}", input.display()))?;
+    trace(&format!("map {:?}", t.elapsed()));
     // The size may have changed since it was checked: check the map.
     record_count(input, map.len() as u64)?;
     let t = std::time::Instant::now();
@@ -469,9 +471,14 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// True when `TRITON_SORT_TRACE` is set.
+pub(crate) fn tracing() -> bool {
+    std::env::var_os("TRITON_SORT_TRACE").is_some()
+}
+
 /// Phase timings on stderr when `TRITON_SORT_TRACE` is set (for benchmarks).
 pub(crate) fn trace(msg: &str) {
-    if std::env::var_os("TRITON_SORT_TRACE").is_some() {
+    if tracing() {
         eprintln!("trace: {msg}");
     }
 }

@@ -1,53 +1,127 @@
 //! The in-memory sort: sort an index, not the 100-byte records.
 //!
-//! Each record becomes one `u128` index entry: its 80-bit key in the top bits
-//! and its record number in the low [`INDEX_BITS`] bits, so a plain integer
-//! sort orders by key and breaks ties by position (the sort is stable and
-//! deterministic). Entries are first scattered into buckets by the top key
-//! bits (one counting pass and one scatter pass, both parallel over slices of
-//! the input), then each bucket is sorted on its own in parallel; for random
-//! keys buckets are tiny and cache-resident. The sorted records are then
-//! gathered in parallel into large buffers that a writer thread writes out,
-//! or, for a file sorted in memory ([`sort_into_file`]), each rayon task
-//! sorts the buckets of one 256 kB output piece, gathers it into a small
-//! cache-resident buffer and `pwrite`s it at its offset: the kernel's copy
-//! then reads cache-hot bytes (measured: 1 GB sort from 2.2 to 1.2 CPU-s).
+//! For a file sorted in memory each record becomes one `u64` index entry:
+//! the top bits of its key above [`record_bits`]`(n)` low bits holding its
+//! record number (24 bits for 10 M records, leaving 40 key bits). A plain
+//! integer sort then orders by those key bits and position; the rare runs of
+//! entries whose kept key bits are equal are re-sorted by the full 80-bit
+//! key and position ([`sort_entries`]), so the result is exact, stable and
+//! deterministic. Half the size of a `u128` entry means half the memory to
+//! fault in and scatter, and a cheaper sort (measured: see
+//! docs/BENCHMARKS.md, sort section).
 //!
-//! Memory: 16 bytes of index per 100-byte record, plus the writer's buffers.
+//! Entries are first scattered into buckets by the top key bits (one
+//! counting pass and one scatter pass, both parallel over slices of the
+//! input); then each rayon task sorts the buckets of one 256 kB output
+//! piece, gathers the piece into a small cache-resident buffer and
+//! `pwrite`s it at its offset ([`sort_into_file`]): the kernel's copy then
+//! reads cache-hot bytes.
+//!
+//! [`BucketIndex`] is the streaming variant used by the run sorter (runs and
+//! netsort): `u128` entries bucketed as records arrive.
+//!
+//! Memory: 8 bytes of index per 100-byte record ([`BucketIndex`]: 16 to 32).
 
 use std::io::Write;
 
 use rayon::prelude::*;
 
-use crate::record::{key_of, RECORD_LEN};
+use crate::record::{key_of, key_prefix, RECORD_LEN};
 use crate::writer::PipelinedWriter;
 
-/// Low bits of an index entry holding the record number.
+/// Low bits of a [`BucketIndex`] entry holding the record number.
 pub const INDEX_BITS: u32 = 48;
 const INDEX_MASK: u128 = (1u128 << INDEX_BITS) - 1;
 /// Below this many records a plain sort beats the bucket passes.
 const SMALL: usize = 1 << 14;
+/// Most record-number bits in a `u64` entry: at least 24 key bits remain,
+/// more than the 16 bucket bits.
+pub const MAX_RECORD_BITS: u32 = 40;
 
-/// Index entry for record number `i` of `data`.
-#[inline]
-fn entry(data: &[u8], i: usize) -> u128 {
-    let start = i * RECORD_LEN;
-    (key_of(&data[start..start + RECORD_LEN]) << INDEX_BITS) | i as u128
-}
-
-/// Record number stored in an index entry.
+/// Record number stored in a [`BucketIndex`] entry.
 #[inline]
 pub fn record_number(entry: u128) -> usize {
     (entry & INDEX_MASK) as usize
 }
 
+/// Bits needed to number `n` records (at least 1).
+pub fn record_bits(n: usize) -> u32 {
+    (usize::BITS - n.saturating_sub(1).leading_zeros()).max(1)
+}
+
+/// The `u64` entry of record `i` of `data`: the key's top `64 - rec_bits`
+/// bits, then `i`.
+#[inline]
+fn entry64(data: &[u8], i: usize, rec_bits: u32) -> u64 {
+    let start = i * RECORD_LEN;
+    ((key_prefix(&data[start..start + RECORD_LEN]) >> rec_bits) << rec_bits) | i as u64
+}
+
+/// Sort `entries` (of records in `data`, numbered in the low `rec_bits`
+/// bits) into key order, equal keys by record number. One integer sort
+/// orders all entries whose kept key bits differ; runs with equal kept bits
+/// (for random keys a handful in 10 M) are then ordered by the full key.
+pub fn sort_entries(data: &[u8], entries: &mut [u64], rec_bits: u32) {
+    entries.sort_unstable();
+    let mask = (1u64 << rec_bits) - 1;
+    let full_key = |e: u64| {
+        let start = (e & mask) as usize * RECORD_LEN;
+        (key_of(&data[start..start + RECORD_LEN]), e & mask)
+    };
+    let mut start = 0;
+    while start + 1 < entries.len() {
+        let kept = entries[start] >> rec_bits;
+        if entries[start + 1] >> rec_bits != kept {
+            start += 1;
+            continue;
+        }
+        let mut end = start + 2;
+        while end < entries.len() && entries[end] >> rec_bits == kept {
+            end += 1;
+        }
+        entries[start..end].sort_unstable_by_key(|&e| full_key(e));
+        start = end;
+    }
+}
+
+/// A sorted (or bucketed) index of the records of one buffer: `u64`
+/// entries, record number in the low [`Index::record_bits`] bits.
+pub struct Index {
+    entries: IndexBuf,
+    rec_bits: u32,
+}
+
+impl Index {
+    /// Entries indexed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Low bits of each entry holding the record number.
+    pub fn record_bits(&self) -> u32 {
+        self.rec_bits
+    }
+
+    /// The record numbers in index order.
+    pub fn record_numbers(&self) -> impl Iterator<Item = usize> + '_ {
+        let mask = (1u64 << self.rec_bits) - 1;
+        self.entries.iter().map(move |&e| (e & mask) as usize)
+    }
+}
+
 /// Sorted index of the records in `data` (whose length must be a multiple of
-/// [`RECORD_LEN`]): entry `k` names the record that goes to position `k`.
-pub fn sort_index(data: &[u8]) -> IndexBuf {
+/// [`RECORD_LEN`]): its `k`-th record number names the record that goes to
+/// position `k`.
+pub fn sort_index(data: &[u8]) -> Index {
     let (mut index, bucket_start) = bucket_index(data);
-    // Pass 3: sort every bucket.
-    let mut bucket_slices: Vec<&mut [u128]> = Vec::with_capacity(bucket_start.len());
-    let mut rest: &mut [u128] = &mut index;
+    let rec_bits = index.rec_bits;
+    let mut bucket_slices: Vec<&mut [u64]> = Vec::with_capacity(bucket_start.len());
+    let mut rest: &mut [u64] = &mut index.entries;
     for w in bucket_start.windows(2) {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         bucket_slices.push(head);
@@ -56,7 +130,7 @@ pub fn sort_index(data: &[u8]) -> IndexBuf {
     bucket_slices
         .into_par_iter()
         .with_min_len(64)
-        .for_each(|bucket| bucket.sort_unstable());
+        .for_each(|bucket| sort_entries(data, bucket, rec_bits));
     index
 }
 
@@ -69,10 +143,12 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
     use std::os::unix::fs::FileExt;
     let (mut index, bucket_start) = bucket_index(data);
     let n = index.len();
+    let rec_bits = index.rec_bits;
     file.set_len(data.len() as u64)?;
+    let t = std::time::Instant::now();
     // Pieces of whole buckets, about PIECE_RECORDS records each.
-    let mut pieces: Vec<(usize, &mut [u128], Vec<usize>)> = Vec::new();
-    let mut rest: &mut [u128] = &mut index;
+    let mut pieces: Vec<(usize, &mut [u64], Vec<usize>)> = Vec::new();
+    let mut rest: &mut [u64] = &mut index.entries;
     let mut b = 0;
     while b + 1 < bucket_start.len() {
         let first = bucket_start[b];
@@ -87,50 +163,107 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
         rest = tail;
     }
     debug_assert!(rest.is_empty());
+    let times = PhaseTimes::default();
     pieces.into_par_iter().try_for_each_init(
         || Vec::with_capacity(2 * PIECE_RECORDS * RECORD_LEN),
         |buf: &mut Vec<u8>, (first, entries, bounds)| {
+            let t0 = times.now();
             for w in bounds.windows(2) {
-                entries[w[0]..w[1]].sort_unstable();
+                sort_entries(data, &mut entries[w[0]..w[1]], rec_bits);
             }
+            let t1 = times.add(&times.sort, t0);
             buf.clear();
-            gather_into(data, entries, buf);
-            file.write_all_at(buf, (first * RECORD_LEN) as u64)
+            gather_into(data, entries, rec_bits, buf);
+            let t2 = times.add(&times.gather, t1);
+            let written = file.write_all_at(buf, (first * RECORD_LEN) as u64);
+            times.add(&times.write, t2);
+            written
         },
     )?;
+    times.report("sort+gather+pwrite", t);
     Ok(n)
+}
+
+/// Thread-time per phase of the parallel sort-gather-write loop, summed
+/// over threads; only measured when `TRITON_SORT_TRACE` is set.
+#[derive(Default)]
+struct PhaseTimes {
+    on: std::sync::OnceLock<bool>,
+    sort: std::sync::atomic::AtomicU64,
+    gather: std::sync::atomic::AtomicU64,
+    write: std::sync::atomic::AtomicU64,
+}
+
+impl PhaseTimes {
+    fn enabled(&self) -> bool {
+        *self.on.get_or_init(crate::external::tracing)
+    }
+
+    fn now(&self) -> Option<std::time::Instant> {
+        self.enabled().then(std::time::Instant::now)
+    }
+
+    /// Add the time since `since` to `phase`; returns now.
+    fn add(
+        &self,
+        phase: &std::sync::atomic::AtomicU64,
+        since: Option<std::time::Instant>,
+    ) -> Option<std::time::Instant> {
+        let since = since?;
+        let now = std::time::Instant::now();
+        phase.fetch_add((now - since).as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        Some(now)
+    }
+
+    fn report(&self, what: &str, wall: std::time::Instant) {
+        if self.enabled() {
+            let secs = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
+            crate::external::trace(&format!(
+                "{what}: wall {:.3}s; thread-time sort {:.3}s, gather {:.3}s, pwrite {:.3}s",
+                wall.elapsed().as_secs_f64(),
+                secs(&self.sort),
+                secs(&self.gather),
+                secs(&self.write)
+            ));
+        }
+    }
 }
 
 /// Passes 1 and 2 of the sort: index entries scattered into buckets by
 /// their top key bits (each bucket unsorted). Returns the index and where
 /// each bucket starts (one more entry than buckets, the last being `n`).
-fn bucket_index(data: &[u8]) -> (IndexBuf, Vec<usize>) {
+fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
     assert_eq!(data.len() % RECORD_LEN, 0, "whole records only");
     let n = data.len() / RECORD_LEN;
-    assert!((n as u128) <= INDEX_MASK, "too many records for the index");
+    let rec_bits = record_bits(n);
+    assert!(rec_bits <= MAX_RECORD_BITS, "too many records for the index");
     if n < SMALL {
-        let index = IndexBuf::Small((0..n).map(|i| entry(data, i)).collect());
-        return (index, vec![0, n]);
+        let entries = IndexBuf::Small((0..n).map(|i| entry64(data, i, rec_bits)).collect());
+        return (Index { entries, rec_bits }, vec![0, n]);
     }
+    let t = std::time::Instant::now();
     // About 64 records per bucket for random keys, at most 2^16 buckets.
     let bits = ((n / 64).max(2).ilog2()).min(16);
     let buckets = 1usize << bits;
     let shift = 64 - bits;
-    let bucket_of = |i: usize| {
+    let prefix_of = |i: usize| {
         let start = i * RECORD_LEN;
-        (u64::from_be_bytes(data[start..start + 8].try_into().expect("8 bytes")) >> shift) as usize
+        key_prefix(&data[start..start + RECORD_LEN])
     };
     // A few slices per thread for the counting and scatter passes.
     let slice_count = (rayon::current_num_threads() * 4).clamp(1, n / SMALL);
     let slice_len = n.div_ceil(slice_count);
     let slices: Vec<(usize, usize)> = (0..n).step_by(slice_len).map(|s| (s, (s + slice_len).min(n))).collect();
-    // Pass 1: per-slice histograms.
+    // Pass 1: per-slice histograms. (Tried: writing each slice's entries to
+    // a staging copy here and scattering from it, so the records are read
+    // once instead of twice; no faster on this machine, and 8 more bytes
+    // per record: see docs/BENCHMARKS.md.)
     let counts: Vec<Vec<usize>> = slices
         .par_iter()
         .map(|&(lo, hi)| {
             let mut c = vec![0usize; buckets];
             for i in lo..hi {
-                c[bucket_of(i)] += 1;
+                c[(prefix_of(i) >> shift) as usize] += 1;
             }
             c
         })
@@ -149,13 +282,15 @@ fn bucket_index(data: &[u8]) -> (IndexBuf, Vec<usize>) {
     bucket_start[buckets] = pos;
     assert_eq!(pos, n);
     drop(counts);
-    // Pass 2: scatter. Every slice writes to disjoint ranges of `index`, found
-    // above; each range is handed out as its own `&mut` slice so no unsafe
-    // code is needed: split `index` at every (bucket, slice) boundary.
-    let mut index = IndexBuf::zeroed(n);
-    let mut parts: Vec<Vec<&mut [u128]>> = (0..slices.len()).map(|_| Vec::with_capacity(buckets)).collect();
+    crate::external::trace(&format!("count: {:.3}s", t.elapsed().as_secs_f64()));
+    let t = std::time::Instant::now();
+    // Pass 2: scatter. Every slice writes to disjoint ranges of the index,
+    // found above; each range is handed out as its own `&mut` slice so no
+    // unsafe code is needed: split it at every (bucket, slice) boundary.
+    let mut entries = IndexBuf::zeroed(n);
+    let mut parts: Vec<Vec<&mut [u64]>> = (0..slices.len()).map(|_| Vec::with_capacity(buckets)).collect();
     {
-        let mut rest: &mut [u128] = &mut index;
+        let mut rest: &mut [u64] = &mut entries;
         for b in 0..buckets {
             for (s, offsets) in slice_offsets.iter().enumerate() {
                 let end = if s + 1 < slices.len() {
@@ -176,25 +311,26 @@ fn bucket_index(data: &[u8]) -> (IndexBuf, Vec<usize>) {
         .for_each(|(mut dests, &(lo, hi))| {
             let mut fill = vec![0usize; buckets];
             for i in lo..hi {
-                let b = bucket_of(i);
-                dests[b][fill[b]] = entry(data, i);
+                let prefix = prefix_of(i);
+                let b = (prefix >> shift) as usize;
+                dests[b][fill[b]] = ((prefix >> rec_bits) << rec_bits) | i as u64;
                 fill[b] += 1;
             }
         });
-    (index, bucket_start)
+    crate::external::trace(&format!("scatter: {:.3}s", t.elapsed().as_secs_f64()));
+    (Index { entries, rec_bits }, bucket_start)
 }
 
-/// Storage of a sorted index. A large one is an anonymous mapping advised
-/// to use transparent huge pages: the scatter pass writes to up to 2^16
-/// buckets at once, and with 4 KiB pages nearly every one of those writes
-/// missed the TLB (a 1 GB sort's index is 160 MB: 80 huge pages, 40,000
-/// small ones).
+/// Storage of an index. A large one is an anonymous mapping advised to use
+/// transparent huge pages: the scatter pass writes to up to 2^16 buckets at
+/// once, and with 4 KiB pages nearly every one of those writes missed the
+/// TLB (a 1 GB sort's index is 80 MB: 40 huge pages, 20,000 small ones).
 pub enum IndexBuf {
     /// Few entries: a plain vector.
-    Small(Vec<u128>),
+    Small(Vec<u64>),
     /// Many entries: `len` entries at the start of a zero-filled mapping.
     Mapped {
-        /// The mapping (page-aligned, so aligned for `u128`).
+        /// The mapping (page-aligned, so aligned for `u64`).
         map: memmap2::MmapMut,
         /// Entries.
         len: usize,
@@ -204,8 +340,8 @@ pub enum IndexBuf {
 impl IndexBuf {
     /// `len` zero entries (huge pages when the kernel allows them).
     pub fn zeroed(len: usize) -> IndexBuf {
-        let bytes = len.checked_mul(16).expect("index size overflows");
-        match memmap2::MmapOptions::new().len(bytes.max(16)).map_anon() {
+        let bytes = len.checked_mul(8).expect("index size overflows");
+        match memmap2::MmapOptions::new().len(bytes.max(8)).map_anon() {
             Ok(map) => {
                 #[cfg(target_os = "linux")]
                 {
@@ -220,29 +356,29 @@ impl IndexBuf {
 }
 
 impl std::ops::Deref for IndexBuf {
-    type Target = [u128];
-    fn deref(&self) -> &[u128] {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
         match self {
             IndexBuf::Small(v) => v,
             IndexBuf::Mapped { map, len } => {
-                debug_assert!(map.len() >= len * 16 && (map.as_ptr() as usize).is_multiple_of(16));
-                // SAFETY: the mapping is page-aligned (so aligned for u128),
-                // holds at least `len * 16` bytes, is zero-initialised by the
-                // kernel (a valid u128 for every bit pattern) and lives as long
+                debug_assert!(map.len() >= len * 8 && (map.as_ptr() as usize).is_multiple_of(8));
+                // SAFETY: the mapping is page-aligned (so aligned for u64),
+                // holds at least `len * 8` bytes, is zero-initialised by the
+                // kernel (a valid u64 for every bit pattern) and lives as long
                 // as `self`, which the returned borrow cannot outlive.
-                unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<u128>(), *len) }
+                unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<u64>(), *len) }
             }
         }
     }
 }
 
 impl std::ops::DerefMut for IndexBuf {
-    fn deref_mut(&mut self) -> &mut [u128] {
+    fn deref_mut(&mut self) -> &mut [u64] {
         match self {
             IndexBuf::Small(v) => v,
             IndexBuf::Mapped { map, len } => {
                 // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
-                unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<u128>(), *len) }
+                unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<u64>(), *len) }
             }
         }
     }
@@ -251,23 +387,25 @@ impl std::ops::DerefMut for IndexBuf {
 /// How many records ahead the gather loop asks for (prefetches) its input.
 const PREFETCH_AHEAD: usize = 16;
 
-/// Copy the records named by `entries` into `dest`, in order. The reads are
-/// random over the whole input, so each one would stall on a cache and TLB
-/// miss; asking for records a few entries ahead overlaps those misses.
+/// Copy the records named by `entries` (whose record numbers `number`
+/// extracts) into `dest`, in order. The reads are random over the whole
+/// input, so each one would stall on a cache and TLB miss; asking for
+/// records a few entries ahead overlaps those misses.
 #[inline]
-fn gather(data: &[u8], entries: &[u128], dest: &mut [u8]) {
+fn gather<E: Copy>(data: &[u8], entries: &[E], number: impl Fn(E) -> usize, dest: &mut [u8]) {
     debug_assert_eq!(dest.len(), entries.len() * RECORD_LEN);
     for (k, (slot, &e)) in dest.chunks_exact_mut(RECORD_LEN).zip(entries).enumerate() {
         if let Some(&ahead) = entries.get(k + PREFETCH_AHEAD) {
-            prefetch_record(data, record_number(ahead) * RECORD_LEN);
+            prefetch_record(data, number(ahead) * RECORD_LEN);
         }
-        let start = record_number(e) * RECORD_LEN;
+        let start = number(e) * RECORD_LEN;
         slot.copy_from_slice(&data[start..start + RECORD_LEN]);
     }
 }
 
-/// Hint the CPU to load the record at byte `start` of `data` (both of its
-/// cache lines). Only a hint: it never faults and changes no data.
+/// Hint the CPU to load the record at byte `start` of `data` (all the cache
+/// lines it touches: two or three). Only a hint: it never faults and changes
+/// no data.
 #[inline(always)]
 fn prefetch_record(data: &[u8], start: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -275,10 +413,11 @@ fn prefetch_record(data: &[u8], start: usize) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let base = data[start..start + RECORD_LEN].as_ptr();
         // SAFETY: SSE is part of the x86_64 baseline, and a prefetch of any
-        // address is allowed (it cannot fault); both addresses are inside
+        // address is allowed (it cannot fault); all addresses are inside
         // the record, which the bounds-checked slice above proves exists.
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(base as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(RECORD_LEN - 1) as *const i8);
         }
     }
@@ -293,16 +432,17 @@ const GATHER_RECORDS: usize = 2048;
 /// parallel into the writer's buffers.
 pub fn write_in_order<W: Write + Send + 'static>(
     data: &[u8],
-    index: &[u128],
+    index: &Index,
     out: &mut PipelinedWriter<W>,
 ) -> std::io::Result<()> {
     let per_buffer = (out.buffer_size() / RECORD_LEN).max(1);
-    for group in index.chunks(per_buffer) {
+    for group in index.entries.chunks(per_buffer) {
         let mut buf = out.take_buffer()?;
         buf.resize(group.len() * RECORD_LEN, 0);
+        let mask = (1u64 << index.rec_bits) - 1;
         buf.par_chunks_mut(GATHER_RECORDS * RECORD_LEN)
             .zip(group.par_chunks(GATHER_RECORDS))
-            .for_each(|(dest, entries)| gather(data, entries, dest));
+            .for_each(|(dest, entries)| gather(data, entries, |e| (e & mask) as usize, dest));
         out.send_buffer(buf)?;
     }
     Ok(())
@@ -321,29 +461,31 @@ pub const PIECE_RECORDS: usize = 2560;
 /// first, and no extra threads or buffers exist. The file is first sized to
 /// its final length (writes into a pre-sized file measured faster on ext4
 /// than extending writes, see [`crate::writer`]).
-pub fn write_sorted_at(data: &[u8], index: &[u128], file: &std::fs::File) -> std::io::Result<()> {
+pub fn write_sorted_at(data: &[u8], index: &Index, file: &std::fs::File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let total = index.len() as u64 * RECORD_LEN as u64;
     file.set_len(total)?;
-    index.par_chunks(PIECE_RECORDS).enumerate().try_for_each_init(
+    index.entries.par_chunks(PIECE_RECORDS).enumerate().try_for_each_init(
         || Vec::with_capacity(PIECE_RECORDS * RECORD_LEN),
         |buf: &mut Vec<u8>, (k, entries)| {
             buf.clear();
-            gather_into(data, entries, buf);
+            gather_into(data, entries, index.rec_bits, buf);
             file.write_all_at(buf, (k * PIECE_RECORDS * RECORD_LEN) as u64)
         },
     )
 }
 
-/// Append the records named by `entries` to `buf`, in order (like
-/// [`gather`], without a zeroed destination).
+/// Append the records named by `entries` (`u64` entries, record number in
+/// the low `rec_bits` bits) to `buf`, in order, prefetching ahead as
+/// [`gather`] does.
 #[inline]
-fn gather_into(data: &[u8], entries: &[u128], buf: &mut Vec<u8>) {
+fn gather_into(data: &[u8], entries: &[u64], rec_bits: u32, buf: &mut Vec<u8>) {
+    let mask = (1u64 << rec_bits) - 1;
     for (k, &e) in entries.iter().enumerate() {
         if let Some(&ahead) = entries.get(k + PREFETCH_AHEAD) {
-            prefetch_record(data, record_number(ahead) * RECORD_LEN);
+            prefetch_record(data, (ahead & mask) as usize * RECORD_LEN);
         }
-        let start = record_number(e) * RECORD_LEN;
+        let start = (e & mask) as usize * RECORD_LEN;
         buf.extend_from_slice(&data[start..start + RECORD_LEN]);
     }
 }
@@ -470,7 +612,7 @@ fn gather_pieces<W: Write + Send + 'static>(
     }
     jobs.into_par_iter()
         .with_min_len(4)
-        .for_each(|(dest, entries)| gather(data, entries, dest));
+        .for_each(|(dest, entries)| gather(data, entries, record_number, dest));
     out.send_buffer(buf)
 }
 
@@ -478,8 +620,8 @@ fn gather_pieces<W: Write + Send + 'static>(
 pub fn sort_records(data: &mut [u8]) {
     let index = sort_index(data);
     let mut sorted = Vec::with_capacity(data.len());
-    for &e in index.iter() {
-        let start = record_number(e) * RECORD_LEN;
+    for number in index.record_numbers() {
+        let start = number * RECORD_LEN;
         sorted.extend_from_slice(&data[start..start + RECORD_LEN]);
     }
     data.copy_from_slice(&sorted);
@@ -532,6 +674,44 @@ mod tests {
             prop_assert!(is_sorted(&sorted));
             prop_assert_eq!(multiset(&data), multiset(&sorted));
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        /// Keys that agree on their first 8 bytes and differ only in the
+        /// last two, so the `u64` entries tie and the full-key pass decides,
+        /// in both the small path and the bucketed one (n > SMALL).
+        #[test]
+        fn keys_equal_in_the_kept_bits_sort_by_the_full_key(
+            groups in proptest::collection::vec((0u8..4, any::<u16>()), 1..64),
+            copies in 1usize..400,
+        ) {
+            let keys: Vec<[u8; 10]> = (0..copies)
+                .flat_map(|c| groups.iter().map(move |&(g, low)| {
+                    let mut k = [0u8; 10];
+                    k[0] = g;
+                    k[8..].copy_from_slice(&low.wrapping_add(c as u16 % 3).to_be_bytes());
+                    k
+                }))
+                .collect();
+            let data = records_from_keys(&keys);
+            let index = sort_index(&data);
+            let mut expected: Vec<usize> = (0..keys.len()).collect();
+            expected.sort_by_key(|&i| (key_of(&data[i * RECORD_LEN..]), i));
+            let got: Vec<usize> = index.record_numbers().collect();
+            prop_assert!(got == expected, "index differs from a stable full-key sort");
+        }
+    }
+
+    #[test]
+    fn record_bits_cover_every_record_number() {
+        assert_eq!(record_bits(0), 1);
+        assert_eq!(record_bits(1), 1);
+        assert_eq!(record_bits(2), 1);
+        assert_eq!(record_bits(3), 2);
+        assert_eq!(record_bits(1 << 20), 20);
+        assert_eq!(record_bits((1 << 20) + 1), 21);
+        assert_eq!(record_bits(10_000_000), 24);
     }
 
     proptest! {
@@ -589,9 +769,11 @@ mod tests {
             .collect();
         let data = records_from_keys(&keys);
         let index = sort_index(&data);
-        let mut expected: Vec<u128> = (0..n).map(|i| entry(&data, i)).collect();
-        expected.sort();
-        assert!(*index == expected[..], "bucketed index differs from a plain sort");
+        // Expected: ordered by full key, then position.
+        let mut expected: Vec<usize> = (0..n).collect();
+        expected.sort_by_key(|&i| (key_of(&data[i * RECORD_LEN..]), i));
+        let got: Vec<usize> = index.record_numbers().collect();
+        assert!(got == expected, "bucketed index differs from a plain sort");
         let mut out = PipelinedWriter::new(Vec::new(), 4096 + 50);
         write_in_order(&data, &index, &mut out).unwrap();
         let sorted = out.finish_into_inner().unwrap();
