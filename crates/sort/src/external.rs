@@ -20,10 +20,8 @@
 //! `.triton-sort-*` directory beside the output and are removed on success
 //! and on error.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -31,7 +29,8 @@ use tempfile::TempDir;
 
 use crate::error::{Error, IoContext, Result};
 use crate::memsort::{sort_into_file, BucketIndex};
-use crate::record::{key_of, record_count, RECORD_LEN};
+use crate::merge::{merge_files, release_window};
+use crate::record::{record_count, RECORD_LEN};
 use crate::writer::{PipelinedWriter, BUFFERS};
 
 /// Smallest memory budget accepted: a few buffers and runs must fit.
@@ -135,9 +134,10 @@ impl RunSorter {
     }
 
     /// Largest input sorted in memory from a map of the file: the records
-    /// plus their 16-byte index entries fit the budget.
+    /// plus their 8-byte index entries fit the budget (also the run size of
+    /// an external sort of a mapped file).
     pub fn in_memory_limit(&self) -> usize {
-        self.merge_memory / 116 * 100 / RECORD_LEN * RECORD_LEN
+        (self.merge_memory / 108 * 100 / RECORD_LEN * RECORD_LEN).max(RECORD_LEN)
     }
 
     /// Runs spilled so far.
@@ -314,7 +314,7 @@ impl RunSorter {
                 }
                 let path = self.new_run_path()?;
                 let file = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
-                merge_runs(group, file, self.merge_memory, self.write_buffer)?;
+                merge_files(group, &file, release_window(self.merge_memory, group.len()))?;
                 for p in group {
                     std::fs::remove_file(p).ctx(|| format!("removing run {}", p.display()))?;
                 }
@@ -322,7 +322,7 @@ impl RunSorter {
             }
         }
         trace(&format!("runs written: {}", self.runs_made));
-        let merged = merge_runs(&self.runs, out, self.merge_memory, self.write_buffer)?;
+        let merged = merge_files(&self.runs, &out, release_window(self.merge_memory, self.runs.len()))?;
         assert_eq!(merged, self.records, "merge lost or duplicated records");
         Ok(SortStats {
             records: merged,
@@ -336,70 +336,6 @@ impl Drop for RunSorter {
         // Let a background spill finish before its directory is removed.
         let _ = self.wait_for_spill();
     }
-}
-
-/// Read one record; `false` at a clean end of file.
-fn read_record<R: Read>(input: &mut R, record: &mut [u8; RECORD_LEN]) -> std::io::Result<bool> {
-    let mut filled = 0;
-    while filled < RECORD_LEN {
-        match input.read(&mut record[filled..]) {
-            Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "run ends inside a record",
-                ))
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-/// K-way merge of sorted run files into `out` with a binary heap keyed by
-/// (record key, run number), so equal keys come out in run order.
-/// `memory` is shared by the run readers. Returns the records written.
-pub fn merge_runs(runs: &[PathBuf], out: File, memory: usize, write_buffer: usize) -> Result<u64> {
-    assert!(runs.len() <= MAX_FAN_IN, "fan-in bounded by MAX_FAN_IN");
-    let reader_buffer = (memory / runs.len().max(1)).clamp(4 << 10, 16 << 20);
-    let mut readers = Vec::with_capacity(runs.len());
-    let mut heads = vec![[0u8; RECORD_LEN]; runs.len()];
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    let mut total_bytes = 0u64;
-    for (i, path) in runs.iter().enumerate() {
-        let file = File::open(path).ctx(|| format!("opening run {}", path.display()))?;
-        total_bytes += file
-            .metadata()
-            .ctx(|| format!("reading the size of run {}", path.display()))?
-            .len();
-        let mut reader = BufReader::with_capacity(reader_buffer, file);
-        if read_record(&mut reader, &mut heads[i]).ctx(|| format!("reading run {}", path.display()))? {
-            heap.push(Reverse((key_of(&heads[i]) << 48) | i as u128));
-        }
-        readers.push(reader);
-    }
-    let mut out = PipelinedWriter::positional(out, write_buffer, total_bytes, WRITER_THREADS)
-        .ctx(|| "sizing the merged output".to_string())?;
-    let mut written: u64 = 0;
-    while let Some(Reverse(top)) = heap.pop() {
-        let i = (top & 0xffff) as usize;
-        out.write_all(&heads[i])
-            .ctx(|| "writing the merged output".to_string())?;
-        written += 1;
-        if read_record(&mut readers[i], &mut heads[i]).ctx(|| format!("reading run {}", runs[i].display()))? {
-            heap.push(Reverse((key_of(&heads[i]) << 48) | i as u128));
-        }
-    }
-    out.finish().ctx(|| "writing the merged output".to_string())?;
-    if written * RECORD_LEN as u64 != total_bytes {
-        return Err(Error::Io {
-            context: "merging runs".into(),
-            source: std::io::Error::other("runs changed size while being merged"),
-        });
-    }
-    Ok(written)
 }
 
 /// Sort the records of `input` into `output` within `options.memory`.
@@ -418,8 +354,14 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
         _ => PathBuf::from("."),
     };
     let mut sorter = RunSorter::new(options.memory, &parent)?;
-    if size > 0 && size <= sorter.in_memory_limit() as u64 && !same_file(input, output) {
-        return sort_mapped(&file, input, output);
+    if size > 0 && !same_file(input, output) {
+        if size <= sorter.in_memory_limit() as u64 {
+            return sort_mapped(&file, input, output);
+        }
+        // A tenth below the in-memory limit: the mapped merge windows and
+        // the bucket tables also count against the budget.
+        let run_records = (sorter.in_memory_limit() / RECORD_LEN / 10 * 9).max(1);
+        return sort_mapped_runs(&file, input, output, &parent, run_records, MAX_FAN_IN);
     }
     sorter.expect_bytes(size);
     sorter.fill_from(&mut file, input)?;
@@ -450,6 +392,101 @@ fn sort_mapped(file: &File, input: &Path, output: &Path) -> Result<SortStats> {
         records: records as u64,
         runs: 0,
     })
+}
+
+/// External sort of a file larger than the budget, from a read-only map of
+/// it: each run of `run_records` records is sorted like a file that fits
+/// ([`sort_into_file`]: index, then cache-hot pieces `pwrite`n at their
+/// offsets) into a run file, and its pages are then dropped from the
+/// mapping so the resident size stays within the budget; the runs are then
+/// merged by [`merge_files`] (mapped, split by key range across threads),
+/// in passes of at most `fan_in` runs. Measured against the previous
+/// read-into-buffers path in docs/BENCHMARKS.md (sort section).
+fn sort_mapped_runs(
+    file: &File,
+    input: &Path,
+    output: &Path,
+    temp_parent: &Path,
+    run_records: usize,
+    fan_in: usize,
+) -> Result<SortStats> {
+    assert!(run_records > 0 && fan_in >= 2);
+    let memory = run_records * RECORD_LEN;
+    // SAFETY: as in `sort_mapped`: read-only, only during this call, and
+    // the caller never maps when the output is the input.
+    let map = unsafe { memmap2::Mmap::map(file) }.ctx(|| format!("mapping {}", input.display()))?;
+    let records = record_count(input, map.len() as u64)? as usize;
+    let temp = tempfile::Builder::new()
+        .prefix(".triton-sort-")
+        .tempdir_in(temp_parent)
+        .ctx(|| format!("creating a temporary directory in {}", temp_parent.display()))?;
+    let mut runs = Vec::new();
+    let t = std::time::Instant::now();
+    for (k, first) in (0..records).step_by(run_records).enumerate() {
+        let (lo, hi) = (first * RECORD_LEN, (first + run_records).min(records) * RECORD_LEN);
+        // Only advice: fault the run in up front (fewer, larger faults).
+        let _ = map.advise_range(memmap2::Advice::PopulateRead, lo, hi - lo);
+        let path = temp.path().join(format!("run-{k:06}"));
+        let run = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
+        sort_into_file(&map[lo..hi], &run).ctx(|| format!("writing run {}", path.display()))?;
+        drop_pages(&map, lo, hi);
+        runs.push(path);
+    }
+    let runs_made = runs.len();
+    trace(&format!("runs: {runs_made} in {:.3}s", t.elapsed().as_secs_f64()));
+    drop(map);
+    let t = std::time::Instant::now();
+    let mut passes = 0;
+    while runs.len() > fan_in {
+        let mut next = Vec::new();
+        for group in runs.chunks(fan_in) {
+            if let [single] = group {
+                next.push(single.clone());
+                continue;
+            }
+            let path = temp.path().join(format!("merged-{passes}-{:06}", next.len()));
+            let merged = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
+            merge_files(group, &merged, release_window(memory, group.len()))?;
+            for p in group {
+                std::fs::remove_file(p).ctx(|| format!("removing run {}", p.display()))?;
+            }
+            next.push(path);
+        }
+        runs = next;
+        passes += 1;
+    }
+    let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
+    let merged = merge_files(&runs, &out, release_window(memory, runs.len()))?;
+    trace(&format!(
+        "merge ({passes} extra passes): {:.3}s",
+        t.elapsed().as_secs_f64()
+    ));
+    if merged as usize != records {
+        return Err(Error::Io {
+            context: "merging runs".into(),
+            source: std::io::Error::other("runs changed size while being merged"),
+        });
+    }
+    Ok(SortStats {
+        records: merged,
+        runs: runs_made,
+    })
+}
+
+/// Drop the whole pages of `map` within bytes `[lo, hi)` from our address
+/// space (they stay in the page cache): a sorted run's input is not read
+/// again, and without this the mapped input would count against the
+/// memory budget as it is read.
+fn drop_pages(map: &memmap2::Mmap, lo: usize, hi: usize) {
+    const PAGE: usize = 4096;
+    let first = lo.div_ceil(PAGE) * PAGE;
+    let last = hi / PAGE * PAGE;
+    if last > first {
+        // SAFETY: a read-only map of a file nobody modifies while we run:
+        // MADV_DONTNEED only drops page-table entries, and reading those
+        // bytes again faults the same contents back in.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+    }
 }
 
 /// True if `b` exists and is the same file as `a` (sorting onto itself).
@@ -559,8 +596,13 @@ mod tests {
             assert_eq!(stats.runs > 0, runs);
             assert!(std::fs::read(&out).unwrap() == expected);
         }
-        // Onto itself: read fully before the output is created.
+        // Onto itself: read fully before the output is created, in memory
+        // and (larger than the budget) through spilled runs.
         sort_file(&input, &input, &SortOptions { memory: 64 << 20 }).unwrap();
+        assert!(std::fs::read(&input).unwrap() == expected);
+        std::fs::write(&input, &data).unwrap();
+        let stats = sort_file(&input, &input, &SortOptions { memory: MIN_MEMORY }).unwrap();
+        assert!(stats.runs > 0);
         assert!(std::fs::read(&input).unwrap() == expected);
         let empty = dir.path().join("empty");
         std::fs::write(&empty, []).unwrap();
@@ -571,6 +613,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stats, SortStats::default());
+    }
+
+    #[test]
+    fn mapped_runs_match_the_in_memory_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<u16> = (0..2000u32).map(|i| (i.wrapping_mul(40503) % 601) as u16).collect();
+        let input = dir.path().join("in");
+        // (records, records per run, fan-in): one record; runs that do not
+        // divide the input; one run; one record per run with fan-in 2 (many
+        // merge passes); more runs than the fan-in with a partial last group.
+        for (n, run_records, fan_in) in [
+            (1, 7, 2),
+            (100, 7, 64),
+            (100, 100, 2),
+            (100, 1000, 64),
+            (37, 1, 2),
+            (2000, 64, 4),
+        ] {
+            let data = records(&keys[..n]);
+            let mut expected = data.clone();
+            sort_records(&mut expected);
+            std::fs::write(&input, &data).unwrap();
+            let output = dir.path().join("out");
+            let file = File::open(&input).unwrap();
+            let stats = sort_mapped_runs(&file, &input, &output, dir.path(), run_records, fan_in).unwrap();
+            assert_eq!(stats.records, n as u64);
+            assert_eq!(stats.runs, n.div_ceil(run_records));
+            assert!(
+                std::fs::read(&output).unwrap() == expected,
+                "n={n} run={run_records} fan-in={fan_in}"
+            );
+            // Only the input and the output are left: runs are removed.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        }
+        // A file that is not whole records is refused before any run.
+        std::fs::write(&input, [1u8; 250]).unwrap();
+        let file = File::open(&input).unwrap();
+        let err = sort_mapped_runs(&file, &input, &dir.path().join("out2"), dir.path(), 1, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a multiple"), "{err}");
     }
 
     #[test]

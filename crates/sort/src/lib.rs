@@ -10,6 +10,7 @@
 //! * [`valsort`]: order check plus an order-independent checksum.
 //! * [`memsort`]: the in-memory sort (bucket by top key bits, sort buckets in parallel).
 //! * [`external`]: runs that fit the memory budget, spilled and k-way merged.
+//! * [`merge`]: the k-way merge of run files, mapped and split by key range.
 //! * [`writer`]: a writer thread so producing and writing output overlap.
 //! * [`net`]: netsort, the same sort partitioned across servers over TCP.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod external;
 pub mod gen;
 pub mod memsort;
+pub mod merge;
 pub mod net;
 pub mod record;
 pub mod size;

@@ -1,0 +1,400 @@
+//! K-way merge of sorted run files, read through memory maps and split by
+//! key range so every core merges and writes at once.
+//!
+//! Why this shape (measured on this project's 2-core VM, see the sort
+//! section of docs/BENCHMARKS.md): the previous merge read runs with
+//! `read(2)` into buffers, merged one record at a time on one thread and
+//! handed 8 MiB buffers to two writer threads; 58 % of a 4 GB sort's CPU
+//! went into the kernel copying those cache-cold buffers into the page
+//! cache, and 13 % into the two writers spinning on the file's inode lock.
+//! Here:
+//! * runs are mapped, so reading a record is a load from the page cache
+//!   (no copy into our memory), and consumed ranges are punched out of the
+//!   run files as the merge passes them ([`release`]), so the resident size
+//!   stays small and the output reuses the freed page-cache pages. Run files
+//!   are therefore consumed by the merge: only temporary runs may be merged;
+//! * the key space is cut at splitter keys sampled from the runs into
+//!   [`PARTS_PER_THREAD`] partitions per thread; each partition is merged by
+//!   one rayon task into a 256 kB piece that is `pwrite`n at its final
+//!   offset while still in the core's cache (the same treatment as the
+//!   in-memory sort's output, [`crate::memsort::sort_into_file`]).
+//!
+//! Order: records are merged by (key, run number), and a partition holds
+//! every record of its key range from every run, so equal keys come out in
+//! run order: the merge is stable when runs are numbered in input order.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, IoContext, Result};
+use crate::memsort::PIECE_RECORDS;
+use crate::record::{key_of, RECORD_LEN};
+
+/// Key-range partitions per worker thread (more than one, so a thread that
+/// finishes early takes another and the threads end together).
+pub const PARTS_PER_THREAD: usize = 4;
+/// Keys sampled from each run per partition to choose the splitters.
+const SAMPLES_PER_PART: usize = 32;
+/// Most bytes a run cursor advances before the pages behind it are dropped
+/// from the mapping (they stay in the page cache; only our resident size
+/// drops). See [`release_window`].
+pub const RELEASE_MAX: usize = 8 << 20;
+/// Most runs one merge may take: run numbers live in the low 16 bits of a
+/// heap entry.
+pub const MAX_RUNS: usize = 1 << 16;
+
+/// One mapped run file (open for writing too, to punch out merged parts).
+struct Run {
+    map: memmap2::Mmap,
+    file: File,
+}
+
+impl Run {
+    fn records(&self) -> usize {
+        self.map.len() / RECORD_LEN
+    }
+
+    fn key(&self, record: usize) -> u128 {
+        key_of(&self.map[record * RECORD_LEN..(record + 1) * RECORD_LEN])
+    }
+
+    /// First record whose key is not less than `key` (runs are sorted).
+    fn lower_bound(&self, key: u128) -> usize {
+        let (mut lo, mut hi) = (0, self.records());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// How far a run cursor may advance before the mapped pages behind it are
+/// dropped, so that a merge of `runs` runs keeps about `memory` bytes of
+/// mapped runs resident: every thread works on one partition at a time,
+/// holding up to one window of every run.
+pub fn release_window(memory: usize, runs: usize) -> usize {
+    (memory / (rayon::current_num_threads() * runs.max(1))).clamp(64 << 10, RELEASE_MAX)
+}
+
+/// Merge the sorted run files `runs` (in input order) into `out`, which is
+/// sized to their total length; returns the records written. Consumed
+/// mapped pages are dropped every `window` bytes of a run
+/// ([`release_window`]). Fails with a clear error if a run is not a whole
+/// number of records; a run that is not sorted gives unsorted output (runs
+/// are this crate's own files).
+pub fn merge_files(runs: &[PathBuf], out: &File, window: usize) -> Result<u64> {
+    assert!(runs.len() <= MAX_RUNS, "too many runs for one merge");
+    let mut mapped = Vec::with_capacity(runs.len());
+    let mut total: u64 = 0;
+    for path in runs {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .ctx(|| format!("opening run {}", path.display()))?;
+        let len = file
+            .metadata()
+            .ctx(|| format!("reading the size of run {}", path.display()))?
+            .len();
+        crate::record::record_count(path, len)?;
+        // SAFETY: run files are private to this sort (in its temporary
+        // directory) and are neither written nor truncated while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ctx(|| format!("mapping run {}", path.display()))?;
+        if map.len() as u64 != len {
+            return Err(Error::Io {
+                context: format!("mapping run {}", path.display()),
+                source: std::io::Error::other("run changed size while being mapped"),
+            });
+        }
+        // Only advice: the merge reads each run front to back.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        total += len;
+        mapped.push(Run { map, file });
+    }
+    out.set_len(total).ctx(|| "sizing the merged output".to_string())?;
+    let parts = partition(&mapped, rayon::current_num_threads() * PARTS_PER_THREAD);
+    // Output offset of each partition: the records of all partitions before.
+    let mut offset = 0u64;
+    let jobs: Vec<(u64, Vec<(usize, usize)>)> = parts
+        .into_iter()
+        .map(|ranges| {
+            let start = offset;
+            offset += ranges.iter().map(|&(lo, hi)| (hi - lo) as u64).sum::<u64>() * RECORD_LEN as u64;
+            (start, ranges)
+        })
+        .collect();
+    assert_eq!(offset, total, "partitions cover every record once");
+    let written: u64 = jobs
+        .into_par_iter()
+        .map_init(
+            || Vec::with_capacity(PIECE_RECORDS * RECORD_LEN),
+            |piece, (start, ranges)| merge_partition(&mapped, &ranges, out, start, window, piece),
+        )
+        .try_reduce(|| 0, |a, b| Ok(a + b))?;
+    Ok(written)
+}
+
+/// Cut the records of `runs` into at most `parts` key ranges of about equal
+/// size: for each partition, the record range `[lo, hi)` of every run.
+/// Splitters are quantiles of keys sampled evenly from every run; every
+/// record with a key in `[splitter[p-1], splitter[p])` lands in partition
+/// `p`, so equal keys never straddle two partitions.
+fn partition(runs: &[Run], parts: usize) -> Vec<Vec<(usize, usize)>> {
+    let parts = parts.max(1);
+    let mut sample: Vec<u128> = Vec::new();
+    for run in runs {
+        let n = run.records();
+        let take = (parts * SAMPLES_PER_PART).min(n);
+        sample.extend((0..take).map(|k| run.key(k * n / take)));
+    }
+    sample.sort_unstable();
+    let mut splitters: Vec<u128> = if sample.is_empty() {
+        Vec::new()
+    } else {
+        (1..parts).map(|p| sample[p * sample.len() / parts]).collect()
+    };
+    splitters.dedup();
+    // bounds[r][p] = first record of run r in partition p (p = 0..=len).
+    let bounds: Vec<Vec<usize>> = runs
+        .iter()
+        .map(|run| {
+            let mut b = vec![0];
+            b.extend(splitters.iter().map(|&s| run.lower_bound(s)));
+            b.push(run.records());
+            b
+        })
+        .collect();
+    (0..=splitters.len())
+        .map(|p| bounds.iter().map(|b| (b[p], b[p + 1])).collect())
+        .collect()
+}
+
+/// Merge record ranges `ranges[r]` of every run `r` into `out` from byte
+/// `start`, through the reusable `piece` buffer; returns records written.
+fn merge_partition(
+    runs: &[Run],
+    ranges: &[(usize, usize)],
+    out: &File,
+    start: u64,
+    window: usize,
+    piece: &mut Vec<u8>,
+) -> Result<u64> {
+    debug_assert_eq!(runs.len(), ranges.len());
+    let mut cursor: Vec<usize> = ranges.iter().map(|&(lo, _)| lo).collect();
+    // Byte offset in each run below which the mapping was released.
+    let mut released: Vec<usize> = ranges.iter().map(|&(lo, _)| lo * RECORD_LEN).collect();
+    let mut heap: BinaryHeap<Reverse<u128>> = BinaryHeap::with_capacity(runs.len());
+    let entry = |r: usize, record: usize| Reverse((runs[r].key(record) << 16) | r as u128);
+    for (r, &(lo, hi)) in ranges.iter().enumerate() {
+        if lo < hi {
+            heap.push(entry(r, lo));
+        }
+    }
+    let mut offset = start;
+    let mut written = 0u64;
+    piece.clear();
+    let flush = |piece: &mut Vec<u8>, offset: &mut u64| -> Result<()> {
+        out.write_all_at(piece, *offset)
+            .ctx(|| "writing the merged output".to_string())?;
+        *offset += piece.len() as u64;
+        piece.clear();
+        Ok(())
+    };
+    while let Some(mut top) = heap.peek_mut() {
+        let r = (top.0 & 0xffff) as usize;
+        let record = cursor[r];
+        let bytes = &runs[r].map[record * RECORD_LEN..(record + 1) * RECORD_LEN];
+        piece.extend_from_slice(bytes);
+        written += 1;
+        cursor[r] += 1;
+        if cursor[r] < ranges[r].1 {
+            *top = entry(r, cursor[r]); // one sift-down instead of pop + push
+        } else {
+            std::collections::binary_heap::PeekMut::pop(top);
+        }
+        let consumed = cursor[r] * RECORD_LEN;
+        if consumed - released[r] >= window {
+            release(&runs[r], released[r], consumed);
+            released[r] = consumed;
+        }
+        if piece.len() >= PIECE_RECORDS * RECORD_LEN {
+            flush(piece, &mut offset)?;
+        }
+    }
+    if !piece.is_empty() {
+        flush(piece, &mut offset)?;
+    }
+    debug_assert_eq!(written, ranges.iter().map(|&(lo, hi)| (hi - lo) as u64).sum::<u64>());
+    Ok(written)
+}
+
+/// The merge has passed bytes `[from, to)` of `run`, which lie inside the
+/// run's range of one partition: punch the whole pages among them out of
+/// the run file. That frees their page-cache pages at once, so the output
+/// written next reuses them: on this VM, writing into pages the guest
+/// freed long ago (and the host reclaimed) cost 2-3x more than into
+/// recently freed ones. Pages shared with a neighbouring partition (at most
+/// one at each end) are left alone. Where punching is not supported, the
+/// pages are only dropped from our mapping.
+fn release(run: &Run, from: usize, to: usize) {
+    const PAGE: usize = 4096;
+    let first = from.div_ceil(PAGE) * PAGE;
+    let last = to / PAGE * PAGE;
+    if last <= first {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fallocate on an open descriptor with a valid range; it
+        // only discards bytes the merge has consumed (no later reader of
+        // this run touches them: partitions own their ranges, boundary
+        // pages are excluded above).
+        let punched = unsafe {
+            libc::fallocate(
+                run.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                first as libc::off_t,
+                (last - first) as libc::off_t,
+            )
+        } == 0;
+        if punched {
+            return;
+        }
+    }
+    // SAFETY: the mapping is a read-only map of a file nobody else modifies;
+    // MADV_DONTNEED only drops page-table entries, and a later read of those
+    // bytes faults the same file contents back in. Only advice: an error is
+    // ignored.
+    let _ = unsafe {
+        run.map
+            .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memsort::sort_records;
+
+    fn records(keys: &[u16], tag: u8) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (i, &k) in keys.iter().enumerate() {
+            let mut r = [0u8; RECORD_LEN];
+            r[..2].copy_from_slice(&k.to_be_bytes());
+            r[10] = tag;
+            r[11..19].copy_from_slice(&(i as u64).to_be_bytes());
+            data.extend_from_slice(&r);
+        }
+        data
+    }
+
+    /// Write `runs` (each sorted first) as files, merge them, return the output.
+    fn merge(runs: &[Vec<u8>]) -> Result<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let mut sorted = run.clone();
+            sort_records(&mut sorted);
+            let path = dir.path().join(format!("run-{i}"));
+            std::fs::write(&path, &sorted).unwrap();
+            paths.push(path);
+        }
+        let out_path = dir.path().join("out");
+        let out = File::create(&out_path).unwrap();
+        let n = merge_files(&paths, &out, 64 << 10)?;
+        drop(out);
+        let bytes = std::fs::read(&out_path).unwrap();
+        assert_eq!(n * RECORD_LEN as u64, bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    #[test]
+    fn merge_equals_sorting_the_concatenation_stably() {
+        // Few distinct keys (many ties across runs and partitions), runs of
+        // different lengths, one empty run, and runs large enough that the
+        // consumed-page release runs (more than the 64 KiB window).
+        let sizes = [0usize, 1, 37, 5000, 90_000];
+        let runs: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(t, &n)| {
+                let keys: Vec<u16> = (0..n as u32)
+                    .map(|i| (i.wrapping_mul(2654435761) >> 7) as u16 % 97)
+                    .collect();
+                records(&keys, t as u8)
+            })
+            .collect();
+        let mut expected: Vec<u8> = runs
+            .iter()
+            .flat_map(|r| {
+                let mut s = r.clone();
+                sort_records(&mut s);
+                s
+            })
+            .collect();
+        // Sorting the concatenation of the sorted runs stably gives equal
+        // keys in run order, as the merge must.
+        sort_records(&mut expected);
+        let got = merge(&runs).unwrap();
+        assert!(got == expected, "merge differs from a stable sort");
+    }
+
+    #[test]
+    fn all_equal_keys_and_empty_inputs() {
+        let runs = vec![records(&[7; 300], 1), records(&[7; 200], 2)];
+        let got = merge(&runs).unwrap();
+        let tags: Vec<u8> = got.chunks_exact(RECORD_LEN).map(|r| r[10]).collect();
+        assert_eq!(tags, [vec![1u8; 300], vec![2u8; 200]].concat());
+        assert!(merge(&[]).unwrap().is_empty());
+        assert!(merge(&[Vec::new(), Vec::new()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn partial_record_run_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad");
+        std::fs::write(&path, [0u8; 150]).unwrap();
+        let out = File::create(dir.path().join("out")).unwrap();
+        let err = merge_files(&[path], &out, RELEASE_MAX).unwrap_err().to_string();
+        assert!(err.contains("not a multiple of the 100-byte"), "{err}");
+    }
+
+    #[test]
+    fn partitions_cover_each_run_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (i, n) in [1000usize, 0, 333].into_iter().enumerate() {
+            let keys: Vec<u16> = (0..n as u16).map(|k| k.wrapping_mul(3) % 50).collect();
+            let mut data = records(&keys, 0);
+            sort_records(&mut data);
+            let path = dir.path().join(format!("r{i}"));
+            std::fs::write(&path, &data).unwrap();
+            let file = File::open(&path).unwrap();
+            let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+            runs.push(Run { map, file });
+        }
+        for parts in [1, 2, 7, 64] {
+            let p = partition(&runs, parts);
+            assert!(p.len() <= parts);
+            for (r, run) in runs.iter().enumerate() {
+                let mut next = 0;
+                for ranges in &p {
+                    assert_eq!(ranges[r].0, next, "ranges are contiguous");
+                    next = ranges[r].1;
+                }
+                assert_eq!(next, run.records());
+            }
+        }
+    }
+}
