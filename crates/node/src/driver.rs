@@ -16,8 +16,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 use triton_raft::{
-    ConfChange, ConfChangeError, Entry, EntryKind, Index, Membership, Message, NodeId, Raft, Ready, Role, Snapshot,
-    SnapshotMeta, Term, TransferError,
+    Body, ConfChange, ConfChangeError, Entry, EntryKind, Index, Membership, Message, NodeId, Raft, Ready, Role,
+    Snapshot, SnapshotMeta, Term, TransferError,
 };
 use triton_storage::{HardState as WalHardState, LogEntry, SnapshotMeta as WalSnapshotMeta, Wal};
 use triton_store::{Command, Store, WriteOp, WriteResult};
@@ -295,6 +295,28 @@ impl Driver {
             Input::Peer(m) => {
                 if self.crashed || self.unreachable.contains(&m.from) {
                     return;
+                }
+                if let Body::Vote {
+                    pre_vote,
+                    last_index,
+                    last_term,
+                    transfer,
+                } = m.body
+                {
+                    // Elections are rare and operators ask why one took long.
+                    tracing::info!(
+                        from = m.from,
+                        term = m.term,
+                        pre_vote,
+                        transfer,
+                        last_index,
+                        last_term,
+                        our_term = self.raft.term(),
+                        our_last_index = self.raft.last_index(),
+                        our_last_term = self.raft.last_term(),
+                        our_leader = ?self.raft.leader(),
+                        "vote request"
+                    );
                 }
                 self.raft.step(m);
             }
@@ -605,6 +627,9 @@ impl Driver {
 
     fn send(&mut self, messages: Vec<Message>) {
         for m in messages {
+            if let Body::VoteResponse { pre_vote, granted } = m.body {
+                tracing::info!(to = m.to, term = m.term, pre_vote, granted, "vote answer");
+            }
             if !self.unreachable.contains(&m.to) {
                 self.outbox.send(m);
             }

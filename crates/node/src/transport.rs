@@ -2,7 +2,10 @@
 //! batches of Raft messages in order. Sending never blocks the driver: each
 //! peer has a bounded queue, and a full queue drops the message (Raft
 //! tolerates loss and retransmits). Connections are re-established with
-//! exponential backoff.
+//! exponential backoff, as soon as a stream ends rather than at the next
+//! message, and a batch that met a dead stream goes out on the next one:
+//! the core does not resend votes or their answers, so losing the first
+//! message to a restarted peer could cost a whole election timeout.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -92,6 +95,11 @@ async fn peer_sender(
     dialer: Dialer,
 ) {
     let mut backoff = Duration::from_millis(50);
+    // A batch taken off the queue whose stream turned out to be dead: it
+    // goes first on the next connection, so the first messages to a peer
+    // that restarted (often a vote or its answer) are not lost with the
+    // old connection, which would cost the cluster a whole election timeout.
+    let mut carry: Option<RaftBatch> = None;
     loop {
         let endpoint = match dialer.endpoint(&addr) {
             Ok(e) => e
@@ -107,6 +115,7 @@ async fn peer_sender(
             Err(e) => {
                 tracing::debug!(peer = id, %addr, "connect failed: {e}; retrying in {backoff:?}");
                 // Drain what queued meanwhile: stale messages are useless.
+                carry = None;
                 while queue.try_recv().is_ok() {}
                 if matches!(queue.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)) {
                     return; // replaced by a sender to a new address, or shutting down
@@ -122,23 +131,46 @@ async fn peer_sender(
             .max_encoding_message_size(max_bytes)
             .max_decoding_message_size(max_bytes);
         let (tx, rx) = mpsc::channel::<RaftBatch>(64);
-        let call = tokio::spawn(async move { client.send(ReceiverStream::new(rx)).await });
+        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(rx)).await });
+        let mut ended = None;
         loop {
-            let Some(first) = queue.recv().await else {
-                return; // the node is shutting down
-            };
-            let mut messages = vec![first];
-            while messages.len() < BATCH {
-                match queue.try_recv() {
-                    Ok(m) => messages.push(m),
-                    Err(_) => break,
+            let batch = match carry.take() {
+                Some(b) => b,
+                None => {
+                    // Watch the call too: a peer that died ends it, and
+                    // reconnecting now (not at the next message) has the
+                    // stream up again by the time the peer is back.
+                    let first = tokio::select! {
+                        m = queue.recv() => match m {
+                            Some(m) => m,
+                            None => return, // the node is shutting down
+                        },
+                        r = &mut call => {
+                            ended = Some(r);
+                            break;
+                        }
+                    };
+                    let mut messages = vec![first];
+                    while messages.len() < BATCH {
+                        match queue.try_recv() {
+                            Ok(m) => messages.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    RaftBatch { messages }
                 }
-            }
-            if tx.send(RaftBatch { messages }).await.is_err() {
-                break; // the stream ended: reconnect
+            };
+            if let Err(mpsc::error::SendError(batch)) = tx.send(batch).await {
+                carry = Some(batch); // the stream ended before taking it
+                break;
             }
         }
-        if let Ok(Err(status)) = call.await {
+        drop(tx);
+        let result = match ended {
+            Some(r) => r,
+            None => call.await,
+        };
+        if let Ok(Err(status)) = result {
             tracing::debug!(peer = id, "stream ended: {status}");
         }
         tokio::time::sleep(backoff).await;
