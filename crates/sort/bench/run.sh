@@ -57,6 +57,8 @@ hyperfine -N --style basic --warmup 1 --runs "$RUNS" \
 rm -f "$W/sort.out" "$W/cp.out" "$W/dd.out"
 CP1=$(median "$W/local.json" 0); DD1=$(median "$W/local.json" 1); SORT1=$(median "$W/local.json" 2)
 RSS_CP1=$(peak_mb cp "$W/in1g" "$W/cp.out"); rm -f "$W/cp.out"
+echo "== phases of one more 1 GB sort (TRITON_SORT_TRACE; thread-time is summed over threads)"
+sync; TRITON_SORT_TRACE=1 "$TRITON" sort "$W/in1g" "$W/sort.out" 2>&1 | sed -n 's/^trace: /   /p'; rm -f "$W/sort.out"
 RSS_SORT1=$(peak_mb "$TRITON" sort "$W/in1g" "$W/sort.out"); rm -f "$W/sort.out"
 
 echo "== 3. netsort 4 servers x 250 MB vs local sort of the same 1 GB"
@@ -107,6 +109,8 @@ hyperfine -N --style basic --runs "$BIG_RUNS" \
     "cp $W/in4g $W/cp4.out" "$TRITON sort $W/in4g $W/sort4.out --memory 1GB"
 "$TRITON" valsort "$W/sort4.out" | tail -1
 rm -f "$W/sort4.out" "$W/cp4.out"
+echo "== phases of one more 4 GB sort"
+sync; TRITON_SORT_TRACE=1 "$TRITON" sort "$W/in4g" "$W/sort4.out" --memory 1GB 2>&1 | sed -n 's/^trace: \(runs\|merge\)/   \1/p'; rm -f "$W/sort4.out"
 CP4=$(median "$W/ext.json" 0); SORT4=$(median "$W/ext.json" 1)
 RSS_SORT4=$(peak_mb "$TRITON" sort "$W/in4g" "$W/sort4.out" --memory 1GB)
 rm -f "$W/in4g" "$W/sort4.out"

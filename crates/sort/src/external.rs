@@ -1,24 +1,28 @@
-//! Sorting within a memory budget: records accumulate in one run buffer; when
-//! it is full it is sorted ([`crate::memsort`]) and spilled to a temporary
-//! run file; at the end the runs are k-way merged with a binary heap. If
-//! everything fits, nothing touches the disk but the output.
+//! Sorting within a memory budget.
 //!
-//! The same [`RunSorter`] serves `triton sort` (fed from a file) and netsort
-//! (fed with frames from the network as they arrive).
+//! A file ([`sort_file`]) is read through a read-only map of the page cache:
+//! * if it fits the budget (records plus an 8-byte index entry each), it is
+//!   sorted in memory ([`crate::memsort::sort_into_file`]);
+//! * otherwise it is cut into runs that fit; each run is sorted the same
+//!   way into a temporary run file and its mapped pages are dropped, and
+//!   the runs are merged by [`crate::merge::merge_files`] (mapped, split by
+//!   key range across threads, in passes of at most [`MAX_FAN_IN`] runs).
 //!
-//! A full run is sorted and written by a background thread while the next
-//! run fills, so reading (or receiving) overlaps sorting and spilling.
+//! [`RunSorter`] serves records that arrive in pieces: netsort (frames from
+//! the network) and a file sorted onto itself. Records accumulate in one run
+//! buffer, indexed into key buckets as they arrive ([`BucketIndex`]); when
+//! the buffer is full it is sorted and spilled to a run file by a background
+//! thread while the next run fills, so receiving overlaps sorting and
+//! spilling. If everything fits, nothing touches the disk but the output.
 //!
-//! Records are indexed into key buckets as they arrive
-//! ([`BucketIndex`]), so a full run only needs its small buckets sorted.
-//!
-//! Budget split for a budget of `M` bytes: three writer buffers of `M/32`
-//! (clamped to 16 KiB..8 MiB); the rest holds two runs of `R` bytes (one
-//! filling, one being spilled), each with an index of 16 to 32 bytes per
-//! record (bucket vectors grow by doubling), so `R = rest * 100 / 264`. While merging, the rest is shared by the
-//! run readers. Temporary runs live in a
-//! `.triton-sort-*` directory beside the output and are removed on success
-//! and on error.
+//! Budget split for [`RunSorter`] with a budget of `M` bytes: three writer
+//! buffers of `M/32` (clamped to 16 KiB..8 MiB); the rest holds two runs of
+//! `R` bytes (one filling, one being spilled), each with an index of 16 to
+//! 32 bytes per record (bucket vectors grow by doubling), so
+//! `R = rest * 100 / 264`. While merging, the rest bounds the mapped run
+//! pages kept resident ([`crate::merge::release_window`]). Temporary runs
+//! live in a `.triton-sort-*` directory beside the output and are removed on
+//! success and on error.
 
 use std::fs::File;
 use std::io::Read;
