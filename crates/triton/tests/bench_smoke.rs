@@ -97,3 +97,66 @@ fn bench_kv_refuses_zero_clients() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Pids of the live processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) && fields.first() != Some(&"Z") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s[s.rfind(')').map_or(0, |i| i + 1)..].trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigterm_to_bench_kv_stops_the_servers_it_started() {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .args(["bench", "kv", "--target", "triton", "--clients", "1", "--seconds", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = bench.id();
+    // Wait for its three servers.
+    let start = std::time::Instant::now();
+    let servers = loop {
+        let c = children_of(pid);
+        if c.len() >= 3 {
+            break c;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the servers never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let status = bench.wait().unwrap();
+    assert!(!status.success(), "a stopped benchmark must not report success");
+    let start = std::time::Instant::now();
+    while servers.iter().any(|&s| alive(s)) && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let left: Vec<u32> = servers.into_iter().filter(|&s| alive(s)).collect();
+    for &s in &left {
+        let _ = Command::new("kill").args(["-KILL", &s.to_string()]).status();
+    }
+    assert!(left.is_empty(), "servers {left:?} outlived the benchmark");
+}

@@ -114,8 +114,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        BenchCommand::Kv(args) => runtime()?.block_on(kv(args)),
-        BenchCommand::Failover(args) => runtime()?.block_on(failover(args)),
+        BenchCommand::Kv(args) => runtime()?.block_on(super::until_stopped(kv(args))),
+        BenchCommand::Failover(args) => runtime()?.block_on(super::until_stopped(failover(args))),
         BenchCommand::Study(args) => study(args),
     }
 }
@@ -241,7 +241,13 @@ fn study(args: StudyArgs) -> anyhow::Result<ExitCode> {
     if !args.sim_only {
         let tmp = TempDir::new("study")?;
         let binary = std::env::current_exe()?;
-        let real = runtime()?.block_on(run_real_study(&binary, &tmp.0, &grid, &args.out, |m| println!("{m}")))?;
+        let real = runtime()?.block_on(super::until_stopped(run_real_study(
+            &binary,
+            &tmp.0,
+            &grid,
+            &args.out,
+            |m| println!("{m}"),
+        )))?;
         out.csv.extend(real.csv);
         out.plots.extend(real.plots);
     }

@@ -48,12 +48,8 @@ pub fn run(args: BlockstoreArgs) -> anyhow::Result<ExitCode> {
         let (listener, local) = bind(&args.listen).await?;
         tracing::info!(addr = %local, dir = %args.dir.display(), blocks = dir.len(), "block store serving");
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-                _ = term.recv() => tracing::info!("SIGTERM; shutting down"),
-            }
+            let s = super::stop_signal().await;
+            tracing::info!("{s}; shutting down");
         };
         serve_block_store(listener, dir, shutdown).await
     })?;

@@ -33,12 +33,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            super::stop_signal().await;
         };
         let opts = triton_ops::up::UpOptions {
             nodes: args.nodes,

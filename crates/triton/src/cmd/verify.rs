@@ -79,7 +79,7 @@ pub fn run_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         opts.out_dir.display()
     );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let summary = rt.block_on(run(opts))?;
+    let summary = rt.block_on(super::until_stopped(run(opts)))?;
     println!("{summary}");
     Ok(if summary.passed() {
         ExitCode::SUCCESS
