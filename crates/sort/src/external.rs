@@ -624,10 +624,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys: Vec<u16> = (0..2000u32).map(|i| (i.wrapping_mul(40503) % 601) as u16).collect();
         let input = dir.path().join("in");
-        // (records, records per run, fan-in): one record; runs that do not
+        // (records, records per run, fan-in): none; one record; runs that do not
         // divide the input; one run; one record per run with fan-in 2 (many
         // merge passes); more runs than the fan-in with a partial last group.
         for (n, run_records, fan_in) in [
+            (0, 7, 2),
             (1, 7, 2),
             (100, 7, 64),
             (100, 100, 2),
