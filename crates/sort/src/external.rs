@@ -376,7 +376,7 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
 }
 
 /// Sort a file that fits the budget straight from a read-only map of the
-/// page cache: no copy into our own memory, and the index (16 bytes per
+/// page cache: no copy into our own memory, and the index (8 bytes per
 /// record) is the only large allocation.
 fn sort_mapped(file: &File, input: &Path, output: &Path) -> Result<SortStats> {
     // SAFETY: the map is read-only and lives only during this call. Like any
