@@ -14,6 +14,7 @@
 pub mod etcd;
 pub mod failover;
 pub mod kv;
+pub mod latency;
 pub mod plot;
 pub mod stats;
 pub mod study;

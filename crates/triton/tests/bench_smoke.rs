@@ -160,3 +160,20 @@ fn sigterm_to_bench_kv_stops_the_servers_it_started() {
     }
     assert!(left.is_empty(), "servers {left:?} outlived the benchmark");
 }
+
+#[test]
+fn bench_latency_smoke_prints_one_row_per_request_kind() {
+    let out = triton(&["bench", "latency", "--smoke"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["status", "serializable get", "linearizable get", "put"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(kind) && l[kind.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no row for {kind}:\n{text}"));
+        let fields: Vec<&str> = row[kind.len()..].split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{row}");
+        assert_eq!(fields[0], "200", "{row}");
+        let p50: f64 = fields[2].parse().unwrap();
+        assert!(p50 > 0.0, "{row}");
+    }
+}

@@ -26,9 +26,23 @@ pub enum BenchCommand {
     /// SIGKILL the leader of a 3-node cluster under load, repeatedly; report
     /// how long writes stopped.
     Failover(FailoverArgs),
+    /// One client's latency by request kind (status, serializable get,
+    /// linearizable get, put) on a local 3-node cluster: what each step of a
+    /// request costs.
+    Latency(LatencyArgs),
     /// Parameter study: simulator grid plus a small real-cluster grid; CSV
     /// and plots (SVG, PNG).
     Study(StudyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LatencyArgs {
+    /// Sequential requests per kind.
+    #[arg(long, default_value_t = 3000)]
+    requests: usize,
+    /// 200 requests per kind (CI).
+    #[arg(long)]
+    smoke: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +130,11 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Kv(args) => runtime()?.block_on(super::until_stopped(kv(args))),
         BenchCommand::Failover(args) => runtime()?.block_on(super::until_stopped(failover(args))),
+        // One thread: the client's own wake-ups stay off the measured path.
+        BenchCommand::Latency(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(super::until_stopped(latency(args))),
         BenchCommand::Study(args) => study(args),
     }
 }
@@ -227,6 +246,22 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<ExitCode> {
         q(0.99),
         q(1.0)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
+    use triton_bench::latency;
+    let requests = if args.smoke { 200 } else { args.requests };
+    anyhow::ensure!(requests > 0, "--requests must be positive");
+    let tmp = TempDir::new("latency")?;
+    let binary = std::env::current_exe()?;
+    eprintln!("starting a 3-node Triton cluster (WAL fsync on)...");
+    let cluster = triton_bench::kv::start_triton(&binary, &tmp.0.join("triton"), 3).await?;
+    latency::warm_up(&cluster.addrs()).await?;
+    println!("{}", latency::TABLE_HEADER);
+    for k in latency::measure(&cluster.addrs(), requests).await? {
+        println!("{}", latency::table_row(&k));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
