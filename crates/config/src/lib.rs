@@ -53,6 +53,9 @@ pub const MAX_TOML_INT: u64 = i64::MAX as u64;
 /// Largest `max_message_bytes`: a gRPC message carries a 4-byte length.
 pub const MAX_GRPC_MESSAGE_BYTES: u64 = u32::MAX as u64;
 
+/// Largest `timing.election_ticks`: the core draws timeouts from up to twice
+/// it in a `u32` (the core's own limit is the same).
+pub const MAX_ELECTION_TICKS: u32 = 1 << 30;
 /// Largest `timing.tick_ms` (one minute): a slower clock makes elections take
 /// hours and is certainly a unit mistake.
 pub const MAX_TICK_MS: u64 = 60_000;
@@ -439,6 +442,15 @@ impl ClusterConfig {
         }
         if t.heartbeat_ticks == 0 {
             return Err(invalid("timing.heartbeat_ticks", "must be at least 1"));
+        }
+        if t.election_ticks > MAX_ELECTION_TICKS {
+            return Err(invalid(
+                "timing.election_ticks",
+                format!(
+                    "{} is out of range; expected at most {MAX_ELECTION_TICKS}",
+                    t.election_ticks
+                ),
+            ));
         }
         if t.election_ticks <= t.heartbeat_ticks {
             return Err(invalid(

@@ -239,6 +239,11 @@ fn malformed_inputs_name_the_line_or_field() {
             &["timing.election_ticks", "greater than timing.heartbeat_ticks"],
         ),
         ("TOML zero heartbeat", format!("{NODE0}[timing]\nheartbeat_ticks = 0\n"), &["timing.heartbeat_ticks"]),
+        (
+            "TOML absurd election timeout",
+            format!("{NODE0}[timing]\nelection_ticks = 4294967295\n"),
+            &["timing.election_ticks", "at most 1073741824"],
+        ),
         ("TOML zero snapshot threshold", format!("snapshot_threshold = 0\n{NODE0}"), &["snapshot_threshold"]),
         (
             "TOML message cap above gRPC's",

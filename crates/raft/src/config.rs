@@ -3,6 +3,10 @@
 
 use crate::types::NodeId;
 
+/// Largest `election_tick`: timeouts are drawn from up to twice it, in a
+/// `u32` (a billion ticks is already decades at a millisecond per tick).
+pub const MAX_ELECTION_TICK: u32 = 1 << 30;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
@@ -65,6 +69,12 @@ impl Config {
         }
         if self.heartbeat_tick == 0 {
             return Err(ConfigError("heartbeat_tick must be at least 1".into()));
+        }
+        if self.election_tick > MAX_ELECTION_TICK {
+            return Err(ConfigError(format!(
+                "election_tick ({}) is above {MAX_ELECTION_TICK}: its timeout range would not fit",
+                self.election_tick
+            )));
         }
         if self.election_tick <= self.heartbeat_tick {
             return Err(ConfigError(format!(

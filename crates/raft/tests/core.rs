@@ -224,6 +224,12 @@ fn invalid_configs_and_foreign_messages_are_rejected_not_panicked() {
     c.heartbeat_tick = 1;
     assert!(Raft::new(c, three()).is_err());
     assert!(Raft::new(cfg(0), three()).is_err());
+    let mut c = cfg(1);
+    c.election_tick = u32::MAX;
+    assert!(
+        Raft::new(c, three()).is_err(),
+        "an absurd election timeout must be refused, not overflow"
+    );
     let mut r = Raft::new(cfg(1), three()).unwrap();
     // Addressed to someone else, or from "nobody": ignored.
     r.step(msg(2, 9, 5, Body::TimeoutNow));
