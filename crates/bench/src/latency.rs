@@ -1,10 +1,6 @@
 //! One client's latency, request kind by request kind: what each step of a
 //! request adds (docs/PERFORMANCE.md, "One client"). Sequential requests to
-//! a local 3-node cluster, each kind building on the one before:
-//! `Status` (client round trip + one hop to the leader's driver thread),
-//! serializable get (+ a store lookup), linearizable get (+ a ReadIndex
-//! heartbeat round to a follower), put (+ an append round trip, the
-//! follower's fsync, apply).
+//! a local 3-node cluster; each [`Kind`] adds one step to the one before.
 
 use std::time::{Duration, Instant};
 
@@ -13,14 +9,40 @@ use triton_node::client::KvClient;
 
 use crate::stats::quantile;
 
-/// The request kinds, in the order they are measured.
-pub const KINDS: [&str; 4] = ["status", "serializable get", "linearizable get", "put"];
+/// The request kinds, in the order they are measured: each adds one step
+/// to the one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Client round trip + one hop to the leader's driver thread.
+    Status,
+    /// + a store lookup.
+    SerializableGet,
+    /// + a ReadIndex heartbeat round to a follower.
+    LinearizableGet,
+    /// + an append round trip, the follower's fsync, apply.
+    Put,
+}
+
+impl Kind {
+    /// Every kind, in measuring order.
+    pub const ALL: [Kind; 4] = [Kind::Status, Kind::SerializableGet, Kind::LinearizableGet, Kind::Put];
+
+    /// The name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Status => "status",
+            Kind::SerializableGet => "serializable get",
+            Kind::LinearizableGet => "linearizable get",
+            Kind::Put => "put",
+        }
+    }
+}
 
 /// Latency quantiles of one request kind, in microseconds.
 #[derive(Clone, Debug)]
 pub struct KindLatency {
-    /// One of [`KINDS`].
-    pub kind: &'static str,
+    /// What was measured.
+    pub kind: Kind,
     /// Requests measured.
     pub requests: usize,
     /// 10th percentile.
@@ -33,7 +55,7 @@ pub struct KindLatency {
     pub p99_us: f64,
 }
 
-fn summarize(kind: &'static str, mut us: Vec<f64>) -> KindLatency {
+fn summarize(kind: Kind, mut us: Vec<f64>) -> KindLatency {
     us.sort_by(f64::total_cmp);
     let q = |p| quantile(&us, p).unwrap_or(f64::NAN);
     KindLatency {
@@ -63,16 +85,16 @@ pub async fn measure(addrs: &[String], requests: usize) -> anyhow::Result<Vec<Ki
         }
     }
     let leader = leader.context("no node says it leads")?;
-    let mut out = Vec::with_capacity(KINDS.len());
-    for kind in KINDS {
+    let mut out = Vec::with_capacity(Kind::ALL.len());
+    for kind in Kind::ALL {
         let mut us = Vec::with_capacity(requests);
         for n in 0..requests {
             let t = Instant::now();
             match kind {
-                "status" => drop(c.status_of(&leader).await?),
-                "serializable get" => drop(c.get_with(b"latency-key", true).await?),
-                "linearizable get" => drop(c.get(b"latency-key").await?),
-                _ => drop(c.put(&crate::kv::key(n as u64), &value).await?),
+                Kind::Status => drop(c.status_of(&leader).await?),
+                Kind::SerializableGet => drop(c.get_with(b"latency-key", true).await?),
+                Kind::LinearizableGet => drop(c.get(b"latency-key").await?),
+                Kind::Put => drop(c.put(&crate::kv::key(n as u64), &value).await?),
             }
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -85,7 +107,12 @@ pub async fn measure(addrs: &[String], requests: usize) -> anyhow::Result<Vec<Ki
 pub fn table_row(k: &KindLatency) -> String {
     format!(
         "{:<18} {:>8} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
-        k.kind, k.requests, k.p10_us, k.p50_us, k.p90_us, k.p99_us
+        k.kind.name(),
+        k.requests,
+        k.p10_us,
+        k.p50_us,
+        k.p90_us,
+        k.p99_us
     )
 }
 
@@ -108,7 +135,7 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_the_sorted_samples() {
-        let k = summarize("put", (1..=100).rev().map(f64::from).collect());
+        let k = summarize(Kind::Put, (1..=100).rev().map(f64::from).collect());
         assert_eq!(k.requests, 100);
         assert!(k.p10_us < k.p50_us && k.p50_us < k.p90_us && k.p90_us <= k.p99_us);
         assert!((k.p50_us - 50.0).abs() <= 1.0, "p50 {}", k.p50_us);
