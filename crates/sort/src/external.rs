@@ -33,7 +33,7 @@ use tempfile::TempDir;
 
 use crate::error::{Error, IoContext, Result};
 use crate::memsort::{sort_into_file, BucketIndex};
-use crate::merge::{merge_files, release_window};
+use crate::merge::{drop_mapped_pages, merge_in_passes};
 use crate::record::{record_count, RECORD_LEN};
 use crate::writer::{PipelinedWriter, BUFFERS};
 
@@ -307,26 +307,10 @@ impl RunSorter {
         self.wait_for_spill()?;
         self.buf = Vec::new(); // free the run buffer and index before merging
         self.index = BucketIndex::new(0);
-        // Merge in passes of at most MAX_FAN_IN runs. Groups are consecutive
-        // and keep their order, so equal keys stay in input order (stable).
-        while self.runs.len() > MAX_FAN_IN {
-            let pass = std::mem::take(&mut self.runs);
-            for group in pass.chunks(MAX_FAN_IN) {
-                if let [single] = group {
-                    self.runs.push(single.clone());
-                    continue;
-                }
-                let path = self.new_run_path()?;
-                let file = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
-                merge_files(group, &file, release_window(self.merge_memory, group.len()))?;
-                for p in group {
-                    std::fs::remove_file(p).ctx(|| format!("removing run {}", p.display()))?;
-                }
-                self.runs.push(path);
-            }
-        }
+        let runs = std::mem::take(&mut self.runs);
+        let memory = self.merge_memory;
+        let (merged, _passes) = merge_in_passes(runs, MAX_FAN_IN, memory, &out, || self.new_run_path())?;
         trace(&format!("runs written: {}", self.runs_made));
-        let merged = merge_files(&self.runs, &out, release_window(self.merge_memory, self.runs.len()))?;
         assert_eq!(merged, self.records, "merge lost or duplicated records");
         Ok(SortStats {
             records: merged,
@@ -403,7 +387,7 @@ fn sort_mapped(file: &File, input: &Path, output: &Path) -> Result<SortStats> {
 /// ([`sort_into_file`]: index, then cache-hot pieces `pwrite`n at their
 /// offsets) into a run file, and its pages are then dropped from the
 /// mapping so the resident size stays within the budget; the runs are then
-/// merged by [`merge_files`] (mapped, split by key range across threads),
+/// merged by [`crate::merge::merge_files`] (mapped, split by key range across threads),
 /// in passes of at most `fan_in` runs. Measured against the previous
 /// read-into-buffers path in docs/BENCHMARKS.md (sort section).
 fn sort_mapped_runs(
@@ -433,34 +417,19 @@ fn sort_mapped_runs(
         let path = temp.path().join(format!("run-{k:06}"));
         let run = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
         sort_into_file(&map[lo..hi], &run).ctx(|| format!("writing run {}", path.display()))?;
-        drop_pages(&map, lo, hi);
+        drop_mapped_pages(&map, lo, hi);
         runs.push(path);
     }
     let runs_made = runs.len();
     trace(&format!("runs: {runs_made} in {:.3}s", t.elapsed().as_secs_f64()));
     drop(map);
     let t = std::time::Instant::now();
-    let mut passes = 0;
-    while runs.len() > fan_in {
-        let mut next = Vec::new();
-        for group in runs.chunks(fan_in) {
-            if let [single] = group {
-                next.push(single.clone());
-                continue;
-            }
-            let path = temp.path().join(format!("merged-{passes}-{:06}", next.len()));
-            let merged = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
-            merge_files(group, &merged, release_window(memory, group.len()))?;
-            for p in group {
-                std::fs::remove_file(p).ctx(|| format!("removing run {}", p.display()))?;
-            }
-            next.push(path);
-        }
-        runs = next;
-        passes += 1;
-    }
     let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
-    let merged = merge_files(&runs, &out, release_window(memory, runs.len()))?;
+    let mut made = 0;
+    let (merged, passes) = merge_in_passes(runs, fan_in, memory, &out, || {
+        made += 1;
+        Ok(temp.path().join(format!("merged-{made:06}")))
+    })?;
     trace(&format!(
         "merge ({passes} extra passes): {:.3}s",
         t.elapsed().as_secs_f64()
@@ -475,22 +444,6 @@ fn sort_mapped_runs(
         records: merged,
         runs: runs_made,
     })
-}
-
-/// Drop the whole pages of `map` within bytes `[lo, hi)` from our address
-/// space (they stay in the page cache): a sorted run's input is not read
-/// again, and without this the mapped input would count against the
-/// memory budget as it is read.
-fn drop_pages(map: &memmap2::Mmap, lo: usize, hi: usize) {
-    const PAGE: usize = 4096;
-    let first = lo.div_ceil(PAGE) * PAGE;
-    let last = hi / PAGE * PAGE;
-    if last > first {
-        // SAFETY: a read-only map of a file nobody modifies while we run:
-        // MADV_DONTNEED only drops page-table entries, and reading those
-        // bytes again faults the same contents back in.
-        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
-    }
 }
 
 /// True if `b` exists and is the same file as `a` (sorting onto itself).

@@ -23,6 +23,9 @@
 //! Memory: 8 bytes of index per 100-byte record ([`BucketIndex`]: 16 to 32).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -49,12 +52,25 @@ pub fn record_bits(n: usize) -> u32 {
     (usize::BITS - n.saturating_sub(1).leading_zeros()).max(1)
 }
 
-/// The `u64` entry of record `i` of `data`: the key's top `64 - rec_bits`
-/// bits, then `i`.
+/// The `u64` entry of record `i` whose key starts with `prefix`: the
+/// prefix's top `64 - rec_bits` bits, then `i`.
+#[inline]
+fn entry_of(prefix: u64, i: usize, rec_bits: u32) -> u64 {
+    debug_assert!((i as u64) >> rec_bits == 0, "record number fits its bits");
+    ((prefix >> rec_bits) << rec_bits) | i as u64
+}
+
+/// The record number in a `u64` entry.
+#[inline]
+fn number_of(entry: u64, rec_bits: u32) -> usize {
+    (entry & ((1u64 << rec_bits) - 1)) as usize
+}
+
+/// The `u64` entry of record `i` of `data`.
 #[inline]
 fn entry64(data: &[u8], i: usize, rec_bits: u32) -> u64 {
     let start = i * RECORD_LEN;
-    ((key_prefix(&data[start..start + RECORD_LEN]) >> rec_bits) << rec_bits) | i as u64
+    entry_of(key_prefix(&data[start..start + RECORD_LEN]), i, rec_bits)
 }
 
 /// Sort `entries` (of records in `data`, numbered in the low `rec_bits`
@@ -63,10 +79,10 @@ fn entry64(data: &[u8], i: usize, rec_bits: u32) -> u64 {
 /// (for random keys a handful in 10 M) are then ordered by the full key.
 pub fn sort_entries(data: &[u8], entries: &mut [u64], rec_bits: u32) {
     entries.sort_unstable();
-    let mask = (1u64 << rec_bits) - 1;
     let full_key = |e: u64| {
-        let start = (e & mask) as usize * RECORD_LEN;
-        (key_of(&data[start..start + RECORD_LEN]), e & mask)
+        let number = number_of(e, rec_bits);
+        let start = number * RECORD_LEN;
+        (key_of(&data[start..start + RECORD_LEN]), number)
     };
     let mut start = 0;
     while start + 1 < entries.len() {
@@ -109,8 +125,8 @@ impl Index {
 
     /// The record numbers in index order.
     pub fn record_numbers(&self) -> impl Iterator<Item = usize> + '_ {
-        let mask = (1u64 << self.rec_bits) - 1;
-        self.entries.iter().map(move |&e| (e & mask) as usize)
+        let rec_bits = self.rec_bits;
+        self.entries.iter().map(move |&e| number_of(e, rec_bits))
     }
 }
 
@@ -145,7 +161,7 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
     let n = index.len();
     let rec_bits = index.rec_bits;
     file.set_len(data.len() as u64)?;
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     // Pieces of whole buckets, about PIECE_RECORDS records each.
     let mut pieces: Vec<(usize, &mut [u64], Vec<usize>)> = Vec::new();
     let mut rest: &mut [u64] = &mut index.entries;
@@ -188,10 +204,10 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
 /// over threads; only measured when `TRITON_SORT_TRACE` is set.
 #[derive(Default)]
 struct PhaseTimes {
-    on: std::sync::OnceLock<bool>,
-    sort: std::sync::atomic::AtomicU64,
-    gather: std::sync::atomic::AtomicU64,
-    write: std::sync::atomic::AtomicU64,
+    on: OnceLock<bool>,
+    sort: AtomicU64,
+    gather: AtomicU64,
+    write: AtomicU64,
 }
 
 impl PhaseTimes {
@@ -199,25 +215,21 @@ impl PhaseTimes {
         *self.on.get_or_init(crate::external::tracing)
     }
 
-    fn now(&self) -> Option<std::time::Instant> {
-        self.enabled().then(std::time::Instant::now)
+    fn now(&self) -> Option<Instant> {
+        self.enabled().then(Instant::now)
     }
 
     /// Add the time since `since` to `phase`; returns now.
-    fn add(
-        &self,
-        phase: &std::sync::atomic::AtomicU64,
-        since: Option<std::time::Instant>,
-    ) -> Option<std::time::Instant> {
+    fn add(&self, phase: &AtomicU64, since: Option<Instant>) -> Option<Instant> {
         let since = since?;
-        let now = std::time::Instant::now();
-        phase.fetch_add((now - since).as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        let now = Instant::now();
+        phase.fetch_add((now - since).as_nanos() as u64, Ordering::Relaxed);
         Some(now)
     }
 
-    fn report(&self, what: &str, wall: std::time::Instant) {
+    fn report(&self, what: &str, wall: Instant) {
         if self.enabled() {
-            let secs = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
+            let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
             crate::external::trace(&format!(
                 "{what}: wall {:.3}s; thread-time sort {:.3}s, gather {:.3}s, pwrite {:.3}s",
                 wall.elapsed().as_secs_f64(),
@@ -241,7 +253,7 @@ fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
         let entries = IndexBuf::Small((0..n).map(|i| entry64(data, i, rec_bits)).collect());
         return (Index { entries, rec_bits }, vec![0, n]);
     }
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     // About 64 records per bucket for random keys, at most 2^16 buckets.
     let bits = ((n / 64).max(2).ilog2()).min(16);
     let buckets = 1usize << bits;
@@ -283,7 +295,7 @@ fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
     assert_eq!(pos, n);
     drop(counts);
     crate::external::trace(&format!("count: {:.3}s", t.elapsed().as_secs_f64()));
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     // Pass 2: scatter. Every slice writes to disjoint ranges of the index,
     // found above; each range is handed out as its own `&mut` slice so no
     // unsafe code is needed: split it at every (bucket, slice) boundary.
@@ -313,7 +325,7 @@ fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
             for i in lo..hi {
                 let prefix = prefix_of(i);
                 let b = (prefix >> shift) as usize;
-                dests[b][fill[b]] = ((prefix >> rec_bits) << rec_bits) | i as u64;
+                dests[b][fill[b]] = entry_of(prefix, i, rec_bits);
                 fill[b] += 1;
             }
         });
@@ -439,10 +451,10 @@ pub fn write_in_order<W: Write + Send + 'static>(
     for group in index.entries.chunks(per_buffer) {
         let mut buf = out.take_buffer()?;
         buf.resize(group.len() * RECORD_LEN, 0);
-        let mask = (1u64 << index.rec_bits) - 1;
+        let rec_bits = index.rec_bits;
         buf.par_chunks_mut(GATHER_RECORDS * RECORD_LEN)
             .zip(group.par_chunks(GATHER_RECORDS))
-            .for_each(|(dest, entries)| gather(data, entries, |e| (e & mask) as usize, dest));
+            .for_each(|(dest, entries)| gather(data, entries, |e| number_of(e, rec_bits), dest));
         out.send_buffer(buf)?;
     }
     Ok(())
@@ -480,12 +492,11 @@ pub fn write_sorted_at(data: &[u8], index: &Index, file: &std::fs::File) -> std:
 /// [`gather`] does.
 #[inline]
 fn gather_into(data: &[u8], entries: &[u64], rec_bits: u32, buf: &mut Vec<u8>) {
-    let mask = (1u64 << rec_bits) - 1;
     for (k, &e) in entries.iter().enumerate() {
         if let Some(&ahead) = entries.get(k + PREFETCH_AHEAD) {
-            prefetch_record(data, (ahead & mask) as usize * RECORD_LEN);
+            prefetch_record(data, number_of(ahead, rec_bits) * RECORD_LEN);
         }
-        let start = (e & mask) as usize * RECORD_LEN;
+        let start = number_of(e, rec_bits) * RECORD_LEN;
         buf.extend_from_slice(&data[start..start + RECORD_LEN]);
     }
 }

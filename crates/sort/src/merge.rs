@@ -86,6 +86,43 @@ pub fn release_window(memory: usize, runs: usize) -> usize {
     (memory / (rayon::current_num_threads() * runs.max(1))).clamp(64 << 10, RELEASE_MAX)
 }
 
+/// Merge `runs` (in input order) into `out`, first in passes of at most
+/// `fan_in` runs when there are more: groups are consecutive and keep their
+/// order, so equal keys stay in input order (stable). Intermediate runs go
+/// to paths from `new_run`; merged inputs are removed. `memory` bounds the
+/// mapped run pages kept resident ([`release_window`]). Returns the records
+/// written to `out` and the extra passes made.
+pub fn merge_in_passes(
+    mut runs: Vec<PathBuf>,
+    fan_in: usize,
+    memory: usize,
+    out: &File,
+    mut new_run: impl FnMut() -> Result<PathBuf>,
+) -> Result<(u64, usize)> {
+    assert!((2..=MAX_RUNS).contains(&fan_in), "fan-in between 2 and MAX_RUNS");
+    let mut passes = 0;
+    while runs.len() > fan_in {
+        let mut next = Vec::with_capacity(runs.len().div_ceil(fan_in));
+        for group in runs.chunks(fan_in) {
+            if let [single] = group {
+                next.push(single.clone());
+                continue;
+            }
+            let path = new_run()?;
+            let merged = File::create(&path).ctx(|| format!("creating run {}", path.display()))?;
+            merge_files(group, &merged, release_window(memory, group.len()))?;
+            for p in group {
+                std::fs::remove_file(p).ctx(|| format!("removing run {}", p.display()))?;
+            }
+            next.push(path);
+        }
+        runs = next;
+        passes += 1;
+    }
+    let merged = merge_files(&runs, out, release_window(memory, runs.len()))?;
+    Ok((merged, passes))
+}
+
 /// Merge the sorted run files `runs` (in input order) into `out`, which is
 /// sized to their total length; returns the records written. Consumed
 /// mapped pages are dropped every `window` bytes of a run
@@ -247,12 +284,9 @@ fn merge_partition(
 /// one at each end) are left alone. Where punching is not supported, the
 /// pages are only dropped from our mapping.
 fn release(run: &Run, from: usize, to: usize) {
-    const PAGE: usize = 4096;
-    let first = from.div_ceil(PAGE) * PAGE;
-    let last = to / PAGE * PAGE;
-    if last <= first {
+    let Some((first, last)) = whole_pages(from, to) else {
         return;
-    }
+    };
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -272,14 +306,28 @@ fn release(run: &Run, from: usize, to: usize) {
             return;
         }
     }
-    // SAFETY: the mapping is a read-only map of a file nobody else modifies;
-    // MADV_DONTNEED only drops page-table entries, and a later read of those
-    // bytes faults the same file contents back in. Only advice: an error is
-    // ignored.
-    let _ = unsafe {
-        run.map
-            .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
-    };
+    drop_mapped_pages(&run.map, from, to);
+}
+
+/// The whole 4 KiB pages inside bytes `[from, to)`, if any.
+fn whole_pages(from: usize, to: usize) -> Option<(usize, usize)> {
+    const PAGE: usize = 4096;
+    let first = from.div_ceil(PAGE) * PAGE;
+    let last = to / PAGE * PAGE;
+    (last > first).then_some((first, last))
+}
+
+/// Drop the whole pages of `map` within bytes `[from, to)` from our address
+/// space (they stay in the page cache): bytes that will not be read again
+/// then stop counting against the memory budget.
+pub(crate) fn drop_mapped_pages(map: &memmap2::Mmap, from: usize, to: usize) {
+    if let Some((first, last)) = whole_pages(from, to) {
+        // SAFETY: a read-only map of a file nobody modifies while we run:
+        // MADV_DONTNEED only drops page-table entries, and reading those
+        // bytes again faults the same contents back in. Only advice: an
+        // error is ignored.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+    }
 }
 
 #[cfg(test)]
