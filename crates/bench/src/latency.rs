@@ -69,29 +69,20 @@ fn summarize(kind: Kind, mut us: Vec<f64>) -> KindLatency {
 }
 
 /// Runs `requests` sequential requests of each kind against the cluster at
-/// `addrs` (the first write creates the key the gets read).
-pub async fn measure(addrs: &[String], requests: usize) -> anyhow::Result<Vec<KindLatency>> {
+/// `addrs`, whose leader is at `leader` (the address `Status` goes to; the
+/// first write creates the key the gets read).
+pub async fn measure(addrs: &[String], leader: &str, requests: usize) -> anyhow::Result<Vec<KindLatency>> {
     anyhow::ensure!(requests > 0, "need at least one request per kind");
     let mut c = KvClient::new(addrs.to_vec())?;
     let value = vec![b'v'; crate::kv::VALUE_BYTES];
     c.put(b"latency-key", &value).await.context("the first write")?;
-    let mut leader = None;
-    for a in addrs {
-        if c.status_of(a)
-            .await
-            .is_ok_and(|s| s.role.eq_ignore_ascii_case("leader"))
-        {
-            leader = Some(a.clone());
-        }
-    }
-    let leader = leader.context("no node says it leads")?;
     let mut out = Vec::with_capacity(Kind::ALL.len());
     for kind in Kind::ALL {
         let mut us = Vec::with_capacity(requests);
         for n in 0..requests {
             let t = Instant::now();
             match kind {
-                Kind::Status => drop(c.status_of(&leader).await?),
+                Kind::Status => drop(c.status_of(leader).await?),
                 Kind::SerializableGet => drop(c.get_with(b"latency-key", true).await?),
                 Kind::LinearizableGet => drop(c.get(b"latency-key").await?),
                 Kind::Put => drop(c.put(&crate::kv::key(n as u64), &value).await?),
@@ -143,6 +134,6 @@ mod tests {
 
     #[tokio::test]
     async fn zero_requests_are_refused() {
-        assert!(measure(&["127.0.0.1:1".to_string()], 0).await.is_err());
+        assert!(measure(&["127.0.0.1:1".to_string()], "127.0.0.1:1", 0).await.is_err());
     }
 }

@@ -258,8 +258,9 @@ async fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
     eprintln!("starting a 3-node Triton cluster (WAL fsync on)...");
     let cluster = triton_bench::kv::start_triton(&binary, &tmp.0.join("triton"), 3).await?;
     latency::warm_up(&cluster.addrs()).await?;
+    let leader = triton_bench::failover::find_leader(&cluster, Duration::from_secs(30)).await?;
     println!("{}", latency::TABLE_HEADER);
-    for k in latency::measure(&cluster.addrs(), requests).await? {
+    for k in latency::measure(&cluster.addrs(), &cluster.addrs()[leader], requests).await? {
         println!("{}", latency::table_row(&k));
     }
     Ok(ExitCode::SUCCESS)
