@@ -7,6 +7,10 @@ use crate::types::NodeId;
 /// `u32` (a billion ticks is already decades at a millisecond per tick).
 pub const MAX_ELECTION_TICK: u32 = 1 << 30;
 
+/// Lease reads assume that no node's clock runs this many percent faster
+/// than a leader's; [`Config::lease_ticks`] gives this much up.
+pub const MAX_CLOCK_RATE_DIFFERENCE_PERCENT: u32 = 10;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
@@ -40,6 +44,17 @@ pub struct Config {
     /// steps down; followers that heard from a leader recently ignore vote
     /// requests (leader lease).
     pub check_quorum: bool,
+    /// Leader lease reads (thesis §6.4.1): a leader answers a read at once,
+    /// without a heartbeat round, while a quorum acknowledged a heartbeat it
+    /// sent less than [`Config::lease_ticks`] ago. Safe only if every node
+    /// counts ticks in step with real time (the host delivers a tick for
+    /// every tick length elapsed, catching up after stalls, before it feeds
+    /// the core anything else), clock rates differ by less than
+    /// [`MAX_CLOCK_RATE_DIFFERENCE_PERCENT`], and every node of the cluster
+    /// runs with it on (a node that just started refuses votes for
+    /// `election_tick`, since it forgot whom it heard from). Needs
+    /// `check_quorum`.
+    pub lease_read: bool,
     /// Seeds the election-timeout randomness.
     pub seed: u64,
 }
@@ -59,6 +74,7 @@ impl Config {
             max_snapshot_bytes: 4 << 30,
             pre_vote: true,
             check_quorum: true,
+            lease_read: false,
             seed: id,
         }
     }
@@ -82,6 +98,17 @@ impl Config {
                 self.election_tick, self.heartbeat_tick
             )));
         }
+        if self.lease_read && !self.check_quorum {
+            return Err(ConfigError(
+                "lease_read needs check_quorum: the lease is followers refusing votes".into(),
+            ));
+        }
+        if self.lease_read && self.lease_ticks() == 0 {
+            return Err(ConfigError(format!(
+                "election_tick ({}) is too small for lease reads (at least 3)",
+                self.election_tick
+            )));
+        }
         if self.max_inflight_msgs == 0 || self.max_inflight_bytes == 0 {
             return Err(ConfigError("the inflight window must be non-empty".into()));
         }
@@ -89,6 +116,24 @@ impl Config {
             return Err(ConfigError("message and chunk sizes must be positive".into()));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// How long, in the leader's ticks from sending a heartbeat round, a
+    /// quorum's acknowledgement of that round lets the leader answer reads
+    /// alone.
+    ///
+    /// A follower that receives a heartbeat refuses votes until it has
+    /// counted `election_tick` ticks; with the host's catch-up rule every
+    /// one of them falls due after the receipt, so the last falls due at
+    /// least `election_tick - 1` tick lengths after the leader sent it. The
+    /// leader's tick count may lag real time by up to one tick, so a lease
+    /// of `election_tick - 1` ticks ends no later than that, on clocks of
+    /// equal rate; it gives up [`MAX_CLOCK_RATE_DIFFERENCE_PERCENT`] more.
+    pub fn lease_ticks(&self) -> u32 {
+        let window = self.election_tick.saturating_sub(1);
+        window - window.div_ceil(100 / MAX_CLOCK_RATE_DIFFERENCE_PERCENT)
     }
 }
 

@@ -21,7 +21,8 @@
 //! trip per conflicting term), a no-op per new leader and the Figure 8
 //! commit rule, batching and pipelining with a bounded inflight window,
 //! chunked snapshot transfer, ReadIndex reads (also forwarded from
-//! followers), leadership transfer, and membership as replicated state
+//! followers) and leader lease reads ([`Config::lease_read`]: the host's
+//! ticks must keep pace with real time), leadership transfer, and membership as replicated state
 //! (with joint quorums in [`quorum`]).
 //!
 //! Invariants are asserted where they are cheap to check (terms only grow,
@@ -39,7 +40,7 @@ pub mod tracker;
 pub mod types;
 
 pub use confchange::{ConfChange, ConfChangeError};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, MAX_CLOCK_RATE_DIFFERENCE_PERCENT};
 pub use message::{Body, Message};
 pub use raft::{CompactError, InitialState, ProposeError, Raft, ReadIndexError, Stats, TransferError};
 pub use ready::Ready;

@@ -81,6 +81,8 @@ pub struct Stats {
     pub membership_changes: u64,
     /// Membership entries that could not be decoded (and were ignored).
     pub bad_membership_entries: u64,
+    /// Reads a leader answered on its lease, without a heartbeat round.
+    pub lease_reads: u64,
 }
 
 /// Where a ReadIndex request came from: our host, or a follower's.
@@ -108,6 +110,9 @@ struct SnapshotReceiver {
 
 /// Bound on queued ReadIndex requests (host requests and forwarded ones).
 const MAX_PENDING_READS: usize = 1 << 16;
+/// Bound on remembered heartbeat rounds (the lease looks one up by number;
+/// forgetting old ones only ends a lease sooner).
+const MAX_ROUNDS: usize = 4096;
 /// Snapshot chunks that may be unacknowledged at once.
 const SNAPSHOT_WINDOW_CHUNKS: u64 = 4;
 
@@ -129,6 +134,9 @@ pub struct Raft {
     tracker: ProgressTracker,
     rng: ChaCha8Rng,
 
+    /// Ticks since this core started: the leader's clock for its lease,
+    /// and a restarted node's reminder that it forgot whom it heard from.
+    now: u64,
     election_elapsed: u32,
     heartbeat_elapsed: u32,
     randomized_election_timeout: u32,
@@ -143,8 +151,14 @@ pub struct Raft {
     /// An installed snapshot the host has yet to persist and restore.
     snapshot_to_install: Option<Snapshot>,
 
-    // ReadIndex (§6.4).
+    // ReadIndex (§6.4). Every heartbeat broadcast is a numbered round.
     read_seq: u64,
+    /// This term's heartbeat rounds as (number, `now` when sent), oldest
+    /// first: the lease starts when the round a quorum acknowledged was sent.
+    rounds: VecDeque<(u64, u64)>,
+    /// A leadership transfer began this term: voters may grant the target
+    /// despite our lease, so it no longer holds.
+    lease_revoked: bool,
     reads: VecDeque<PendingRead>,
     /// Reads that arrived before this leader committed an entry of its term.
     reads_awaiting_commit: Vec<ReadOrigin>,
@@ -202,6 +216,7 @@ impl Raft {
             membership,
             tracker,
             rng,
+            now: 0,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_tick,
@@ -210,6 +225,8 @@ impl Raft {
             incoming_snapshot: None,
             snapshot_to_install: None,
             read_seq: 0,
+            rounds: VecDeque::new(),
+            lease_revoked: false,
             reads: VecDeque::new(),
             reads_awaiting_commit: Vec::new(),
             forwarded_reads: VecDeque::new(),
@@ -343,6 +360,7 @@ impl Raft {
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         self.assert_not_awaiting_advance();
+        self.now += 1;
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
@@ -391,7 +409,9 @@ impl Raft {
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
             self.heartbeat_elapsed = 0;
-            self.broadcast_heartbeat();
+            // Sent at the next `ready`: a host catching up many ticks after
+            // a stall sends one round, not one per tick.
+            self.heartbeat_pending = true;
             self.resend_stalled_snapshots();
         }
     }
@@ -607,7 +627,7 @@ impl Raft {
     pub fn read_index(&mut self, ctx: Bytes) -> Result<(), ReadIndexError> {
         self.assert_not_awaiting_advance();
         match self.role {
-            Role::Leader => self.leader_read(ReadOrigin::Local(ctx)),
+            Role::Leader => self.leader_read(ReadOrigin::Local(ctx), true),
             _ => {
                 let leader = self.leader.ok_or(ReadIndexError::NoLeader)?;
                 if self.forwarded_reads.len() >= MAX_PENDING_READS {
@@ -636,6 +656,7 @@ impl Raft {
             return Ok(());
         }
         self.transfer = Some((to, 0));
+        self.lease_revoked = true;
         self.election_elapsed = 0;
         let caught_up = self
             .tracker
@@ -719,12 +740,17 @@ impl Raft {
         }
         if m.term > self.term {
             if let Body::Vote { transfer, .. } = m.body {
-                let in_lease =
-                    self.cfg.check_quorum && self.leader.is_some() && self.election_elapsed < self.cfg.election_tick;
+                let heard_leader = self.leader.is_some() && self.election_elapsed < self.cfg.election_tick;
+                // Lease reads: having just (re)started, we may have
+                // acknowledged a leader's heartbeat before and forgotten;
+                // keep the promise that acknowledgement made.
+                let just_started = self.cfg.lease_read && self.now < u64::from(self.cfg.election_tick);
+                let in_lease = self.cfg.check_quorum && (heard_leader || just_started);
                 if in_lease && !transfer {
                     // Leader lease (thesis §4.2.3): we heard from a leader
                     // within the minimum election timeout; a disruptive
-                    // candidate must not depose it.
+                    // candidate must not depose it (and a leader's lease
+                    // reads rely on it).
                     self.stats.stale_messages += 1;
                     return;
                 }
@@ -816,7 +842,7 @@ impl Raft {
                 if self.role == Role::Leader {
                     // Only answer reads for voters/learners we know.
                     if self.tracker.progress.contains_key(&from) {
-                        if let Err(_e) = self.leader_read(ReadOrigin::Remote { from, request }) {
+                        if let Err(_e) = self.leader_read(ReadOrigin::Remote { from, request }, true) {
                             self.send(from, Body::ReadIndexResponse { request, index: None });
                         }
                     }
@@ -875,7 +901,6 @@ impl Raft {
                 self.broadcast_append();
             }
             if self.heartbeat_pending {
-                self.heartbeat_pending = false;
                 self.broadcast_heartbeat();
             }
         }
@@ -972,6 +997,8 @@ impl Raft {
         self.tracker.votes.clear();
         self.reads.clear();
         self.reads_awaiting_commit.clear();
+        self.rounds.clear();
+        self.lease_revoked = false;
         self.broadcast_pending = false;
         self.heartbeat_pending = false;
     }
@@ -1558,10 +1585,27 @@ impl Raft {
         }
     }
 
+    /// Sends heartbeat round `read_seq + 1` to everyone.
     fn broadcast_heartbeat(&mut self) {
+        debug_assert_eq!(self.role, Role::Leader, "only a leader sends heartbeats");
+        self.heartbeat_pending = false;
+        self.read_seq += 1;
+        let read_seq = self.read_seq;
+        let me = self.id;
+        if let Some(pr) = self.tracker.progress.get_mut(&me) {
+            pr.read_seq_acked = read_seq;
+        }
+        if self.rounds.len() == MAX_ROUNDS {
+            self.rounds.pop_front();
+        }
+        self.rounds.push_back((read_seq, self.now));
+        debug_assert!(self
+            .rounds
+            .iter()
+            .zip(self.rounds.iter().skip(1))
+            .all(|(a, b)| a.0 < b.0 && a.1 <= b.1));
         let ids: Vec<(NodeId, Index)> = self.tracker.progress.iter().map(|(&id, p)| (id, p.matched)).collect();
         let committed = self.log.committed();
-        let read_seq = self.read_seq;
         for (id, matched) in ids {
             if id == self.id {
                 continue;
@@ -1589,8 +1633,10 @@ impl Raft {
         self.log.commit_to(candidate);
         // Reads that waited for our first commit can now go ahead.
         if old < candidate && self.log.term(old).is_none_or(|t| t != self.term) {
+            // Not on the lease: this can run inside `advance`, after a
+            // long fsync for which the host could not catch up ticks.
             for origin in std::mem::take(&mut self.reads_awaiting_commit) {
-                let _ = self.leader_read(origin);
+                let _ = self.leader_read(origin, false);
             }
         }
         true
@@ -1602,7 +1648,28 @@ impl Raft {
         self.log.term(self.log.committed()) == Some(self.term)
     }
 
-    fn leader_read(&mut self, origin: ReadOrigin) -> Result<(), ReadIndexError> {
+    /// Is our lease in force (see [`Config::lease_read`])? A quorum of the
+    /// configuration in force acknowledged a heartbeat round we sent less
+    /// than `lease_ticks` ago, so each of them refuses votes for a while
+    /// yet, and no other leader can be elected before the lease ends.
+    fn lease_valid(&self) -> bool {
+        if !self.cfg.lease_read || self.role != Role::Leader || self.transfer.is_some() || self.lease_revoked {
+            return false;
+        }
+        let acked = self.tracker.quorum_read_seq();
+        match self.rounds.binary_search_by_key(&acked, |&(seq, _)| seq) {
+            Ok(i) => {
+                let sent = self.rounds[i].1;
+                debug_assert!(sent <= self.now, "a round sent in the future");
+                self.now < sent + u64::from(self.cfg.lease_ticks())
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Our own lease read: see [`Raft::lease_valid`]. `may_lease` is false
+    /// where the host may not have caught up its ticks.
+    fn leader_read(&mut self, origin: ReadOrigin, may_lease: bool) -> Result<(), ReadIndexError> {
         if self.reads.len() + self.reads_awaiting_commit.len() >= MAX_PENDING_READS {
             return Err(ReadIndexError::Backpressure);
         }
@@ -1616,17 +1683,15 @@ impl Raft {
             self.answer_read(origin, index);
             return Ok(());
         }
-        // Start a new heartbeat round unless one is already queued; every
-        // read queued before it is flushed rides on it.
-        if !self.heartbeat_pending {
-            self.read_seq += 1;
-            self.heartbeat_pending = true;
+        if may_lease && self.lease_valid() {
+            self.stats.lease_reads += 1;
+            self.answer_read(origin, index);
+            return Ok(());
         }
-        let seq = self.read_seq;
-        let me = self.id;
-        if let Some(pr) = self.tracker.progress.get_mut(&me) {
-            pr.read_seq_acked = seq;
-        }
+        // The next heartbeat round (queued unless it already is) confirms
+        // this read and every other read queued before it goes out.
+        self.heartbeat_pending = true;
+        let seq = self.read_seq + 1;
         self.reads.push_back(PendingRead { seq, index, origin });
         Ok(())
     }

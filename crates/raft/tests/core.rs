@@ -340,3 +340,230 @@ fn a_peer_one_tick_behind_grants_the_pre_vote_of_the_first_to_time_out() {
         );
     }
 }
+
+// ----- leader lease reads (thesis §6.4.1) ------------------------------------
+
+fn lease_cfg(id: u64) -> Config {
+    let mut c = cfg(id);
+    c.lease_read = true;
+    c
+}
+
+/// A leader of {1,2,3} whose no-op is committed (node 2 acknowledged it).
+fn lease_leader() -> Raft {
+    let mut r = elect_with(lease_cfg(1), three());
+    drain(&mut r);
+    let last = r.last_index();
+    ack(&mut r, 2, last);
+    drain(&mut r);
+    assert_eq!(r.commit_index(), last);
+    r
+}
+
+/// Ticks until the leader sends a heartbeat round; returns its number and
+/// the ticks it took.
+fn next_round(r: &mut Raft) -> (u64, u32) {
+    for ticks in 1..=100 {
+        r.tick();
+        let round = drain(r).into_iter().find_map(|m| match m.body {
+            Body::Heartbeat { read_seq, .. } if m.to == 2 => Some(read_seq),
+            _ => None,
+        });
+        if let Some(seq) = round {
+            return (seq, ticks);
+        }
+    }
+    panic!("no heartbeat round within 100 ticks");
+}
+
+fn ack_round(r: &mut Raft, from: u64, read_seq: u64) {
+    let t = r.term();
+    r.step(msg(from, 1, t, Body::HeartbeatResponse { read_seq }));
+}
+
+/// Asks for a read and returns whether it was answered in the very next
+/// `Ready`, and the messages that went out with it.
+fn read_now(r: &mut Raft, ctx: &'static [u8]) -> (bool, Vec<Message>) {
+    r.read_index(Bytes::from_static(ctx)).unwrap();
+    let rd = r.ready();
+    let answered = rd.read_states.iter().any(|s| &s.ctx[..] == ctx);
+    let mut out = rd.messages;
+    out.extend(rd.persisted_messages);
+    r.advance();
+    out.extend(drain(r));
+    (answered, out)
+}
+
+fn has_heartbeat(out: &[Message]) -> bool {
+    out.iter().any(|m| matches!(m.body, Body::Heartbeat { .. }))
+}
+
+#[test]
+fn a_leader_on_its_lease_answers_a_read_without_a_heartbeat_round() {
+    let mut r = lease_leader();
+    let (seq, _) = next_round(&mut r);
+    ack_round(&mut r, 2, seq);
+    drain(&mut r);
+    let (answered, out) = read_now(&mut r, b"r1");
+    assert!(answered, "a read on a valid lease waited");
+    assert!(!has_heartbeat(&out), "a lease read sent a heartbeat round");
+    assert_eq!(r.stats().lease_reads, 1);
+
+    // Control: the same leader without lease reads needs a round.
+    let mut c = cfg(1);
+    c.lease_read = false;
+    let mut plain = elect_with(c, three());
+    drain(&mut plain);
+    let last = plain.last_index();
+    ack(&mut plain, 2, last);
+    drain(&mut plain);
+    let (seq, _) = next_round(&mut plain);
+    ack_round(&mut plain, 2, seq);
+    drain(&mut plain);
+    let (answered, out) = read_now(&mut plain, b"r1");
+    assert!(!answered && has_heartbeat(&out), "ReadIndex skipped its round");
+}
+
+/// The lease runs `lease_ticks` from when the acknowledged round was sent,
+/// not from when the acknowledgement arrived.
+#[test]
+fn the_lease_ends_lease_ticks_after_the_acknowledged_round_was_sent() {
+    let mut r = lease_leader();
+    let lease = r.config().lease_ticks();
+    assert_eq!(lease, 8, "election_tick 10 gives up one tick of nine to clock drift");
+    let (seq, _) = next_round(&mut r);
+    // Later rounds go unanswered; this one is acknowledged late.
+    let mut elapsed = 0;
+    while elapsed < lease - 1 {
+        elapsed += next_round(&mut r).1;
+    }
+    assert_eq!(elapsed, lease - 1);
+    ack_round(&mut r, 2, seq);
+    drain(&mut r);
+    let (answered, _) = read_now(&mut r, b"in");
+    assert!(answered, "the lease ended early");
+    r.tick();
+    drain(&mut r);
+    let (answered, out) = read_now(&mut r, b"out");
+    assert!(!answered, "a read was answered on an expired lease");
+    assert!(has_heartbeat(&out), "the read did not start a round");
+    assert_eq!(r.stats().lease_reads, 1);
+}
+
+/// Only a quorum's acknowledgement makes a lease: in {1,2,3,4,5} one
+/// follower is not enough.
+#[test]
+fn a_minority_acknowledgement_makes_no_lease() {
+    let five = InitialState {
+        membership: Membership::with_voters([1, 2, 3, 4, 5]),
+        ..Default::default()
+    };
+    let mut r = Raft::new(lease_cfg(1), five).unwrap();
+    r.campaign();
+    drain(&mut r);
+    for (pre_vote, from) in [(true, 2), (true, 3), (false, 2), (false, 3)] {
+        let t = r.term() + u64::from(pre_vote);
+        r.step(msg(
+            from,
+            1,
+            t,
+            Body::VoteResponse {
+                pre_vote,
+                granted: true,
+            },
+        ));
+        drain(&mut r);
+    }
+    assert_eq!(r.role(), Role::Leader);
+    let last = r.last_index();
+    ack(&mut r, 2, last);
+    ack(&mut r, 3, last);
+    drain(&mut r);
+    let (seq, _) = next_round(&mut r);
+    ack_round(&mut r, 2, seq);
+    drain(&mut r);
+    assert!(!read_now(&mut r, b"minority").0, "one of four followers gave a lease");
+    ack_round(&mut r, 3, seq + 1);
+    ack_round(&mut r, 2, seq + 1);
+    drain(&mut r);
+    assert!(
+        read_now(&mut r, b"majority").0,
+        "a quorum's acknowledgement gave no lease"
+    );
+}
+
+/// Voters grant a transfer target's vote despite their lease, so the old
+/// leader must stop answering on its lease as soon as a transfer begins.
+#[test]
+fn a_leader_gives_up_its_lease_when_it_transfers_leadership() {
+    let mut r = lease_leader();
+    let (seq, _) = next_round(&mut r);
+    ack_round(&mut r, 2, seq);
+    drain(&mut r);
+    assert!(read_now(&mut r, b"before").0);
+    r.transfer_leader(3).unwrap();
+    drain(&mut r);
+    let (answered, _) = read_now(&mut r, b"during");
+    assert!(!answered, "a read was answered on the lease during a transfer");
+}
+
+/// A node forgets at restart whose heartbeats it acknowledged; with lease
+/// reads it keeps refusing votes for an election timeout, as it promised.
+#[test]
+fn a_restarted_node_refuses_votes_for_an_election_timeout() {
+    let vote = |to| {
+        msg(
+            3,
+            to,
+            2,
+            Body::Vote {
+                pre_vote: false,
+                last_index: 10,
+                last_term: 1,
+                transfer: false,
+            },
+        )
+    };
+    let granted = |lease_read: bool, ticks: u32| {
+        let mut c = cfg(2);
+        c.lease_read = lease_read;
+        let mut r = Raft::new(c, three()).unwrap();
+        for _ in 0..ticks {
+            r.tick();
+        }
+        drain(&mut r);
+        r.step(vote(2));
+        drain(&mut r).into_iter().any(|m| {
+            matches!(
+                m.body,
+                Body::VoteResponse {
+                    pre_vote: false,
+                    granted: true
+                }
+            )
+        })
+    };
+    let e = cfg(2).election_tick;
+    assert!(!granted(true, 0), "a just-restarted node granted a vote");
+    assert!(
+        !granted(true, e - 1),
+        "granted a vote inside its first election timeout"
+    );
+    assert!(granted(true, e), "still refusing after an election timeout");
+    // Control: without lease reads a restarted node votes at once.
+    assert!(granted(false, 0));
+}
+
+#[test]
+fn lease_reads_need_check_quorum_and_room_for_a_lease() {
+    let mut c = lease_cfg(1);
+    c.check_quorum = false;
+    assert!(Raft::new(c, three()).is_err(), "lease reads without check-quorum");
+    let mut c = lease_cfg(1);
+    c.election_tick = 2;
+    assert!(Raft::new(c, three()).is_err(), "no room for a lease");
+    let mut c = lease_cfg(1);
+    c.election_tick = 3;
+    assert_eq!(c.lease_ticks(), 1);
+    assert!(Raft::new(c, three()).is_ok());
+}

@@ -37,6 +37,8 @@ pub struct Checker {
     pub committed: BTreeMap<Index, (Term, Bytes)>,
     /// Durability: the highest commit index each node made durable.
     durable_commit: HashMap<NodeId, Index>,
+    /// Ready batches in which some leader answered reads on its lease.
+    pub lease_reads: u64,
 }
 
 impl Checker {
@@ -48,6 +50,20 @@ impl Checker {
 
     pub fn leaders_by_term(&self) -> &HashMap<Term, NodeId> {
         &self.leaders
+    }
+
+    /// Leader `id` of `term` answered a read on its lease: the lease's
+    /// promise is that no later term has a leader yet (one might have
+    /// committed writes this read does not see).
+    pub fn on_lease_read(&mut self, id: NodeId, term: Term) -> Result<(), Violation> {
+        self.lease_reads += 1;
+        if let Some((&later, &leader)) = self.leaders.iter().filter(|(&t, _)| t > term).min_by_key(|(&t, _)| t) {
+            return violation(
+                "lease safety",
+                format!("node {id} answered a read on its lease of term {term} after node {leader} was elected for term {later}"),
+            );
+        }
+        Ok(())
     }
 
     /// A node just became leader: election safety and leader completeness.

@@ -100,6 +100,11 @@ pub struct Plan {
     pub liveness_ms: Millis,
     /// Client request timeout before retrying elsewhere.
     pub request_timeout_ms: Millis,
+    /// Leaders answer reads on their lease; ticks are 20 ms then (so that
+    /// one millisecond of drift is 5%) with the same timeouts in time.
+    pub lease_read: bool,
+    /// See `SimOptions::clock_drift_ms`.
+    pub clock_drift_ms: Millis,
 }
 
 impl Plan {
@@ -116,6 +121,9 @@ impl Plan {
             snapshots: bits & 16 != 0,
             membership: bits & 32 != 0,
         };
+        // Every other block of 192 seeds (all sizes and mixes) reads on
+        // leases, with clocks 5% apart at most each way.
+        let lease_read = (seed / 192) % 2 == 1;
         Plan {
             seed,
             nodes,
@@ -125,6 +133,8 @@ impl Plan {
             fault_ms: 3_000,
             liveness_ms: 10_000,
             request_timeout_ms: 400,
+            lease_read,
+            clock_drift_ms: if lease_read { 1 } else { 0 },
         }
     }
 
@@ -172,6 +182,8 @@ pub struct Report {
     pub simulated_ms: Millis,
     /// Membership changes accepted by a leader during the run.
     pub membership_changes: u64,
+    /// Ready batches with reads answered on a lease.
+    pub lease_reads: u64,
 }
 
 /// A failing run: the violation and the line that replays it.
@@ -537,6 +549,13 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
     if plan.mix.torn_writes {
         opts.torn_crash = 0.002;
     }
+    if plan.lease_read {
+        opts.lease_read = true;
+        opts.tick_ms = 20;
+        opts.election_tick = 15;
+        opts.heartbeat_tick = 5;
+    }
+    opts.clock_drift_ms = plan.clock_drift_ms;
     let mut sim = Sim::new(opts);
     let mut driver = Driver {
         plan: plan.clone(),
@@ -697,6 +716,7 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         messages: sim.traffic.messages,
         simulated_ms: sim.now,
         membership_changes: driver.membership_changes,
+        lease_reads: sim.checker.lease_reads,
         history: driver.history,
         plan,
     })

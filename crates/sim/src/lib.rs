@@ -61,6 +61,13 @@ pub struct SimOptions {
     pub torn_crash: f64,
     pub pre_vote: bool,
     pub check_quorum: bool,
+    /// Leader lease reads (see `triton_raft::Config::lease_read`).
+    pub lease_read: bool,
+    /// Each node's tick is `tick_ms` plus a fixed offset drawn from
+    /// `[-clock_drift_ms, clock_drift_ms]`: clocks that run at different
+    /// rates, which lease reads must tolerate up to
+    /// `triton_raft::MAX_CLOCK_RATE_DIFFERENCE_PERCENT`.
+    pub clock_drift_ms: Millis,
     pub max_msg_bytes: u64,
     pub max_inflight_msgs: usize,
     pub snapshot_chunk_bytes: u64,
@@ -86,6 +93,8 @@ impl SimOptions {
             torn_crash: 0.0,
             pre_vote: true,
             check_quorum: true,
+            lease_read: false,
+            clock_drift_ms: 0,
             max_msg_bytes: 64 << 10,
             max_inflight_msgs: 64,
             snapshot_chunk_bytes: 1024,
@@ -143,6 +152,10 @@ pub struct SimNode {
     /// Every entry this node applied since its last restart, by index.
     pub applied: BTreeMap<Index, (Term, Bytes)>,
     pub restarts: u64,
+    /// This node's tick length (its clock rate; see `clock_drift_ms`).
+    pub tick_ms: Millis,
+    /// Lease reads of its current core already checked.
+    lease_reads_seen: u64,
     epoch: u64,
     waiting_writes: BTreeMap<Index, Waiter>,
     waiting_reads: Vec<ReadState>,
@@ -235,6 +248,7 @@ const MESSAGE_OVERHEAD_BYTES: u64 = 64;
 impl Sim {
     pub fn new(opts: SimOptions) -> Self {
         assert!(opts.nodes >= 1 && opts.nodes + opts.spare_nodes <= 9, "1..=9 nodes");
+        assert!(opts.clock_drift_ms < opts.tick_ms, "a clock must tick");
         let rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let mut sim = Sim {
             now: 0,
@@ -250,6 +264,13 @@ impl Sim {
         };
         for i in 0..sim.opts.nodes + sim.opts.spare_nodes {
             let id = i as NodeId + 1;
+            let drift = sim.opts.clock_drift_ms;
+            // Drawn only with drift on, so runs without it replay as before.
+            let tick_ms = if drift == 0 {
+                sim.opts.tick_ms
+            } else {
+                sim.opts.tick_ms - drift + sim.rng.random_range(0..=2 * drift)
+            };
             sim.nodes.push(SimNode {
                 id,
                 raft: None,
@@ -257,6 +278,8 @@ impl Sim {
                 kv: KvStore::default(),
                 applied: BTreeMap::new(),
                 restarts: 0,
+                tick_ms,
+                lease_reads_seen: 0,
                 epoch: 0,
                 waiting_writes: BTreeMap::new(),
                 waiting_reads: Vec::new(),
@@ -308,6 +331,7 @@ impl Sim {
         cfg.heartbeat_tick = o.heartbeat_tick;
         cfg.pre_vote = o.pre_vote;
         cfg.check_quorum = o.check_quorum;
+        cfg.lease_read = o.lease_read;
         cfg.max_msg_bytes = o.max_msg_bytes;
         cfg.max_inflight_msgs = o.max_inflight_msgs;
         cfg.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
@@ -326,13 +350,14 @@ impl Sim {
         if let Err(v) = self.checker.on_restart(id, &raft) {
             self.checker.fail(v);
         }
-        let phase = self.rng.random_range(0..self.opts.tick_ms);
+        let phase = self.rng.random_range(0..self.node(id).tick_ms);
         let node = self.node_mut(id);
         node.epoch += 1;
         node.kv = kv;
         node.applied.clear();
         node.waiting_writes.clear();
         node.waiting_reads.clear();
+        node.lease_reads_seen = 0;
         node.raft = Some(raft);
         let epoch = node.epoch;
         self.schedule(phase + 1, Event::Tick { node: id, epoch });
@@ -426,7 +451,7 @@ impl Sim {
                         continue;
                     }
                     self.node_mut(node).raft.as_mut().expect("alive").tick();
-                    let tick = self.opts.tick_ms;
+                    let tick = self.node(node).tick_ms;
                     self.schedule(tick, Event::Tick { node, epoch });
                     self.process_ready(node);
                 }
@@ -510,6 +535,14 @@ impl Sim {
                 return;
             }
             let rd = raft.ready();
+            let lease_reads = raft.stats().lease_reads;
+            if lease_reads > self.node(id).lease_reads_seen {
+                self.node_mut(id).lease_reads_seen = lease_reads;
+                let term = self.node(id).raft().term();
+                if let Err(v) = self.checker.on_lease_read(id, term) {
+                    self.checker.fail(v);
+                }
+            }
             if let Some(ss) = rd.soft_state {
                 if ss.role == Role::Leader {
                     self.trace(format_args!("node {id} leads term {}", self.node(id).raft().term()));
@@ -679,6 +712,13 @@ impl Sim {
             Some(l) => self.node(l).raft().membership().clone(),
             None => self.bootstrap_membership(1),
         }
+    }
+
+    /// Changes how long node `id`'s ticks are from its next one on: its
+    /// clock runs at a different rate (tests of what leases assume).
+    pub fn set_tick_ms(&mut self, id: NodeId, tick_ms: Millis) {
+        assert!(tick_ms > 0, "a clock must tick");
+        self.node_mut(id).tick_ms = tick_ms;
     }
 
     /// Asks node `id` for a linearizable read point; `ctx` comes back in

@@ -17,7 +17,7 @@ fn random_seeds_keep_raft_safe_and_live() {
     let start = env_u64("TRITON_SIM_START", 0);
     let next = AtomicU64::new(start);
     let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
-    let totals = Mutex::new((0usize, 0usize, 0u64));
+    let totals = Mutex::new((0usize, 0usize, 0u64, 0u64));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -32,6 +32,7 @@ fn random_seeds_keep_raft_safe_and_live() {
                         t.0 += r.completed;
                         t.1 += r.committed_entries;
                         t.2 += r.simulated_ms;
+                        t.3 += r.lease_reads;
                     }
                     Err(f) => {
                         eprintln!("FAIL {f}");
@@ -41,9 +42,9 @@ fn random_seeds_keep_raft_safe_and_live() {
             });
         }
     });
-    let (ops, entries, ms) = *totals.lock().unwrap();
+    let (ops, entries, ms, leased) = *totals.lock().unwrap();
     eprintln!(
-        "{count} seeds from {start}: {ops} client ops completed, {entries} entries committed, {} simulated s",
+        "{count} seeds from {start}: {ops} client ops completed, {entries} entries committed, {leased} lease read batches, {} simulated s",
         ms / 1000
     );
     let failures = failures.into_inner().unwrap();
@@ -57,6 +58,10 @@ fn random_seeds_keep_raft_safe_and_live() {
         ops > count as usize,
         "the workload made too little progress to mean anything"
     );
+    // Seeds 192-383 of every 384 read on leases (see `Plan::for_seed`).
+    if count >= 384 {
+        assert!(leased > 0, "no seed exercised lease reads");
+    }
 }
 
 /// Replays one seed with a trace: `TRITON_SIM_SEED=N [TRITON_SIM_NODES=n]

@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use triton_raft::{Index, NodeId};
+use triton_sim::checker::Violation;
 use triton_sim::lab::Lab;
-use triton_sim::{Clients, Sim};
+use triton_sim::{Clients, Sim, SimOptions};
 
 /// Records the reads the simulator reports as servable.
 #[derive(Default)]
@@ -111,4 +112,68 @@ fn a_new_leader_answers_reads_only_after_committing_its_noop() {
         Some(raft.term()),
         "read served before the new term's no-op applied"
     );
+}
+
+// ----- leader lease reads (thesis §6.4.1) ------------------------------------
+
+fn lease_lab(seed: u64) -> Lab {
+    let mut opts = SimOptions::new(3, seed);
+    opts.lease_read = true;
+    opts.tick_ms = 20;
+    opts.election_tick = 15;
+    opts.heartbeat_tick = 5;
+    Lab::with(opts)
+}
+
+/// Cuts the leader off and keeps asking it for reads every 5 ms for two
+/// seconds. Returns the reads it answered and the first violation.
+fn read_from_isolated_leader(lab: &mut Lab, old: NodeId) -> (usize, Option<Violation>) {
+    lab.disconnect(old);
+    let mut reads = Reads::default();
+    for i in 0..400u32 {
+        lab.sim.read_index(old, Bytes::from(format!("r{i}")));
+        let until = lab.sim.now + 5;
+        if let Err(v) = lab.sim.run_until(until, &mut reads) {
+            return (reads.served.len(), Some(v));
+        }
+    }
+    (reads.served.len(), None)
+}
+
+/// On a lease a cut-off leader still answers reads for a while, but only
+/// until the others could elect someone else: never after.
+#[test]
+fn a_cut_off_leader_answers_on_its_lease_only_until_a_new_leader_could_be_elected() {
+    for seed in 0..20 {
+        let mut lab = lease_lab(seed);
+        lab.one(b"w1", 3, false);
+        let old = lab.check_one_leader();
+        let before = lab.sim.node(old).raft().stats().lease_reads;
+        let (served, violation) = read_from_isolated_leader(&mut lab, old);
+        assert_eq!(violation, None, "seed {seed}");
+        assert!(served > 0, "seed {seed}: no read answered on the lease");
+        assert!(lab.sim.node(old).raft().stats().lease_reads > before);
+        let new = lab.sim.leader().expect("the majority elected a leader");
+        assert_ne!(new, old, "seed {seed}");
+    }
+}
+
+/// Control for the checker: a leader whose clock runs at half speed (far
+/// beyond the drift the lease allows for) keeps its lease too long, and
+/// the simulator catches it answering after a new leader was elected.
+#[test]
+fn a_lease_on_a_clock_at_half_speed_is_caught_outliving_the_next_leader() {
+    let mut caught = 0;
+    for seed in 0..20 {
+        let mut lab = lease_lab(seed);
+        lab.one(b"w1", 3, false);
+        let old = lab.check_one_leader();
+        lab.sim.set_tick_ms(old, 40);
+        if let (_, Some(v)) = read_from_isolated_leader(&mut lab, old) {
+            assert_eq!(v.property, "lease safety", "seed {seed}: {v}");
+            caught += 1;
+        }
+    }
+    eprintln!("{caught} of 20 seeds caught the lease outliving the next leader");
+    assert!(caught > 0, "no seed caught a lease outliving the next leader");
 }

@@ -91,6 +91,12 @@ impl ProgressTracker {
             .has_quorum(|id| self.progress.get(&id).is_some_and(|p| p.read_seq_acked >= seq))
     }
 
+    /// The latest heartbeat round a quorum has acknowledged.
+    pub fn quorum_read_seq(&self) -> u64 {
+        self.config
+            .committed_index(|id| self.progress.get(&id).map(|p| p.read_seq_acked))
+    }
+
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.config.incoming.voters.contains(&id) || self.config.outgoing.voters.contains(&id)
     }
