@@ -185,6 +185,7 @@ pub fn spurious_term_changes(timing: &Timing, nodes: usize, delay_ms: u64, ms: u
     o.tick_ms = timing.tick_ms;
     o.election_tick = timing.election_ticks;
     o.heartbeat_tick = timing.heartbeat_ticks;
+    o.lease_read = timing.lease_reads;
     o.min_delay_ms = delay_ms;
     o.max_delay_ms = delay_ms;
     let mut sim = Sim::new(o);
@@ -232,6 +233,7 @@ mod tests {
             tick_ms: 10,
             election_ticks: 3,
             heartbeat_ticks: 2,
+            lease_reads: true,
         };
         let changes = spurious_term_changes(&bad, 3, 20, 10_000, 1).unwrap();
         assert!(changes > 0, "expected spurious elections, saw none");

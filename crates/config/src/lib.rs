@@ -144,6 +144,14 @@ pub struct Timing {
     /// A leader sends heartbeats every this many ticks; at least 1.
     /// Default: 2 (100 ms at 50 ms).
     pub heartbeat_ticks: u32,
+    /// Linearizable reads on the leader's lease: no heartbeat round per
+    /// read while a quorum acknowledged one within `election_ticks - 1`
+    /// ticks less 10%. Assumes the nodes' clocks run at rates less than 10%
+    /// apart (real clocks differ by parts per million) and needs
+    /// `election_ticks >= 3`. `false`: every read confirms leadership with
+    /// a heartbeat round (ReadIndex). Set it the same on every node.
+    /// Default: `true`.
+    pub lease_reads: bool,
 }
 
 /// TLS files for the gRPC port, PEM-encoded. `triton_node::tls` reads them
@@ -268,6 +276,7 @@ impl Default for Timing {
             tick_ms: 50,
             election_ticks: 10,
             heartbeat_ticks: 2,
+            lease_reads: true,
         }
     }
 }
@@ -458,6 +467,15 @@ impl ClusterConfig {
                 format!(
                     "{} must be greater than timing.heartbeat_ticks ({}), or followers would start elections between heartbeats",
                     t.election_ticks, t.heartbeat_ticks
+                ),
+            ));
+        }
+        if t.lease_reads && t.election_ticks < 3 {
+            return Err(invalid(
+                "timing.lease_reads",
+                format!(
+                    "needs timing.election_ticks >= 3 (it is {}) to leave room for a lease; set lease_reads = false",
+                    t.election_ticks
                 ),
             ));
         }

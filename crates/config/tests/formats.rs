@@ -102,6 +102,7 @@ fn toml_form_parses_every_field() {
             tick_ms: 10,
             election_ticks: 20,
             heartbeat_ticks: 3,
+            lease_reads: true,
         },
         snapshot_threshold: 500,
         data_dir: Some("/var/lib/triton".into()),
@@ -128,7 +129,8 @@ fn toml_defaults_match_the_documented_values() {
         Timing {
             tick_ms: 50,
             election_ticks: 10,
-            heartbeat_ticks: 2
+            heartbeat_ticks: 2,
+            lease_reads: true,
         }
     );
     assert_eq!(config.snapshot_threshold, 10_000);
@@ -147,6 +149,7 @@ fn toml_defaults_match_the_documented_values() {
         tick_ms: u64::MAX,
         election_ticks: u32::MAX,
         heartbeat_ticks: u32::MAX,
+        lease_reads: true,
     };
     assert_eq!(absurd.election_timeout().end, std::time::Duration::MAX);
     assert_eq!(absurd.heartbeat_interval(), std::time::Duration::MAX);
@@ -434,6 +437,7 @@ fn to_toml_round_trips_a_full_config() {
             tick_ms: 7,
             election_ticks: 30,
             heartbeat_ticks: 1,
+            lease_reads: false,
         },
         snapshot_threshold: triton_config::MAX_TOML_INT,
         data_dir: Some("dir with \"quotes\"\nand a newline".into()),

@@ -68,6 +68,7 @@ fn valid_config() -> impl Strategy<Value = ClusterConfig> {
                         tick_ms,
                         election_ticks: heartbeat + extra,
                         heartbeat_ticks: heartbeat,
+                        lease_reads: heartbeat + extra >= 3,
                     },
                     snapshot_threshold: snapshot,
                     data_dir,

@@ -22,6 +22,7 @@ use triton_raft::{
 use triton_storage::{HardState as WalHardState, LogEntry, SnapshotMeta as WalSnapshotMeta, Wal};
 use triton_store::{Command, Store, WriteOp, WriteResult};
 
+use crate::clock::TickClock;
 use crate::codec::{entry_to_payload, membership_to_pb};
 use crate::members::AddressBook;
 use crate::transport::Outbox;
@@ -235,15 +236,16 @@ impl Driver {
 
     /// Runs until `Shutdown` or until every sender is gone.
     pub fn run(mut self, inputs: Receiver<Input>) {
-        let mut next_tick = Instant::now() + self.opts.tick;
-        let mut ticks: u64 = 0;
+        let mut clock = TickClock::start(self.opts.tick);
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match inputs.recv_timeout(wait) {
+            match inputs.recv_timeout(clock.until_next()) {
                 Ok(input) => {
+                    // Every due tick before each input (see `clock`).
+                    self.deliver_due_ticks(&mut clock);
                     self.handle(input);
                     // Take everything that queued up meanwhile: one batch.
                     for input in inputs.try_iter().take(4096) {
+                        self.deliver_due_ticks(&mut clock);
                         self.handle(input);
                     }
                 }
@@ -253,23 +255,7 @@ impl Driver {
             if self.shutting_down {
                 break;
             }
-            let now = Instant::now();
-            if now >= next_tick {
-                next_tick = now + self.opts.tick;
-                ticks += 1;
-                if !self.crashed {
-                    if self.commit_unsynced {
-                        // Bounds how far the durable commit index lags, to
-                        // a tick, when no write comes to carry it along.
-                        self.sync_wal();
-                    }
-                    self.raft.tick();
-                    self.expire_reads(now);
-                    if ticks.is_multiple_of(10) {
-                        self.propose_expirations();
-                    }
-                }
-            }
+            self.deliver_due_ticks(&mut clock);
             if !self.crashed {
                 // First what the peers' acknowledgements allow: commit, apply
                 // and answer. A `Ready` without new entries needs no fsync
@@ -288,6 +274,32 @@ impl Driver {
             fatal("syncing at shutdown", e);
         }
         tracing::info!("driver stopped; WAL synced");
+    }
+
+    /// Feeds the core every tick due by now. A crashed (frozen) node gets
+    /// none; at restore it gets all it missed at once, as a process back
+    /// from SIGSTOP would.
+    fn deliver_due_ticks(&mut self, clock: &mut TickClock) {
+        if self.crashed {
+            return;
+        }
+        let before = clock.delivered();
+        let due = clock.take_due();
+        if due == 0 {
+            return;
+        }
+        if self.commit_unsynced {
+            // Bounds how far the durable commit index lags, to a tick, when
+            // no write comes to carry it along.
+            self.sync_wal();
+        }
+        for _ in 0..due {
+            self.raft.tick();
+        }
+        self.expire_reads(Instant::now());
+        if before / 10 != clock.delivered() / 10 {
+            self.propose_expirations();
+        }
     }
 
     fn handle(&mut self, input: Input) {

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod auth;
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod driver;
 pub mod fuzzing;

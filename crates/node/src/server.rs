@@ -113,6 +113,7 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
     let mut cfg = RaftConfig::new(raft_id);
     cfg.election_tick = timing.election_ticks;
     cfg.heartbeat_tick = timing.heartbeat_ticks;
+    cfg.lease_read = timing.lease_reads;
     cfg.max_msg_bytes = (opts.config.max_message_bytes / 2).max(1);
     cfg.seed = rand::random();
     let init = InitialState {

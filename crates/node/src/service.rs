@@ -127,7 +127,11 @@ impl NodeHandle {
             .map_err(|_| NodeError::Unavailable("node shutting down".into()))
     }
 
-    /// Campaign now (operator "set leader").
+    /// Campaign now (operator "set leader"). The election overrides the
+    /// voters' leader lease, so only for clusters with
+    /// `timing.lease_reads = false` (or whose old leader is known dead):
+    /// otherwise a cut-off old leader may answer reads on its lease after
+    /// this node wins.
     pub fn campaign(&self) -> Result<(), NodeError> {
         self.submit(Input::Campaign)
     }

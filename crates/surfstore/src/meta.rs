@@ -221,6 +221,14 @@ impl MetaService {
             return Err(Status::unavailable("this node is crashed"));
         }
         if st.role != "leader" {
+            if self.node.config.timing.lease_reads {
+                // A forced election's votes override followers' lease
+                // promises, so a cut-off old leader could keep answering
+                // reads on its lease after this node wins.
+                return Err(Status::failed_precondition(
+                    "SetLeader forces an election, which would break leader leases; set lease_reads = false under [timing] in the cluster config to use it",
+                ));
+            }
             self.node.campaign().map_err(|e| self.err(e))?;
         }
         let deadline = Instant::now() + self.node.request_timeout;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use cluster::{segments, Cluster, ClusterOptions};
 use triton_node::client::KvClient;
 use triton_proto::control::control_client::ControlClient;
-use triton_proto::control::{ControlEmpty, DropReplies};
+use triton_proto::control::{ControlEmpty, DropReplies, NodeIds};
+use triton_proto::kv::GetRequest;
 use triton_proto::surfstore::raft_surfstore_client::RaftSurfstoreClient;
 
 async fn control(addr: &str) -> ControlClient<tonic::transport::Channel> {
@@ -267,6 +268,16 @@ async fn fault_rpcs_are_refused_unless_enabled_and_crash_freezes_a_node() {
     assert!(start.elapsed() < Duration::from_secs(20));
     ctl.restore(ControlEmpty {}).await.unwrap();
     assert_eq!(client.get(b"k").await.unwrap().unwrap().value, b"v");
+
+    // SetLeader's forced election would override leader leases: refused
+    // while they are on, with the setting to change in the message.
+    let follower = (c.wait_leader().await + 1) % 3;
+    let mut surf = RaftSurfstoreClient::connect(format!("http://{}", c.addrs[follower]))
+        .await
+        .unwrap();
+    let e = surf.set_leader(()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("lease_reads = false"), "{}", e.message());
 }
 
 #[test]
@@ -309,6 +320,7 @@ async fn sigterm_on_the_leader_hands_over_leadership_and_exits_cleanly() {
     let mut c = Cluster::start(ClusterOptions {
         election_ticks: 10_000,
         test_rpcs: true,
+        lease_reads: false,
         ..ClusterOptions::default()
     });
     let start = Instant::now();
@@ -340,4 +352,56 @@ async fn sigterm_on_the_leader_hands_over_leadership_and_exits_cleanly() {
     assert_eq!(client.get(b"before").await.unwrap().unwrap().value, b"1");
     c.spawn(leader);
     client.put(b"after", b"2").await.unwrap();
+}
+
+/// Leader lease reads and a frozen leader (the danger of leases): the
+/// leader is cut off and frozen with SIGSTOP while its lease is fresh; the
+/// others elect a new leader and overwrite the key; then the old leader is
+/// resumed and asked at once, before anything tells it about the new term.
+/// Its tick count must catch up with the time it was frozen, so its lease
+/// is over: it may refuse or time out, but any value it answers is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_answers_no_read_when_it_resumes() {
+    const SIGCONT: i32 = 18;
+    const SIGSTOP: i32 = 19;
+    let c = Cluster::start(ClusterOptions {
+        test_rpcs: true,
+        ..Default::default()
+    });
+    let old = c.wait_leader().await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let mut client = c.client();
+    client.put(b"k", b"v1").await.unwrap();
+    let mut direct = triton_proto::kv::kv_client::KvClient::connect(format!("http://{}", c.addrs[old]))
+        .await
+        .unwrap();
+    let get = || GetRequest {
+        key: b"k".to_vec(),
+        serializable: false,
+    };
+    let first = direct.get(get()).await.expect("the leader answers").into_inner();
+    assert_eq!(first.value, b"v1");
+
+    let ids = |v: &[usize]| NodeIds {
+        ids: v.iter().map(|&i| i as u64).collect(),
+    };
+    c.control(old).await.make_unreachable_from(ids(&others)).await.unwrap();
+    c.signal(old, SIGSTOP);
+    for &i in &others {
+        c.control(i).await.make_unreachable_from(ids(&[old])).await.unwrap();
+    }
+    let mut rest = KvClient::new(others.iter().map(|&i| c.addrs[i].clone()).collect()).unwrap();
+    rest.put(b"k", b"v2")
+        .await
+        .expect("the majority elects a leader and writes");
+
+    c.signal(old, SIGCONT);
+    let answer = tokio::time::timeout(Duration::from_secs(3), direct.get(get())).await;
+    if let Ok(Ok(r)) = answer {
+        panic!(
+            "the resumed old leader answered {:?}: a stale read (the others hold v2)",
+            String::from_utf8_lossy(&r.into_inner().value)
+        );
+    }
+    assert_eq!(rest.get(b"k").await.unwrap().unwrap().value, b"v2");
 }

@@ -275,10 +275,13 @@ async fn metadata_version_rules_redirects_ring_and_majority() {
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(r.get_internal_state(()).await.is_ok(), "inspection stays available");
 
-    // Without a majority, metadata calls fail instead of answering stale data.
+    // Without a majority, metadata calls fail instead of answering stale data
+    // (once the leader's lease is over: until then no other leader can
+    // exist, so answering is still linearizable; 8 ticks of 20 ms here).
     for i in (0..3).filter(|&i| i != leader) {
         c.kill9(i);
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let r = m.get_file_info_map(()).await;
     assert!(r.is_err(), "answered without a majority: {r:?}");
     let r = m.update_file(meta("late", 1, &["-1"])).await;

@@ -28,6 +28,8 @@ async fn start(nodes: usize) -> (Cluster, Vec<Client>) {
         nodes,
         test_rpcs: true,
         election_ticks: 10_000,
+        // Leaders only by SetLeader, which leases would refuse.
+        lease_reads: false,
         ..Default::default()
     });
     let config = c.cluster_config();

@@ -25,6 +25,8 @@ pub struct ClusterOptions {
     pub block_stores: usize,
     /// `[timing] election_ticks` (10000 = leaders only by explicit campaign).
     pub election_ticks: u64,
+    /// `[timing] lease_reads` (explicit campaigns need it off).
+    pub lease_reads: bool,
     /// `admin_token` in the config; the harness's clients send it.
     pub admin_token: Option<String>,
     /// `[tls]` in the config; the harness's clients connect with it.
@@ -40,6 +42,7 @@ impl Default for ClusterOptions {
             file_ports: false,
             block_stores: 0,
             election_ticks: 10,
+            lease_reads: true,
             admin_token: None,
             tls: None,
         }
@@ -95,8 +98,8 @@ impl Cluster {
             .as_ref()
             .map_or(String::new(), |t| format!("admin_token = {t:?}\n"));
         let mut toml = format!(
-            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n{token}\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\n",
-            opts.snapshot_threshold, opts.test_rpcs, block_addrs, opts.election_ticks
+            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n{token}\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\nlease_reads = {}\n",
+            opts.snapshot_threshold, opts.test_rpcs, block_addrs, opts.election_ticks, opts.lease_reads
         );
         let file_addrs: Vec<String> = if opts.file_ports {
             (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect()
@@ -241,6 +244,12 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` to node `i` (e.g. 19 = SIGSTOP, 18 = SIGCONT).
+    pub fn signal(&self, i: usize, signal: i32) {
+        let c = self.children[i].as_ref().expect("running");
+        unsafe_kill(c.id(), signal);
     }
 
     /// SIGTERM, then wait for a clean exit.
