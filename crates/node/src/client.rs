@@ -101,6 +101,12 @@ impl KvClient {
         })
     }
 
+    /// The node the next request goes to first, if the client has learnt
+    /// where the leader is.
+    pub fn leader_hint(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+
     pub fn client_id(&self) -> u64 {
         self.client_id
     }
@@ -200,12 +206,24 @@ impl KvClient {
             key: key.to_vec(),
             serializable,
         };
-        let r = self
+        let (r, leader) = self
             .with_retries(|mut c| {
                 let req = req.clone();
-                async move { c.get(req).await.map(|r| r.into_inner()) }
+                async move {
+                    c.get(req).await.map(|r| {
+                        let leader = r.metadata().get(LEADER_METADATA).and_then(|v| v.to_str().ok());
+                        let leader = leader.filter(|a| !a.is_empty()).map(str::to_string);
+                        (r.into_inner(), leader)
+                    })
+                }
             })
             .await?;
+        if leader.is_some() {
+            // A follower answered and named the leader: later linearizable
+            // reads go there (the leader answers on its lease, a follower
+            // has to ask it first).
+            self.leader = leader;
+        }
         Ok(r.found.then_some(Value {
             value: r.value,
             version: r.version,

@@ -151,6 +151,9 @@ pub struct DriverOptions {
     pub tick: Duration,
     pub snapshot_threshold: u64,
     pub read_timeout: Duration,
+    /// Where the driver publishes the leader it knows of (0: none); see
+    /// `NodeHandle::leader`.
+    pub leader: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct Driver {
@@ -656,6 +659,9 @@ impl Driver {
                 // change: a new leader may keep them; they are answered when
                 // their index is applied, or by the client's timeout.
                 tracing::info!(term = self.raft.term(), role = ?ss.role, leader = ?ss.leader, "role changed");
+                self.opts
+                    .leader
+                    .store(ss.leader.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
             }
             self.send(std::mem::take(&mut rd.messages));
             self.persist(&rd);

@@ -230,6 +230,7 @@ pub async fn serve(
     let is_member = raft.membership().all_nodes().contains(&raft_id);
     let outbox = Outbox::start(&tokio::runtime::Handle::current(), peers, max_message_bytes, dialer);
     let (driver_tx, driver_rx) = crossbeam_channel::bounded::<Input>(65_536);
+    let known_leader = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let driver = Driver::new(
         raft,
         wal,
@@ -241,6 +242,7 @@ pub async fn serve(
             tick: Duration::from_millis(opts.config.timing.tick_ms),
             snapshot_threshold: opts.config.snapshot_threshold,
             read_timeout: Duration::from_secs(5),
+            leader: known_leader.clone(),
         },
     );
     let driver_thread = std::thread::Builder::new()
@@ -256,6 +258,7 @@ pub async fn serve(
         request_timeout: Duration::from_secs(5),
         max_key_bytes: 4096,
         max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
+        leader: known_leader,
     };
     let transport = RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id))
         .max_decoding_message_size(max_message_bytes)

@@ -2,6 +2,7 @@
 //! control service (refused unless enabled in the config).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ pub struct NodeHandle {
     pub request_timeout: Duration,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// The leader this node last knew of (0: none), kept by the driver at
+    /// every role change: a hint for clients, possibly stale.
+    pub leader: Arc<AtomicU64>,
 }
 
 impl NodeHandle {
@@ -236,14 +240,24 @@ impl Kv for KvService {
             })
             .await
             .map_err(|e| self.node.grpc_status(e))?;
-        Ok(Response::new(match found {
+        let mut response = Response::new(match found {
             Some((value, version)) => GetResponse {
                 found: true,
                 value,
                 version,
             },
             None => GetResponse::default(),
-        }))
+        });
+        // A follower served this linearizable read by asking the leader;
+        // the leader answers on its lease without that round trip, so tell
+        // the client where it is.
+        let leader = self.node.leader.load(Ordering::Relaxed);
+        if !req.serializable && leader != 0 && leader != self.node.raft_id {
+            if let Ok(v) = MetadataValue::try_from(self.node.member_addr(leader).as_str()) {
+                response.metadata_mut().insert(LEADER_METADATA, v);
+            }
+        }
+        Ok(response)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<WriteResponse>, Status> {

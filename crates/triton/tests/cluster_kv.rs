@@ -35,6 +35,9 @@ async fn put_then_linearizable_get_through_a_follower() {
     let mut at_follower = KvClient::new(vec![c.addrs[follower].clone()]).unwrap();
     let got = at_follower.get(b"greeting").await.unwrap().expect("the key exists");
     assert_eq!((got.value.as_slice(), got.version), (&b"hello"[..], version));
+    // The follower named the leader, where later reads go (it answers on its
+    // lease, without asking anyone).
+    assert_eq!(at_follower.leader_hint(), Some(c.addrs[leader].as_str()));
     assert!(at_follower.get(b"missing").await.unwrap().is_none());
     // Append and delete.
     let v2 = client.append(b"greeting", b", world").await.unwrap();
