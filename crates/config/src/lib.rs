@@ -149,7 +149,9 @@ pub struct Timing {
     /// ticks less 10%. Assumes the nodes' clocks run at rates less than 10%
     /// apart (real clocks differ by parts per million) and needs
     /// `election_ticks >= 3`. `false`: every read confirms leadership with
-    /// a heartbeat round (ReadIndex). Set it the same on every node.
+    /// a heartbeat round (ReadIndex). The lease is counted in the leader's
+    /// ticks and honoured in the followers', so every node must run the
+    /// same `[timing]`: change it only with the whole cluster stopped.
     /// Default: `true`.
     pub lease_reads: bool,
 }

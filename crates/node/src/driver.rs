@@ -158,6 +158,8 @@ pub struct DriverOptions {
 
 pub struct Driver {
     raft: Raft,
+    /// Ticks that fell due while crashed (frozen): delivered at restore.
+    ticks_owed: u64,
     wal: Wal,
     store: Store,
     outbox: Outbox,
@@ -217,6 +219,7 @@ impl Driver {
         let durable = wal.hard_state();
         Driver {
             raft,
+            ticks_owed: 0,
             wal,
             store,
             outbox,
@@ -283,11 +286,13 @@ impl Driver {
     /// none; at restore it gets all it missed at once, as a process back
     /// from SIGSTOP would.
     fn deliver_due_ticks(&mut self, clock: &mut TickClock) {
+        let before = clock.delivered();
+        let mut due = clock.take_due() + std::mem::take(&mut self.ticks_owed);
         if self.crashed {
+            // Counted (so the loop still sleeps a tick at a time), owed.
+            self.ticks_owed = due;
             return;
         }
-        let before = clock.delivered();
-        let due = clock.take_due();
         if due == 0 {
             return;
         }
@@ -295,8 +300,23 @@ impl Driver {
             // Bounds how far the durable commit index lags, to a tick, when
             // no write comes to carry it along.
             self.sync_wal();
+            // The fsync took time: count it too, so the core decides nothing
+            // on a count that lags.
+            due += clock.take_due();
         }
+        // After a long stall a non-leader needs enough ticks to time out
+        // once, not one election per timeout it slept through. Counting
+        // fewer only makes it refuse votes longer (safe for leases); a
+        // leader's count is never cut, since its lease runs on it.
+        let follower_cap = 2 * u64::from(self.raft.config().election_tick) + 1;
+        let mut as_follower = 0;
         for _ in 0..due {
+            if !self.raft.is_leader() {
+                as_follower += 1;
+                if as_follower > follower_cap {
+                    break;
+                }
+            }
             self.raft.tick();
         }
         self.expire_reads(Instant::now());
@@ -382,7 +402,9 @@ impl Driver {
             }
             Input::Campaign => {
                 if !self.crashed {
-                    self.raft.force_campaign();
+                    if let Err(e) = self.raft.force_campaign() {
+                        tracing::warn!("campaign request refused: {e}");
+                    }
                 }
             }
             Input::Heartbeat => {

@@ -42,7 +42,9 @@ pub mod types;
 pub use confchange::{ConfChange, ConfChangeError};
 pub use config::{Config, ConfigError, MAX_CLOCK_RATE_DIFFERENCE_PERCENT};
 pub use message::{Body, Message};
-pub use raft::{CompactError, InitialState, ProposeError, Raft, ReadIndexError, Stats, TransferError};
+pub use raft::{
+    CompactError, ForceCampaignError, InitialState, ProposeError, Raft, ReadIndexError, Stats, TransferError,
+};
 pub use ready::Ready;
 pub use types::{
     Entry, EntryKind, HardState, Index, Membership, NodeId, ReadState, Role, Snapshot, SnapshotMeta, SoftState, Term,

@@ -62,6 +62,12 @@ pub enum TransferError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForceCampaignError {
+    #[error("a forced election overrides leader leases; it is refused while lease reads are on")]
+    LeaseReads,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompactError {
     #[error("cannot compact to {index}: only {applied} is applied")]
     NotApplied { index: Index, applied: Index },
@@ -431,12 +437,18 @@ impl Raft {
 
     /// Starts an election now, skipping pre-vote and overriding followers'
     /// leader lease, as if a leader had handed over (operator "set leader").
-    pub fn force_campaign(&mut self) {
+    /// Refused with lease reads on: the old leader, if merely cut off, would
+    /// keep answering reads on a lease the voters no longer honour.
+    pub fn force_campaign(&mut self) -> Result<(), ForceCampaignError> {
         self.assert_not_awaiting_advance();
+        if self.cfg.lease_read {
+            return Err(ForceCampaignError::LeaseReads);
+        }
         if self.role == Role::Leader || !self.promotable() {
-            return;
+            return Ok(());
         }
         self.start_election(true);
+        Ok(())
     }
 
     /// Appends a command to the log (leader only). Returns where it will be

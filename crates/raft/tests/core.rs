@@ -505,6 +505,109 @@ fn a_leader_gives_up_its_lease_when_it_transfers_leadership() {
     drain(&mut r);
     let (answered, _) = read_now(&mut r, b"during");
     assert!(!answered, "a read was answered on the lease during a transfer");
+    // The target may still win after the transfer times out (a TimeoutNow
+    // in flight): fresh acknowledgements in this term give no lease back.
+    for _ in 0..r.config().election_tick {
+        r.tick();
+        let rounds: Vec<u64> = drain(&mut r)
+            .into_iter()
+            .filter_map(|m| match m.body {
+                Body::Heartbeat { read_seq, .. } => Some(read_seq),
+                _ => None,
+            })
+            .collect();
+        for seq in rounds {
+            ack_round(&mut r, 2, seq);
+        }
+        drain(&mut r);
+    }
+    assert_eq!(r.role(), Role::Leader);
+    assert!(
+        r.propose(Bytes::from_static(b"x")).is_ok(),
+        "the transfer did not time out"
+    );
+    drain(&mut r);
+    let (answered, _) = read_now(&mut r, b"after");
+    assert!(!answered, "the lease came back in the term of an abandoned transfer");
+}
+
+/// The arithmetic of the lease against the promise it relies on, on one
+/// clock: the follower acknowledges the round the instant it is sent, and
+/// its first tick comes right after (the worst phase). The leader's last
+/// leased tick count `j` covers real time up to `j + 1` ticks after the
+/// send; the follower grants a vote at its `k`-th tick, `k - 1` ticks after
+/// the send. So `j + 1 <= k - 1` must hold for every election timeout.
+#[test]
+fn a_lease_ends_before_an_acknowledging_follower_can_vote() {
+    for e in [3, 4, 5, 9, 10, 11, 30, 101] {
+        let mut lc = lease_cfg(1);
+        lc.election_tick = e;
+        let mut leader = elect_with(lc, three());
+        drain(&mut leader);
+        let last = leader.last_index();
+        ack(&mut leader, 2, last);
+        drain(&mut leader);
+        let (seq, _) = next_round(&mut leader);
+        ack_round(&mut leader, 2, seq);
+        drain(&mut leader);
+        let mut last_leased = None;
+        for j in 0..2 * e {
+            if !leader.is_leader() {
+                break; // check-quorum: nobody else acknowledged since
+            }
+            if read_now(&mut leader, b"r").0 {
+                last_leased = Some(j);
+            }
+            leader.tick();
+            drain(&mut leader);
+        }
+        let j = last_leased.expect("the lease held at least at the send");
+
+        let mut fc = lease_cfg(2);
+        fc.election_tick = e;
+        let mut follower = Raft::new(fc, three()).unwrap();
+        // Past the restart rule, so only the heartbeat's promise counts.
+        for _ in 0..e {
+            follower.tick();
+        }
+        drain(&mut follower);
+        follower.step(msg(
+            1,
+            2,
+            1,
+            Body::Heartbeat {
+                commit: 0,
+                read_seq: seq,
+            },
+        ));
+        drain(&mut follower);
+        let vote = msg(
+            3,
+            2,
+            2,
+            Body::Vote {
+                pre_vote: false,
+                last_index: 10,
+                last_term: 1,
+                transfer: false,
+            },
+        );
+        let k = (1..=2 * e)
+            .find(|_| {
+                follower.tick();
+                drain(&mut follower);
+                follower.step(vote.clone());
+                drain(&mut follower)
+                    .iter()
+                    .any(|m| matches!(m.body, Body::VoteResponse { granted: true, .. }))
+            })
+            .expect("the follower votes within two election timeouts");
+        assert_eq!(k, e, "election_tick {e}: the follower's promise");
+        assert!(
+            j + 1 < k,
+            "election_tick {e}: lease to tick {j} of the send, the follower votes at its tick {k}"
+        );
+    }
 }
 
 /// A node forgets at restart whose heartbeats it acknowledged; with lease
@@ -566,4 +669,11 @@ fn lease_reads_need_check_quorum_and_room_for_a_lease() {
     c.election_tick = 3;
     assert_eq!(c.lease_ticks(), 1);
     assert!(Raft::new(c, three()).is_ok());
+    // A forced election would override the followers' promises.
+    let mut follower = Raft::new(lease_cfg(2), three()).unwrap();
+    assert!(follower.force_campaign().is_err());
+    assert_eq!(follower.role(), Role::Follower);
+    let mut plain = Raft::new(cfg(2), three()).unwrap();
+    assert!(plain.force_campaign().is_ok());
+    assert_eq!(plain.role(), Role::Candidate);
 }

@@ -264,6 +264,15 @@ async fn fault_rpcs_are_refused_unless_enabled_and_crash_freezes_a_node() {
     let mut ctl = control(&c.addrs[leader]).await;
     ctl.crash(ControlEmpty {}).await.unwrap();
     assert!(ctl.is_crashed(ControlEmpty {}).await.unwrap().into_inner().crashed);
+    // Frozen means idle: the driver sleeps a tick at a time (it once spun,
+    // with ticks owed and none delivered).
+    let before = c.cpu_time(leader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = c.cpu_time(leader) - before;
+    assert!(
+        used < Duration::from_millis(500),
+        "a crashed node used {used:?} of CPU in 1 s"
+    );
     // The others elect a new leader and keep serving.
     let start = Instant::now();
     let mut client = c.client();

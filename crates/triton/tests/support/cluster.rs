@@ -246,6 +246,21 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s process id.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.children[i].as_ref().expect("running").id()
+    }
+
+    /// CPU time node `i` has used so far (user + system), from /proc.
+    pub fn cpu_time(&self, i: usize) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid(i))).expect("/proc stat");
+        // Fields after the parenthesised command name; utime and stime are
+        // the 14th and 15th fields, in clock ticks (100 per second on Linux).
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|x| x.parse().unwrap()).collect();
+        Duration::from_millis((f[0] + f[1]) * 10)
+    }
+
     /// Sends `signal` to node `i` (e.g. 19 = SIGSTOP, 18 = SIGCONT).
     pub fn signal(&self, i: usize, signal: i32) {
         let c = self.children[i].as_ref().expect("running");
