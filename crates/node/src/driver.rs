@@ -160,6 +160,11 @@ pub struct Driver {
     raft: Raft,
     /// Ticks that fell due while crashed (frozen): delivered at restore.
     ticks_owed: u64,
+    /// Test-only (`TRITON_UNSAFE_TIMER_TICKS=1`): at most one tick per
+    /// wake-up, the timer-driven clock this node had before lease reads,
+    /// which under-counts a stall. It exists so a test can show that
+    /// `triton verify` catches the stale lease reads it causes.
+    unsafe_timer_ticks: bool,
     wal: Wal,
     store: Store,
     outbox: Outbox,
@@ -220,6 +225,13 @@ impl Driver {
         Driver {
             raft,
             ticks_owed: 0,
+            unsafe_timer_ticks: {
+                let on = std::env::var_os("TRITON_UNSAFE_TIMER_TICKS").is_some_and(|v| v == "1");
+                if on {
+                    tracing::warn!("TRITON_UNSAFE_TIMER_TICKS=1: ticks under-count stalls; lease reads are unsafe");
+                }
+                on
+            },
             wal,
             store,
             outbox,
@@ -308,6 +320,9 @@ impl Driver {
         // once, not one election per timeout it slept through. Counting
         // fewer only makes it refuse votes longer (safe for leases); a
         // leader's count is never cut, since its lease runs on it.
+        if self.unsafe_timer_ticks {
+            due = due.min(1);
+        }
         let follower_cap = 2 * u64::from(self.raft.config().election_tick) + 1;
         let mut as_follower = 0;
         for _ in 0..due {

@@ -5,7 +5,12 @@
 use std::process::Command;
 
 fn verify(args: &[&str], out: &std::path::Path) -> (bool, String) {
+    verify_with_env(args, out, &[])
+}
+
+fn verify_with_env(args: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .envs(env.iter().copied())
         .arg("verify")
         .args(args)
         .arg("--out")
@@ -36,7 +41,7 @@ fn verify_passes_on_a_correct_cluster_under_all_faults() {
             "--seed",
             "7",
             "--faults",
-            "kill,partition,pause,leader",
+            "kill,partition,pause,leader,freeze",
         ],
         dir.path(),
     );
@@ -122,4 +127,35 @@ fn verify_rejects_bad_arguments_clearly() {
     );
     assert!(!ok);
     assert!(text.contains("need a cluster started by triton verify"), "{text}");
+}
+
+/// The freeze fault against nodes whose ticks come from a timer (the clock
+/// before lease reads, behind a test-only switch): a leader frozen inside
+/// its lease resumes thinking little time passed and answers its pinned
+/// reader from a lease that ended long ago. Verify must say so. (With the
+/// real clock the freeze fault passes: see the test above, which includes it.)
+#[test]
+fn verify_catches_stale_lease_reads_of_a_leader_whose_clock_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = verify_with_env(
+        &[
+            "--nodes",
+            "3",
+            "--duration",
+            "10s",
+            "--clients",
+            "4",
+            "--keys",
+            "1",
+            "--seed",
+            "1",
+            "--faults",
+            "freeze",
+        ],
+        dir.path(),
+        &[("TRITON_UNSAFE_TIMER_TICKS", "1")],
+    );
+    assert!(!ok, "verify passed although frozen leaders' ticks lagged:\n{text}");
+    assert!(text.contains("NOT linearizable"), "{text}");
+    assert!(text.contains("freeze: cut off leader"), "{text}");
 }

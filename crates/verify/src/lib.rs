@@ -5,7 +5,9 @@
 //! when each call started and ended on one monotonic clock; a nemesis
 //! injects faults on a schedule drawn from the seed (kill -9 and restart,
 //! pause with SIGSTOP/SIGCONT, minority/majority partitions, isolating the
-//! leader); then the faults stop, the cluster must recover, and the whole
+//! leader, freezing a cut-off leader inside its lease); besides the clients,
+//! one reader per node asks only that node, so a node that answers when it
+//! should not is heard; then the faults stop, the cluster must recover, and the whole
 //! history must be linearizable (checked by `triton-lincheck`).
 
 pub mod local;
@@ -43,6 +45,11 @@ pub enum Fault {
     /// Remove a voter (the leader, sometimes) from the configuration, then
     /// add it back as a learner and promote it (joint consensus both ways).
     Membership,
+    /// Cut the leader off and SIGSTOP it at once, while its lease is fresh;
+    /// SIGCONT it still cut off, then heal. The others elect a new leader
+    /// meanwhile: a resumed leader that still believes in its lease answers
+    /// its pinned reader with stale values.
+    Freeze,
 }
 
 impl Fault {
@@ -55,8 +62,9 @@ impl Fault {
                 "pause" => Fault::Pause,
                 "leader" => Fault::Leader,
                 "membership" => Fault::Membership,
+                "freeze" => Fault::Freeze,
                 "none" => continue,
-                other => bail!("unknown fault {other:?} (kill, partition, pause, leader, membership, none)"),
+                other => bail!("unknown fault {other:?} (kill, partition, pause, leader, membership, freeze, none)"),
             });
         }
         out.sort();
@@ -65,7 +73,11 @@ impl Fault {
     }
 
     fn needs_processes(self) -> bool {
-        matches!(self, Fault::Kill | Fault::Pause)
+        matches!(self, Fault::Kill | Fault::Pause | Fault::Freeze)
+    }
+
+    fn needs_test_rpcs(self) -> bool {
+        matches!(self, Fault::Partition | Fault::Leader | Fault::Freeze)
     }
 }
 
@@ -191,13 +203,8 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         bail!("kill and pause faults need a cluster started by triton verify (not --endpoints)");
     }
     if let Some(c) = &cluster {
-        if !c.config.enable_test_rpcs
-            && opts
-                .faults
-                .iter()
-                .any(|f| matches!(f, Fault::Partition | Fault::Leader))
-        {
-            bail!("partition and leader faults need enable_test_rpcs = true in the cluster config");
+        if !c.config.enable_test_rpcs && opts.faults.iter().any(|f| f.needs_test_rpcs()) {
+            bail!("partition, leader and freeze faults need enable_test_rpcs = true in the cluster config");
         }
     }
     // How clients reach the nodes (TLS, admin token): the started cluster's
@@ -210,11 +217,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     wait_for_leader(&access, &endpoints, Duration::from_secs(30))
         .await
         .context("the cluster never elected a leader")?;
-    if opts
-        .faults
-        .iter()
-        .any(|f| matches!(f, Fault::Partition | Fault::Leader))
-    {
+    if opts.faults.iter().any(|f| f.needs_test_rpcs()) {
         check_fault_rpcs(&access, &endpoints).await?;
     }
     if opts.faults.contains(&Fault::Membership) && access.config.admin_token.is_none() {
@@ -238,6 +241,15 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         let seed = opts.seed.wrapping_add(c as u64 + 1);
         workers.push(tokio::spawn(async move {
             client_loop(c, seed, keys, stale, &access, endpoints, clock, history, healed, stop).await
+        }));
+    }
+
+    for (i, addr) in endpoints.iter().enumerate() {
+        let (history, stop, access) = (history.clone(), stop.clone(), access.clone());
+        let (addr, client) = (addr.clone(), (opts.clients + i) as u64);
+        let (keys, seed) = (opts.keys, opts.seed.wrapping_add(1_000 + i as u64));
+        workers.push(tokio::spawn(async move {
+            pinned_reader(client, addr, seed, keys, &access, clock, history, stop).await
         }));
     }
 
@@ -477,6 +489,33 @@ async fn inject(
             sleep_with_progress(pb, hold, history, clock).await;
             heal_partitions(access, endpoints).await;
         }
+        Fault::Freeze => {
+            let c = cluster.expect("checked: process faults need a local cluster");
+            let leader = match find_leader(access, endpoints).await {
+                Some(l) => l,
+                None => nemesis.rng.random_range(0..n),
+            };
+            let others: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
+            say(
+                pb,
+                format!(
+                    "[{:>6.1}s] freeze: cut off leader {leader} and SIGSTOP it for {:.1}s, then SIGCONT it still cut off",
+                    clock.elapsed().as_secs_f64(),
+                    hold.as_secs_f64()
+                ),
+            );
+            // Cut off first (it stops hearing acknowledgements), then freeze
+            // it within its lease, then cut the others off from it.
+            set_unreachable(access, &endpoints[leader], &others).await;
+            c.pause(leader);
+            for &i in &others {
+                set_unreachable(access, &endpoints[i], &[leader]).await;
+            }
+            sleep_with_progress(pb, hold, history, clock).await;
+            c.resume(leader);
+            sleep_with_progress(pb, Duration::from_millis(1000), history, clock).await;
+            heal_partitions(access, endpoints).await;
+        }
         Fault::Membership => {
             let admin = AdminClient::new(endpoints.to_vec(), access.config.clone())?;
             let members = admin.call(AdminCall::Members).await.context("listing the members")?;
@@ -695,6 +734,60 @@ async fn client_loop(
         });
         if ok && healed.load(std::sync::atomic::Ordering::SeqCst) {
             h.after_heal[c] += 1;
+        }
+    }
+}
+
+/// Linearizable gets sent only to the node at `addr`, never redirected: a
+/// node that answers when it should not (a cut-off or resumed old leader on
+/// a lease it no longer holds) is caught by the checker. A failed read has
+/// no effect and stays out of the history.
+#[allow(clippy::too_many_arguments)]
+async fn pinned_reader(
+    client: u64,
+    addr: String,
+    seed: u64,
+    keys: usize,
+    access: &Access,
+    clock: Instant,
+    history: Arc<Mutex<History>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let Ok(endpoint) = access.dialer.endpoint(&addr) else {
+        return;
+    };
+    let mut kv = triton_proto::kv::kv_client::KvClient::new(endpoint.connect_lazy());
+    let now = |clock: Instant| clock.elapsed().as_nanos() as u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let key = format!("k{}", rng.random_range(0..keys));
+        let mut req = tonic::Request::new(triton_proto::kv::GetRequest {
+            key: key.clone().into_bytes(),
+            serializable: false,
+        });
+        req.set_timeout(Duration::from_secs(3));
+        let call = now(clock);
+        match kv.get(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                let ret = now(clock);
+                history.lock().unwrap().ops.push(Operation {
+                    client,
+                    key,
+                    input: Input::Get,
+                    output: Some(Output::Get {
+                        version: r.version,
+                        value: r.found.then(|| String::from_utf8_lossy(&r.value).into_owned()),
+                    }),
+                    call,
+                    ret: Some(ret),
+                });
+            }
+            Err(_) => {
+                history.lock().unwrap().failed_gets += 1;
+                // Not the leader, cut off or down: ask again a little later.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 }

@@ -29,8 +29,9 @@ pub struct VerifyArgs {
     pub clients: usize,
     #[arg(long, default_value_t = 5)]
     pub keys: usize,
-    /// Comma-separated: kill, partition, pause, leader, membership (or none).
-    #[arg(long, default_value = "kill,partition,pause,leader,membership")]
+    /// Comma-separated: kill, partition, pause, leader, membership, freeze
+    /// (cut off the leader and SIGSTOP it inside its lease), or none.
+    #[arg(long, default_value = "kill,partition,pause,leader,membership,freeze")]
     pub faults: String,
     /// Seed of the fault schedule and the workload.
     #[arg(long, default_value_t = 1)]
