@@ -295,8 +295,8 @@ impl Driver {
     }
 
     /// Feeds the core every tick due by now. A crashed (frozen) node gets
-    /// none; at restore it gets all it missed at once, as a process back
-    /// from SIGSTOP would.
+    /// none; at restore it gets what it missed at once, as a process back
+    /// from SIGSTOP would (a non-leader's share capped, see below).
     fn deliver_due_ticks(&mut self, clock: &mut TickClock) {
         let before = clock.delivered();
         let mut due = clock.take_due() + std::mem::take(&mut self.ticks_owed);
@@ -316,13 +316,13 @@ impl Driver {
             // on a count that lags.
             due += clock.take_due();
         }
+        if self.unsafe_timer_ticks {
+            due = due.min(1);
+        }
         // After a long stall a non-leader needs enough ticks to time out
         // once, not one election per timeout it slept through. Counting
         // fewer only makes it refuse votes longer (safe for leases); a
         // leader's count is never cut, since its lease runs on it.
-        if self.unsafe_timer_ticks {
-            due = due.min(1);
-        }
         let follower_cap = 2 * u64::from(self.raft.config().election_tick) + 1;
         let mut as_follower = 0;
         for _ in 0..due {

@@ -1679,8 +1679,9 @@ impl Raft {
         }
     }
 
-    /// Our own lease read: see [`Raft::lease_valid`]. `may_lease` is false
-    /// where the host may not have caught up its ticks.
+    /// Serves a read as leader: at once on the lease ([`Raft::lease_valid`])
+    /// when `may_lease` allows it (it does not where the host may not have
+    /// caught up its ticks), else after the next heartbeat round (ReadIndex).
     fn leader_read(&mut self, origin: ReadOrigin, may_lease: bool) -> Result<(), ReadIndexError> {
         if self.reads.len() + self.reads_awaiting_commit.len() >= MAX_PENDING_READS {
             return Err(ReadIndexError::Backpressure);

@@ -350,14 +350,18 @@ fn lease_cfg(id: u64) -> Config {
 }
 
 /// A leader of {1,2,3} whose no-op is committed (node 2 acknowledged it).
-fn lease_leader() -> Raft {
-    let mut r = elect_with(lease_cfg(1), three());
+fn committed_leader(config: Config) -> Raft {
+    let mut r = elect_with(config, three());
     drain(&mut r);
     let last = r.last_index();
     ack(&mut r, 2, last);
     drain(&mut r);
     assert_eq!(r.commit_index(), last);
     r
+}
+
+fn lease_leader() -> Raft {
+    committed_leader(lease_cfg(1))
 }
 
 /// Ticks until the leader sends a heartbeat round; returns its number and
@@ -410,13 +414,8 @@ fn a_leader_on_its_lease_answers_a_read_without_a_heartbeat_round() {
     assert_eq!(r.stats().lease_reads, 1);
 
     // Control: the same leader without lease reads needs a round.
-    let mut c = cfg(1);
-    c.lease_read = false;
-    let mut plain = elect_with(c, three());
-    drain(&mut plain);
-    let last = plain.last_index();
-    ack(&mut plain, 2, last);
-    drain(&mut plain);
+    let mut plain = committed_leader(cfg(1));
+    assert!(!plain.config().lease_read);
     let (seq, _) = next_round(&mut plain);
     ack_round(&mut plain, 2, seq);
     drain(&mut plain);
@@ -542,11 +541,7 @@ fn a_lease_ends_before_an_acknowledging_follower_can_vote() {
     for e in [3, 4, 5, 9, 10, 11, 30, 101] {
         let mut lc = lease_cfg(1);
         lc.election_tick = e;
-        let mut leader = elect_with(lc, three());
-        drain(&mut leader);
-        let last = leader.last_index();
-        ack(&mut leader, 2, last);
-        drain(&mut leader);
+        let mut leader = committed_leader(lc);
         let (seq, _) = next_round(&mut leader);
         ack_round(&mut leader, 2, seq);
         drain(&mut leader);
