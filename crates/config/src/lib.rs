@@ -151,7 +151,8 @@ pub struct Timing {
     /// `election_ticks >= 3`. `false`: every read confirms leadership with
     /// a heartbeat round (ReadIndex). The lease is counted in the leader's
     /// ticks and honoured in the followers', so every node must run the
-    /// same `[timing]`: change it only with the whole cluster stopped.
+    /// same `[timing]` (peers refuse each other's messages otherwise):
+    /// change it only with the whole cluster stopped.
     /// Default: `true`.
     pub lease_reads: bool,
 }
@@ -287,6 +288,17 @@ impl Timing {
     /// The length of one tick.
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
+    }
+
+    /// Everything two nodes must agree on for leader leases to be safe (a
+    /// lease is counted in the leader's ticks and honoured in the
+    /// followers'): peers compare it when a transport stream opens and
+    /// refuse a peer whose timing differs.
+    pub fn signature(&self) -> String {
+        format!(
+            "tick_ms={} election_ticks={} heartbeat_ticks={} lease_reads={}",
+            self.tick_ms, self.election_ticks, self.heartbeat_ticks, self.lease_reads
+        )
     }
 
     /// How often a leader sends heartbeats.

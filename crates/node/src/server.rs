@@ -228,7 +228,14 @@ pub async fn serve(
         .collect();
     let addresses = Arc::new(std::sync::RwLock::new(book));
     let is_member = raft.membership().all_nodes().contains(&raft_id);
-    let outbox = Outbox::start(&tokio::runtime::Handle::current(), peers, max_message_bytes, dialer);
+    let timing = opts.config.timing.signature();
+    let outbox = Outbox::start(
+        &tokio::runtime::Handle::current(),
+        peers,
+        max_message_bytes,
+        dialer,
+        &timing,
+    );
     let (driver_tx, driver_rx) = crossbeam_channel::bounded::<Input>(65_536);
     let known_leader = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let driver = Driver::new(
@@ -260,7 +267,7 @@ pub async fn serve(
         max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
         leader: known_leader,
     };
-    let transport = RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id))
+    let transport = RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id, &timing))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let kv = KvServer::new(KvService { node: handle.clone() })

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender as DriverSender;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use triton_proto::raft::raft_transport_client::RaftTransportClient;
 use triton_proto::raft::raft_transport_server::RaftTransport;
@@ -25,6 +26,10 @@ use crate::tls::Dialer;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
+/// Stream metadata carrying the sender's `Timing::signature`: nodes whose
+/// timing differs must not talk, or one's leader lease could outlast the
+/// other's promise not to vote.
+pub const TIMING_METADATA: &str = "triton-timing";
 /// Messages per batch on the wire.
 const BATCH: usize = 256;
 
@@ -36,17 +41,21 @@ pub struct Outbox {
     rt: tokio::runtime::Handle,
     max_message_bytes: usize,
     dialer: Dialer,
+    /// Our `Timing::signature`, sent on every stream.
+    timing: MetadataValue<Ascii>,
 }
 
 impl Outbox {
     /// Starts a sender task per peer on `rt`. `peers` maps Raft ids to gRPC
     /// addresses; `dialer` connects to them (with TLS, the node's own
-    /// certificate is its client identity).
+    /// certificate is its client identity); `timing` is our
+    /// `Timing::signature`, which peers check.
     pub fn start(
         rt: &tokio::runtime::Handle,
         peers: HashMap<NodeId, String>,
         max_message_bytes: usize,
         dialer: Dialer,
+        timing: &str,
     ) -> Outbox {
         let mut outbox = Outbox {
             peers: HashMap::new(),
@@ -54,6 +63,7 @@ impl Outbox {
             rt: rt.clone(),
             max_message_bytes,
             dialer,
+            timing: MetadataValue::try_from(timing).unwrap_or_else(|_| MetadataValue::from_static("invalid")),
         };
         for (id, addr) in peers {
             outbox.add_peer(id, &addr);
@@ -74,6 +84,7 @@ impl Outbox {
             rx,
             self.max_message_bytes,
             self.dialer.clone(),
+            self.timing.clone(),
         ));
         self.peers.insert(id, tx);
         self.addrs.insert(id, addr.to_string());
@@ -93,6 +104,7 @@ async fn peer_sender(
     mut queue: mpsc::Receiver<RaftMessage>,
     max_bytes: usize,
     dialer: Dialer,
+    timing: MetadataValue<Ascii>,
 ) {
     let mut backoff = Duration::from_millis(50);
     // A batch taken off the queue whose stream turned out to be dead: it
@@ -131,7 +143,9 @@ async fn peer_sender(
             .max_encoding_message_size(max_bytes)
             .max_decoding_message_size(max_bytes);
         let (tx, rx) = mpsc::channel::<RaftBatch>(64);
-        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(rx)).await });
+        let mut request = Request::new(ReceiverStream::new(rx));
+        request.metadata_mut().insert(TIMING_METADATA, timing.clone());
+        let mut call = tokio::spawn(async move { client.send(request).await });
         let mut ended = None;
         loop {
             let batch = match carry.take() {
@@ -170,8 +184,12 @@ async fn peer_sender(
             Some(r) => r,
             None => call.await,
         };
-        if let Ok(Err(status)) = result {
-            tracing::debug!(peer = id, "stream ended: {status}");
+        match result {
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                tracing::error!(peer = id, %addr, "the peer refused our messages: {}", status.message());
+            }
+            Ok(Err(status)) => tracing::debug!(peer = id, "stream ended: {status}"),
+            _ => {}
         }
         tokio::time::sleep(backoff).await;
     }
@@ -181,17 +199,32 @@ async fn peer_sender(
 pub struct TransportService {
     driver: DriverSender<Input>,
     me: NodeId,
+    /// Our `Timing::signature`: a stream with another is refused.
+    timing: String,
 }
 
 impl TransportService {
-    pub fn new(driver: DriverSender<Input>, me: NodeId) -> Self {
-        TransportService { driver, me }
+    pub fn new(driver: DriverSender<Input>, me: NodeId, timing: &str) -> Self {
+        TransportService {
+            driver,
+            me,
+            timing: timing.to_string(),
+        }
     }
 }
 
 #[tonic::async_trait]
 impl RaftTransport for TransportService {
     async fn send(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<TransportAck>, Status> {
+        let theirs = request.metadata().get(TIMING_METADATA).and_then(|v| v.to_str().ok());
+        if theirs != Some(self.timing.as_str()) {
+            let theirs = theirs.unwrap_or("none sent");
+            tracing::error!(ours = %self.timing, %theirs, "refusing a peer whose [timing] differs");
+            return Err(Status::failed_precondition(format!(
+                "[timing] differs: ours is {}, the sender's is {theirs}; every node must run the same [timing] (leader leases depend on it)",
+                self.timing
+            )));
+        }
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
             for m in batch.messages {

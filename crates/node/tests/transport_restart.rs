@@ -1,5 +1,6 @@
 //! The peer transport across a peer's restart: the first message sent to a
-//! peer that came back must arrive. (It used to go down with the dead
+//! peer that came back must arrive. And peers whose `[timing]` differs do
+//! not talk at all. (It used to go down with the dead
 //! connection, and when that message was a vote or a vote's answer, the
 //! whole cluster waited out another election timeout; `triton bench
 //! failover` showed it as a 1.6 s tail.)
@@ -21,8 +22,14 @@ struct Peer {
     rx: Receiver<Input>,
 }
 
+const TIMING: &str = "tick_ms=50 election_ticks=10 heartbeat_ticks=2 lease_reads=true";
+
 impl Peer {
     fn serve(listener: std::net::TcpListener) -> Peer {
+        Peer::serve_with_timing(listener, TIMING)
+    }
+
+    fn serve_with_timing(listener: std::net::TcpListener, timing: &'static str) -> Peer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -33,7 +40,7 @@ impl Peer {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let _ = tonic::transport::Server::builder()
-                .add_service(RaftTransportServer::new(TransportService::new(tx, 2)))
+                .add_service(RaftTransportServer::new(TransportService::new(tx, 2, timing)))
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
@@ -83,6 +90,7 @@ async fn the_first_message_to_a_restarted_peer_arrives() {
         [(2, addr.to_string())].into_iter().collect(),
         1 << 20,
         Dialer::plaintext(),
+        TIMING,
     );
     outbox.send(heartbeat(1));
     assert!(
@@ -101,6 +109,54 @@ async fn the_first_message_to_a_restarted_peer_arrives() {
     assert!(
         received(&peer.rx, 2, Duration::from_secs(5)).await,
         "the first message after the peer's restart was lost"
+    );
+    peer.kill();
+}
+
+/// A leader's lease is counted in its ticks and honoured in its followers':
+/// a peer with other timing must get nothing through, not even a vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_different_timing_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = Peer::serve_with_timing(
+        listener,
+        "tick_ms=20 election_ticks=10 heartbeat_ticks=2 lease_reads=true",
+    );
+    let outbox = Outbox::start(
+        &tokio::runtime::Handle::current(),
+        [(2, addr.to_string())].into_iter().collect(),
+        1 << 20,
+        Dialer::plaintext(),
+        TIMING,
+    );
+    for seq in 1..=5 {
+        outbox.send(heartbeat(seq));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for seq in 1..=5 {
+        assert!(
+            !received(&peer.rx, seq, Duration::from_millis(200)).await,
+            "a message crossed between nodes with different timing"
+        );
+    }
+    peer.kill();
+
+    // Control: the same sender reaches a peer with its own timing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = Peer::serve(listener);
+    let outbox = Outbox::start(
+        &tokio::runtime::Handle::current(),
+        [(2, addr.to_string())].into_iter().collect(),
+        1 << 20,
+        Dialer::plaintext(),
+        TIMING,
+    );
+    outbox.send(heartbeat(6));
+    assert!(
+        received(&peer.rx, 6, Duration::from_secs(10)).await,
+        "no delivery with equal timing"
     );
     peer.kill();
 }
