@@ -64,6 +64,17 @@ fn heartbeat(read_seq: u64) -> Message {
     }
 }
 
+/// Node 1's sender to node 2 at `addr`, with the test's timing.
+fn outbox_to(addr: std::net::SocketAddr) -> Outbox {
+    Outbox::start(
+        &tokio::runtime::Handle::current(),
+        [(2, addr.to_string())].into_iter().collect(),
+        1 << 20,
+        Dialer::plaintext(),
+        TIMING,
+    )
+}
+
 /// Waits for the heartbeat numbered `read_seq`; false after `within`.
 async fn received(rx: &Receiver<Input>, read_seq: u64, within: Duration) -> bool {
     let start = std::time::Instant::now();
@@ -85,13 +96,7 @@ async fn the_first_message_to_a_restarted_peer_arrives() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let peer = Peer::serve(listener);
-    let outbox = Outbox::start(
-        &tokio::runtime::Handle::current(),
-        [(2, addr.to_string())].into_iter().collect(),
-        1 << 20,
-        Dialer::plaintext(),
-        TIMING,
-    );
+    let outbox = outbox_to(addr);
     outbox.send(heartbeat(1));
     assert!(
         received(&peer.rx, 1, Duration::from_secs(10)).await,
@@ -123,13 +128,7 @@ async fn a_peer_with_different_timing_is_refused() {
         listener,
         "tick_ms=20 election_ticks=10 heartbeat_ticks=2 lease_reads=true",
     );
-    let outbox = Outbox::start(
-        &tokio::runtime::Handle::current(),
-        [(2, addr.to_string())].into_iter().collect(),
-        1 << 20,
-        Dialer::plaintext(),
-        TIMING,
-    );
+    let outbox = outbox_to(addr);
     for seq in 1..=5 {
         outbox.send(heartbeat(seq));
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -146,13 +145,7 @@ async fn a_peer_with_different_timing_is_refused() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let peer = Peer::serve(listener);
-    let outbox = Outbox::start(
-        &tokio::runtime::Handle::current(),
-        [(2, addr.to_string())].into_iter().collect(),
-        1 << 20,
-        Dialer::plaintext(),
-        TIMING,
-    );
+    let outbox = outbox_to(addr);
     outbox.send(heartbeat(6));
     assert!(
         received(&peer.rx, 6, Duration::from_secs(10)).await,
