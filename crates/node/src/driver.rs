@@ -588,6 +588,7 @@ impl Driver {
         let stats = self.raft.stats();
         let mut m = self.metrics.clone();
         m.elections_started = stats.elections_started;
+        m.lease_reads = stats.lease_reads;
         m.times_leader = stats.times_leader;
         m.messages_sent = stats.messages_sent;
         m.snapshots_sent = stats.snapshots_sent;

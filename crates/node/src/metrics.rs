@@ -71,6 +71,9 @@ pub struct NodeMetrics {
     pub writes_applied: u64,
     /// Reads submitted to this node (linearizable and serializable).
     pub reads: u64,
+    /// Linearizable reads this node answered as leader on its lease, with
+    /// no heartbeat round (from the core's stats).
+    pub lease_reads: u64,
     /// Elections this node started (from the core's stats).
     pub elections_started: u64,
     /// Times this node became leader.

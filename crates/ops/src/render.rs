@@ -228,6 +228,12 @@ pub fn prometheus(status: &NodeStatus, store_keys: Option<u64>) -> String {
         m.reads,
     );
     gauge(
+        "triton_lease_reads_total",
+        "Linearizable reads answered on the leader's lease, without a heartbeat round.",
+        "counter",
+        m.lease_reads,
+    );
+    gauge(
         "triton_elections_total",
         "Elections this node started.",
         "counter",
@@ -324,6 +330,7 @@ mod tests {
             ..Default::default()
         };
         s.metrics.writes = 5;
+        s.metrics.lease_reads = 4;
         s.metrics.peers = vec![PeerProgress {
             id: 1,
             matched: 30,
@@ -344,6 +351,7 @@ mod tests {
             "triton_leader_id 1",
             "triton_store_keys 3",
             "triton_proposals_total 5",
+            "triton_lease_reads_total 4",
             "triton_role{role=\"leader\"} 1",
             "triton_role{role=\"follower\"} 0",
             "triton_peer_lag_entries{peer=\"0\"} 12",
