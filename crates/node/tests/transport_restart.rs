@@ -29,6 +29,13 @@ impl Peer {
         Peer::serve_with_timing(listener, TIMING)
     }
 
+    /// A peer with `timing` on a free loopback port, and its address.
+    fn on_free_port(timing: &'static str) -> (Peer, std::net::SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (Peer::serve_with_timing(listener, timing), addr)
+    }
+
     fn serve_with_timing(listener: std::net::TcpListener, timing: &'static str) -> Peer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -93,9 +100,7 @@ async fn received(rx: &Receiver<Input>, read_seq: u64, within: Duration) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_message_to_a_restarted_peer_arrives() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peer = Peer::serve(listener);
+    let (peer, addr) = Peer::on_free_port(TIMING);
     let outbox = outbox_to(addr);
     outbox.send(heartbeat(1));
     assert!(
@@ -122,12 +127,7 @@ async fn the_first_message_to_a_restarted_peer_arrives() {
 /// a peer with other timing must get nothing through, not even a vote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_different_timing_is_refused() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peer = Peer::serve_with_timing(
-        listener,
-        "tick_ms=20 election_ticks=10 heartbeat_ticks=2 lease_reads=true",
-    );
+    let (peer, addr) = Peer::on_free_port("tick_ms=20 election_ticks=10 heartbeat_ticks=2 lease_reads=true");
     let outbox = outbox_to(addr);
     for seq in 1..=5 {
         outbox.send(heartbeat(seq));
@@ -142,9 +142,7 @@ async fn a_peer_with_different_timing_is_refused() {
     peer.kill();
 
     // Control: the same sender reaches a peer with its own timing.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peer = Peer::serve(listener);
+    let (peer, addr) = Peer::on_free_port(TIMING);
     let outbox = outbox_to(addr);
     outbox.send(heartbeat(6));
     assert!(

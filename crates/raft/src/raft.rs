@@ -161,6 +161,7 @@ pub struct Raft {
     read_seq: u64,
     /// This term's heartbeat rounds as (number, `now` when sent), oldest
     /// first: the lease starts when the round a quorum acknowledged was sent.
+    /// Kept only with lease reads on.
     rounds: VecDeque<(u64, u64)>,
     /// A leadership transfer began this term: voters may grant the target
     /// despite our lease, so it no longer holds.
@@ -1607,10 +1608,12 @@ impl Raft {
         if let Some(pr) = self.tracker.progress.get_mut(&me) {
             pr.read_seq_acked = read_seq;
         }
-        if self.rounds.len() == MAX_ROUNDS {
-            self.rounds.pop_front();
+        if self.cfg.lease_read {
+            if self.rounds.len() == MAX_ROUNDS {
+                self.rounds.pop_front();
+            }
+            self.rounds.push_back((read_seq, self.now));
         }
-        self.rounds.push_back((read_seq, self.now));
         debug_assert!(self
             .rounds
             .iter()

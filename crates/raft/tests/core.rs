@@ -380,6 +380,15 @@ fn next_round(r: &mut Raft) -> (u64, u32) {
     panic!("no heartbeat round within 100 ticks");
 }
 
+/// Sends the next heartbeat round and has node 2 acknowledge it at once;
+/// returns its number.
+fn ack_next_round(r: &mut Raft) -> u64 {
+    let (seq, _) = next_round(r);
+    ack_round(r, 2, seq);
+    drain(r);
+    seq
+}
+
 fn ack_round(r: &mut Raft, from: u64, read_seq: u64) {
     let t = r.term();
     r.step(msg(from, 1, t, Body::HeartbeatResponse { read_seq }));
@@ -405,9 +414,7 @@ fn has_heartbeat(out: &[Message]) -> bool {
 #[test]
 fn a_leader_on_its_lease_answers_a_read_without_a_heartbeat_round() {
     let mut r = lease_leader();
-    let (seq, _) = next_round(&mut r);
-    ack_round(&mut r, 2, seq);
-    drain(&mut r);
+    ack_next_round(&mut r);
     let (answered, out) = read_now(&mut r, b"r1");
     assert!(answered, "a read on a valid lease waited");
     assert!(!has_heartbeat(&out), "a lease read sent a heartbeat round");
@@ -416,9 +423,7 @@ fn a_leader_on_its_lease_answers_a_read_without_a_heartbeat_round() {
     // Control: the same leader without lease reads needs a round.
     let mut plain = committed_leader(cfg(1));
     assert!(!plain.config().lease_read);
-    let (seq, _) = next_round(&mut plain);
-    ack_round(&mut plain, 2, seq);
-    drain(&mut plain);
+    ack_next_round(&mut plain);
     let (answered, out) = read_now(&mut plain, b"r1");
     assert!(!answered && has_heartbeat(&out), "ReadIndex skipped its round");
 }
@@ -496,9 +501,7 @@ fn a_minority_acknowledgement_makes_no_lease() {
 #[test]
 fn a_leader_gives_up_its_lease_when_it_transfers_leadership() {
     let mut r = lease_leader();
-    let (seq, _) = next_round(&mut r);
-    ack_round(&mut r, 2, seq);
-    drain(&mut r);
+    ack_next_round(&mut r);
     assert!(read_now(&mut r, b"before").0);
     r.transfer_leader(3).unwrap();
     drain(&mut r);
@@ -542,9 +545,7 @@ fn a_lease_ends_before_an_acknowledging_follower_can_vote() {
         let mut lc = lease_cfg(1);
         lc.election_tick = e;
         let mut leader = committed_leader(lc);
-        let (seq, _) = next_round(&mut leader);
-        ack_round(&mut leader, 2, seq);
-        drain(&mut leader);
+        let seq = ack_next_round(&mut leader);
         let mut last_leased = None;
         for j in 0..2 * e {
             if !leader.is_leader() {
