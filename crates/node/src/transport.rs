@@ -3,16 +3,20 @@
 //! peer has a bounded queue, and a full queue drops the message (Raft
 //! tolerates loss and retransmits). Connections are re-established with
 //! exponential backoff, as soon as a stream ends rather than at the next
-//! message, and a batch that met a dead stream goes out on the next one:
-//! the core does not resend votes or their answers, so losing the first
-//! message to a restarted peer could cost a whole election timeout.
+//! message, and the peer's queue outlives each stream, so what a dead
+//! stream did not take goes out on the next one: the core does not resend
+//! votes or their answers, so losing the first message to a restarted peer
+//! could cost a whole election timeout.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crossbeam_channel::Sender as DriverSender;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use triton_proto::raft::raft_transport_client::RaftTransportClient;
@@ -98,20 +102,52 @@ impl Outbox {
     }
 }
 
+/// The body of one connection's stream: batches taken straight off the
+/// peer's queue whenever hyper asks for more. No task of ours sits between
+/// the driver's queue and the connection: each such hop is a wake-up and a
+/// few syscalls, and one message crosses two of them on every write's path
+/// (the append, then its acknowledgement). The queue outlives the stream, so
+/// what a dead connection did not take goes out on the next one.
+struct QueueStream {
+    queue: Arc<Mutex<mpsc::Receiver<RaftMessage>>>,
+}
+
+impl Stream for QueueStream {
+    type Item = RaftBatch;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RaftBatch>> {
+        // Uncontended: one connection's stream at a time polls the queue.
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.poll_recv(cx) {
+            Poll::Ready(Some(first)) => {
+                let mut messages = vec![first];
+                while messages.len() < BATCH {
+                    match queue.try_recv() {
+                        Ok(m) => messages.push(m),
+                        Err(_) => break,
+                    }
+                }
+                debug_assert!(!messages.is_empty() && messages.len() <= BATCH);
+                Poll::Ready(Some(RaftBatch { messages }))
+            }
+            // The node is shutting down, or the sender was replaced.
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 async fn peer_sender(
     id: NodeId,
     addr: String,
-    mut queue: mpsc::Receiver<RaftMessage>,
+    queue: mpsc::Receiver<RaftMessage>,
     max_bytes: usize,
     dialer: Dialer,
     timing: MetadataValue<Ascii>,
 ) {
+    let queue = Arc::new(Mutex::new(queue));
+    let closed = || queue.lock().unwrap_or_else(|e| e.into_inner()).is_closed();
     let mut backoff = Duration::from_millis(50);
-    // A batch taken off the queue whose stream turned out to be dead: it
-    // goes first on the next connection, so the first messages to a peer
-    // that restarted (often a vote or its answer) are not lost with the
-    // old connection, which would cost the cluster a whole election timeout.
-    let mut carry: Option<RaftBatch> = None;
     loop {
         let endpoint = match dialer.endpoint(&addr) {
             Ok(e) => e
@@ -127,9 +163,11 @@ async fn peer_sender(
             Err(e) => {
                 tracing::debug!(peer = id, %addr, "connect failed: {e}; retrying in {backoff:?}");
                 // Drain what queued meanwhile: stale messages are useless.
-                carry = None;
-                while queue.try_recv().is_ok() {}
-                if matches!(queue.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)) {
+                {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    while q.try_recv().is_ok() {}
+                }
+                if closed() {
                     return; // replaced by a sender to a new address, or shutting down
                 }
                 tokio::time::sleep(backoff).await;
@@ -142,54 +180,20 @@ async fn peer_sender(
         let mut client = RaftTransportClient::new(channel)
             .max_encoding_message_size(max_bytes)
             .max_decoding_message_size(max_bytes);
-        let (tx, rx) = mpsc::channel::<RaftBatch>(64);
-        let mut request = Request::new(ReceiverStream::new(rx));
+        let mut request = Request::new(QueueStream { queue: queue.clone() });
         request.metadata_mut().insert(TIMING_METADATA, timing.clone());
-        let mut call = tokio::spawn(async move { client.send(request).await });
-        let mut ended = None;
-        loop {
-            let batch = match carry.take() {
-                Some(b) => b,
-                None => {
-                    // Watch the call too: a peer that died ends it, and
-                    // reconnecting now (not at the next message) has the
-                    // stream up again by the time the peer is back.
-                    let first = tokio::select! {
-                        m = queue.recv() => match m {
-                            Some(m) => m,
-                            None => return, // the node is shutting down
-                        },
-                        r = &mut call => {
-                            ended = Some(r);
-                            break;
-                        }
-                    };
-                    let mut messages = vec![first];
-                    while messages.len() < BATCH {
-                        match queue.try_recv() {
-                            Ok(m) => messages.push(m),
-                            Err(_) => break,
-                        }
-                    }
-                    RaftBatch { messages }
-                }
-            };
-            if let Err(mpsc::error::SendError(batch)) = tx.send(batch).await {
-                carry = Some(batch); // the stream ended before taking it
-                break;
-            }
-        }
-        drop(tx);
-        let result = match ended {
-            Some(r) => r,
-            None => call.await,
-        };
-        match result {
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+        // Ends when the peer dies (reconnecting at once, not at the next
+        // message, has the stream up again by the time the peer is back),
+        // or when the queue closes.
+        match client.send(request).await {
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
                 tracing::error!(peer = id, %addr, "the peer refused our messages: {}", status.message());
             }
-            Ok(Err(status)) => tracing::debug!(peer = id, "stream ended: {status}"),
-            _ => {}
+            Err(status) => tracing::debug!(peer = id, "stream ended: {status}"),
+            Ok(_) => {}
+        }
+        if closed() {
+            return;
         }
         tokio::time::sleep(backoff).await;
     }
