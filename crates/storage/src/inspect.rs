@@ -128,6 +128,13 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
                     count += 1;
                     at += n;
                 }
+                Err(_) if crate::segment::is_unused(&data[at..]) => {
+                    out.line(format_args!(
+                        "  @{at}: {} bytes preallocated, not yet written",
+                        data.len() - at
+                    ));
+                    break;
+                }
                 Err(problem) => {
                     summary.problems += 1;
                     match format::find_valid_record(&data[at + 1..], opts.max_record_bytes) {
@@ -215,5 +222,29 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("@67: DAMAGED: checksum mismatch"), "{text}");
         assert!(text.contains("@102: entry index=3"), "{text}");
+    }
+
+    #[test]
+    fn dump_shows_the_preallocated_tail_as_unused_not_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), None);
+        let path = dir.path().join(segment_file_name(1, 1));
+        let mut seg = fs::read(&path).unwrap();
+        seg.extend_from_slice(&[0; 1000]);
+        fs::write(&path, &seg).unwrap();
+        let mut out = Vec::new();
+        let s = dump(dir.path(), &WalOptions::default(), true, &mut out).unwrap();
+        assert_eq!((s.records, s.problems), (3, 0));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("@137: 1000 bytes preallocated, not yet written"),
+            "{text}"
+        );
+
+        // One stray byte in it is damage.
+        seg[500] = 1;
+        fs::write(&path, &seg).unwrap();
+        let s = dump(dir.path(), &WalOptions::default(), true, &mut Vec::new()).unwrap();
+        assert_eq!((s.records, s.problems), (3, 1));
     }
 }

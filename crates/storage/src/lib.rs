@@ -32,7 +32,7 @@ mod wal;
 mod writer;
 
 pub use error::StorageError;
-pub use segment::{parse_segment, SegmentContents};
+pub use segment::{parse_segment, records_end, SegmentContents};
 pub use types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
 pub use wal::Wal;
 pub use writer::{Completion, SyncResult, WalWriter, WriteBatch};

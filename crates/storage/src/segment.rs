@@ -3,6 +3,11 @@
 //! Only the last record of the last segment may be damaged, and only in a way
 //! a crash mid-append explains (incomplete, or a checksum mismatch) with no
 //! valid record anywhere after it. Everything else is corruption.
+//!
+//! The last segment may also end in zero bytes: the part preallocated ahead
+//! of its records (`WalOptions::preallocate_bytes`) and not yet written. No
+//! record is all zeros (its checksum would not match), so where the rest of
+//! the file is zeros the records end cleanly; nothing was torn.
 
 use std::path::Path;
 
@@ -21,6 +26,9 @@ pub struct SegmentContents {
     /// A torn tail: where the valid part ends and why the rest is not valid.
     /// Offset 0 means even the header is torn.
     pub torn_tail: Option<(u64, String)>,
+    /// Where the valid records end: the file's length, the start of its
+    /// zero-filled preallocated part, or the torn tail.
+    pub data_end: u64,
 }
 
 /// Parses the bytes of segment `path`. `is_last` says whether a torn tail is
@@ -43,6 +51,7 @@ pub fn parse_segment(
                     first_index: 0,
                     records: Vec::new(),
                     torn_tail: Some((0, reason)),
+                    data_end: 0,
                 }),
                 _ => Err(StorageError::corrupt(path, 0, reason)),
             };
@@ -57,6 +66,7 @@ pub fn parse_segment(
                 records.push((at as u64, format::decode_checked(&data[at..])));
                 at += n;
             }
+            Err(_) if is_last && is_unused(&data[at..]) => break,
             Err(problem) => {
                 check_tail(path, data, at, &problem, max_record_bytes, is_last)?;
                 torn_tail = Some((at as u64, problem.to_string()));
@@ -64,12 +74,27 @@ pub fn parse_segment(
             }
         }
     }
+    debug_assert!(at <= data.len());
     Ok(SegmentContents {
         seq,
         first_index,
         records,
         torn_tail,
+        data_end: at as u64,
     })
+}
+
+/// Whether `rest` is the never-written, zero-filled end of a segment.
+pub(crate) fn is_unused(rest: &[u8]) -> bool {
+    rest.iter().all(|&b| b == 0)
+}
+
+/// Where the records of the last segment at `path` end (the offset the next
+/// append writes at, before any preallocated zeros): for tests that tear the
+/// final record, and for tools.
+pub fn records_end(path: &Path, max_record_bytes: u32) -> Result<u64, StorageError> {
+    let data = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
+    Ok(parse_segment(path, &data, max_record_bytes, true)?.data_end)
 }
 
 /// Returns Ok if the problem at `at` is a torn tail, else the Corrupt error.

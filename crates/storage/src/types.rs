@@ -48,6 +48,13 @@ pub struct WalOptions {
     /// Encoded records are handed to the kernel once this many are buffered
     /// (they are durable only after `Wal::sync`).
     pub write_buffer_bytes: usize,
+    /// The active segment grows ahead of its records in zero-filled steps of
+    /// this many bytes, so that most fsyncs overwrite blocks the file already
+    /// has. On ext4 an fdatasync after an append that grows the file must
+    /// also commit the journal (the new size); one after an overwrite need
+    /// not (measured here: 151 against 106 us alone, 222 against 182 us with
+    /// three logs on one disk). 0 appends without preallocating.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -56,6 +63,7 @@ impl Default for WalOptions {
             segment_bytes: 64 << 20,
             max_record_bytes: 64 << 20,
             write_buffer_bytes: 1 << 20,
+            preallocate_bytes: 1 << 20,
         }
     }
 }

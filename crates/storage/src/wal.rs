@@ -10,11 +10,14 @@
 //! - segments are deleted only as a prefix: all those before the newest
 //!   segment that was created when the log ended inside a durable snapshot;
 //! - after any failed write or fsync the `Wal` is poisoned and refuses all
-//!   further work: the process must restart and recover from disk.
+//!   further work: the process must restart and recover from disk;
+//! - only the active segment has a zero-filled preallocated tail: a segment
+//!   is cut to the end of its records before the next one is created.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
@@ -51,8 +54,12 @@ pub struct Wal {
     /// Sorted by seq; the last one is the file being appended to.
     segments: Vec<SegmentInfo>,
     file: File,
-    /// Bytes of the active segment already handed to the kernel.
+    /// Bytes of the active segment's records already handed to the kernel:
+    /// where the next write goes.
     file_len: u64,
+    /// The active segment's length on disk: `file_len` plus the zero-filled
+    /// part preallocated ahead of it.
+    allocated: u64,
     /// Encoded records not yet handed to the kernel.
     buf: Vec<u8>,
     snapshot: Option<(SnapshotMeta, PathBuf)>,
@@ -269,6 +276,7 @@ impl Wal {
 
         let mut segments = Vec::new();
         let mut active_has_hard_state = false;
+        let mut active_records_end = 0;
         let count = listing.segments.len();
         for (i, (seq, first, path)) in listing.segments.iter().enumerate() {
             let is_last = i + 1 == count;
@@ -314,6 +322,7 @@ impl Wal {
                 }
                 replay.apply(path, offset, record)?;
             }
+            active_records_end = contents.data_end;
             if let Some((offset, _)) = contents.torn_tail {
                 let f = OpenOptions::new()
                     .write(true)
@@ -333,14 +342,18 @@ impl Wal {
         let hard_state = replay.hard_state;
         let terms: VecDeque<u64> = replay.entries.iter().map(|e| e.term).collect();
         let next_index = floor + 1 + terms.len() as u64;
-        let (file, file_len) = match segments.last() {
+        let (file, file_len, allocated) = match segments.last() {
             Some(last) => {
+                // Written at explicit offsets (not O_APPEND): the next record
+                // goes where the records end, over the preallocated zeros.
                 let file = OpenOptions::new()
-                    .append(true)
+                    .read(true)
+                    .write(true)
                     .open(&last.path)
                     .map_err(|e| StorageError::io(&last.path, e))?;
                 let len = file.metadata().map_err(|e| StorageError::io(&last.path, e))?.len();
-                (file, len)
+                debug_assert!(active_records_end <= len);
+                (file, active_records_end, len)
             }
             None => {
                 let seq = listing.segments.last().map_or(0, |s| s.0) + 1;
@@ -351,7 +364,7 @@ impl Wal {
                     first_index: next_index,
                 });
                 active_has_hard_state = true;
-                (file, len)
+                (file, len, len)
             }
         };
         let mut wal = Wal {
@@ -360,6 +373,7 @@ impl Wal {
             segments,
             file,
             file_len,
+            allocated,
             buf: Vec::new(),
             snapshot,
             terms,
@@ -675,21 +689,57 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        let end = self.file_len + self.buf.len() as u64;
+        if let Err(e) = self.file.write_all_at(&self.buf, self.file_len) {
             let path = self.active_path();
             return Err(self.poison(StorageError::io(path, e)));
         }
-        self.file_len += self.buf.len() as u64;
+        self.file_len = end;
         self.buf.clear();
         self.unsynced = true;
+        if end > self.allocated {
+            self.allocated = end;
+            self.preallocate()?;
+        }
+        debug_assert!(self.file_len <= self.allocated);
+        Ok(())
+    }
+
+    /// Grows the active segment with zeros up to the next multiple of
+    /// `preallocate_bytes` past its records (made durable by the next sync,
+    /// which is then the one fsync in a step that commits the journal).
+    fn preallocate(&mut self) -> Result<(), StorageError> {
+        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let step = self.opts.preallocate_bytes;
+        if step == 0 {
+            return Ok(());
+        }
+        let target = (self.allocated / step + 1) * step;
+        while self.allocated < target {
+            let n = (target - self.allocated).min(ZEROS.len() as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], self.allocated) {
+                let path = self.active_path();
+                return Err(self.poison(StorageError::io(path, e)));
+            }
+            self.allocated += n as u64;
+        }
+        debug_assert_eq!(self.allocated % step, 0);
         Ok(())
     }
 
     fn maybe_roll(&mut self) -> Result<(), StorageError> {
         if self.file_len + self.buf.len() as u64 >= self.opts.segment_bytes {
             // The old segment is made durable in full before the new one
-            // exists, so a torn write can only ever be in the last segment.
+            // exists, so a torn write can only ever be in the last segment;
+            // and cut to its records, so only the last has a zero tail.
             self.sync()?;
+            if self.allocated > self.file_len {
+                if let Err(e) = self.file.set_len(self.file_len).and_then(|_| self.file.sync_all()) {
+                    let path = self.active_path();
+                    return Err(self.poison(StorageError::io(path, e)));
+                }
+                self.allocated = self.file_len;
+            }
             let seq = self.segments.last().map_or(0, |s| s.seq) + 1;
             self.create_segment(seq)?;
         }
@@ -704,6 +754,7 @@ impl Wal {
             Ok((file, path, len)) => {
                 self.file = file;
                 self.file_len = len;
+                self.allocated = len;
                 self.segments.push(SegmentInfo { path, seq, first_index });
                 Ok(())
             }
@@ -713,7 +764,7 @@ impl Wal {
 }
 
 /// Writes a new segment file holding its header and `hs`, fsyncs it and the
-/// directory. Returns the file (open for appending), its path and length.
+/// directory. Returns the file (open for writing), its path and length.
 fn create_segment_file(
     dir: &Path,
     seq: u64,
@@ -725,7 +776,7 @@ fn create_segment_file(
     format::encode_record(&mut bytes, &Record::HardState(hs));
     debug_assert!(bytes.len() > SEGMENT_HEADER_LEN);
     let create = || -> std::io::Result<File> {
-        let mut f = OpenOptions::new().append(true).create_new(true).open(&path)?;
+        let mut f = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         Ok(f)

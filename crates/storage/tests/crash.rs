@@ -30,6 +30,7 @@ fn opts() -> WalOptions {
         segment_bytes: 8 << 10,
         max_record_bytes: 1 << 20,
         write_buffer_bytes: 700,
+        preallocate_bytes: 3000,
     }
 }
 

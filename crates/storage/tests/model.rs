@@ -52,6 +52,7 @@ fn run(seed: u64, steps: usize) {
         segment_bytes: 512,
         max_record_bytes: 4096,
         write_buffer_bytes: 100,
+        preallocate_bytes: 300,
     };
     let dir = fast_tempdir();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use triton_storage::format::{self, Record, SEGMENT_HEADER_LEN};
-use triton_storage::{parse_segment, HardState, LogEntry, StorageError, Wal, WalOptions};
+use triton_storage::{parse_segment, records_end, HardState, LogEntry, StorageError, Wal, WalOptions};
 
 /// Writes a log with a conflicting suffix and hard states in a few synced
 /// batches; returns the directory.
@@ -81,13 +81,16 @@ fn cutting_the_log_at_any_byte_recovers_a_prefix_of_what_was_written() {
     let full = fs::read(&seg).unwrap();
     let all = parse_segment(&seg, &full, opts.max_record_bytes, true).unwrap();
     assert_eq!(all.torn_tail, None);
+    let records_end = all.data_end as usize;
+    assert!(full.len() > records_end, "no preallocated tail");
     let last_starts: Vec<u64> = all.records.iter().rev().take(3).map(|(o, _)| *o).collect();
     let dense_from = *last_starts.last().unwrap() as usize;
     let scratch = fast_tempdir();
     let mut tried = 0;
     for cut in 0..=full.len() {
-        // Every byte of the last three records; every other byte before them.
-        if cut < dense_from && cut % 2 != 0 {
+        // Every byte of the last three records; every other byte before them;
+        // a few cuts in the preallocated zeros after them.
+        if (cut < dense_from && cut % 2 != 0) || (cut > records_end + 64 && cut % 65_537 != 0 && cut != full.len()) {
             continue;
         }
         tried += 1;
@@ -116,7 +119,8 @@ fn cutting_the_log_at_any_byte_recovers_a_prefix_of_what_was_written() {
         });
         if cut < SEGMENT_HEADER_LEN {
             assert_eq!(rec.repaired_tail, Some((path.clone(), 0)), "cut {cut}");
-        } else if cut as u64 == boundary {
+        } else if cut as u64 == boundary || cut >= records_end {
+            // At a record boundary, or inside the unused zeros: nothing torn.
             assert_eq!(rec.repaired_tail, None, "cut {cut}");
         } else {
             assert_eq!(rec.repaired_tail, Some((path.clone(), boundary)), "cut {cut}");
@@ -141,8 +145,10 @@ fn flipping_a_byte_before_the_last_record_is_corrupt_with_file_and_offset() {
     let full = fs::read(&seg).unwrap();
     let all = parse_segment(&seg, &full, opts.max_record_bytes, true).unwrap();
     let last_start = all.records.last().unwrap().0 as usize;
+    let records_end = all.data_end as usize;
     let scratch = fast_tempdir();
-    for pos in 0..full.len() {
+    // Every byte of the records, and some of the preallocated zeros.
+    for pos in (0..records_end).chain((records_end..full.len()).step_by(4093)) {
         let dir = scratch.path().join(format!("flip{pos}"));
         fs::create_dir(&dir).unwrap();
         let path = dir.join(seg.file_name().unwrap());
@@ -156,13 +162,23 @@ fn flipping_a_byte_before_the_last_record_is_corrupt_with_file_and_offset() {
                 all.records.iter().rev().find(|(o, _)| *o as usize <= pos).unwrap().0
             };
             expect_corrupt(&dir, &opts, &path, owner);
-        } else {
+        } else if pos < records_end {
             // Damage confined to the very last record is what a torn write
             // looks like: it is cut off, everything before it survives.
             let (_, rec) = Wal::open(&dir, opts.clone()).unwrap_or_else(|e| panic!("flip {pos}: {e}"));
             assert_eq!(rec.repaired_tail, Some((path.clone(), last_start as u64)), "flip {pos}");
             let (log, _) = model(&all.records[..all.records.len() - 1]);
             assert_eq!(rec.entries, log);
+        } else {
+            // A stray byte in the unused zeros looks like the start of a torn
+            // next record: cut off from there, every record survives.
+            let (_, rec) = Wal::open(&dir, opts.clone()).unwrap_or_else(|e| panic!("flip {pos}: {e}"));
+            assert_eq!(
+                rec.repaired_tail,
+                Some((path.clone(), records_end as u64)),
+                "flip {pos}"
+            );
+            assert_eq!(rec.entries, model(&all.records).0);
         }
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -192,19 +208,19 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
     let opts = small_opts();
     let sample = write_multi_segment(&opts);
     let segs = files_with_suffix(sample.path(), ".wal");
-    let contents: Vec<(Vec<u8>, Vec<u64>)> = segs
+    let contents: Vec<(Vec<u8>, Vec<u64>, usize)> = segs
         .iter()
         .map(|p| {
             let data = fs::read(p).unwrap();
-            let offsets = parse_segment(p, &data, opts.max_record_bytes, true)
-                .unwrap()
-                .records
-                .iter()
-                .map(|(o, _)| *o)
-                .collect();
-            (data, offsets)
+            let parsed = parse_segment(p, &data, opts.max_record_bytes, true).unwrap();
+            let offsets = parsed.records.iter().map(|(o, _)| *o).collect();
+            (data, offsets, parsed.data_end as usize)
         })
         .collect();
+    // Only the active segment keeps a preallocated tail.
+    for (i, (data, _, end)) in contents.iter().enumerate() {
+        assert_eq!(*end == data.len(), i + 1 < contents.len(), "segment {i}");
+    }
     let scratch = fast_tempdir();
     let config = Config {
         cases: 200,
@@ -217,7 +233,7 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
     let counter = std::cell::Cell::new(0);
     runner
         .run(&strategy, |(which, pos, mask)| {
-            let (data, offsets) = &contents[which];
+            let (data, offsets, records_end) = &contents[which];
             let pos = pos % data.len();
             counter.set(counter.get() + 1);
             let dir = scratch.path().join(format!("case{}", counter.get()));
@@ -228,7 +244,10 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
             fs::write(&path, &bad).unwrap();
             let is_last_segment = which + 1 == segs.len();
             let last_start = *offsets.last().unwrap() as usize;
-            if is_last_segment && pos >= last_start {
+            if is_last_segment && pos >= *records_end {
+                let (_, rec) = Wal::open(&dir, opts.clone()).unwrap();
+                assert_eq!(rec.repaired_tail, Some((path.clone(), *records_end as u64)));
+            } else if is_last_segment && pos >= last_start {
                 let (_, rec) = Wal::open(&dir, opts.clone()).unwrap();
                 assert_eq!(rec.repaired_tail, Some((path.clone(), last_start as u64)));
             } else {
@@ -289,19 +308,43 @@ fn torn_header_of_a_new_segment_is_removed() {
     assert_eq!(rec.entries.last().unwrap(), &entry(kept + 1, 2, 5));
 }
 
+/// Zeros after the last record are the unused, preallocated part of the
+/// active segment: kept as they are, and the next append overwrites them.
+/// Zeros with a record after them are not unused space but lost writes.
 #[test]
-fn zero_filled_tail_is_cut_off() {
-    let opts = WalOptions::default();
+fn a_zero_filled_tail_is_unused_space_and_zeros_before_a_record_are_corrupt() {
+    let opts = WalOptions {
+        preallocate_bytes: 0,
+        ..WalOptions::default()
+    };
     let sample = write_sample(&opts);
     let seg = only_segment(sample.path());
     let mut data = fs::read(&seg).unwrap();
     let good = data.len() as u64;
     data.extend_from_slice(&[0u8; 4096]);
     fs::write(&seg, &data).unwrap();
-    let (_, rec) = open(sample.path(), &opts);
-    assert_eq!(rec.repaired_tail, Some((seg.clone(), good)));
-    assert_eq!(fs::metadata(&seg).unwrap().len(), good);
+    let (mut wal, rec) = open(sample.path(), &opts);
+    assert_eq!(rec.repaired_tail, None);
     assert_eq!(rec.entries.len(), 12);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), good + 4096);
+    wal.append(&[entry(13, 2, 5)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, rec) = open(sample.path(), &opts);
+    assert_eq!(rec.entries.len(), 13);
+    let record = encoded(&Record::Entry(entry(13, 2, 5)));
+    assert_eq!(
+        records_end(&seg, opts.max_record_bytes).unwrap(),
+        good + record.len() as u64
+    );
+
+    // Zeros where records were lost, with a record after them: corrupt.
+    let mut data = fs::read(&seg).unwrap();
+    data.truncate(good as usize);
+    data.extend_from_slice(&[0u8; 64]);
+    data.extend_from_slice(&record);
+    fs::write(&seg, &data).unwrap();
+    expect_corrupt(sample.path(), &opts, &seg, good);
 }
 
 /// A segment file built by hand from records.

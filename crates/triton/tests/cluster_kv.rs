@@ -146,18 +146,20 @@ async fn a_torn_tail_is_repaired_and_a_corrupt_record_stops_the_node() {
     c.kill9(torn);
     c.kill9(corrupt);
 
-    // Cut the last record of the torn node's last segment in half.
+    // Cut the last record of the torn node's last segment in half (where
+    // the records end, not the file: the rest is preallocated zeros).
     let seg = segments(&c.data_dir(torn)).pop().expect("a segment");
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let end = triton_storage::records_end(&seg, u32::MAX).unwrap();
+    assert!(std::fs::metadata(&seg).unwrap().len() > end, "no preallocated tail");
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(len - 7).unwrap();
+    f.set_len(end - 7).unwrap();
     drop(f);
     c.spawn(torn);
 
     // Flip a byte in the middle of the corrupt node's log.
     let seg = segments(&c.data_dir(corrupt)).remove(0);
     let mut bytes = std::fs::read(&seg).unwrap();
-    let mid = bytes.len() / 2;
+    let mid = triton_storage::records_end(&seg, u32::MAX).unwrap() as usize / 2;
     bytes[mid] ^= 0x5A;
     std::fs::write(&seg, &bytes).unwrap();
     c.spawn(corrupt);

@@ -37,6 +37,7 @@ pub fn small_opts() -> WalOptions {
         segment_bytes: 1024,
         max_record_bytes: 64 << 10,
         write_buffer_bytes: 256,
+        preallocate_bytes: 400,
     }
 }
 
