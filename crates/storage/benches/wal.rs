@@ -1,5 +1,5 @@
 //! Append + sync throughput of the WAL for batches of 1, 16 and 256 entries of
-//! 256 bytes, against the floor: writing the same bytes to a plain file and
+//! 256 bytes, with and without preallocation, against the floor: writing the same bytes to a plain file and
 //! calling fdatasync (what any durable log must pay on this disk).
 
 use std::fs::OpenOptions;
@@ -16,23 +16,34 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(std::time::Duration::from_secs(5));
     for batch in [1u64, 16, 256] {
         group.throughput(Throughput::Elements(batch));
-        group.bench_with_input(BenchmarkId::new("triton_wal", batch), &batch, |b, &batch| {
-            let dir = tempfile::tempdir().unwrap();
-            let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
-            let mut next = 1u64;
-            b.iter(|| {
-                let entries: Vec<LogEntry> = (next..next + batch)
-                    .map(|index| LogEntry {
-                        index,
-                        term: 1,
-                        payload: vec![7; PAYLOAD],
-                    })
-                    .collect();
-                next += batch;
-                wal.append(&entries).unwrap();
-                wal.sync().unwrap();
+        // With the default zero-filled preallocation, and without it (every
+        // fsync then also commits the file's new size to the journal).
+        for (name, preallocate_bytes) in [
+            ("triton_wal", WalOptions::default().preallocate_bytes),
+            ("triton_wal_appending", 0),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, &batch| {
+                let dir = tempfile::tempdir().unwrap();
+                let opts = WalOptions {
+                    preallocate_bytes,
+                    ..WalOptions::default()
+                };
+                let (mut wal, _) = Wal::open(dir.path(), opts).unwrap();
+                let mut next = 1u64;
+                b.iter(|| {
+                    let entries: Vec<LogEntry> = (next..next + batch)
+                        .map(|index| LogEntry {
+                            index,
+                            term: 1,
+                            payload: vec![7; PAYLOAD],
+                        })
+                        .collect();
+                    next += batch;
+                    wal.append(&entries).unwrap();
+                    wal.sync().unwrap();
+                });
             });
-        });
+        }
         group.bench_with_input(BenchmarkId::new("raw_write_fdatasync", batch), &batch, |b, &batch| {
             let dir = tempfile::tempdir().unwrap();
             let mut f = OpenOptions::new()
