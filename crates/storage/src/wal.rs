@@ -709,7 +709,7 @@ impl Wal {
     /// `preallocate_bytes` past its records (made durable by the next sync,
     /// which is then the one fsync in a step that commits the journal).
     fn preallocate(&mut self) -> Result<(), StorageError> {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let step = self.opts.preallocate_bytes;
         if step == 0 {
             return Ok(());
