@@ -102,6 +102,16 @@ impl Outbox {
     }
 }
 
+/// A peer's queue, shared by the streams of its successive connections.
+struct PeerQueue {
+    messages: mpsc::Receiver<RaftMessage>,
+    /// The connection whose stream may take from the queue. An older stream
+    /// that hyper still polls ends instead: it would take messages to a dead
+    /// connection, and its poll would replace the live stream's waker in the
+    /// queue (a receiver keeps one), leaving the live one asleep.
+    live: u64,
+}
+
 /// The body of one connection's stream: batches taken straight off the
 /// peer's queue whenever hyper asks for more. No task of ours sits between
 /// the driver's queue and the connection: each such hop is a wake-up and a
@@ -109,20 +119,24 @@ impl Outbox {
 /// (the append, then its acknowledgement). The queue outlives the stream, so
 /// what a dead connection did not take goes out on the next one.
 struct QueueStream {
-    queue: Arc<Mutex<mpsc::Receiver<RaftMessage>>>,
+    queue: Arc<Mutex<PeerQueue>>,
+    connection: u64,
 }
 
 impl Stream for QueueStream {
     type Item = RaftBatch;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RaftBatch>> {
-        // Uncontended: one connection's stream at a time polls the queue.
+        // Uncontended: only the live connection's stream gets past `live`.
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        match queue.poll_recv(cx) {
+        if queue.live != self.connection {
+            return Poll::Ready(None);
+        }
+        match queue.messages.poll_recv(cx) {
             Poll::Ready(Some(first)) => {
                 let mut messages = vec![first];
                 while messages.len() < BATCH {
-                    match queue.try_recv() {
+                    match queue.messages.try_recv() {
                         Ok(m) => messages.push(m),
                         Err(_) => break,
                     }
@@ -145,8 +159,12 @@ async fn peer_sender(
     dialer: Dialer,
     timing: MetadataValue<Ascii>,
 ) {
-    let queue = Arc::new(Mutex::new(queue));
-    let closed = || queue.lock().unwrap_or_else(|e| e.into_inner()).is_closed();
+    let queue = Arc::new(Mutex::new(PeerQueue {
+        messages: queue,
+        live: 0,
+    }));
+    let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
+    let closed = || lock().messages.is_closed();
     let mut backoff = Duration::from_millis(50);
     loop {
         let endpoint = match dialer.endpoint(&addr) {
@@ -164,8 +182,8 @@ async fn peer_sender(
                 tracing::debug!(peer = id, %addr, "connect failed: {e}; retrying in {backoff:?}");
                 // Drain what queued meanwhile: stale messages are useless.
                 {
-                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                    while q.try_recv().is_ok() {}
+                    let mut q = lock();
+                    while q.messages.try_recv().is_ok() {}
                 }
                 if closed() {
                     return; // replaced by a sender to a new address, or shutting down
@@ -180,7 +198,15 @@ async fn peer_sender(
         let mut client = RaftTransportClient::new(channel)
             .max_encoding_message_size(max_bytes)
             .max_decoding_message_size(max_bytes);
-        let mut request = Request::new(QueueStream { queue: queue.clone() });
+        let connection = {
+            let mut q = lock();
+            q.live += 1;
+            q.live
+        };
+        let mut request = Request::new(QueueStream {
+            queue: queue.clone(),
+            connection,
+        });
         request.metadata_mut().insert(TIMING_METADATA, timing.clone());
         // Ends when the peer dies (reconnecting at once, not at the next
         // message, has the stream up again by the time the peer is back),
