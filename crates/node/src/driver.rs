@@ -181,7 +181,7 @@ pub struct Driver {
     drop_replies: u32,
     shutting_down: bool,
     metrics: crate::metrics::NodeMetrics,
-    /// A leader's commit-only hard state was written but not synced (see
+    /// A commit-only hard state was written but not synced (see
     /// [`needs_sync`]); the next fsync, or the next tick, makes it durable.
     commit_unsynced: bool,
     /// Writes received since the last batch was proposed (see `run`).

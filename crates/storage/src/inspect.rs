@@ -94,7 +94,9 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
         .iter()
         .filter(|n| format::parse_segment_file_name(n).is_some())
         .collect();
-    for name in &segment_names {
+    for (i, name) in segment_names.iter().enumerate() {
+        // Only the last segment may end in preallocated zeros (as in recovery).
+        let is_last = i + 1 == segment_names.len();
         summary.segments += 1;
         let path = dir.join(name);
         let data = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
@@ -128,7 +130,7 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
                     count += 1;
                     at += n;
                 }
-                Err(_) if crate::segment::is_unused(&data[at..]) => {
+                Err(_) if is_last && crate::segment::is_unused(&data[at..]) => {
                     out.line(format_args!(
                         "  @{at}: {} bytes preallocated, not yet written",
                         data.len() - at
@@ -246,5 +248,18 @@ mod tests {
         fs::write(&path, &seg).unwrap();
         let s = dump(dir.path(), &WalOptions::default(), true, &mut Vec::new()).unwrap();
         assert_eq!((s.records, s.problems), (3, 1));
+
+        // Zeros are unused space only in the last segment, as in recovery.
+        seg[500] = 0;
+        fs::write(&path, &seg).unwrap();
+        fs::write(dir.path().join(segment_file_name(2, 4)), encode_segment_header(2, 4)).unwrap();
+        let mut out = Vec::new();
+        let s = dump(dir.path(), &WalOptions::default(), true, &mut out).unwrap();
+        assert_eq!(
+            (s.segments, s.records, s.problems),
+            (2, 3, 1),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 }

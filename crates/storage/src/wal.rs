@@ -699,32 +699,38 @@ impl Wal {
         self.unsynced = true;
         if end > self.allocated {
             self.allocated = end;
-            self.preallocate()?;
+            self.preallocate();
         }
         debug_assert!(self.file_len <= self.allocated);
         Ok(())
     }
 
     /// Grows the active segment with zeros up to the next multiple of
-    /// `preallocate_bytes` past its records (made durable by the next sync,
-    /// which is then the one fsync in a step that commits the journal).
-    fn preallocate(&mut self) -> Result<(), StorageError> {
+    /// `preallocate_bytes` past its records, never past `segment_bytes` (a
+    /// full segment is cut to its records at the roll). The next sync makes
+    /// them durable and is then the one fsync in a step that commits the
+    /// journal. Optional: a failed zero write (a full disk) only leaves the
+    /// file shorter; the records already written are untouched, and the next
+    /// append grows the file as a plain append would.
+    fn preallocate(&mut self) {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let step = self.opts.preallocate_bytes;
-        if step == 0 {
-            return Ok(());
+        if step == 0 || self.allocated >= self.opts.segment_bytes {
+            return;
         }
-        let target = (self.allocated / step + 1) * step;
+        let target = ((self.allocated / step + 1) * step).min(self.opts.segment_bytes);
         while self.allocated < target {
             let n = (target - self.allocated).min(ZEROS.len() as u64) as usize;
-            if let Err(e) = self.file.write_all_at(&ZEROS[..n], self.allocated) {
-                let path = self.active_path();
-                return Err(self.poison(StorageError::io(path, e)));
+            if self.file.write_all_at(&ZEROS[..n], self.allocated).is_err() {
+                // Part of it may have landed: take the file's length as it is.
+                if let Ok(m) = self.file.metadata() {
+                    self.allocated = m.len().max(self.file_len);
+                }
+                return;
             }
             self.allocated += n as u64;
         }
-        debug_assert_eq!(self.allocated % step, 0);
-        Ok(())
+        debug_assert!(self.allocated <= self.opts.segment_bytes.max(self.file_len));
     }
 
     fn maybe_roll(&mut self) -> Result<(), StorageError> {

@@ -217,9 +217,10 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
             (data, offsets, parsed.data_end as usize)
         })
         .collect();
-    // Only the active segment keeps a preallocated tail.
+    // Only the active segment keeps a preallocated tail, never past `segment_bytes`.
     for (i, (data, _, end)) in contents.iter().enumerate() {
         assert_eq!(*end == data.len(), i + 1 < contents.len(), "segment {i}");
+        assert!(data.len() as u64 <= opts.segment_bytes.max(*end as u64), "segment {i}");
     }
     let scratch = fast_tempdir();
     let config = Config {
@@ -244,7 +245,14 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
             fs::write(&path, &bad).unwrap();
             let is_last_segment = which + 1 == segs.len();
             let last_start = *offsets.last().unwrap() as usize;
-            if is_last_segment && pos >= *records_end {
+            let stray_length = matches!(
+                format::check_record(&bad[*records_end..], opts.max_record_bytes),
+                Err(format::RecordProblem::TooLarge { .. })
+            );
+            if is_last_segment && pos >= *records_end && stray_length {
+                // A length no record of ours has: not a torn write.
+                expect_corrupt(&dir, &opts, &path, *records_end as u64);
+            } else if is_last_segment && pos >= *records_end {
                 let (_, rec) = Wal::open(&dir, opts.clone()).unwrap();
                 assert_eq!(rec.repaired_tail, Some((path.clone(), *records_end as u64)));
             } else if is_last_segment && pos >= last_start {
@@ -345,6 +353,26 @@ fn a_zero_filled_tail_is_unused_space_and_zeros_before_a_record_are_corrupt() {
     data.extend_from_slice(&record);
     fs::write(&seg, &data).unwrap();
     expect_corrupt(sample.path(), &opts, &seg, good);
+}
+
+/// A crash in the middle of writing the last record over preallocated space:
+/// its second half still reads as zeros, the file is as long as before.
+#[test]
+fn a_torn_record_followed_by_preallocated_zeros_is_cut_off() {
+    let opts = WalOptions::default();
+    let sample = write_sample(&opts);
+    let seg = only_segment(sample.path());
+    let mut data = fs::read(&seg).unwrap();
+    let all = parse_segment(&seg, &data, opts.max_record_bytes, true).unwrap();
+    let last_start = all.records.last().unwrap().0;
+    let end = all.data_end as usize;
+    assert!(data.len() > end, "no preallocated tail");
+    let mid = (last_start as usize + end) / 2;
+    data[mid..end].fill(0);
+    fs::write(&seg, &data).unwrap();
+    let (_, rec) = open(sample.path(), &opts);
+    assert_eq!(rec.repaired_tail, Some((seg.clone(), last_start)));
+    assert_eq!(rec.entries, model(&all.records[..all.records.len() - 1]).0);
 }
 
 /// A segment file built by hand from records.
