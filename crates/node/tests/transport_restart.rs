@@ -3,7 +3,8 @@
 //! not talk at all. (It used to go down with the dead
 //! connection, and when that message was a vote or a vote's answer, the
 //! whole cluster waited out another election timeout; `triton bench
-//! failover` showed it as a 1.6 s tail.)
+//! failover` showed it as a 1.6 s tail.) And dropping the sender's
+//! `Outbox` leaves no task behind.
 
 use std::time::Duration;
 
@@ -149,5 +150,32 @@ async fn a_peer_with_different_timing_is_refused() {
         received(&peer.rx, 6, Duration::from_secs(10)).await,
         "no delivery with equal timing"
     );
+    peer.kill();
+}
+
+/// Dropping the `Outbox` (the node shutting down) ends every sender task and
+/// its connection: no task is left behind holding a stream open to a peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_outbox_ends_its_senders() {
+    let (peer, addr) = Peer::on_free_port(TIMING);
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let outbox = outbox_to(addr);
+    outbox.send(heartbeat(1));
+    assert!(
+        received(&peer.rx, 1, Duration::from_secs(10)).await,
+        "no delivery at all"
+    );
+    assert!(metrics.num_alive_tasks() > before, "no sender task was running");
+    drop(outbox);
+    let start = std::time::Instant::now();
+    while metrics.num_alive_tasks() > before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} tasks still alive 10 s after the outbox was dropped ({before} before it started)",
+            metrics.num_alive_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     peer.kill();
 }
