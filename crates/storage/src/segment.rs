@@ -28,7 +28,7 @@ pub struct SegmentContents {
     pub torn_tail: Option<(u64, String)>,
     /// Where the valid records end: the file's length, the start of its
     /// zero-filled preallocated part, or the torn tail.
-    pub data_end: u64,
+    pub records_end: u64,
 }
 
 /// Parses the bytes of segment `path`. `is_last` says whether a torn tail is
@@ -51,7 +51,7 @@ pub fn parse_segment(
                     first_index: 0,
                     records: Vec::new(),
                     torn_tail: Some((0, reason)),
-                    data_end: 0,
+                    records_end: 0,
                 }),
                 _ => Err(StorageError::corrupt(path, 0, reason)),
             };
@@ -74,13 +74,12 @@ pub fn parse_segment(
             }
         }
     }
-    debug_assert!(at <= data.len());
     Ok(SegmentContents {
         seq,
         first_index,
         records,
         torn_tail,
-        data_end: at as u64,
+        records_end: at as u64,
     })
 }
 
@@ -94,7 +93,7 @@ pub(crate) fn is_unused(rest: &[u8]) -> bool {
 /// final record, and for tools.
 pub fn records_end(path: &Path, max_record_bytes: u32) -> Result<u64, StorageError> {
     let data = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
-    Ok(parse_segment(path, &data, max_record_bytes, true)?.data_end)
+    Ok(parse_segment(path, &data, max_record_bytes, true)?.records_end)
 }
 
 /// Returns Ok if the problem at `at` is a torn tail, else the Corrupt error.

@@ -56,8 +56,8 @@ pub struct Wal {
     file: File,
     /// Bytes of the active segment's records already handed to the kernel:
     /// where the next write goes.
-    file_len: u64,
-    /// The active segment's length on disk: `file_len` plus the zero-filled
+    records_end: u64,
+    /// The active segment's length on disk: `records_end` plus the zero-filled
     /// part preallocated ahead of it.
     allocated: u64,
     /// Encoded records not yet handed to the kernel.
@@ -322,7 +322,7 @@ impl Wal {
                 }
                 replay.apply(path, offset, record)?;
             }
-            active_records_end = contents.data_end;
+            active_records_end = contents.records_end;
             if let Some((offset, _)) = contents.torn_tail {
                 let f = OpenOptions::new()
                     .write(true)
@@ -342,7 +342,7 @@ impl Wal {
         let hard_state = replay.hard_state;
         let terms: VecDeque<u64> = replay.entries.iter().map(|e| e.term).collect();
         let next_index = floor + 1 + terms.len() as u64;
-        let (file, file_len, allocated) = match segments.last() {
+        let (file, records_end, allocated) = match segments.last() {
             Some(last) => {
                 // Written at explicit offsets (not O_APPEND): the next record
                 // goes where the records end, over the preallocated zeros.
@@ -372,7 +372,7 @@ impl Wal {
             opts,
             segments,
             file,
-            file_len,
+            records_end,
             allocated,
             buf: Vec::new(),
             snapshot,
@@ -689,19 +689,19 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let end = self.file_len + self.buf.len() as u64;
-        if let Err(e) = self.file.write_all_at(&self.buf, self.file_len) {
+        let end = self.records_end + self.buf.len() as u64;
+        if let Err(e) = self.file.write_all_at(&self.buf, self.records_end) {
             let path = self.active_path();
             return Err(self.poison(StorageError::io(path, e)));
         }
-        self.file_len = end;
+        self.records_end = end;
         self.buf.clear();
         self.unsynced = true;
         if end > self.allocated {
             self.allocated = end;
             self.preallocate();
         }
-        debug_assert!(self.file_len <= self.allocated);
+        debug_assert!(self.records_end <= self.allocated);
         Ok(())
     }
 
@@ -724,27 +724,27 @@ impl Wal {
             if self.file.write_all_at(&ZEROS[..n], self.allocated).is_err() {
                 // Part of it may have landed: take the file's length as it is.
                 if let Ok(m) = self.file.metadata() {
-                    self.allocated = m.len().max(self.file_len);
+                    self.allocated = m.len().max(self.records_end);
                 }
                 return;
             }
             self.allocated += n as u64;
         }
-        debug_assert!(self.allocated <= self.opts.segment_bytes.max(self.file_len));
+        debug_assert!(self.allocated <= self.opts.segment_bytes.max(self.records_end));
     }
 
     fn maybe_roll(&mut self) -> Result<(), StorageError> {
-        if self.file_len + self.buf.len() as u64 >= self.opts.segment_bytes {
+        if self.records_end + self.buf.len() as u64 >= self.opts.segment_bytes {
             // The old segment is made durable in full before the new one
             // exists, so a torn write can only ever be in the last segment;
             // and cut to its records, so only the last has a zero tail.
             self.sync()?;
-            if self.allocated > self.file_len {
-                if let Err(e) = self.file.set_len(self.file_len).and_then(|_| self.file.sync_all()) {
+            if self.allocated > self.records_end {
+                if let Err(e) = self.file.set_len(self.records_end).and_then(|_| self.file.sync_all()) {
                     let path = self.active_path();
                     return Err(self.poison(StorageError::io(path, e)));
                 }
-                self.allocated = self.file_len;
+                self.allocated = self.records_end;
             }
             let seq = self.segments.last().map_or(0, |s| s.seq) + 1;
             self.create_segment(seq)?;
@@ -759,7 +759,7 @@ impl Wal {
         match create_segment_file(&self.dir, seq, first_index, self.hard_state) {
             Ok((file, path, len)) => {
                 self.file = file;
-                self.file_len = len;
+                self.records_end = len;
                 self.allocated = len;
                 self.segments.push(SegmentInfo { path, seq, first_index });
                 Ok(())

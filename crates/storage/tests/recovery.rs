@@ -81,7 +81,7 @@ fn cutting_the_log_at_any_byte_recovers_a_prefix_of_what_was_written() {
     let full = fs::read(&seg).unwrap();
     let all = parse_segment(&seg, &full, opts.max_record_bytes, true).unwrap();
     assert_eq!(all.torn_tail, None);
-    let records_end = all.data_end as usize;
+    let records_end = all.records_end as usize;
     assert!(full.len() > records_end, "no preallocated tail");
     let last_starts: Vec<u64> = all.records.iter().rev().take(3).map(|(o, _)| *o).collect();
     let dense_from = *last_starts.last().unwrap() as usize;
@@ -145,7 +145,7 @@ fn flipping_a_byte_before_the_last_record_is_corrupt_with_file_and_offset() {
     let full = fs::read(&seg).unwrap();
     let all = parse_segment(&seg, &full, opts.max_record_bytes, true).unwrap();
     let last_start = all.records.last().unwrap().0 as usize;
-    let records_end = all.data_end as usize;
+    let records_end = all.records_end as usize;
     let scratch = fast_tempdir();
     // Every byte of the records, and some of the preallocated zeros.
     for pos in (0..records_end).chain((records_end..full.len()).step_by(4093)) {
@@ -214,7 +214,7 @@ fn random_flips_anywhere_but_the_tail_are_corrupt_property() {
             let data = fs::read(p).unwrap();
             let parsed = parse_segment(p, &data, opts.max_record_bytes, true).unwrap();
             let offsets = parsed.records.iter().map(|(o, _)| *o).collect();
-            (data, offsets, parsed.data_end as usize)
+            (data, offsets, parsed.records_end as usize)
         })
         .collect();
     // Only the active segment keeps a preallocated tail, never past `segment_bytes`.
@@ -365,7 +365,7 @@ fn a_torn_record_followed_by_preallocated_zeros_is_cut_off() {
     let mut data = fs::read(&seg).unwrap();
     let all = parse_segment(&seg, &data, opts.max_record_bytes, true).unwrap();
     let last_start = all.records.last().unwrap().0;
-    let end = all.data_end as usize;
+    let end = all.records_end as usize;
     assert!(data.len() > end, "no preallocated tail");
     let mid = (last_start as usize + end) / 2;
     data[mid..end].fill(0);
