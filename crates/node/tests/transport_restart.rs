@@ -99,15 +99,22 @@ async fn received(rx: &Receiver<Input>, read_seq: u64, within: Duration) -> bool
     false
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_message_to_a_restarted_peer_arrives() {
+/// A peer with the test's timing on a free port, and node 1's sender to it,
+/// shown working: heartbeat `read_seq` got through.
+async fn connected_peer(read_seq: u64) -> (Peer, Outbox, std::net::SocketAddr) {
     let (peer, addr) = Peer::on_free_port(TIMING);
     let outbox = outbox_to(addr);
-    outbox.send(heartbeat(1));
+    outbox.send(heartbeat(read_seq));
     assert!(
-        received(&peer.rx, 1, Duration::from_secs(10)).await,
+        received(&peer.rx, read_seq, Duration::from_secs(10)).await,
         "no delivery at all"
     );
+    (peer, outbox, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_message_to_a_restarted_peer_arrives() {
+    let (peer, outbox, addr) = connected_peer(1).await;
 
     // The peer dies and comes back on the same address.
     peer.kill();
@@ -142,14 +149,8 @@ async fn a_peer_with_different_timing_is_refused() {
     }
     peer.kill();
 
-    // Control: the same sender reaches a peer with its own timing.
-    let (peer, addr) = Peer::on_free_port(TIMING);
-    let outbox = outbox_to(addr);
-    outbox.send(heartbeat(6));
-    assert!(
-        received(&peer.rx, 6, Duration::from_secs(10)).await,
-        "no delivery with equal timing"
-    );
+    // Control: a sender with the same timing as its peer gets through.
+    let (peer, _outbox, _) = connected_peer(6).await;
     peer.kill();
 }
 
@@ -157,15 +158,10 @@ async fn a_peer_with_different_timing_is_refused() {
 /// its connection: no task is left behind holding a stream open to a peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_outbox_ends_its_senders() {
-    let (peer, addr) = Peer::on_free_port(TIMING);
+    // The peer runs on a runtime of its own: only the sender's tasks count here.
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
-    let outbox = outbox_to(addr);
-    outbox.send(heartbeat(1));
-    assert!(
-        received(&peer.rx, 1, Duration::from_secs(10)).await,
-        "no delivery at all"
-    );
+    let (peer, outbox, _) = connected_peer(1).await;
     assert!(metrics.num_alive_tasks() > before, "no sender task was running");
     drop(outbox);
     let start = std::time::Instant::now();

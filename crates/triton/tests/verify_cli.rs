@@ -8,6 +8,44 @@ fn verify(args: &[&str], out: &std::path::Path) -> (bool, String) {
     verify_with_env(args, out, &[])
 }
 
+/// The arguments of a run against a local 3-node cluster that verify starts.
+struct Local {
+    duration: &'static str,
+    clients: u32,
+    keys: u32,
+    seed: u64,
+    faults: &'static str,
+}
+
+impl Local {
+    fn args(&self) -> Vec<String> {
+        [
+            "--nodes",
+            "3",
+            "--duration",
+            self.duration,
+            "--clients",
+            &self.clients.to_string(),
+            "--keys",
+            &self.keys.to_string(),
+            "--seed",
+            &self.seed.to_string(),
+            "--faults",
+            self.faults,
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
+
+    /// Runs it, with `extra` arguments and environment `env`.
+    fn run(&self, extra: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        verify_with_env(&args, out, env)
+    }
+}
+
 fn verify_with_env(args: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_triton"))
         .envs(env.iter().copied())
@@ -28,23 +66,14 @@ fn verify_with_env(args: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -
 #[test]
 fn verify_passes_on_a_correct_cluster_under_all_faults() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, text) = verify(
-        &[
-            "--nodes",
-            "3",
-            "--duration",
-            "10s",
-            "--clients",
-            "4",
-            "--keys",
-            "2",
-            "--seed",
-            "7",
-            "--faults",
-            "kill,partition,pause,leader,freeze",
-        ],
-        dir.path(),
-    );
+    let run = Local {
+        duration: "10s",
+        clients: 4,
+        keys: 2,
+        seed: 7,
+        faults: "kill,partition,pause,leader,freeze",
+    };
+    let (ok, text) = run.run(&[], dir.path(), &[]);
     assert!(ok, "verify failed on a correct cluster:\n{text}");
     assert!(text.contains("PASS"), "{text}");
     assert!(
@@ -58,23 +87,14 @@ fn verify_passes_on_a_correct_cluster_under_all_faults() {
 #[test]
 fn verify_passes_while_voters_are_removed_and_added_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, text) = verify(
-        &[
-            "--nodes",
-            "3",
-            "--duration",
-            "8s",
-            "--clients",
-            "4",
-            "--keys",
-            "2",
-            "--seed",
-            "3",
-            "--faults",
-            "membership",
-        ],
-        dir.path(),
-    );
+    let run = Local {
+        duration: "8s",
+        clients: 4,
+        keys: 2,
+        seed: 3,
+        faults: "membership",
+    };
+    let (ok, text) = run.run(&[], dir.path(), &[]);
     assert!(ok, "verify failed under membership changes:\n{text}");
     assert!(text.contains("PASS"), "{text}");
     assert!(text.contains("faults injected: membership x"), "{text}");
@@ -87,24 +107,14 @@ fn verify_passes_while_voters_are_removed_and_added_back() {
 #[test]
 fn verify_catches_stale_reads_from_a_broken_read_path() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, text) = verify(
-        &[
-            "--nodes",
-            "3",
-            "--duration",
-            "8s",
-            "--clients",
-            "6",
-            "--keys",
-            "1",
-            "--seed",
-            "3",
-            "--faults",
-            "leader",
-            "--unsafe-stale-reads",
-        ],
-        dir.path(),
-    );
+    let run = Local {
+        duration: "8s",
+        clients: 6,
+        keys: 1,
+        seed: 3,
+        faults: "leader",
+    };
+    let (ok, text) = run.run(&["--unsafe-stale-reads"], dir.path(), &[]);
     assert!(!ok, "verify passed although reads skipped ReadIndex:\n{text}");
     assert!(text.contains("NOT linearizable"), "{text}");
     let pages: Vec<_> = std::fs::read_dir(dir.path())
@@ -137,24 +147,14 @@ fn verify_rejects_bad_arguments_clearly() {
 #[test]
 fn verify_catches_stale_lease_reads_of_a_leader_whose_clock_lags() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, text) = verify_with_env(
-        &[
-            "--nodes",
-            "3",
-            "--duration",
-            "10s",
-            "--clients",
-            "4",
-            "--keys",
-            "1",
-            "--seed",
-            "1",
-            "--faults",
-            "freeze",
-        ],
-        dir.path(),
-        &[("TRITON_UNSAFE_TIMER_TICKS", "1")],
-    );
+    let run = Local {
+        duration: "10s",
+        clients: 4,
+        keys: 1,
+        seed: 1,
+        faults: "freeze",
+    };
+    let (ok, text) = run.run(&[], dir.path(), &[("TRITON_UNSAFE_TIMER_TICKS", "1")]);
     assert!(!ok, "verify passed although frozen leaders' ticks lagged:\n{text}");
     assert!(text.contains("NOT linearizable"), "{text}");
     assert!(text.contains("freeze: cut off leader"), "{text}");

@@ -200,7 +200,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         (None, None) => unreachable!("either endpoints or a local cluster"),
     };
     if cluster.is_none() && opts.faults.iter().any(|f| f.needs_processes()) {
-        bail!("kill and pause faults need a cluster started by triton verify (not --endpoints)");
+        bail!("kill, pause and freeze faults need a cluster started by triton verify (not --endpoints)");
     }
     if let Some(c) = &cluster {
         if !c.config.enable_test_rpcs && opts.faults.iter().any(|f| f.needs_test_rpcs()) {
