@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use triton_verify::local::free_port;
+use triton_verify::local::{free_port, log_tail};
 
 use crate::etcdpb::kv_client::KvClient;
 use crate::etcdpb::PutRequest;
@@ -15,6 +15,7 @@ use crate::etcdpb::PutRequest;
 /// Running etcd members.
 pub struct EtcdCluster {
     children: Vec<Child>,
+    logs: Vec<PathBuf>,
     /// Client addresses (`127.0.0.1:port`).
     pub endpoints: Vec<String>,
 }
@@ -47,11 +48,14 @@ impl EtcdCluster {
         let initial = initial.join(",");
         let mut c = EtcdCluster {
             children: Vec::new(),
+            logs: Vec::new(),
             endpoints: ports.iter().map(|(client, _)| format!("127.0.0.1:{client}")).collect(),
         };
         for (i, (client, peer)) in ports.iter().enumerate() {
             let data: PathBuf = dir.join(format!("etcd-{i}"));
-            let log = std::fs::File::create(dir.join(format!("etcd-{i}.log")))?;
+            let log_path = dir.join(format!("etcd-{i}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            c.logs.push(log_path);
             let child = Command::new(binary)
                 .args(["--name", &format!("e{i}")])
                 .arg("--data-dir")
@@ -75,7 +79,7 @@ impl EtcdCluster {
         Ok(c)
     }
 
-    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut last = String::new();
         while start.elapsed() < within {
@@ -87,7 +91,17 @@ impl EtcdCluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        bail!("etcd did not accept a write within {within:?}: {last}")
+        let mut members = String::new();
+        for (i, (child, log)) in self.children.iter_mut().zip(&self.logs).enumerate() {
+            let state = match child.try_wait() {
+                Ok(None) => "running".to_string(),
+                Ok(Some(status)) => format!("exited ({status})"),
+                Err(e) => format!("unknown ({e})"),
+            };
+            members.push_str(&format!("etcd member {i}: {state}; {}\n", log.display()));
+            members.push_str(&log_tail(log, 5));
+        }
+        bail!("etcd did not accept a write within {within:?}: {last}\n{members}")
     }
 }
 

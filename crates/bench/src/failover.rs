@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use triton_config::Timing;
 use triton_node::client::KvClient;
 use triton_sim::{Sim, SimOptions};
@@ -120,7 +120,7 @@ pub async fn run_failover(
     let addrs = cluster.addrs();
     first_write(&addrs, 0, Duration::from_secs(30))
         .await
-        .context("the cluster never accepted a write")?;
+        .map_err(|e| anyhow::anyhow!("the cluster never accepted a write: {e}\n{}", cluster.diagnosis()))?;
 
     // Steady background load.
     let stop = Arc::new(AtomicBool::new(false));
@@ -171,7 +171,7 @@ pub async fn run_failover(
     for l in load {
         let _ = l.await;
     }
-    result?;
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", cluster.diagnosis()))?;
     Ok(outages)
 }
 

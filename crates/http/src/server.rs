@@ -7,7 +7,7 @@
 //! received the client gets a 400 and the connection closes; with nothing
 //! received it closes silently.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -113,7 +113,8 @@ impl Server {
                     });
                 }
                 Err(err) => {
-                    eprintln!("triton http: accept failed: {err}");
+                    // Not `eprintln!`, which panics if stderr cannot be written.
+                    let _ = writeln!(std::io::stderr(), "triton http: accept failed: {err}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }

@@ -8,6 +8,7 @@
 //! them all into one batch, one append and one fsync.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -209,7 +210,10 @@ pub fn now_ms() -> u64 {
 /// only safe move is to stop and recover from what is durable.
 fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
     tracing::error!("fatal storage error while {what}: {err}; stopping so that recovery starts from durable state");
-    eprintln!("triton: fatal storage error while {what}: {err}");
+    // Not `eprintln!`: it panics when stderr cannot be written, and on a
+    // full disk the log file cannot (a panic here once left a node running
+    // without its driver).
+    let _ = writeln!(std::io::stderr(), "triton: fatal storage error while {what}: {err}");
     std::process::exit(70);
 }
 

@@ -254,7 +254,16 @@ pub async fn serve(
     );
     let driver_thread = std::thread::Builder::new()
         .name(format!("raft-driver-{}", opts.id))
-        .spawn(move || driver.run(driver_rx))
+        .spawn(move || {
+            // A node whose driver died would keep its sockets open and
+            // answer nothing: end the process instead, as `fatal` does, so
+            // that peers see it gone and a supervisor restarts it. (The
+            // panic hook has already printed the panic, if stderr could
+            // take it.)
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run(driver_rx))).is_err() {
+                std::process::exit(70);
+            }
+        })
         .context("starting the driver thread")?;
 
     let handle = NodeHandle {

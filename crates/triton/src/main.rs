@@ -1,6 +1,7 @@
 //! `triton`: the one binary. Each subcommand lives in `cmd/<name>.rs` and is a
 //! thin shell over a library crate under `crates/`; no logic lives here.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -84,7 +85,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("triton: error: {err:#}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(std::io::stderr(), "triton: error: {err:#}");
             ExitCode::FAILURE
         }
     }

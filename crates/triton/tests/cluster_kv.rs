@@ -188,6 +188,65 @@ async fn a_torn_tail_is_repaired_and_a_corrupt_record_stops_the_node() {
     assert!(log.contains("offset"), "error does not name the offset:\n{log}");
 }
 
+/// A full disk. The node may not grow any file past 2 MiB (`ulimit -f`, so
+/// writes fail as on a full disk), and its log file is already full. It must
+/// stop with the storage error's exit code: not acknowledge what it could
+/// not make durable, and not linger with its sockets open and its driver
+/// dead (as it once did: printing the error to the full disk panicked).
+/// Restarted with room, it has every write it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_fills_stops_and_keeps_every_acknowledged_write() {
+    const LIMIT: u64 = 2 << 20;
+    let mut c = Cluster::start(ClusterOptions {
+        nodes: 1,
+        file_size_limit: Some(LIMIT),
+        ..ClusterOptions::default()
+    });
+    c.wait_leader().await;
+    c.kill9(0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.log_path(0))
+        .unwrap()
+        .set_len(LIMIT)
+        .unwrap();
+    c.spawn(0);
+    c.wait_leader().await;
+    let mut client = c.client();
+    client.deadline = Duration::from_secs(3);
+    let value = vec![b'v'; 4096];
+    let mut acked = Vec::new();
+    // 2,000 x 4 KiB is four times the limit.
+    for i in 0..2000 {
+        match client.put(format!("k{i}").as_bytes(), &value).await {
+            Ok(_) => acked.push(i),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        acked.len() > 100 && acked.len() < 2000,
+        "{} writes acknowledged",
+        acked.len()
+    );
+    let status = c
+        .wait_exit(0, Duration::from_secs(20))
+        .expect("the node is still running on a full disk");
+    assert_eq!(status.code(), Some(70), "{status}");
+
+    c.file_size_limit = None;
+    c.spawn(0);
+    c.wait_leader().await;
+    let mut client = c.client();
+    for i in acked {
+        let got = client.get(format!("k{i}").as_bytes()).await.unwrap();
+        assert_eq!(
+            got.map(|g| g.value),
+            Some(value.clone()),
+            "k{i} was acknowledged but lost"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_throughout_catches_up_by_snapshot() {
     let mut c = Cluster::start(ClusterOptions {

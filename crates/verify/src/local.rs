@@ -162,6 +162,24 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Which nodes have exited, and the last lines of every node's log: for
+    /// an error that would otherwise only say that something timed out (a
+    /// node that stopped on a full disk says so in its log).
+    pub fn diagnosis(&mut self) -> String {
+        let mut out = String::new();
+        for i in 0..self.len() {
+            let state = match self.children[i].as_mut().map(Child::try_wait) {
+                None => "stopped by us".to_string(),
+                Some(Ok(None)) => "running".to_string(),
+                Some(Ok(Some(status))) => format!("exited ({status})"),
+                Some(Err(e)) => format!("unknown ({e})"),
+            };
+            out.push_str(&format!("node {i}: {state}; {}\n", self.log_path(i).display()));
+            out.push_str(&log_tail(&self.log_path(i), 5));
+        }
+        out
+    }
+
     pub fn stop_all(&mut self) {
         for i in 0..self.len() {
             self.kill9(i);
@@ -175,10 +193,58 @@ impl Drop for LocalCluster {
     }
 }
 
+/// The last `lines` lines of a log file, each indented, or a note that it
+/// could not be read. Reads at most the last 64 KiB.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const MAX: u64 = 64 * 1024;
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(MAX)))?;
+        let mut bytes = Vec::new();
+        f.take(MAX).read_to_end(&mut bytes)?;
+        text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(())
+    });
+    if let Err(e) = read {
+        return format!("    (cannot read {}: {e})\n", path.display());
+    }
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status();
     std::thread::sleep(Duration::from_millis(5));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_tail;
+
+    #[test]
+    fn log_tail_keeps_the_last_lines_indented() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node-0.log");
+        let text: String = (1..=9).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(log_tail(&path, 2), "    line 8\n    line 9\n");
+        assert_eq!(log_tail(&path, 50).lines().count(), 9);
+    }
+
+    #[test]
+    fn log_tail_of_a_missing_file_says_so() {
+        let tail = log_tail(std::path::Path::new("/nonexistent/node-0.log"), 5);
+        assert!(tail.contains("cannot read /nonexistent/node-0.log"), "{tail}");
+    }
 }

@@ -1,5 +1,6 @@
 //! `triton server`: runs one node of a cluster.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,6 +34,11 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (a full disk) is dropped. By
+        // default the subscriber reports it with `eprintln!`, which then
+        // panics in whichever thread logged: the Raft driver's, once.
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -31,6 +31,9 @@ pub struct ClusterOptions {
     pub admin_token: Option<String>,
     /// `[tls]` in the config; the harness's clients connect with it.
     pub tls: Option<TlsConfig>,
+    /// Nodes may not grow any file past this many bytes (see
+    /// [`Cluster::file_size_limit`]).
+    pub file_size_limit: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -45,6 +48,7 @@ impl Default for ClusterOptions {
             lease_reads: true,
             admin_token: None,
             tls: None,
+            file_size_limit: None,
         }
     }
 }
@@ -75,6 +79,10 @@ pub struct Cluster {
     toml_without_tls: String,
     /// `--join` address for nodes that join the running cluster.
     join: Vec<Option<String>>,
+    /// `ulimit -f` for nodes started from now on, in bytes: a write past it
+    /// fails (EFBIG, with SIGXFSZ ignored) as it would on a full disk. The
+    /// log file is under the limit too, as it is on a real full disk.
+    pub file_size_limit: Option<u64>,
 }
 
 /// A free loopback port (never the same twice in one process).
@@ -129,6 +137,7 @@ impl Cluster {
             children: (0..opts.nodes).map(|_| None).collect(),
             block_children: (0..opts.block_stores).map(|_| None).collect(),
             block_addrs,
+            file_size_limit: opts.file_size_limit,
         };
         for i in 0..opts.block_stores {
             c.spawn_block_store(i);
@@ -154,7 +163,19 @@ impl Cluster {
             .append(true)
             .open(self.log_path(i))
             .expect("log file");
-        let child = Command::new(bin())
+        let mut command = match self.file_size_limit {
+            None => Command::new(bin()),
+            Some(bytes) => {
+                // `ulimit -f` counts 512-byte blocks; an ignored signal stays
+                // ignored across exec.
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"", bytes / 512))
+                    .arg(bin());
+                sh
+            }
+        };
+        let child = command
             .args(["server", "--config"])
             .arg(self.node_configs[i].as_ref().unwrap_or(&self.config))
             .args(["--id", &i.to_string(), "--data-dir"])
