@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use triton_verify::local::{free_port, log_tail};
+use triton_verify::local::{free_port, log_tail, process_state};
 
 use crate::etcdpb::kv_client::KvClient;
 use crate::etcdpb::PutRequest;
@@ -93,12 +93,11 @@ impl EtcdCluster {
         }
         let mut members = String::new();
         for (i, (child, log)) in self.children.iter_mut().zip(&self.logs).enumerate() {
-            let state = match child.try_wait() {
-                Ok(None) => "running".to_string(),
-                Ok(Some(status)) => format!("exited ({status})"),
-                Err(e) => format!("unknown ({e})"),
-            };
-            members.push_str(&format!("etcd member {i}: {state}; {}\n", log.display()));
+            members.push_str(&format!(
+                "etcd member {i}: {}; {}\n",
+                process_state(child),
+                log.display()
+            ));
             members.push_str(&log_tail(log, 5));
         }
         bail!("etcd did not accept a write within {within:?}: {last}\n{members}")

@@ -168,12 +168,9 @@ impl LocalCluster {
     pub fn diagnosis(&mut self) -> String {
         let mut out = String::new();
         for i in 0..self.len() {
-            let state = match self.children[i].as_mut().map(Child::try_wait) {
-                None => "stopped by us".to_string(),
-                Some(Ok(None)) => "running".to_string(),
-                Some(Ok(Some(status))) => format!("exited ({status})"),
-                Some(Err(e)) => format!("unknown ({e})"),
-            };
+            let state = self.children[i]
+                .as_mut()
+                .map_or_else(|| "stopped by us".to_string(), process_state);
             out.push_str(&format!("node {i}: {state}; {}\n", self.log_path(i).display()));
             out.push_str(&log_tail(&self.log_path(i), 5));
         }
@@ -190,6 +187,15 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+/// "running", or how the process exited.
+pub fn process_state(child: &mut Child) -> String {
+    match child.try_wait() {
+        Ok(None) => "running".to_string(),
+        Ok(Some(status)) => format!("exited ({status})"),
+        Err(e) => format!("unknown ({e})"),
     }
 }
 
