@@ -673,3 +673,71 @@ fn lease_reads_need_check_quorum_and_room_for_a_lease() {
     assert!(plain.force_campaign().is_ok());
     assert_eq!(plain.role(), Role::Candidate);
 }
+
+// ----- telling followers the commit index ------------------------------------
+
+/// The commit index an append to node 2 among `out` carries, if any.
+fn commit_sent_to_2(out: &[Message]) -> Option<u64> {
+    out.iter().find_map(|m| match m.body {
+        Body::Append { commit, .. } if m.to == 2 => Some(commit),
+        _ => None,
+    })
+}
+
+/// A new commit index is not broadcast on its own at once: it rides on the
+/// next append (the next proposal's), or goes out at the next tick. With
+/// one client that halves the messages per write: the commit-only append
+/// and its acknowledgement used to follow every write.
+#[test]
+fn a_new_commit_index_rides_on_the_next_append_or_goes_out_at_the_next_tick() {
+    let mut r = committed_leader(cfg(1));
+    r.propose(Bytes::from_static(b"a")).unwrap();
+    drain(&mut r);
+    let a = r.last_index();
+    ack(&mut r, 2, a);
+    let out = drain(&mut r);
+    assert_eq!(r.commit_index(), a);
+    assert_eq!(
+        commit_sent_to_2(&out),
+        None,
+        "a commit-only append went out at once: {out:?}"
+    );
+
+    // The next proposal's append carries it.
+    r.propose(Bytes::from_static(b"b")).unwrap();
+    let out = drain(&mut r);
+    assert_eq!(commit_sent_to_2(&out), Some(a), "{out:?}");
+
+    // With nothing more proposed, the next tick sends it.
+    let b = r.last_index();
+    ack(&mut r, 2, b);
+    assert_eq!(commit_sent_to_2(&drain(&mut r)), None);
+    r.tick();
+    assert_eq!(commit_sent_to_2(&drain(&mut r)), Some(b));
+    // Once told, a tick sends no further append.
+    r.tick();
+    assert_eq!(commit_sent_to_2(&drain(&mut r)), None);
+}
+
+/// A follower's forwarded read: it applies up to the read index before it
+/// reads, so it must learn that the index is committed. A leader on its
+/// lease answers at once, without the heartbeat round that would carry the
+/// commit index; the append carrying it goes first, on the same stream.
+#[test]
+fn a_follower_learns_the_commit_index_before_the_answer_to_its_read() {
+    let mut r = lease_leader();
+    ack_next_round(&mut r); // the lease holds from here
+    r.propose(Bytes::from_static(b"a")).unwrap();
+    drain(&mut r);
+    let a = r.last_index();
+    ack(&mut r, 2, a);
+    drain(&mut r);
+    let t = r.term();
+    r.step(msg(2, 1, t, Body::ReadIndex { request: 7 }));
+    let out: Vec<Message> = drain(&mut r).into_iter().filter(|m| m.to == 2).collect();
+    let answer = out
+        .iter()
+        .position(|m| matches!(m.body, Body::ReadIndexResponse { request: 7, index: Some(i) } if i == a))
+        .unwrap_or_else(|| panic!("the read was not answered at once: {out:?}"));
+    assert_eq!(commit_sent_to_2(&out[..answer]), Some(a), "{out:?}");
+}
