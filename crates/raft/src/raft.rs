@@ -182,7 +182,7 @@ pub struct Raft {
     /// next append (a proposal's), goes out at the next tick, or goes just
     /// before the answer to a follower's read. Followers apply up to a tick
     /// later, and one write at a time costs a commit-only append and its
-    /// acknowledgement less per follower (a fifth of the cluster's CPU per
+    /// acknowledgement less per follower (12-14 % of the cluster's CPU per
     /// write, `docs/PERFORMANCE.md`).
     commit_unsent: bool,
     heartbeat_pending: bool,
