@@ -120,7 +120,7 @@ pub async fn run_failover(
     let addrs = cluster.addrs();
     first_write(&addrs, 0, Duration::from_secs(30))
         .await
-        .map_err(|e| anyhow::anyhow!("the cluster never accepted a write: {e}\n{}", cluster.diagnosis()))?;
+        .map_err(|e| anyhow::anyhow!("the cluster never accepted a write: {e:#}\n{}", cluster.diagnosis()))?;
 
     // Steady background load.
     let stop = Arc::new(AtomicBool::new(false));

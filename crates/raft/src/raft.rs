@@ -179,8 +179,9 @@ pub struct Raft {
     broadcast_pending: bool,
     /// The commit index advanced and followers have not been told yet.
     /// etcd-raft broadcasts a new commit index at once; here it rides on the
-    /// next append (a proposal's), goes out at the next tick, or goes just
-    /// before the answer to a follower's read. Followers apply up to a tick
+    /// next append (a proposal's) or heartbeat, goes out at the next tick, or
+    /// goes just before the answer to a follower's read (see
+    /// `Progress::commit_sent`). Followers apply up to a tick
     /// later, and one write at a time costs a commit-only append and its
     /// acknowledgement less per follower (12-14 % of the cluster's CPU per
     /// write, `docs/PERFORMANCE.md`).
@@ -423,15 +424,17 @@ impl Raft {
         if let Some((_, ticks)) = self.transfer.as_mut() {
             *ticks += 1;
         }
-        if self.commit_unsent {
-            self.broadcast_pending = true;
-        }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
             self.heartbeat_elapsed = 0;
             // Sent at the next `ready`: a host catching up many ticks after
             // a stall sends one round, not one per tick.
             self.heartbeat_pending = true;
             self.resend_stalled_snapshots();
+        }
+        // A heartbeat carries the commit index too (capped at each
+        // follower's match): no append for it in a heartbeat's tick.
+        if self.commit_unsent && !self.heartbeat_pending {
+            self.broadcast_pending = true;
         }
     }
 
@@ -927,6 +930,7 @@ impl Raft {
                 self.broadcast_append();
             }
             if self.heartbeat_pending {
+                self.commit_unsent = false;
                 self.broadcast_heartbeat();
             }
         }
@@ -979,7 +983,6 @@ impl Raft {
                 pr.maybe_update(persisted);
             }
             if self.maybe_commit() {
-                self.commit_unsent = true;
                 self.after_commit();
             }
         }
@@ -1357,7 +1360,6 @@ impl Raft {
             }
             let matched = pr.matched;
             if self.maybe_commit() {
-                self.commit_unsent = true;
                 self.after_commit();
             }
             if self.transfer.is_some_and(|(to, _)| to == from) && matched == last {
@@ -1487,6 +1489,7 @@ impl Raft {
             ProgressState::Probe => pr.probe_sent = true,
             ProgressState::Snapshot(_) => unreachable!("can_send is false while sending a snapshot"),
         }
+        pr.commit_sent = pr.commit_sent.max(committed);
         self.send(
             to,
             Body::Append {
@@ -1513,6 +1516,9 @@ impl Raft {
             return;
         };
         let commit = self.log.committed();
+        if let Some(pr) = self.tracker.progress.get_mut(&to) {
+            pr.commit_sent = pr.commit_sent.max(commit);
+        }
         self.send(
             to,
             Body::Append {
@@ -1640,13 +1646,11 @@ impl Raft {
             if id == self.id {
                 continue;
             }
-            self.send(
-                id,
-                Body::Heartbeat {
-                    commit: matched.min(committed),
-                    read_seq,
-                },
-            );
+            let commit = matched.min(committed);
+            if let Some(pr) = self.tracker.progress.get_mut(&id) {
+                pr.commit_sent = pr.commit_sent.max(commit);
+            }
+            self.send(id, Body::Heartbeat { commit, read_seq });
         }
     }
 
@@ -1661,6 +1665,7 @@ impl Raft {
         let newly = self.log.bytes_between(old + 1, candidate);
         self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
         self.log.commit_to(candidate);
+        self.commit_unsent = true;
         // Reads that waited for our first commit can now go ahead.
         if old < candidate && self.log.term(old).is_none_or(|t| t != self.term) {
             // Not on the lease: this can run inside `advance`, after a
@@ -1743,7 +1748,7 @@ impl Raft {
             ReadOrigin::Remote { from, request } => {
                 // The follower applies up to `index` before it reads: tell
                 // it the commit index first (same stream, so in order).
-                if self.commit_unsent {
+                if self.tracker.progress.get(&from).is_some_and(|p| p.commit_sent < index) {
                     self.send_append(from, true);
                 }
                 self.send(

@@ -676,12 +676,17 @@ fn lease_reads_need_check_quorum_and_room_for_a_lease() {
 
 // ----- telling followers the commit index ------------------------------------
 
-/// The commit index an append to node 2 among `out` carries, if any.
+/// The commit index the first append or heartbeat to node 2 among `out`
+/// carries, if any.
 fn commit_sent_to_2(out: &[Message]) -> Option<u64> {
     out.iter().find_map(|m| match m.body {
-        Body::Append { commit, .. } if m.to == 2 => Some(commit),
+        Body::Append { commit, .. } | Body::Heartbeat { commit, .. } if m.to == 2 => Some(commit),
         _ => None,
     })
+}
+
+fn has_append_to_2(out: &[Message]) -> bool {
+    out.iter().any(|m| m.to == 2 && matches!(m.body, Body::Append { .. }))
 }
 
 /// A new commit index is not broadcast on its own at once: it rides on the
@@ -708,15 +713,18 @@ fn a_new_commit_index_rides_on_the_next_append_or_goes_out_at_the_next_tick() {
     let out = drain(&mut r);
     assert_eq!(commit_sent_to_2(&out), Some(a), "{out:?}");
 
-    // With nothing more proposed, the next tick sends it.
+    // With nothing more proposed, the next tick sends it (in an append, or
+    // in the heartbeat if the tick is a heartbeat's).
     let b = r.last_index();
     ack(&mut r, 2, b);
     assert_eq!(commit_sent_to_2(&drain(&mut r)), None);
     r.tick();
     assert_eq!(commit_sent_to_2(&drain(&mut r)), Some(b));
-    // Once told, a tick sends no further append.
-    r.tick();
-    assert_eq!(commit_sent_to_2(&drain(&mut r)), None);
+    // Once told, ticks send no further append.
+    for _ in 0..5 {
+        r.tick();
+        assert!(!has_append_to_2(&drain(&mut r)), "an append with nothing new");
+    }
 }
 
 /// A follower's forwarded read: it applies up to the read index before it
@@ -740,4 +748,34 @@ fn a_follower_learns_the_commit_index_before_the_answer_to_its_read() {
         .position(|m| matches!(m.body, Body::ReadIndexResponse { request: 7, index: Some(i) } if i == a))
         .unwrap_or_else(|| panic!("the read was not answered at once: {out:?}"));
     assert_eq!(commit_sent_to_2(&out[..answer]), Some(a), "{out:?}");
+
+    // A second read of the same index sends no second append.
+    r.step(msg(2, 1, t, Body::ReadIndex { request: 8 }));
+    let out = drain(&mut r);
+    assert!(!has_append_to_2(&out), "{out:?}");
+
+    // Without a lease the read waits for a heartbeat round, and the round's
+    // heartbeat carries the commit index.
+    let mut r = committed_leader(cfg(1));
+    r.propose(Bytes::from_static(b"a")).unwrap();
+    drain(&mut r);
+    let a = r.last_index();
+    ack(&mut r, 2, a);
+    drain(&mut r);
+    let t = r.term();
+    r.step(msg(2, 1, t, Body::ReadIndex { request: 9 }));
+    let out = drain(&mut r);
+    let seq = out
+        .iter()
+        .find_map(|m| match m.body {
+            Body::Heartbeat { commit, read_seq } if m.to == 2 => Some((commit, read_seq)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no heartbeat round: {out:?}"));
+    assert_eq!(seq.0, a, "the round's heartbeat does not carry the commit index");
+    ack_round(&mut r, 2, seq.1);
+    let answered = drain(&mut r)
+        .iter()
+        .any(|m| m.to == 2 && matches!(m.body, Body::ReadIndexResponse { request: 9, index: Some(i) } if i == a));
+    assert!(answered, "the read was not answered after its round");
 }

@@ -163,8 +163,9 @@ impl LocalCluster {
     }
 
     /// Which nodes have exited, and the last lines of every node's log: for
-    /// an error that would otherwise only say that something timed out (a
-    /// node that stopped on a full disk says so in its log).
+    /// an error that would otherwise only say that something timed out. (A
+    /// node that stopped on a storage error exits with 70; its log may say
+    /// nothing more when it is on the same full disk.)
     pub fn diagnosis(&mut self) -> String {
         let mut out = String::new();
         for i in 0..self.len() {

@@ -43,6 +43,9 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest ReadIndex heartbeat round this follower acknowledged.
     pub read_seq_acked: u64,
+    /// Highest commit index sent to this follower (in an append, or capped
+    /// in a heartbeat). Sent, not known to have arrived.
+    pub commit_sent: Index,
 }
 
 impl Progress {
@@ -55,6 +58,7 @@ impl Progress {
             inflights,
             recent_active: false,
             read_seq_acked: 0,
+            commit_sent: 0,
         }
     }
 
@@ -64,6 +68,7 @@ impl Progress {
         self.become_probe();
         self.recent_active = false;
         self.read_seq_acked = 0;
+        self.commit_sent = 0;
     }
 
     pub fn become_probe(&mut self) {

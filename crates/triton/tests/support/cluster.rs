@@ -421,15 +421,18 @@ pub fn unsafe_kill(pid: u32, signal: i32) {
         .status();
 }
 
+/// Checks at least once, so a zero timeout asks "has it exited?".
 fn wait_timeout(c: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
-    while start.elapsed() < timeout {
+    loop {
         if let Ok(Some(s)) = c.try_wait() {
             return Some(s);
         }
+        if start.elapsed() >= timeout {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    None
 }
 
 /// The WAL segment files of a node, in order.
