@@ -685,6 +685,16 @@ fn commit_sent_to_2(out: &[Message]) -> Option<u64> {
     })
 }
 
+/// Proposes one entry and has node 2 acknowledge it, which commits it;
+/// returns its index. The messages of the commit stay in the core.
+fn commit_one(r: &mut Raft) -> u64 {
+    r.propose(Bytes::from_static(b"a")).unwrap();
+    drain(r);
+    let index = r.last_index();
+    ack(r, 2, index);
+    index
+}
+
 fn has_append_to_2(out: &[Message]) -> bool {
     out.iter().any(|m| m.to == 2 && matches!(m.body, Body::Append { .. }))
 }
@@ -696,10 +706,7 @@ fn has_append_to_2(out: &[Message]) -> bool {
 #[test]
 fn a_new_commit_index_rides_on_the_next_append_or_goes_out_at_the_next_tick() {
     let mut r = committed_leader(cfg(1));
-    r.propose(Bytes::from_static(b"a")).unwrap();
-    drain(&mut r);
-    let a = r.last_index();
-    ack(&mut r, 2, a);
+    let a = commit_one(&mut r);
     let out = drain(&mut r);
     assert_eq!(r.commit_index(), a);
     assert_eq!(
@@ -735,10 +742,7 @@ fn a_new_commit_index_rides_on_the_next_append_or_goes_out_at_the_next_tick() {
 fn a_follower_learns_the_commit_index_before_the_answer_to_its_read() {
     let mut r = lease_leader();
     ack_next_round(&mut r); // the lease holds from here
-    r.propose(Bytes::from_static(b"a")).unwrap();
-    drain(&mut r);
-    let a = r.last_index();
-    ack(&mut r, 2, a);
+    let a = commit_one(&mut r);
     drain(&mut r);
     let t = r.term();
     r.step(msg(2, 1, t, Body::ReadIndex { request: 7 }));
@@ -757,10 +761,7 @@ fn a_follower_learns_the_commit_index_before_the_answer_to_its_read() {
     // Without a lease the read waits for a heartbeat round, and the round's
     // heartbeat carries the commit index.
     let mut r = committed_leader(cfg(1));
-    r.propose(Bytes::from_static(b"a")).unwrap();
-    drain(&mut r);
-    let a = r.last_index();
-    ack(&mut r, 2, a);
+    let a = commit_one(&mut r);
     drain(&mut r);
     let t = r.term();
     r.step(msg(2, 1, t, Body::ReadIndex { request: 9 }));
