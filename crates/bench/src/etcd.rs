@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use triton_verify::local::{free_port, log_tail, process_state};
+use triton_verify::local::{free_port, process_report};
 
 use crate::etcdpb::kv_client::KvClient;
 use crate::etcdpb::PutRequest;
@@ -93,12 +93,7 @@ impl EtcdCluster {
         }
         let mut members = String::new();
         for (i, (child, log)) in self.children.iter_mut().zip(&self.logs).enumerate() {
-            members.push_str(&format!(
-                "etcd member {i}: {}; {}\n",
-                process_state(child),
-                log.display()
-            ));
-            members.push_str(&log_tail(log, 5));
+            members.push_str(&process_report(&format!("etcd member {i}"), Some(child), log));
         }
         bail!("etcd did not accept a write within {within:?}: {last}\n{members}")
     }

@@ -169,11 +169,8 @@ impl LocalCluster {
     pub fn diagnosis(&mut self) -> String {
         let mut out = String::new();
         for i in 0..self.len() {
-            let state = self.children[i]
-                .as_mut()
-                .map_or_else(|| "stopped by us".to_string(), process_state);
-            out.push_str(&format!("node {i}: {state}; {}\n", self.log_path(i).display()));
-            out.push_str(&log_tail(&self.log_path(i), 5));
+            let log = self.log_path(i);
+            out.push_str(&process_report(&format!("node {i}"), self.children[i].as_mut(), &log));
         }
         out
     }
@@ -191,13 +188,16 @@ impl Drop for LocalCluster {
     }
 }
 
-/// "running", or how the process exited.
-pub fn process_state(child: &mut Child) -> String {
-    match child.try_wait() {
-        Ok(None) => "running".to_string(),
-        Ok(Some(status)) => format!("exited ({status})"),
-        Err(e) => format!("unknown ({e})"),
-    }
+/// One line saying whether the process `name` runs or how it exited
+/// (`None`: stopped by us), then the last lines of its log.
+pub fn process_report(name: &str, child: Option<&mut Child>, log: &Path) -> String {
+    let state = match child.map(Child::try_wait) {
+        None => "stopped by us".to_string(),
+        Some(Ok(None)) => "running".to_string(),
+        Some(Ok(Some(status))) => format!("exited ({status})"),
+        Some(Err(e)) => format!("unknown ({e})"),
+    };
+    format!("{name}: {state}; {}\n{}", log.display(), log_tail(log, 5))
 }
 
 /// The last `lines` lines of a log file, each indented, or a note that it
@@ -205,18 +205,17 @@ pub fn process_state(child: &mut Child) -> String {
 pub fn log_tail(path: &Path, lines: usize) -> String {
     use std::io::{Read, Seek, SeekFrom};
     const MAX: u64 = 64 * 1024;
-    let mut text = String::new();
     let read = std::fs::File::open(path).and_then(|mut f| {
         let len = f.metadata()?.len();
         f.seek(SeekFrom::Start(len.saturating_sub(MAX)))?;
         let mut bytes = Vec::new();
         f.take(MAX).read_to_end(&mut bytes)?;
-        text = String::from_utf8_lossy(&bytes).into_owned();
-        Ok(())
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     });
-    if let Err(e) = read {
-        return format!("    (cannot read {}: {e})\n", path.display());
-    }
+    let text = match read {
+        Ok(text) => text,
+        Err(e) => return format!("    (cannot read {}: {e})\n", path.display()),
+    };
     let all: Vec<&str> = text.lines().collect();
     let mut out = String::new();
     for line in &all[all.len().saturating_sub(lines)..] {
@@ -237,7 +236,21 @@ fn signal(pid: u32, name: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::log_tail;
+    use super::{log_tail, process_report};
+
+    #[test]
+    fn process_report_says_how_the_process_ended_and_shows_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("p.log");
+        std::fs::write(&log, "starting\nout of space\n").unwrap();
+        let mut child = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        child.wait().unwrap();
+        let report = process_report("node 1", Some(&mut child), &log);
+        assert!(report.starts_with("node 1: exited ("), "{report}");
+        assert!(report.contains('3') && report.ends_with("    out of space\n"), "{report}");
+        let report = process_report("node 2", None, &log);
+        assert!(report.starts_with("node 2: stopped by us;"), "{report}");
+    }
 
     #[test]
     fn log_tail_keeps_the_last_lines_indented() {
