@@ -247,7 +247,10 @@ mod tests {
         child.wait().unwrap();
         let report = process_report("node 1", Some(&mut child), &log);
         assert!(report.starts_with("node 1: exited ("), "{report}");
-        assert!(report.contains('3') && report.ends_with("    out of space\n"), "{report}");
+        assert!(
+            report.contains('3') && report.ends_with("    out of space\n"),
+            "{report}"
+        );
         let report = process_report("node 2", None, &log);
         assert!(report.starts_with("node 2: stopped by us;"), "{report}");
     }
