@@ -66,7 +66,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub addrs: Vec<String>,
-    /// The nodes' file-server addresses (empty unless `file_ports`).
+    /// The nodes' file-server addresses (empty unless `file_ports` or one node).
     pub file_addrs: Vec<String>,
     children: Vec<Option<Child>>,
     /// Addresses of the block stores, as in the config.
@@ -109,7 +109,9 @@ impl Cluster {
             "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n{token}\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\nlease_reads = {}\n",
             opts.snapshot_threshold, opts.test_rpcs, block_addrs, opts.election_ticks, opts.lease_reads
         );
-        let file_addrs: Vec<String> = if opts.file_ports {
+        // A one-node cluster without a `file_addr` serves files on the fixed
+        // default port, which two tests running at once would both want.
+        let file_addrs: Vec<String> = if opts.file_ports || opts.nodes == 1 {
             (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect()
         } else {
             Vec::new()
