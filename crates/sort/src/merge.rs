@@ -15,7 +15,7 @@
 //!   are therefore consumed by the merge: only temporary runs may be merged;
 //! * the key space is cut at splitter keys sampled from the runs into
 //!   [`PARTS_PER_THREAD`] partitions per thread; each partition is merged by
-//!   one rayon task into a 256 kB piece that is `pwrite`n at its final
+//!   one rayon task into pieces of [`PIECE_RECORDS`] records `pwrite`n at their final
 //!   offset while still in the core's cache (the same treatment as the
 //!   in-memory sort's output, [`crate::memsort::sort_into_file`]).
 //!
