@@ -910,21 +910,12 @@ mod tests {
     fn many_pieces_sorted_by_all_workers_at_once_give_the_sorted_file() {
         // About 30 pieces, so workers often find the file busy.
         let n = PIECE_RECORDS * 30 + 7;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let keys: Vec<[u8; 10]> = (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let mut k = [0u8; 10];
-                k[..8].copy_from_slice(&state.to_be_bytes());
-                k
-            })
-            .collect();
-        let data = records_from_keys(&keys);
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        crate::gen::generate(std::fs::File::create_new(&input).unwrap(), n as u64, 7).unwrap();
+        let data = std::fs::read(&input).unwrap();
         let mut expected = data.clone();
         sort_records(&mut expected);
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let file = std::fs::File::create_new(&path).unwrap();
         assert_eq!(sort_into_file(&data, &file).unwrap(), n);
