@@ -4,11 +4,14 @@
 # before every command (untimed), so slow drifts of the machine (other
 # engineers' load, page-cache state) hit all three alike. Prints the median
 # wall and CPU seconds of each and the raw wall times.
+# Write INPUT with `triton gensort` right before: a file read back from disk
+# (this VM's DAMON pages idle page cache out) or copied with cp/cat is cached
+# in small folios, and sorts it much more slowly (docs/BENCHMARKS.md).
 # Usage: crates/sort/bench/ab.sh OLD_TRITON NEW_TRITON INPUT ROUNDS [sort args...]
 # Example: crates/sort/bench/ab.sh /tmp/old/triton target/release/triton in1g 7
 #          crates/sort/bench/ab.sh /tmp/old/triton target/release/triton in4g 3 --memory 1GB
 set -euo pipefail
-[ $# -ge 4 ] || { sed -n '2,9p' "$0" >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 OLD=$1 NEW=$2 INPUT=$3 ROUNDS=$4
 shift 4
 OUT=$(dirname "$INPUT")/ab.out
