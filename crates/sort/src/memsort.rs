@@ -24,7 +24,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -170,9 +170,9 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
     let rec_bits = index.rec_bits;
     file.set_len(data.len() as u64)?;
     let t = Instant::now();
-    // Pieces of whole buckets, about PIECE_RECORDS records each, claimed by
+    // Pieces of whole buckets, about PIECE_RECORDS records each, taken by
     // the workers in order.
-    let mut pieces: Vec<Mutex<Option<Piece>>> = Vec::new();
+    let mut pieces: Vec<Piece> = Vec::new();
     let mut rest: &mut [u64] = &mut index.entries;
     let mut b = 0;
     while b + 1 < bucket_start.len() {
@@ -184,11 +184,11 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
         }
         let len = bucket_start[b] - first;
         let (head, tail) = rest.split_at_mut(len);
-        pieces.push(Mutex::new(Some(Piece {
+        pieces.push(Piece {
             first,
             entries: head,
             bounds,
-        })));
+        });
         rest = tail;
     }
     debug_assert!(rest.is_empty());
@@ -197,16 +197,18 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
         turn: Mutex::new(()),
         failed: AtomicBool::new(false),
     };
-    let next = AtomicUsize::new(0);
+    let pieces = Mutex::new(pieces.into_iter());
     let times = PhaseTimes::default();
     let results = rayon::broadcast(|_| {
         let mut worker = TurnWorker::new(&turns);
-        while let Some(slot) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
+        loop {
+            let piece = pieces.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some(Piece { first, entries, bounds }) = piece else {
+                break;
+            };
             if turns.failed.load(Ordering::Relaxed) {
                 break;
             }
-            let piece = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let Piece { first, entries, bounds } = piece.expect("each piece is claimed once");
             let t0 = times.now();
             for w in bounds.windows(2) {
                 sort_entries(data, &mut entries[w[0]..w[1]], rec_bits);
