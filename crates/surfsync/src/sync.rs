@@ -180,6 +180,19 @@ fn refuse_hashes(hashes: &[String]) -> Option<String> {
         .map(|h| format!("bad block hash {h:?}"))
 }
 
+/// Why a remote file's entry is unusable, if it is. The map's key and the
+/// metadata's own `filename` are two strings from the server; the download
+/// writes to the latter, so both must name the same, acceptable file.
+fn refuse_remote(name: &str, meta: &FileMetaData) -> Option<String> {
+    if let Some(why) = refuse_name(name) {
+        return Some(why.to_string());
+    }
+    if meta.filename != name {
+        return Some(format!("its metadata names another file, {:?}", meta.filename));
+    }
+    refuse_hashes(&meta.block_hash_list)
+}
+
 /// A file found in BASEDIR.
 #[derive(Debug, Clone)]
 struct LocalFile {
@@ -455,10 +468,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     };
     let mut remote = ctx.meta.file_info_map().await?;
     remote.retain(|name, meta| {
-        let why = refuse_name(name)
-            .map(str::to_string)
-            .or_else(|| refuse_hashes(&meta.block_hash_list));
-        if let Some(why) = why {
+        if let Some(why) = refuse_remote(name, meta) {
             let w = format!("refusing remote file {name:?}: {why}");
             warn(opts.progress, &w);
             summary.warnings.push(w);
@@ -519,7 +529,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
         let fresh = ctx.meta.file_info_map().await?;
         for name in refused {
             match fresh.get(&name) {
-                Some(meta) if refuse_hashes(&meta.block_hash_list).is_none() => downloads.push(meta.clone()),
+                Some(meta) if refuse_remote(&name, meta).is_none() => downloads.push(meta.clone()),
                 _ => {
                     let w = format!("{name}: the server refused the update and has no usable version");
                     warn(opts.progress, &w);
@@ -1014,6 +1024,21 @@ mod tests {
         assert!(refuse_hashes(&["0".into()]).is_none());
         assert!(refuse_hashes(&["-1".into()]).is_none());
         assert!(refuse_hashes(&[chunk::block_hash(b"x")]).is_none());
+    }
+
+    #[test]
+    fn remote_entries_whose_metadata_names_another_file_are_refused() {
+        let good = chunk::block_hash(b"x");
+        let meta = |filename: &str| FileMetaData {
+            filename: filename.into(),
+            version: 1,
+            block_hash_list: vec![good.clone()],
+        };
+        assert_eq!(refuse_remote("a", &meta("a")), None);
+        assert!(refuse_remote("a", &meta("../a")).is_some());
+        assert!(refuse_remote("a", &meta("/etc/passwd")).is_some());
+        assert!(refuse_remote("a", &meta("b")).is_some());
+        assert!(refuse_remote("../a", &meta("../a")).is_some());
     }
 
     #[test]

@@ -239,6 +239,18 @@ async fn dangerous_server_names_and_hashes_are_refused() {
                 },
             );
         }
+        // A good key whose metadata names another file: the download would
+        // write to the metadata's name.
+        for (key, filename) in [("innocent", "../escape2"), ("plain", "other")] {
+            files.insert(
+                key.into(),
+                FileMetaData {
+                    filename: filename.into(),
+                    version: 1,
+                    block_hash_list: vec![good.clone()],
+                },
+            );
+        }
         files.insert(
             "badhash".into(),
             FileMetaData {
@@ -250,10 +262,11 @@ async fn dangerous_server_names_and_hashes_are_refused() {
     }
     let s = sync(&opts(&base, &fakes, Chunking::Fixed, 4096)).await.unwrap();
     assert_eq!(s.files_down, 1);
-    assert_eq!(s.warnings.len(), bad_names.len() + 1, "{:?}", s.warnings);
+    assert_eq!(s.warnings.len(), bad_names.len() + 3, "{:?}", s.warnings);
     assert_eq!(files_in(&base), vec!["ok"]);
     assert_eq!(std::fs::read(base.join("ok")).unwrap(), b"payload");
     assert!(!outer.path().join("escape").exists());
+    assert!(!outer.path().join("escape2").exists());
     // index.db was not overwritten by the server's "index.db".
     assert!(Index::open(&base).unwrap().load().unwrap().contains_key("ok"));
 }
