@@ -19,14 +19,16 @@
 //! - One connection's requests are processed one at a time, so pipelined
 //!   requests are answered in order.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use triton_config::{ClusterConfig, NodeConfig};
 use triton_node::driver::{now_ms, NodeError};
 use triton_node::server::Face;
@@ -134,19 +136,63 @@ pub async fn serve_files(node: NodeHandle, addr: String, mut shutdown: watch::Re
     }
 }
 
+/// How long one connection may keep its slot (one of [`MAX_CONNECTIONS`])
+/// without making progress. Without these, 1024 clients that connect and
+/// send nothing, or never read their replies, would lock everyone else out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionTimeouts {
+    /// Longest time without a complete request: since the connection
+    /// opened or the last request was answered. Covers an idle client and
+    /// one that sends a request a byte at a time. The connection is closed.
+    pub idle: Duration,
+    /// Longest time a reply may wait for the client to read it. The
+    /// connection is closed.
+    pub write_stall: Duration,
+}
+
+impl Default for ConnectionTimeouts {
+    fn default() -> Self {
+        ConnectionTimeouts {
+            idle: Duration::from_secs(300),
+            write_stall: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Reads requests from one connection and answers them in order until the
-/// peer closes, a fatal protocol error, or shutdown.
+/// peer closes, a fatal protocol error, a timeout, or shutdown.
 async fn serve_connection(
     node: &NodeHandle,
-    mut stream: TcpStream,
+    stream: TcpStream,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
+    serve_stream(stream, limits, ConnectionTimeouts::default(), shutdown, |req| {
+        execute(node, req)
+    })
+    .await
+}
+
+/// The connection loop, over any byte stream and any way of executing a
+/// request (tests drive it with an in-memory pipe and a fake executor).
+async fn serve_stream<S, F, Fut>(
+    mut stream: S,
+    limits: Limits,
+    timeouts: ConnectionTimeouts,
+    mut shutdown: watch::Receiver<bool>,
+    mut execute: F,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(Request) -> Fut,
+    Fut: Future<Output = Reply>,
+{
     const READ_CHUNK: usize = 64 * 1024;
     const FLUSH_BYTES: usize = 64 * 1024;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::new();
+    let mut idle_deadline = Instant::now() + timeouts.idle;
     loop {
         // Answer every complete request in the buffer, in order.
         let mut start = 0;
@@ -157,12 +203,13 @@ async fn serve_connection(
                 Parsed::Request(req, consumed) => {
                     debug_assert!(consumed > 0 && consumed <= buf.len() - start);
                     start += consumed;
-                    execute(node, req).await.encode(&mut out);
+                    execute(req).await.encode(&mut out);
+                    idle_deadline = Instant::now() + timeouts.idle;
                     // Bounded output: a client pipelining many reads of big
                     // files gets them as they come, and TCP backpressure
                     // stops us if it does not read.
                     if out.len() >= FLUSH_BYTES {
-                        stream.write_all(&out).await?;
+                        write_within(&mut stream, &out, timeouts.write_stall).await?;
                         out.clear();
                     }
                 }
@@ -178,12 +225,13 @@ async fn serve_connection(
                     }
                     debug_assert!(consumed > 0 && consumed <= buf.len() - start);
                     start += consumed;
+                    idle_deadline = Instant::now() + timeouts.idle;
                 }
             }
         }
         buf.drain(..start);
         if !out.is_empty() {
-            stream.write_all(&out).await?;
+            write_within(&mut stream, &out, timeouts.write_stall).await?;
             out.clear();
         }
         if close {
@@ -193,13 +241,28 @@ async fn serve_connection(
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let n = tokio::select! {
-            n = stream.read_buf(&mut buf) => n?,
+        let read = tokio::select! {
+            n = stream.read_buf(&mut buf) => Some(n?),
+            _ = tokio::time::sleep_until(idle_deadline) => None,
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
         };
-        if n == 0 {
-            return Ok(());
+        match read {
+            Some(0) => return Ok(()),
+            Some(_) => {}
+            None => {
+                let _ = stream.shutdown().await;
+                anyhow::bail!("no complete request in {:?}: closing the connection", timeouts.idle);
+            }
         }
+    }
+}
+
+/// Writes all of `bytes`, or fails if the client has not taken them within
+/// `limit`.
+async fn write_within<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8], limit: Duration) -> anyhow::Result<()> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!("the client did not read its replies for {limit:?}: closing the connection"),
     }
 }
 
@@ -233,6 +296,12 @@ fn node_error(node: &NodeHandle, e: NodeError) -> Reply {
         NodeError::Timeout | NodeError::Unavailable(_) => {
             tracing::debug!("file request failed: {e}");
             Reply::Internal
+        }
+        // Contents within the file limit but not within the cluster's
+        // message limit (a config with both near each other): malformed.
+        NodeError::TooLarge { .. } => {
+            tracing::debug!("file request refused: {e}");
+            Reply::CmdErr
         }
     }
 }
@@ -327,6 +396,99 @@ mod tests {
         assert_eq!(deadline_ms(0, 5_000), 0);
         assert_eq!(deadline_ms(2, 5_000), 7_000);
         assert_eq!(deadline_ms(u64::MAX, 5_000), u64::MAX);
+    }
+
+    const TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
+        idle: Duration::from_secs(10),
+        write_stall: Duration::from_secs(3),
+    };
+
+    /// Serves one end of an in-memory pipe with a fake executor that answers
+    /// every request with `reply_bytes` of contents; returns the client's end
+    /// and the server's outcome.
+    fn serve_pipe(
+        reply_bytes: usize,
+    ) -> (
+        tokio::io::DuplexStream,
+        JoinHandle<anyhow::Result<()>>,
+        watch::Sender<bool>,
+    ) {
+        let (client, server) = tokio::io::duplex(1024);
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(serve_stream(
+            server,
+            Limits::default(),
+            TIMEOUTS,
+            stop,
+            move |_req| async move {
+                Reply::Contents {
+                    version: 1,
+                    exptime_s: 0,
+                    content: vec![b'x'; reply_bytes],
+                }
+            },
+        ));
+        (client, task, stop_tx)
+    }
+
+    /// Reads until the server closes its end; returns what it sent.
+    async fn read_to_close(client: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_nothing_is_closed_after_the_idle_timeout() {
+        let (mut client, task, _stop) = serve_pipe(1);
+        let opened = Instant::now();
+        assert!(read_to_close(&mut client).await.is_empty());
+        assert_eq!(opened.elapsed(), TIMEOUTS.idle);
+        let err = task.await.unwrap().unwrap_err();
+        assert!(format!("{err:#}").contains("no complete request"), "{err:#}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_sent_a_byte_at_a_time_does_not_hold_the_slot() {
+        let (mut client, task, _stop) = serve_pipe(1);
+        let opened = Instant::now();
+        // One byte of a never-finished request every 4 s: each read makes
+        // progress, but no request completes.
+        let trickle = async {
+            for b in b"read aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+                if client.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), trickle).await.unwrap();
+        assert!(task.await.unwrap().is_err());
+        assert!(opened.elapsed() < Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_keeps_asking_stays_connected() {
+        let (mut client, task, stop) = serve_pipe(1);
+        let mut reply = [0u8; 64];
+        for _ in 0..5 {
+            tokio::time::sleep(TIMEOUTS.idle / 2).await;
+            client.write_all(b"read a\r\n").await.unwrap();
+            let n = client.read(&mut reply).await.unwrap();
+            assert_eq!(&reply[..n], b"CONTENTS 1 1 0\r\nx\r\n");
+        }
+        assert!(!task.is_finished(), "closed after {:?}", TIMEOUTS.idle * 5 / 2);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_read_its_replies_is_closed() {
+        let (mut client, task, _stop) = serve_pipe(100_000);
+        client.write_all(b"read a\r\n").await.unwrap();
+        // The 100 kB reply does not fit the 1 kB pipe and nobody reads it.
+        let err = task.await.unwrap().unwrap_err();
+        assert!(format!("{err:#}").contains("did not read its replies"), "{err:#}");
     }
 
     #[test]
