@@ -346,6 +346,11 @@ impl Raft {
             .slice(lo.max(self.log.first_index()), hi, u64::MAX)
             .unwrap_or_default()
     }
+    /// Reads this node forwarded to the leader and has no answer for yet.
+    pub fn pending_forwarded_reads(&self) -> usize {
+        self.forwarded_reads.len()
+    }
+
     /// Replication progress of a follower as the leader sees it: (match, next).
     pub fn progress_of(&self, id: NodeId) -> Option<(Index, Index)> {
         if !self.is_leader() {
@@ -595,6 +600,12 @@ impl Raft {
                 self.stats.membership_changes += 1;
                 self.membership = m;
                 self.tracker.set_membership(&self.membership, self.log.last_index() + 1);
+                if self.role == Role::Leader {
+                    // Pending read rounds count acknowledgements over the
+                    // new configuration; a smaller one may confirm them now,
+                    // and no heartbeat answer may come to do it (one voter).
+                    self.release_confirmed_reads();
+                }
             }
         }
         debug_assert!(self.membership_history.windows(2).all(|w| w[0].0 < w[1].0));
@@ -658,8 +669,12 @@ impl Raft {
             Role::Leader => self.leader_read(ReadOrigin::Local(ctx), true),
             _ => {
                 let leader = self.leader.ok_or(ReadIndexError::NoLeader)?;
+                // A forwarded read whose answer was lost (a full transport
+                // queue drops messages) would stay here for good, and a full
+                // queue would refuse every read until a restart: the oldest
+                // goes instead; its host has long timed it out.
                 if self.forwarded_reads.len() >= MAX_PENDING_READS {
-                    return Err(ReadIndexError::Backpressure);
+                    self.forwarded_reads.pop_front();
                 }
                 let request = self.next_forward_id;
                 self.next_forward_id += 1;
@@ -1026,6 +1041,9 @@ impl Raft {
         self.tracker.votes.clear();
         self.reads.clear();
         self.reads_awaiting_commit.clear();
+        // The leader they went to drops them at its own reset: no answer
+        // will come (the host times them out).
+        self.forwarded_reads.clear();
         self.rounds.clear();
         self.lease_revoked = false;
         self.broadcast_pending = false;
@@ -1313,8 +1331,18 @@ impl Raft {
     fn install_snapshot(&mut self, snapshot: Snapshot) {
         let meta = &snapshot.meta;
         self.log.install_snapshot(meta.index, meta.term);
-        self.membership = meta.membership.clone();
+        // The log after the snapshot survives when it agrees with it, and a
+        // configuration entry there stays in force (§6: a server uses the
+        // latest configuration in its log, committed or not).
+        let log = &self.log;
+        let kept_after: Vec<(Index, Term, Membership)> = std::mem::take(&mut self.membership_history)
+            .into_iter()
+            .filter(|(index, term, _)| *index > meta.index && log.term(*index) == Some(*term))
+            .collect();
         self.membership_history = vec![(meta.index, meta.term, meta.membership.clone())];
+        self.membership_history.extend(kept_after);
+        self.membership = self.membership_history.last().expect("never empty").2.clone();
+        debug_assert!(self.membership_history.windows(2).all(|w| w[0].0 < w[1].0));
         self.tracker.set_membership(&self.membership, self.log.last_index() + 1);
         self.stats.snapshots_installed += 1;
         self.snapshot = Some(snapshot.clone());
@@ -1773,7 +1801,14 @@ impl Raft {
             body,
         };
         self.stats.messages_sent += 1;
+        // A leader's appends may leave before its own log is durable (§10.2.1)
+        // but not before its term is: a single voter becomes leader in the
+        // step that raised its term, and a peer that took its entries could
+        // keep them against a different entry of the same term that the
+        // leader writes after losing the undurable term in a crash.
+        let term_durable = self.prev_hard_state.term == self.term;
         let immediate = self.role == Role::Leader
+            && term_durable
             && matches!(
                 m.body,
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } | Body::TimeoutNow

@@ -275,6 +275,92 @@ fn a_vote_waits_for_persistence_and_a_leader_append_does_not() {
     l.advance();
 }
 
+/// §5.3: a new leader sets every follower's next index just after the last
+/// entry of its own log, and probes from there; a follower that holds the
+/// same log gets only the new entry, not the log from its start.
+#[test]
+fn a_new_leader_probes_each_follower_just_after_its_own_last_entry() {
+    let log: Vec<Entry> = (1..=50)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            kind: EntryKind::Command,
+            data: Bytes::from(vec![b'x'; 1000]),
+        })
+        .collect();
+    let mut l = elect(InitialState {
+        hard_state: HardState {
+            term: 1,
+            vote: None,
+            commit: 50,
+        },
+        entries: log,
+        ..three()
+    });
+    // The no-op of the new term is 51; the probe of each follower is sent at
+    // prev_index 50.
+    assert_eq!(l.progress_of(2).map(|(_, next)| next), Some(51));
+    let appends: Vec<(u64, u64, usize)> = drain(&mut l)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::Append {
+                prev_index, entries, ..
+            } => Some((m.to, prev_index, entries.len())),
+            _ => None,
+        })
+        .collect();
+    assert!(!appends.is_empty());
+    for (to, prev_index, n) in appends {
+        assert_eq!((prev_index, n), (50, 1), "the append to {to}");
+    }
+}
+
+/// A single voter wins its election in the step that raises its term: its
+/// appends (here to a learner) wait until that term is durable, like vote
+/// requests do; a leader elected by votes sends them at once.
+#[test]
+fn a_single_voters_first_appends_wait_for_its_term_to_be_durable() {
+    let mut r = Raft::new(
+        cfg(1),
+        InitialState {
+            membership: Membership {
+                learners: [2].into(),
+                ..Membership::with_voters([1])
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    r.campaign();
+    assert_eq!(r.role(), Role::Leader);
+    let rd = r.ready();
+    let is_append = |m: &Message| matches!(m.body, Body::Append { .. });
+    assert!(rd.hard_state.is_some_and(|h| h.term == 1));
+    assert!(!rd.messages.iter().any(is_append), "{:?}", rd.messages);
+    assert!(
+        rd.persisted_messages.iter().any(is_append),
+        "{:?}",
+        rd.persisted_messages
+    );
+    r.advance();
+    // With the term durable, later appends go out at once.
+    r.step(msg(
+        2,
+        1,
+        1,
+        Body::AppendResponse {
+            reject: false,
+            index: 1,
+            hint_index: 0,
+            hint_term: 0,
+        },
+    ));
+    r.propose(Bytes::from_static(b"x")).unwrap();
+    let rd = r.ready();
+    assert!(rd.messages.iter().any(is_append), "{:?}", rd.messages);
+    r.advance();
+}
+
 /// Followers that heard the same last heartbeat tick out of phase: when one
 /// times out and asks for pre-votes, the other may have counted one tick
 /// fewer. The election timeout starts one tick above the lease window, so
@@ -779,4 +865,127 @@ fn a_follower_learns_the_commit_index_before_the_answer_to_its_read() {
         .iter()
         .any(|m| m.to == 2 && matches!(m.body, Body::ReadIndexResponse { request: 9, index: Some(i) } if i == a));
     assert!(answered, "the read was not answered after its round");
+}
+
+/// A follower forwards each read to the leader it knows. When the term
+/// changes, the old leader drops them unanswered, so the follower forgets
+/// them too; and a queue that is full drops its oldest instead of refusing
+/// every read from then on.
+#[test]
+fn forwarded_reads_are_forgotten_at_a_new_term_and_never_block_for_good() {
+    let heartbeat = |from: u64, term: u64| msg(from, 2, term, Body::Heartbeat { commit: 0, read_seq: 0 });
+    let mut f = Raft::new(cfg(2), three()).unwrap();
+    f.step(heartbeat(1, 1));
+    drain(&mut f);
+    for _ in 0..3 {
+        f.read_index(Bytes::from_static(b"r")).unwrap();
+    }
+    assert_eq!(f.pending_forwarded_reads(), 3);
+    f.step(heartbeat(3, 2));
+    assert_eq!(f.pending_forwarded_reads(), 0);
+    drain(&mut f);
+
+    // No answer ever comes (lost messages): the queue stays bounded and
+    // reads keep being forwarded.
+    for _ in 0..(1 << 16) {
+        f.read_index(Bytes::from_static(b"r")).unwrap();
+    }
+    drain(&mut f);
+    assert_eq!(f.pending_forwarded_reads(), 1 << 16);
+    f.read_index(Bytes::from_static(b"one more")).unwrap();
+    assert_eq!(f.pending_forwarded_reads(), 1 << 16);
+}
+
+/// A snapshot that agrees with the follower's log keeps the log after it;
+/// a configuration entry in that part stays the one in force (§6).
+#[test]
+fn a_snapshot_below_a_configuration_entry_leaves_that_configuration_in_force() {
+    let before = Membership {
+        learners: [4].into(),
+        ..Membership::with_voters([1, 2, 3])
+    };
+    let joint = Membership {
+        voters: [1, 2, 3, 4].into(),
+        voters_outgoing: [1, 2, 3].into(),
+        learners: Default::default(),
+    };
+    let mut log: Vec<Entry> = (1..=49)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            kind: EntryKind::Command,
+            data: Bytes::from_static(b"x"),
+        })
+        .collect();
+    log.push(Entry {
+        index: 50,
+        term: 1,
+        kind: EntryKind::Membership,
+        data: triton_raft::confchange::encode_entry(&joint, b""),
+    });
+    let mut f = Raft::new(
+        cfg(3),
+        InitialState {
+            hard_state: HardState {
+                term: 1,
+                vote: None,
+                commit: 45,
+            },
+            entries: log,
+            membership: before.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(f.membership(), &joint);
+    f.step(msg(
+        2,
+        3,
+        1,
+        Body::Snapshot {
+            meta: triton_raft::SnapshotMeta {
+                index: 48,
+                term: 1,
+                membership: before,
+            },
+            offset: 0,
+            total: 1,
+            data: Bytes::from_static(b"s"),
+            done: true,
+        },
+    ));
+    assert_eq!(f.last_index(), 50, "the log after the snapshot is kept");
+    assert_eq!(f.membership(), &joint);
+}
+
+/// A leader that shrinks its cluster to itself confirms the reads it was
+/// waiting to confirm: no heartbeat answer would ever come to do it.
+#[test]
+fn reads_pending_when_the_cluster_shrinks_to_the_leader_are_answered() {
+    let two = InitialState {
+        membership: Membership::with_voters([1, 2]),
+        ..Default::default()
+    };
+    let mut l = elect(two);
+    drain(&mut l);
+    ack(&mut l, 2, 1); // the no-op commits
+    drain(&mut l);
+    l.propose_conf_change(triton_raft::ConfChange::Remove(2), Bytes::new())
+        .unwrap();
+    drain(&mut l);
+    l.read_index(Bytes::from_static(b"r")).unwrap();
+    let rd = l.ready();
+    assert!(rd.read_states.is_empty(), "the read waits for a heartbeat round");
+    l.advance();
+    // Node 2 acknowledges the joint configuration (not the read round); the
+    // leader commits it and appends the final one, {1}.
+    ack(&mut l, 2, 2);
+    let mut answered = Vec::new();
+    while l.has_ready() {
+        let rd = l.ready();
+        answered.extend(rd.read_states);
+        l.advance();
+    }
+    assert_eq!(l.membership(), &Membership::with_voters([1]));
+    assert_eq!(answered.len(), 1, "the pending read is answered");
 }

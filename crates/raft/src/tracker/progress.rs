@@ -62,10 +62,15 @@ impl Progress {
         }
     }
 
+    /// A new leader's view of a peer: nothing known to match, probing from
+    /// `next` (its own last index + 1, §5.3). `become_probe` would move
+    /// `next` back to `matched + 1` = 1, and every election would start by
+    /// sending each follower the log from its start (or a snapshot).
     pub fn reset(&mut self, next: Index) {
         self.matched = 0;
-        self.next = next;
         self.become_probe();
+        self.next = next;
+        debug_assert!(matches!(self.state, ProgressState::Probe) && self.inflights.count() == 0);
         self.recent_active = false;
         self.read_seq_acked = 0;
         self.commit_sent = 0;
