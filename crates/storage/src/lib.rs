@@ -34,5 +34,5 @@ mod writer;
 pub use error::StorageError;
 pub use segment::{parse_segment, records_end, SegmentContents};
 pub use types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
-pub use wal::Wal;
+pub use wal::{sync_dir, Wal};
 pub use writer::{Completion, SyncResult, WalWriter, WriteBatch};

@@ -82,4 +82,7 @@ pub struct Recovered {
     pub repaired_tail: Option<(PathBuf, u64)>,
     /// Snapshot files that failed their checks and were passed over, with why.
     pub ignored_snapshots: Vec<(PathBuf, String)>,
+    /// Segments fsynced at open: recovery read them through the page cache,
+    /// which can hold writes that never reached the disk (all of them).
+    pub synced_segments: usize,
 }

@@ -335,7 +335,18 @@ impl Wal {
             }
             segments.push(info);
         }
-        if dir_changed {
+        // What was just read came from the page cache, which may hold writes
+        // of a process killed before its fsync: records it never
+        // acknowledged. They are in the log from now on (the node may
+        // acknowledge them again without writing them), so they must be on
+        // the disk before anything is answered from them.
+        for seg in &segments {
+            File::open(&seg.path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StorageError::io(&seg.path, e))?;
+        }
+        recovered.synced_segments = segments.len();
+        if dir_changed || !segments.is_empty() {
             sync_dir(dir)?;
         }
 
@@ -638,9 +649,17 @@ impl Wal {
             .iter()
             .rposition(|s| s.first_index <= meta.index + 1)
             .unwrap_or(0);
+        // Oldest first, each removal durable before the next: recovery
+        // refuses a hole in the segment numbers, and a crash must not keep
+        // an older segment whose successor's removal reached the disk (not
+        // every file system orders unlinks; snapshots are rare, so the few
+        // extra directory fsyncs are cheap).
         for seg in self.segments.drain(..keep_from).collect::<Vec<_>>() {
             if let Err(e) = fs::remove_file(&seg.path) {
                 return Err(self.poison(StorageError::io(&seg.path, e)));
+            }
+            if let Err(e) = sync_dir(&self.dir) {
+                return Err(self.poison(e));
             }
             changed = true;
         }

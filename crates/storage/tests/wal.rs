@@ -399,3 +399,26 @@ fn a_second_open_of_the_same_directory_is_refused_while_the_first_lives() {
     drop(wal);
     Wal::open(dir.path(), WalOptions::default()).unwrap();
 }
+
+#[test]
+fn recovery_makes_what_it_read_durable_before_the_log_is_used() {
+    // A process killed before its fsync leaves records in the page cache
+    // only. Recovery reads them, and the node may acknowledge them again
+    // without rewriting them, so open must fsync every segment it read.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_opts();
+    {
+        let (mut wal, rec) = open(dir.path(), &opts);
+        assert_eq!(rec.synced_segments, 0, "a new log has nothing to recover");
+        wal.append(&entries(1, 40, 1, 100)).unwrap();
+        // Dropped without `sync`, as by kill -9.
+    }
+    let files = files_with_suffix(dir.path(), ".wal").len();
+    assert!(files > 1, "the entries span several segments");
+    let (wal, rec) = open(dir.path(), &opts);
+    // What the write buffer still held is gone; what reached the kernel is
+    // recovered, and is now on the disk.
+    assert!(rec.entries.len() > 30, "{}", rec.entries.len());
+    assert_eq!(rec.synced_segments, files);
+    assert_eq!(wal.last_index(), rec.entries.len() as u64);
+}
