@@ -401,6 +401,12 @@ impl ClusterConfig {
         id + 1
     }
 
+    /// [`Self::raft_id`] of an id from a request, which no config validated:
+    /// `None` for an id no config could hold.
+    pub fn checked_raft_id(id: u64) -> Option<u64> {
+        (id <= MAX_TOML_INT).then(|| Self::raft_id(id))
+    }
+
     /// Where node `id` keeps its log and snapshots: `<data_dir>/node-<id>`,
     /// with `data_dir` defaulting to `./triton-data`.
     pub fn node_data_dir(&self, id: u64) -> PathBuf {

@@ -611,3 +611,12 @@ fn errors_are_self_contained_so_chains_do_not_repeat_them() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ids_from_requests_map_to_raft_ids_only_within_a_configs_range() {
+    let max = triton_config::MAX_TOML_INT;
+    assert_eq!(ClusterConfig::checked_raft_id(0), Some(1));
+    assert_eq!(ClusterConfig::checked_raft_id(max), Some(max + 1));
+    assert_eq!(ClusterConfig::checked_raft_id(max + 1), None);
+    assert_eq!(ClusterConfig::checked_raft_id(u64::MAX), None);
+}

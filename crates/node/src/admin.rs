@@ -117,6 +117,11 @@ pub fn members_reply(status: &NodeStatus, node: &NodeHandle) -> MembersReply {
     }
 }
 
+/// Raft's id for a node id in a request; out of range is the caller's error.
+fn request_raft_id(id: u64) -> Result<u64, Status> {
+    ClusterConfig::checked_raft_id(id).ok_or_else(|| Status::invalid_argument(format!("node id {id} is out of range")))
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn members(&self, _request: Request<AdminEmpty>) -> Result<Response<MembersReply>, Status> {
@@ -132,25 +137,25 @@ impl Admin for AdminService {
                 r.addr
             )));
         }
-        let id = ClusterConfig::raft_id(r.id);
+        let id = request_raft_id(r.id)?;
         self.change(ConfChange::AddLearner(id), Some(r.addr)).await
     }
 
     async fn promote(&self, request: Request<NodeRef>) -> Result<Response<MembersReply>, Status> {
         self.authorize(&request)?;
-        let id = ClusterConfig::raft_id(request.into_inner().id);
+        let id = request_raft_id(request.into_inner().id)?;
         self.change(ConfChange::Promote(id), None).await
     }
 
     async fn remove(&self, request: Request<NodeRef>) -> Result<Response<MembersReply>, Status> {
         self.authorize(&request)?;
-        let id = ClusterConfig::raft_id(request.into_inner().id);
+        let id = request_raft_id(request.into_inner().id)?;
         self.change(ConfChange::Remove(id), None).await
     }
 
     async fn transfer_leader(&self, request: Request<NodeRef>) -> Result<Response<MembersReply>, Status> {
         self.authorize(&request)?;
-        let to = ClusterConfig::raft_id(request.into_inner().id);
+        let to = request_raft_id(request.into_inner().id)?;
         let (tx, rx) = oneshot::channel();
         self.node
             .driver

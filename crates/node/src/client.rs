@@ -173,7 +173,12 @@ impl KvClient {
                                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
                             }
                         }
-                        Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied => {
+                        // OutOfRange: a request over the message limit (tonic's
+                        // code for it); it would be refused again.
+                        Code::InvalidArgument
+                        | Code::FailedPrecondition
+                        | Code::PermissionDenied
+                        | Code::OutOfRange => {
                             return Err(ClientError::Refused(status.message().to_string()));
                         }
                         _ => {

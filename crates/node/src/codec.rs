@@ -190,7 +190,8 @@ pub fn message_from_pb(m: pb::RaftMessage) -> Result<Message, DecodeError> {
                 .map(entry_from_pb)
                 .collect::<Result<Vec<_>, _>>()?;
             for (i, e) in entries.iter().enumerate() {
-                if e.index != a.prev_index + 1 + i as u64 {
+                // Checked: both numbers come from the peer.
+                if Some(e.index) != a.prev_index.checked_add(1 + i as u64) {
                     return Err(DecodeError("append entries are not contiguous"));
                 }
             }
@@ -301,5 +302,28 @@ mod tests {
         });
         bad.body = None;
         assert!(message_from_pb(bad).is_err());
+    }
+
+    #[test]
+    fn an_append_whose_indexes_overflow_is_an_error_not_a_panic() {
+        let append = |prev_index: u64, index: u64| Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: Body::Append {
+                prev_index,
+                prev_term: 1,
+                entries: vec![Entry {
+                    index,
+                    term: 1,
+                    kind: EntryKind::Command,
+                    data: Bytes::new(),
+                }],
+                commit: 0,
+            },
+        };
+        assert!(message_from_pb(message_to_pb(&append(u64::MAX, 1))).is_err());
+        assert!(message_from_pb(message_to_pb(&append(u64::MAX, 0))).is_err());
+        assert!(message_from_pb(message_to_pb(&append(u64::MAX - 1, u64::MAX))).is_ok());
     }
 }

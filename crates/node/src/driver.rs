@@ -37,6 +37,10 @@ pub enum NodeError {
     Unavailable(String),
     #[error("request timed out")]
     Timeout,
+    /// The write does not fit one log record and one message between
+    /// nodes (see [`crate::service::command_limit`]); nothing was proposed.
+    #[error("the request's {bytes} bytes are over the cluster's limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 pub type WriteReply = oneshot::Sender<Result<WriteResult, NodeError>>;
@@ -215,6 +219,29 @@ fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
     // without its driver).
     let _ = writeln!(std::io::stderr(), "triton: fatal storage error while {what}: {err}");
     std::process::exit(70);
+}
+
+/// The store in a snapshot received from the leader. One that does not
+/// decode, or that holds a store applied to another index than the
+/// snapshot's, stops the node: applying on from it would break the store's
+/// order of indexes.
+fn restore_snapshot(s: &Snapshot) -> Store {
+    match restore_store_at(&s.data, s.meta.index) {
+        Ok(store) => store,
+        Err(e) => fatal("restoring a snapshot received from the leader", e),
+    }
+}
+
+/// Restores a store from snapshot `data` that must be applied up to `index`.
+pub fn restore_store_at(data: &[u8], index: u64) -> Result<Store, String> {
+    let store = Store::restore(data).map_err(|e| e.to_string())?;
+    if store.applied_index() != index {
+        return Err(format!(
+            "the snapshot is at index {index} but its store is applied to {}",
+            store.applied_index()
+        ));
+    }
+    Ok(store)
 }
 
 impl Driver {
@@ -706,11 +733,14 @@ impl Driver {
                     .store(ss.leader.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
             }
             self.send(std::mem::take(&mut rd.messages));
+            // Checked before it is persisted, so a bad snapshot stops the
+            // node with its WAL as it was.
+            let restored = rd.snapshot.as_ref().map(restore_snapshot);
             self.persist(&rd);
             self.learn_from_entries(&rd.entries);
             self.send(std::mem::take(&mut rd.persisted_messages));
-            if let Some(s) = &rd.snapshot {
-                self.install(s);
+            if let (Some(s), Some(store)) = (&rd.snapshot, restored) {
+                self.install(s, store);
             }
             for e in rd.committed_entries {
                 self.apply(e);
@@ -796,20 +826,16 @@ impl Driver {
         self.metrics.wal_syncs += 1;
     }
 
-    fn install(&mut self, s: &Snapshot) {
-        match Store::restore(&s.data) {
-            Ok(store) => {
-                tracing::info!(
-                    index = s.meta.index,
-                    term = s.meta.term,
-                    "installed snapshot from leader"
-                );
-                self.store = store;
-                self.proposals.retain(|&i, _| i > s.meta.index);
-                self.log_bytes_since_snapshot = 0;
-            }
-            Err(e) => fatal("restoring a snapshot received from the leader", e),
-        }
+    fn install(&mut self, s: &Snapshot, store: Store) {
+        debug_assert_eq!(store.applied_index(), s.meta.index);
+        tracing::info!(
+            index = s.meta.index,
+            term = s.meta.term,
+            "installed snapshot from leader"
+        );
+        self.store = store;
+        self.proposals.retain(|&i, _| i > s.meta.index);
+        self.log_bytes_since_snapshot = 0;
     }
 
     fn apply(&mut self, e: Entry) {
@@ -966,6 +992,20 @@ pub fn wal_meta(m: &SnapshotMeta) -> WalSnapshotMeta {
 mod tests {
     use super::*;
     use triton_raft::HardState;
+
+    #[test]
+    fn a_snapshot_whose_store_is_at_another_index_is_refused() {
+        let mut store = Store::default();
+        for i in 1..=5 {
+            store.skip(i);
+        }
+        let data = store.snapshot();
+        assert_eq!(restore_store_at(&data, 5).map(|s| s.applied_index()), Ok(5));
+        let err = restore_store_at(&data, 4).map(|_| ()).unwrap_err();
+        assert!(err.contains("applied to 5"), "{err}");
+        assert!(restore_store_at(&data, 6).is_err());
+        assert!(restore_store_at(b"garbage", 5).is_err());
+    }
 
     fn entry(index: Index) -> Entry {
         Entry {

@@ -88,7 +88,9 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
             use prost::Message as _;
             let pb = triton_proto::raft::Membership::decode(&meta.membership[..])
                 .context("decoding the snapshot's membership")?;
-            let store = Store::restore(&data).context("restoring the store from the snapshot")?;
+            let store = crate::driver::restore_store_at(&data, meta.index)
+                .map_err(anyhow::Error::msg)
+                .context("restoring the store from the snapshot")?;
             let snapshot = Snapshot {
                 meta: triton_raft::SnapshotMeta {
                     index: meta.index,
@@ -151,10 +153,20 @@ fn bootstrap_voters(opts: &ServerOptions, config_voters: Vec<NodeId>) -> anyhow:
             let voters = if opts.join.is_some() { Vec::new() } else { config_voters };
             std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
             let text: Vec<String> = voters.iter().map(|id| id.to_string()).collect();
+            // Durable before the node starts: after a power cut, a bootstrap
+            // file that came back empty would read as "joining, no voters".
             let tmp = opts.data_dir.join("bootstrap.tmp");
-            std::fs::write(&tmp, text.join(" "))
+            std::fs::File::create(&tmp)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, text.join(" ").as_bytes())?;
+                    f.sync_all()
+                })
                 .and_then(|_| std::fs::rename(&tmp, &path))
                 .with_context(|| format!("writing {}", path.display()))?;
+            triton_storage::sync_dir(&opts.data_dir)?;
+            if let Some(parent) = opts.data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                triton_storage::sync_dir(parent)?;
+            }
             Ok(voters)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -274,6 +286,7 @@ pub async fn serve(
         request_timeout: Duration::from_secs(5),
         max_key_bytes: 4096,
         max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
+        max_command_bytes: crate::service::command_limit(opts.config.max_message_bytes),
         leader: known_leader,
     };
     let transport = RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id, &timing))

@@ -28,6 +28,19 @@ use crate::members::AddressBook;
 /// The metadata key naming the leader's address on a redirect.
 pub const LEADER_METADATA: &str = "triton-leader";
 
+/// Room a command leaves in `max_message_bytes` for the WAL record around
+/// it and the append message that carries it to the followers.
+pub const COMMAND_HEADROOM_BYTES: u64 = 4096;
+
+/// The largest encoded command a node proposes. A bigger one could not be
+/// written to the WAL (whose records are at most `max_message_bytes`: the
+/// leader would stop on a storage error) nor sent to a follower, so it is
+/// refused before it is proposed. Every face's own limits (keys, values,
+/// hash lists) are below this in a default config; this is the last line.
+pub fn command_limit(max_message_bytes: u64) -> usize {
+    usize::try_from(max_message_bytes.saturating_sub(COMMAND_HEADROOM_BYTES)).unwrap_or(usize::MAX)
+}
+
 /// The way into a running node for every face it serves (the KV service,
 /// the file server, SurfStore's metadata service): submit writes, run
 /// linearizable or serializable queries against the store, ask for status,
@@ -45,6 +58,8 @@ pub struct NodeHandle {
     pub request_timeout: Duration,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// Largest encoded command a write may propose ([`command_limit`]).
+    pub max_command_bytes: usize,
     /// The leader this node last knew of (0: none), kept by the driver at
     /// every role change: a hint for clients, possibly stale.
     pub leader: Arc<AtomicU64>,
@@ -76,11 +91,15 @@ impl NodeHandle {
             now_ms: now_ms(),
             op,
         };
+        let data = cmd.encode();
+        if data.len() > self.max_command_bytes {
+            return Err(NodeError::TooLarge {
+                bytes: data.len(),
+                limit: self.max_command_bytes,
+            });
+        }
         let (tx, rx) = oneshot::channel();
-        self.submit(Input::Write {
-            data: cmd.encode(),
-            reply: tx,
-        })?;
+        self.submit(Input::Write { data, reply: tx })?;
         self.wait(rx).await
     }
 
@@ -179,6 +198,7 @@ impl NodeHandle {
             }
             NodeError::Unavailable(why) => Status::unavailable(why),
             NodeError::Timeout => Status::deadline_exceeded("timed out; the outcome is unknown"),
+            e @ NodeError::TooLarge { .. } => Status::invalid_argument(e.to_string()),
         }
     }
 
@@ -368,8 +388,17 @@ impl Control for ControlService {
     }
 
     async fn make_unreachable_from(&self, request: Request<NodeIds>) -> Result<Response<ControlEmpty>, Status> {
+        self.check()?;
         // User-facing ids start at 0; Raft ids at 1.
-        let ids: HashSet<NodeId> = request.into_inner().ids.into_iter().map(|id| id + 1).collect();
+        let ids = request
+            .into_inner()
+            .ids
+            .into_iter()
+            .map(|id| {
+                ClusterConfig::checked_raft_id(id)
+                    .ok_or_else(|| Status::invalid_argument(format!("node id {id} is out of range")))
+            })
+            .collect::<Result<HashSet<NodeId>, Status>>()?;
         self.op(ControlOp::Unreachable(ids))
     }
 

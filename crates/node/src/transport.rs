@@ -36,6 +36,8 @@ const PEER_QUEUE: usize = 4096;
 pub const TIMING_METADATA: &str = "triton-timing";
 /// Messages per batch on the wire.
 const BATCH: usize = 256;
+/// Room left in a batch for the gRPC frame around it.
+const BATCH_FRAME_BYTES: usize = 64;
 
 /// The driver's handle for sending to peers.
 pub struct Outbox {
@@ -110,6 +112,50 @@ struct PeerQueue {
     /// connection, and its poll would replace the live stream's waker in the
     /// queue (a receiver keeps one), leaving the live one asleep.
     live: u64,
+    /// A message taken off the queue that did not fit the last batch: it
+    /// starts the next one.
+    carry: Option<RaftMessage>,
+    /// The most encoded bytes a batch may hold: a batch over the peer's
+    /// `max_message_bytes` would fail to encode and take the whole stream
+    /// down, again and again (two catch-up appends of half the limit each
+    /// already make one).
+    max_batch_bytes: usize,
+}
+
+impl PeerQueue {
+    /// A batch starting with `first`, filled from the queue while it stays
+    /// within `BATCH` messages and `max_batch_bytes` (a single message over
+    /// the limit still goes alone, and its failure is logged by the stream).
+    fn fill_batch(&mut self, first: RaftMessage) -> RaftBatch {
+        let framed = |m: &RaftMessage| {
+            let len = prost::Message::encoded_len(m);
+            1 + prost::length_delimiter_len(len) + len
+        };
+        let mut bytes = framed(&first);
+        let mut messages = vec![first];
+        while messages.len() < BATCH {
+            let Ok(m) = self.messages.try_recv() else {
+                break;
+            };
+            let len = framed(&m);
+            if bytes + len > self.max_batch_bytes {
+                self.carry = Some(m);
+                break;
+            }
+            bytes += len;
+            messages.push(m);
+        }
+        debug_assert!(!messages.is_empty() && messages.len() <= BATCH);
+        debug_assert!(messages.len() == 1 || bytes <= self.max_batch_bytes);
+        RaftBatch { messages }
+    }
+
+    /// Drops everything queued: stale messages are useless to a peer that
+    /// was unreachable (the core retransmits what matters).
+    fn clear(&mut self) {
+        self.carry = None;
+        while self.messages.try_recv().is_ok() {}
+    }
 }
 
 /// The body of one connection's stream: batches taken straight off the
@@ -132,18 +178,11 @@ impl Stream for QueueStream {
         if queue.live != self.connection {
             return Poll::Ready(None);
         }
+        if let Some(first) = queue.carry.take() {
+            return Poll::Ready(Some(queue.fill_batch(first)));
+        }
         match queue.messages.poll_recv(cx) {
-            Poll::Ready(Some(first)) => {
-                let mut messages = vec![first];
-                while messages.len() < BATCH {
-                    match queue.messages.try_recv() {
-                        Ok(m) => messages.push(m),
-                        Err(_) => break,
-                    }
-                }
-                debug_assert!(!messages.is_empty() && messages.len() <= BATCH);
-                Poll::Ready(Some(RaftBatch { messages }))
-            }
+            Poll::Ready(Some(first)) => Poll::Ready(Some(queue.fill_batch(first))),
             // The node is shutting down, or the sender was replaced.
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -162,6 +201,8 @@ async fn peer_sender(
     let queue = Arc::new(Mutex::new(PeerQueue {
         messages: queue,
         live: 0,
+        carry: None,
+        max_batch_bytes: max_bytes.saturating_sub(BATCH_FRAME_BYTES),
     }));
     let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
     let closed = || lock().messages.is_closed();
@@ -180,11 +221,7 @@ async fn peer_sender(
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = id, %addr, "connect failed: {e}; retrying in {backoff:?}");
-                // Drain what queued meanwhile: stale messages are useless.
-                {
-                    let mut q = lock();
-                    while q.messages.try_recv().is_ok() {}
-                }
+                lock().clear();
                 if closed() {
                     return; // replaced by a sender to a new address, or shutting down
                 }
@@ -269,5 +306,60 @@ impl RaftTransport for TransportService {
             }
         }
         Ok(Response::new(TransportAck {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use triton_raft::{Body, Entry, EntryKind};
+
+    use super::*;
+
+    fn append_of(data_bytes: usize) -> RaftMessage {
+        message_to_pb(&Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: Body::Append {
+                prev_index: 0,
+                prev_term: 0,
+                entries: vec![Entry {
+                    index: 1,
+                    term: 1,
+                    kind: EntryKind::Command,
+                    data: Bytes::from(vec![7u8; data_bytes]),
+                }],
+                commit: 0,
+            },
+        })
+    }
+
+    #[test]
+    fn a_batch_stays_within_the_peers_message_limit() {
+        let (tx, rx) = mpsc::channel(16);
+        let mut q = PeerQueue {
+            messages: rx,
+            live: 1,
+            carry: None,
+            max_batch_bytes: 10_000,
+        };
+        for n in [4_000, 4_000, 4_000, 20_000, 10] {
+            tx.try_send(append_of(n)).unwrap();
+        }
+        let sizes = |b: &RaftBatch| b.messages.iter().map(prost::Message::encoded_len).collect::<Vec<_>>();
+        let mut batches = Vec::new();
+        let mut next = q.messages.try_recv().ok();
+        while let Some(first) = next {
+            let batch = q.fill_batch(first);
+            assert!(batch.messages.len() == 1 || prost::Message::encoded_len(&batch) <= 10_000);
+            batches.push(sizes(&batch));
+            next = q.carry.take().or_else(|| q.messages.try_recv().ok());
+        }
+        // Two 4 kB appends fit, the third waits; the one over the limit goes
+        // alone; nothing is lost or reordered.
+        let count: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(count, [2, 1, 1, 1], "{batches:?}");
+        assert!(batches[2][0] > 20_000 && batches[3][0] < 100);
     }
 }

@@ -49,6 +49,42 @@ async fn put_then_linearizable_get_through_a_follower() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_too_large_for_the_log_is_refused_and_the_node_stays_up() {
+    // Values may be as large as messages here, which the config allows. A
+    // request just under the message limit holds a command (the value plus
+    // the leader's clock and the framing) just over the WAL's record limit:
+    // it used to reach the WAL, and the leader stopped on the storage error.
+    let c = Cluster::start(ClusterOptions {
+        nodes: 1,
+        max_message_bytes: Some(64 << 10),
+        ..ClusterOptions::default()
+    });
+    c.wait_leader().await;
+    let mut client = KvClient::new(c.endpoints()).unwrap();
+    client.attempt_timeout = Duration::from_secs(2);
+    client.deadline = Duration::from_secs(4);
+    let mut refused_by_the_node = 0;
+    for len in ((64 << 10) - 80)..=(64 << 10) {
+        let started = Instant::now();
+        let err = client.put(b"big", &vec![b'v'; len]).await.unwrap_err();
+        let msg = format!("{err:#}");
+        if msg.contains("over the cluster's limit") {
+            refused_by_the_node += 1;
+        } else {
+            // The request itself over the gRPC limit: refused, not retried.
+            assert!(msg.contains("too large"), "a {len}-byte value: {msg}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "a {len}-byte value was retried"
+            );
+        }
+    }
+    assert!(refused_by_the_node > 0);
+    assert!(client.put(b"small", b"v").await.unwrap() > 0);
+    assert!(client.get(b"big").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let mut c = Cluster::start(ClusterOptions::default());
     c.wait_leader().await;

@@ -389,6 +389,13 @@ async fn fault_rpcs_stay_off_without_enable_test_rpcs_even_with_the_token() {
     let e = ctl.crash(ControlEmpty {}).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("enable_test_rpcs"), "{}", e.message());
+    // Refused before its ids are looked at (an id past any config's range
+    // once panicked the handler, switch or not).
+    let e = ctl
+        .make_unreachable_from(NodeIds { ids: vec![u64::MAX] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
     let mut surf = RaftSurfstoreClient::new(channel(&c.addrs[leader]).await);
     let e = surf.crash(with_token((), &config)).await.unwrap_err();
     assert!(e.message().contains("enable_test_rpcs"), "{}", e.message());

@@ -34,6 +34,8 @@ pub struct ClusterOptions {
     /// Nodes may not grow any file past this many bytes (see
     /// [`Cluster::file_size_limit`]).
     pub file_size_limit: Option<u64>,
+    /// `max_message_bytes` and `max_value_bytes` in the config (both this).
+    pub max_message_bytes: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +51,7 @@ impl Default for ClusterOptions {
             admin_token: None,
             tls: None,
             file_size_limit: None,
+            max_message_bytes: None,
         }
     }
 }
@@ -105,8 +108,11 @@ impl Cluster {
             .admin_token
             .as_ref()
             .map_or(String::new(), |t| format!("admin_token = {t:?}\n"));
+        let limits = opts.max_message_bytes.map_or(String::new(), |n| {
+            format!("max_message_bytes = {n}\nmax_value_bytes = {n}\n")
+        });
         let mut toml = format!(
-            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n{token}\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\nlease_reads = {}\n",
+            "snapshot_threshold = {}\nenable_test_rpcs = {}\nblock_stores = {:?}\n{token}{limits}\n[timing]\ntick_ms = 20\nelection_ticks = {}\nheartbeat_ticks = 2\nlease_reads = {}\n",
             opts.snapshot_threshold, opts.test_rpcs, block_addrs, opts.election_ticks, opts.lease_reads
         );
         // A one-node cluster without a `file_addr` serves files on the fixed
