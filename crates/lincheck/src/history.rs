@@ -209,9 +209,15 @@ impl Default for ParseLimits {
     }
 }
 
-/// Checks what serde cannot: that `ret` is not before `call` and that the
-/// output variant matches the input variant.
+/// Checks what serde cannot: that `ret` is not before `call`, that an
+/// answered operation has a return time, and that the output variant
+/// matches the input variant.
 pub fn validate(op: &Operation) -> Result<(), String> {
+    if op.output.is_some() && op.ret.is_none() {
+        // The search would take it as one whose outcome is unknown, which it
+        // may leave out: its answer would never be checked.
+        return Err("has an output but no return time (\"ret\": null)".to_string());
+    }
     if let Some(ret) = op.ret {
         if ret < op.call {
             return Err(format!("returns at {ret}, before its call at {}", op.call));
@@ -316,6 +322,12 @@ mod tests {
         let mismatched = LINE.replace(r#"{"Get":{"value":null,"version":0}}"#, r#"{"Put":{"version":3}}"#);
         let err = parse_jsonl(mismatched.as_bytes(), ParseLimits::default()).unwrap_err();
         assert!(matches!(err, HistoryError::Invalid { line: 1, .. }), "{err}");
+        let answered_never_returned = LINE.replace(r#""ret":2"#, r#""ret":null"#);
+        let err = parse_jsonl(answered_never_returned.as_bytes(), ParseLimits::default()).unwrap_err();
+        assert!(
+            matches!(&err, HistoryError::Invalid { line: 1, reason } if reason.contains("no return time")),
+            "{err}"
+        );
         let err = parse_jsonl(&b"{\"client\":1}\n"[..], ParseLimits::default()).unwrap_err();
         assert!(matches!(err, HistoryError::Json { line: 1, .. }), "{err}");
         let err = parse_jsonl(&[0xff, 0xfe, b'\n'][..], ParseLimits::default()).unwrap_err();

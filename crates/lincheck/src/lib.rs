@@ -173,8 +173,10 @@ impl Report {
     }
 }
 
-/// Checks `history` for linearizability, key by key.
+/// Checks `history` for linearizability, key by key. Every operation must
+/// pass [`history::validate`] (as parsed histories do).
 pub fn check(history: &[Operation], opts: &CheckOptions) -> Report {
+    debug_assert!(history.iter().all(|op| history::validate(op).is_ok()));
     let mut by_key: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
     for op in history {
         by_key.entry(&op.key).or_default().push(op.clone());
