@@ -15,7 +15,7 @@ pub mod local;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
@@ -225,6 +225,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     }
 
     let clock = Instant::now();
+    let keys = KeySpace::fresh(opts.keys);
     let history = Arc::new(Mutex::new(History {
         ops: Vec::new(),
         failed_gets: 0,
@@ -236,7 +237,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     for c in 0..opts.clients {
         let (history, healed, stop, endpoints) = (history.clone(), healed.clone(), stop.clone(), endpoints.clone());
         let access = access.clone();
-        let keys = opts.keys;
+        let keys = keys.clone();
         let stale = opts.unsafe_stale_reads;
         let seed = opts.seed.wrapping_add(c as u64 + 1);
         workers.push(tokio::spawn(async move {
@@ -247,7 +248,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     for (i, addr) in endpoints.iter().enumerate() {
         let (history, stop, access) = (history.clone(), stop.clone(), access.clone());
         let (addr, client) = (addr.clone(), (opts.clients + i) as u64);
-        let (keys, seed) = (opts.keys, opts.seed.wrapping_add(1_000 + i as u64));
+        let (keys, seed) = (keys.clone(), opts.seed.wrapping_add(1_000 + i as u64));
         workers.push(tokio::spawn(async move {
             pinned_reader(client, addr, seed, keys, &access, clock, history, stop).await
         }));
@@ -655,11 +656,36 @@ async fn wait_for_leader(access: &Access, endpoints: &[String], timeout: Duratio
     bail!("no leader among {endpoints:?} within {timeout:?}")
 }
 
+/// The keys one run uses: `k0..k<count>` under a prefix of their own. The
+/// checker assumes every key starts missing, which keys left by an earlier
+/// run (a reused `--out`, or `--endpoints` of a cluster that lives on) would
+/// break with a false violation. The seed still decides every choice; only
+/// the prefix differs between runs.
+#[derive(Clone, Debug)]
+struct KeySpace {
+    prefix: Arc<str>,
+    count: usize,
+}
+
+impl KeySpace {
+    fn fresh(count: usize) -> KeySpace {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        KeySpace {
+            prefix: format!("v{:x}-{}/", nanos, std::process::id()).into(),
+            count: count.max(1),
+        }
+    }
+
+    fn pick(&self, rng: &mut ChaCha8Rng) -> String {
+        format!("{}k{}", self.prefix, rng.random_range(0..self.count))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn client_loop(
     c: usize,
     seed: u64,
-    keys: usize,
+    keys: KeySpace,
     stale_reads: bool,
     access: &Access,
     endpoints: Vec<String>,
@@ -678,7 +704,7 @@ async fn client_loop(
     let now = |clock: Instant| clock.elapsed().as_nanos() as u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         n += 1;
-        let key = format!("k{}", rng.random_range(0..keys));
+        let key = keys.pick(&mut rng);
         let value = format!("c{c}n{n};");
         let roll = rng.random_range(0..10);
         let call = now(clock);
@@ -747,7 +773,7 @@ async fn pinned_reader(
     client: u64,
     addr: String,
     seed: u64,
-    keys: usize,
+    keys: KeySpace,
     access: &Access,
     clock: Instant,
     history: Arc<Mutex<History>>,
@@ -760,7 +786,7 @@ async fn pinned_reader(
     let mut kv = triton_proto::kv::kv_client::KvClient::new(endpoint.connect_lazy());
     let now = |clock: Instant| clock.elapsed().as_nanos() as u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let key = format!("k{}", rng.random_range(0..keys));
+        let key = keys.pick(&mut rng);
         let mut req = tonic::Request::new(triton_proto::kv::GetRequest {
             key: key.clone().into_bytes(),
             serializable: false,
@@ -811,4 +837,28 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     };
     anyhow::ensure!(secs.is_finite() && secs >= 0.0, "bad duration {s:?}");
     Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn each_run_gets_keys_no_earlier_run_wrote() {
+        let (a, b) = (KeySpace::fresh(3), KeySpace::fresh(3));
+        assert_ne!(a.prefix, b.prefix);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..20 {
+            let k = a.pick(&mut rng);
+            let i: usize = k
+                .strip_prefix(&*a.prefix)
+                .and_then(|n| n.strip_prefix('k'))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(i < 3, "{k}");
+        }
+    }
 }
