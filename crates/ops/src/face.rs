@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use triton_node::driver::now_ms;
 use triton_node::server::Face;
@@ -28,6 +28,12 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 /// Leader changes kept per node for `/status`.
 pub const LEADER_HISTORY: usize = 64;
+
+/// Connections served at once; more wait in the listen backlog. Each is
+/// short (one request, at most `REQUEST_TIMEOUT`), so this only bounds a
+/// flood: without it, anyone reaching the port could use up the process's
+/// file descriptors, and the node's next WAL segment would fail to open.
+pub const MAX_CONNECTIONS: usize = 128;
 
 /// How long a client has to send its request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +105,12 @@ async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("binding the HTTP port {addr}: {e}"))?;
     tracing::info!("HTTP (metrics, status, dashboard) on http://{addr}/");
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            p = slots.clone().acquire_owned() => p?,
+        };
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             accepted = listener.accept() => match accepted {
@@ -109,6 +120,7 @@ async fn serve(
                         if let Err(e) = handle(stream, node, history).await {
                             tracing::debug!("HTTP connection: {e:#}");
                         }
+                        drop(permit);
                     });
                 }
                 Err(e) => {
