@@ -268,7 +268,9 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
         _ => PathBuf::from("."),
     };
     let start = Instant::now();
-    let connect_deadline = start + options.connect_timeout;
+    // Checked: a timeout of centuries means "no deadline", not a panic.
+    let far = |t: Instant, d: Duration| t.checked_add(d).unwrap_or(t + Duration::from_secs(100 * 365 * 86_400));
+    let connect_deadline = far(start, options.connect_timeout);
 
     let listener = if n > 1 { Some(bind(my_entry)?) } else { None };
 
@@ -276,7 +278,14 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Vec<u8>>(plan.channel_frames);
     // Every record we keep starts with our id in its top bits: bucket the
     // index by the bits after them, as the records arrive.
-    let mut sorter = RunSorter::new(plan.sorter_memory, &parent)?.with_known_key_bits(config.partition_bits());
+    // Spilled runs go in a directory this thread owns: if the run fails, the
+    // sorter thread may still be waiting for frames (the acceptor can sit in
+    // `accept` for good), and the directory must go when we return anyway.
+    let scratch = tempfile::Builder::new()
+        .prefix(".triton-netsort-")
+        .tempdir_in(&parent)
+        .ctx(|| format!("creating a scratch directory in {}", parent.display()))?;
+    let mut sorter = RunSorter::new(plan.sorter_memory, scratch.path())?.with_known_key_bits(config.partition_bits());
     let mut sorter_thread = Some(
         std::thread::Builder::new()
             .name("netsort-sorter".into())
@@ -333,7 +342,7 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
             options.io_timeout,
         )?;
         drop(std::mem::take(&mut peers));
-        session.wait_for_peers(connect_deadline + options.io_timeout, &config.servers)?;
+        session.wait_for_peers(far(connect_deadline, options.io_timeout), &config.servers)?;
         // All data is in the channel ahead of this: let the sorter finish.
         if frames_tx.send(Vec::new()).is_err() {
             return Err(Error::Net("the local sorter stopped".into()));
@@ -488,21 +497,38 @@ fn spawn_acceptor(
     std::thread::Builder::new()
         .name("netsort-accept".into())
         .spawn(move || {
-            for _ in 0..n - 1 {
-                let (stream, addr) = match listener.accept() {
+            let mut peers = 0;
+            while peers < n - 1 {
+                let (mut stream, addr) = match listener.accept() {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = events.send(Event::Failed(Error::Net(format!("accepting a connection: {e}"))));
                         return;
                     }
                 };
+                // Something that is not a netsort peer (a port scan, a
+                // health check) must not take a peer's place: only a
+                // connection that says hello counts.
+                let peer = match read_hello(&mut stream, addr, my_id, n, io_timeout.min(HELLO_TIMEOUT)) {
+                    Ok(peer) => peer,
+                    Err(Hello::NotAPeer(why)) => {
+                        eprintln!("netsort: ignoring a connection from {addr}: {why}");
+                        continue;
+                    }
+                    Err(Hello::Refused(e)) => {
+                        let _ = events.send(Event::Failed(e));
+                        return;
+                    }
+                };
+                peers += 1;
+                let _ = events.send(Event::Hello(peer));
                 if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), open_streams.lock()) {
                     list.push(clone);
                 }
                 let peer_frames = frames.clone();
                 let peer_events = events.clone();
                 let spawned = std::thread::Builder::new().name("netsort-recv".into()).spawn(move || {
-                    let event = match receive(stream, addr, my_id, n, io_timeout, &peer_frames, &peer_events) {
+                    let event = match receive(stream, addr, peer, my_id, n, io_timeout, &peer_frames) {
                         Ok((peer, records)) => Event::PeerDone { peer, records },
                         Err(e) => Event::Failed(e),
                     };
@@ -534,41 +560,64 @@ fn read_error(who: &str, e: std::io::Error, timeout: Duration) -> Error {
     }
 }
 
-/// Receive one peer's stream; returns (peer id, records received).
-fn receive(
-    mut stream: TcpStream,
+/// How long a new connection has to say hello: peers send it at once.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection's hello was not taken.
+enum Hello {
+    /// Not a netsort peer at all (silent, closed, or wrong magic): ignored.
+    NotAPeer(String),
+    /// A netsort peer whose config disagrees with ours: the run fails.
+    Refused(Error),
+}
+
+/// Reads a connection's hello; returns the peer's server id.
+fn read_hello(
+    stream: &mut TcpStream,
     addr: SocketAddr,
     my_id: u32,
     n: usize,
     timeout: Duration,
-    frames: &SyncSender<Vec<u8>>,
-    events: &Sender<Event>,
-) -> Result<(u32, u64)> {
+) -> std::result::Result<u32, Hello> {
     let who = format!("connection from {addr}");
-    stream
-        .set_read_timeout(Some(timeout))
-        .ctx(|| format!("configuring {who}"))?;
     let mut hello = [0u8; 16];
     stream
-        .read_exact(&mut hello)
-        .map_err(|e| read_error(&who, e, timeout))?;
+        .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.read_exact(&mut hello))
+        .map_err(|e| Hello::NotAPeer(format!("no hello within {timeout:?}: {e}")))?;
     if hello[..8] != MAGIC {
-        return Err(Error::Net(format!("{who} is not a netsort peer (bad hello)")));
+        return Err(Hello::NotAPeer("it is not a netsort peer (bad hello)".into()));
     }
     let peer = u32::from_be_bytes(hello[8..12].try_into().expect("4 bytes"));
     let count = u32::from_be_bytes(hello[12..16].try_into().expect("4 bytes"));
     if count as usize != n {
-        return Err(Error::Net(format!(
+        return Err(Hello::Refused(Error::Net(format!(
             "{who} has a config with {count} servers, we have {n}"
-        )));
+        ))));
     }
     if peer as usize >= n || peer == my_id {
-        return Err(Error::Net(format!(
+        return Err(Hello::Refused(Error::Net(format!(
             "{who} claims to be server {peer}, which is not a peer of server {my_id}"
-        )));
+        ))));
     }
-    let _ = events.send(Event::Hello(peer));
+    Ok(peer)
+}
+
+/// Receive one peer's stream after its hello; returns (peer id, records
+/// received).
+fn receive(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    peer: u32,
+    my_id: u32,
+    n: usize,
+    timeout: Duration,
+    frames: &SyncSender<Vec<u8>>,
+) -> Result<(u32, u64)> {
     let who = format!("server {peer} ({addr})");
+    stream
+        .set_read_timeout(Some(timeout))
+        .ctx(|| format!("configuring {who}"))?;
     let bits = n.trailing_zeros();
     let mut received: u64 = 0;
     loop {

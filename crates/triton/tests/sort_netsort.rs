@@ -122,22 +122,42 @@ fn valsort(path: &Path) -> (u64, u128, bool) {
     )
 }
 
+/// Writes inputs in0..in{n-1} of the given sizes; returns their record
+/// count and summed checksum.
+fn write_inputs(dir: &Path, n: usize, sizes: &[&str]) -> (u64, u128) {
+    let mut expected = (0, 0u128);
+    for i in 0..n {
+        let input = dir.join(format!("in{i}"));
+        let size = sizes[i % sizes.len()];
+        let out = triton(&["gensort", p(&input), size, "--seed", &(100 + i).to_string()]);
+        assert!(out.status.success());
+        let (records, checksum, _) = valsort(&input);
+        expected = (expected.0 + records, expected.1.wrapping_add(checksum));
+    }
+    expected
+}
+
+/// Checks that out0..out{n-1} concatenated is sorted and holds exactly the
+/// records `expected` counts.
+fn check_outputs(dir: &Path, n: usize, expected: (u64, u128)) {
+    let all = dir.join("all");
+    let mut concatenated = Vec::new();
+    for i in 0..n {
+        concatenated.extend(std::fs::read(dir.join(format!("out{i}"))).unwrap());
+    }
+    std::fs::write(&all, &concatenated).unwrap();
+    let (records, checksum, sorted) = valsort(&all);
+    assert!(sorted, "concatenated outputs are not sorted");
+    assert_eq!(records, expected.0);
+    assert_eq!(checksum, expected.1, "records lost, duplicated or changed");
+}
+
 /// Run `n` servers with staggered starts; check that out0..out{n-1}
 /// concatenated is sorted and holds exactly the records of all inputs.
 fn netsort_round_trip(n: usize, sizes: &[&str], extra: &[&str]) {
     let dir = tempdir();
     let config = write_config(dir.path(), &free_ports(n));
-    let mut expected_records = 0;
-    let mut expected_checksum: u128 = 0;
-    for i in 0..n {
-        let input = dir.path().join(format!("in{i}"));
-        let size = sizes[i % sizes.len()];
-        let out = triton(&["gensort", p(&input), size, "--seed", &(100 + i).to_string()]);
-        assert!(out.status.success());
-        let (records, checksum, _) = valsort(&input);
-        expected_records += records;
-        expected_checksum = expected_checksum.wrapping_add(checksum);
-    }
+    let expected = write_inputs(dir.path(), n, sizes);
     let mut servers = Servers::default();
     // Start in a scrambled order with different delays: later servers must
     // be dialled with retry, earlier ones must wait for them.
@@ -158,16 +178,7 @@ fn netsort_round_trip(n: usize, sizes: &[&str], extra: &[&str]) {
             );
         }
     }
-    let all = dir.path().join("all");
-    let mut concatenated = Vec::new();
-    for i in 0..n {
-        concatenated.extend(std::fs::read(dir.path().join(format!("out{i}"))).unwrap());
-    }
-    std::fs::write(&all, &concatenated).unwrap();
-    let (records, checksum, sorted) = valsort(&all);
-    assert!(sorted, "concatenated outputs are not sorted");
-    assert_eq!(records, expected_records);
-    assert_eq!(checksum, expected_checksum, "records lost, duplicated or changed");
+    check_outputs(dir.path(), n, expected);
 }
 
 #[test]
@@ -302,6 +313,12 @@ fn fake_peer_fails_server(extra: &[&str], misbehave: impl FnOnce(TcpStream), exp
         !dir.path().join("out0").exists(),
         "a failed server must not leave an output that looks like a result"
     );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".triton-"))
+        .collect();
+    assert!(leftovers.is_empty(), "a failed server left {leftovers:?}");
 }
 
 #[test]
@@ -347,6 +364,29 @@ fn a_hung_peer_times_out() {
         },
         "sent nothing for 1s",
     );
+}
+
+#[test]
+fn connections_that_are_not_peers_do_not_take_a_peers_place() {
+    let dir = tempdir();
+    let ports = free_ports(2);
+    let config = write_config(dir.path(), &ports);
+    let expected = write_inputs(dir.path(), 2, &["200kb"]);
+    let mut servers = Servers::default();
+    servers.0.push(spawn_server(0, dir.path(), &config, &[]));
+    // A health check and a silent port scan reach server 0 before server 1.
+    let mut http = connect(ports[0]);
+    http.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let _silent = connect(ports[0]);
+    servers.0.push(spawn_server(1, dir.path(), &config, &[]));
+    for (i, child) in servers.0.iter_mut().enumerate() {
+        let (status, stderr) = wait_for(child, Duration::from_secs(60));
+        assert!(status.success(), "server {i} failed: {stderr}");
+        if i == 0 {
+            assert!(stderr.contains("ignoring a connection"), "{stderr}");
+        }
+    }
+    check_outputs(dir.path(), 2, expected);
 }
 
 #[test]

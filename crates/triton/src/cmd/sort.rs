@@ -126,7 +126,11 @@ fn threads(n: Option<usize>) -> anyhow::Result<()> {
 }
 
 fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("{what} must be a non-negative number of seconds"))
+    const WEEK: f64 = 7.0 * 86_400.0;
+    if !(0.0..=WEEK).contains(&s) {
+        anyhow::bail!("{what} must be between 0 and {WEEK} seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
 }
 
 fn gensort(a: GensortArgs) -> anyhow::Result<ExitCode> {
