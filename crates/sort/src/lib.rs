@@ -13,6 +13,14 @@
 //! * [`merge`]: the k-way merge of run files, mapped and split by key range.
 //! * [`writer`]: a writer thread so producing and writing output overlap.
 //! * [`net`]: netsort, the same sort partitioned across servers over TCP.
+//!
+//! What the sort assumes of its input: nobody changes it while it runs. The
+//! input is mapped, not read (a copy of the whole file would cost about as
+//! much as the sort), so a file that another process truncates meanwhile
+//! ends the process with SIGBUS, and one rewritten in place may give an
+//! output that `valsort` rejects (the scatter pass notices some such changes
+//! and stops with "the input changed while it was being sorted"). GNU sort
+//! reads with read(2) and has neither failure; it also has no such speed.
 
 #![warn(missing_docs)]
 
