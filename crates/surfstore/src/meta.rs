@@ -335,14 +335,18 @@ impl RaftSurfstore for MetaService {
     }
 
     // The hooks that steer or break the cluster need the admin token (when
-    // the config sets one); the fault ones also need enable_test_rpcs.
+    // the config sets one) and enable_test_rpcs. SetLeader forces an
+    // election and SendHeartbeat a replication round: test hooks of the
+    // SurfStore protocol (operators move leadership with `triton admin`).
     async fn set_leader(&self, request: Request<()>) -> Result<Response<Success>, Status> {
         check_admin(&self.node.config, &request)?;
+        self.check_test_rpcs()?;
         MetaService::set_leader(self).await.map(Response::new)
     }
 
     async fn send_heartbeat(&self, request: Request<()>) -> Result<Response<Success>, Status> {
         check_admin(&self.node.config, &request)?;
+        self.check_test_rpcs()?;
         MetaService::send_heartbeat(self).await.map(Response::new)
     }
 

@@ -399,6 +399,11 @@ async fn fault_rpcs_stay_off_without_enable_test_rpcs_even_with_the_token() {
     let mut surf = RaftSurfstoreClient::new(channel(&c.addrs[leader]).await);
     let e = surf.crash(with_token((), &config)).await.unwrap_err();
     assert!(e.message().contains("enable_test_rpcs"), "{}", e.message());
+    // Forcing an election or a replication round is a test hook too.
+    let e = surf.set_leader(with_token((), &config)).await.unwrap_err();
+    assert!(e.message().contains("enable_test_rpcs"), "{}", e.message());
+    let e = surf.send_heartbeat(with_token((), &config)).await.unwrap_err();
+    assert!(e.message().contains("enable_test_rpcs"), "{}", e.message());
     // Without the token the answer is still about the token.
     let mut plain = ControlClient::new(channel(&c.addrs[leader]).await);
     assert_eq!(
