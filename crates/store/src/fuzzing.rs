@@ -31,7 +31,10 @@ pub fn restore_and_check(input: &[u8]) -> Result<Store, StoreError> {
     if let Err(broken) = store.check_invariants() {
         panic!("restore accepted a state that breaks an invariant: {broken}");
     }
-    assert!(store.snapshot() == data, "restore accepted a non-canonical snapshot");
+    // Canonical in the format this build writes (an older one is rewritten).
+    if data[8..12] == crate::snapshot::SNAPSHOT_FORMAT_VERSION.to_le_bytes() {
+        assert!(store.snapshot() == data, "restore accepted a non-canonical snapshot");
+    }
 
     let mut next = store.clone();
     let now_ms = 1_000;

@@ -10,8 +10,9 @@
 //!
 //! ```text
 //! magic           8 bytes  "TRTNSTOR"
-//! format version  u32      1
+//! format version  u32      2
 //! applied_index   u64
+//! clock_ms        u64      (format 2; a format-1 snapshot reads as 0)
 //! max_sessions    u64
 //! max_key_bytes   u64
 //! max_value_bytes u64
@@ -41,8 +42,9 @@ use crate::{FileMeta, Store, StoreError, StoreOptions, WriteResult};
 
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"TRTNSTOR";
-/// The format this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The format this build writes. It also reads format 1, which had no
+/// `clock_ms` (the store's clock then starts at 0).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = SNAPSHOT_MAGIC.len() + 4;
 const CRC_LEN: usize = 4;
 
@@ -55,6 +57,7 @@ impl Store {
         out.extend_from_slice(&SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         put_u64(&mut out, self.applied_index);
+        put_u64(&mut out, self.clock_ms);
         put_u64(&mut out, self.opts.max_sessions);
         put_u64(&mut out, self.opts.max_key_bytes);
         put_u64(&mut out, self.opts.max_value_bytes);
@@ -105,7 +108,7 @@ impl Store {
             return Err(StoreError::BadMagic);
         }
         let format = u32::from_le_bytes(data[SNAPSHOT_MAGIC.len()..HEADER_LEN].try_into().expect("4 bytes"));
-        if format != SNAPSHOT_FORMAT_VERSION {
+        if format != SNAPSHOT_FORMAT_VERSION && format != 1 {
             return Err(StoreError::UnsupportedVersion(format));
         }
         let (content, trailer) = data.split_at(data.len() - CRC_LEN);
@@ -119,6 +122,7 @@ impl Store {
             rest: &content[HEADER_LEN..],
         };
         let applied_index = r.u64("applied index")?;
+        let clock_ms = if format >= 2 { r.u64("clock")? } else { 0 };
         let opts = StoreOptions {
             max_sessions: r.u64("max_sessions")?,
             max_key_bytes: r.u64("max_key_bytes")?,
@@ -129,6 +133,7 @@ impl Store {
         }
         let mut store = Store::new(opts);
         store.applied_index = applied_index;
+        store.clock_ms = clock_ms;
 
         // Keys arrive sorted, so the map and the expiry index are built in
         // bulk (BTreeMap's from_iter builds sorted input in linear time).

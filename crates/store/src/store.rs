@@ -164,6 +164,14 @@ pub struct Store {
     pub(crate) session_lru: BTreeSet<(u64, u64)>,
     pub(crate) files: BTreeMap<String, FileMeta>,
     pub(crate) bytes: u64,
+    /// The latest command time applied (ms since the epoch): commands carry
+    /// their leader's clock, and time in the log never goes back. Without
+    /// it, a command stamped earlier but ordered later (two requests stamped
+    /// in one order and proposed in the other, a new leader whose clock is
+    /// behind, a clock stepped back) would see an expired key alive again:
+    /// a cas answered NOT_FOUND, then a later one succeeding on the same
+    /// version. In the snapshot, so every replica applies the same times.
+    pub(crate) clock_ms: u64,
 }
 
 impl Default for Store {
@@ -188,7 +196,14 @@ impl Store {
             session_lru: BTreeSet::new(),
             files: BTreeMap::new(),
             bytes: 0,
+            clock_ms: 0,
         }
+    }
+
+    /// The latest command time applied ([`Store::get`] never reads at an
+    /// earlier time).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
     }
 
     /// The limits this store runs with (restored from a snapshot, if any).
@@ -222,8 +237,10 @@ impl Store {
     /// As [`Store::apply`].
     pub fn apply_command(&mut self, index: u64, cmd: Command) -> WriteResult {
         self.advance(index);
+        self.clock_ms = self.clock_ms.max(cmd.now_ms);
+        let now_ms = self.clock_ms;
         let Some(session) = cmd.session else {
-            return self.execute(index, cmd.now_ms, cmd.op);
+            return self.execute(index, now_ms, cmd.op);
         };
         if let Some(record) = self.sessions.get(&session.client_id) {
             if session.seq < record.last_seq {
@@ -233,7 +250,7 @@ impl Store {
                 return record.result;
             }
         }
-        let result = self.execute(index, cmd.now_ms, cmd.op);
+        let result = self.execute(index, now_ms, cmd.op);
         self.remember(session, index, result);
         result
     }
@@ -252,7 +269,10 @@ impl Store {
     }
 
     /// Read path (served after ReadIndex): `None` if missing OR expired at `now_ms` (a read never returns an expired key).
+    /// A `now_ms` before [`Store::clock_ms`] reads at that instead: a read
+    /// must not see alive what an applied command already saw expired.
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Entry<'_>> {
+        let now_ms = now_ms.max(self.clock_ms);
         self.kv
             .get(key)
             .filter(|item| !item.is_expired(now_ms))
@@ -599,6 +619,69 @@ fn file_bytes(filename: &str, meta: &FileMeta) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command stamped at `now_ms`, without a session.
+    fn at(now_ms: u64, op: WriteOp) -> Command {
+        Command {
+            session: None,
+            now_ms,
+            op,
+        }
+    }
+
+    #[test]
+    fn time_in_the_log_never_goes_back() {
+        let mut store = Store::default();
+        let key = b"k".to_vec();
+        let put = WriteOp::Put {
+            key: key.clone(),
+            value: b"v".to_vec(),
+            expires_at_ms: 103,
+        };
+        assert!(matches!(
+            store.apply_command(1, at(100, put)),
+            WriteResult::Put { version: 1 }
+        ));
+        let cas = || WriteOp::Cas {
+            key: key.clone(),
+            expected_version: 1,
+            value: b"w".to_vec(),
+            expires_at_ms: 0,
+        };
+        // Stamped after the expiry: not found.
+        let first = store.apply_command(2, at(105, cas()));
+        assert!(
+            matches!(
+                first,
+                WriteResult::Cas {
+                    ok: false,
+                    found: false,
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
+        // Stamped earlier but ordered later (a new leader's slower clock):
+        // the key must not come back to life, for writes or reads.
+        let second = store.apply_command(3, at(102, cas()));
+        assert!(
+            matches!(
+                second,
+                WriteResult::Cas {
+                    ok: false,
+                    found: false,
+                    ..
+                }
+            ),
+            "{second:?}"
+        );
+        assert_eq!(store.clock_ms(), 105);
+        assert!(store.get(&key, 102).is_none());
+        // The clock survives a snapshot, so a restored replica agrees.
+        let restored = Store::restore(&store.snapshot()).unwrap();
+        assert_eq!(restored.clock_ms(), 105);
+        assert!(restored.get(&key, 0).is_none());
+    }
 
     fn put(client_id: u64, seq: u64, key: &[u8]) -> Command {
         Command {

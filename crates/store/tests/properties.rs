@@ -199,6 +199,8 @@ struct Model {
     files: BTreeMap<String, (i32, Vec<String>)>,
     /// client -> (last seq, index of that seq, its result)
     sessions: BTreeMap<u64, (u64, u64, WriteResult)>,
+    /// The latest command time seen: commands apply at no earlier time.
+    clock: u64,
 }
 
 impl Model {
@@ -208,6 +210,7 @@ impl Model {
             kv: BTreeMap::new(),
             files: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            clock: 0,
         }
     }
 
@@ -311,8 +314,10 @@ impl Replica for Model {
         let Ok(cmd) = Command::decode(bytes) else {
             return WriteResult::Malformed;
         };
+        self.clock = self.clock.max(cmd.now_ms);
+        let now = self.clock;
         let Some(s) = cmd.session else {
-            return self.exec(index, cmd.now_ms, cmd.op);
+            return self.exec(index, now, cmd.op);
         };
         if let Some(&(seq, _, result)) = self.sessions.get(&s.client_id) {
             if s.seq < seq {
@@ -322,7 +327,7 @@ impl Replica for Model {
                 return result;
             }
         }
-        let result = self.exec(index, cmd.now_ms, cmd.op);
+        let result = self.exec(index, now, cmd.op);
         if !self.sessions.contains_key(&s.client_id) && self.sessions.len() as u64 == self.opts.max_sessions {
             let (&oldest, _) = self.sessions.iter().min_by_key(|(c, (_, i, _))| (*i, **c)).unwrap();
             self.sessions.remove(&oldest);
@@ -374,12 +379,11 @@ impl Replica for Checked {
     fn check(&self, index: u64) {
         self.store.check(index);
         for (key, (value, version, exp)) in &self.model.kv {
-            // At time 0 nothing is expired (expiries are >= 1), so every stored key shows.
+            // Read at time 0: the store reads at its clock instead, so a key
+            // shows iff it is live at the latest applied command's time.
             let e = self.store.get(key, 0);
-            assert_eq!(
-                e.map(|e| (e.value, e.version, e.expires_at_ms)),
-                Some((&value[..], *version, *exp))
-            );
+            let live = (*exp == 0 || *exp > self.model.clock).then_some((&value[..], *version, *exp));
+            assert_eq!(e.map(|e| (e.value, e.version, e.expires_at_ms)), live);
         }
         assert_eq!(self.store.len(), self.model.kv.len());
         let files: BTreeMap<_, _> = self
@@ -550,7 +554,7 @@ proptest! {
     #[test]
     fn resealed_random_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut data = b"TRTNSTOR".to_vec();
-        data.extend_from_slice(&1u32.to_le_bytes());
+        data.extend_from_slice(&triton_store::snapshot::SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         data.extend_from_slice(&body);
         let resealed = reseal(data);
         if let Ok(restored) = Store::restore(&resealed) {
@@ -590,8 +594,8 @@ fn restore_reports_each_kind_of_damage() {
     bad[0] = b'X';
     assert_eq!(Store::restore(&bad).unwrap_err(), StoreError::BadMagic);
     let mut bad = good.clone();
-    bad[8] = 2;
-    assert_eq!(Store::restore(&bad).unwrap_err(), StoreError::UnsupportedVersion(2));
+    bad[8] = 9;
+    assert_eq!(Store::restore(&bad).unwrap_err(), StoreError::UnsupportedVersion(9));
     let mut bad = good.clone();
     bad[20] ^= 1;
     assert!(matches!(Store::restore(&bad), Err(StoreError::Checksum { .. })));
@@ -610,9 +614,17 @@ struct Builder(Vec<u8>);
 
 impl Builder {
     fn new(applied_index: u64, max_sessions: u64) -> Self {
+        Builder::with_format(2, applied_index, max_sessions)
+    }
+    /// Format 1 had no clock after the applied index.
+    fn with_format(format: u32, applied_index: u64, max_sessions: u64) -> Self {
         let mut b = Builder(b"TRTNSTOR".to_vec());
-        b.0.extend_from_slice(&1u32.to_le_bytes());
-        b.u64(applied_index).u64(max_sessions).u64(1024).u64(1024);
+        b.0.extend_from_slice(&format.to_le_bytes());
+        b.u64(applied_index);
+        if format >= 2 {
+            b.u64(0);
+        }
+        b.u64(max_sessions).u64(1024).u64(1024);
         b
     }
     fn u64(&mut self, v: u64) -> &mut Self {
@@ -774,4 +786,15 @@ fn huge_counts_and_lengths_fail_without_allocating() {
             .finish(),
         Err(StoreError::Truncated(_))
     ));
+}
+
+#[test]
+fn a_format_1_snapshot_restores_with_its_clock_at_zero() {
+    let store = Builder::with_format(1, 5, 2).u64(0).u64(0).u64(0).finish().unwrap();
+    assert_eq!((store.applied_index(), store.clock_ms()), (5, 0));
+    // Written back in the current format.
+    assert_eq!(
+        store.snapshot()[8..12],
+        triton_store::snapshot::SNAPSHOT_FORMAT_VERSION.to_le_bytes()
+    );
 }
