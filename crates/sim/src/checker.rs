@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use triton_raft::{Entry, Index, NodeId, Raft, SnapshotMeta, Term};
+use triton_raft::{Body, Entry, Index, Message, NodeId, Raft, SnapshotMeta, Term};
 
 /// A broken property, with enough detail to start debugging.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +61,29 @@ impl Checker {
             return violation(
                 "lease safety",
                 format!("node {id} answered a read on its lease of term {term} after node {leader} was elected for term {later}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Messages a `Ready` sends before its writes are durable: each may
+    /// promise only what is already on the node's disk. Its term must be
+    /// durable (a peer that acts on a term the sender then loses in a crash
+    /// can see two different leaders' entries under one term); pre-votes
+    /// promise nothing and carry the term they would campaign in.
+    pub fn on_send_before_persist(&self, id: NodeId, durable_term: u64, m: &Message) -> Result<(), Violation> {
+        let pre_vote = matches!(
+            m.body,
+            Body::Vote { pre_vote: true, .. } | Body::VoteResponse { pre_vote: true, .. }
+        );
+        if !pre_vote && m.term > durable_term {
+            return violation(
+                "Ready contract",
+                format!(
+                    "node {id} sent {} in term {} before that term was durable (its disk holds term {durable_term})",
+                    m.body.name(),
+                    m.term
+                ),
             );
         }
         Ok(())

@@ -107,12 +107,18 @@ pub struct Plan {
     pub clock_drift_ms: Millis,
 }
 
+/// Cluster sizes the seeds rotate through.
+const SIZES: [usize; 6] = [3, 5, 7, 1, 2, 4];
+
 impl Plan {
     /// The plan a seed implies: cluster size and fault mix rotate with it,
     /// so a batch of consecutive seeds covers every combination.
     pub fn for_seed(seed: u64) -> Plan {
-        let nodes = [3, 5, 7][(seed % 3) as usize];
-        let bits = (seed / 3) % 64;
+        // One and two voters too: a single voter wins its election in the
+        // step that raises its term (with learners from the membership mix,
+        // it has someone to send to before that term is durable).
+        let nodes = SIZES[(seed % SIZES.len() as u64) as usize];
+        let bits = (seed / SIZES.len() as u64) % 64;
         let mix = FaultMix {
             crashes: bits & 1 != 0,
             torn_writes: bits & 2 != 0,
@@ -121,9 +127,9 @@ impl Plan {
             snapshots: bits & 16 != 0,
             membership: bits & 32 != 0,
         };
-        // Every other block of 192 seeds (all sizes and mixes) reads on
+        // Every other block of seeds covering all sizes and mixes reads on
         // leases, with clocks 5% apart at most each way.
-        let lease_read = (seed / 192) % 2 == 1;
+        let lease_read = (seed / (64 * SIZES.len() as u64)) % 2 == 1;
         Plan {
             seed,
             nodes,
@@ -225,6 +231,11 @@ struct Client {
     nonce: u64,
     current: Option<InFlight>,
     leader_hint: Option<NodeId>,
+    /// When the client's latest wake-up is due; earlier ones are stale (a
+    /// request's timeout after it was answered). A stale wake that found the
+    /// client idle would start a second chain of requests, and where a
+    /// request completes at once (one voter) the chains doubled.
+    wake_due: Millis,
 }
 
 /// The workload and the nemesis.
@@ -319,13 +330,19 @@ impl Driver {
             }
         };
         if accepted {
-            sim.wake_client_after(timeout, c);
+            self.wake_after(sim, c, timeout);
         } else {
             // Try again soon, elsewhere.
             let inflight = self.clients[c].current.as_mut().expect("in flight");
             inflight.deadline = sim.now + 20;
-            sim.wake_client_after(20, c);
+            self.wake_after(sim, c, 20);
         }
+    }
+
+    /// Wakes client `c` after `after` ms, superseding its earlier wake-ups.
+    fn wake_after(&mut self, sim: &mut Sim, c: usize, after: Millis) {
+        self.clients[c].wake_due = sim.now + after;
+        sim.wake_client_after(after, c);
     }
 
     fn complete(&mut self, sim: &mut Sim, c: usize, result: (Option<String>, Index)) {
@@ -334,8 +351,9 @@ impl Driver {
         op.result = Some(result);
         op.ret = Some(sim.now);
         self.clients[c].leader_hint = Some(inflight.node);
-        let think = self.rng.random_range(0..30);
-        sim.wake_client_after(think, c);
+        // At least 1 ms: a stale wake-up due now must find the next one later.
+        let think = self.rng.random_range(1..30);
+        self.wake_after(sim, c, think);
     }
 
     fn nemesis(&mut self, sim: &mut Sim) {
@@ -375,8 +393,9 @@ impl Driver {
                         sim.crash(l);
                     }
                 }
-                2 => {
-                    // Symmetric split into a minority and a majority.
+                // Symmetric split into a minority and a majority (one node
+                // has nothing to split from).
+                2 if n >= 2 => {
                     let mut ids: Vec<NodeId> = (1..=n).collect();
                     shuffle(&mut self.rng, &mut ids);
                     let k = self.rng.random_range(1..=(n as usize) / 2);
@@ -464,6 +483,9 @@ impl Clients for Driver {
         if c == NEMESIS {
             self.nemesis(sim);
             return;
+        }
+        if sim.now != self.clients[c].wake_due {
+            return; // superseded
         }
         match &self.clients[c].current {
             Some(inflight) if sim.now >= inflight.deadline => self.attempt(sim, c),
@@ -566,6 +588,7 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
                 nonce: 0,
                 current: None,
                 leader_hint: None,
+                wake_due: 0,
             })
             .collect(),
         history: Vec::new(),
@@ -578,7 +601,7 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         at_ms: sim.now,
     };
     for c in 0..plan.clients {
-        sim.wake_client_after(1 + c as u64, c);
+        driver.wake_after(&mut sim, c, 1 + c as u64);
     }
     sim.wake_client_after(50, NEMESIS);
 

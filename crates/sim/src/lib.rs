@@ -553,7 +553,11 @@ impl Sim {
                     }
                 }
             }
+            let durable_term = self.node(id).disk.hard_state.term;
             for m in rd.messages {
+                if let Err(v) = self.checker.on_send_before_persist(id, durable_term, &m) {
+                    self.checker.fail(v);
+                }
                 self.send(m);
             }
 

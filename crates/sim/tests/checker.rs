@@ -2,7 +2,7 @@
 //! hand-made broken states, every check fires (and a sound state passes).
 
 use bytes::Bytes;
-use triton_raft::{Config, Entry, EntryKind, HardState, InitialState, Membership, Raft};
+use triton_raft::{Body, Config, Entry, EntryKind, HardState, InitialState, Membership, Message, Raft};
 use triton_sim::checker::Checker;
 
 fn entry(index: u64, term: u64, data: &'static str) -> Entry {
@@ -93,4 +93,36 @@ fn a_commit_index_going_back_after_a_restart_is_caught() {
     let v = c.on_restart(1, &core(1, 1, vec![], three())).unwrap_err();
     assert_eq!(v.property, "durability");
     c.on_restart(2, &core(2, 1, vec![], three())).unwrap();
+}
+
+#[test]
+fn a_message_sent_before_its_term_is_durable_is_caught() {
+    let c = Checker::default();
+    let append = |term: u64| Message {
+        from: 1,
+        to: 2,
+        term,
+        body: Body::Append {
+            prev_index: 0,
+            prev_term: 0,
+            entries: vec![],
+            commit: 0,
+        },
+    };
+    c.on_send_before_persist(1, 5, &append(5)).unwrap();
+    let v = c.on_send_before_persist(1, 5, &append(6)).unwrap_err();
+    assert_eq!(v.property, "Ready contract");
+    // A pre-vote carries the term it would campaign in and promises nothing.
+    let pre_vote = Message {
+        from: 1,
+        to: 2,
+        term: 6,
+        body: Body::Vote {
+            pre_vote: true,
+            last_index: 0,
+            last_term: 0,
+            transfer: false,
+        },
+    };
+    c.on_send_before_persist(1, 5, &pre_vote).unwrap();
 }
