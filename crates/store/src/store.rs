@@ -128,6 +128,19 @@ impl Item {
 }
 
 /// A key with expiry `expires_at_ms` is expired from that instant on; 0 never expires.
+/// Moves a write's absolute expiry `behind_ms` later: the command was
+/// stamped that far behind the store's clock (see `Store::clock_ms`).
+fn rebase_expiry(op: &mut WriteOp, behind_ms: u64) {
+    if behind_ms == 0 {
+        return;
+    }
+    if let WriteOp::Put { expires_at_ms, .. } | WriteOp::Cas { expires_at_ms, .. } = op {
+        if *expires_at_ms != 0 {
+            *expires_at_ms = expires_at_ms.saturating_add(behind_ms);
+        }
+    }
+}
+
 fn is_expired(expires_at_ms: u64, now_ms: u64) -> bool {
     expires_at_ms != 0 && expires_at_ms <= now_ms
 }
@@ -171,6 +184,12 @@ pub struct Store {
     /// behind, a clock stepped back) would see an expired key alive again:
     /// a cas answered NOT_FOUND, then a later one succeeding on the same
     /// version. In the snapshot, so every replica applies the same times.
+    ///
+    /// A command stamped behind this clock has its expiry moved by the same
+    /// amount (its time to live is kept, counted in log time): a leader
+    /// whose clock ran ahead holds log time ahead until real time catches
+    /// up, and files written meanwhile by a correct leader then expire late
+    /// by up to that offset, instead of being expired when written.
     pub(crate) clock_ms: u64,
 }
 
@@ -239,6 +258,8 @@ impl Store {
         self.advance(index);
         self.clock_ms = self.clock_ms.max(cmd.now_ms);
         let now_ms = self.clock_ms;
+        let mut cmd = cmd;
+        rebase_expiry(&mut cmd.op, now_ms - cmd.now_ms);
         let Some(session) = cmd.session else {
             return self.execute(index, now_ms, cmd.op);
         };
@@ -681,6 +702,16 @@ mod tests {
         let restored = Store::restore(&store.snapshot()).unwrap();
         assert_eq!(restored.clock_ms(), 105);
         assert!(restored.get(&key, 0).is_none());
+        // A write stamped behind the clock keeps its time to live (10 ms),
+        // counted from the clock: it is not expired when written.
+        let late = WriteOp::Put {
+            key: b"late".to_vec(),
+            value: b"v".to_vec(),
+            expires_at_ms: 60,
+        };
+        store.apply_command(4, at(50, late));
+        assert_eq!(store.get(b"late", 0).map(|e| e.expires_at_ms), Some(115));
+        assert!(store.get(b"late", 115).is_none());
     }
 
     fn put(client_id: u64, seq: u64, key: &[u8]) -> Command {

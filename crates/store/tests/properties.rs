@@ -316,6 +316,14 @@ impl Replica for Model {
         };
         self.clock = self.clock.max(cmd.now_ms);
         let now = self.clock;
+        let behind = now - cmd.now_ms;
+        let mut cmd = cmd;
+        // A write stamped behind the clock keeps its time to live.
+        if let WriteOp::Put { expires_at_ms, .. } | WriteOp::Cas { expires_at_ms, .. } = &mut cmd.op {
+            if *expires_at_ms != 0 {
+                *expires_at_ms = expires_at_ms.saturating_add(behind);
+            }
+        }
         let Some(s) = cmd.session else {
             return self.exec(index, now, cmd.op);
         };
