@@ -103,7 +103,9 @@ pub struct ClusterConfig {
     /// most 4 GiB - 1.
     pub max_message_bytes: u64,
     /// Largest KV value or file content, in bytes, a client may store.
-    /// Must not exceed `max_message_bytes`. Default: 1 MiB.
+    /// Must not exceed `max_message_bytes`; a write whose whole command
+    /// (value, key and framing) comes within 256 bytes of
+    /// `max_message_bytes` is refused as too large. Default: 1 MiB.
     pub max_value_bytes: u64,
     /// TLS for the gRPC port. `None` (the default): plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]

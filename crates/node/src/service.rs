@@ -29,8 +29,9 @@ use crate::members::AddressBook;
 pub const LEADER_METADATA: &str = "triton-leader";
 
 /// Room a command leaves in `max_message_bytes` for the WAL record around
-/// it and the append message that carries it to the followers.
-pub const COMMAND_HEADROOM_BYTES: u64 = 4096;
+/// it (17 bytes) and the append message, batch and gRPC frame that carry it
+/// to the followers (under 100 bytes of varints and tags for one entry).
+pub const COMMAND_HEADROOM_BYTES: u64 = 256;
 
 /// The largest encoded command a node proposes. A bigger one could not be
 /// written to the WAL (whose records are at most `max_message_bytes`: the
