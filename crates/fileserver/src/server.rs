@@ -211,6 +211,7 @@ where
                     if out.len() >= FLUSH_BYTES {
                         write_within(&mut stream, &out, timeouts.write_stall).await?;
                         out.clear();
+                        idle_deadline = Instant::now() + timeouts.idle;
                     }
                 }
                 Parsed::Error {
@@ -233,6 +234,8 @@ where
         if !out.is_empty() {
             write_within(&mut stream, &out, timeouts.write_stall).await?;
             out.clear();
+            // Idle counts from the last answer, however long it took to send.
+            idle_deadline = Instant::now() + timeouts.idle;
         }
         if close {
             let _ = stream.shutdown().await;
@@ -257,13 +260,19 @@ where
     }
 }
 
-/// Writes all of `bytes`, or fails if the client has not taken them within
-/// `limit`.
-async fn write_within<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8], limit: Duration) -> anyhow::Result<()> {
-    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
-        Ok(r) => Ok(r?),
-        Err(_) => anyhow::bail!("the client did not read its replies for {limit:?}: closing the connection"),
+/// Writes all of `bytes`, or fails if the client takes none of them for
+/// `limit` (a slow reader that keeps taking bytes is not cut off).
+async fn write_within<S: AsyncWrite + Unpin>(stream: &mut S, mut bytes: &[u8], limit: Duration) -> anyhow::Result<()> {
+    while !bytes.is_empty() {
+        match tokio::time::timeout(limit, stream.write(bytes)).await {
+            Ok(Ok(0)) => anyhow::bail!("the connection closed while writing a reply"),
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => anyhow::bail!("the client did not read its replies for {limit:?}: closing the connection"),
+        }
     }
+    stream.flush().await?;
+    Ok(())
 }
 
 /// Absolute deadline for `exptime_s` seconds from now (0 = never).
@@ -478,6 +487,27 @@ mod tests {
             assert_eq!(&reply[..n], b"CONTENTS 1 1 0\r\nx\r\n");
         }
         assert!(!task.is_finished(), "closed after {:?}", TIMEOUTS.idle * 5 / 2);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_gets_its_whole_reply() {
+        let (mut client, task, stop) = serve_pipe(100_000);
+        client.write_all(b"read a\r\n").await.unwrap();
+        // 1 kB per second: the reply takes far longer than the stall limit,
+        // but bytes keep moving.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        let whole = b"CONTENTS 1 100000 0\r\n".len() + 100_000 + 2;
+        while got.len() < whole {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {} bytes: {:?}", got.len(), task.is_finished());
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"CONTENTS 1 100000 0\r\n"));
+        assert!(!task.is_finished(), "the server closed the connection");
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
     }
