@@ -35,6 +35,9 @@ pub const LEADER_HISTORY: usize = 64;
 /// file descriptors, and the node's next WAL segment would fail to open.
 pub const MAX_CONNECTIONS: usize = 128;
 
+/// How long one connection may last in all (request, status, answer).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How long a client has to send its request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -117,8 +120,13 @@ async fn serve(
                 Ok((stream, _)) => {
                     let (node, history) = (node.clone(), history.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = handle(stream, node, history).await {
-                            tracing::debug!("HTTP connection: {e:#}");
+                        // The whole exchange is bounded, not only the request
+                        // head: a client that never reads its answer must not
+                        // keep a slot.
+                        match tokio::time::timeout(CONNECTION_TIMEOUT, handle(stream, node, history)).await {
+                            Ok(Err(e)) => tracing::debug!("HTTP connection: {e:#}"),
+                            Err(_) => tracing::debug!("HTTP connection: not done within {CONNECTION_TIMEOUT:?}"),
+                            Ok(Ok(())) => {}
                         }
                         drop(permit);
                     });
