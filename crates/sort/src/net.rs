@@ -33,6 +33,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -497,8 +498,13 @@ fn spawn_acceptor(
     std::thread::Builder::new()
         .name("netsort-accept".into())
         .spawn(move || {
-            let mut peers = 0;
-            while peers < n - 1 {
+            // Peers that said hello, and connections still to say it. The
+            // hello is read on each connection's own thread, so a silent
+            // connection (a port scan) holds up no one; one that is not a
+            // netsort peer is dropped and takes no peer's place.
+            let peers = Arc::new(AtomicUsize::new(0));
+            let pending = Arc::new(AtomicUsize::new(0));
+            while peers.load(Ordering::SeqCst) < n - 1 {
                 let (mut stream, addr) = match listener.accept() {
                     Ok(c) => c,
                     Err(e) => {
@@ -506,28 +512,32 @@ fn spawn_acceptor(
                         return;
                     }
                 };
-                // Something that is not a netsort peer (a port scan, a
-                // health check) must not take a peer's place: only a
-                // connection that says hello counts.
-                let peer = match read_hello(&mut stream, addr, my_id, n, io_timeout.min(HELLO_TIMEOUT)) {
-                    Ok(peer) => peer,
-                    Err(Hello::NotAPeer(why)) => {
-                        eprintln!("netsort: ignoring a connection from {addr}: {why}");
-                        continue;
-                    }
-                    Err(Hello::Refused(e)) => {
-                        let _ = events.send(Event::Failed(e));
-                        return;
-                    }
-                };
-                peers += 1;
-                let _ = events.send(Event::Hello(peer));
-                if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), open_streams.lock()) {
-                    list.push(clone);
+                if pending.load(Ordering::SeqCst) >= MAX_PENDING_HELLOS {
+                    eprintln!("netsort: ignoring a connection from {addr}: too many connections without a hello");
+                    continue;
                 }
-                let peer_frames = frames.clone();
-                let peer_events = events.clone();
+                pending.fetch_add(1, Ordering::SeqCst);
+                let (peers, pending) = (peers.clone(), pending.clone());
+                let (peer_frames, peer_events, streams) = (frames.clone(), events.clone(), open_streams.clone());
                 let spawned = std::thread::Builder::new().name("netsort-recv".into()).spawn(move || {
+                    let hello = read_hello(&mut stream, addr, my_id, n, io_timeout.min(HELLO_TIMEOUT));
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                    let peer = match hello {
+                        Ok(peer) => peer,
+                        Err(Hello::NotAPeer(why)) => {
+                            eprintln!("netsort: ignoring a connection from {addr}: {why}");
+                            return;
+                        }
+                        Err(Hello::Refused(e)) => {
+                            let _ = peer_events.send(Event::Failed(e));
+                            return;
+                        }
+                    };
+                    peers.fetch_add(1, Ordering::SeqCst);
+                    let _ = peer_events.send(Event::Hello(peer));
+                    if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), streams.lock()) {
+                        list.push(clone);
+                    }
                     let event = match receive(stream, addr, peer, my_id, n, io_timeout, &peer_frames) {
                         Ok((peer, records)) => Event::PeerDone { peer, records },
                         Err(e) => Event::Failed(e),
@@ -562,6 +572,8 @@ fn read_error(who: &str, e: std::io::Error, timeout: Duration) -> Error {
 
 /// How long a new connection has to say hello: peers send it at once.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections waiting to say hello at once; more are dropped unread.
+const MAX_PENDING_HELLOS: usize = 64;
 
 /// Why a connection's hello was not taken.
 enum Hello {
