@@ -110,6 +110,10 @@ pub struct Plan {
 /// Cluster sizes the seeds rotate through.
 const SIZES: [usize; 6] = [3, 5, 7, 1, 2, 4];
 
+/// Seeds per block of every size and fault mix; every other block reads on
+/// leases (see `Plan::for_seed`).
+pub const LEASE_BLOCK: u64 = 64 * SIZES.len() as u64;
+
 impl Plan {
     /// The plan a seed implies: cluster size and fault mix rotate with it,
     /// so a batch of consecutive seeds covers every combination.
@@ -129,7 +133,7 @@ impl Plan {
         };
         // Every other block of seeds covering all sizes and mixes reads on
         // leases, with clocks 5% apart at most each way.
-        let lease_read = (seed / (64 * SIZES.len() as u64)) % 2 == 1;
+        let lease_read = (seed / LEASE_BLOCK) % 2 == 1;
         Plan {
             seed,
             nodes,
