@@ -508,27 +508,38 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     }))
     .buffer_unordered(UPDATE_CONCURRENCY);
     let mut refused = Vec::new();
-    while let Some(result) = results.next().await {
-        let (meta, got) = result?;
-        if got == meta.version {
+    let uploaded =
+        |meta: FileMetaData, summary: &mut Summary, index_changes: &mut BTreeMap<String, Option<IndexEntry>>| {
             summary.files_up += 1;
             index_changes.insert(
-                meta.filename.clone(),
+                meta.filename,
                 Some(IndexEntry {
-                    version: got,
+                    version: meta.version,
                     hashes: meta.block_hash_list,
                 }),
             );
+        };
+    while let Some(result) = results.next().await {
+        let (meta, got) = result?;
+        if got == meta.version {
+            uploaded(meta, &mut summary, &mut index_changes);
         } else {
-            refused.push(meta.filename);
+            refused.push(meta);
         }
     }
     drop(results);
     if !refused.is_empty() {
         // Another client won: take the server's version of these files.
         let fresh = ctx.meta.file_info_map().await?;
-        for name in refused {
+        for ours in refused {
+            let name = ours.filename.clone();
             match fresh.get(&name) {
+                // Unless the server holds exactly our update: an attempt
+                // whose answer was lost applied it, and the retry found the
+                // version taken (UpdateFile carries no session).
+                Some(meta) if meta.version == ours.version && meta.block_hash_list == ours.block_hash_list => {
+                    uploaded(ours, &mut summary, &mut index_changes);
+                }
                 Some(meta) if refuse_remote(&name, meta).is_none() => downloads.push(meta.clone()),
                 _ => {
                     let w = format!("{name}: the server refused the update and has no usable version");

@@ -374,6 +374,25 @@ async fn refused_update_falls_back_to_download() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_applied_by_an_attempt_whose_answer_was_lost_counts_as_ours() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"mine").unwrap();
+    // The server already holds exactly the update this client is about to
+    // send (a first attempt applied it, its answer was lost): the retry is
+    // answered -1, and the client must not take it for another's win.
+    fakes.meta.sneak_in.lock().unwrap().push(FileMetaData {
+        filename: "f".into(),
+        version: 1,
+        block_hash_list: vec![block_hash(b"mine")],
+    });
+    let s = sync(&opts(dir.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!((s.files_up, s.files_down), (1, 0));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(Index::open(dir.path()).unwrap().load().unwrap()["f"].version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_basedir_is_a_usage_error() {
     let fakes = serve_fakes(1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
