@@ -662,6 +662,17 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         }
     }
 
+    // A seed whose clients got no answer at all checked nothing.
+    if !driver.history.iter().any(|op| op.result.is_some()) {
+        return Err(fail(
+            &sim,
+            Violation {
+                property: "progress",
+                detail: "no client operation completed in the whole run".into(),
+            },
+        ));
+    }
+
     // Durability: every acknowledged write is in the committed log at the
     // version it was acknowledged with, and every node holds the same state.
     for op in &driver.history {

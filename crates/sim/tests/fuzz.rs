@@ -85,3 +85,11 @@ fn replay() {
         Err(f) => panic!("{f}"),
     }
 }
+
+#[test]
+fn a_run_in_which_no_client_got_an_answer_fails() {
+    let mut plan = Plan::for_seed(0);
+    plan.clients = 0;
+    let failure = run_plan(plan, false).expect_err("a run that checked nothing must not pass");
+    assert_eq!(failure.violation.property, "progress");
+}
