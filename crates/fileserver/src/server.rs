@@ -204,14 +204,12 @@ where
                     debug_assert!(consumed > 0 && consumed <= buf.len() - start);
                     start += consumed;
                     execute(req).await.encode(&mut out);
-                    idle_deadline = Instant::now() + timeouts.idle;
                     // Bounded output: a client pipelining many reads of big
                     // files gets them as they come, and TCP backpressure
                     // stops us if it does not read.
                     if out.len() >= FLUSH_BYTES {
                         write_within(&mut stream, &out, timeouts.write_stall).await?;
                         out.clear();
-                        idle_deadline = Instant::now() + timeouts.idle;
                     }
                 }
                 Parsed::Error {
@@ -226,7 +224,6 @@ where
                     }
                     debug_assert!(consumed > 0 && consumed <= buf.len() - start);
                     start += consumed;
-                    idle_deadline = Instant::now() + timeouts.idle;
                 }
             }
         }
@@ -234,6 +231,8 @@ where
         if !out.is_empty() {
             write_within(&mut stream, &out, timeouts.write_stall).await?;
             out.clear();
+        }
+        if start > 0 {
             // Idle counts from the last answer, however long it took to send.
             idle_deadline = Instant::now() + timeouts.idle;
         }
