@@ -26,7 +26,9 @@
 //! runs in the background while receiving goes on, and at the end sorts the
 //! small buckets of the last run (in parallel) and writes the output. Bounded channels carry
 //! the frames, so memory stays within the budget and a slow disk slows the
-//! senders down (TCP backpressure) rather than filling memory.
+//! senders down (TCP backpressure) rather than filling memory. Frame sizes
+//! come from each server's own budget, so a receiver cuts a peer's frames
+//! into pieces of its own frame size before they reach the channel.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -313,6 +315,7 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
             my_id,
             n,
             options.io_timeout,
+            plan.frame_bytes,
             frames_tx.clone(),
             events_tx.clone(),
             open_streams.clone(),
@@ -491,6 +494,7 @@ fn spawn_acceptor(
     my_id: u32,
     n: usize,
     io_timeout: Duration,
+    frame_bytes: usize,
     frames: SyncSender<Vec<u8>>,
     events: Sender<Event>,
     open_streams: Arc<Mutex<Vec<TcpStream>>>,
@@ -538,7 +542,7 @@ fn spawn_acceptor(
                     if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), streams.lock()) {
                         list.push(clone);
                     }
-                    let event = match receive(stream, addr, peer, my_id, n, io_timeout, &peer_frames) {
+                    let event = match receive(stream, addr, peer, my_id, n, io_timeout, frame_bytes, &peer_frames) {
                         Ok((peer, records)) => Event::PeerDone { peer, records },
                         Err(e) => Event::Failed(e),
                     };
@@ -624,8 +628,10 @@ fn receive(
     my_id: u32,
     n: usize,
     timeout: Duration,
+    chunk_bytes: usize,
     frames: &SyncSender<Vec<u8>>,
 ) -> Result<(u32, u64)> {
+    assert!(chunk_bytes >= RECORD_LEN && chunk_bytes.is_multiple_of(RECORD_LEN));
     let who = format!("server {peer} ({addr})");
     stream
         .set_read_timeout(Some(timeout))
@@ -643,20 +649,28 @@ fn receive(
                 if len == 0 || !len.is_multiple_of(RECORD_LEN) || len > MAX_FRAME_BYTES {
                     return Err(Error::Net(format!("{who} sent a data frame of {len} bytes")));
                 }
-                let mut data = vec![0u8; len];
-                stream.read_exact(&mut data).map_err(|e| read_error(&who, e, timeout))?;
-                if let Some(r) = data
-                    .chunks_exact(RECORD_LEN)
-                    .position(|r| destination(key_prefix(r), bits) != my_id as usize)
-                {
-                    return Err(Error::Net(format!(
-                        "{who} sent record {} that belongs to another server",
-                        received + r as u64
-                    )));
-                }
-                received += (len / RECORD_LEN) as u64;
-                if frames.send(data).is_err() {
-                    return Err(Error::Net("the local sorter stopped".into()));
+                // The peer sized its frames from its own budget: hand the
+                // sorter pieces of at most our frame size, so what a receiver
+                // holds is bounded by our `--memory`, not by the peer's.
+                let mut left = len;
+                while left > 0 {
+                    let piece = left.min(chunk_bytes);
+                    let mut data = vec![0u8; piece];
+                    stream.read_exact(&mut data).map_err(|e| read_error(&who, e, timeout))?;
+                    if let Some(r) = data
+                        .chunks_exact(RECORD_LEN)
+                        .position(|r| destination(key_prefix(r), bits) != my_id as usize)
+                    {
+                        return Err(Error::Net(format!(
+                            "{who} sent record {} that belongs to another server",
+                            received + r as u64
+                        )));
+                    }
+                    received += (piece / RECORD_LEN) as u64;
+                    left -= piece;
+                    if frames.send(data).is_err() {
+                        return Err(Error::Net("the local sorter stopped".into()));
+                    }
                 }
             }
             TAG_END => {
@@ -929,6 +943,38 @@ servers:
             assert!(d >= last);
             last = d;
         }
+    }
+
+    /// A peer with a larger budget sends frames of up to `MAX_FRAME_BYTES`;
+    /// the receiver must still hand the sorter pieces of its own frame size.
+    #[test]
+    fn a_peers_large_frames_reach_the_sorter_in_pieces_of_our_frame_size() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let records = MAX_FRAME_BYTES / RECORD_LEN;
+        let sender = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            // Records for server 0 of 2: the key's top bit is clear.
+            let data: Vec<u8> = (0..MAX_FRAME_BYTES).map(|i| (i % 100) as u8 & 0x7f).collect();
+            s.write_all(&[TAG_DATA]).unwrap();
+            s.write_all(&(MAX_FRAME_BYTES as u32).to_be_bytes()).unwrap();
+            s.write_all(&data).unwrap();
+            s.write_all(&[TAG_END]).unwrap();
+            s.write_all(&(records as u64).to_be_bytes()).unwrap();
+            data
+        });
+        let (stream, from) = listener.accept().unwrap();
+        let (tx, rx) = mpsc::sync_channel(records);
+        let chunk = 30 * RECORD_LEN;
+        let (peer, got) = receive(stream, from, 1, 0, 2, Duration::from_secs(10), chunk, &tx).unwrap();
+        assert_eq!((peer, got), (1, records as u64));
+        drop(tx);
+        let pieces: Vec<Vec<u8>> = rx.iter().collect();
+        assert!(
+            pieces.iter().all(|p| !p.is_empty() && p.len() <= chunk),
+            "a piece exceeds {chunk} bytes"
+        );
+        assert_eq!(pieces.concat(), sender.join().unwrap());
     }
 
     #[test]
