@@ -226,22 +226,10 @@ fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
 /// snapshot's, stops the node: applying on from it would break the store's
 /// order of indexes.
 fn restore_snapshot(s: &Snapshot) -> Store {
-    match restore_store_at(&s.data, s.meta.index) {
+    match Store::restore_at(&s.data, s.meta.index) {
         Ok(store) => store,
         Err(e) => fatal("restoring a snapshot received from the leader", e),
     }
-}
-
-/// Restores a store from snapshot `data` that must be applied up to `index`.
-pub fn restore_store_at(data: &[u8], index: u64) -> Result<Store, String> {
-    let store = Store::restore(data).map_err(|e| e.to_string())?;
-    if store.applied_index() != index {
-        return Err(format!(
-            "the snapshot is at index {index} but its store is applied to {}",
-            store.applied_index()
-        ));
-    }
-    Ok(store)
 }
 
 impl Driver {
@@ -992,20 +980,6 @@ pub fn wal_meta(m: &SnapshotMeta) -> WalSnapshotMeta {
 mod tests {
     use super::*;
     use triton_raft::HardState;
-
-    #[test]
-    fn a_snapshot_whose_store_is_at_another_index_is_refused() {
-        let mut store = Store::default();
-        for i in 1..=5 {
-            store.skip(i);
-        }
-        let data = store.snapshot();
-        assert_eq!(restore_store_at(&data, 5).map(|s| s.applied_index()), Ok(5));
-        let err = restore_store_at(&data, 4).map(|_| ()).unwrap_err();
-        assert!(err.contains("applied to 5"), "{err}");
-        assert!(restore_store_at(&data, 6).is_err());
-        assert!(restore_store_at(b"garbage", 5).is_err());
-    }
 
     fn entry(index: Index) -> Entry {
         Entry {

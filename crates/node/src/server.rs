@@ -88,9 +88,8 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
             use prost::Message as _;
             let pb = triton_proto::raft::Membership::decode(&meta.membership[..])
                 .context("decoding the snapshot's membership")?;
-            let store = crate::driver::restore_store_at(&data, meta.index)
-                .map_err(anyhow::Error::msg)
-                .context("restoring the store from the snapshot")?;
+            let store =
+                triton_store::Store::restore_at(&data, meta.index).context("restoring the store from the snapshot")?;
             let snapshot = Snapshot {
                 meta: triton_raft::SnapshotMeta {
                     index: meta.index,

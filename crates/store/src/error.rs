@@ -43,4 +43,13 @@ pub enum StoreError {
     /// (unsorted keys, a version above the applied index, ...).
     #[error("invalid snapshot: {0}")]
     Invalid(String),
+    /// The snapshot's store is applied to another index than the one its
+    /// Raft metadata names: applying on from it would skip or repeat entries.
+    #[error("the snapshot is at index {expected} but its store is applied to {applied}")]
+    WrongIndex {
+        /// Index the snapshot's metadata names.
+        expected: u64,
+        /// Index the store inside it is applied to.
+        applied: u64,
+    },
 }

@@ -93,6 +93,20 @@ impl Store {
         out
     }
 
+    /// [`Store::restore`], for a snapshot whose Raft metadata says it is at
+    /// `index`: a store applied to any other index is refused, because the
+    /// node would apply on from the wrong place.
+    pub fn restore_at(data: &[u8], index: u64) -> Result<Store, StoreError> {
+        let store = Store::restore(data)?;
+        if store.applied_index() != index {
+            return Err(StoreError::WrongIndex {
+                expected: index,
+                applied: store.applied_index(),
+            });
+        }
+        Ok(store)
+    }
+
     /// Rebuilds a store from [`Store::snapshot`] bytes, including its
     /// [`StoreOptions`].
     ///

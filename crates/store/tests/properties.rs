@@ -806,3 +806,23 @@ fn a_format_1_snapshot_restores_with_its_clock_at_zero() {
         triton_store::snapshot::SNAPSHOT_FORMAT_VERSION.to_le_bytes()
     );
 }
+
+#[test]
+fn a_snapshot_whose_store_is_at_another_index_than_its_metadata_is_refused() {
+    let mut store = Store::default();
+    for i in 1..=5 {
+        store.skip(i);
+    }
+    let data = store.snapshot();
+    assert_eq!(Store::restore_at(&data, 5).map(|s| s.applied_index()), Ok(5));
+    for index in [4, 6] {
+        match Store::restore_at(&data, index) {
+            Err(StoreError::WrongIndex { expected, applied: 5 }) => assert_eq!(expected, index),
+            other => panic!("index {index}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Store::restore_at(b"garbage", 5),
+        Err(StoreError::SnapshotTooShort { .. })
+    ));
+}
