@@ -387,6 +387,14 @@ impl Driver {
                     if !crashed.is_empty() && self.rng.random_bool(0.6) {
                         let id = crashed[self.rng.random_range(0..crashed.len())];
                         sim.restart(id);
+                    } else if self.rng.random_bool(0.2) {
+                        // Power loss: every node at once, so no survivor
+                        // remembers what the rest forgot; they come back
+                        // one at a time.
+                        sim.trace(format_args!("power loss"));
+                        for id in sim.ids() {
+                            sim.crash(id);
+                        }
                     } else {
                         let id = self.rng.random_range(1..=n);
                         sim.crash(id);
