@@ -13,6 +13,7 @@
 //! `max_open_files`.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,11 +108,14 @@ impl CachedFile {
     }
 }
 
-/// Per-site maps from the URL as sent to a cached file.
+/// Per-site maps from the path a URL names (decoded and normalised by
+/// [`crate::resolve::relative_path`], query dropped) to a cached file. Keyed
+/// by that path, not by the URL as sent: spellings of one file (`/a?1`,
+/// `/a?2`, `/%61`) share one entry instead of each holding a descriptor.
 #[derive(Debug)]
 pub struct FileCache {
     config: CacheConfig,
-    sites: Vec<Mutex<HashMap<Box<str>, Arc<CachedFile>>>>,
+    sites: Vec<Mutex<HashMap<Box<Path>, Arc<CachedFile>>>>,
     total_bytes: AtomicU64,
     open_files: AtomicUsize,
 }
@@ -138,7 +142,7 @@ impl FileCache {
     }
 
     /// The fresh entry for `target` on `site`, dropping it if expired.
-    pub fn get(&self, site: usize, target: &str, now: Instant) -> Option<Arc<CachedFile>> {
+    pub fn get(&self, site: usize, target: &Path, now: Instant) -> Option<Arc<CachedFile>> {
         let mut map = self.sites.get(site)?.lock().ok()?;
         let entry = map.get(target)?;
         if now.saturating_duration_since(entry.loaded_at) < self.config.ttl {
@@ -150,7 +154,7 @@ impl FileCache {
         None
     }
 
-    fn release(&self, key: &str, file: &CachedFile) {
+    fn release(&self, key: &Path, file: &CachedFile) {
         self.total_bytes.fetch_sub(charge(key, file), Ordering::Relaxed);
         self.open_files.fetch_sub(file.body.descriptors(), Ordering::Relaxed);
     }
@@ -161,10 +165,16 @@ impl FileCache {
     }
 
     /// Caches `file` for `target` if it fits the budget (after dropping
-    /// expired entries of this site if needed). Returns whether it did.
-    pub fn insert(&self, site: usize, target: &str, file: Arc<CachedFile>, now: Instant) -> bool {
+    /// expired entries, of every site, if needed). Returns whether it did.
+    pub fn insert(&self, site: usize, target: &Path, file: Arc<CachedFile>, now: Instant) -> bool {
         if self.config.ttl.is_zero() || file.body.memory_bytes() > self.config.max_file_bytes {
             return false;
+        }
+        let cost = charge(target, &file);
+        let descriptors = file.body.descriptors();
+        if !self.fits(cost, descriptors) {
+            // One site at a time (never two locks at once).
+            self.sweep(now);
         }
         let Some(slot) = self.sites.get(site) else {
             return false;
@@ -172,13 +182,28 @@ impl FileCache {
         let Ok(mut map) = slot.lock() else {
             return false;
         };
-        let cost = charge(target, &file);
-        let descriptors = file.body.descriptors();
         if let Some(old) = map.remove(target) {
             self.release(target, &old);
         }
         if !self.fits(cost, descriptors) {
-            let ttl = self.config.ttl;
+            return false;
+        }
+        map.insert(target.into(), file);
+        self.total_bytes.fetch_add(cost, Ordering::Relaxed);
+        self.open_files.fetch_add(descriptors, Ordering::Relaxed);
+        true
+    }
+
+    /// Drops every expired entry of every site, closing their descriptors.
+    /// Called when an insert finds the cache full, and periodically by the
+    /// server, so that entries nobody asks for again (say, of a file since
+    /// deleted, whose disk space an open descriptor keeps) do not linger.
+    pub fn sweep(&self, now: Instant) {
+        let ttl = self.config.ttl;
+        for slot in &self.sites {
+            let Ok(mut map) = slot.lock() else {
+                continue;
+            };
             let mut expired = Vec::new();
             map.retain(|key, entry| {
                 let keep = now.saturating_duration_since(entry.loaded_at) < ttl;
@@ -190,14 +215,7 @@ impl FileCache {
             for (key, entry) in &expired {
                 self.release(key, entry);
             }
-            if !self.fits(cost, descriptors) {
-                return false;
-            }
         }
-        map.insert(target.into(), file);
-        self.total_bytes.fetch_add(cost, Ordering::Relaxed);
-        self.open_files.fetch_add(descriptors, Ordering::Relaxed);
-        true
     }
 
     /// Descriptors currently held open by the cache.
@@ -211,8 +229,8 @@ impl FileCache {
     }
 }
 
-fn charge(key: &str, file: &CachedFile) -> u64 {
-    key.len() as u64 + file.body.memory_bytes() + ENTRY_OVERHEAD
+fn charge(key: &Path, file: &CachedFile) -> u64 {
+    key.as_os_str().len() as u64 + file.body.memory_bytes() + ENTRY_OVERHEAD
 }
 
 #[cfg(test)]
@@ -238,17 +256,20 @@ mod tests {
         };
         let cache = FileCache::new(config, 1);
         let t0 = Instant::now();
-        assert!(cache.insert(0, "/a", descriptor(t0), t0));
-        assert!(cache.insert(0, "/b", descriptor(t0), t0));
-        assert!(!cache.insert(0, "/c", descriptor(t0), t0), "over the descriptor cap");
+        assert!(cache.insert(0, Path::new("/a"), descriptor(t0), t0));
+        assert!(cache.insert(0, Path::new("/b"), descriptor(t0), t0));
+        assert!(
+            !cache.insert(0, Path::new("/c"), descriptor(t0), t0),
+            "over the descriptor cap"
+        );
         assert_eq!(cache.open_files(), 2);
         // Replacing an entry does not leak its count.
-        assert!(cache.insert(0, "/b", descriptor(t0), t0));
+        assert!(cache.insert(0, Path::new("/b"), descriptor(t0), t0));
         assert_eq!(cache.open_files(), 2);
         // A descriptor costs no body bytes.
         assert_eq!(cache.total_bytes(), 4 + 2 * ENTRY_OVERHEAD);
         let later = t0 + Duration::from_secs(2);
-        assert!(cache.insert(0, "/c", descriptor(later), later));
+        assert!(cache.insert(0, Path::new("/c"), descriptor(later), later));
         assert_eq!(cache.open_files(), 1);
     }
 
@@ -260,12 +281,12 @@ mod tests {
         };
         let cache = FileCache::new(config, 2);
         let t0 = Instant::now();
-        assert!(cache.insert(0, "/a", file(10, t0), t0));
-        assert!(cache.get(0, "/a", t0 + Duration::from_millis(999)).is_some());
-        assert!(cache.get(1, "/a", t0).is_none(), "sites are separate");
-        assert!(cache.get(0, "/a", t0 + Duration::from_secs(1)).is_none());
+        assert!(cache.insert(0, Path::new("/a"), file(10, t0), t0));
+        assert!(cache.get(0, Path::new("/a"), t0 + Duration::from_millis(999)).is_some());
+        assert!(cache.get(1, Path::new("/a"), t0).is_none(), "sites are separate");
+        assert!(cache.get(0, Path::new("/a"), t0 + Duration::from_secs(1)).is_none());
         assert_eq!(cache.total_bytes(), 0);
-        assert!(cache.get(7, "/a", t0).is_none(), "unknown site is a miss");
+        assert!(cache.get(7, Path::new("/a"), t0).is_none(), "unknown site is a miss");
     }
 
     #[test]
@@ -278,14 +299,36 @@ mod tests {
         };
         let cache = FileCache::new(config, 1);
         let t0 = Instant::now();
-        assert!(!cache.insert(0, "/big", file(1001, t0), t0));
-        assert!(cache.insert(0, "/a", file(1000, t0), t0));
-        assert!(!cache.insert(0, "/b", file(1000, t0), t0), "over budget");
+        assert!(!cache.insert(0, Path::new("/big"), file(1001, t0), t0));
+        assert!(cache.insert(0, Path::new("/a"), file(1000, t0), t0));
+        assert!(!cache.insert(0, Path::new("/b"), file(1000, t0), t0), "over budget");
         assert!(cache.total_bytes() <= 2000);
         // Once /a has expired, its room is reclaimed.
         let later = t0 + Duration::from_secs(2);
-        assert!(cache.insert(0, "/b", file(1000, later), later));
+        assert!(cache.insert(0, Path::new("/b"), file(1000, later), later));
         assert_eq!(cache.total_bytes(), 1000 + 2 + ENTRY_OVERHEAD);
+    }
+
+    /// Expired entries of other sites make room too, and a sweep closes
+    /// every expired descriptor even if nobody asks for its file again.
+    #[test]
+    fn expired_descriptors_of_every_site_are_closed() {
+        let config = CacheConfig {
+            max_open_files: 2,
+            ..CacheConfig::default()
+        };
+        let cache = FileCache::new(config, 2);
+        let t0 = Instant::now();
+        assert!(cache.insert(0, Path::new("a"), descriptor(t0), t0));
+        assert!(cache.insert(0, Path::new("b"), descriptor(t0), t0));
+        let later = t0 + Duration::from_secs(2);
+        assert!(
+            cache.insert(1, Path::new("c"), descriptor(later), later),
+            "site 0's expired entries make room"
+        );
+        assert_eq!(cache.open_files(), 1);
+        cache.sweep(later + Duration::from_secs(2));
+        assert_eq!((cache.open_files(), cache.total_bytes()), (0, 0));
     }
 
     #[test]
@@ -296,7 +339,7 @@ mod tests {
         };
         let cache = FileCache::new(config, 1);
         let t0 = Instant::now();
-        assert!(!cache.insert(0, "/a", file(1, t0), t0));
-        assert!(cache.get(0, "/a", t0).is_none());
+        assert!(!cache.insert(0, Path::new("/a"), file(1, t0), t0));
+        assert!(cache.get(0, Path::new("/a"), t0).is_none());
     }
 }

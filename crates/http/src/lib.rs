@@ -13,6 +13,14 @@
 //! * [`cache`] keeps recently served files for a short time: small ones in
 //!   memory, large ones as open descriptors to `sendfile` from;
 //! * [`server`] ties them together over tokio sockets.
+//!
+//! Limits, so no client can exhaust the process: request heads of at most
+//! 8 KiB and 64 headers; a GET carrying a body is a 400; connections at once
+//! and cached descriptors are both sized from the open-file limit (which
+//! `triton` raises to its hard limit at startup), and further clients wait in
+//! the listen backlog; the cache is keyed by the file a URL names, so query
+//! strings and spellings of one URL share an entry, and expired entries are
+//! swept every TTL.
 
 pub mod cache;
 pub mod content_type;
@@ -34,6 +42,14 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
 }
 
+/// [`parse_duration`] for a timeout, which must be more than zero.
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!("timeout {text:?} must be more than zero")),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +61,8 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("five seconds").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_timeout("0s").is_err());
+        assert_eq!(parse_timeout("2s").unwrap(), Duration::from_secs(2));
     }
 }

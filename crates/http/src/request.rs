@@ -42,10 +42,14 @@ impl Request {
     }
 
     /// Whether the client asked to close the connection after this response
-    /// (`Connection: close`, matched as a case-insensitive token).
+    /// (`Connection: close`, matched as a case-insensitive token in any of
+    /// the `Connection` headers: repeated headers are one list, RFC 9110 §5.3).
     pub fn wants_close(&self) -> bool {
-        self.header("Connection")
-            .is_some_and(|value| value.split(',').any(|token| token.trim().eq_ignore_ascii_case("close")))
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case("Connection"))
+            .flat_map(|(_, value)| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("close"))
     }
 }
 
@@ -84,6 +88,8 @@ pub enum BadRequest {
     TooLong,
     #[error("request has more than {MAX_HEADERS} headers")]
     TooManyHeaders,
+    #[error("a GET request must not carry a body (Content-Length or Transfer-Encoding)")]
+    Body,
 }
 
 /// Parses the request head at the start of `buf`.
@@ -148,6 +154,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Parse, BadRequest> {
             }
         }
         headers.push((name, value));
+    }
+    // A GET has no body here; one announced would be read as the next
+    // request and put the connection out of step, so it is refused.
+    let body = headers
+        .iter()
+        .any(|(name, value)| (name == "Content-Length" && value.trim() != "0") || name == "Transfer-Encoding");
+    if body {
+        return Err(BadRequest::Body);
     }
     match hosts {
         0 => return Err(BadRequest::MissingHost),
@@ -259,6 +273,29 @@ mod tests {
         assert_eq!(request.headers, headers(&[("Host", "test")]));
         assert_eq!(request.host(), "test");
         assert!(!request.wants_close());
+    }
+
+    #[test]
+    fn close_in_any_connection_header_counts() {
+        let (request, _) =
+            complete(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n");
+        assert!(request.wants_close());
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n");
+        assert!(request.wants_close());
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
+        assert!(!request.wants_close());
+    }
+
+    #[test]
+    fn a_request_with_a_body_is_bad() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(parse_request(head), Err(BadRequest::Body));
+        }
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(request.target, "/");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! rules are fixed by the spec so tests can compare responses byte for byte.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The three statuses TritonHTTP uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +111,13 @@ fn format_u64(buf: &mut [u8; 20], mut value: u64) -> &str {
 }
 
 /// Formats a time as an IMF-fixdate (`Tue, 19 Oct 2021 18:12:55 GMT`).
+/// Times outside 1970-9999, which the format cannot hold (httpdate panics
+/// on them), are clamped: a file dated 1969 is still served.
 pub fn http_date(time: SystemTime) -> String {
-    httpdate::fmt_http_date(time)
+    /// 9999-12-31T23:59:59Z.
+    const LATEST: Duration = Duration::from_secs(253_402_300_799);
+    let latest = SystemTime::UNIX_EPOCH + LATEST;
+    httpdate::fmt_http_date(time.clamp(SystemTime::UNIX_EPOCH, latest))
 }
 
 /// Parses an HTTP date, accepting only the IMF-fixdate form this server
@@ -151,6 +156,17 @@ mod tests {
         let mut out = Vec::new();
         write_head(&mut out, status, close, DATE, content);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn dates_outside_the_format_are_clamped_not_a_panic() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(http_date(UNIX_EPOCH - day), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date(UNIX_EPOCH + day * 365 * 9000),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(http_date(UNIX_EPOCH + day), "Fri, 02 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

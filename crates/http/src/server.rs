@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::cache::{CacheConfig, CachedBody, CachedFile, FileCache};
 use crate::content_type;
 use crate::request::{parse_request, Parse, Request, MAX_HEAD_BYTES};
-use crate::resolve::resolve;
+use crate::resolve::{relative_path, resolve_relative};
 use crate::response::{http_date, with_date_now, write_head, write_ok, Content, Status};
 use crate::sites::Sites;
 
@@ -58,21 +58,28 @@ pub struct ServerConfig {
     /// Per-request read timeout.
     pub read_timeout: Duration,
     pub cache: CacheConfig,
+    /// Connections served at once; further clients wait in the listen
+    /// backlog. Each costs a descriptor and its buffers, so the command sizes
+    /// this from the open-file limit.
+    pub max_connections: usize,
 }
 
 struct Shared {
     sites: Sites,
     read_timeout: Duration,
     cache: FileCache,
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
     fn new(config: ServerConfig) -> Shared {
+        assert!(config.max_connections > 0, "a server needs room for one connection");
         let cache = FileCache::new(config.cache, config.sites.len());
         Shared {
             sites: config.sites,
             read_timeout: config.read_timeout,
             cache,
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
         }
     }
 }
@@ -103,13 +110,30 @@ impl Server {
     /// file descriptors) are reported and retried after a short pause
     /// rather than ending the server.
     pub async fn run(self) -> io::Result<()> {
+        let ttl = self.shared.cache.config().ttl;
+        if !ttl.is_zero() {
+            // Close the descriptors of entries nobody asks for again.
+            let shared = Arc::downgrade(&self.shared);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(ttl.max(Duration::from_secs(1)));
+                loop {
+                    every.tick().await;
+                    let Some(shared) = shared.upgrade() else { return };
+                    shared.cache.sweep(StdInstant::now());
+                }
+            });
+        }
         loop {
+            let Ok(permit) = Arc::clone(&self.shared.connections).acquire_owned().await else {
+                return Ok(());
+            };
             match self.listener.accept().await {
                 Ok((stream, _peer)) => {
                     let shared = Arc::clone(&self.shared);
                     tokio::spawn(async move {
                         // Peers resetting or vanishing is routine; nothing to report.
                         let _ = serve_connection(stream, shared).await;
+                        drop(permit);
                     });
                 }
                 Err(err) => {
@@ -160,7 +184,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Res
     let mut start = 0usize;
     let mut output: Vec<u8> = Vec::with_capacity(4096);
     let end = 'requests: loop {
-        let deadline = Instant::now() + shared.read_timeout;
+        let mut deadline = Instant::now() + shared.read_timeout;
         let request = loop {
             match parse_request(&input[start..]) {
                 Ok(Parse::Complete { request, consumed }) => {
@@ -174,6 +198,11 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Res
             if !output.is_empty() {
                 stall_guard(stream.write_all(&output)).await?;
                 output.clear();
+                // Time spent writing to a slow reader is not the next
+                // request's: its timeout starts now, unless part of it came.
+                if start == input.len() {
+                    deadline = Instant::now() + shared.read_timeout;
+                }
             }
             input.drain(..start);
             start = 0;
@@ -238,18 +267,18 @@ async fn respond(
     output: &mut Vec<u8>,
     stream: &mut TcpStream,
 ) -> io::Result<()> {
-    let file = match shared.sites.lookup(request.host()) {
-        None => None,
-        Some(site) => match shared.cache.get(site, &request.target, StdInstant::now()) {
+    let site = shared.sites.lookup(request.host());
+    let file = match (site, relative_path(&request.target)) {
+        (Some(site), Ok(relative)) => match shared.cache.get(site, &relative, StdInstant::now()) {
             Some(file) => Some(file),
             None => {
                 let shared = Arc::clone(shared);
-                let target = request.target.clone();
-                tokio::task::spawn_blocking(move || load(&shared, site, &target))
+                tokio::task::spawn_blocking(move || load(&shared, site, &relative))
                     .await
                     .unwrap_or(None)
             }
         },
+        _ => None,
     };
     let Some(file) = file else {
         with_date_now(|date| write_head(output, Status::NotFound, close, date, None));
@@ -282,15 +311,17 @@ async fn respond(
     Ok(())
 }
 
-/// Resolves and opens (and for small files reads) the file for `target`,
-/// caching the result; `None` means 404. Blocking: runs on the blocking pool.
-fn load(shared: &Shared, site: usize, target: &str) -> Option<Arc<CachedFile>> {
-    let resolved = resolve(shared.sites.root(site), target).ok()?;
-    let content_type = content_type::for_path(&resolved.path);
+/// Resolves and opens (and for small files reads) the file the URL path
+/// `relative` names, caching the result; `None` means 404. Blocking: runs on
+/// the blocking pool.
+fn load(shared: &Shared, site: usize, relative: &std::path::Path) -> Option<Arc<CachedFile>> {
+    let resolved = resolve_relative(shared.sites.root(site), relative).ok()?;
+    // The type the URL names (as nginx does), not a symlink target's name.
+    let content_type = content_type::for_path(relative);
     let modified = resolved.metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let last_modified = http_date(modified);
     let length = resolved.metadata.len();
-    let file = std::fs::File::open(&resolved.path).ok()?;
+    let file = resolved.file;
     let body = if shared.cache.in_memory(length) {
         // Read at most `length` bytes: the file may change under us, and
         // the Content-Length we promise must match the body we send.
@@ -309,7 +340,7 @@ fn load(shared: &Shared, site: usize, target: &str) -> Option<Arc<CachedFile>> {
     };
     let now = StdInstant::now();
     let cached = Arc::new(CachedFile::new(body, content_type, last_modified, now));
-    shared.cache.insert(site, target, Arc::clone(&cached), now);
+    shared.cache.insert(site, relative, Arc::clone(&cached), now);
     Some(cached)
 }
 

@@ -26,6 +26,8 @@ pub enum SitesError {
     DuplicateHost(String),
     #[error("host name {0:?} is empty or contains ':', '/' or whitespace")]
     BadHostName(String),
+    #[error("docRoot {0:?} must be a path below --docroot (relative, without '..')")]
+    DocRootOutside(PathBuf),
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +88,13 @@ impl Sites {
             let name = entry.host_name.to_ascii_lowercase();
             if name.is_empty() || name.chars().any(|c| c == ':' || c == '/' || c.is_whitespace()) {
                 return Err(SitesError::BadHostName(entry.host_name));
+            }
+            let below = entry
+                .doc_root
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+            if !below {
+                return Err(SitesError::DocRootOutside(entry.doc_root));
             }
             let root = canonical_dir(&docroot.join(&entry.doc_root))?;
             let index = roots.len();
@@ -220,6 +229,13 @@ mod tests {
             Sites::from_yaml(dir.path(), port),
             Err(SitesError::BadHostName(_))
         ));
+        for outside in ["/etc", "../htdocs1", "htdocs1/../.."] {
+            let yaml = format!("virtual_hosts:\n  - {{hostName: a, docRoot: '{outside}'}}\n");
+            assert!(
+                matches!(Sites::from_yaml(dir.path(), &yaml), Err(SitesError::DocRootOutside(_))),
+                "{outside}"
+            );
+        }
         let typo = "virtual_host:\n  - {hostName: a, docRoot: htdocs1}\n";
         assert!(matches!(
             Sites::from_yaml(dir.path(), typo),

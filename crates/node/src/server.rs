@@ -136,29 +136,6 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
     })
 }
 
-/// Raises the soft limit on open files to the hard limit (as Go's runtime
-/// does): Debian's default soft limit of 1024 is what the file server's
-/// connections alone may reach, and running out would fail the next WAL
-/// segment's creation, which stops the node.
-fn raise_open_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-                tracing::warn!("could not raise the open-file limit from {}", lim.rlim_cur);
-            }
-        }
-    }
-}
-
 /// The voters this node starts from when its log holds no configuration:
 /// fixed at its first start (the config's nodes, or none when joining) and
 /// kept in `<data_dir>/bootstrap`, so later edits of the config file (say,
@@ -203,7 +180,6 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let node = opts.config.node(opts.id)?.clone();
     let raft_id = ClusterConfig::raft_id(opts.id);
-    raise_open_file_limit();
     let listen: SocketAddr = tokio::net::lookup_host(&node.addr)
         .await
         .with_context(|| format!("resolving {}", node.addr))?

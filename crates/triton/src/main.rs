@@ -65,6 +65,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cmd::raise_open_file_limit();
     let result = match cli.command {
         Command::Bench(command) => cmd::bench::run(command),
         Command::Blockstore(args) => cmd::blockstore::run(args),

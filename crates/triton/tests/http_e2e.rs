@@ -5,7 +5,7 @@
 //! exactly. Servers run with a 300 ms read timeout so timeouts are quick.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,10 +112,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A server with virtual hosts website1 and website2, caching files up to
 /// CACHE_MAX_FILE bytes and sending bigger ones with sendfile.
 fn start_virtual_hosts() -> Server {
@@ -146,33 +142,48 @@ fn start_single_root() -> Server {
     start(tree, docroot, &["--cache-ttl", "0s", "--timeout", READ_TIMEOUT])
 }
 
+/// Starts `triton http` on a port the kernel picks (`--port 0`), read from
+/// its `listening on` line: no window in which another test's server could
+/// take a port chosen in advance.
 fn start(tree: TempTree, docroot: PathBuf, extra: &[&str]) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_triton"))
-        .args(["http", "--bind", "127.0.0.1", "--port", &port.to_string()])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .args(["http", "--bind", "127.0.0.1", "--port", "0"])
         .arg("--docroot")
         .arg(&docroot)
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start triton http");
-    let mut server = Server {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            match line.rsplit_once("listening on http://127.0.0.1:") {
+                Some((_, port)) if !sent => {
+                    sent = tx.send(port.trim().parse::<u16>().ok()).is_ok();
+                }
+                // Pass the rest on, so the pipe never fills.
+                _ => eprintln!("{line}"),
+            }
+        }
+    });
+    let port = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some(port)) => port,
+        other => {
+            let _ = child.kill();
+            panic!("triton http did not report its port: {other:?}, {:?}", child.wait());
+        }
+    };
+    Server {
         child,
         port,
         docroot,
         tree,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            panic!("triton http exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
     }
-    server
 }
 
 // ---------------------------------------------------------------------------
@@ -374,6 +385,23 @@ fn partial_request_times_out_with_400() {
 
 #[test]
 fn timeout_restarts_for_each_request() {
+    // Three requests 1.3 s apart under a 2 s timeout: one deadline for the
+    // whole connection would end it before the third.
+    let server = start_virtual_hosts_with_timeout("2s");
+    let mut stream = connect(&server);
+    stream.write_all(get("/index.html", "website1").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    stream.write_all(get("/app.js", "website1").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    stream.write_all(get_close("/", "website2").as_bytes()).unwrap();
+    let mut want = ok(&server, "htdocs1/index.html", HTML, false);
+    want.extend(ok(&server, "htdocs1/app.js", "application/javascript", false));
+    want.extend(ok(&server, "htdocs2/index.html", HTML, true));
+    assert_bytes(&read_all(&mut stream), &want);
+}
+
+#[test]
+fn a_partial_request_after_a_response_times_out_with_400() {
     // After a full response an idle client is closed silently (ok_basic);
     // after a response and a partial request it gets a 400.
     let server = start_virtual_hosts();
@@ -432,13 +460,18 @@ fn ok_bad_ok_returns_only_ok_then_400() {
 
 #[test]
 fn one_idle_connection_does_not_block_another() {
-    let server = start_virtual_hosts();
+    // The idle connection's timeout (60 s) is far longer than the busy one
+    // may wait (10 s): a server serving one connection at a time fails.
+    let server = start_virtual_hosts_with_timeout("60s");
     let mut idle = connect(&server);
     idle.write_all(b"GET /index.html HTTP/1.1\r\n").unwrap();
     let mut busy = connect(&server);
     busy.write_all(get_close("/index.html", "website2").as_bytes()).unwrap();
     assert_bytes(&read_all(&mut busy), &ok(&server, "htdocs2/index.html", HTML, true));
-    assert_bytes(&read_all(&mut idle), &bad_request());
+    idle.write_all(b"Host: website1\r\nConnection: close\r\n\r\n").unwrap();
+    assert_bytes(&read_all(&mut idle), &ok(&server, "htdocs1/index.html", HTML, true));
+    drop(server);
+    let server = start_virtual_hosts();
     let mut silent = connect(&server);
     let mut other = connect(&server);
     other.write_all(get_close("/app.js", "website1").as_bytes()).unwrap();

@@ -26,7 +26,7 @@ pub struct HttpArgs {
     #[arg(long)]
     pub vh_config: Option<PathBuf>,
     /// Read timeout for each request (e.g. 5s, 300ms).
-    #[arg(long, default_value = "5s", value_parser = triton_http::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = triton_http::parse_timeout)]
     pub timeout: Duration,
     /// How long a resolved file may be served from the cache before re-checking the disk; 0s disables the cache.
     #[arg(long, default_value = "1s", value_parser = triton_http::parse_duration)]
@@ -45,6 +45,11 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
         Some(config) => Sites::from_yaml_file(&args.docroot, config)?,
         None => Sites::single(&args.docroot)?,
     };
+    // Descriptors: a quarter for cached files, the rest for connections
+    // and a reserve (the listener, logs, files being opened).
+    let files = super::raise_open_file_limit().min(1 << 20) as usize;
+    let max_open_files = (files / 4).min(CacheConfig::default().max_open_files);
+    let max_connections = files.saturating_sub(max_open_files + 64).max(1);
     let config = ServerConfig {
         listen: SocketAddr::new(args.bind, args.port),
         sites,
@@ -52,8 +57,10 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
         cache: CacheConfig {
             ttl: args.cache_ttl,
             max_file_bytes: args.cache_max_file_bytes,
+            max_open_files,
             ..CacheConfig::default()
         },
+        max_connections,
     };
     let listen = config.listen;
     triton_http::server::serve_blocking(config, args.workers, |addr| {

@@ -14,6 +14,34 @@ pub mod up;
 pub mod verify;
 pub mod wal;
 
+/// Raises the soft limit on open files to the hard limit (as Go's runtime
+/// does) and returns the limit now in force. Debian's default soft limit of
+/// 1024 is what a server's connections alone may reach: running out fails a
+/// node's next WAL segment (which stops it) or every accept of the HTTP
+/// server. Called once at startup, for every command.
+pub fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Resolves when the user asks the process to stop: Ctrl-C (SIGINT) or
 /// SIGTERM. Returns what happened, for the log line.
 pub async fn stop_signal() -> &'static str {
