@@ -12,13 +12,18 @@
 //! checked ([`is_block_hash`]) before they get near a path, so no request
 //! can name a file outside `DIR`.
 //!
+//! One process at a time: opening takes an exclusive `flock` on `DIR/LOCK`
+//! (as the storage crate does for its WAL directory), so a second block
+//! store on the same directory fails to start instead of cutting or
+//! overwriting the running one's packs.
+//!
 //! The index of stored hashes is kept in memory (rebuilt at start by
 //! verifying the packs and listing the legacy files), so
 //! `HasBlocks`/`MissingBlocks` for thousands of hashes answer without
 //! touching the disk.
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,10 +36,18 @@ use triton_proto::surfstore::block_store_server::{BlockStore, BlockStoreServer};
 use triton_proto::surfstore::{Block, BlockHash, BlockHashes, Success};
 
 use crate::hash::{block_hash, is_block_hash};
-use crate::pack::{Location, PackLog, Recovery, DEFAULT_PACK_LIMIT};
+use crate::pack::{Location, PackLog, Recovery, DEFAULT_PACK_LIMIT, MAX_RECORD_LEN};
 
 /// Default largest block accepted by `PutBlock` (16 MiB).
 pub const DEFAULT_MAX_BLOCK_BYTES: usize = 16 << 20;
+
+/// The largest `max_block_bytes` a store accepts: what the pack format can
+/// hold (so any block ever acknowledged is recovered, whatever the limit at
+/// the next start).
+pub const MAX_BLOCK_BYTES_LIMIT: usize = MAX_RECORD_LEN;
+
+/// The lock file in the block directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// Most hashes accepted in one `HasBlocks`/`MissingBlocks` call: bounds the
 /// work and the reply of one request (a 16 MiB request holds ~250k hashes).
@@ -67,6 +80,35 @@ pub struct BlockDir {
     present: RwLock<HashMap<[u8; 32], Option<Location>>>,
     packs: PackLog,
     recovery: Recovery,
+    /// Holds the exclusive `flock` on `LOCK` for as long as the store lives.
+    _lock: File,
+}
+
+/// Takes an exclusive, non-blocking `flock` on `root/LOCK` (released when
+/// the file is closed, including when the process dies).
+fn lock_dir(root: &Path) -> anyhow::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = root.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own and keep open; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(file);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        anyhow::bail!(
+            "block directory {} is in use by another block store ({} is locked)",
+            root.display(),
+            path.display()
+        );
+    }
+    Err(err).with_context(|| format!("locking {}", path.display()))
 }
 
 fn digest_of(hash: &str) -> Option<[u8; 32]> {
@@ -97,7 +139,13 @@ impl BlockDir {
     /// [`BlockDir::open`] with packs rotated past `pack_limit` bytes (small
     /// limits let tests cover rotation).
     pub fn open_with_pack_limit(root: &Path, max_block_bytes: usize, pack_limit: u64) -> anyhow::Result<BlockDir> {
+        anyhow::ensure!(
+            max_block_bytes <= MAX_BLOCK_BYTES_LIMIT,
+            "the largest block ({max_block_bytes} bytes) exceeds what the pack format holds ({MAX_BLOCK_BYTES_LIMIT})"
+        );
         fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        // Before touching anything: another store may be running on `root`.
+        let lock = lock_dir(root)?;
         let tmp = root.join(TMP_DIR);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
@@ -105,7 +153,7 @@ impl BlockDir {
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut present = HashMap::new();
         let pack_dir = root.join(PACK_DIR);
-        let (packs, recovery) = PackLog::open(&pack_dir, max_block_bytes, pack_limit, |digest, loc| {
+        let (packs, recovery) = PackLog::open(&pack_dir, pack_limit, |digest, loc| {
             present.entry(digest).or_insert(Some(loc));
         })
         .with_context(|| format!("opening the packs in {}", pack_dir.display()))?;
@@ -131,6 +179,7 @@ impl BlockDir {
             present: RwLock::new(present),
             packs,
             recovery,
+            _lock: lock,
         })
     }
 
@@ -551,9 +600,48 @@ mod tests {
         let legacy = block_hash(b"legacy");
         fs::create_dir_all(t.path().join(&legacy[..2])).unwrap();
         fs::write(block_path(t.path(), &legacy).unwrap(), b"legacy").unwrap();
+        drop(d);
         let d = BlockDir::open(t.path(), 1024).unwrap();
         fs::write(block_path(t.path(), &legacy).unwrap(), b"evil").unwrap();
         assert!(matches!(d.get(&legacy), Err(BlockError::Corrupt(_))));
         assert!(d.get(&h).is_err(), "the rotten record is not indexed after reopen");
+    }
+
+    #[test]
+    fn a_smaller_limit_at_restart_keeps_every_stored_block() {
+        let t = tempfile::tempdir().unwrap();
+        let blocks: Vec<Vec<u8>> = vec![vec![1; 100], vec![2; 5000], vec![3; 100_000], vec![4; 10]];
+        let d = BlockDir::open(t.path(), 1 << 20).unwrap();
+        let hashes: Vec<String> = blocks.iter().map(|b| d.put(b).unwrap()).collect();
+        drop(d);
+        // Restarted with --max-block-bytes below some stored blocks' sizes.
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        let rec = d.recovery();
+        assert_eq!((rec.records, rec.truncated_bytes, rec.damaged.len()), (4, 0, 0));
+        for (b, h) in blocks.iter().zip(&hashes) {
+            assert_eq!(&d.get(h).unwrap(), b);
+        }
+        // The new limit applies to new puts only.
+        assert!(matches!(d.put(&[5; 2000]), Err(BlockError::TooLarge { .. })));
+        drop(d);
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        assert_eq!(d.len(), 4);
+        assert!(BlockDir::open(t.path(), MAX_BLOCK_BYTES_LIMIT + 1).is_err());
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        let h = d.put(b"kept").unwrap();
+        let pack_len = fs::metadata(d.pack_path(0)).unwrap().len();
+        let err = BlockDir::open(t.path(), 1024).err().expect("second open refused");
+        assert!(format!("{err:#}").contains("in use by another block store"), "{err:#}");
+        // The refused open touched nothing.
+        assert_eq!(fs::metadata(d.pack_path(0)).unwrap().len(), pack_len);
+        assert_eq!(d.get(&h).unwrap(), b"kept");
+        drop(d);
+        let d = BlockDir::open(t.path(), 1024).unwrap();
+        assert_eq!(d.get(&h).unwrap(), b"kept");
     }
 }

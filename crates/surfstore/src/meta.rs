@@ -37,14 +37,20 @@ use triton_store::{Command, FileMeta, WriteOp, WriteResult};
 
 use crate::ring::Ring;
 
+/// The longest file name accepted, in bytes: the usual file-system limit
+/// (NAME_MAX), so every client can create every file the service lists.
+pub const MAX_FILENAME_BYTES: usize = 255;
+
 /// Why a file name is refused, or `None` when it is acceptable.
 ///
 /// Names become paths in every client's base directory, so anything that
-/// could leave it (`/`, `..`) or break the course's index format (`,`) is
-/// refused at the source.
+/// could leave it (`/`, `..`), break the course's index format (`,`) or not
+/// fit in a directory entry is refused at the source.
 pub fn filename_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("the file name is empty")
+    } else if name.len() > MAX_FILENAME_BYTES {
+        Some("the file name is longer than 255 bytes")
     } else if name == "." || name == ".." {
         Some("the file name is . or ..")
     } else if name.contains('/') {
@@ -387,6 +393,10 @@ mod tests {
         for ok in ["a.txt", "with space", "ünïcode", ".hidden", "..."] {
             assert_eq!(filename_problem(ok), None, "{ok:?}");
         }
+        assert_eq!(filename_problem(&"x".repeat(MAX_FILENAME_BYTES)), None);
+        assert!(filename_problem(&"x".repeat(MAX_FILENAME_BYTES + 1)).is_some());
+        // Bytes, not characters: 128 two-byte characters are 256 bytes.
+        assert!(filename_problem(&"é".repeat(128)).is_some());
         for bad in ["", ".", "..", "a/b", "/etc/passwd", "a,b", "nul\0"] {
             assert!(filename_problem(bad).is_some(), "{bad:?} accepted");
         }

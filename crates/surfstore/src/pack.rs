@@ -17,13 +17,14 @@
 //! ```
 //!
 //! Recovery ([`PackLog::open`]) reads every record and checks the header
-//! CRC, the length bound and the data's SHA-256. A kill -9 can leave a torn
-//! record at the end of the newest pack: the newest pack is truncated at its
-//! first bad record (nothing after it was acknowledged, since records are
-//! appended in order and acknowledged only after a sync covering them). An
-//! older pack was fully synced before the next one was created, so a bad
-//! record there is damage on disk, not a torn write: it is reported and the
-//! rest of that pack is ignored, the file left untouched for inspection.
+//! CRC, the format's length bound ([`MAX_RECORD_LEN`]) and the data's
+//! SHA-256. A kill -9 can leave a torn record at the end of the newest pack:
+//! the newest pack is truncated at its first bad record (nothing after it
+//! was acknowledged, since records are appended in order and acknowledged
+//! only after a sync covering them). An older pack was fully synced before
+//! the next one was created, so a bad record there is damage on disk, not a
+//! torn write: it is reported and the rest of that pack is ignored, the file
+//! left untouched for inspection.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -39,6 +40,11 @@ pub const HEADER_LEN: usize = 44;
 const MAGIC: &[u8; 4] = b"TBK1";
 /// A pack is closed and a new one started once it exceeds this size.
 pub const DEFAULT_PACK_LIMIT: u64 = 1 << 30;
+/// The largest record data the pack format allows, and so the largest block
+/// a store can ever be configured to accept. Recovery is bounded by this,
+/// not by the store's current limit: lowering that limit at a restart must
+/// not turn acknowledged records into "damage".
+pub const MAX_RECORD_LEN: usize = 1 << 30;
 const PACK_SUFFIX: &str = ".pack";
 
 /// Where a block's bytes are: pack id, offset of the data, length.
@@ -131,7 +137,7 @@ fn failed(msg: &str) -> io::Error {
 
 /// Reads records from `file` until the first bad one, calling `found` for
 /// each good one. Returns the offset where the valid prefix ends.
-fn scan_pack(file: &File, max_len: usize, mut found: impl FnMut([u8; 32], u64, u32)) -> io::Result<u64> {
+fn scan_pack(file: &File, mut found: impl FnMut([u8; 32], u64, u32)) -> io::Result<u64> {
     let size = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(4 << 20, file);
     let mut pos = 0u64;
@@ -142,7 +148,7 @@ fn scan_pack(file: &File, max_len: usize, mut found: impl FnMut([u8; 32], u64, u
         }
         let mut h = [0u8; HEADER_LEN];
         reader.read_exact(&mut h)?;
-        let Some((digest, len)) = decode_header(&h, max_len) else {
+        let Some((digest, len)) = decode_header(&h, MAX_RECORD_LEN) else {
             return Ok(pos);
         };
         let data_at = pos + HEADER_LEN as u64;
@@ -162,13 +168,8 @@ fn scan_pack(file: &File, max_len: usize, mut found: impl FnMut([u8; 32], u64, u
 impl PackLog {
     /// Opens (creating if needed) the packs under `dir`, verifying every
     /// record and repairing a torn tail; `found` is called for each block.
-    /// Records longer than `max_len` are treated as damage.
-    pub fn open(
-        dir: &Path,
-        max_len: usize,
-        limit: u64,
-        mut found: impl FnMut([u8; 32], Location),
-    ) -> io::Result<(PackLog, Recovery)> {
+    /// Records longer than [`MAX_RECORD_LEN`] are treated as damage.
+    pub fn open(dir: &Path, limit: u64, mut found: impl FnMut([u8; 32], Location)) -> io::Result<(PackLog, Recovery)> {
         assert!(limit > 0, "pack limit must be positive");
         let parent_needs_sync = !dir.exists();
         fs::create_dir_all(dir)?;
@@ -196,7 +197,7 @@ impl PackLog {
             let newest = i + 1 == ids.len();
             let file = OpenOptions::new().read(true).write(newest).open(pack_path(dir, id))?;
             let size = file.metadata()?.len();
-            let end = scan_pack(&file, max_len, |digest, offset, len| {
+            let end = scan_pack(&file, |digest, offset, len| {
                 recovery.records += 1;
                 found(digest, Location { pack: id, offset, len });
             })?;
@@ -264,7 +265,14 @@ impl PackLog {
     /// it lives and the ticket to pass to [`PackLog::wait_durable`] before
     /// acknowledging it. Lets one request append many blocks, then sync once.
     pub fn append(&self, digest: &[u8; 32], data: &[u8]) -> io::Result<(Location, u64)> {
-        let len = u32::try_from(data.len()).map_err(|_| io::Error::other("block larger than 4 GiB"))?;
+        // Recovery would take a longer record for damage and cut it.
+        if data.len() > MAX_RECORD_LEN {
+            return Err(io::Error::other(format!(
+                "block of {} bytes exceeds the pack format's limit of {MAX_RECORD_LEN}",
+                data.len()
+            )));
+        }
+        let len = u32::try_from(data.len()).expect("MAX_RECORD_LEN fits u32");
         let header = encode_header(digest, len);
         let mut w = self.writer.lock().expect("pack writer lock");
         if let Some(msg) = &w.failed {
@@ -375,7 +383,7 @@ mod tests {
 
     fn open(dir: &Path, limit: u64) -> (PackLog, Recovery, Vec<([u8; 32], Location)>) {
         let mut found = Vec::new();
-        let (log, rec) = PackLog::open(dir, 1 << 20, limit, |d, l| found.push((d, l))).unwrap();
+        let (log, rec) = PackLog::open(dir, limit, |d, l| found.push((d, l))).unwrap();
         (log, rec, found)
     }
 

@@ -8,7 +8,7 @@
 //! handling can be tested without a cluster. [`serve_fakes`] starts them on
 //! 127.0.0.1 ports chosen by the OS.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,10 +38,16 @@ pub fn ring_owner<'a>(stores: &'a [String], hash: &str) -> Option<&'a String> {
         .map(|(_, a)| *a)
 }
 
+/// A test hook run once, inside a fake's handler.
+pub type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 /// An in-memory block store. `fail_gets_after`, when set, makes every
 /// GetBlock after that many fail (to test interrupted downloads);
 /// `course_only` makes it refuse Triton's `PutBlockStream` extension with
-/// UNIMPLEMENTED, like a course block store (to test the fallback).
+/// UNIMPLEMENTED, like a course block store (to test the fallback);
+/// `before_missing_blocks` runs once when MissingBlocks is next called,
+/// between the client's hashing and its reading of blocks to send (to
+/// change a file under the client).
 #[derive(Clone, Default)]
 pub struct FakeBlockStore {
     /// The stored blocks by hash.
@@ -54,6 +60,8 @@ pub struct FakeBlockStore {
     pub put_block_calls: Arc<AtomicU64>,
     /// PutBlockStream calls served.
     pub put_stream_calls: Arc<AtomicU64>,
+    /// Run (once) at the start of the next MissingBlocks call.
+    pub before_missing_blocks: Hook,
 }
 
 impl FakeBlockStore {
@@ -121,6 +129,10 @@ impl BlockStore for FakeBlockStore {
     }
 
     async fn missing_blocks(&self, req: Request<BlockHashes>) -> Result<Response<BlockHashes>, Status> {
+        let hook = self.before_missing_blocks.lock().expect("lock").take();
+        if let Some(hook) = hook {
+            hook();
+        }
         let blocks = self.blocks.lock().expect("lock");
         let hashes = req
             .into_inner()
@@ -148,6 +160,9 @@ pub struct FakeMetaStore {
     /// another client's landed between this client's GetFileInfoMap and its
     /// UpdateFile (to test losing that race).
     pub sneak_in: Arc<Mutex<Vec<FileMetaData>>>,
+    /// UpdateFile for these names fails with INVALID_ARGUMENT, as a server
+    /// refusing a name does (to test a failure among accepted updates).
+    pub fail_updates: Arc<Mutex<HashSet<String>>>,
 }
 
 #[tonic::async_trait]
@@ -161,6 +176,12 @@ impl MetaStore for FakeMetaStore {
 
     async fn update_file(&self, req: Request<FileMetaData>) -> Result<Response<Version>, Status> {
         let meta = req.into_inner();
+        if self.fail_updates.lock().expect("lock").contains(&meta.filename) {
+            return Err(Status::invalid_argument(format!(
+                "injected failure for {:?}",
+                meta.filename
+            )));
+        }
         let mut files = self.files.lock().expect("lock");
         for other in self.sneak_in.lock().expect("lock").drain(..) {
             files.insert(other.filename.clone(), other);
@@ -302,6 +323,7 @@ pub async fn serve_fakes(block_stores: usize) -> std::io::Result<Fakes> {
         files: Arc::default(),
         block_stores: store_addrs,
         sneak_in: Arc::default(),
+        fail_updates: Arc::default(),
     };
     let (leader_listener, leader_addr) = listen().await?;
     let router = tonic::transport::Server::builder().add_service(

@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
@@ -49,6 +49,9 @@ pub const UPDATE_CONCURRENCY: usize = 256;
 /// may still be changing within the clock's granularity, so its stat is not
 /// cached (git's "racily clean" rule).
 const RACY_WINDOW_NS: i64 = 2_000_000_000;
+/// The longest file name accepted, in bytes (NAME_MAX on common file
+/// systems; the metadata service refuses longer ones too).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// Everything a sync needs.
 #[derive(Debug, Clone)]
@@ -144,11 +147,14 @@ fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> SyncError {
 }
 
 /// Why a file name (from the server or the directory) is refused, if it is.
-/// Names are flat (no directories), must not escape BASEDIR and must not
-/// collide with the index or the sync's temporary files.
+/// Names are flat (no directories), must not escape BASEDIR, must fit in a
+/// directory entry and must not collide with the index or the sync's
+/// temporary files.
 pub fn refuse_name(name: &str) -> Option<&'static str> {
     if name.is_empty() || name == "." {
         Some("empty name")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("it is longer than 255 bytes")
     } else if name.contains('/') || name.contains('\\') {
         Some("it contains a path separator")
     } else if name.contains(',') {
@@ -326,6 +332,13 @@ enum Action {
     Forget,
 }
 
+/// Whether a local file exists that the index does not record as synced
+/// (no entry, or a tombstone): its content is in no other place this client
+/// knows of, so no remote tombstone may delete it.
+fn unsynced_local(local: Option<&LocalFile>, base: Option<&IndexEntry>) -> bool {
+    local.is_some() && base.is_none_or(|b| chunk::is_tombstone(&b.hashes))
+}
+
 fn decide(local: Option<&LocalFile>, base: Option<&IndexEntry>, remote: Option<&FileMetaData>) -> Option<Action> {
     let base_version = base.map_or(0, |b| b.version);
     let local_changed = match (local, base) {
@@ -335,7 +348,10 @@ fn decide(local: Option<&LocalFile>, base: Option<&IndexEntry>, remote: Option<&
         (None, None) => false,
     };
     let remote_version = remote.map_or(0, |r| r.version);
-    if remote_version > base_version {
+    let remote_tombstone = remote.is_some_and(|r| chunk::is_tombstone(&r.block_hash_list));
+    // A newer tombstone over an unsynced local file is not a deletion of
+    // that file: it is a re-creation, uploaded as tombstone + 1 below.
+    if remote_version > base_version && !(remote_tombstone && unsynced_local(local, base)) {
         return remote.cloned().map(Action::Download);
     }
     if !local_changed {
@@ -427,7 +443,27 @@ struct Context<'a> {
     stores: BlockStores,
 }
 
+/// What a sync has done so far. Kept outside the fallible part so that
+/// whatever already took effect (an UpdateFile the server applied, a file
+/// written into place) is recorded in the index even when a later step
+/// fails: otherwise the next sync would take those files for local edits.
+#[derive(Default)]
+struct Done {
+    /// New index entries (`None`: remove).
+    index_changes: BTreeMap<String, Option<IndexEntry>>,
+    /// The server's versions this sync set out to download.
+    downloads: Vec<FileMetaData>,
+    /// Files whose download failed: warned about, left out of the index,
+    /// retried by the next sync.
+    skipped: Vec<String>,
+}
+
 /// Syncs `opts.base_dir` with the cloud once.
+///
+/// A file that cannot be downloaded (a missing block, a name the local file
+/// system refuses, a subdirectory in the way) does not stop the others: it
+/// is skipped with a warning, and once everything else is done and recorded
+/// the sync fails naming the skipped files.
 pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     let base = &opts.base_dir;
     if !base.is_dir() {
@@ -461,6 +497,63 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     }
     summary.warnings.extend(warnings);
 
+    let mut done = Done::default();
+    let result = reconcile(opts, &local, &indexed, &mut done, &mut summary).await;
+
+    // Cache the stats of files whose content matches their new index entry.
+    let mut stat_changes: BTreeMap<String, Option<FileStat>> = BTreeMap::new();
+    let downloads: HashSet<&String> = done.downloads.iter().map(|d| &d.filename).collect();
+    for (name, file) in &local {
+        let entry = done
+            .index_changes
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| indexed.get(name).cloned());
+        let matches = entry.as_ref().is_some_and(|e| e.hashes == file.hashes);
+        let racy = file.stat.mtime_ns > started_ns.saturating_sub(RACY_WINDOW_NS);
+        if matches && !racy && !downloads.contains(name) {
+            if file.blocks.is_some() {
+                stat_changes.insert(name.clone(), Some(file.stat));
+            }
+        } else {
+            stat_changes.insert(name.clone(), None);
+        }
+    }
+    for name in downloads {
+        stat_changes.insert(name.clone(), None);
+    }
+    let applied = index.apply(&done.index_changes, &stat_changes, chunking, opts.chunker.block_size());
+    result?;
+    applied?;
+    if !done.skipped.is_empty() {
+        const NAMED: usize = 10;
+        let mut names = done
+            .skipped
+            .iter()
+            .take(NAMED)
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if done.skipped.len() > NAMED {
+            names.push_str(&format!(" and {} more", done.skipped.len() - NAMED));
+        }
+        return Err(SyncError::Failed(format!(
+            "{} file(s) could not be downloaded and will be retried by the next sync: {names}; {summary}",
+            done.skipped.len()
+        )));
+    }
+    Ok(summary)
+}
+
+/// The network part of [`sync`]: fetch the remote map, decide, upload,
+/// download, recording progress in `done` as it goes.
+async fn reconcile(
+    opts: &SyncOptions,
+    local: &BTreeMap<String, LocalFile>,
+    indexed: &BTreeMap<String, IndexEntry>,
+    done: &mut Done,
+    summary: &mut Summary,
+) -> Result<(), SyncError> {
     let ctx = Context {
         opts,
         meta: MetaClient::with_dialer(opts.meta_addrs.clone(), opts.meta_deadline, opts.meta_dialer.clone())?,
@@ -479,55 +572,25 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     });
 
     let names: BTreeSet<&String> = local.keys().chain(indexed.keys()).chain(remote.keys()).collect();
-    let mut downloads = Vec::new();
     let mut uploads = Vec::new();
-    let mut index_changes: BTreeMap<String, Option<IndexEntry>> = BTreeMap::new();
     for name in names {
         match decide(local.get(name), indexed.get(name), remote.get(name)) {
             None => {}
-            Some(Action::Download(meta)) => downloads.push(meta),
+            Some(Action::Download(meta)) => done.downloads.push(meta),
             Some(Action::Upload { version, hashes }) => uploads.push(FileMetaData {
                 filename: name.clone(),
                 version,
                 block_hash_list: hashes,
             }),
             Some(Action::Forget) => {
-                index_changes.insert(name.clone(), None);
+                done.index_changes.insert(name.clone(), None);
             }
         }
     }
 
     // Upload: blocks first, then the metadata.
-    upload(&ctx, &local, &mut uploads, &mut summary).await?;
-    let mut results = futures::stream::iter(uploads.into_iter().map(|meta| {
-        let meta_client = &ctx.meta;
-        async move {
-            let got = meta_client.update_file(meta.clone()).await?;
-            Ok::<_, SyncError>((meta, got))
-        }
-    }))
-    .buffer_unordered(UPDATE_CONCURRENCY);
-    let mut refused = Vec::new();
-    let uploaded =
-        |meta: FileMetaData, summary: &mut Summary, index_changes: &mut BTreeMap<String, Option<IndexEntry>>| {
-            summary.files_up += 1;
-            index_changes.insert(
-                meta.filename,
-                Some(IndexEntry {
-                    version: meta.version,
-                    hashes: meta.block_hash_list,
-                }),
-            );
-        };
-    while let Some(result) = results.next().await {
-        let (meta, got) = result?;
-        if got == meta.version {
-            uploaded(meta, &mut summary, &mut index_changes);
-        } else {
-            refused.push(meta);
-        }
-    }
-    drop(results);
+    upload(&ctx, local, &mut uploads, summary).await?;
+    let refused = update_files(&ctx, uploads, done, summary).await?;
     if !refused.is_empty() {
         // Another client won: take the server's version of these files.
         let fresh = ctx.meta.file_info_map().await?;
@@ -538,9 +601,19 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
                 // whose answer was lost applied it, and the retry found the
                 // version taken (UpdateFile carries no session).
                 Some(meta) if meta.version == ours.version && meta.block_hash_list == ours.block_hash_list => {
-                    uploaded(ours, &mut summary, &mut index_changes);
+                    uploaded(ours, summary, &mut done.index_changes);
                 }
-                Some(meta) if refuse_remote(&name, meta).is_none() => downloads.push(meta.clone()),
+                // A tombstone must not delete a file that was never synced;
+                // the next sync uploads it over the tombstone.
+                Some(meta)
+                    if chunk::is_tombstone(&meta.block_hash_list)
+                        && unsynced_local(local.get(&name), indexed.get(&name)) =>
+                {
+                    let w = format!("{name}: the server refused the update; it will be synced next time");
+                    warn(opts.progress, &w);
+                    summary.warnings.push(w);
+                }
+                Some(meta) if refuse_remote(&name, meta).is_none() => done.downloads.push(meta.clone()),
                 _ => {
                     let w = format!("{name}: the server refused the update and has no usable version");
                     warn(opts.progress, &w);
@@ -550,31 +623,62 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
         }
     }
 
-    download(&ctx, &local, &downloads, &mut index_changes, &mut summary).await?;
+    download(&ctx, local, done, summary).await
+}
 
-    // Cache the stats of files whose content matches their new index entry.
-    let mut stat_changes: BTreeMap<String, Option<FileStat>> = BTreeMap::new();
-    for (name, file) in &local {
-        let entry = index_changes
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| indexed.get(name).cloned());
-        let matches = entry.as_ref().is_some_and(|e| e.hashes == file.hashes);
-        let racy = file.stat.mtime_ns > started_ns.saturating_sub(RACY_WINDOW_NS);
-        let downloaded = downloads.iter().any(|d| &d.filename == name);
-        if matches && !racy && !downloaded {
-            if file.blocks.is_some() {
-                stat_changes.insert(name.clone(), Some(file.stat));
+/// Records an update the server accepted.
+fn uploaded(meta: FileMetaData, summary: &mut Summary, index_changes: &mut BTreeMap<String, Option<IndexEntry>>) {
+    summary.files_up += 1;
+    index_changes.insert(
+        meta.filename,
+        Some(IndexEntry {
+            version: meta.version,
+            hashes: meta.block_hash_list,
+        }),
+    );
+}
+
+/// Sends `uploads` as UpdateFile calls, many in flight, recording each
+/// accepted one in `done` as it is answered. Returns the refused ones (-1).
+/// After a failed call no new ones start, but those in flight are waited
+/// for, so every update the server applied is recorded before the error is
+/// returned.
+async fn update_files(
+    ctx: &Context<'_>,
+    uploads: Vec<FileMetaData>,
+    done: &mut Done,
+    summary: &mut Summary,
+) -> Result<Vec<FileMetaData>, SyncError> {
+    let failed = AtomicBool::new(false);
+    let mut results = futures::stream::iter(uploads.into_iter().map(|meta| {
+        let meta_client = &ctx.meta;
+        let failed = &failed;
+        async move {
+            if failed.load(Ordering::Relaxed) {
+                return (meta, None);
             }
-        } else {
-            stat_changes.insert(name.clone(), None);
+            let got = meta_client.update_file(meta.clone()).await;
+            (meta, Some(got))
+        }
+    }))
+    .buffer_unordered(UPDATE_CONCURRENCY);
+    let mut refused = Vec::new();
+    let mut error = None;
+    while let Some((meta, got)) = results.next().await {
+        match got {
+            Some(Ok(version)) if version == meta.version => uploaded(meta, summary, &mut done.index_changes),
+            Some(Ok(_)) => refused.push(meta),
+            Some(Err(e)) => {
+                failed.store(true, Ordering::Relaxed);
+                error.get_or_insert(e);
+            }
+            None => {}
         }
     }
-    for d in &downloads {
-        stat_changes.insert(d.filename.clone(), None);
+    match error {
+        Some(e) => Err(e.into()),
+        None => Ok(refused),
     }
-    index.apply(&index_changes, &stat_changes, chunking, opts.chunker.block_size())?;
-    Ok(summary)
 }
 
 fn warn(mode: ProgressMode, message: &str) {
@@ -583,16 +687,18 @@ fn warn(mode: ProgressMode, message: &str) {
     }
 }
 
-/// Sends the blocks `uploads` need that the block stores lack. Files that
-/// changed since hashing are taken out of `uploads` with a warning: the next
-/// sync sees their new content.
+/// Sends the blocks `uploads` need that the block stores lack. A file with
+/// any block not confirmed stored (its source, maybe another file sharing
+/// the block, changed since hashing) is taken out of `uploads` with a
+/// warning, so no `UpdateFile` names a block no store holds; the next sync
+/// sees the new content.
 async fn upload(
     ctx: &Context<'_>,
     local: &BTreeMap<String, LocalFile>,
     uploads: &mut Vec<FileMetaData>,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
-    let mut sources: HashMap<String, (String, Source)> = HashMap::new();
+    let mut sources: HashMap<String, Source> = HashMap::new();
     let mut total_refs = 0u64;
     for meta in uploads.iter() {
         if chunk::is_tombstone(&meta.block_hash_list) || chunk::is_empty_file(&meta.block_hash_list) {
@@ -605,15 +711,10 @@ async fn upload(
             .expect("changed files are hashed in this run, never taken from the cache");
         for b in blocks {
             total_refs += 1;
-            sources.entry(b.hash.clone()).or_insert_with(|| {
-                (
-                    meta.filename.clone(),
-                    Source {
-                        path: file.path.clone(),
-                        offset: b.offset,
-                        len: b.len,
-                    },
-                )
+            sources.entry(b.hash.clone()).or_insert_with(|| Source {
+                path: file.path.clone(),
+                offset: b.offset,
+                len: b.len,
             });
         }
     }
@@ -644,11 +745,17 @@ async fn upload(
         .into_iter()
         .flat_map(|(store, hashes)| hashes.into_iter().map(move |h| (store.clone(), h)))
         .collect();
+    // Blocks known to be on their store: those not missing, plus those sent
+    // whose bytes still hashed as scanned.
+    let mut stored: HashSet<String> = sources.keys().cloned().collect();
+    for (_, h) in &to_send {
+        stored.remove(h);
+    }
     summary.blocks_deduplicated += total_refs - to_send.len() as u64;
-    let total_bytes: u64 = to_send.iter().map(|(_, h)| sources[h].1.len as u64).sum();
+    let total_bytes: u64 = to_send.iter().map(|(_, h)| sources[h].len as u64).sum();
     let phase = Phase::start(ctx.opts.progress, "upload", total_bytes);
     let groups = stream_groups(to_send, &sources);
-    let changed: Vec<Vec<String>> = futures::stream::iter(groups.into_iter().map(|(store, hashes)| {
+    let sent: Vec<Vec<String>> = futures::stream::iter(groups.into_iter().map(|(store, hashes)| {
         let sources = &sources;
         let phase = &phase;
         async move { upload_group(ctx, &store, hashes, sources, phase).await }
@@ -656,25 +763,29 @@ async fn upload(
     .buffer_unordered(ctx.opts.block_jobs.clamp(1, STREAMS_IN_FLIGHT))
     .try_collect()
     .await?;
-    let changed: Vec<Option<String>> = changed.into_iter().flatten().map(Some).collect();
+    stored.extend(sent.into_iter().flatten());
     phase.finish("blocks");
     summary.bytes_up += total_bytes;
-    let changed: HashSet<String> = changed.into_iter().flatten().collect();
-    for name in &changed {
-        let w = format!("{name} changed while it was being synced; it will be synced next time");
+    uploads.retain(|m| {
+        let hashes = &m.block_hash_list;
+        if chunk::is_tombstone(hashes) || chunk::is_empty_file(hashes) || hashes.iter().all(|h| stored.contains(h)) {
+            return true;
+        }
+        let w = format!(
+            "{} changed while it was being synced (or shares a block with a file that did); \
+             it will be synced next time",
+            m.filename
+        );
         phase.warn(&w);
         summary.warnings.push(w);
-    }
-    uploads.retain(|m| !changed.contains(&m.filename));
+        false
+    });
     Ok(())
 }
 
 /// Cuts the blocks to send into groups of at most [`STREAM_GROUP_BYTES`],
 /// each for one store, in file order so each group reads files sequentially.
-fn stream_groups(
-    to_send: Vec<(String, String)>,
-    sources: &HashMap<String, (String, Source)>,
-) -> Vec<(String, Vec<String>)> {
+fn stream_groups(to_send: Vec<(String, String)>, sources: &HashMap<String, Source>) -> Vec<(String, Vec<String>)> {
     let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (store, hash) in to_send {
         by_store.entry(store).or_default().push(hash);
@@ -682,13 +793,13 @@ fn stream_groups(
     let mut groups = Vec::new();
     for (store, mut hashes) in by_store {
         hashes.sort_by(|a, b| {
-            let (sa, sb) = (&sources[a].1, &sources[b].1);
+            let (sa, sb) = (&sources[a], &sources[b]);
             (&sa.path, sa.offset).cmp(&(&sb.path, sb.offset))
         });
         let mut group = Vec::new();
         let mut bytes = 0u64;
         for h in hashes {
-            let len = u64::from(sources[&h].1.len);
+            let len = u64::from(sources[&h].len);
             if !group.is_empty() && bytes + len > STREAM_GROUP_BYTES {
                 groups.push((store.clone(), std::mem::take(&mut group)));
                 bytes = 0;
@@ -719,19 +830,19 @@ fn stream_groups(
 
 /// Sends one group of blocks to `store` on one `PutBlockStream` (one
 /// durable sync on the store for the whole group), reading them from disk
-/// on a blocking thread while they are sent. Returns the names of files
-/// whose blocks no longer hash as they did when scanned (changed during
-/// the sync): the store reports the hash it computed for every block, so
-/// the client does not hash twice. Falls back to one `PutBlock` per block
-/// when the store lacks the extension.
+/// on a blocking thread while they are sent. Returns the hashes of the
+/// blocks stored as scanned, leaving out those whose source no longer
+/// hashes as it did (changed during the sync): the store reports the hash
+/// it computed for every block, so the client does not hash twice. Falls
+/// back to one `PutBlock` per block when the store lacks the extension.
 async fn upload_group(
     ctx: &Context<'_>,
     store: &str,
     hashes: Vec<String>,
-    sources: &HashMap<String, (String, Source)>,
+    sources: &HashMap<String, Source>,
     phase: &Phase,
 ) -> Result<Vec<String>, SyncError> {
-    let srcs: Vec<Source> = hashes.iter().map(|h| sources[h].1.clone()).collect();
+    let srcs: Vec<Source> = hashes.iter().map(|h| sources[h].clone()).collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<triton_proto::surfstore::Block>(STREAM_READ_AHEAD);
     let reader = tokio::task::spawn_blocking(move || {
         for src in &srcs {
@@ -763,15 +874,14 @@ async fn upload_group(
             hashes.len()
         )));
     }
-    let mut changed = Vec::new();
+    let mut ok = Vec::with_capacity(hashes.len());
     for (sent, got) in hashes.iter().zip(&stored) {
-        let (name, src) = &sources[sent];
-        if sent != got {
-            changed.push(name.clone());
+        if sent == got {
+            ok.push(sent.clone());
         }
-        phase.inc(u64::from(src.len));
+        phase.inc(u64::from(sources[sent].len));
     }
-    Ok(changed)
+    Ok(ok)
 }
 
 /// The course's protocol: one `PutBlock` per block, `--jobs` in flight.
@@ -779,43 +889,45 @@ async fn upload_one_by_one(
     ctx: &Context<'_>,
     store: &str,
     hashes: &[String],
-    sources: &HashMap<String, (String, Source)>,
+    sources: &HashMap<String, Source>,
     phase: &Phase,
 ) -> Result<Vec<String>, SyncError> {
-    let changed: Vec<Option<String>> = futures::stream::iter(hashes.iter().map(|hash| {
-        let (name, src) = &sources[hash];
+    let stored: Vec<Option<String>> = futures::stream::iter(hashes.iter().map(|hash| {
+        let src = &sources[hash];
         async move {
             let data = read_source(src).map_err(io_err(format!("reading {}", src.path.display())))?;
             if chunk::block_hash(&data) != *hash {
-                return Ok(Some(name.clone()));
+                return Ok(None); // changed since hashing: not sent
             }
             let len = data.len() as u64;
             ctx.stores.put_block(store, data).await?;
             phase.inc(len);
-            Ok::<_, SyncError>(None)
+            Ok::<_, SyncError>(Some(hash.clone()))
         }
     }))
     .buffer_unordered(ctx.opts.block_jobs.max(1))
     .try_collect()
     .await?;
-    Ok(changed.into_iter().flatten().collect())
+    Ok(stored.into_iter().flatten().collect())
 }
 
-/// Writes the server's version of each file in `downloads` into BASEDIR
-/// (atomically), deletes tombstoned files, and records the new index entries.
+/// Writes the server's version of each file in `done.downloads` into
+/// BASEDIR (atomically), deletes tombstoned files, and records the new index
+/// entries. A file that fails is skipped (see [`Done::skipped`]); only a
+/// metadata service without a majority stops the rest.
 async fn download(
     ctx: &Context<'_>,
     local: &BTreeMap<String, LocalFile>,
-    downloads: &[FileMetaData],
-    index_changes: &mut BTreeMap<String, Option<IndexEntry>>,
+    done: &mut Done,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
     let base = &ctx.opts.base_dir;
+    let progress = ctx.opts.progress;
     let sources = sources_of(local);
     // Blocks that must come from the block stores.
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut writes = Vec::new();
-    for meta in downloads {
+    for meta in &done.downloads {
         let name = &meta.filename;
         let hashes = &meta.block_hash_list;
         let entry = IndexEntry {
@@ -825,22 +937,21 @@ async fn download(
         let target = base.join(name);
         if chunk::is_tombstone(hashes) {
             if local.contains_key(name) {
-                fs::remove_file(&target)
-                    .or_else(|e| {
-                        if e.kind() == io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(io_err(format!("deleting {}", target.display())))?;
-                summary.files_deleted += 1;
+                match fs::remove_file(&target) {
+                    Ok(()) => summary.files_deleted += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => summary.files_deleted += 1,
+                    Err(e) => {
+                        let why = format!("deleting {}: {e}", target.display());
+                        skip(name, &why, summary, &mut done.skipped, |w| warn(progress, w));
+                        continue;
+                    }
+                }
             }
-            index_changes.insert(name.clone(), Some(entry));
+            done.index_changes.insert(name.clone(), Some(entry));
             continue;
         }
         if local.get(name).is_some_and(|l| &l.hashes == hashes) {
-            index_changes.insert(name.clone(), Some(entry));
+            done.index_changes.insert(name.clone(), Some(entry));
             continue;
         }
         if !chunk::is_empty_file(hashes) {
@@ -867,46 +978,19 @@ async fn download(
         .iter()
         .map(|(m, _)| m.block_hash_list.len() as u64 * ctx.opts.chunker.block_size() as u64)
         .sum();
-    let phase = Phase::start(ctx.opts.progress, "download", total_bytes);
+    let phase = Phase::start(progress, "download", total_bytes);
     let bytes_down = AtomicU64::new(0);
     for (meta, entry) in writes {
-        let target = base.join(&meta.filename);
-        let mut temp = TempFile::create(base).map_err(io_err(format!("creating a file in {}", base.display())))?;
-        if !chunk::is_empty_file(&meta.block_hash_list) {
-            let mut blocks = futures::stream::iter(meta.block_hash_list.iter().map(|hash| {
-                let placement = &placement;
-                let sources = &sources;
-                let bytes_down = &bytes_down;
-                async move {
-                    if let Some(src) = sources.get(hash) {
-                        // A local copy, unless the file changed meanwhile.
-                        if let Ok(data) = read_source(src) {
-                            if &chunk::block_hash(&data) == hash {
-                                return Ok::<_, SyncError>(data);
-                            }
-                        }
-                    }
-                    let store = match placement.get(hash) {
-                        Some(s) => s.clone(),
-                        None => ctx.meta.block_store_map(std::slice::from_ref(hash)).await?[hash].clone(),
-                    };
-                    let data = ctx.stores.get_block(&store, hash).await?;
-                    bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    Ok(data)
-                }
-            }))
-            .buffered(ctx.opts.block_jobs.max(1));
-            while let Some(data) = blocks.next().await {
-                let data = data?;
-                temp.write(&data)
-                    .map_err(io_err(format!("writing {}", target.display())))?;
-                phase.inc(data.len() as u64);
+        match download_file(ctx, meta, &placement, &sources, &bytes_down, &phase).await {
+            Ok(()) => {
+                summary.files_down += 1;
+                done.index_changes.insert(meta.filename.clone(), Some(entry));
             }
+            Err(SyncError::Failed(why)) => {
+                skip(&meta.filename, &why, summary, &mut done.skipped, |w| phase.warn(w));
+            }
+            Err(e) => return Err(e),
         }
-        temp.persist(&target)
-            .map_err(io_err(format!("writing {}", target.display())))?;
-        summary.files_down += 1;
-        index_changes.insert(meta.filename.clone(), Some(entry));
     }
     File::open(base)
         .and_then(|d| d.sync_all())
@@ -914,6 +998,58 @@ async fn download(
     phase.finish("blocks");
     summary.bytes_down += bytes_down.load(Ordering::Relaxed);
     Ok(())
+}
+
+/// Leaves `name` out of this sync (not in the index, so the next sync tries
+/// again), with a warning.
+fn skip(name: &str, why: &str, summary: &mut Summary, skipped: &mut Vec<String>, print: impl Fn(&str)) {
+    let w = format!("not downloading {name:?}: {why}; it will be retried by the next sync");
+    print(&w);
+    summary.warnings.push(w);
+    skipped.push(name.to_string());
+}
+
+/// Writes the server's version of one file into a temporary file, then
+/// renames it over the real name (a failure leaves the old file intact).
+async fn download_file(
+    ctx: &Context<'_>,
+    meta: &FileMetaData,
+    placement: &HashMap<String, String>,
+    sources: &HashMap<String, Source>,
+    bytes_down: &AtomicU64,
+    phase: &Phase,
+) -> Result<(), SyncError> {
+    let base = &ctx.opts.base_dir;
+    let target = base.join(&meta.filename);
+    let mut temp = TempFile::create(base).map_err(io_err(format!("creating a file in {}", base.display())))?;
+    if !chunk::is_empty_file(&meta.block_hash_list) {
+        let mut blocks = futures::stream::iter(meta.block_hash_list.iter().map(|hash| async move {
+            if let Some(src) = sources.get(hash) {
+                // A local copy, unless the file changed meanwhile.
+                if let Ok(data) = read_source(src) {
+                    if &chunk::block_hash(&data) == hash {
+                        return Ok::<_, SyncError>(data);
+                    }
+                }
+            }
+            let store = match placement.get(hash) {
+                Some(s) => s.clone(),
+                None => ctx.meta.block_store_map(std::slice::from_ref(hash)).await?[hash].clone(),
+            };
+            let data = ctx.stores.get_block(&store, hash).await?;
+            bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
+            Ok(data)
+        }))
+        .buffered(ctx.opts.block_jobs.max(1));
+        while let Some(data) = blocks.next().await {
+            let data = data?;
+            temp.write(&data)
+                .map_err(io_err(format!("writing {}", target.display())))?;
+            phase.inc(data.len() as u64);
+        }
+    }
+    temp.persist(&target)
+        .map_err(io_err(format!("writing {}", target.display())))
 }
 
 /// One line of `triton surf mapping`: where one block of one file lives.
@@ -1019,9 +1155,12 @@ mod tests {
             "index.db-journal",
             ".triton-sync-tmp-1-2",
             "a\\b",
+            "x".repeat(MAX_NAME_BYTES + 1).as_str(),
+            "é".repeat(128).as_str(),
         ] {
             assert!(refuse_name(bad).is_some(), "{bad:?} accepted");
         }
+        assert_eq!(refuse_name(&"x".repeat(MAX_NAME_BYTES)), None);
         for good in ["a.txt", ".hidden", "x.y.z", "naïve"] {
             assert_eq!(refuse_name(good), None, "{good:?} refused");
         }
@@ -1088,5 +1227,21 @@ mod tests {
         ));
         // Tombstone known on both sides and no local file: nothing.
         assert!(decide(None, Some(&base(5, &["0"])), Some(&remote(5, &["0"]))).is_none());
+        // A local file not in the index (fresh client, lost index.db) meets
+        // an old tombstone: a re-creation, never a deletion.
+        assert!(matches!(
+            decide(Some(&local(&["a"])), None, Some(&remote(5, &["0"]))),
+            Some(Action::Upload { version: 6, .. })
+        ));
+        // The same when the index knows only an older tombstone.
+        assert!(matches!(
+            decide(Some(&local(&["a"])), Some(&base(3, &["0"])), Some(&remote(5, &["0"]))),
+            Some(Action::Upload { version: 6, .. })
+        ));
+        // A synced file deleted elsewhere is still deleted here.
+        assert!(matches!(
+            decide(Some(&local(&["a"])), Some(&base(3, &["a"])), Some(&remote(4, &["0"]))),
+            Some(Action::Download(_))
+        ));
     }
 }

@@ -436,3 +436,185 @@ async fn streams_blocks_and_falls_back_to_put_block_for_course_stores() {
         assert_eq!(std::fs::read(b.path().join("big.bin")).unwrap(), content);
     }
 }
+
+/// A fresh client (or one that lost index.db) holding a file the cluster
+/// once deleted: the old tombstone must not erase the only copy; the file is
+/// a re-creation, uploaded as tombstone version + 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_tombstone_does_not_delete_an_unsynced_local_file() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let o = |d: &Path| opts(d, &fakes, Chunking::Fixed, 16);
+    std::fs::write(a.path().join("report.txt"), b"old draft").unwrap();
+    sync(&o(a.path())).await.unwrap();
+    std::fs::remove_file(a.path().join("report.txt")).unwrap();
+    sync(&o(a.path())).await.unwrap();
+    assert_eq!(fakes.meta.files.lock().unwrap()["report.txt"].version, 2);
+
+    std::fs::write(b.path().join("report.txt"), b"the only copy").unwrap();
+    let s = sync(&o(b.path())).await.unwrap();
+    assert_eq!((s.files_up, s.files_down, s.files_deleted), (1, 0, 0));
+    assert_eq!(std::fs::read(b.path().join("report.txt")).unwrap(), b"the only copy");
+    let meta = fakes.meta.files.lock().unwrap()["report.txt"].clone();
+    assert_eq!(meta.version, 3);
+    assert_eq!(meta.block_hash_list, vec![block_hash(b"the only copy")]);
+    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["report.txt"].version, 3);
+
+    // The re-creation reaches the client that deleted it and a new one.
+    for d in [a.path(), c.path()] {
+        sync(&o(d)).await.unwrap();
+        assert_eq!(std::fs::read(d.join("report.txt")).unwrap(), b"the only copy");
+    }
+}
+
+/// The same file, when the re-creation loses a race to another tombstone:
+/// the refused update falls back to the server's version, which must not
+/// delete the file either; the next sync uploads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_recreation_keeps_the_local_file() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tombstone = |version| FileMetaData {
+        filename: "f".into(),
+        version,
+        block_hash_list: vec!["0".into()],
+    };
+    fakes.meta.files.lock().unwrap().insert("f".into(), tombstone(1));
+    fakes.meta.sneak_in.lock().unwrap().push(tombstone(2));
+    std::fs::write(dir.path().join("f"), b"mine").unwrap();
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+    let s = sync(&o).await.unwrap();
+    assert_eq!((s.files_up, s.files_deleted), (0, 0));
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"mine");
+    let s = sync(&o).await.unwrap();
+    assert_eq!(s.files_up, 1);
+    assert_eq!(fakes.meta.files.lock().unwrap()["f"].version, 3);
+}
+
+/// Two files share a block; the file it is read from changes after hashing,
+/// so the store gets other bytes. Neither file's UpdateFile may name the
+/// block (no store holds it); both are synced by the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_update_names_a_block_that_was_not_stored() {
+    for course_only in [false, true] {
+        let fakes = serve_fakes(1).await.unwrap();
+        fakes.stores[0].course_only.store(course_only, Ordering::SeqCst);
+        let dir = tempfile::tempdir().unwrap();
+        let shared = [b'x'; 16];
+        // "a" sorts first, so its copy of the block is the one read.
+        std::fs::write(dir.path().join("a"), shared).unwrap();
+        std::fs::write(dir.path().join("b"), shared).unwrap();
+        let a = dir.path().join("a");
+        *fakes.stores[0].before_missing_blocks.lock().unwrap() = Some(Box::new(move || {
+            std::fs::write(a, [b'y'; 16]).unwrap();
+        }));
+        let all_stored = |fakes: &Fakes| {
+            let blocks = fakes.stores[0].blocks.lock().unwrap();
+            let files = fakes.meta.files.lock().unwrap();
+            for meta in files.values() {
+                for h in &meta.block_hash_list {
+                    assert!(blocks.contains_key(h), "{} names unstored block {h}", meta.filename);
+                }
+            }
+            files.len()
+        };
+        let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+        let s = sync(&o).await.unwrap();
+        assert_eq!(all_stored(&fakes), 0, "course_only={course_only}");
+        assert_eq!(s.files_up, 0);
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(Index::open(dir.path()).unwrap().load().unwrap().is_empty());
+        let s = sync(&o).await.unwrap();
+        assert_eq!(s.files_up, 2);
+        assert_eq!(all_stored(&fakes), 2);
+    }
+}
+
+/// Remote entries that cannot be downloaded (a block no store holds, a name
+/// taken by a local subdirectory, a name too long for the file system) are
+/// skipped with a warning; every other file is still synced and recorded,
+/// the sync reports the skipped ones, and a later sync picks them up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_remote_entry_does_not_stop_the_sync() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = block_hash(b"payload");
+    let absent = block_hash(b"not stored yet");
+    fakes.stores[0]
+        .blocks
+        .lock()
+        .unwrap()
+        .insert(good.clone(), b"payload".to_vec());
+    let long = "x".repeat(300);
+    {
+        let mut files = fakes.meta.files.lock().unwrap();
+        for (name, hash) in [("aaa-missing", &absent), ("sub", &good), ("zzz", &good), (&long, &good)] {
+            files.insert(
+                name.to_string(),
+                FileMetaData {
+                    filename: name.to_string(),
+                    version: 1,
+                    block_hash_list: vec![hash.clone()],
+                },
+            );
+        }
+    }
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("mine"), b"local").unwrap();
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 4096);
+    let err = sync(&o).await.unwrap_err();
+    let SyncError::Failed(m) = &err else { panic!("{err:?}") };
+    assert!(
+        m.contains("2 file(s)") && m.contains("aaa-missing") && m.contains("\"sub\""),
+        "{m}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("zzz")).unwrap(), b"payload");
+    assert!(dir.path().join("sub").is_dir());
+    assert!(!dir.path().join(&long).exists());
+    let index = Index::open(dir.path()).unwrap().load().unwrap();
+    let mut recorded: Vec<&String> = index.keys().collect();
+    recorded.sort();
+    assert_eq!(recorded, ["mine", "zzz"], "skipped files are not recorded as synced");
+    assert_eq!(fakes.meta.files.lock().unwrap()["mine"].version, 1);
+
+    // Once the block is stored and the directory is gone, they arrive.
+    fakes.stores[0]
+        .blocks
+        .lock()
+        .unwrap()
+        .insert(absent, b"not stored yet".to_vec());
+    std::fs::remove_dir(dir.path().join("sub")).unwrap();
+    let s = sync(&o).await.unwrap();
+    assert_eq!(s.files_down, 2);
+    assert_eq!(
+        std::fs::read(dir.path().join("aaa-missing")).unwrap(),
+        b"not stored yet"
+    );
+    assert_eq!(std::fs::read(dir.path().join("sub")).unwrap(), b"payload");
+}
+
+/// An UpdateFile that fails after others succeeded: the accepted ones are
+/// on the server and must be in the index, or the next sync would take them
+/// for local edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_updates_are_recorded_when_another_fails() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), b"first").unwrap();
+    std::fs::write(dir.path().join("b"), b"second").unwrap();
+    fakes.meta.fail_updates.lock().unwrap().insert("b".into());
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+    assert!(matches!(sync(&o).await, Err(SyncError::Failed(_))));
+    let index = Index::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(index.len(), 1);
+    assert_eq!(index["a"].version, 1);
+    fakes.meta.fail_updates.lock().unwrap().clear();
+    let s = sync(&o).await.unwrap();
+    assert_eq!(s.files_up, 1, "only b is left to upload");
+    assert_eq!(fakes.meta.files.lock().unwrap()["b"].version, 1);
+}
