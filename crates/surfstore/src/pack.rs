@@ -18,17 +18,19 @@
 //!
 //! Recovery ([`PackLog::open`]) reads every record and checks the header
 //! CRC, the format's length bound ([`MAX_RECORD_LEN`]) and the data's
-//! SHA-256. A kill -9 can leave a torn record at the end of the newest pack:
-//! the newest pack is truncated at its first bad record (nothing after it
-//! was acknowledged, since records are appended in order and acknowledged
-//! only after a sync covering them). An older pack was fully synced before
-//! the next one was created, so a bad record there is damage on disk, not a
-//! torn write: it is reported and the rest of that pack is ignored, the file
-//! left untouched for inspection.
+//! SHA-256. After a bad record it searches forward for the next record whose
+//! header and data both check, and goes on from there: damage in the middle
+//! of a pack loses only the damaged records. A kill -9 can leave a torn
+//! record at the end of the newest pack; bad bytes with no good record after
+//! them there are that torn tail, and are cut (nothing after the last good
+//! record was acknowledged, since records are appended in order and
+//! acknowledged only after a sync covering them). Any other bad range is
+//! damage on disk, not a torn write: it is reported and left in the file
+//! for inspection.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -65,7 +67,7 @@ pub struct Recovery {
     pub records: u64,
     /// Bytes cut from the end of the newest pack (a torn tail).
     pub truncated_bytes: u64,
-    /// Damaged records in older packs: (pack id, offset, bytes ignored).
+    /// Damaged ranges, not torn tails: (pack id, offset, bytes ignored).
     pub damaged: Vec<(u32, u64, u64)>,
 }
 
@@ -135,34 +137,82 @@ fn failed(msg: &str) -> io::Error {
     ))
 }
 
-/// Reads records from `file` until the first bad one, calling `found` for
-/// each good one. Returns the offset where the valid prefix ends.
-fn scan_pack(file: &File, mut found: impl FnMut([u8; 32], u64, u32)) -> io::Result<u64> {
+/// What [`scan_pack`] found in one pack besides its good records.
+struct Scan {
+    /// Where the last good record ends (0 if none).
+    end: u64,
+    /// Bad ranges followed by a good record: (offset, length).
+    damaged: Vec<(u64, u64)>,
+}
+
+/// Reads the records of `file`, calling `found` for each good one. After a
+/// bad record it resumes at the next offset holding a record whose header
+/// and data both check ([`next_good_record`]).
+fn scan_pack(file: &File, mut found: impl FnMut([u8; 32], u64, u32)) -> io::Result<Scan> {
     let size = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(4 << 20, file);
+    let mut scan = Scan {
+        end: 0,
+        damaged: Vec::new(),
+    };
     let mut pos = 0u64;
     let mut data = Vec::new();
-    loop {
-        if size - pos < HEADER_LEN as u64 {
-            return Ok(pos);
+    while size - pos >= HEADER_LEN as u64 {
+        match read_record(file, pos, size, &mut data)? {
+            Some((digest, len)) => {
+                found(digest, pos + HEADER_LEN as u64, len);
+                pos += HEADER_LEN as u64 + u64::from(len);
+                scan.end = pos;
+            }
+            None => match next_good_record(file, pos + 1, size, &mut data)? {
+                Some(next) => {
+                    scan.damaged.push((pos, next - pos));
+                    pos = next;
+                }
+                None => break,
+            },
         }
-        let mut h = [0u8; HEADER_LEN];
-        reader.read_exact(&mut h)?;
-        let Some((digest, len)) = decode_header(&h, MAX_RECORD_LEN) else {
-            return Ok(pos);
-        };
-        let data_at = pos + HEADER_LEN as u64;
-        if size - data_at < u64::from(len) {
-            return Ok(pos);
-        }
-        data.resize(len as usize, 0);
-        reader.read_exact(&mut data)?;
-        if Sha256::digest(&data).as_slice() != digest {
-            return Ok(pos);
-        }
-        found(digest, data_at, len);
-        pos = data_at + u64::from(len);
     }
+    debug_assert!(scan.end <= size);
+    Ok(scan)
+}
+
+/// The record at `pos` if its header and data check: (digest, data length).
+fn read_record(file: &File, pos: u64, size: u64, data: &mut Vec<u8>) -> io::Result<Option<([u8; 32], u32)>> {
+    let mut h = [0u8; HEADER_LEN];
+    if size - pos < HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    file.read_exact_at(&mut h, pos)?;
+    let Some((digest, len)) = decode_header(&h, MAX_RECORD_LEN) else {
+        return Ok(None);
+    };
+    let data_at = pos + HEADER_LEN as u64;
+    if size - data_at < u64::from(len) {
+        return Ok(None);
+    }
+    data.resize(len as usize, 0);
+    file.read_exact_at(data, data_at)?;
+    Ok((Sha256::digest(&data[..]).as_slice() == digest).then_some((digest, len)))
+}
+
+/// The first offset at or after `from` holding a good record, if any.
+/// Reads in 1 MiB windows looking for the magic; only runs after damage.
+fn next_good_record(file: &File, from: u64, size: u64, data: &mut Vec<u8>) -> io::Result<Option<u64>> {
+    const WINDOW: usize = 1 << 20;
+    let mut window = vec![0u8; WINDOW];
+    let mut at = from;
+    while size.saturating_sub(at) >= HEADER_LEN as u64 {
+        let n = (size - at).min(WINDOW as u64) as usize;
+        file.read_exact_at(&mut window[..n], at)?;
+        for i in 0..n.saturating_sub(MAGIC.len() - 1) {
+            if &window[i..i + MAGIC.len()] == MAGIC && read_record(file, at + i as u64, size, data)?.is_some() {
+                return Ok(Some(at + i as u64));
+            }
+        }
+        // Overlap by the magic's length, so one split across windows is seen.
+        at += (n - (MAGIC.len() - 1)) as u64;
+    }
+    Ok(None)
 }
 
 impl PackLog {
@@ -197,10 +247,14 @@ impl PackLog {
             let newest = i + 1 == ids.len();
             let file = OpenOptions::new().read(true).write(newest).open(pack_path(dir, id))?;
             let size = file.metadata()?.len();
-            let end = scan_pack(&file, |digest, offset, len| {
+            let scan = scan_pack(&file, |digest, offset, len| {
                 recovery.records += 1;
                 found(digest, Location { pack: id, offset, len });
             })?;
+            recovery
+                .damaged
+                .extend(scan.damaged.iter().map(|&(at, len)| (id, at, len)));
+            let end = scan.end;
             if end < size {
                 if newest {
                     file.set_len(end)?;
@@ -488,6 +542,40 @@ mod tests {
         }
     }
 
+    /// Bit rot in the middle of the newest pack is not a torn tail: the
+    /// good records after it are acknowledged blocks and must survive.
+    #[test]
+    fn damage_in_the_middle_of_a_pack_loses_only_the_damaged_record() {
+        let t = tempfile::tempdir().unwrap();
+        let blocks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 300 + i as usize]).collect();
+        {
+            let (log, _, _) = open(t.path(), DEFAULT_PACK_LIMIT);
+            for b in &blocks {
+                log.append_durable(&digest(b), b).unwrap();
+            }
+        }
+        let path = pack_path(t.path(), 0);
+        let mut bytes = fs::read(&path).unwrap();
+        let size = bytes.len() as u64;
+        let second = (HEADER_LEN + blocks[0].len()) as u64;
+        bytes[second as usize + HEADER_LEN + 7] ^= 1; // the second record's data
+        fs::write(&path, &bytes).unwrap();
+        let (log, rec, found) = open(t.path(), DEFAULT_PACK_LIMIT);
+        let record_2 = (HEADER_LEN + blocks[1].len()) as u64;
+        assert_eq!(rec.damaged, vec![(0, second, record_2)]);
+        assert_eq!((rec.records, rec.truncated_bytes), (4, 0));
+        assert_eq!(fs::metadata(&path).unwrap().len(), size, "nothing cut");
+        let got: Vec<[u8; 32]> = found.iter().map(|f| f.0).collect();
+        let want: Vec<[u8; 32]> = [0, 2, 3, 4].iter().map(|&i| digest(&blocks[i])).collect();
+        assert_eq!(got, want);
+        for (d, l) in &found {
+            assert_eq!(digest(&log.read(*l).unwrap()), *d);
+        }
+        // Appends go after the last good record.
+        let loc = log.append_durable(&digest(b"new"), b"new").unwrap();
+        assert_eq!(loc.offset, size + HEADER_LEN as u64);
+    }
+
     #[test]
     fn damage_in_an_older_pack_is_reported_not_cut() {
         let t = tempfile::tempdir().unwrap();
@@ -504,9 +592,10 @@ mod tests {
         bytes[HEADER_LEN + 5] ^= 1; // data of the first record
         fs::write(&p0, &bytes).unwrap();
         let (_, rec, found) = open(t.path(), 500);
-        assert_eq!(rec.damaged, vec![(0, 0, len0 as u64)]);
+        // Only the damaged record is lost; the pack's later records are read.
+        assert_eq!(rec.damaged, vec![(0, 0, (HEADER_LEN + 200) as u64)]);
         assert_eq!(rec.truncated_bytes, 0);
         assert_eq!(fs::metadata(&p0).unwrap().len(), len0 as u64, "left for inspection");
-        assert_eq!(found.len(), 6 - len0 / (HEADER_LEN + 200));
+        assert_eq!(found.len(), 5);
     }
 }
