@@ -19,6 +19,26 @@ pub fn is_block_hash(s: &str) -> bool {
     s.len() == HASH_HEX_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The hash list of an empty file (the course's wire convention; surfsync's
+/// `chunk` module writes the same).
+pub const EMPTY_FILE_HASH: &str = "-1";
+/// The hash list of a deleted file, a tombstone (the same convention).
+pub const TOMBSTONE_HASH: &str = "0";
+
+/// Why a file's hash list cannot be stored, if it cannot: it is one of the
+/// two one-element markers, or a non-empty list of block hashes. Anything
+/// else would hand every other client a list it cannot download.
+pub fn hash_list_problem(hashes: &[String]) -> Option<String> {
+    match hashes {
+        [] => Some("the hash list is empty (an empty file is [\"-1\"])".into()),
+        [only] if only == EMPTY_FILE_HASH || only == TOMBSTONE_HASH => None,
+        _ => hashes
+            .iter()
+            .position(|h| !is_block_hash(h))
+            .map(|i| format!("hash {i} of the list is not a block hash: {:?}", hashes[i])),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +70,29 @@ mod tests {
             &format!("{}/", "a".repeat(63)),
         ] {
             assert!(!is_block_hash(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hash_lists() {
+        let h = block_hash(b"x");
+        for ok in [
+            vec![h.clone()],
+            vec![h.clone(), h.clone()],
+            vec!["0".into()],
+            vec!["-1".into()],
+        ] {
+            assert_eq!(hash_list_problem(&ok), None, "{ok:?}");
+        }
+        for bad in [
+            vec![],
+            vec![String::new()],
+            vec!["0".into(), h.clone()],
+            vec![h.clone(), "-1".into()],
+            vec![h.to_uppercase()],
+            vec!["../x".into()],
+        ] {
+            assert!(hash_list_problem(&bad).is_some(), "{bad:?} accepted");
         }
     }
 }

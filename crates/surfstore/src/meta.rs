@@ -137,6 +137,9 @@ impl MetaService {
         if let Some(why) = filename_problem(&meta.filename) {
             return Err(Status::invalid_argument(format!("{why}: {:?}", meta.filename)));
         }
+        if let Some(why) = crate::hash::hash_list_problem(&meta.block_hash_list) {
+            return Err(Status::invalid_argument(format!("{:?}: {why}", meta.filename)));
+        }
         let op = WriteOp::SurfUpdate {
             filename: meta.filename,
             version: meta.version,

@@ -220,6 +220,15 @@ async fn followers_get_updates() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
+    // A hash list no client could download is refused before the log.
+    for bad in [&[][..], &[""], &["0", "0"], &["not-a-hash"]] {
+        let err = clients[0]
+            .clone()
+            .update_file(meta("f2.txt", 1, bad))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
