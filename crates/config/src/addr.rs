@@ -44,6 +44,12 @@ pub(crate) fn quote(s: &str) -> String {
     }
 }
 
+/// Checks that `s` is `host:port` as the config requires of node addresses
+/// (for addresses that arrive at run time, such as a learner's).
+pub fn check_host_port(s: &str) -> Result<(), String> {
+    parse_host_port(s).map(|_| ())
+}
+
 /// Checks that `s` is `host:port` and returns its [`AddrKey`].
 ///
 /// The host is a name (letters, digits, `-`, `_`, `.`), a dotted IPv4

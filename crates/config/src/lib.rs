@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod addr;
+pub use addr::check_host_port;
 mod json;
 mod text;
 

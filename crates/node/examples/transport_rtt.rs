@@ -74,6 +74,7 @@ fn transport<S: RaftTransport>(service: S, listener: std::net::TcpListener, peer
         1 << 20,
         Dialer::plaintext(),
         TIMING,
+        Default::default(),
     )
 }
 

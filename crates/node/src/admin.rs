@@ -131,9 +131,13 @@ impl Admin for AdminService {
     async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembersReply>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        if !valid_addr(&r.addr) {
+        if let Err(why) = triton_config::check_host_port(&r.addr).and_then(|()| {
+            valid_addr(&r.addr)
+                .then_some(())
+                .ok_or_else(|| format!("address {:?} cannot be stored", r.addr))
+        }) {
             return Err(Status::invalid_argument(format!(
-                "address {:?} is not host:port",
+                "address {:?} is not host:port: {why}",
                 r.addr
             )));
         }

@@ -1,6 +1,7 @@
 //! The admin token: a shared secret from the config that admin and fault
 //! RPCs must carry, so anyone who can reach a node's port cannot crash it,
-//! cut it off or change the membership.
+//! cut it off or change the membership. Peers' Raft streams carry it too:
+//! a forged message (a fake leader's append) could otherwise do all three.
 //!
 //! The token travels as gRPC metadata `authorization: Bearer <token>`.
 //! When the config sets no `admin_token`, nothing is checked (a test
@@ -130,11 +131,19 @@ impl std::fmt::Debug for ClientToken {
     }
 }
 
+impl ClientToken {
+    /// Adds the token (if any) to `metadata`: for requests an interceptor
+    /// does not see, such as a streaming call built by hand.
+    pub fn insert_into(&self, metadata: &mut MetadataMap) {
+        if let Some(value) = &self.value {
+            metadata.insert(AUTHORIZATION, value.clone());
+        }
+    }
+}
+
 impl tonic::service::Interceptor for ClientToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.value {
-            request.metadata_mut().insert(AUTHORIZATION, value.clone());
-        }
+        self.insert_into(request.metadata_mut());
         Ok(request)
     }
 }

@@ -485,15 +485,30 @@ impl Driver {
             let _ = reply.send(Err(NodeError::NotLeader { leader }.into()));
             return;
         }
-        // The leader must know where a newcomer is before the entry is in
-        // force (that is, as soon as it is appended).
-        if let (ConfChange::AddLearner(id), Some(addr)) = (change, &addr) {
-            self.learn_addresses(&[(id, addr.clone())]);
-        }
-        let context = self.opts.addresses.read().expect("address book lock").encode();
-        match self.raft.propose_conf_change(change, Bytes::from(context)) {
+        // The entry carries the address book with the newcomer's address.
+        // The book itself changes only once the proposal is accepted: a
+        // refused change (say, an id that is already a voter) must not
+        // redirect a member's traffic, nor spread with the next entry.
+        let mut book = self.opts.addresses.read().expect("address book lock").clone();
+        let newcomer = match (change, addr) {
+            (ConfChange::AddLearner(id), Some(addr)) => {
+                if let Err(why) = self.check_newcomer(&book, id, &addr) {
+                    let _ = reply.send(Err(AdminError::Refused(why)));
+                    return;
+                }
+                book.insert(id, &addr);
+                Some((id, addr))
+            }
+            _ => None,
+        };
+        match self.raft.propose_conf_change(change, Bytes::from(book.encode())) {
             Ok((index, term)) => {
                 tracing::info!(?change, index, "proposed a membership change");
+                // The leader must know where a newcomer is before the entry
+                // is in force (that is, as soon as it is appended).
+                if let Some(newcomer) = newcomer {
+                    self.learn_addresses(&[newcomer]);
+                }
                 self.conf_changes.insert(index, (term, reply));
             }
             Err(ConfChangeError::NotLeader { leader }) => {
@@ -503,6 +518,30 @@ impl Driver {
                 let _ = reply.send(Err(AdminError::Refused(e.to_string())));
             }
         }
+    }
+
+    /// Why node `id` at `addr` cannot be added as a learner: it is already a
+    /// member at another address (a new node reusing a member's id would be
+    /// taken for it, with none of its log or vote), or another member has
+    /// that address. A member re-added at its own address is left to the
+    /// core, which refuses it as already a member.
+    fn check_newcomer(&self, book: &AddressBook, id: NodeId, addr: &str) -> Result<(), String> {
+        let members = self.raft.membership().all_nodes();
+        let user = |id: NodeId| id.saturating_sub(1);
+        if members.contains(&id) && book.get(id).is_some_and(|known| known != addr) {
+            return Err(format!(
+                "node {} is already a member, at {}; remove it before adding a node with its id elsewhere",
+                user(id),
+                book.get(id).unwrap_or_default()
+            ));
+        }
+        if let Some((other, _)) = book
+            .iter()
+            .find(|&(other, a)| other != id && a == addr && members.contains(&other))
+        {
+            return Err(format!("address {addr} belongs to member node {}", user(other)));
+        }
+        Ok(())
     }
 
     /// Records addresses (from an admin request or a membership entry),

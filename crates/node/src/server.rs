@@ -246,6 +246,7 @@ pub async fn serve(
         max_message_bytes,
         dialer,
         &timing,
+        crate::auth::ClientToken::from_config(&opts.config),
     );
     let (driver_tx, driver_rx) = crossbeam_channel::bounded::<Input>(65_536);
     let known_leader = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -288,9 +289,15 @@ pub async fn serve(
         max_command_bytes: crate::service::command_limit(opts.config.max_message_bytes),
         leader: known_leader,
     };
-    let transport = RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id, &timing))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
+    // Peers' streams carry the admin token (if the config sets one): a forged
+    // message from anyone who reaches the port could crash a follower or
+    // rewrite its log.
+    let transport = tonic::service::interceptor::InterceptedService::new(
+        RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id, &timing))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes),
+        AdminAuth::from_config(&opts.config),
+    );
     let kv = KvServer::new(KvService { node: handle.clone() })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);

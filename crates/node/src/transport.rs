@@ -24,6 +24,7 @@ use triton_proto::raft::raft_transport_server::RaftTransport;
 use triton_proto::raft::{RaftBatch, RaftMessage, TransportAck};
 use triton_raft::{Message, NodeId};
 
+use crate::auth::ClientToken;
 use crate::codec::{message_from_pb, message_to_pb};
 use crate::driver::Input;
 use crate::tls::Dialer;
@@ -49,19 +50,23 @@ pub struct Outbox {
     dialer: Dialer,
     /// Our `Timing::signature`, sent on every stream.
     timing: MetadataValue<Ascii>,
+    /// The admin token, which peers require on every stream.
+    token: ClientToken,
 }
 
 impl Outbox {
     /// Starts a sender task per peer on `rt`. `peers` maps Raft ids to gRPC
     /// addresses; `dialer` connects to them (with TLS, the node's own
     /// certificate is its client identity); `timing` is our
-    /// `Timing::signature`, which peers check.
+    /// `Timing::signature` and `token` the config's admin token, both of
+    /// which peers check.
     pub fn start(
         rt: &tokio::runtime::Handle,
         peers: HashMap<NodeId, String>,
         max_message_bytes: usize,
         dialer: Dialer,
         timing: &str,
+        token: ClientToken,
     ) -> Outbox {
         let mut outbox = Outbox {
             peers: HashMap::new(),
@@ -70,6 +75,7 @@ impl Outbox {
             max_message_bytes,
             dialer,
             timing: MetadataValue::try_from(timing).unwrap_or_else(|_| MetadataValue::from_static("invalid")),
+            token,
         };
         for (id, addr) in peers {
             outbox.add_peer(id, &addr);
@@ -91,6 +97,7 @@ impl Outbox {
             self.max_message_bytes,
             self.dialer.clone(),
             self.timing.clone(),
+            self.token.clone(),
         ));
         self.peers.insert(id, tx);
         self.addrs.insert(id, addr.to_string());
@@ -197,6 +204,7 @@ async fn peer_sender(
     max_bytes: usize,
     dialer: Dialer,
     timing: MetadataValue<Ascii>,
+    token: ClientToken,
 ) {
     let queue = Arc::new(Mutex::new(PeerQueue {
         messages: queue,
@@ -245,11 +253,17 @@ async fn peer_sender(
             connection,
         });
         request.metadata_mut().insert(TIMING_METADATA, timing.clone());
+        token.insert_into(request.metadata_mut());
         // Ends when the peer dies (reconnecting at once, not at the next
         // message, has the stream up again by the time the peer is back),
         // or when the queue closes.
         match client.send(request).await {
-            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
                 tracing::error!(peer = id, %addr, "the peer refused our messages: {}", status.message());
             }
             Err(status) => tracing::debug!(peer = id, "stream ended: {status}"),

@@ -80,6 +80,7 @@ fn outbox_to(addr: std::net::SocketAddr) -> Outbox {
         1 << 20,
         Dialer::plaintext(),
         TIMING,
+        Default::default(),
     )
 }
 

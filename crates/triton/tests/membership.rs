@@ -227,8 +227,22 @@ fn admin_changes_need_the_token_and_refuse_impossible_requests() {
     assert!(!ok && text.contains("already a voter"), "{text}");
     let (ok, text) = admin(&c, &["add-learner", "7", "not an address"]);
     assert!(!ok && text.contains("not host:port"), "{text}");
-    // Nothing changed.
+    let (ok, text) = admin(&c, &["add-learner", "7", "127.0.0.1:70000"]);
+    assert!(!ok && text.contains("not host:port"), "{text}");
+    // A refused add must not move a member: a voter's id at another
+    // address, and a new id at a voter's address.
+    let (ok, text) = admin(&c, &["add-learner", "1", "127.0.0.1:1"]);
+    assert!(!ok && text.contains("already a member"), "{text}");
+    let (ok, text) = admin(&c, &["add-learner", "7", &c.addrs[1]]);
+    assert!(!ok && text.contains("belongs to member node 1"), "{text}");
+    // Nothing changed, and the leader still knows node 1 where it is.
     wait_members(&c, 0, &[(0, "voter"), (1, "voter"), (2, "voter")]);
+    let leader = leader_of(&c, 0) as usize;
+    let listing = admin_ok(&c, &["--endpoints", &c.addrs[leader], "members"]);
+    assert!(
+        listing.contains(&c.addrs[1]) && !listing.contains("127.0.0.1:1 "),
+        "{listing}"
+    );
 
     // Transfer leadership to a chosen voter.
     let leader = leader_of(&c, 0);
