@@ -51,8 +51,17 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// tools, and it keeps [`ClusterConfig::raft_id`] from overflowing.
 pub const MAX_TOML_INT: u64 = i64::MAX as u64;
 
+/// The first line of every [`ClusterConfig::to_toml`] output, by which a tool
+/// (`triton up`) can tell a file it generated from one a person wrote.
+pub const TOML_HEADER: &str = "# Triton cluster configuration.";
+
 /// Largest `max_message_bytes`: a gRPC message carries a 4-byte length.
 pub const MAX_GRPC_MESSAGE_BYTES: u64 = u32::MAX as u64;
+
+/// Largest `max_value_bytes`: the replicated store's own limit (its
+/// `StoreOptions`, the same on every replica whatever its config says). A
+/// larger value would be replicated and then refused when applied.
+pub const MAX_VALUE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Largest `timing.election_ticks`: the core draws timeouts from up to twice
 /// it in a `u32` (the core's own limit is the same).
@@ -106,7 +115,8 @@ pub struct ClusterConfig {
     /// Largest KV value or file content, in bytes, a client may store.
     /// Must not exceed `max_message_bytes`; a write whose whole command
     /// (value, key and framing) comes within 256 bytes of
-    /// `max_message_bytes` is refused as too large. Default: 1 MiB.
+    /// `max_message_bytes` is refused as too large. Default: 1 MiB; at most
+    /// [`MAX_VALUE_BYTES`] (64 MiB).
     pub max_value_bytes: u64,
     /// TLS for the gRPC port. `None` (the default): plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -529,6 +539,15 @@ impl ClusterConfig {
                 ),
             ));
         }
+        if self.max_value_bytes > MAX_VALUE_BYTES {
+            return Err(invalid(
+                "max_value_bytes",
+                format!(
+                    "{} is out of range; the replicated store holds values of at most {MAX_VALUE_BYTES} bytes",
+                    self.max_value_bytes
+                ),
+            ));
+        }
         if let Some(dir) = &self.data_dir {
             check_path("data_dir", dir)?;
         }
@@ -608,10 +627,25 @@ impl ClusterConfig {
         let body = toml::to_string(self).unwrap_or_else(|e| {
             panic!("ClusterConfig::to_toml: the config has a value TOML cannot hold ({e}); validate() rejects it")
         });
-        format!(
-            "# Triton cluster configuration. Every field is described in examples/cluster.toml.\n\
-             # Start node N with: triton server --config <this file> --id N\n\n{body}"
-        )
+        // The start command must find node N's data wherever it is run
+        // from: a node started on an empty directory rejoins with no log and
+        // no vote. Only an absolute data_dir makes the short command exact.
+        let start = match &self.data_dir {
+            Some(dir) if dir.is_absolute() => {
+                "# Start node N with: triton server --config <this file> --id N\n\
+                 # (node N keeps its data in <data_dir>/node-N, data_dir as set below)"
+            }
+            Some(_) => {
+                "# Start node N with: triton server --config <this file> --id N\n\
+                 # from the directory that data_dir (below) is relative to: node N keeps its data in <data_dir>/node-N"
+            }
+            None => {
+                "# Start node N with: triton server --config <this file> --id N --data-dir <node N's data directory>\n\
+                 # (without --data-dir: ./triton-data/node-N under the directory it is started from;\n\
+                 # an absolute data_dir = \"/path\" here makes it <data_dir>/node-N from anywhere)"
+            }
+        };
+        format!("{TOML_HEADER} Every field is described in examples/cluster.toml.\n{start}\n\n{body}")
     }
 }
 

@@ -258,6 +258,11 @@ fn malformed_inputs_name_the_line_or_field() {
             format!("max_message_bytes = 10\nmax_value_bytes = 11\n{NODE0}"),
             &["max_value_bytes", "fit in a message"],
         ),
+        (
+            "TOML value larger than the store holds",
+            format!("max_message_bytes = 100000000\nmax_value_bytes = 67108865\n{NODE0}"),
+            &["max_value_bytes", "store holds values of at most 67108864"],
+        ),
         ("TOML empty data dir", format!("data_dir = \"\"\n{NODE0}"), &["data_dir", "empty"]),
         ("TOML admin token with space", format!("admin_token = \"a b\"\n{NODE0}"), &["admin_token", "printable"]),
         ("TOML tls without key", format!("[tls]\ncert = \"c\"\n{NODE0}"), &["missing field `key`"]),

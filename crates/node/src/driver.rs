@@ -1020,6 +1020,15 @@ mod tests {
     use super::*;
     use triton_raft::HardState;
 
+    /// The config refuses values the store would refuse when applying them.
+    #[test]
+    fn the_configs_value_cap_is_the_stores() {
+        assert_eq!(
+            triton_config::MAX_VALUE_BYTES,
+            triton_store::StoreOptions::default().max_value_bytes
+        );
+    }
+
     fn entry(index: Index) -> Entry {
         Entry {
             index,
