@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status};
 use triton_proto::surfstore::block_store_server::{BlockStore, BlockStoreServer};
 use triton_proto::surfstore::{Block, BlockHash, BlockHashes, Success};
 
-use crate::hash::{block_hash, is_block_hash};
+use crate::hash::{block_hash, is_block_hash, HASH_HEX_LEN};
 use crate::pack::{Location, PackLog, Recovery, DEFAULT_PACK_LIMIT, MAX_RECORD_LEN};
 
 /// Default largest block accepted by `PutBlock` (16 MiB).
@@ -52,6 +52,9 @@ pub const LOCK_FILE: &str = "LOCK";
 /// Most hashes accepted in one `HasBlocks`/`MissingBlocks` call: bounds the
 /// work and the reply of one request (a 16 MiB request holds ~250k hashes).
 pub const MAX_HASHES_PER_CALL: usize = 1 << 20;
+/// The encoded size of [`MAX_HASHES_PER_CALL`] hashes: 64 hex characters
+/// and 2 bytes of protobuf framing each.
+const HASH_LIST_BYTES: usize = MAX_HASHES_PER_CALL * (HASH_HEX_LEN + 2);
 
 /// Most blocks accepted on one `PutBlockStream`: bounds the reply and the
 /// bookkeeping one stream can make the server hold.
@@ -361,13 +364,14 @@ impl BlockStoreService {
         BlockStoreService { dir }
     }
 
-    /// The tonic server, with message limits sized for the largest block.
+    /// The tonic server, accepting the largest block and the largest hash
+    /// list a call may carry, whichever is bigger: with small blocks a
+    /// block-sized limit refused MissingBlocks batches of a hundred hashes.
+    /// Replies are not capped here: GetBlockHashes lists the whole store,
+    /// and the caller's own limit decides what it accepts.
     pub fn into_server(self) -> BlockStoreServer<BlockStoreService> {
-        // A block plus its protobuf framing.
-        let limit = self.dir.max_block_bytes.saturating_add(1 << 10);
-        BlockStoreServer::new(self)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit)
+        let limit = self.dir.max_block_bytes.max(HASH_LIST_BYTES).saturating_add(1 << 10);
+        BlockStoreServer::new(self).max_decoding_message_size(limit)
     }
 }
 
@@ -514,6 +518,34 @@ pub async fn bind(addr: &str) -> anyhow::Result<(tokio::net::TcpListener, Socket
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With small blocks the message limit still admits the hash lists a
+    /// client sends (surfsync sends 20,000 hashes per MissingBlocks).
+    #[tokio::test]
+    async fn a_small_block_limit_still_takes_a_full_batch_of_hashes() {
+        use triton_proto::surfstore::block_store_client::BlockStoreClient;
+        let t = tempfile::tempdir().unwrap();
+        let dir = Arc::new(BlockDir::open(t.path(), 4096).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_block_store(listener, dir, async move {
+            let _ = stopped.await;
+        }));
+        let mut client = BlockStoreClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+            .max_encoding_message_size(usize::MAX);
+        let hashes: Vec<String> = (0..20_000u32).map(|i| block_hash(&i.to_le_bytes())).collect();
+        let missing = client
+            .missing_blocks(BlockHashes { hashes: hashes.clone() })
+            .await
+            .expect("a batch of 20,000 hashes is accepted")
+            .into_inner();
+        assert_eq!(missing.hashes.len(), hashes.len());
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 
     #[test]
     fn put_get_and_reopen() {
