@@ -32,6 +32,18 @@ pub struct FileStat {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// Status-change time, nanoseconds since the epoch: set by every write
+    /// and rename, and unlike mtime not settable by `cp -p` or `rsync -t`.
+    pub ctime_ns: i64,
+    /// Inode number: a file replaced by another (a rename over it) differs.
+    pub inode: u64,
+}
+
+impl FileStat {
+    /// The later of the two times: a file is "racily clean" if either is recent.
+    pub fn changed_ns(&self) -> i64 {
+        self.mtime_ns.max(self.ctime_ns)
+    }
 }
 
 /// An open index.
@@ -49,8 +61,9 @@ impl Index {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS indexes (
                  fileName TEXT, version INT, hashIndex INT, hashValue TEXT);
-             CREATE TABLE IF NOT EXISTS triton_stat (
-                 fileName TEXT PRIMARY KEY, size INT, mtimeNs INT,
+             DROP TABLE IF EXISTS triton_stat;
+             CREATE TABLE IF NOT EXISTS triton_stat_v2 (
+                 fileName TEXT PRIMARY KEY, size INT, mtimeNs INT, ctimeNs INT, inode INT,
                  chunking TEXT, blockSize INT);",
         )?;
         Ok(Index { conn })
@@ -80,7 +93,7 @@ impl Index {
     /// The cached stats of files hashed with `chunking`/`block_size`.
     pub fn load_stats(&self, chunking: &str, block_size: usize) -> IndexResult<BTreeMap<String, FileStat>> {
         let mut stmt = self.conn.prepare(
-            "SELECT fileName, size, mtimeNs FROM triton_stat
+            "SELECT fileName, size, mtimeNs, ctimeNs, inode FROM triton_stat_v2
              WHERE chunking = ?1 AND blockSize = ?2",
         )?;
         let rows = stmt.query_map(params![chunking, block_size as i64], |row| {
@@ -90,6 +103,9 @@ impl Index {
                 FileStat {
                     size: size.max(0) as u64,
                     mtime_ns: row.get(2)?,
+                    ctime_ns: row.get(3)?,
+                    // Stored as SQLite's signed integer, bit for bit.
+                    inode: row.get::<_, i64>(4)? as u64,
                 },
             ))
         })?;
@@ -124,10 +140,10 @@ impl Index {
                     }
                 }
             }
-            let mut delete_stat = tx.prepare("DELETE FROM triton_stat WHERE fileName = ?1")?;
+            let mut delete_stat = tx.prepare("DELETE FROM triton_stat_v2 WHERE fileName = ?1")?;
             let mut insert_stat = tx.prepare(
-                "INSERT INTO triton_stat (fileName, size, mtimeNs, chunking, blockSize)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO triton_stat_v2 (fileName, size, mtimeNs, ctimeNs, inode, chunking, blockSize)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for (name, stat) in stats {
                 delete_stat.execute([name])?;
@@ -136,6 +152,8 @@ impl Index {
                         name,
                         stat.size.min(i64::MAX as u64) as i64,
                         stat.mtime_ns,
+                        stat.ctime_ns,
+                        stat.inode as i64,
                         chunking,
                         block_size as i64
                     ])?;
@@ -199,7 +217,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut index = Index::open(dir.path()).unwrap();
         let mut stats = BTreeMap::new();
-        let stat = FileStat { size: 10, mtime_ns: 5 };
+        let stat = FileStat {
+            size: 10,
+            mtime_ns: 5,
+            ctime_ns: 6,
+            inode: u64::MAX,
+        };
         stats.insert("f".to_string(), Some(stat));
         index.apply(&BTreeMap::new(), &stats, "fixed", 4096).unwrap();
         assert_eq!(index.load_stats("fixed", 4096).unwrap()["f"], stat);

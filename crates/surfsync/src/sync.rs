@@ -213,7 +213,15 @@ struct LocalFile {
 fn stat_of(meta: &fs::Metadata) -> FileStat {
     FileStat {
         size: meta.len(),
-        mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+        ctime_ns: meta
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec()),
+        inode: meta.ino(),
     }
 }
 
@@ -225,7 +233,7 @@ fn now_ns() -> i64 {
 }
 
 /// Lists and hashes BASEDIR's regular files, reusing the index's hashes for
-/// files whose size and mtime match the cached stat.
+/// files whose size, times and inode match the cached stat.
 fn scan(
     base: &Path,
     chunker: &Chunker,
@@ -510,7 +518,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
             .cloned()
             .unwrap_or_else(|| indexed.get(name).cloned());
         let matches = entry.as_ref().is_some_and(|e| e.hashes == file.hashes);
-        let racy = file.stat.mtime_ns > started_ns.saturating_sub(RACY_WINDOW_NS);
+        let racy = file.stat.changed_ns() > started_ns.saturating_sub(RACY_WINDOW_NS);
         if matches && !racy && !downloads.contains(name) {
             if file.blocks.is_some() {
                 stat_changes.insert(name.clone(), Some(file.stat));
@@ -1122,7 +1130,12 @@ mod tests {
     fn local(hashes: &[&str]) -> LocalFile {
         LocalFile {
             path: PathBuf::from("x"),
-            stat: FileStat { size: 0, mtime_ns: 0 },
+            stat: FileStat {
+                size: 0,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                inode: 0,
+            },
             hashes: hashes.iter().map(|s| s.to_string()).collect(),
             blocks: None,
         }

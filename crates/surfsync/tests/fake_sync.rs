@@ -340,6 +340,40 @@ async fn resync_without_changes_moves_nothing_and_sees_edits() {
     assert_eq!(fakes.meta.files.lock().unwrap()["f7"].version, 2);
 }
 
+/// The stat cache must not be fooled by a replacement of the same size
+/// whose mtime was set back (`cp -p`, `rsync -t`): the ctime still moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_size_replacement_with_the_old_mtime_is_seen() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::write(&path, data(3000, 1)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // Past the "racily clean" window, so the first sync caches the stat.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 1024);
+    assert_eq!(sync(&o).await.unwrap().files_up, 1);
+    let s = sync(&o).await.unwrap();
+    assert_eq!((s.files_up, s.bytes_up), (0, 0));
+    // The copy: same size, new bytes, the old mtime.
+    std::fs::write(&path, data(3000, 2)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let s = sync(&o).await.unwrap();
+    assert_eq!(s.files_up, 1, "the replaced content was taken from the stat cache");
+    assert_eq!(fakes.meta.files.lock().unwrap()["f"].version, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_wins_over_a_local_edit() {
     let fakes = serve_fakes(1).await.unwrap();
