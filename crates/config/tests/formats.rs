@@ -462,6 +462,42 @@ fn to_toml_round_trips_a_full_config() {
     assert_eq!(parse(&written).unwrap(), config, "{written}");
 }
 
+/// The start command in `to_toml`'s header finds node N's data: the short
+/// form only when `data_dir` is absolute (anything else depends on the
+/// directory the node is started from).
+#[test]
+fn to_toml_header_gives_a_start_command_that_finds_the_data() {
+    let header = |data_dir: Option<&str>| {
+        let config = ClusterConfig {
+            nodes: three_nodes(),
+            data_dir: data_dir.map(PathBuf::from),
+            ..ClusterConfig::default()
+        };
+        let written = config.to_toml();
+        assert!(written.starts_with(triton_config::TOML_HEADER), "{written}");
+        assert_eq!(parse(&written).unwrap(), config, "{written}");
+        written
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let absolute = header(Some("/var/lib/triton"));
+    assert!(
+        absolute.contains("triton server --config <this file> --id N\n"),
+        "{absolute}"
+    );
+    assert!(absolute.contains("<data_dir>/node-N"), "{absolute}");
+    let relative = header(Some("triton-data"));
+    assert!(relative.contains("relative to"), "{relative}");
+    let none = header(None);
+    assert!(none.contains("--id N --data-dir"), "{none}");
+    assert!(
+        none.contains("./triton-data/node-N under the directory it is started from"),
+        "{none}"
+    );
+}
+
 #[test]
 fn validate_rejects_what_toml_cannot_hold() {
     let mut config = ClusterConfig {

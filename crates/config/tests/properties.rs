@@ -75,7 +75,8 @@ fn valid_config() -> impl Strategy<Value = ClusterConfig> {
                     enable_test_rpcs: test_rpcs,
                     admin_token: token,
                     max_message_bytes: msg,
-                    max_value_bytes: 1 + val % msg,
+                    // At most the store's limit too, which validate() enforces.
+                    max_value_bytes: 1 + val % msg.min(triton_config::MAX_VALUE_BYTES),
                     tls: tls.map(|(cert, key, ca)| TlsConfig { cert, key, ca }),
                 }
             },

@@ -7,9 +7,11 @@
 //! served by one node polls every other node's `/status`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -30,16 +32,21 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 pub const LEADER_HISTORY: usize = 64;
 
 /// Connections served at once; more wait in the listen backlog. Each is
-/// short (one request, at most `REQUEST_TIMEOUT`), so this only bounds a
-/// flood: without it, anyone reaching the port could use up the process's
-/// file descriptors, and the node's next WAL segment would fail to open.
+/// short (its request head within [`HEAD_TIMEOUT`], all of it within
+/// `CONNECTION_TIMEOUT`), so this only bounds a flood: without it, anyone
+/// reaching the port could use up the process's file descriptors, and the
+/// node's next WAL segment would fail to open.
 pub const MAX_CONNECTIONS: usize = 128;
 
 /// How long one connection may last in all (request, status, answer).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How long a client has to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has, from when its connection is accepted, to send a
+/// complete request head. Short on purpose: a connection holds one of the
+/// [`MAX_CONNECTIONS`] slots while it waits, so clients that connect and send
+/// nothing could otherwise keep every slot taken and `/metrics` unavailable.
+/// A scraper or a browser sends its head at once.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often the face samples the node's status to notice leader changes.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -50,6 +57,9 @@ pub struct MetricsFace;
 
 type History = Arc<Mutex<VecDeque<LeaderChange>>>;
 
+/// What a route answers: status code, content type and body.
+type Answer = (u16, &'static str, String);
+
 impl Face for MetricsFace {
     fn spawn(&mut self, node: NodeHandle, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<anyhow::Result<()>>> {
         let Some(addr) = node.node_config(node.raft_id).and_then(|n| n.http_addr.clone()) else {
@@ -57,10 +67,22 @@ impl Face for MetricsFace {
             return Vec::new();
         };
         let history: History = Arc::new(Mutex::new(VecDeque::new()));
-        vec![
-            tokio::spawn(track_leaders(node.clone(), history.clone(), shutdown.clone())),
-            tokio::spawn(serve(addr, node, history, shutdown)),
-        ]
+        let answer = {
+            let (node, history) = (node.clone(), history.clone());
+            move |route| answer(route, node.clone(), history.clone())
+        };
+        // `Face::spawn` cannot fail, so a port that cannot be bound is
+        // logged here, at startup: the node reads its faces' task results
+        // only when it stops, so an error returned from a task would go
+        // unnoticed for as long as the node runs.
+        let server = match start(&addr, shutdown.clone(), answer) {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::error!("{e:#}; this node serves no metrics, status or dashboard");
+                return Vec::new();
+            }
+        };
+        vec![tokio::spawn(track_leaders(node, history, shutdown)), server]
     }
 }
 
@@ -98,16 +120,29 @@ async fn track_leaders(node: NodeHandle, history: History, mut shutdown: watch::
     }
 }
 
-async fn serve(
-    addr: String,
-    node: NodeHandle,
-    history: History,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the HTTP port {addr}: {e}"))?;
+/// Binds `addr` and serves it, answering each request with `answer`. The
+/// bind happens here, before any task starts, so that its error reaches the
+/// caller at startup (see [`MetricsFace`]'s `spawn`).
+fn start<A, F>(addr: &str, shutdown: watch::Receiver<bool>, answer: A) -> anyhow::Result<JoinHandle<anyhow::Result<()>>>
+where
+    A: Fn(Route) -> F + Clone + Send + 'static,
+    F: Future<Output = anyhow::Result<Answer>> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        })
+        .with_context(|| format!("binding the HTTP port {addr}"))?;
     tracing::info!("HTTP (metrics, status, dashboard) on http://{addr}/");
+    Ok(tokio::spawn(serve(listener, shutdown, answer)))
+}
+
+async fn serve<A, F>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, answer: A) -> anyhow::Result<()>
+where
+    A: Fn(Route) -> F + Clone + Send + 'static,
+    F: Future<Output = anyhow::Result<Answer>> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -118,12 +153,12 @@ async fn serve(
             _ = shutdown.changed() => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (node, history) = (node.clone(), history.clone());
+                    let answer = answer.clone();
                     tokio::spawn(async move {
                         // The whole exchange is bounded, not only the request
                         // head: a client that never reads its answer must not
                         // keep a slot.
-                        match tokio::time::timeout(CONNECTION_TIMEOUT, handle(stream, node, history)).await {
+                        match tokio::time::timeout(CONNECTION_TIMEOUT, handle(stream, answer)).await {
                             Ok(Err(e)) => tracing::debug!("HTTP connection: {e:#}"),
                             Err(_) => tracing::debug!("HTTP connection: not done within {CONNECTION_TIMEOUT:?}"),
                             Ok(Ok(())) => {}
@@ -133,7 +168,7 @@ async fn serve(
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!("accepting on {addr}: {e}");
+                    tracing::warn!("accepting HTTP connections: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -203,16 +238,26 @@ async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(Route, bool)> {
     }
 }
 
-async fn handle(mut stream: TcpStream, node: NodeHandle, history: History) -> anyhow::Result<()> {
-    let (route, head_only) = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+async fn handle<A, F>(mut stream: TcpStream, answer: A) -> anyhow::Result<()>
+where
+    A: Fn(Route) -> F,
+    F: Future<Output = anyhow::Result<Answer>>,
+{
+    let (route, head_only) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let _ = respond(&mut stream, 400, "text/plain", format!("bad request: {e}\n"), false).await;
             return Err(e);
         }
-        Err(_) => anyhow::bail!("no complete request within {REQUEST_TIMEOUT:?}"),
+        Err(_) => anyhow::bail!("no complete request head within {HEAD_TIMEOUT:?}"),
     };
-    let (code, ctype, body) = match route {
+    let (code, ctype, body) = answer(route).await?;
+    respond(&mut stream, code, ctype, body, head_only).await
+}
+
+/// The node's answer to `route`.
+async fn answer(route: Route, node: NodeHandle, history: History) -> anyhow::Result<Answer> {
+    Ok(match route {
         Route::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD_HTML.to_string()),
         Route::Metrics | Route::Status => match node.status().await {
             Ok(status) => {
@@ -241,8 +286,7 @@ async fn handle(mut stream: TcpStream, node: NodeHandle, history: History) -> an
         },
         Route::NotFound => (404, "text/plain", "not found; try /, /metrics or /status\n".to_string()),
         Route::BadMethod => (405, "text/plain", "only GET and HEAD\n".to_string()),
-    };
-    respond(&mut stream, code, ctype, body, head_only).await
+    })
 }
 
 async fn respond(stream: &mut TcpStream, code: u16, ctype: &str, body: String, head_only: bool) -> anyhow::Result<()> {
@@ -282,6 +326,59 @@ mod tests {
         assert_eq!(p("POST / HTTP/1.1\r\n\r\n"), Some((Route::BadMethod, false)));
         assert_eq!(p("GET / HTTP/1.1\r\nHost: a"), None);
         assert!(parse_request(b"\x00\x01 nonsense\r\n\r\n").is_err());
+    }
+
+    /// A fixed answer, so that connection handling is tested without a node.
+    async fn fixed(route: Route) -> anyhow::Result<Answer> {
+        Ok((200, "text/plain", format!("{route:?}\n")))
+    }
+
+    #[tokio::test]
+    async fn a_port_that_cannot_be_bound_fails_at_start() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap().to_string();
+        let (_stop, shutdown) = watch::channel(false);
+        let err = start(&addr, shutdown, fixed).expect_err("the port is taken, so start must fail");
+        assert!(format!("{err:#}").contains(&addr), "{err:#}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_free_their_slots_quickly() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, shutdown, fixed));
+        // Every slot taken by a connection that never sends a byte.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let started = tokio::time::Instant::now();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).await.unwrap();
+        let waited = started.elapsed();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        assert!(reply.ends_with("Metrics\n"), "{reply}");
+        // The cap still holds: the request waited for an idle slot holder to go.
+        assert!(
+            waited >= HEAD_TIMEOUT,
+            "answered after {waited:?}: the cap did not hold"
+        );
+        // Within seconds, not the up to 15 s each idle client could hold a slot.
+        assert!(
+            waited <= Duration::from_secs(3),
+            "idle connections held their slots for {waited:?}"
+        );
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            idle[0].read(&mut byte).await.unwrap(),
+            0,
+            "the server closed an idle connection"
+        );
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
     }
 
     #[test]

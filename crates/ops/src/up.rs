@@ -5,7 +5,10 @@
 //! process of the same binary, waits for a leader through the nodes' HTTP
 //! `/status`, prints where everything listens with commands to paste, and on
 //! SIGINT/SIGTERM stops every child (SIGTERM, then SIGKILL after a grace
-//! period) and returns.
+//! period) and returns. The config names `<dir>` as its `data_dir` and is
+//! readable by its owner only (it holds the admin token), so a node
+//! restarted by hand with `triton server --config <dir>/cluster.toml --id N`
+//! runs on the same data as under `triton up`.
 //!
 //! Why child processes and not one process with many nodes: it is exactly
 //! how a real deployment runs (one node per process, each with its own WAL
@@ -16,6 +19,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -48,10 +52,25 @@ pub struct UpOptions {
     pub stop_grace: Duration,
 }
 
-/// The config of a fresh local cluster; see [`UpOptions::base_port`].
-pub fn local_config(nodes: usize, base_port: u16, block_stores: usize) -> anyhow::Result<ClusterConfig> {
+/// The config of a fresh local cluster (see [`UpOptions::base_port`]) whose
+/// nodes keep their data in `<data_dir>/node-<id>`.
+///
+/// `data_dir` must be absolute and goes into the config, so that
+/// `triton server --config <file> --id N`, run from any directory, restarts
+/// node N on the same data `triton up` gives it: a node started on an empty
+/// directory would rejoin as a voter with no log and no vote, and could lose
+/// acknowledged writes.
+pub fn local_config(
+    nodes: usize,
+    base_port: u16,
+    block_stores: usize,
+    data_dir: &Path,
+) -> anyhow::Result<ClusterConfig> {
     if nodes == 0 || nodes > MAX_NODES {
         bail!("--nodes must be 1 to {MAX_NODES}, got {nodes}");
+    }
+    if !data_dir.is_absolute() {
+        bail!("the data directory {} must be an absolute path", data_dir.display());
     }
     let port = |offset: usize| -> anyhow::Result<u16> {
         u16::try_from(usize::from(base_port) + offset)
@@ -59,7 +78,10 @@ pub fn local_config(nodes: usize, base_port: u16, block_stores: usize) -> anyhow
             .filter(|&p| p != 0)
             .with_context(|| format!("--base-port {base_port} leaves no room for port offset {offset}"))
     };
-    let mut config = ClusterConfig::default();
+    let mut config = ClusterConfig {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..ClusterConfig::default()
+    };
     for i in 0..nodes {
         config.nodes.push(NodeConfig {
             id: i as u64,
@@ -76,6 +98,81 @@ pub fn local_config(nodes: usize, base_port: u16, block_stores: usize) -> anyhow
     config.admin_token = Some(random_token()?);
     config.validate()?;
     Ok(config)
+}
+
+/// Writes `config` to `path`, readable by its owner only since it holds the
+/// admin token: a temporary file created with mode 0600 (an existing file
+/// would keep its mode), synced, then renamed over `path`, so that no reader
+/// ever sees half a config.
+fn write_config(path: &Path, config: &ClusterConfig) -> anyhow::Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    // A leftover of an interrupted write; `create_new` needs it gone.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(config.to_toml().as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Makes a reused config that holds the admin token readable by its owner
+/// only (`triton up` before 0600 wrote it with default permissions).
+fn make_private(path: &Path, config: &ClusterConfig, out: &mut impl Write) -> anyhow::Result<()> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if config.admin_token.is_some() && mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .with_context(|| format!("making {} private", path.display()))?;
+        writeln!(
+            out,
+            "triton up: made {} readable by its owner only (it holds the admin token)",
+            path.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks that a reused config keeps its nodes' data where `triton up`
+/// does, in `<dir>/node-<id>`, so that a node restarted by hand with the
+/// config alone finds its own data. A config that `triton up` wrote before
+/// it recorded `data_dir` gets it added; any other mismatch is an error.
+fn reconcile_data_dir(
+    path: &Path,
+    mut config: ClusterConfig,
+    dir: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<ClusterConfig> {
+    match &config.data_dir {
+        Some(d) if d.is_absolute() && d.canonicalize().is_ok_and(|d| d == dir) => Ok(config),
+        None if std::fs::read_to_string(path).is_ok_and(|t| t.starts_with(triton_config::TOML_HEADER)) => {
+            config.data_dir = Some(dir.to_path_buf());
+            write_config(path, &config)?;
+            writeln!(
+                out,
+                "triton up: added data_dir = {:?} to {}, so that `triton server --config` finds the nodes' data",
+                dir.display().to_string(),
+                path.display()
+            )?;
+            Ok(config)
+        }
+        other => bail!(
+            "{} has data_dir = {}, but triton up keeps this cluster's data in {}/node-<id>; \
+             set data_dir = {:?} in it, so that `triton server --config` and triton up use the same data",
+            path.display(),
+            other
+                .as_ref()
+                .map_or_else(|| "(none)".to_string(), |d| format!("{:?}", d.display().to_string())),
+            dir.display(),
+            dir.display().to_string()
+        ),
+    }
 }
 
 /// 128 random bits in hex, from the OS.
@@ -137,8 +234,37 @@ fn spawn(exe: &Path, p: &mut Proc) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn port_free(addr: &str) -> bool {
-    std::net::TcpListener::bind(addr).is_ok()
+/// Checks that every address can be listened on. A busy port gets a hint
+/// that fits how the ports were chosen: `--base-port` only applies to a new
+/// directory (`reused` false); other errors (say, permission denied for a
+/// port below 1024) are reported as the OS gives them.
+fn check_ports<'a>(addrs: impl IntoIterator<Item = &'a str>, reused: bool) -> anyhow::Result<()> {
+    let mut busy = Vec::new();
+    let mut failed = Vec::new();
+    for addr in addrs {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => busy.push(addr),
+            Err(e) => failed.push(format!("{addr} ({e})")),
+        }
+    }
+    let mut problems = Vec::new();
+    if !busy.is_empty() {
+        let hint = if reused {
+            "is another `triton up` running on this directory? stop it or use another --dir; \
+             this directory's cluster.toml fixes the ports, so --base-port does not change them"
+        } else {
+            "is another `triton up` running? try --base-port or another --dir"
+        };
+        problems.push(format!("these addresses are in use: {} ({hint})", busy.join(", ")));
+    }
+    if !failed.is_empty() {
+        problems.push(format!("cannot listen on {}", failed.join(", ")));
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(())
 }
 
 fn has_subcommand(exe: &Path, name: &str) -> bool {
@@ -203,7 +329,8 @@ fn stop_all(children: &mut Children, grace: Duration, out: &mut impl Write) {
             }
         }
     }
-    let deadline = Instant::now() + grace;
+    // A grace too long for the clock to represent means no deadline.
+    let deadline = Instant::now().checked_add(grace);
     loop {
         let mut running = 0;
         for p in &mut children.0 {
@@ -217,7 +344,7 @@ fn stop_all(children: &mut Children, grace: Duration, out: &mut impl Write) {
         if running == 0 {
             return;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -245,7 +372,8 @@ pub async fn run(
         .with_context(|| format!("resolving {}", opts.dir.display()))?;
     let config_path = dir.join("cluster.toml");
     let blockstore_cmd = has_subcommand(&opts.exe, "blockstore");
-    let config = if config_path.exists() {
+    let reused = config_path.exists();
+    let config = if reused {
         let config = triton_config::load(&config_path)?;
         writeln!(
             out,
@@ -253,10 +381,11 @@ pub async fn run(
             config_path.display(),
             config.nodes.len()
         )?;
-        config
+        make_private(&config_path, &config, out)?;
+        reconcile_data_dir(&config_path, config, &dir, out)?
     } else {
-        let config = local_config(opts.nodes, opts.base_port, 2)?;
-        std::fs::write(&config_path, config.to_toml()).with_context(|| format!("writing {}", config_path.display()))?;
+        let config = local_config(opts.nodes, opts.base_port, 2, &dir)?;
+        write_config(&config_path, &config)?;
         writeln!(out, "triton up: wrote {}", config_path.display())?;
         config
     };
@@ -271,24 +400,12 @@ pub async fn run(
     } else {
         Vec::new()
     };
-    let mut busy = Vec::new();
-    for n in &config.nodes {
-        for a in [Some(&n.addr), n.file_addr.as_ref(), n.http_addr.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            if !port_free(a) {
-                busy.push(a.clone());
-            }
-        }
-    }
-    busy.extend(block_stores.iter().filter(|a| !port_free(a)).cloned());
-    if !busy.is_empty() {
-        bail!(
-            "these addresses are in use: {} (is another `triton up` running? try --base-port or another --dir)",
-            busy.join(", ")
-        );
-    }
+    let node_addrs = config
+        .nodes
+        .iter()
+        .flat_map(|n| [Some(&n.addr), n.file_addr.as_ref(), n.http_addr.as_ref()])
+        .flatten();
+    check_ports(node_addrs.chain(&block_stores).map(String::as_str), reused)?;
 
     let config_arg = config_path.display().to_string();
     let mut procs = Vec::new();
@@ -315,8 +432,10 @@ pub async fn run(
                 config_arg.clone(),
                 "--id".into(),
                 n.id.to_string(),
+                // The config's own answer (checked above to be under `dir`),
+                // so a node restarted with the config alone finds this data.
                 "--data-dir".into(),
-                dir.join(format!("node-{}", n.id)).display().to_string(),
+                config.node_data_dir(n.id).display().to_string(),
             ],
             log: dir.join("logs").join(format!("node-{}.log", n.id)),
             child: None,
@@ -334,7 +453,9 @@ pub async fn run(
     )?;
 
     tokio::pin!(stop);
-    let deadline = Instant::now() + opts.leader_timeout;
+    // A timeout too long for the clock to represent (`--leader-timeout`
+    // near u64::MAX seconds) means no deadline: wait until interrupted.
+    let deadline = Instant::now().checked_add(opts.leader_timeout);
     let leader = loop {
         let cfg = config.clone();
         if let Some(l) = tokio::task::spawn_blocking(move || leader_of(&cfg)).await? {
@@ -344,7 +465,7 @@ pub async fn run(
         if children.0.iter().all(|p| p.child.is_none()) {
             bail!("every process exited; see the logs in {}", dir.join("logs").display());
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             stop_all(&mut children, opts.stop_grace, out);
             bail!(
                 "no leader within {:?}; see the logs in {}",
@@ -434,6 +555,11 @@ fn banner(
         )?;
     }
     writeln!(out, "  triton admin --config {} members", config_path.display())?;
+    writeln!(
+        out,
+        "  restart node N alone (on its own data): triton server --config {} --id N",
+        config_path.display()
+    )?;
     writeln!(out, "  logs: {}", config_path.with_file_name("logs").display())?;
     writeln!(
         out,
@@ -449,7 +575,7 @@ mod tests {
 
     #[test]
     fn port_layout() {
-        let c = local_config(3, 7000, 2).unwrap();
+        let c = local_config(3, 7000, 2, Path::new("/var/lib/triton")).unwrap();
         assert_eq!(c.nodes[2].addr, "127.0.0.1:7002");
         assert_eq!(c.nodes[1].file_addr.as_deref(), Some("127.0.0.1:7101"));
         assert_eq!(c.nodes[0].http_addr.as_deref(), Some("127.0.0.1:7200"));
@@ -460,8 +586,171 @@ mod tests {
 
     #[test]
     fn rejects_bad_layouts() {
-        assert!(local_config(0, 7000, 2).is_err());
-        assert!(local_config(MAX_NODES + 1, 7000, 2).is_err());
-        assert!(local_config(3, 65_300, 2).is_err());
+        let dir = Path::new("/var/lib/triton");
+        assert!(local_config(0, 7000, 2, dir).is_err());
+        assert!(local_config(MAX_NODES + 1, 7000, 2, dir).is_err());
+        assert!(local_config(3, 65_300, 2, dir).is_err());
+        assert!(local_config(3, 7000, 2, Path::new("triton-data")).is_err());
+    }
+
+    /// A fresh directory under the system's temporary one, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir = std::env::temp_dir().join(format!("triton-up-{name}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir.canonicalize().unwrap())
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A base port whose layout for 3 nodes and 2 block stores is free now.
+    fn free_base() -> u16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+        let seed = u64::from(std::process::id()) ^ nanos;
+        (0..500u64)
+            .map(|a| 20_000 + ((seed.wrapping_mul(2_654_435_761).wrapping_add(a * 7_919)) % 35_000) as u16)
+            .find(|&base| {
+                (0..3)
+                    .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
+                    .chain([base + 300, base + 301])
+                    .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+            })
+            .expect("a free port range")
+    }
+
+    /// `triton up` on `dir` with children that exit at once (`/bin/false`
+    /// has no `server` subcommand): it writes the config, starts the nodes,
+    /// sees them all gone and returns that error; the output is returned too.
+    fn up_with_failing_children(dir: &Path, leader_timeout: Duration) -> (anyhow::Result<()>, String) {
+        let opts = UpOptions {
+            nodes: 3,
+            dir: dir.to_path_buf(),
+            base_port: free_base(),
+            exe: PathBuf::from("/bin/false"),
+            leader_timeout,
+            stop_grace: Duration::from_secs(1),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        let result = rt.block_on(run(opts, &mut out, std::future::pending()));
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    /// The `--data-dir` that `triton up` gave node `id`, from its log.
+    fn data_dir_given(dir: &Path, id: u64) -> PathBuf {
+        let log = std::fs::read_to_string(dir.join(format!("logs/node-{id}.log"))).unwrap();
+        let args = log.lines().find(|l| l.starts_with("=== triton up: starting")).unwrap();
+        let given = args
+            .split_whitespace()
+            .skip_while(|w| *w != "--data-dir")
+            .nth(1)
+            .unwrap();
+        PathBuf::from(given.trim_end_matches(')'))
+    }
+
+    #[test]
+    fn a_leader_timeout_beyond_the_clock_means_no_deadline() {
+        let scratch = Scratch::new("timeout");
+        let (result, out) = up_with_failing_children(&scratch.0, Duration::MAX);
+        let err = result.expect_err("every child exits");
+        assert!(err.to_string().contains("every process exited"), "{err:#}\n{out}");
+    }
+
+    #[test]
+    fn the_written_config_restarts_each_node_on_its_own_data() {
+        let scratch = Scratch::new("datadir");
+        let (result, out) = up_with_failing_children(&scratch.0, Duration::from_secs(60));
+        assert!(result.is_err(), "{out}");
+        // What `triton server --config <this file> --id N` (the file's own
+        // header) would use, from whatever directory it is started in.
+        let config = triton_config::load(&scratch.0.join("cluster.toml")).unwrap();
+        for id in 0..3 {
+            let restart = config.node_data_dir(id);
+            assert!(restart.is_absolute(), "{}", restart.display());
+            assert_eq!(restart, data_dir_given(&scratch.0, id));
+            assert_eq!(restart, scratch.0.join(format!("node-{id}")));
+        }
+    }
+
+    #[test]
+    fn the_written_config_is_private() {
+        let scratch = Scratch::new("private");
+        let _ = up_with_failing_children(&scratch.0, Duration::from_secs(60));
+        let path = scratch.0.join("cluster.toml");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert!(triton_config::load(&path).unwrap().admin_token.is_some());
+    }
+
+    #[test]
+    fn a_config_from_before_data_dir_is_completed_and_made_private() {
+        let scratch = Scratch::new("upgrade");
+        let path = scratch.0.join("cluster.toml");
+        let mut old = local_config(3, free_base(), 2, &scratch.0).unwrap();
+        old.data_dir = None;
+        std::fs::write(&path, old.to_toml()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, out) = up_with_failing_children(&scratch.0, Duration::from_secs(60));
+        assert!(out.contains("added data_dir"), "{out}");
+        let config = triton_config::load(&path).unwrap();
+        assert_eq!(config.data_dir.as_deref(), Some(scratch.0.as_path()));
+        assert_eq!(config.node_data_dir(1), data_dir_given(&scratch.0, 1));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    #[test]
+    fn a_config_whose_data_dir_is_elsewhere_is_refused() {
+        let scratch = Scratch::new("elsewhere");
+        let path = scratch.0.join("cluster.toml");
+        let config = local_config(3, free_base(), 2, Path::new("/somewhere/else")).unwrap();
+        std::fs::write(&path, config.to_toml()).unwrap();
+        let (result, out) = up_with_failing_children(&scratch.0, Duration::from_secs(60));
+        let err = format!("{:#}", result.expect_err("refused"));
+        assert!(
+            err.contains("data_dir") && err.contains("/somewhere/else"),
+            "{err}\n{out}"
+        );
+        assert!(!scratch.0.join("logs/node-0.log").exists(), "no node was started");
+    }
+
+    #[test]
+    fn port_errors_say_what_is_wrong() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = held.local_addr().unwrap().to_string();
+        let new = check_ports([busy.as_str()], false).unwrap_err().to_string();
+        assert!(
+            new.contains(&busy) && new.contains("in use") && new.contains("--base-port"),
+            "{new}"
+        );
+        // An existing cluster.toml fixes the ports: --base-port would not help.
+        let reused = check_ports([busy.as_str()], true).unwrap_err().to_string();
+        assert!(
+            reused.contains(&busy) && reused.contains("does not change them"),
+            "{reused}"
+        );
+        assert!(!reused.contains("try --base-port"), "{reused}");
+        // Not every failure to listen is a port in use (192.0.2.1 is a
+        // documentation address no interface here has; a port below 1024
+        // without privileges gives "permission denied" the same way).
+        let other = check_ports(["192.0.2.1:7000"], false).unwrap_err().to_string();
+        assert!(other.contains("cannot listen on 192.0.2.1:7000"), "{other}");
+        assert!(!other.contains("in use"), "{other}");
+        assert!(check_ports(["127.0.0.1:0"], false).is_ok());
     }
 }

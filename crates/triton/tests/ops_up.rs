@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -120,6 +121,16 @@ impl Drop for Up {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A child process killed if the test ends early.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -259,8 +270,59 @@ fn up_serves_kv_metrics_status_stops_cleanly_and_reuses_data() {
     for (name, pid) in &pids {
         assert!(!alive(*pid), "{name} (pid {pid}) still running after triton up exited");
     }
-    assert!(dir.path().join("cluster.toml").exists());
     assert!(dir.path().join("logs/node-0.log").exists());
+    let config_path = dir.path().join("cluster.toml");
+    // It holds the admin token.
+    let mode = std::fs::metadata(&config_path)
+        .expect("cluster.toml")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "cluster.toml mode {mode:o}");
+
+    // Node 0 restarted by hand with the command the file's header gives,
+    // from another directory, comes back on its own data (an empty data
+    // directory would make it a voter with no log and no vote).
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let stderr = std::fs::File::create(elsewhere.path().join("node-0.stderr")).expect("stderr file");
+    let mut node = KillOnDrop(
+        Command::new(bin())
+            .args(["server", "--config"])
+            .arg(&config_path)
+            .args(["--id", "0"])
+            .current_dir(elsewhere.path())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("triton server"),
+    );
+    let http = format!("127.0.0.1:{}", base + 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        if let Ok(r) = httpget::get(&http, "/status", Duration::from_secs(2)) {
+            break parse_status(&r.body).expect("status JSON");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 0 did not come back: {}",
+            std::fs::read_to_string(elsewhere.path().join("node-0.stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        restarted.last_index >= doc.last_index && restarted.term >= doc.term,
+        "node 0 came back with last index {} term {}, had {} {}",
+        restarted.last_index,
+        restarted.term,
+        doc.last_index,
+        doc.term
+    );
+    assert!(!elsewhere.path().join("triton-data").exists());
+    signal(node.0.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.0.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(node);
 
     // Again on the same directory: the same cluster, the same data.
     let mut up = Up::start(dir.path(), base);

@@ -18,7 +18,8 @@ pub struct UpArgs {
     /// base+300.. (a new directory only).
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
-    /// Seconds to wait for a leader before giving up.
+    /// Seconds to wait for a leader before giving up (a value too large
+    /// for the clock waits until interrupted).
     #[arg(long, default_value_t = 60)]
     pub leader_timeout: u64,
 }
