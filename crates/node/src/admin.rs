@@ -21,7 +21,7 @@ pub use triton_proto::admin::{Member, MembersReply};
 use triton_raft::{ConfChange, NodeId};
 
 use crate::auth::{check_admin, with_token};
-use crate::driver::{AdminError, Input, NodeError, NodeStatus};
+use crate::driver::{user_id, AdminError, Input, NodeError, NodeStatus};
 use crate::members::valid_addr;
 use crate::service::{NodeHandle, LEADER_METADATA};
 use crate::tls::Dialer;
@@ -32,11 +32,6 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AdminService {
     pub node: NodeHandle,
-}
-
-fn user_id(raft_id: NodeId) -> u64 {
-    debug_assert!(raft_id > 0);
-    raft_id - 1
 }
 
 impl AdminService {

@@ -232,6 +232,12 @@ fn restore_snapshot(s: &Snapshot) -> Store {
     }
 }
 
+/// The id users see (the config's, from 0) for Raft id `id` (from 1).
+pub(crate) fn user_id(id: NodeId) -> u64 {
+    debug_assert!(id > 0, "Raft id 0 is nobody");
+    id.saturating_sub(1)
+}
+
 impl Driver {
     pub fn new(raft: Raft, wal: Wal, store: Store, outbox: Outbox, opts: DriverOptions) -> Self {
         assert_eq!(
@@ -461,7 +467,9 @@ impl Driver {
                 } else {
                     self.raft.transfer_leader(to).map_err(|e| match e {
                         TransferError::NotLeader { leader } => NodeError::NotLeader { leader }.into(),
-                        e => AdminError::Refused(e.to_string()),
+                        TransferError::NotVoter(id) => {
+                            AdminError::Refused(format!("node {} is not a voter", user_id(id)))
+                        }
                     })
                 };
                 let _ = reply.send(result);
@@ -515,7 +523,7 @@ impl Driver {
                 let _ = reply.send(Err(NodeError::NotLeader { leader }.into()));
             }
             Err(e) => {
-                let _ = reply.send(Err(AdminError::Refused(e.to_string())));
+                let _ = reply.send(Err(AdminError::Refused(e.describe(|id| user_id(id).to_string()))));
             }
         }
     }
@@ -527,7 +535,7 @@ impl Driver {
     /// core, which refuses it as already a member.
     fn check_newcomer(&self, book: &AddressBook, id: NodeId, addr: &str) -> Result<(), String> {
         let members = self.raft.membership().all_nodes();
-        let user = |id: NodeId| id.saturating_sub(1);
+        let user = user_id;
         if members.contains(&id) && book.get(id).is_some_and(|known| known != addr) {
             return Err(format!(
                 "node {} is already a member, at {}; remove it before adding a node with its id elsewhere",

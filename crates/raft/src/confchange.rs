@@ -67,8 +67,41 @@ pub enum ConfChangeError {
     TransferInProgress,
     #[error("node {id} is not caught up yet (has {matched} of {last}); retry when it is")]
     NotCaughtUp { id: NodeId, matched: u64, last: u64 },
+    #[error("node {id} {why}")]
+    Refused { id: NodeId, why: Refusal },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why a change naming node `id` cannot be made as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("is already a voter")]
+    AlreadyVoter,
+    #[error("is already a learner")]
+    AlreadyLearner,
+    #[error("is not a learner; add it as a learner first")]
+    NotLearner,
+    #[error("is the last voter; a cluster cannot remove all its voters")]
+    LastVoter,
+    #[error("is not a member")]
+    NotMember,
+}
+
+impl ConfChangeError {
+    /// The message with node ids written by `name` (the core numbers nodes
+    /// from 1; a front end may show its users another numbering).
+    pub fn describe(&self, name: impl Fn(NodeId) -> String) -> String {
+        match self {
+            ConfChangeError::NotCaughtUp { id, matched, last } => format!(
+                "node {} is not caught up yet (has {matched} of {last}); retry when it is",
+                name(*id)
+            ),
+            ConfChangeError::Refused { id, why } => format!("node {} {why}", name(*id)),
+            ConfChangeError::NotLeader { leader: Some(l) } => format!("not the leader (leader: node {})", name(*l)),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// The configuration that `change` leads to from the plain (non-joint)
@@ -86,20 +119,30 @@ pub fn target(current: &Membership, change: ConfChange) -> Result<Membership, Co
                 return Err(ConfChangeError::Invalid("node id 0 is reserved".into()));
             }
             if current.voters.contains(&id) {
-                return Err(ConfChangeError::Invalid(format!("node {id} is already a voter")));
+                return Err(ConfChangeError::Refused {
+                    id,
+                    why: Refusal::AlreadyVoter,
+                });
             }
             if !next.learners.insert(id) {
-                return Err(ConfChangeError::Invalid(format!("node {id} is already a learner")));
+                return Err(ConfChangeError::Refused {
+                    id,
+                    why: Refusal::AlreadyLearner,
+                });
             }
         }
         ConfChange::Promote(id) => {
             if current.voters.contains(&id) {
-                return Err(ConfChangeError::Invalid(format!("node {id} is already a voter")));
+                return Err(ConfChangeError::Refused {
+                    id,
+                    why: Refusal::AlreadyVoter,
+                });
             }
             if !next.learners.remove(&id) {
-                return Err(ConfChangeError::Invalid(format!(
-                    "node {id} is not a learner; add it as a learner first"
-                )));
+                return Err(ConfChangeError::Refused {
+                    id,
+                    why: Refusal::NotLearner,
+                });
             }
             next.voters.insert(id);
             next.voters_outgoing = current.voters.clone();
@@ -109,13 +152,17 @@ pub fn target(current: &Membership, change: ConfChange) -> Result<Membership, Co
                 // A learner leaves without a joint phase.
             } else if next.voters.remove(&id) {
                 if next.voters.is_empty() {
-                    return Err(ConfChangeError::Invalid(format!(
-                        "node {id} is the last voter; a cluster cannot remove all its voters"
-                    )));
+                    return Err(ConfChangeError::Refused {
+                        id,
+                        why: Refusal::LastVoter,
+                    });
                 }
                 next.voters_outgoing = current.voters.clone();
             } else {
-                return Err(ConfChangeError::Invalid(format!("node {id} is not a member")));
+                return Err(ConfChangeError::Refused {
+                    id,
+                    why: Refusal::NotMember,
+                });
             }
         }
     }

@@ -219,7 +219,9 @@ impl Lab {
             let leader = self.check_one_leader();
             match self.sim.propose_conf_change(leader, change) {
                 Ok((index, _)) => break index,
-                Err(ConfChangeError::Invalid(why)) => panic!("{change:?} refused: {why}"),
+                Err(e @ (ConfChangeError::Invalid(_) | ConfChangeError::Refused { .. })) => {
+                    panic!("{change:?} refused: {e}")
+                }
                 Err(_) => self.run(50),
             }
         };

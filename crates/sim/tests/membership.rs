@@ -129,7 +129,10 @@ fn shrink_to_one_voter_but_never_to_none() {
     assert_eq!(m.voters, set(&[leader]));
     lab.one(b"alone", 1, true);
     match lab.sim.propose_conf_change(leader, ConfChange::Remove(leader)) {
-        Err(ConfChangeError::Invalid(_)) => {}
+        Err(ConfChangeError::Refused {
+            why: triton_raft::confchange::Refusal::LastVoter,
+            ..
+        }) => {}
         other => panic!("removing the last voter: {other:?}"),
     }
 }

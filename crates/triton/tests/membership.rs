@@ -223,8 +223,9 @@ fn admin_changes_need_the_token_and_refuse_impossible_requests() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong admin token"));
 
+    // Ids in the answer are the ones users type (the config's, from 0).
     let (ok, text) = admin(&c, &["promote", "1"]);
-    assert!(!ok && text.contains("already a voter"), "{text}");
+    assert!(!ok && text.contains("node 1 is already a voter"), "{text}");
     let (ok, text) = admin(&c, &["add-learner", "7", "not an address"]);
     assert!(!ok && text.contains("not host:port"), "{text}");
     let (ok, text) = admin(&c, &["add-learner", "7", "127.0.0.1:70000"]);
