@@ -90,7 +90,6 @@ pub struct BlockDir {
 /// Takes an exclusive, non-blocking `flock` on `root/LOCK` (released when
 /// the file is closed, including when the process dies).
 fn lock_dir(root: &Path) -> anyhow::Result<File> {
-    use std::os::fd::AsRawFd;
     let path = root.join(LOCK_FILE);
     let file = OpenOptions::new()
         .write(true)
@@ -98,20 +97,15 @@ fn lock_dir(root: &Path) -> anyhow::Result<File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own and keep open; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(file);
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        anyhow::bail!(
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "block directory {} is in use by another block store ({} is locked)",
             root.display(),
             path.display()
-        );
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
-    Err(err).with_context(|| format!("locking {}", path.display()))
 }
 
 fn digest_of(hash: &str) -> Option<[u8; 32]> {

@@ -210,6 +210,30 @@ struct LocalFile {
     blocks: Option<Vec<BlockRef>>,
 }
 
+/// Locks BASEDIR's index for the whole sync (released when the file is
+/// dropped): two syncs of one directory at once would delete each other's
+/// temporary files and interleave their index updates. The lock is an
+/// `flock` on `index.db`, which SQLite's own (fcntl) locks do not touch.
+fn lock_index(base: &Path) -> Result<File, SyncError> {
+    let path = base.join(INDEX_FILE);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SyncError::Failed(format!(
+            "another sync of {} is running ({} is locked)",
+            base.display(),
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(format!("locking {}", path.display()))(e)),
+    }
+}
+
 fn stat_of(meta: &fs::Metadata) -> FileStat {
     FileStat {
         size: meta.len(),
@@ -482,6 +506,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     }
     let started_ns = now_ns();
     let mut summary = Summary::default();
+    let _lock = lock_index(base)?;
     let mut index = Index::open(base)?;
     let indexed = index.load()?;
     let chunking = opts.chunker.mode().name();

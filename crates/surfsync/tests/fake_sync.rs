@@ -374,6 +374,27 @@ async fn a_same_size_replacement_with_the_old_mtime_is_seen() {
     assert_eq!(fakes.meta.files.lock().unwrap()["f"].version, 2);
 }
 
+/// Two syncs of one directory at once would delete each other's temporary
+/// files; the second is refused while the first holds the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sync_of_the_same_directory_is_refused() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+    let running = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.path().join("index.db"))
+        .unwrap();
+    running.try_lock().unwrap();
+    let err = sync(&o).await.unwrap_err().to_string();
+    assert!(err.contains("another sync"), "{err}");
+    drop(running);
+    assert_eq!(sync(&o).await.unwrap().files_up, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_wins_over_a_local_edit() {
     let fakes = serve_fakes(1).await.unwrap();
