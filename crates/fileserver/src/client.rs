@@ -2,20 +2,51 @@
 //! and moves to another node when one dies, so callers see one file server
 //! however many nodes stand behind it.
 //!
-//! Retry policy: a request that was never sent, or that got a redirect
-//! (not applied by anyone), is always retried. A request whose outcome is
-//! unknown (the connection broke after sending, or `ERR_INTERNAL`) is
-//! retried only if [`Request::is_retry_safe`] (read, write); for `cas` and
-//! `delete` the caller gets an error (or the `ERR_INTERNAL` reply) instead
-//! of a possibly wrong answer.
+//! Retry policy: a request is sent again when it provably was not applied:
+//! it never reached a server whole (no connection; or sending failed and no
+//! reply came, and the server acts only on a complete request), or it got
+//! `ERR_REDIRECT` (refused by a follower, or its log slot went to another
+//! leader's entry). A `read` is also retried when its outcome is unknown. A
+//! `write`, `cas` or `delete` whose outcome is unknown (sent, then no reply
+//! in time, a broken connection, or `ERR_INTERNAL`) is never resent: the
+//! protocol has no sessions, so a second copy is a second write, and the
+//! first may still commit after another client's acknowledged write. The
+//! caller gets an [`OutcomeUnknown`] error instead.
 
+use std::fmt;
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::protocol::{parse_reply, ParsedReply, Reply, Request};
+
+/// The error of a `write`, `cas` or `delete` that was sent but got no
+/// definite answer: it may have been applied, may still be, or may never
+/// be. Not resent, since a resent copy could be applied twice. Reach it with
+/// `anyhow::Error::downcast_ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeUnknown {
+    /// The server the request was sent to.
+    pub server: String,
+    /// What came instead of an answer.
+    pub reason: String,
+}
+
+impl fmt::Display for OutcomeUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "outcome unknown: the request was sent to {} but {}; it may or may not have been applied, \
+             so it was not resent (read the file to find out)",
+            self.server, self.reason
+        )
+    }
+}
+
+impl std::error::Error for OutcomeUnknown {}
 
 /// One open connection and the bytes received but not yet parsed.
 struct Conn {
@@ -23,6 +54,51 @@ struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
+
+/// What became of one attempt at a request.
+#[derive(Debug)]
+enum Attempt {
+    /// The server answered.
+    Reply(Reply),
+    /// The request never reached the server whole, so it was not applied.
+    NotSent(anyhow::Error),
+    /// The request was sent but no answer came: it may have been applied.
+    NoReply(anyhow::Error),
+}
+
+/// What [`FileClient::call`] does after an attempt.
+#[derive(Debug)]
+enum Next {
+    /// Hand this reply to the caller.
+    Done(Reply),
+    /// Send again, to the leader at this address.
+    Redirect(String),
+    /// Send again, to the next endpoint after a pause.
+    RetryElsewhere(anyhow::Error),
+    /// Stop: the request may have been applied (see [`OutcomeUnknown`]).
+    Unknown(String),
+}
+
+/// The retry decision (see the module docs), apart from the sockets so it
+/// can be tested on its own.
+fn next_step(req: &Request, attempt: Attempt) -> Next {
+    match attempt {
+        Attempt::Reply(Reply::Redirect(Some(addr))) => Next::Redirect(addr),
+        Attempt::Reply(Reply::Redirect(None)) => Next::RetryElsewhere(anyhow!("no leader known (ERR_REDIRECT _)")),
+        Attempt::NotSent(e) => Next::RetryElsewhere(e),
+        Attempt::Reply(Reply::Internal) if req.is_retry_safe() => Next::RetryElsewhere(anyhow!("ERR_INTERNAL")),
+        Attempt::NoReply(e) if req.is_retry_safe() => Next::RetryElsewhere(e),
+        // The server answers ERR_INTERNAL when the cluster did not confirm
+        // a write in time, and the write may commit after.
+        Attempt::Reply(Reply::Internal) => Next::Unknown("it answered ERR_INTERNAL".into()),
+        Attempt::NoReply(e) => Next::Unknown(format!("got no answer ({e:#})")),
+        Attempt::Reply(r) => Next::Done(r),
+    }
+}
+
+/// How long to look for a reply after sending failed: the server has
+/// already answered and closed by then, if it did.
+const LATE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// A redirect-following file-protocol client.
 pub struct FileClient {
@@ -32,7 +108,7 @@ pub struct FileClient {
     conn: Option<Conn>,
     /// Give up on a request after this long.
     pub deadline: Duration,
-    /// Bound on one connect or one reply.
+    /// Bound on one connect, one send, or one reply.
     pub attempt_timeout: Duration,
     /// Largest `CONTENTS` body accepted from a server.
     pub max_content_bytes: usize,
@@ -86,9 +162,22 @@ impl FileClient {
         a
     }
 
-    /// Sends one request on the open connection and reads its reply.
-    async fn exchange(conn: &mut Conn, wire: &[u8], max_content: usize, timeout: Duration) -> anyhow::Result<Reply> {
-        conn.stream.write_all(wire).await.context("sending")?;
+    /// Drops the open connection if the server has closed it (an idle
+    /// timeout, a restart) or it holds bytes nobody asked for: a request
+    /// sent on it would get no answer, and for a write that means an
+    /// unknown outcome where a fresh connection gives a definite one.
+    fn drop_if_unusable(&mut self) {
+        let Some(c) = &self.conn else { return };
+        let mut probe = [0u8; 1];
+        let alive =
+            c.buf.is_empty() && matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock);
+        if !alive {
+            self.conn = None;
+        }
+    }
+
+    /// Reads the next reply on the connection.
+    async fn read_reply(conn: &mut Conn, max_content: usize, timeout: Duration) -> anyhow::Result<Reply> {
         let read = async {
             loop {
                 match parse_reply(&conn.buf, max_content) {
@@ -108,16 +197,43 @@ impl FileClient {
         tokio::time::timeout(timeout, read).await.context("no reply in time")?
     }
 
+    /// Sends one request on the open connection and reads its reply.
+    async fn exchange(conn: &mut Conn, wire: &[u8], max_content: usize, timeout: Duration) -> Attempt {
+        let send_error = match tokio::time::timeout(timeout, conn.stream.write_all(wire)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(anyhow::Error::from(e).context("sending")),
+            Err(_) => Some(anyhow!("sending: timed out after {timeout:?}")),
+        };
+        if let Some(e) = send_error {
+            // The server may have refused the request before taking all of
+            // it (ERR_CMD_ERR for an oversized write) and closed: its answer
+            // says why. Without one, its last bytes never left, and the
+            // server acts only on a whole request: nothing was applied.
+            return match Self::read_reply(conn, max_content, LATE_REPLY_WAIT.min(timeout)).await {
+                Ok(r) => Attempt::Reply(r),
+                Err(_) => Attempt::NotSent(e),
+            };
+        }
+        match Self::read_reply(conn, max_content, timeout).await {
+            Ok(r) => Attempt::Reply(r),
+            Err(e) => Attempt::NoReply(e),
+        }
+    }
+
     /// Sends `req` and returns the final reply (never a redirect, unless
-    /// redirects went on until the deadline). See the module docs for
-    /// what is retried.
+    /// redirects went on until the deadline). See the module docs for what
+    /// is retried; a write whose outcome is unknown fails with
+    /// [`OutcomeUnknown`], and a name the protocol cannot carry is refused
+    /// before anything is sent.
     pub async fn call(&mut self, req: &Request) -> anyhow::Result<Reply> {
+        req.validate().context("refusing to send the request")?;
         let mut wire = Vec::new();
         req.encode(&mut wire);
         let start = Instant::now();
         let mut last_error = None;
         let mut redirect: Option<String> = None;
         while start.elapsed() < self.deadline {
+            self.drop_if_unusable();
             if self.conn.is_none() {
                 let addr = redirect.take().unwrap_or_else(|| self.rotate());
                 if let Err(e) = self.connect(&addr).await {
@@ -127,39 +243,258 @@ impl FileClient {
                 }
             }
             let conn = self.conn.as_mut().expect("connected above");
-            match Self::exchange(conn, &wire, self.max_content_bytes, self.attempt_timeout).await {
-                Ok(Reply::Redirect(Some(addr))) => {
-                    if self.conn.as_ref().is_some_and(|c| c.addr == addr) {
+            let attempt = Self::exchange(conn, &wire, self.max_content_bytes, self.attempt_timeout).await;
+            let addr = conn.addr.clone();
+            match next_step(req, attempt) {
+                Next::Done(reply) => {
+                    if reply == Reply::CmdErr {
+                        // The server may have closed the connection after it.
+                        self.conn = None;
+                    }
+                    return Ok(reply);
+                }
+                Next::Redirect(leader) => {
+                    if leader == addr {
                         // A node that redirects to itself is mid-transition.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     self.conn = None;
-                    redirect = Some(addr);
+                    redirect = Some(leader);
                 }
-                Ok(Reply::Redirect(None)) => {
-                    // No leader known yet (an election is on): try elsewhere shortly.
+                Next::RetryElsewhere(e) => {
+                    last_error = Some(e.context(format!("talking to {addr}")));
                     self.conn = None;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Ok(Reply::Internal) if req.is_retry_safe() => {
-                    last_error = Some(anyhow::anyhow!("ERR_INTERNAL from {}", conn.addr));
+                Next::Unknown(reason) => {
                     self.conn = None;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    let e = e.context(format!("talking to {}", conn.addr));
-                    self.conn = None;
-                    if !req.is_retry_safe() {
-                        return Err(e.context("the outcome of the request is unknown"));
-                    }
-                    last_error = Some(e);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Err(OutcomeUnknown { server: addr, reason }.into());
                 }
             }
         }
         Err(last_error
-            .unwrap_or_else(|| anyhow::anyhow!("redirected until the deadline"))
+            .unwrap_or_else(|| anyhow!("redirected until the deadline"))
             .context(format!("no answer within {:?}", self.deadline)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::protocol::{parse_request, Limits, Parsed};
+
+    fn write() -> Request {
+        Request::Write {
+            name: b"f".to_vec(),
+            content: b"x".to_vec(),
+            exptime_s: 0,
+        }
+    }
+
+    fn cas() -> Request {
+        Request::Cas {
+            name: b"f".to_vec(),
+            version: 3,
+            content: b"x".to_vec(),
+            exptime_s: 0,
+        }
+    }
+
+    fn delete() -> Request {
+        Request::Delete { name: b"f".to_vec() }
+    }
+
+    fn read() -> Request {
+        Request::Read { name: b"f".to_vec() }
+    }
+
+    #[test]
+    fn the_retry_decision() {
+        let redirect = || Attempt::Reply(Reply::Redirect(Some("leader:1".into())));
+        let internal = || Attempt::Reply(Reply::Internal);
+        let not_sent = || Attempt::NotSent(anyhow!("connection refused"));
+        let no_reply = || Attempt::NoReply(anyhow!("reset"));
+        for req in [write(), cas(), delete()] {
+            assert!(matches!(next_step(&req, redirect()), Next::Redirect(a) if a == "leader:1"));
+            assert!(matches!(
+                next_step(&req, Attempt::Reply(Reply::Redirect(None))),
+                Next::RetryElsewhere(_)
+            ));
+            assert!(matches!(next_step(&req, not_sent()), Next::RetryElsewhere(_)));
+            assert!(matches!(next_step(&req, internal()), Next::Unknown(_)), "{req:?}");
+            assert!(matches!(next_step(&req, no_reply()), Next::Unknown(_)), "{req:?}");
+            assert!(matches!(
+                next_step(&req, Attempt::Reply(Reply::Ok { version: 4 })),
+                Next::Done(Reply::Ok { version: 4 })
+            ));
+        }
+        for attempt in [redirect(), internal(), not_sent(), no_reply()] {
+            assert!(!matches!(next_step(&read(), attempt), Next::Unknown(_) | Next::Done(_)));
+        }
+    }
+
+    /// How a fake server treats every request it parses.
+    #[derive(Clone)]
+    enum Behaviour {
+        Answer(Reply),
+        Close,
+        Silent,
+    }
+
+    /// A fake file server on loopback: records every request it parses and
+    /// answers as told; a malformed one gets its error and an abrupt close
+    /// (a reset if input is left unread). Returns its address and the
+    /// requests.
+    async fn fake_server(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<Request>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (log, behaviour) = (log.clone(), behaviour.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        match parse_request(&buf, &Limits::default()) {
+                            Parsed::Request(req, n) => {
+                                buf.drain(..n);
+                                log.lock().unwrap().push(req);
+                                match &behaviour {
+                                    Behaviour::Answer(r) => {
+                                        let mut out = Vec::new();
+                                        r.encode(&mut out);
+                                        if stream.write_all(&out).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Behaviour::Close => return,
+                                    Behaviour::Silent => std::future::pending::<()>().await,
+                                }
+                                continue;
+                            }
+                            Parsed::Error { reply, .. } => {
+                                let mut out = Vec::new();
+                                reply.encode(&mut out);
+                                let _ = stream.write_all(&out).await;
+                                return;
+                            }
+                            Parsed::Incomplete => {}
+                        }
+                        if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn client(endpoints: Vec<String>) -> FileClient {
+        let mut c = FileClient::new(endpoints).unwrap();
+        c.deadline = Duration::from_secs(2);
+        c.attempt_timeout = Duration::from_millis(300);
+        c
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_outcome_is_unknown_is_sent_once_and_reported() {
+        let cases = [
+            ("ERR_INTERNAL", Behaviour::Answer(Reply::Internal)),
+            ("connection closed after the request", Behaviour::Close),
+            ("no reply in time", Behaviour::Silent),
+        ];
+        for (what, behaviour) in cases {
+            for req in [write(), cas(), delete()] {
+                let (addr, seen) = fake_server(behaviour.clone()).await;
+                let err = client(vec![addr.clone()]).call(&req).await.unwrap_err();
+                let unknown = err
+                    .downcast_ref::<OutcomeUnknown>()
+                    .unwrap_or_else(|| panic!("{what}, {req:?}: not an unknown outcome: {err:#}"));
+                assert_eq!(unknown.server, addr);
+                assert!(err.to_string().starts_with("outcome unknown"), "{err}");
+                assert_eq!(seen.lock().unwrap().len(), 1, "{what}, {req:?}: sent more than once");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_resent_when_its_outcome_is_unknown() {
+        for behaviour in [Behaviour::Answer(Reply::Internal), Behaviour::Close] {
+            let (addr, seen) = fake_server(behaviour).await;
+            let mut c = client(vec![addr]);
+            c.deadline = Duration::from_millis(500);
+            let err = c.call(&read()).await.unwrap_err();
+            assert!(err.downcast_ref::<OutcomeUnknown>().is_none(), "{err:#}");
+            assert!(seen.lock().unwrap().len() >= 2, "{err:#}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_provably_did_not_apply_is_resent() {
+        // A redirect: the write goes to the leader.
+        let (leader, at_leader) = fake_server(Behaviour::Answer(Reply::Ok { version: 7 })).await;
+        let (follower, at_follower) = fake_server(Behaviour::Answer(Reply::Redirect(Some(leader.clone())))).await;
+        let mut c = client(vec![follower]);
+        assert_eq!(c.call(&write()).await.unwrap(), Reply::Ok { version: 7 });
+        assert_eq!(
+            (at_follower.lock().unwrap().len(), at_leader.lock().unwrap().len()),
+            (1, 1)
+        );
+        // A refused connection: the next endpoint.
+        let dead = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let mut c = client(vec![dead, leader]);
+        assert_eq!(c.call(&delete()).await.unwrap(), Reply::Ok { version: 7 });
+        assert_eq!(at_leader.lock().unwrap().len(), 2);
+    }
+
+    /// A server that refuses an oversized write after its first line and
+    /// closes while the contents are still coming: sending fails, but the
+    /// answer was sent before the reset and is read, not resent for.
+    #[tokio::test]
+    async fn a_failed_send_still_reads_the_answer() {
+        let (addr, seen) = fake_server(Behaviour::Answer(Reply::Ok { version: 1 })).await;
+        let mut c = client(vec![addr]);
+        let big = Request::Write {
+            name: b"big".to_vec(),
+            content: vec![b'x'; 8 << 20],
+            exptime_s: 0,
+        };
+        assert_eq!(c.call(&big).await.unwrap(), Reply::CmdErr);
+        assert!(seen.lock().unwrap().is_empty());
+        // The connection it closed is not reused.
+        assert_eq!(c.call(&read()).await.unwrap(), Reply::Ok { version: 1 });
+    }
+
+    #[tokio::test]
+    async fn names_that_would_smuggle_another_request_are_not_sent() {
+        let (addr, seen) = fake_server(Behaviour::Answer(Reply::FileNotFound)).await;
+        let mut c = client(vec![addr]);
+        let smuggler = Request::Read {
+            name: b"x\r\ndelete y".to_vec(),
+        };
+        let desync = Request::Write {
+            name: b"a 5".to_vec(),
+            content: b"hello".to_vec(),
+            exptime_s: 0,
+        };
+        for req in [smuggler, desync] {
+            let err = c.call(&req).await.unwrap_err();
+            assert!(format!("{err:#}").contains("whitespace"), "{err:#}");
+        }
+        assert_eq!(c.call(&read()).await.unwrap(), Reply::FileNotFound);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![read()],
+            "only the valid request reaches the server"
+        );
     }
 }

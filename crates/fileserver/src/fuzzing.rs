@@ -7,7 +7,7 @@
 //! under small ones (so the content-size and line-length checks are
 //! reachable by short inputs).
 
-use crate::protocol::{parse_request, Limits, Parsed, Request};
+use crate::protocol::{is_whitespace, parse_request, Limits, Parsed, Request};
 
 /// Parses `input` as a stream of requests under default and small limits
 /// and checks what the parser promises: progress (every request or
@@ -35,8 +35,15 @@ pub fn parse_stream(input: &[u8]) {
                 }
                 Parsed::Request(req, consumed) => {
                     assert!(consumed > 0 && consumed <= rest.len(), "bad consumed {consumed}");
+                    // The very rule a client checks before sending
+                    // (`Request::validate`): no whitespace, vertical tab
+                    // included, and a bounded length.
                     assert!(req.name().len() <= limits.max_filename_bytes && !req.name().is_empty());
-                    assert!(!req.name().iter().any(u8::is_ascii_whitespace));
+                    assert!(
+                        !req.name().iter().any(|&b| is_whitespace(b)),
+                        "whitespace in the name {:?}",
+                        String::from_utf8_lossy(req.name())
+                    );
                     check_round_trip(&req);
                     rest = &rest[consumed..];
                 }

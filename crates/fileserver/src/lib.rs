@@ -19,6 +19,6 @@ pub mod loadgen;
 pub mod protocol;
 pub mod server;
 
-pub use client::FileClient;
+pub use client::{FileClient, OutcomeUnknown};
 pub use protocol::{parse_request, Limits, Parsed, Reply, Request};
 pub use server::FileServerFace;

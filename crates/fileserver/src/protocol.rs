@@ -93,13 +93,21 @@ impl Request {
         }
     }
 
-    /// Whether sending the request twice has the same effect on the
-    /// contents as sending it once, so a client may retry it when the
-    /// outcome of the first attempt is unknown (a `write` gets a new
-    /// version but the same contents; `cas` and `delete` could report a
-    /// failure for what in fact succeeded).
+    /// Whether a client may send the request again when the outcome of the
+    /// first attempt is unknown. Only a `read`: the protocol has no sessions,
+    /// so a resent `write` is a second write (a late first copy can land
+    /// after, and undo, another client's acknowledged write), and a resent
+    /// `cas` or `delete` can report a failure for what in fact succeeded.
     pub fn is_retry_safe(&self) -> bool {
-        matches!(self, Request::Read { .. } | Request::Write { .. })
+        matches!(self, Request::Read { .. })
+    }
+
+    /// Checks that the request's name can travel on the wire with the rule
+    /// the server's parser applies ([`check_name`], the spec's 250 bytes):
+    /// encoding a name with whitespace would send other fields or another
+    /// request (`"x\r\ndelete y"`).
+    pub fn validate(&self) -> Result<(), NameError> {
+        check_name(self.name(), Limits::default().max_filename_bytes)
     }
 
     /// Appends the request in wire form (the exptime is omitted when 0).
@@ -253,6 +261,68 @@ fn skipped(consumed: usize) -> Parsed {
     }
 }
 
+/// Whether `b` separates fields: Rust's ASCII whitespace (space, `\t`,
+/// `\n`, form feed, `\r`) plus the vertical tab (0x0B). The spec only says
+/// "no whitespace"; `u8::is_ascii_whitespace` leaves the vertical tab out,
+/// but C's `isspace` and Python's `bytes.split()` split on it, so a name
+/// holding one would mean different things to different peers.
+pub fn is_whitespace(b: u8) -> bool {
+    b.is_ascii_whitespace() || b == 0x0B
+}
+
+/// Why a file name cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// An empty name.
+    Empty,
+    /// A name over the limit.
+    TooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A whitespace byte (see [`is_whitespace`]) in the name.
+    Whitespace {
+        /// Its offset in the name.
+        at: usize,
+    },
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameError::Empty => write!(f, "the file name is empty"),
+            NameError::TooLong { len, max } => write!(f, "the file name has {len} bytes; at most {max} are allowed"),
+            NameError::Whitespace { at } => write!(
+                f,
+                "the file name has whitespace or a line break at byte {at}; names may not contain any"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// The rule for a file name, shared by the server's parser and the client:
+/// 1 to `max_bytes` bytes, no whitespace (which would split it into fields
+/// or requests).
+pub fn check_name(name: &[u8], max_bytes: usize) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > max_bytes {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: max_bytes,
+        });
+    }
+    match name.iter().position(|&b| is_whitespace(b)) {
+        Some(at) => Err(NameError::Whitespace { at }),
+        None => Ok(()),
+    }
+}
+
 /// A decimal `u64`: ASCII digits only (no sign, no spaces), no overflow.
 fn parse_u64(token: &[u8]) -> Option<u64> {
     if token.is_empty() || token.len() > 20 || !token.iter().all(u8::is_ascii_digit) {
@@ -290,13 +360,15 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     // At most 6 fields are meaningful; a 7th is only counted, not kept.
     let mut fields: [&[u8]; 6] = [&[]; 6];
     let mut n = 0;
-    for f in line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()) {
+    for f in line.split(|&b| is_whitespace(b)).filter(|f| !f.is_empty()) {
         if n < fields.len() {
             fields[n] = f;
         }
         n += 1;
     }
-    let name_ok = |name: &[u8]| name.len() <= limits.max_filename_bytes;
+    // Split fields are never empty nor hold whitespace; the shared rule keeps
+    // the client's check (`Request::validate`) the same as this one.
+    let name_ok = |name: &[u8]| check_name(name, limits.max_filename_bytes).is_ok();
     match fields[0] {
         b"read" | b"delete" => {
             if n != 2 || !name_ok(fields[1]) {
@@ -522,6 +594,7 @@ mod tests {
         (b"READ a\r\n", true),
         (b"read\r\n", false),
         (b"read a b\r\n", false),
+        (b"read a\x0bb\r\n", false),
         (b"delete\r\n", false),
         (b"delete a b\r\n", false),
         (b"read a\n", true),
@@ -615,6 +688,99 @@ mod tests {
             parse_request(b"write a 5\r\n", &small),
             Parsed::Error { close: true, .. }
         ));
+    }
+
+    #[test]
+    fn vertical_tab_separates_fields_like_other_whitespace() {
+        assert!(is_whitespace(0x0B) && is_whitespace(b' ') && is_whitespace(0x0C) && !is_whitespace(b'a'));
+        assert_eq!(
+            parse(b"write\x0bvt\x0b3\x0b0\r\nabc\r\n"),
+            Parsed::Request(
+                Request::Write {
+                    name: b"vt".to_vec(),
+                    content: b"abc".to_vec(),
+                    exptime_s: 0
+                },
+                19
+            )
+        );
+        assert_eq!(
+            parse(b"delete vt\x0b\r\n"),
+            Parsed::Request(Request::Delete { name: b"vt".to_vec() }, 12)
+        );
+        // Two fields after `read`, not one name holding a vertical tab.
+        assert_eq!(parse(b"read a\x0bb\r\n"), skipped(10));
+    }
+
+    /// The client's check and the server's parser agree on every name: a
+    /// name passes `check_name` iff `read <name>` parses to a read of it.
+    #[test]
+    fn names_are_checked_with_the_parsers_rule() {
+        let long = vec![b'n'; 251];
+        let names: [&[u8]; 15] = [
+            b"a",
+            b"a.txt",
+            b"\x00\x01",
+            "caf\u{e9}".as_bytes(),
+            &long[..250],
+            &long,
+            b"",
+            b"x\r\ndelete y",
+            b"a 5",
+            b"a\tb",
+            b"a\x0bb",
+            b"a\x0cb",
+            b"a\rb",
+            b"a\n",
+            b" a",
+        ];
+        for name in names {
+            let mut wire = b"read ".to_vec();
+            wire.extend_from_slice(name);
+            wire.extend_from_slice(b"\r\n");
+            let parsed_as_is = matches!(parse(&wire), Parsed::Request(Request::Read { name: n }, _) if n == name);
+            let checked = check_name(name, Limits::default().max_filename_bytes);
+            assert_eq!(
+                checked.is_ok(),
+                parsed_as_is,
+                "{:?}: {checked:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        assert_eq!(check_name(b"", 250), Err(NameError::Empty));
+        assert_eq!(check_name(&long, 250), Err(NameError::TooLong { len: 251, max: 250 }));
+        let smuggler = Request::Read {
+            name: b"x\r\ndelete y".to_vec(),
+        };
+        assert_eq!(smuggler.validate(), Err(NameError::Whitespace { at: 1 }));
+        let desync = Request::Write {
+            name: b"a 5".to_vec(),
+            content: b"hello".to_vec(),
+            exptime_s: 0,
+        };
+        let err = desync.validate().unwrap_err();
+        assert_eq!(err, NameError::Whitespace { at: 1 });
+        assert!(err.to_string().contains("whitespace"), "{err}");
+    }
+
+    #[test]
+    fn only_reads_may_be_resent_after_an_unknown_outcome() {
+        let name = b"f".to_vec();
+        assert!(Request::Read { name: name.clone() }.is_retry_safe());
+        assert!(!Request::Delete { name: name.clone() }.is_retry_safe());
+        assert!(!Request::Write {
+            name: name.clone(),
+            content: Vec::new(),
+            exptime_s: 0
+        }
+        .is_retry_safe());
+        assert!(!Request::Cas {
+            name,
+            version: 1,
+            content: Vec::new(),
+            exptime_s: 0
+        }
+        .is_retry_safe());
     }
 
     #[test]

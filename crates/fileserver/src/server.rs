@@ -148,6 +148,9 @@ pub struct ConnectionTimeouts {
     /// Longest time a reply may wait for the client to read it. The
     /// connection is closed.
     pub write_stall: Duration,
+    /// Longest time spent reading and discarding what the client still
+    /// sends after an error that closes the connection (see [`linger`]).
+    pub linger: Duration,
 }
 
 impl Default for ConnectionTimeouts {
@@ -155,9 +158,14 @@ impl Default for ConnectionTimeouts {
         ConnectionTimeouts {
             idle: Duration::from_secs(300),
             write_stall: Duration::from_secs(30),
+            linger: Duration::from_secs(5),
         }
     }
 }
+
+/// Most bytes discarded by [`linger`]: a 64 MiB file sent to a 1 MiB limit
+/// still gets its `ERR_CMD_ERR`; beyond that the close may reset.
+const LINGER_BYTES: usize = 64 << 20;
 
 /// Reads requests from one connection and answers them in order until the
 /// peer closes, a fatal protocol error, a timeout, or shutdown.
@@ -237,7 +245,7 @@ where
             idle_deadline = Instant::now() + timeouts.idle;
         }
         if close {
-            let _ = stream.shutdown().await;
+            linger(&mut stream, timeouts.linger, &mut shutdown).await;
             return Ok(());
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -256,6 +264,36 @@ where
                 anyhow::bail!("no complete request in {:?}: closing the connection", timeouts.idle);
             }
         }
+    }
+}
+
+/// Closes a connection whose client may still be sending (an oversized
+/// write's contents follow its `ERR_CMD_ERR`). Closing a socket with unread
+/// input makes the kernel send a reset, which can destroy the reply before
+/// the client reads it; so only the write side is shut down (the reply and
+/// a FIN go out), and input is read and discarded until the client closes,
+/// for at most `limit` and [`LINGER_BYTES`], or until shutdown.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut scratch = vec![0u8; 64 * 1024];
+    let drain = async {
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(limit, drain) => {}
+        _ = shutdown.wait_for(|stop| *stop) => {}
     }
 }
 
@@ -294,6 +332,13 @@ pub fn remaining_s(expires_at_ms: u64, now_ms: u64) -> u64 {
 
 /// The reply for a node error: a redirect to the leader's file port, or
 /// `ERR_INTERNAL` when the outcome is unknown or the node cannot serve.
+///
+/// A write's `Timeout` cannot become anything more definite here: the
+/// handle's wait is bounded, and the driver does not always answer (an
+/// isolated old leader keeps its proposals pending; a crash fails them
+/// though they may commit elsewhere). Without sessions in the protocol,
+/// `ERR_INTERNAL` after a write means "outcome unknown", and clients must
+/// not resend it (see [`crate::client`]).
 fn node_error(node: &NodeHandle, e: NodeError) -> Reply {
     match e {
         NodeError::NotLeader { leader } => Reply::Redirect(
@@ -409,6 +454,7 @@ mod tests {
     const TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
         idle: Duration::from_secs(10),
         write_stall: Duration::from_secs(3),
+        linger: Duration::from_secs(2),
     };
 
     /// Serves one end of an in-memory pipe with a fake executor that answers
@@ -518,6 +564,62 @@ mod tests {
         // The 100 kB reply does not fit the 1 kB pipe and nobody reads it.
         let err = task.await.unwrap().unwrap_err();
         assert!(format!("{err:#}").contains("did not read its replies"), "{err:#}");
+    }
+
+    /// Serves the file protocol on a loopback port with `limits` and a fake
+    /// executor that answers `OK 1` to everything.
+    async fn serve_loopback(limits: Limits) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (_keep, stop) = watch::channel(false);
+                    serve_stream(stream, limits, ConnectionTimeouts::default(), stop, |_req| async {
+                        Reply::Ok { version: 1 }
+                    })
+                    .await
+                });
+            }
+        });
+        addr
+    }
+
+    /// The server refuses the write after its first line, while megabytes of
+    /// contents are still on their way: the client must still get the
+    /// answer, not a reset that destroys it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_oversized_write_gets_its_error_although_its_contents_follow() {
+        let limits = Limits {
+            max_content_bytes: 1024,
+            ..Limits::default()
+        };
+        let addr = serve_loopback(limits).await;
+        let content = vec![b'x'; 8 << 20];
+
+        let mut raw = TcpStream::connect(&addr).await.unwrap();
+        let mut wire = format!("write big {}\r\n", content.len()).into_bytes();
+        wire.extend_from_slice(&content);
+        wire.extend_from_slice(b"\r\n");
+        raw.write_all(&wire).await.expect("the server reads what it refused");
+        let mut got = Vec::new();
+        raw.read_to_end(&mut got).await.expect("an answer, not a reset");
+        // The answer, then the close (EOF): the request's end is unknown.
+        assert_eq!(got, b"ERR_CMD_ERR\r\n");
+        drop(raw);
+
+        let mut client = crate::FileClient::new(vec![addr]).unwrap();
+        let started = Instant::now();
+        let reply = client
+            .call(&Request::Write {
+                name: b"big".to_vec(),
+                content,
+                exptime_s: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::CmdErr);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use triton_fileserver::loadgen::{self, LoadOptions, PhaseReport, Protocol};
-use triton_fileserver::{FileClient, Reply, Request};
+use triton_fileserver::protocol::{check_name, NameError};
+use triton_fileserver::{FileClient, Limits, Reply, Request};
 
 #[derive(clap::Args)]
 pub struct FilesArgs {
@@ -26,9 +27,13 @@ pub struct FilesArgs {
 #[derive(clap::Subcommand)]
 pub enum FilesOp {
     /// Print a file's reply: `CONTENTS <version> <numbytes> <exptime>`, then its bytes.
-    Read { name: String },
+    Read {
+        #[arg(value_parser = file_name)]
+        name: String,
+    },
     /// Write a file from FILE or `-` (stdin).
     Write {
+        #[arg(value_parser = file_name)]
         name: String,
         source: PathBuf,
         /// Seconds until the file expires (0: never).
@@ -37,6 +42,7 @@ pub enum FilesOp {
     },
     /// Compare-and-swap: write iff the file has VERSION.
     Cas {
+        #[arg(value_parser = file_name)]
         name: String,
         version: u64,
         source: PathBuf,
@@ -45,7 +51,10 @@ pub enum FilesOp {
         exptime: u64,
     },
     /// Delete a file.
-    Delete { name: String },
+    Delete {
+        #[arg(value_parser = file_name)]
+        name: String,
+    },
     /// Load generator: write then read `--files` files of `--size` bytes over
     /// `--connections` connections (Triton or memcached protocol).
     Bench {
@@ -69,6 +78,14 @@ pub enum FilesOp {
 pub enum BenchProtocol {
     Triton,
     Memcached,
+}
+
+/// Refuses, with the server's rule, a name that would not travel as one
+/// field: `x\r\ndelete y` would send a second request, `a 5` would turn
+/// into a write's size.
+fn file_name(name: &str) -> Result<String, NameError> {
+    check_name(name.as_bytes(), Limits::default().max_filename_bytes)?;
+    Ok(name.to_string())
 }
 
 fn read_source(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
