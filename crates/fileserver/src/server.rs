@@ -74,10 +74,14 @@ pub fn file_key(name: &[u8]) -> Vec<u8> {
 pub struct FileServerFace;
 
 impl Face for FileServerFace {
-    fn spawn(&mut self, node: NodeHandle, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<anyhow::Result<()>>> {
+    fn spawn(
+        &mut self,
+        node: NodeHandle,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
         let Some(me) = node.node_config(node.raft_id) else {
             tracing::error!("this node is not in its own config; no file server");
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let Some(addr) = file_addr(&node.config, me) else {
             tracing::info!(
@@ -85,24 +89,30 @@ impl Face for FileServerFace {
                 me.id,
                 node.config.nodes.len()
             );
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        vec![tokio::spawn(async move {
-            let r = serve_files(node, addr, shutdown).await;
+        // Bound here, so a taken port stops the node at startup.
+        let listener = std::net::TcpListener::bind(&addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .with_context(|| format!("binding the file server to {addr}"))?;
+        tracing::info!("file server listening on {addr}");
+        Ok(vec![tokio::spawn(async move {
+            let r = serve_files(node, listener, shutdown).await;
             if let Err(e) = &r {
                 tracing::error!("file server stopped: {e:#}");
             }
             r
-        })]
+        })])
     }
 }
 
-/// Serves the file protocol on `addr` until `shutdown` becomes true.
-pub async fn serve_files(node: NodeHandle, addr: String, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding the file server to {addr}"))?;
-    tracing::info!("file server listening on {addr}");
+/// Serves the file protocol on `listener` until `shutdown` becomes true.
+pub async fn serve_files(
+    node: NodeHandle,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let limits = Limits {
         max_content_bytes: usize::try_from(node.config.max_value_bytes).unwrap_or(usize::MAX),
         ..Limits::default()

@@ -39,9 +39,16 @@ pub trait Face: Send {
     fn add_routes(&mut self, _node: &NodeHandle, routes: Routes) -> Routes {
         routes
     }
-    /// Starts this face's own tasks; they must end when `shutdown` flips to true.
-    fn spawn(&mut self, _node: NodeHandle, _shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<anyhow::Result<()>>> {
-        Vec::new()
+    /// Starts this face's own tasks; they must end when `shutdown` flips to
+    /// true. An error (its port cannot be bound) stops the node at startup:
+    /// a node running without a face it was configured with would go
+    /// unnoticed until someone needed it.
+    fn spawn(
+        &mut self,
+        _node: NodeHandle,
+        _shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
+        Ok(Vec::new())
     }
 }
 
@@ -329,7 +336,18 @@ pub async fn serve(
     }
     for face in faces.iter_mut() {
         routes = face.add_routes(&handle, routes);
-        tasks.extend(face.spawn(handle.clone(), stop_rx.clone()));
+        match face.spawn(handle.clone(), stop_rx.clone()) {
+            Ok(started) => tasks.extend(started),
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                let _ = driver_tx.send(Input::Shutdown);
+                let _ = driver_thread.join();
+                return Err(e);
+            }
+        }
     }
     // On shutdown, a leader first hands leadership over (and waits up to 2 s
     // for it to move) while still serving, so peers can complete the transfer.

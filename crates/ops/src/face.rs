@@ -61,28 +61,23 @@ type History = Arc<Mutex<VecDeque<LeaderChange>>>;
 type Answer = (u16, &'static str, String);
 
 impl Face for MetricsFace {
-    fn spawn(&mut self, node: NodeHandle, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<anyhow::Result<()>>> {
+    fn spawn(
+        &mut self,
+        node: NodeHandle,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
         let Some(addr) = node.node_config(node.raft_id).and_then(|n| n.http_addr.clone()) else {
             tracing::info!("no http_addr in the config for this node: not serving metrics or the dashboard");
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let history: History = Arc::new(Mutex::new(VecDeque::new()));
         let answer = {
             let (node, history) = (node.clone(), history.clone());
             move |route| answer(route, node.clone(), history.clone())
         };
-        // `Face::spawn` cannot fail, so a port that cannot be bound is
-        // logged here, at startup: the node reads its faces' task results
-        // only when it stops, so an error returned from a task would go
-        // unnoticed for as long as the node runs.
-        let server = match start(&addr, shutdown.clone(), answer) {
-            Ok(server) => server,
-            Err(e) => {
-                tracing::error!("{e:#}; this node serves no metrics, status or dashboard");
-                return Vec::new();
-            }
-        };
-        vec![tokio::spawn(track_leaders(node, history, shutdown)), server]
+        // Bound now: a port that cannot be bound stops the node at startup.
+        let server = start(&addr, shutdown.clone(), answer)?;
+        Ok(vec![tokio::spawn(track_leaders(node, history, shutdown)), server])
     }
 }
 

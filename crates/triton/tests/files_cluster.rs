@@ -582,3 +582,48 @@ async fn files_cli_exit_codes() {
     assert_eq!(contents(&s.call(b"read y\r\n").await).1, b"y");
     assert_no_panic(&c);
 }
+
+/// A node whose file port is taken stops at startup with the reason,
+/// instead of running on without the face it was configured with.
+#[test]
+fn a_node_whose_file_port_is_taken_refuses_to_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[nodes]]\nid = 0\naddr = \"{free}\"\nfile_addr = \"{}\"\n",
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .args(["server", "--id", "0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("node-0"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the node kept running without its file port");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("binding the file server"), "{stderr}");
+    drop(taken);
+}
