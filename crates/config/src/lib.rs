@@ -108,6 +108,12 @@ pub struct ClusterConfig {
     /// spaces, because it travels in gRPC metadata. Never printed by `Debug`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// Accept peers' Raft streams that carry no token (a wrong one is still
+    /// refused). Only for a rolling upgrade from a version whose nodes did
+    /// not send it: set it on every node, upgrade them all, then remove it.
+    /// Default: `false` (with an `admin_token`, peers must send it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub peer_token_optional: bool,
     /// Largest gRPC message, in bytes, the server sends or accepts (it bounds
     /// AppendEntries batches and snapshot chunks too). Default: 64 MiB; at
     /// most 4 GiB - 1.
@@ -279,6 +285,7 @@ impl Default for ClusterConfig {
             data_dir: None,
             enable_test_rpcs: false,
             admin_token: None,
+            peer_token_optional: false,
             max_message_bytes: 64 << 20,
             max_value_bytes: 1 << 20,
             tls: None,
@@ -341,6 +348,7 @@ impl fmt::Debug for ClusterConfig {
             .field("data_dir", &self.data_dir)
             .field("enable_test_rpcs", &self.enable_test_rpcs)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("peer_token_optional", &self.peer_token_optional)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("tls", &self.tls)

@@ -68,6 +68,7 @@ fn toml_form_parses_every_field() {
         data_dir = "/var/lib/triton"
         enable_test_rpcs = true
         admin_token = "s3cret"
+        peer_token_optional = true
         max_message_bytes = 1000
         max_value_bytes = 100
         [timing]
@@ -108,6 +109,7 @@ fn toml_form_parses_every_field() {
         data_dir: Some("/var/lib/triton".into()),
         enable_test_rpcs: true,
         admin_token: Some("s3cret".into()),
+        peer_token_optional: true,
         max_message_bytes: 1000,
         max_value_bytes: 100,
         tls: Some(TlsConfig {
@@ -448,6 +450,7 @@ fn to_toml_round_trips_a_full_config() {
         data_dir: Some("dir with \"quotes\"\nand a newline".into()),
         enable_test_rpcs: true,
         admin_token: Some("t0k3n!".into()),
+        peer_token_optional: true,
         max_message_bytes: triton_config::MAX_GRPC_MESSAGE_BYTES,
         max_value_bytes: 1,
         tls: Some(TlsConfig {

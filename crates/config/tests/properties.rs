@@ -73,6 +73,8 @@ fn valid_config() -> impl Strategy<Value = ClusterConfig> {
                     snapshot_threshold: snapshot,
                     data_dir,
                     enable_test_rpcs: test_rpcs,
+                    // Any bool the generator already draws.
+                    peer_token_optional: test_rpcs,
                     admin_token: token,
                     max_message_bytes: msg,
                     // At most the store's limit too, which validate() enforces.

@@ -64,6 +64,8 @@ pub fn check_admin<T>(config: &ClusterConfig, request: &Request<T>) -> Result<()
 #[derive(Clone, Default)]
 pub struct AdminAuth {
     token: Option<Arc<str>>,
+    /// Let a call without any token through (a wrong one is still refused).
+    missing_ok: bool,
 }
 
 impl AdminAuth {
@@ -71,6 +73,17 @@ impl AdminAuth {
     pub fn from_config(config: &ClusterConfig) -> AdminAuth {
         AdminAuth {
             token: config.admin_token.as_deref().map(Arc::from),
+            missing_ok: false,
+        }
+    }
+
+    /// For peers' Raft streams: [`AdminAuth::from_config`], except that
+    /// with `peer_token_optional` (a rolling upgrade from nodes that sent
+    /// no token) a stream without one is let through.
+    pub fn for_peers(config: &ClusterConfig) -> AdminAuth {
+        AdminAuth {
+            missing_ok: config.peer_token_optional,
+            ..AdminAuth::from_config(config)
         }
     }
 }
@@ -86,6 +99,9 @@ impl std::fmt::Debug for AdminAuth {
 
 impl tonic::service::Interceptor for AdminAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.missing_ok && request.metadata().get(AUTHORIZATION).is_none() {
+            return Ok(request);
+        }
         check_token(self.token.as_deref(), request.metadata())?;
         Ok(request)
     }
@@ -166,6 +182,32 @@ mod tests {
         let mut m = MetadataMap::new();
         m.insert(AUTHORIZATION, MetadataValue::try_from(value).unwrap());
         m
+    }
+
+    /// A rolling upgrade lets token-less peers in; a wrong token never is.
+    #[test]
+    fn peer_streams_without_a_token_pass_only_while_it_is_optional() {
+        let mut strict = AdminAuth::for_peers(&config(Some("s3cret")));
+        let mut upgrading = AdminAuth::for_peers(&ClusterConfig {
+            peer_token_optional: true,
+            ..config(Some("s3cret"))
+        });
+        let request = |value: Option<&str>| {
+            let mut r = Request::new(());
+            if let Some(v) = value {
+                *r.metadata_mut() = with_header(v);
+            }
+            r
+        };
+        assert_eq!(strict.call(request(None)).unwrap_err().code(), Code::Unauthenticated);
+        assert!(upgrading.call(request(None)).is_ok());
+        for auth in [&mut strict, &mut upgrading] {
+            assert!(auth.call(request(Some("Bearer s3cret"))).is_ok());
+            assert_eq!(
+                auth.call(request(Some("Bearer wrong"))).unwrap_err().code(),
+                Code::PermissionDenied
+            );
+        }
     }
 
     #[test]

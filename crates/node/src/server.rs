@@ -303,7 +303,7 @@ pub async fn serve(
         RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id, &timing))
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes),
-        AdminAuth::from_config(&opts.config),
+        AdminAuth::for_peers(&opts.config),
     );
     let kv = KvServer::new(KvService { node: handle.clone() })
         .max_decoding_message_size(max_message_bytes)

@@ -40,6 +40,10 @@ const BATCH: usize = 256;
 /// Room left in a batch for the gRPC frame around it.
 const BATCH_FRAME_BYTES: usize = 64;
 
+/// How long a sender waits after a peer refused its stream (a different
+/// `[timing]`, a missing or wrong token) before trying again.
+const REFUSED_RETRY: Duration = Duration::from_secs(5);
+
 /// The driver's handle for sending to peers.
 pub struct Outbox {
     peers: HashMap<NodeId, mpsc::Sender<RaftMessage>>,
@@ -265,6 +269,9 @@ async fn peer_sender(
                 ) =>
             {
                 tracing::error!(peer = id, %addr, "the peer refused our messages: {}", status.message());
+                // It will refuse again until an operator acts: retry slowly
+                // (the reconnect above would reset the backoff).
+                tokio::time::sleep(REFUSED_RETRY).await;
             }
             Err(status) => tracing::debug!(peer = id, "stream ended: {status}"),
             Ok(_) => {}
