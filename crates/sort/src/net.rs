@@ -312,10 +312,12 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
     if let Some(listener) = listener {
         spawn_acceptor(
             listener,
-            my_id,
-            n,
-            options.io_timeout,
-            plan.frame_bytes,
+            Inbound {
+                my_id,
+                n,
+                timeout: options.io_timeout,
+                chunk_bytes: plan.frame_bytes,
+            },
             frames_tx.clone(),
             events_tx.clone(),
             open_streams.clone(),
@@ -489,16 +491,30 @@ fn bind(server: &Server) -> Result<TcpListener> {
         .ctx(|| format!("listening on {}:{}", server.host, server.port))
 }
 
-fn spawn_acceptor(
-    listener: TcpListener,
+/// What a receiving thread checks and how it reads: this server's id, the
+/// server count, the read timeout, and the largest piece it hands the
+/// sorter (our frame size).
+#[derive(Clone, Copy, Debug)]
+struct Inbound {
     my_id: u32,
     n: usize,
-    io_timeout: Duration,
-    frame_bytes: usize,
+    timeout: Duration,
+    chunk_bytes: usize,
+}
+
+fn spawn_acceptor(
+    listener: TcpListener,
+    inbound: Inbound,
     frames: SyncSender<Vec<u8>>,
     events: Sender<Event>,
     open_streams: Arc<Mutex<Vec<TcpStream>>>,
 ) -> Result<()> {
+    let Inbound {
+        my_id,
+        n,
+        timeout: io_timeout,
+        ..
+    } = inbound;
     std::thread::Builder::new()
         .name("netsort-accept".into())
         .spawn(move || {
@@ -542,7 +558,7 @@ fn spawn_acceptor(
                     if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), streams.lock()) {
                         list.push(clone);
                     }
-                    let event = match receive(stream, addr, peer, my_id, n, io_timeout, frame_bytes, &peer_frames) {
+                    let event = match receive(stream, addr, peer, inbound, &peer_frames) {
                         Ok((peer, records)) => Event::PeerDone { peer, records },
                         Err(e) => Event::Failed(e),
                     };
@@ -625,12 +641,15 @@ fn receive(
     mut stream: TcpStream,
     addr: SocketAddr,
     peer: u32,
-    my_id: u32,
-    n: usize,
-    timeout: Duration,
-    chunk_bytes: usize,
+    inbound: Inbound,
     frames: &SyncSender<Vec<u8>>,
 ) -> Result<(u32, u64)> {
+    let Inbound {
+        my_id,
+        n,
+        timeout,
+        chunk_bytes,
+    } = inbound;
     assert!(chunk_bytes >= RECORD_LEN && chunk_bytes.is_multiple_of(RECORD_LEN));
     let who = format!("server {peer} ({addr})");
     stream
@@ -966,7 +985,19 @@ servers:
         let (stream, from) = listener.accept().unwrap();
         let (tx, rx) = mpsc::sync_channel(records);
         let chunk = 30 * RECORD_LEN;
-        let (peer, got) = receive(stream, from, 1, 0, 2, Duration::from_secs(10), chunk, &tx).unwrap();
+        let (peer, got) = receive(
+            stream,
+            from,
+            1,
+            Inbound {
+                my_id: 0,
+                n: 2,
+                timeout: Duration::from_secs(10),
+                chunk_bytes: chunk,
+            },
+            &tx,
+        )
+        .unwrap();
         assert_eq!((peer, got), (1, records as u64));
         drop(tx);
         let pieces: Vec<Vec<u8>> = rx.iter().collect();
