@@ -20,7 +20,7 @@
 //! `triton` raises to its hard limit at startup), and further clients wait in
 //! the listen backlog; the cache is keyed by the file a URL names, so query
 //! strings and spellings of one URL share an entry, and expired entries are
-//! swept every TTL.
+//! swept every TTL (at least every second).
 
 pub mod cache;
 pub mod content_type;

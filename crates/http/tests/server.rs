@@ -96,11 +96,13 @@ fn spellings_of_one_url_share_one_cached_descriptor() {
     let (_runtime, addr) = start(dir.path(), cache);
     assert_eq!(body(&fetch(addr, "/big.bin")).len(), 100_000);
     let before = open_descriptors();
-    for i in 0..100 {
+    // 300 spellings against a margin of 50: the other tests of this binary
+    // open and close sockets meanwhile, but far fewer than 300.
+    for i in 0..300 {
         assert_eq!(body(&fetch(addr, &format!("/big.bin?{i}"))).len(), 100_000);
     }
     let after = open_descriptors();
-    assert!(after < before + 10, "{before} descriptors became {after}");
+    assert!(after < before + 50, "{before} descriptors became {after}");
 }
 
 /// Past `max_connections`, a client waits in the backlog until one ends.

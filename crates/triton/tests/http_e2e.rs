@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use triton_http::response::{http_date, parse_imf_fixdate};
 
@@ -385,14 +385,15 @@ fn partial_request_times_out_with_400() {
 
 #[test]
 fn timeout_restarts_for_each_request() {
-    // Three requests 1.3 s apart under a 2 s timeout: one deadline for the
-    // whole connection would end it before the third.
-    let server = start_virtual_hosts_with_timeout("2s");
+    // Three requests 1.6 s apart under a 3 s timeout (1.4 s of slack each
+    // for a loaded machine): one deadline for the whole connection would
+    // end it before the third.
+    let server = start_virtual_hosts_with_timeout("3s");
     let mut stream = connect(&server);
     stream.write_all(get("/index.html", "website1").as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(1300));
+    std::thread::sleep(Duration::from_millis(1600));
     stream.write_all(get("/app.js", "website1").as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(1300));
+    std::thread::sleep(Duration::from_millis(1600));
     stream.write_all(get_close("/", "website2").as_bytes()).unwrap();
     let mut want = ok(&server, "htdocs1/index.html", HTML, false);
     want.extend(ok(&server, "htdocs1/app.js", "application/javascript", false));

@@ -45,11 +45,12 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
         Some(config) => Sites::from_yaml_file(&args.docroot, config)?,
         None => Sites::single(&args.docroot)?,
     };
-    // Descriptors: a quarter for cached files, the rest for connections
-    // and a reserve (the listener, logs, files being opened).
+    // Descriptors: a quarter for cached files, a reserve (the listener,
+    // logs), and two per connection: its socket and the file it may be
+    // sending uncached (cache off or full, or a file too big for memory).
     let files = super::raise_open_file_limit().min(1 << 20) as usize;
     let max_open_files = (files / 4).min(CacheConfig::default().max_open_files);
-    let max_connections = files.saturating_sub(max_open_files + 64).max(1);
+    let max_connections = (files.saturating_sub(max_open_files + 64) / 2).max(1);
     let config = ServerConfig {
         listen: SocketAddr::new(args.bind, args.port),
         sites,

@@ -18,7 +18,8 @@ pub mod wal;
 /// does) and returns the limit now in force. Debian's default soft limit of
 /// 1024 is what a server's connections alone may reach: running out fails a
 /// node's next WAL segment (which stops it) or every accept of the HTTP
-/// server. Called once at startup, for every command.
+/// server. Called at startup for every command (a second call only reads
+/// the limit).
 pub fn raise_open_file_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
