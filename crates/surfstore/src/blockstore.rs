@@ -50,8 +50,9 @@ pub const MAX_BLOCK_BYTES_LIMIT: usize = MAX_RECORD_LEN;
 pub const LOCK_FILE: &str = "LOCK";
 
 /// Most hashes accepted in one `HasBlocks`/`MissingBlocks` call: bounds the
-/// work and the reply of one request (a 16 MiB request holds ~250k hashes).
-pub const MAX_HASHES_PER_CALL: usize = 1 << 20;
+/// work, the reply and the message size of one request (131,072 hashes are
+/// about 8.6 MiB encoded; surfsync sends 20,000 per call).
+pub const MAX_HASHES_PER_CALL: usize = 1 << 17;
 /// The encoded size of [`MAX_HASHES_PER_CALL`] hashes: 64 hex characters
 /// and 2 bytes of protobuf framing each.
 const HASH_LIST_BYTES: usize = MAX_HASHES_PER_CALL * (HASH_HEX_LEN + 2);

@@ -213,9 +213,11 @@ struct LocalFile {
 /// Locks BASEDIR's index for the whole sync (released when the file is
 /// dropped): two syncs of one directory at once would delete each other's
 /// temporary files and interleave their index updates. The lock is an
-/// `flock` on `index.db`, which SQLite's own (fcntl) locks do not touch.
+/// `flock` on `index.db-lock` (a name the scan skips, like SQLite's
+/// `index.db-journal`), apart from the database, whose own locks are fcntl
+/// locks that an flock would meet on NFS.
 fn lock_index(base: &Path) -> Result<File, SyncError> {
-    let path = base.join(INDEX_FILE);
+    let path = base.join(format!("{INDEX_FILE}-lock"));
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -40,7 +40,8 @@ fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "index.db")
+        // The sync's own files: the index and its lock.
+        .filter(|n| n != "index.db" && n != "index.db-lock")
         .collect();
     names.sort();
     names
@@ -386,7 +387,7 @@ async fn a_second_sync_of_the_same_directory_is_refused() {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(dir.path().join("index.db"))
+        .open(dir.path().join("index.db-lock"))
         .unwrap();
     running.try_lock().unwrap();
     let err = sync(&o).await.unwrap_err().to_string();

@@ -56,7 +56,7 @@ fn assert_same_files(a: &Path, b: &Path) {
         let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap())
-            .filter(|e| e.file_name() != "index.db")
+            .filter(|e| e.file_name() != "index.db" && e.file_name() != "index.db-lock")
             .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
             .collect();
         v.sort();
