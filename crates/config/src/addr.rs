@@ -50,6 +50,12 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
     parse_host_port(s).map(|_| ())
 }
 
+/// Whether `a` and `b` name the same `host:port` once spelled alike (host
+/// case, IPv6 forms); false if either is not a valid address.
+pub fn same_host_port(a: &str, b: &str) -> bool {
+    matches!((parse_host_port(a), parse_host_port(b)), (Ok(x), Ok(y)) if x == y)
+}
+
 /// Checks that `s` is `host:port` and returns its [`AddrKey`].
 ///
 /// The host is a name (letters, digits, `-`, `_`, `.`), a dotted IPv4
@@ -112,6 +118,15 @@ pub(crate) fn parse_host_port(s: &str) -> Result<AddrKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_host_port_ignores_spelling_only() {
+        assert!(same_host_port("LOCALHOST:7001", "localhost:7001"));
+        assert!(same_host_port("[0::1]:7001", "[::1]:7001"));
+        assert!(!same_host_port("localhost:7001", "localhost:7002"));
+        assert!(!same_host_port("localhost:7001", "127.0.0.1:7001"), "no name lookups");
+        assert!(!same_host_port("bad", "bad"), "invalid addresses match nothing");
+    }
 
     #[test]
     fn accepts_names_ipv4_and_bracketed_ipv6() {

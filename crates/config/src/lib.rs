@@ -30,7 +30,7 @@
 #![warn(missing_docs)]
 
 mod addr;
-pub use addr::check_host_port;
+pub use addr::{check_host_port, same_host_port};
 mod json;
 mod text;
 

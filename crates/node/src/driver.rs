@@ -535,19 +535,20 @@ impl Driver {
     /// core, which refuses it as already a member.
     fn check_newcomer(&self, book: &AddressBook, id: NodeId, addr: &str) -> Result<(), String> {
         let members = self.raft.membership().all_nodes();
-        let user = user_id;
-        if members.contains(&id) && book.get(id).is_some_and(|known| known != addr) {
+        // Spelled alike before comparing: `LOCALHOST:7001` is `localhost:7001`.
+        let same = triton_config::same_host_port;
+        if members.contains(&id) && book.get(id).is_some_and(|known| !same(known, addr)) {
             return Err(format!(
                 "node {} is already a member, at {}; remove it before adding a node with its id elsewhere",
-                user(id),
+                user_id(id),
                 book.get(id).unwrap_or_default()
             ));
         }
         if let Some((other, _)) = book
             .iter()
-            .find(|&(other, a)| other != id && a == addr && members.contains(&other))
+            .find(|&(other, a)| other != id && members.contains(&other) && same(a, addr))
         {
-            return Err(format!("address {addr} belongs to member node {}", user(other)));
+            return Err(format!("address {addr} belongs to member node {}", user_id(other)));
         }
         Ok(())
     }
