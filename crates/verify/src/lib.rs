@@ -175,6 +175,9 @@ struct Nemesis {
     rng: ChaCha8Rng,
     faults: Vec<Fault>,
     injected: BTreeMap<String, usize>,
+    /// Each endpoint's node id, by position: the partition RPC names nodes
+    /// by id, and the endpoints need not be listed in id order.
+    ids: Vec<u64>,
 }
 
 /// Runs the whole test and returns its summary.
@@ -220,6 +223,13 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
     if opts.faults.iter().any(|f| f.needs_test_rpcs()) {
         check_fault_rpcs(&access, &endpoints).await?;
     }
+    if opts.faults.contains(&Fault::Partition) && endpoints.len() < 3 {
+        bail!(
+            "the partition fault needs at least 3 nodes (a minority and a majority); there are {}",
+            endpoints.len()
+        );
+    }
+    let ids = node_ids(&access, &endpoints).await?;
     if opts.faults.contains(&Fault::Membership) && access.config.admin_token.is_none() {
         bail!("the membership fault needs admin_token in the cluster config (--config)");
     }
@@ -259,6 +269,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
         faults: opts.faults.clone(),
         injected: BTreeMap::new(),
+        ids,
     };
     let fault_end = clock + opts.duration;
     while Instant::now() < fault_end {
@@ -481,11 +492,13 @@ async fn inject(
                     hold.as_secs_f64()
                 ),
             );
+            let ids_of = |side: &[usize]| side.iter().map(|&i| nemesis.ids[i]).collect::<Vec<u64>>();
+            let (minority_ids, majority_ids) = (ids_of(&minority), ids_of(&majority));
             for &i in &minority {
-                set_unreachable(access, &endpoints[i], &majority).await;
+                set_unreachable(access, &endpoints[i], &majority_ids).await;
             }
             for &i in &majority {
-                set_unreachable(access, &endpoints[i], &minority).await;
+                set_unreachable(access, &endpoints[i], &minority_ids).await;
             }
             sleep_with_progress(pb, hold, history, clock).await;
             heal_partitions(access, endpoints).await;
@@ -507,10 +520,11 @@ async fn inject(
             );
             // Cut off first (it stops hearing acknowledgements), then freeze
             // it within its lease, then cut the others off from it.
-            set_unreachable(access, &endpoints[leader], &others).await;
+            let other_ids: Vec<u64> = others.iter().map(|&i| nemesis.ids[i]).collect();
+            set_unreachable(access, &endpoints[leader], &other_ids).await;
             c.pause(leader);
             for &i in &others {
-                set_unreachable(access, &endpoints[i], &[leader]).await;
+                set_unreachable(access, &endpoints[i], &[nemesis.ids[leader]]).await;
             }
             sleep_with_progress(pb, hold, history, clock).await;
             c.resume(leader);
@@ -587,8 +601,9 @@ impl Access {
     }
 }
 
-async fn set_unreachable(access: &Access, addr: &str, from: &[usize]) {
-    let ids = from.iter().map(|&i| i as u64).collect();
+/// Tells the node at `addr` to drop messages from the nodes `from` (ids).
+async fn set_unreachable(access: &Access, addr: &str, from: &[u64]) {
+    let ids = from.to_vec();
     let call = async {
         let channel = access.dialer.endpoint(addr).ok()?.connect().await.ok()?;
         let mut c = ControlClient::new(channel);
@@ -630,6 +645,28 @@ async fn heal_partitions(access: &Access, endpoints: &[String]) {
     for e in endpoints {
         set_unreachable(access, e, &[]).await;
     }
+}
+
+/// Each endpoint's node id, asked of the node itself.
+async fn node_ids(access: &Access, endpoints: &[String]) -> anyhow::Result<Vec<u64>> {
+    let mut probe = access.kv_client(endpoints.to_vec())?;
+    probe.attempt_timeout = Duration::from_secs(2);
+    let mut ids = Vec::with_capacity(endpoints.len());
+    for e in endpoints {
+        let status = probe
+            .status_of(e)
+            .await
+            .with_context(|| format!("asking {e} for its node id"))?;
+        ids.push(status.id);
+    }
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    anyhow::ensure!(
+        unique.len() == ids.len(),
+        "two endpoints are the same node: ids {ids:?}"
+    );
+    Ok(ids)
 }
 
 async fn find_leader(access: &Access, endpoints: &[String]) -> Option<usize> {
