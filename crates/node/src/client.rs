@@ -27,6 +27,10 @@ pub enum ClientError {
     /// The cluster refused the request for good (bad input, stale session).
     #[error("request refused: {0}")]
     Refused(String),
+    /// The cluster forgot this client's session (ABORTED). The write
+    /// methods handle it themselves and never return it.
+    #[error("session expired ({0})")]
+    SessionExpired(String),
     #[error("no endpoints given")]
     NoEndpoints,
     /// The config's TLS files could not be used.
@@ -146,6 +150,8 @@ impl KvClient {
         let start = Instant::now();
         let mut last = String::from("no attempt");
         let mut pause = Duration::from_millis(10);
+        // Whether an attempt ended without an answer (it may still apply).
+        let mut maybe_applied = false;
         while start.elapsed() < self.deadline {
             let addr = self.target();
             let client = match self.channel(&addr) {
@@ -173,6 +179,13 @@ impl KvClient {
                                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
                             }
                         }
+                        // The session was forgotten: if an earlier attempt of
+                        // this request may have landed, its outcome is unknown.
+                        Code::Aborted if maybe_applied => {
+                            self.renew_session();
+                            return Err(ClientError::Unknown(self.deadline, last));
+                        }
+                        Code::Aborted => return Err(ClientError::SessionExpired(last)),
                         // OutOfRange: a request over the message limit (tonic's
                         // code for it); it would be refused again.
                         Code::InvalidArgument
@@ -182,6 +195,7 @@ impl KvClient {
                             return Err(ClientError::Refused(status.message().to_string()));
                         }
                         _ => {
+                            maybe_applied = true;
                             self.leader = None;
                             tokio::time::sleep(pause).await;
                             pause = (pause * 2).min(MAX_RETRY_PAUSE);
@@ -189,12 +203,24 @@ impl KvClient {
                     }
                 }
                 Err(_) => {
+                    maybe_applied = true;
                     last = format!("{addr}: attempt timed out");
                     self.leader = None;
                 }
             }
         }
         Err(ClientError::Unknown(self.deadline, last))
+    }
+
+    /// Starts a new session (a new client id) after the cluster forgot ours.
+    fn renew_session(&mut self) {
+        self.client_id = loop {
+            let id: u64 = rand::random();
+            if id != 0 && id != self.client_id {
+                break id;
+            }
+        };
+        self.seq = 0;
     }
 
     fn session(&mut self) -> Session {
@@ -241,49 +267,76 @@ impl KvClient {
 
     /// Sets `key`; returns the new version.
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
-        let req = PutRequest {
-            session: Some(self.session()),
-            key: key.to_vec(),
-            value: value.to_vec(),
-        };
-        let r = self
-            .with_retries(|mut c| {
-                let req = req.clone();
-                async move { c.put(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
-        Ok(r.version)
+        loop {
+            let req = PutRequest {
+                session: Some(self.session()),
+                key: key.to_vec(),
+                value: value.to_vec(),
+            };
+            let r = self
+                .with_retries(|mut c| {
+                    let req = req.clone();
+                    async move { c.put(req).await.map(|r| r.into_inner()) }
+                })
+                .await;
+            if let Some(r) = self.in_live_session(r)? {
+                return Ok(r.version);
+            }
+        }
     }
 
     /// Appends to `key`; returns the new version.
     pub async fn append(&mut self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
-        let req = AppendRequest {
-            session: Some(self.session()),
-            key: key.to_vec(),
-            value: value.to_vec(),
-        };
-        let r = self
-            .with_retries(|mut c| {
-                let req = req.clone();
-                async move { c.append(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
-        Ok(r.version)
+        loop {
+            let req = AppendRequest {
+                session: Some(self.session()),
+                key: key.to_vec(),
+                value: value.to_vec(),
+            };
+            let r = self
+                .with_retries(|mut c| {
+                    let req = req.clone();
+                    async move { c.append(req).await.map(|r| r.into_inner()) }
+                })
+                .await;
+            if let Some(r) = self.in_live_session(r)? {
+                return Ok(r.version);
+            }
+        }
     }
 
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
-        let req = DeleteRequest {
-            session: Some(self.session()),
-            key: key.to_vec(),
-        };
-        let r = self
-            .with_retries(|mut c| {
-                let req = req.clone();
-                async move { c.delete(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
-        Ok(r.existed)
+        loop {
+            let req = DeleteRequest {
+                session: Some(self.session()),
+                key: key.to_vec(),
+            };
+            let r = self
+                .with_retries(|mut c| {
+                    let req = req.clone();
+                    async move { c.delete(req).await.map(|r| r.into_inner()) }
+                })
+                .await;
+            if let Some(r) = self.in_live_session(r)? {
+                return Ok(r.existed);
+            }
+        }
+    }
+
+    /// A write's result, or `None` to send it again in a new session: the
+    /// cluster forgot ours and applied nothing. (A new session starts at
+    /// seq 1, which the cluster never calls expired, so this happens at most
+    /// once per write.)
+    fn in_live_session<T>(&mut self, r: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::SessionExpired(_)) => {
+                self.renew_session();
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The status of one node (no redirects).

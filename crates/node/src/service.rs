@@ -237,6 +237,11 @@ impl NodeHandle {
             WriteResult::StaleSession => Err(Status::failed_precondition(
                 "stale session sequence number: the original result is no longer known",
             )),
+            // ABORTED, which the client tells apart: nothing was applied, and
+            // it starts a new session.
+            WriteResult::SessionExpired => Err(Status::aborted(
+                "session expired: the cluster forgot this client; start a new session",
+            )),
             WriteResult::Malformed => Err(Status::internal("the command could not be decoded")),
             WriteResult::TooLarge => Err(Status::invalid_argument("key or value exceeds the store's limits")),
             r => Ok(r),

@@ -27,8 +27,12 @@
 //! the cached result without changing state, an older seq gets
 //! [`WriteResult::StaleSession`]. At most [`StoreOptions::max_sessions`]
 //! clients are remembered; when full, the one whose last write is oldest in
-//! the log (ties: lowest client id) is forgotten. A forgotten client's retry
-//! is applied again, the usual bound of session tables (Raft thesis §6.3).
+//! the log (ties: lowest client id) is forgotten. A write from a client the
+//! store does not know with seq > 1 gets [`WriteResult::SessionExpired`] and
+//! changes nothing (Raft thesis §6.3: an expired session's requests are
+//! refused, not applied again); the client starts a new session. One case
+//! stays open: a client whose only write (seq 1) was applied, then forgotten
+//! before its retry arrived, has that retry applied again.
 //!
 //! ## Expiry
 //!

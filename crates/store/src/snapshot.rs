@@ -28,7 +28,7 @@
 //! A result is a tag byte and its fields: 1 Put(version u64),
 //! 2 Append(version u64), 3 Delete(existed bool), 4 Cas(ok bool, version u64,
 //! found bool), 5 Expire(removed bool), 6 SurfUpdate(version i32),
-//! 7 TooLarge, 8 Malformed, 9 StaleSession; a bool is one byte, 0 or 1.
+//! 7 TooLarge, 8 Malformed, 9 StaleSession, 10 SessionExpired (never stored: no session is kept for it); a bool is one byte, 0 or 1.
 //!
 //! The encoding is canonical: collections are written in order, and decoding
 //! rejects anything out of order, duplicated, non-0/1 booleans or trailing
@@ -262,6 +262,7 @@ fn put_result(out: &mut Vec<u8>, result: &WriteResult) {
         WriteResult::TooLarge => out.push(7),
         WriteResult::Malformed => out.push(8),
         WriteResult::StaleSession => out.push(9),
+        WriteResult::SessionExpired => out.push(10),
     }
 }
 
@@ -337,6 +338,7 @@ impl<'a> Reader<'a> {
             7 => WriteResult::TooLarge,
             8 => WriteResult::Malformed,
             9 => WriteResult::StaleSession,
+            10 => WriteResult::SessionExpired,
             tag => return Err(StoreError::Invalid(format!("unknown session result tag {tag}"))),
         })
     }

@@ -91,6 +91,11 @@ pub enum WriteResult {
     Malformed,
     /// seq below the session's last applied seq (a very late retry): the original result is gone.
     StaleSession,
+    /// A client the store does not know sent seq > 1: its session was
+    /// forgotten (evicted), so a retry of a write that was applied could be
+    /// applied again. Nothing was applied; the client must start a new
+    /// session (and report an earlier attempt's outcome as unknown).
+    SessionExpired,
 }
 
 /// A live key as seen by a read.
@@ -263,13 +268,14 @@ impl Store {
         let Some(session) = cmd.session else {
             return self.execute(index, now_ms, cmd.op);
         };
-        if let Some(record) = self.sessions.get(&session.client_id) {
-            if session.seq < record.last_seq {
-                return WriteResult::StaleSession;
-            }
-            if session.seq == record.last_seq {
-                return record.result;
-            }
+        match self.sessions.get(&session.client_id) {
+            Some(record) if session.seq < record.last_seq => return WriteResult::StaleSession,
+            Some(record) if session.seq == record.last_seq => return record.result,
+            Some(_) => {}
+            // A client's first write has seq 1; a later one from a client we
+            // do not know means we forgot it.
+            None if session.seq > 1 => return WriteResult::SessionExpired,
+            None => {}
         }
         let result = self.execute(index, now_ms, cmd.op);
         self.remember(session, index, result);

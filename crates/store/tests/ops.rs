@@ -308,16 +308,16 @@ fn duplicate_seq_returns_the_original_result_and_changes_nothing() {
 fn retried_append_is_not_applied_twice() {
     let mut h = Harness::new();
     assert_eq!(
-        h.run_as(Some((1, 5)), 0, append("a", "x")),
+        h.run_as(Some((1, 1)), 0, append("a", "x")),
         WriteResult::Append { version: 1 }
     );
     assert_eq!(
-        h.run_as(Some((1, 5)), 0, append("a", "x")),
+        h.run_as(Some((1, 1)), 0, append("a", "x")),
         WriteResult::Append { version: 1 }
     );
     assert_eq!(h.value("a", 0).unwrap(), b"x");
     assert_eq!(
-        h.run_as(Some((1, 6)), 0, append("a", "x")),
+        h.run_as(Some((1, 2)), 0, append("a", "x")),
         WriteResult::Append { version: 3 }
     );
     assert_eq!(h.value("a", 0).unwrap(), b"xx");
@@ -378,7 +378,8 @@ fn full_session_table_evicts_the_oldest_last_write() {
     assert_eq!(h.store.session_count(), 3);
     h.run_as(Some((40, 1)), 0, put("a", "", 0)); // index 5 evicts client 10 (index 2)
     assert_eq!(h.store.session_count(), 3);
-    // Client 10 is forgotten: its old seq is applied again (documented limit).
+    // Client 10 is forgotten: its seq 1 is applied again (the documented
+    // limit; a later seq would be refused as expired).
     assert_eq!(
         h.run_as(Some((10, 1)), 0, put("a", "", 0)),
         WriteResult::Put { version: 6 }
@@ -395,6 +396,39 @@ fn full_session_table_evicts_the_oldest_last_write() {
     assert_eq!(
         h.run_as(Some((20, 1)), 0, put("a", "", 0)),
         WriteResult::Put { version: 9 }
+    );
+}
+
+/// A forgotten client's retry of a later write (seq > 1) is refused, not
+/// applied again: the store cannot tell whether it was applied.
+#[test]
+fn a_forgotten_clients_later_write_is_refused_not_applied_again() {
+    let opts = StoreOptions {
+        max_sessions: 1,
+        ..StoreOptions::default()
+    };
+    let mut h = Harness::with(opts);
+    h.run_as(Some((10, 1)), 0, put("a", "", 0)); // index 1
+    assert_eq!(
+        h.run_as(Some((10, 2)), 0, append("a", "x")),
+        WriteResult::Append { version: 2 }
+    );
+    h.run_as(Some((20, 1)), 0, put("b", "", 0)); // index 3 evicts client 10
+                                                 // Client 10's retry of seq 2 (its reply was lost): refused, not doubled.
+    assert_eq!(
+        h.run_as(Some((10, 2)), 0, append("a", "x")),
+        WriteResult::SessionExpired
+    );
+    assert_eq!(
+        h.run_as(Some((10, 3)), 0, append("a", "x")),
+        WriteResult::SessionExpired
+    );
+    assert_eq!(h.store.get(b"a", 0).map(|e| e.value.to_vec()), Some(b"x".to_vec()));
+    // A client the store never saw starts at seq 1; later seqs mean a forgotten one.
+    assert_eq!(h.run_as(Some((30, 5)), 0, put("c", "", 0)), WriteResult::SessionExpired);
+    assert_eq!(
+        h.run_as(Some((30, 1)), 0, put("c", "", 0)),
+        WriteResult::Put { version: 7 }
     );
 }
 

@@ -327,13 +327,12 @@ impl Replica for Model {
         let Some(s) = cmd.session else {
             return self.exec(index, now, cmd.op);
         };
-        if let Some(&(seq, _, result)) = self.sessions.get(&s.client_id) {
-            if s.seq < seq {
-                return WriteResult::StaleSession;
-            }
-            if s.seq == seq {
-                return result;
-            }
+        match self.sessions.get(&s.client_id) {
+            Some(&(seq, _, _)) if s.seq < seq => return WriteResult::StaleSession,
+            Some(&(seq, _, result)) if s.seq == seq => return result,
+            Some(_) => {}
+            None if s.seq > 1 => return WriteResult::SessionExpired,
+            None => {}
         }
         let result = self.exec(index, now, cmd.op);
         if !self.sessions.contains_key(&s.client_id) && self.sessions.len() as u64 == self.opts.max_sessions {
