@@ -34,6 +34,11 @@
 //! stays open: a client whose only write (seq 1) was applied, then forgotten
 //! before its retry arrived, has that retry applied again.
 //!
+//! These rules are part of the replicated state machine: replicas that
+//! apply one log under different rules diverge. The `SessionExpired` rule
+//! (2026-11-22) is such a change, so a cluster moves to a binary with it all
+//! at once (stop every node, start them on the new binary), not node by node.
+//!
 //! ## Expiry
 //!
 //! Expiry times are absolute. A read never returns a key expired at the
