@@ -5,7 +5,8 @@
 //! SHA-256, and each file's version and hash list live in the Raft-replicated
 //! metadata service. The local `index.db` records what was last synced so
 //! that local creations, edits and deletions can be told apart from remote
-//! ones. See [`sync::sync`] for the algorithm.
+//! ones; `index.db-lock` keeps two syncs of one directory from running at
+//! once. Neither is synced. See [`sync::sync`] for the algorithm.
 
 #![warn(missing_docs)]
 
