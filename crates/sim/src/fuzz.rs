@@ -269,7 +269,11 @@ impl Driver {
         };
         let key = format!("k{}", self.rng.random_range(0..self.plan.keys));
         let client = &mut self.clients[c];
-        client.seq += 1;
+        // Session numbers count writes only (reads are not in the log): the
+        // store calls a first write with seq > 1 a forgotten session's.
+        if kind != OpKind::Get {
+            client.seq += 1;
+        }
         let value = match kind {
             OpKind::Get => String::new(),
             _ => format!("c{c}.{};", client.seq),
@@ -508,7 +512,12 @@ impl Clients for Driver {
     }
 
     fn write_done(&mut self, sim: &mut Sim, c: usize, seq: u64, version: Index) {
-        let matches = self.clients[c].current.as_ref().is_some_and(|f| f.seq == seq);
+        // A read in flight carries the seq of the client's last write (seqs
+        // count writes only): a late answer to that write is not its answer.
+        let matches = self.clients[c]
+            .current
+            .as_ref()
+            .is_some_and(|f| f.seq == seq && self.history[f.op].kind != OpKind::Get);
         if matches {
             self.complete(sim, c, (None, version));
         }

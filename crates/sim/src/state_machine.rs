@@ -135,7 +135,7 @@ mod tests {
     fn commands_and_snapshots_roundtrip() {
         let cmd = KvCommand {
             client: 7,
-            seq: 3,
+            seq: 1,
             key: "k".into(),
             append: true,
             value: "v1".into(),
