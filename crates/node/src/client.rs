@@ -267,59 +267,64 @@ impl KvClient {
 
     /// Sets `key`; returns the new version.
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
-        loop {
-            let req = PutRequest {
-                session: Some(self.session()),
-                key: key.to_vec(),
-                value: value.to_vec(),
-            };
-            let r = self
-                .with_retries(|mut c| {
-                    let req = req.clone();
-                    async move { c.put(req).await.map(|r| r.into_inner()) }
-                })
-                .await;
-            if let Some(r) = self.in_live_session(r)? {
-                return Ok(r.version);
-            }
-        }
+        let build = |session| PutRequest {
+            session: Some(session),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        let r = self
+            .write(
+                build,
+                |mut c, req| async move { c.put(req).await.map(|r| r.into_inner()) },
+            )
+            .await?;
+        Ok(r.version)
     }
 
     /// Appends to `key`; returns the new version.
     pub async fn append(&mut self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
-        loop {
-            let req = AppendRequest {
-                session: Some(self.session()),
-                key: key.to_vec(),
-                value: value.to_vec(),
-            };
-            let r = self
-                .with_retries(|mut c| {
-                    let req = req.clone();
-                    async move { c.append(req).await.map(|r| r.into_inner()) }
-                })
-                .await;
-            if let Some(r) = self.in_live_session(r)? {
-                return Ok(r.version);
-            }
-        }
+        let build = |session| AppendRequest {
+            session: Some(session),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        let r = self
+            .write(build, |mut c, req| async move {
+                c.append(req).await.map(|r| r.into_inner())
+            })
+            .await?;
+        Ok(r.version)
     }
 
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&mut self, key: &[u8]) -> Result<bool, ClientError> {
+        let build = |session| DeleteRequest {
+            session: Some(session),
+            key: key.to_vec(),
+        };
+        let r = self
+            .write(build, |mut c, req| async move {
+                c.delete(req).await.map(|r| r.into_inner())
+            })
+            .await?;
+        Ok(r.existed)
+    }
+
+    /// One write: the request `build` makes for the next seq of our
+    /// session, sent by `send` with retries, and sent again in a new session
+    /// if the cluster forgot ours and applied nothing.
+    async fn write<R, T, B, S, Fut>(&mut self, build: B, send: S) -> Result<T, ClientError>
+    where
+        R: Clone,
+        B: Fn(Session) -> R,
+        S: Fn(PbClient<Channel>, R) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         loop {
-            let req = DeleteRequest {
-                session: Some(self.session()),
-                key: key.to_vec(),
-            };
-            let r = self
-                .with_retries(|mut c| {
-                    let req = req.clone();
-                    async move { c.delete(req).await.map(|r| r.into_inner()) }
-                })
-                .await;
-            if let Some(r) = self.in_live_session(r)? {
-                return Ok(r.existed);
+            let req = build(self.session());
+            let r = self.with_retries(|c| send(c, req.clone())).await;
+            if let Some(v) = self.in_live_session(r)? {
+                return Ok(v);
             }
         }
     }
