@@ -82,7 +82,6 @@ pub const LOCK_FILE: &str = "LOCK";
 /// Takes an exclusive, non-blocking advisory lock on `dir/LOCK` (released
 /// when the returned file is closed, including when the process dies).
 fn lock_dir(dir: &Path) -> Result<File, StorageError> {
-    use std::os::fd::AsRawFd;
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .write(true)
@@ -90,16 +89,12 @@ fn lock_dir(dir: &Path) -> Result<File, StorageError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StorageError::io(&path, e))?;
-    // SAFETY: flock on a descriptor we own and keep open; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(file);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Err(StorageError::Locked { path })
-    } else {
-        Err(StorageError::io(path, err))
+    // std's `flock` (LOCK_EX | LOCK_NB on Linux), as the block store and the
+    // sync client lock their directories.
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io(path, e)),
     }
 }
 
