@@ -264,3 +264,79 @@ fn admin_changes_are_disabled_without_a_token_in_the_config() {
     let (ok, text) = admin(&c, &["--token", "anything", "remove", "2"]);
     assert!(!ok && text.contains("disabled"), "{text}");
 }
+
+/// Starts `triton verify` attached to the cluster with one kind of fault,
+/// waits until its log says that fault is in place, stops it with Ctrl-C
+/// (SIGINT), and returns what it printed: it must say it healed the fault.
+fn interrupt_verify_during(c: &Cluster, fault: &str, in_place: &str) -> String {
+    use std::io::BufRead;
+    let mut verify = Command::new(bin())
+        .args(["verify", "--config"])
+        .arg(&c.config)
+        .args(["--endpoints", &c.addrs.join(",")])
+        .args(["--faults", fault, "--clients", "2", "--keys", "2", "--seed", "3"])
+        .args(["--duration", "120s", "--out"])
+        .arg(c.dir.path().join(format!("verify-{fault}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn triton verify");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = verify.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut text = String::new();
+    let start = Instant::now();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60).saturating_sub(start.elapsed()))
+            .unwrap_or_else(|_| panic!("verify never logged {in_place:?}:\n{text}"));
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains(in_place) {
+            break;
+        }
+    }
+    // Inside the fault's hold (at least 0.8 s), and past a removal's commit.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(verify.id() as i32, libc::SIGINT) };
+    let status = verify.wait().expect("verify exits");
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(!status.success(), "a stopped run must not pass:\n{text}");
+    assert!(text.contains("every fault it injected is healed"), "{text}");
+    text
+}
+
+/// A user who stops `triton verify` (Ctrl-C) while it has a live cluster
+/// partitioned, or a voter removed, gets the cluster back whole.
+#[test]
+fn a_stopped_verify_heals_the_faults_it_put_on_an_attached_cluster() {
+    let c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        test_rpcs: true,
+        ..ClusterOptions::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+
+    // Partitioned at the stop: afterwards every node applies a new write.
+    interrupt_verify_during(&c, "partition", "partition: [");
+    rt.block_on(async {
+        let mut client = c.client();
+        client.put(b"after-verify", b"whole").await.expect("put");
+        let leader = c.addrs[c.wait_leader().await].clone();
+        let commit = client.status_of(&leader).await.expect("status").commit_index;
+        c.wait_applied(commit).await;
+    });
+
+    // A voter removed at the stop: it is a voter again.
+    interrupt_verify_during(&c, "membership", "membership: remove node");
+    wait_members(&c, 0, &[(0, "voter"), (1, "voter"), (2, "voter")]);
+}

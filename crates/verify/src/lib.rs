@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use triton_config::ClusterConfig;
 use triton_lincheck::{CheckOptions, Input, Operation, Output, Verdict};
-use triton_node::admin::{AdminCall, AdminClient};
+use triton_node::admin::{AdminCall, AdminClient, Member};
 use triton_node::auth::with_token;
 use triton_node::client::{ClientError, KvClient};
 use triton_node::tls::Dialer;
@@ -179,10 +179,49 @@ struct Nemesis {
     /// partition RPC names nodes by id, and the endpoints need not be listed
     /// in id order (nor all be up yet: some may be nodes that join later).
     ids: Vec<Option<u64>>,
+    /// A voter the membership fault removed and has not yet made a voter
+    /// again: set before the removal is asked for, cleared once it is back,
+    /// so an error or a stop in between still restores it ([`heal_all`]).
+    removed: Option<Member>,
 }
 
-/// Runs the whole test and returns its summary.
-pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
+/// The caller's stop request (Ctrl-C, SIGTERM), as something every phase
+/// can wait on: a phase that is stopped must still heal what the nemesis
+/// did to a cluster the user attached, so it cannot simply be dropped.
+#[derive(Clone)]
+struct StopRequest(tokio::sync::watch::Receiver<Option<&'static str>>);
+
+impl StopRequest {
+    fn watch(stop: impl std::future::Future<Output = &'static str> + Send + 'static) -> StopRequest {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let why = stop.await;
+            let _ = tx.send(Some(why));
+        });
+        StopRequest(rx)
+    }
+
+    /// Resolves (every time it is awaited) once a stop was requested.
+    async fn requested(&self) -> &'static str {
+        let mut rx = self.0.clone();
+        let why = rx.wait_for(Option::is_some).await.map(|why| *why);
+        match why {
+            Ok(why) => why.expect("waited for Some"),
+            // The watcher is gone without a stop: none will come.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// Runs the whole test and returns its summary. When `stop` resolves (the
+/// user's Ctrl-C), the run ends early with an error, but only after it has
+/// healed every fault it injected: partitions lifted, a removed voter added
+/// back, paused nodes resumed.
+pub async fn run(
+    opts: VerifyOptions,
+    stop: impl std::future::Future<Output = &'static str> + Send + 'static,
+) -> anyhow::Result<Summary> {
+    let user_stop = StopRequest::watch(stop);
     anyhow::ensure!(
         opts.clients > 0 && opts.keys > 0,
         "--clients and --keys must be positive"
@@ -218,9 +257,12 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         (None, Some(path)) => Access::new(triton_config::load(path)?)?,
         (None, None) => Access::new(ClusterConfig::default())?,
     });
-    wait_for_leader(&access, &endpoints, Duration::from_secs(30))
-        .await
-        .context("the cluster never elected a leader")?;
+    tokio::select! {
+        r = wait_for_leader(&access, &endpoints, Duration::from_secs(30)) => {
+            r.context("the cluster never elected a leader")?
+        }
+        why = user_stop.requested() => bail!("{why}: stopped before any fault"),
+    }
     if opts.faults.iter().any(|f| f.needs_test_rpcs()) {
         check_fault_rpcs(&access, &endpoints).await?;
     }
@@ -271,57 +313,78 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         faults: opts.faults.clone(),
         injected: BTreeMap::new(),
         ids,
+        removed: None,
     };
     let fault_end = clock + opts.duration;
-    while Instant::now() < fault_end {
-        let quiet = Duration::from_millis(nemesis.rng.random_range(1000..2500));
-        sleep_with_progress(
-            &progress,
-            quiet.min(fault_end.saturating_duration_since(Instant::now())),
-            &history,
-            clock,
-        )
-        .await;
-        if Instant::now() >= fault_end || nemesis.faults.is_empty() {
-            continue;
+    let faults = async {
+        while Instant::now() < fault_end {
+            let quiet = Duration::from_millis(nemesis.rng.random_range(1000..2500));
+            sleep_with_progress(
+                &progress,
+                quiet.min(fault_end.saturating_duration_since(Instant::now())),
+                &history,
+                clock,
+            )
+            .await;
+            if Instant::now() >= fault_end || nemesis.faults.is_empty() {
+                continue;
+            }
+            let fault = nemesis.faults[nemesis.rng.random_range(0..nemesis.faults.len())];
+            let hold = Duration::from_millis(nemesis.rng.random_range(800..2500));
+            inject(
+                &mut nemesis,
+                fault,
+                cluster.as_mut(),
+                &access,
+                &endpoints,
+                hold,
+                &progress,
+                &history,
+                clock,
+            )
+            .await?;
         }
-        let fault = nemesis.faults[nemesis.rng.random_range(0..nemesis.faults.len())];
-        let hold = Duration::from_millis(nemesis.rng.random_range(800..2500));
-        inject(
-            &mut nemesis,
-            fault,
-            cluster.as_mut(),
-            &access,
-            &endpoints,
-            hold,
-            &progress,
-            &history,
-            clock,
-        )
-        .await?;
-    }
+        anyhow::Ok(())
+    };
+    let outcome = tokio::select! {
+        r = faults => r,
+        why = user_stop.requested() => Err(anyhow::anyhow!("{why}: stopped in the middle of the faults")),
+    };
     progress.finish_and_clear();
 
-    // Faults stop: heal everything and watch the cluster recover.
+    // Faults stop (or the run was stopped, or a fault failed): heal
+    // everything, and in the first case watch the cluster recover.
     let heal_start = Instant::now();
-    if let Some(c) = cluster.as_mut() {
-        c.heal_processes()?;
+    let unhealed = heal_all(&mut nemesis, cluster.as_mut(), &access, &endpoints).await;
+    if let Err(e) = outcome {
+        let healed = match unhealed {
+            Ok(()) => "every fault it injected is healed".to_string(),
+            Err(h) => format!("healing failed too: {h:#}"),
+        };
+        return Err(e.context(format!("triton verify stopped early; {healed}")));
     }
-    heal_partitions(&access, &endpoints).await;
+    unhealed.context("healing the faults")?;
+
     healed.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut summary = Summary {
         history_path: opts.out_dir.join("history.jsonl"),
         ..Default::default()
     };
-    let recovered = loop {
-        let done = history.lock().unwrap().after_heal.iter().all(|&n| n >= 2);
-        if done {
-            break Some(heal_start.elapsed());
+    let recovery = async {
+        loop {
+            let done = history.lock().unwrap().after_heal.iter().all(|&n| n >= 2);
+            if done {
+                break Some(heal_start.elapsed());
+            }
+            if heal_start.elapsed() > opts.recovery_timeout {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if heal_start.elapsed() > opts.recovery_timeout {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let recovered = tokio::select! {
+        r = recovery => r,
+        why = user_stop.requested() => bail!("{why}: stopped while waiting for the cluster to recover (faults healed)"),
     };
     summary.recovery = recovered;
     if recovered.is_none() {
@@ -364,7 +427,16 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<Summary> {
         }
     }
     summary.ops.entry("get").or_default().1 += failed_gets;
-    let report = triton_lincheck::check(&ops, &CheckOptions::default());
+    // On a thread of its own, so a stop request is still heard: the search
+    // can take long on a history with many concurrent writes.
+    let check = tokio::task::spawn_blocking(move || triton_lincheck::check(&ops, &CheckOptions::default()));
+    let report = tokio::select! {
+        r = check => r.context("the linearizability checker failed")?,
+        why = user_stop.requested() => bail!(
+            "{why}: stopped while checking (faults healed); the history is in {}, `triton lincheck` checks it",
+            summary.history_path.display()
+        ),
+    };
     summary.verdict = Some(report.verdict);
     for k in report.violations() {
         let mut text = format!(
@@ -557,6 +629,7 @@ async fn inject(
                     hold.as_secs_f64()
                 ),
             );
+            nemesis.removed = Some(victim.clone());
             admin
                 .call(AdminCall::Remove(victim.id))
                 .await
@@ -573,6 +646,7 @@ async fn inject(
                 .call(AdminCall::Promote(victim.id))
                 .await
                 .with_context(|| format!("promoting node {} again", victim.id))?;
+            nemesis.removed = None;
         }
     }
     Ok(())
@@ -643,6 +717,71 @@ async fn check_fault_rpcs(access: &Access, endpoints: &[String]) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// Undoes whatever fault may be in place, whether the fault phase ended,
+/// failed or was stopped: restarts and resumes local nodes, lifts every
+/// partition, and makes a voter the membership fault removed a voter again.
+async fn heal_all(
+    nemesis: &mut Nemesis,
+    cluster: Option<&mut LocalCluster>,
+    access: &Access,
+    endpoints: &[String],
+) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    if let Some(c) = cluster {
+        if let Err(e) = c.heal_processes() {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    heal_partitions(access, endpoints).await;
+    if let Some(victim) = nemesis.removed.clone() {
+        let limit = Duration::from_secs(30);
+        match tokio::time::timeout(limit, restore_voter(access, endpoints, &victim)).await {
+            Ok(Ok(())) => nemesis.removed = None,
+            Ok(Err(e)) => problems.push(format!("node {} is not a voter again: {e:#}", victim.id)),
+            Err(_) => problems.push(format!("node {} is not a voter again after {limit:?}", victim.id)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("; "))
+    }
+}
+
+/// Makes `victim` a voter again from whatever step of its removal and
+/// re-addition the membership fault stopped at. A change still in joint
+/// consensus is waited out first: a removal asked for just before the stop
+/// may yet commit.
+async fn restore_voter(access: &Access, endpoints: &[String], victim: &Member) -> anyhow::Result<()> {
+    let admin = AdminClient::new(endpoints.to_vec(), access.config.clone())?;
+    loop {
+        let members = admin.call(AdminCall::Members).await.context("listing the members")?;
+        let role = members
+            .members
+            .iter()
+            .find(|m| m.id == victim.id)
+            .map(|m| m.role.as_str());
+        match role {
+            _ if members.joint => {}
+            Some("voter") => return Ok(()),
+            Some("learner") => {
+                admin
+                    .call(AdminCall::Promote(victim.id))
+                    .await
+                    .context("promoting it")?;
+            }
+            _ => {
+                let (id, addr) = (victim.id, victim.addr.clone());
+                admin
+                    .call(AdminCall::AddLearner { id, addr })
+                    .await
+                    .context("adding it back as a learner")?;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn heal_partitions(access: &Access, endpoints: &[String]) {

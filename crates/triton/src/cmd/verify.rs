@@ -80,7 +80,12 @@ pub fn run_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         opts.out_dir.display()
     );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let summary = rt.block_on(super::until_stopped(run(opts)))?;
+    // Not `until_stopped`: a stopped run must first heal the faults it put on
+    // a cluster the user attached, so `run` hears the stop itself.
+    let result = rt.block_on(run(opts, super::stop_signal()));
+    // A checker thread still searching after a stop is not waited for.
+    rt.shutdown_background();
+    let summary = result?;
     println!("{summary}");
     Ok(if summary.passed() {
         ExitCode::SUCCESS
