@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use triton_proto::kv::kv_client::KvClient as PbClient;
-use triton_proto::kv::{AppendRequest, DeleteRequest, GetRequest, PutRequest, Session, StatusRequest, StatusResponse};
+use triton_proto::kv::{
+    AppendRequest, DeleteRequest, GetRequest, PutRequest, RegisterSessionRequest, Session, StatusRequest,
+    StatusResponse,
+};
 
 use crate::service::LEADER_METADATA;
 use crate::tls::Dialer;
@@ -18,6 +21,9 @@ use crate::tls::Dialer;
 /// of its election (the tail of `triton bench failover`), at the cost of a
 /// few cheap refused calls per client while the election runs.
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Sessions one write may go through: the cluster can forget a session
+/// between its registration and its first write only under heavy churn.
+const SESSION_ATTEMPTS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -61,7 +67,9 @@ pub struct KvClient {
     /// address learned from a redirect).
     leader: Option<String>,
     next: usize,
-    client_id: u64,
+    /// The registered session's id; registered before the first write, and
+    /// again after the cluster forgot it.
+    client_id: Option<u64>,
     seq: u64,
     /// Per attempt.
     pub attempt_timeout: Duration,
@@ -93,12 +101,7 @@ impl KvClient {
             channels: HashMap::new(),
             leader: None,
             next: 0,
-            client_id: loop {
-                let id: u64 = rand::random();
-                if id != 0 {
-                    break id;
-                }
-            },
+            client_id: None,
             seq: 0,
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(30),
@@ -111,7 +114,8 @@ impl KvClient {
         self.leader.as_deref()
     }
 
-    pub fn client_id(&self) -> u64 {
+    /// The session's id, once the first write has registered it.
+    pub fn client_id(&self) -> Option<u64> {
         self.client_id
     }
 
@@ -212,23 +216,39 @@ impl KvClient {
         Err(ClientError::Unknown(self.deadline, last))
     }
 
-    /// Starts a new session (a new client id) after the cluster forgot ours.
+    /// Forgets our session after the cluster forgot it: the next write
+    /// registers a new one.
     fn renew_session(&mut self) {
-        self.client_id = loop {
-            let id: u64 = rand::random();
-            if id != 0 && id != self.client_id {
-                break id;
-            }
-        };
+        self.client_id = None;
         self.seq = 0;
     }
 
-    fn session(&mut self) -> Session {
+    /// The session for our next write: registers one first if we have none
+    /// (a registration that is retried only opens a session nobody uses).
+    async fn next_session(&mut self) -> Result<Session, ClientError> {
+        let client_id = match self.client_id {
+            Some(id) => id,
+            None => {
+                let r = self
+                    .with_retries(|mut c| async move {
+                        c.register_session(RegisterSessionRequest {})
+                            .await
+                            .map(|r| r.into_inner())
+                    })
+                    .await?;
+                if r.client_id == 0 {
+                    return Err(ClientError::Refused("the cluster registered session 0".into()));
+                }
+                self.client_id = Some(r.client_id);
+                self.seq = 0;
+                r.client_id
+            }
+        };
         self.seq += 1;
-        Session {
-            client_id: self.client_id,
+        Ok(Session {
+            client_id,
             seq: self.seq,
-        }
+        })
     }
 
     /// A linearizable read (or a possibly stale one with `serializable`).
@@ -320,19 +340,21 @@ impl KvClient {
         S: Fn(PbClient<Channel>, R) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        loop {
-            let req = build(self.session());
+        // A fresh session is forgotten again only if the cluster's session
+        // table turned over between its registration and its first write.
+        for _ in 0..SESSION_ATTEMPTS - 1 {
+            let req = build(self.next_session().await?);
             let r = self.with_retries(|c| send(c, req.clone())).await;
             if let Some(v) = self.in_live_session(r)? {
                 return Ok(v);
             }
         }
+        let req = build(self.next_session().await?);
+        self.with_retries(|c| send(c, req.clone())).await
     }
 
     /// A write's result, or `None` to send it again in a new session: the
-    /// cluster forgot ours and applied nothing. (A new session starts at
-    /// seq 1, which the cluster never calls expired, so this happens at most
-    /// once per write.)
+    /// cluster forgot ours (or never had it) and applied nothing.
     fn in_live_session<T>(&mut self, r: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
         match r {
             Ok(v) => Ok(Some(v)),

@@ -15,8 +15,8 @@ use triton_proto::control::control_server::Control;
 use triton_proto::control::{ControlEmpty, CrashState, DropReplies, NodeIds};
 use triton_proto::kv::kv_server::Kv;
 use triton_proto::kv::{
-    AppendRequest, DeleteRequest, GetRequest, GetResponse, PutRequest, Session as PbSession, StatusRequest,
-    StatusResponse, WriteResponse,
+    AppendRequest, DeleteRequest, GetRequest, GetResponse, PutRequest, RegisterSessionRequest, RegisterSessionResponse,
+    Session as PbSession, StatusRequest, StatusResponse, WriteResponse,
 };
 use triton_raft::NodeId;
 use triton_store::Store;
@@ -240,7 +240,7 @@ impl NodeHandle {
             // ABORTED, which the client tells apart: nothing was applied, and
             // it starts a new session.
             WriteResult::SessionExpired => Err(Status::aborted(
-                "session expired: the cluster forgot this client; start a new session",
+                "unknown session: never registered, or forgotten by the cluster; register a new one",
             )),
             WriteResult::Malformed => Err(Status::internal("the command could not be decoded")),
             WriteResult::TooLarge => Err(Status::invalid_argument("key or value exceeds the store's limits")),
@@ -319,6 +319,21 @@ impl Kv for KvService {
             .kv_write(req.session, WriteOp::Delete { key: req.key })
             .await?;
         Ok(Response::new(write_response(r)))
+    }
+
+    async fn register_session(
+        &self,
+        _: Request<RegisterSessionRequest>,
+    ) -> Result<Response<RegisterSessionResponse>, Status> {
+        let r = self
+            .node
+            .write(None, WriteOp::RegisterSession)
+            .await
+            .map_err(|e| self.node.grpc_status(e))?;
+        match r {
+            WriteResult::Registered { client_id } => Ok(Response::new(RegisterSessionResponse { client_id })),
+            other => Err(Status::internal(format!("registration answered {other:?}"))),
+        }
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

@@ -223,7 +223,10 @@ impl std::fmt::Display for Failure {
 const NEMESIS: usize = usize::MAX;
 
 struct InFlight {
+    /// The history entry.
     op: usize,
+    /// The client registers its session first (before its first write).
+    register: bool,
     seq: u64,
     nonce: u64,
     node: NodeId,
@@ -231,6 +234,8 @@ struct InFlight {
 }
 
 struct Client {
+    /// The registered session; a client registers before its first write.
+    session: Option<u64>,
     seq: u64,
     nonce: u64,
     current: Option<InFlight>,
@@ -291,6 +296,7 @@ impl Driver {
         let seq = client.seq;
         client.current = Some(InFlight {
             op,
+            register: client.session.is_none() && kind != OpKind::Get,
             seq,
             nonce: 0,
             node: 0,
@@ -310,30 +316,28 @@ impl Driver {
         inflight.node = node;
         inflight.nonce = nonce;
         inflight.deadline = sim.now + timeout;
-        let op = &self.history[inflight.op];
-        let seq = inflight.seq;
-        let accepted = match op.kind {
-            OpKind::Get => {
-                let mut ctx = BytesMut::new();
-                ctx.put_u64(c as u64);
-                ctx.put_u64(nonce);
-                sim.read_index(node, ctx.freeze())
-            }
-            OpKind::Put | OpKind::Append => {
-                let cmd = KvCommand {
-                    client: c as u64,
-                    seq,
-                    key: op.key.clone(),
-                    append: op.kind == OpKind::Append,
-                    value: op.value.clone(),
-                };
-                match sim.propose(node, cmd.encode(), Some((c, seq))) {
-                    Ok(_) => true,
-                    Err(ProposeError::NotLeader { leader }) => {
-                        self.clients[c].leader_hint = leader;
-                        false
-                    }
-                    Err(_) => false,
+        let (seq, register, op) = (inflight.seq, inflight.register, inflight.op);
+        let accepted = if register {
+            // Seq 0 marks a registration's answer (writes count from 1).
+            self.propose_for(sim, c, node, KvCommand::register(), 0)
+        } else {
+            let op = &self.history[op];
+            match op.kind {
+                OpKind::Get => {
+                    let mut ctx = BytesMut::new();
+                    ctx.put_u64(c as u64);
+                    ctx.put_u64(nonce);
+                    sim.read_index(node, ctx.freeze())
+                }
+                OpKind::Put | OpKind::Append => {
+                    let cmd = KvCommand {
+                        session: self.clients[c].session.expect("registered before its first op"),
+                        seq,
+                        key: op.key.clone(),
+                        append: op.kind == OpKind::Append,
+                        value: op.value.clone(),
+                    };
+                    self.propose_for(sim, c, node, cmd.encode(), seq)
                 }
             }
         };
@@ -344,6 +348,18 @@ impl Driver {
             let inflight = self.clients[c].current.as_mut().expect("in flight");
             inflight.deadline = sim.now + 20;
             self.wake_after(sim, c, 20);
+        }
+    }
+
+    /// Proposes client `c`'s command at `node`; whether the node took it.
+    fn propose_for(&mut self, sim: &mut Sim, c: usize, node: NodeId, data: Bytes, seq: u64) -> bool {
+        match sim.propose(node, data, Some((c, seq))) {
+            Ok(_) => true,
+            Err(ProposeError::NotLeader { leader }) => {
+                self.clients[c].leader_hint = leader;
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -512,12 +528,23 @@ impl Clients for Driver {
     }
 
     fn write_done(&mut self, sim: &mut Sim, c: usize, seq: u64, version: Index) {
+        // A registration's answer: `version` is the session's id; the op
+        // goes out at once. A late answer to an earlier attempt opened a
+        // session nobody uses.
+        if seq == 0 {
+            if let Some(f) = self.clients[c].current.as_mut().filter(|f| f.register) {
+                f.register = false;
+                self.clients[c].session = Some(version);
+                self.attempt(sim, c);
+            }
+            return;
+        }
         // A read in flight carries the seq of the client's last write (seqs
         // count writes only): a late answer to that write is not its answer.
         let matches = self.clients[c]
             .current
             .as_ref()
-            .is_some_and(|f| f.seq == seq && self.history[f.op].kind != OpKind::Get);
+            .is_some_and(|f| !f.register && f.seq == seq && self.history[f.op].kind != OpKind::Get);
         if matches {
             self.complete(sim, c, (None, version));
         }
@@ -532,7 +559,7 @@ impl Clients for Driver {
         let Some(inflight) = self.clients.get(c).and_then(|x| x.current.as_ref()) else {
             return;
         };
-        if inflight.nonce != nonce || self.history[inflight.op].kind != OpKind::Get {
+        if inflight.nonce != nonce || inflight.register || self.history[inflight.op].kind != OpKind::Get {
             return;
         }
         let key = self.history[inflight.op].key.clone();
@@ -605,6 +632,7 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         rng,
         clients: (0..plan.clients)
             .map(|_| Client {
+                session: None,
                 seq: 0,
                 nonce: 0,
                 current: None,
@@ -700,7 +728,8 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
             let entry = sim.checker.committed.get(version);
             let found = entry
                 .and_then(|(_, data)| KvCommand::decode(data))
-                .is_some_and(|cmd| cmd.client == op.client as u64 && cmd.value == op.value);
+                // Values name their client and seq ("c3.7;"): unique.
+                .is_some_and(|cmd| cmd.value == op.value);
             if !found {
                 return Err(fail(
                     &sim,

@@ -14,7 +14,8 @@ use triton_store::{Command, Session, Store, StoreOptions, WriteOp, WriteResult};
 /// A KV write as proposed by a simulated client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvCommand {
-    pub client: u64,
+    /// The client's registered session ([`KvCommand::register`]).
+    pub session: u64,
     pub seq: u64,
     pub key: String,
     pub append: bool,
@@ -22,8 +23,18 @@ pub struct KvCommand {
 }
 
 impl KvCommand {
-    /// The store's own command encoding (client `c` is session `c + 1`:
-    /// the store treats every id alike, the offset keeps ids non-zero).
+    /// The command that registers a session; applied, it yields the
+    /// session's id (its log index), as on a real node.
+    pub fn register() -> Bytes {
+        let cmd = Command {
+            session: None,
+            now_ms: 0,
+            op: WriteOp::RegisterSession,
+        };
+        Bytes::from(cmd.encode())
+    }
+
+    /// The store's own command encoding.
     pub fn encode(&self) -> Bytes {
         let key = self.key.as_bytes().to_vec();
         let value = self.value.as_bytes().to_vec();
@@ -38,7 +49,7 @@ impl KvCommand {
         };
         let cmd = Command {
             session: Some(Session {
-                client_id: self.client + 1,
+                client_id: self.session,
                 seq: self.seq,
             }),
             now_ms: 0,
@@ -56,7 +67,7 @@ impl KvCommand {
             _ => return None,
         };
         Some(KvCommand {
-            client: session.client_id.checked_sub(1)?,
+            session: session.client_id,
             seq: session.seq,
             key: String::from_utf8(key).ok()?,
             append,
@@ -84,8 +95,9 @@ impl Default for KvStore {
 
 impl KvStore {
     /// Applies a committed command at `index`; returns the version the
-    /// command produced (the original one for a duplicate), or `None` for
-    /// bytes that are not a KV write.
+    /// command produced (the original one for a duplicate), the session id
+    /// for a registration, or `None` for bytes that are not a KV write or
+    /// a write the store refused.
     pub fn apply(&mut self, index: Index, data: &[u8]) -> Option<Index> {
         assert!(
             index > self.applied,
@@ -97,6 +109,7 @@ impl KvStore {
         debug_assert_eq!(self.applied, index);
         match result {
             WriteResult::Put { version } | WriteResult::Append { version } => Some(version),
+            WriteResult::Registered { client_id } => Some(client_id),
             _ => None,
         }
     }
@@ -134,7 +147,7 @@ mod tests {
     #[test]
     fn commands_and_snapshots_roundtrip() {
         let cmd = KvCommand {
-            client: 7,
+            session: 1,
             seq: 1,
             key: "k".into(),
             append: true,
@@ -142,14 +155,18 @@ mod tests {
         };
         assert_eq!(KvCommand::decode(&cmd.encode()), Some(cmd.clone()));
         let mut kv = KvStore::default();
-        assert_eq!(kv.apply(1, &cmd.encode()), Some(1));
+        // An unregistered session's write is refused.
+        assert_eq!(kv.apply(1, &cmd.encode()), None);
+        assert_eq!(kv.apply(2, &KvCommand::register()), Some(2));
+        let cmd = KvCommand { session: 2, ..cmd };
+        assert_eq!(kv.apply(3, &cmd.encode()), Some(3));
         // A duplicate returns the original version and changes nothing.
-        assert_eq!(kv.apply(2, &cmd.encode()), Some(1));
-        assert_eq!(kv.get("k"), (Some("v1".into()), 1));
+        assert_eq!(kv.apply(4, &cmd.encode()), Some(3));
+        assert_eq!(kv.get("k"), (Some("v1".into()), 3));
         let copy = KvStore::decode(&kv.encode()).unwrap();
-        assert_eq!((copy.get("k"), copy.applied), (kv.get("k"), 2));
+        assert_eq!((copy.get("k"), copy.applied), (kv.get("k"), 4));
         assert_eq!(KvCommand::decode(b"raw"), None);
-        assert_eq!(kv.apply(3, b"raw"), None);
-        assert_eq!(kv.applied, 3);
+        assert_eq!(kv.apply(5, b"raw"), None);
+        assert_eq!(kv.applied, 5);
     }
 }

@@ -4,7 +4,7 @@
 //! `cargo bench -p triton-store --bench store`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use triton_store::{Command, Session, Store, StoreOptions, WriteOp};
+use triton_store::{Command, Session, Store, StoreOptions, WriteOp, WriteResult};
 
 const KEYS: u64 = 100_000;
 
@@ -13,14 +13,15 @@ fn key(i: u64) -> Vec<u8> {
 }
 
 /// `n` encoded Puts of 100-byte values over `KEYS` keys, a third of them
-/// with an expiry, each from one of 1000 clients with a growing seq.
+/// with an expiry, each from one of the 1000 sessions [`filled`] registers
+/// (ids 1..=1000), with a growing seq.
 fn puts(n: u64) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % KEYS;
             Command {
                 session: Some(Session {
-                    client_id: i % 1000,
+                    client_id: i % 1000 + 1,
                     seq: i / 1000 + 1,
                 }),
                 now_ms: 1_000 + i,
@@ -37,8 +38,17 @@ fn puts(n: u64) -> Vec<Vec<u8>> {
 
 fn filled() -> Store {
     let mut store = Store::new(StoreOptions::default());
+    let register = Command {
+        session: None,
+        now_ms: 0,
+        op: WriteOp::RegisterSession,
+    };
+    for index in 1..=1000 {
+        store.apply_command(index, register.clone());
+    }
     for (i, cmd) in puts(KEYS * 2).iter().enumerate() {
-        store.apply(i as u64 + 1, cmd);
+        let result = store.apply(1001 + i as u64, cmd);
+        assert!(matches!(result, WriteResult::Put { .. }), "{result:?}");
     }
     store
 }

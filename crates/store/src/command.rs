@@ -90,6 +90,11 @@ pub enum WriteOp {
         /// `["-1"]` = empty file, by SurfStore convention; stored as given).
         block_hashes: Vec<String>,
     },
+    /// Opens a session whose client id is this command's log index (Raft
+    /// thesis §6.3): ids are never reused, and a registration applied twice
+    /// (a retried request) opens two sessions, one of them never used. Only
+    /// a registered client's writes are applied; see the crate docs.
+    RegisterSession,
 }
 
 /// A command as it travels through the Raft log.
@@ -164,6 +169,7 @@ impl From<&Command> for wire::Command {
                 version: *version,
                 block_hashes: block_hashes.clone(),
             }),
+            WriteOp::RegisterSession => Op::RegisterSession(wire::RegisterSession {}),
         };
         wire::Command {
             session: c.session.map(|s| wire::Session {
@@ -207,6 +213,7 @@ impl TryFrom<wire::Command> for Command {
                 version: s.version,
                 block_hashes: s.block_hashes,
             },
+            Op::RegisterSession(_) => WriteOp::RegisterSession,
         };
         Ok(Command {
             session: w.session.map(|s| Session {
@@ -238,7 +245,7 @@ pub(crate) mod wire {
         pub session: Option<Session>,
         #[prost(uint64, tag = "2")]
         pub now_ms: u64,
-        #[prost(oneof = "command::Op", tags = "3, 4, 5, 6, 7, 8")]
+        #[prost(oneof = "command::Op", tags = "3, 4, 5, 6, 7, 8, 9")]
         pub op: Option<command::Op>,
     }
 
@@ -259,6 +266,8 @@ pub(crate) mod wire {
             Expire(super::Expire),
             #[prost(message, tag = "8")]
             SurfUpdate(super::SurfUpdate),
+            #[prost(message, tag = "9")]
+            RegisterSession(super::RegisterSession),
         }
     }
 
@@ -321,6 +330,10 @@ pub(crate) mod wire {
         #[prost(string, repeated, tag = "3")]
         pub block_hashes: Vec<String>,
     }
+
+    /// `triton.store.v1.RegisterSession`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RegisterSession {}
 }
 
 #[cfg(test)]
@@ -354,6 +367,7 @@ mod tests {
                 version: -1,
                 block_hashes: vec!["h1".into(), "h2".into()],
             },
+            WriteOp::RegisterSession,
             // All-default fields still round-trip: proto3 omits them, the op stays.
             WriteOp::Delete { key: Vec::new() },
         ]
@@ -384,8 +398,8 @@ mod tests {
 
     #[test]
     fn unknown_op_tag_is_missing_op() {
-        // Field 9, length-delimited, empty: a future op this build does not know.
-        assert_eq!(Command::decode(&[0x4a, 0x00]), Err(StoreError::MissingOp));
+        // Field 15, length-delimited, empty: a future op this build does not know.
+        assert_eq!(Command::decode(&[0x7a, 0x00]), Err(StoreError::MissingOp));
     }
 
     #[test]

@@ -22,22 +22,28 @@
 //!
 //! ## Exactly-once
 //!
-//! A client request carries a [`Session`] (client id, seq). The store
-//! remembers each client's last seq and its result: a retry of that seq gets
-//! the cached result without changing state, an older seq gets
+//! A client first registers a session ([`WriteOp::RegisterSession`]); its
+//! client id is that command's log index, so ids are never reused and a
+//! registration applied twice (a retried request) only opens a session that
+//! nobody uses. Each write then carries a [`Session`] (client id, seq). The
+//! store remembers each session's last seq and its result: a retry of that
+//! seq gets the cached result without changing state, an older seq gets
 //! [`WriteResult::StaleSession`]. At most [`StoreOptions::max_sessions`]
-//! clients are remembered; when full, the one whose last write is oldest in
-//! the log (ties: lowest client id) is forgotten. A write from a client the
-//! store does not know with seq > 1 gets [`WriteResult::SessionExpired`] and
-//! changes nothing (Raft thesis §6.3: an expired session's requests are
-//! refused, not applied again); the client starts a new session. One case
-//! stays open: a client whose only write (seq 1) was applied, then forgotten
-//! before its retry arrived, has that retry applied again.
+//! sessions are remembered; when full, the one whose last write (or
+//! registration) is oldest in the log (ties: lowest client id) is forgotten.
+//! A write from a session the store does not know, never registered or
+//! forgotten, gets [`WriteResult::SessionExpired`] and changes nothing
+//! (Raft thesis §6.3): it may be the retry of a write that was applied
+//! before the session was forgotten, and applying it again would break
+//! exactly-once. The client registers a new session and, unless an earlier
+//! attempt of that write may have been applied, sends it again there.
 //!
 //! These rules are part of the replicated state machine: replicas that
-//! apply one log under different rules diverge. The `SessionExpired` rule
-//! (2026-11-22) is such a change, so a cluster moves to a binary with it all
-//! at once (stop every node, start them on the new binary), not node by node.
+//! apply one log under different rules diverge, and clients of the old rules
+//! (a session chosen by the client) are refused by the new ones. A cluster
+//! therefore moves to a binary with new session rules all at once (stop
+//! every node, start them on the new binary), clients included, not node by
+//! node. Registered sessions are such a change (2026-11-22).
 //!
 //! ## Expiry
 //!
@@ -53,17 +59,19 @@
 //! use triton_store::{Command, Session, Store, StoreOptions, WriteOp, WriteResult};
 //!
 //! let mut store = Store::new(StoreOptions::default());
+//! let register = Command { session: None, now_ms: 1_000, op: WriteOp::RegisterSession };
+//! assert_eq!(store.apply(1, &register.encode()), WriteResult::Registered { client_id: 1 });
 //! let put = Command {
-//!     session: Some(Session { client_id: 7, seq: 1 }),
+//!     session: Some(Session { client_id: 1, seq: 1 }),
 //!     now_ms: 1_000,
 //!     op: WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: 5_000 },
 //! };
-//! assert_eq!(store.apply(1, &put.encode()), WriteResult::Put { version: 1 });
+//! assert_eq!(store.apply(2, &put.encode()), WriteResult::Put { version: 2 });
 //! // A retry of the same request returns the first result; nothing is applied twice.
-//! assert_eq!(store.apply(2, &put.encode()), WriteResult::Put { version: 1 });
+//! assert_eq!(store.apply(3, &put.encode()), WriteResult::Put { version: 2 });
 //! assert_eq!(store.get(b"k", 4_999).map(|e| e.value), Some(&b"v"[..]));
 //! assert!(store.get(b"k", 5_000).is_none());
-//! assert_eq!(store.expired(5_000, 10), vec![(b"k".to_vec(), 1)]);
+//! assert_eq!(store.expired(5_000, 10), vec![(b"k".to_vec(), 2)]);
 //! let copy = Store::restore(&store.snapshot()).unwrap();
 //! assert_eq!(copy.snapshot(), store.snapshot());
 //! ```

@@ -125,6 +125,7 @@ fn rust_encodings() -> BTreeMap<&'static str, Vec<Vec<u8>>> {
         Op::Cas(cas.clone()),
         Op::Expire(expire.clone()),
         Op::SurfUpdate(surf.clone()),
+        Op::RegisterSession(wire::RegisterSession {}),
     ]
     .into_iter()
     .map(|op| {
@@ -145,6 +146,7 @@ fn rust_encodings() -> BTreeMap<&'static str, Vec<Vec<u8>>> {
         ("Cas", vec![cas.encode_to_vec()]),
         ("Expire", vec![expire.encode_to_vec()]),
         ("SurfUpdate", vec![surf.encode_to_vec()]),
+        ("RegisterSession", vec![wire::RegisterSession {}.encode_to_vec()]),
     ])
 }
 

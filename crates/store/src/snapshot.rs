@@ -28,7 +28,7 @@
 //! A result is a tag byte and its fields: 1 Put(version u64),
 //! 2 Append(version u64), 3 Delete(existed bool), 4 Cas(ok bool, version u64,
 //! found bool), 5 Expire(removed bool), 6 SurfUpdate(version i32),
-//! 7 TooLarge, 8 Malformed, 9 StaleSession, 10 SessionExpired (never stored: no session is kept for it); a bool is one byte, 0 or 1.
+//! 7 TooLarge, 8 Malformed, 9 StaleSession, 10 SessionExpired (never stored: no session is kept for it), 11 Registered (u64 client id; the result of a session's registration, kept until its first write); a bool is one byte, 0 or 1.
 //!
 //! The encoding is canonical: collections are written in order, and decoding
 //! rejects anything out of order, duplicated, non-0/1 booleans or trailing
@@ -263,6 +263,10 @@ fn put_result(out: &mut Vec<u8>, result: &WriteResult) {
         WriteResult::Malformed => out.push(8),
         WriteResult::StaleSession => out.push(9),
         WriteResult::SessionExpired => out.push(10),
+        WriteResult::Registered { client_id } => {
+            out.push(11);
+            out.extend_from_slice(&client_id.to_le_bytes());
+        }
     }
 }
 
@@ -339,6 +343,9 @@ impl<'a> Reader<'a> {
             8 => WriteResult::Malformed,
             9 => WriteResult::StaleSession,
             10 => WriteResult::SessionExpired,
+            11 => WriteResult::Registered {
+                client_id: self.u64(WHAT)?,
+            },
             tag => return Err(StoreError::Invalid(format!("unknown session result tag {tag}"))),
         })
     }

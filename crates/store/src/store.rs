@@ -91,11 +91,17 @@ pub enum WriteResult {
     Malformed,
     /// seq below the session's last applied seq (a very late retry): the original result is gone.
     StaleSession,
-    /// A client the store does not know sent seq > 1: its session was
-    /// forgotten (evicted), so a retry of a write that was applied could be
-    /// applied again. Nothing was applied; the client must start a new
-    /// session (and report an earlier attempt's outcome as unknown).
+    /// The session's client id is unknown: never registered, or forgotten
+    /// (evicted), so a retry of a write that was applied could be applied
+    /// again. Nothing was applied; the client must register a new session
+    /// (and report an earlier attempt's outcome as unknown).
     SessionExpired,
+    /// [`WriteOp::RegisterSession`]: the new session's client id (the
+    /// command's log index).
+    Registered {
+        /// The id to put in this session's writes.
+        client_id: u64,
+    },
 }
 
 /// A live key as seen by a read.
@@ -265,17 +271,20 @@ impl Store {
         let now_ms = self.clock_ms;
         let mut cmd = cmd;
         rebase_expiry(&mut cmd.op, now_ms - cmd.now_ms);
-        let Some(session) = cmd.session else {
+        // A registration is not deduplicated (a session sent along is
+        // ignored): each one opens a session of its own.
+        let Some(session) = cmd.session.filter(|_| cmd.op != WriteOp::RegisterSession) else {
             return self.execute(index, now_ms, cmd.op);
         };
         match self.sessions.get(&session.client_id) {
-            Some(record) if session.seq < record.last_seq => return WriteResult::StaleSession,
+            // Seq 0 is the registration's own: below every write's.
+            Some(record) if session.seq < record.last_seq || session.seq == 0 => return WriteResult::StaleSession,
             Some(record) if session.seq == record.last_seq => return record.result,
             Some(_) => {}
-            // A client's first write has seq 1; a later one from a client we
-            // do not know means we forgot it.
-            None if session.seq > 1 => return WriteResult::SessionExpired,
-            None => {}
+            // Only registered sessions write: a client we do not know was
+            // never registered or was forgotten, and in the second case this
+            // may be the retry of a write already applied.
+            None => return WriteResult::SessionExpired,
         }
         let result = self.execute(index, now_ms, cmd.op);
         self.remember(session, index, result);
@@ -373,6 +382,15 @@ impl Store {
     /// Runs one write; the caller handles sessions.
     fn execute(&mut self, index: u64, now_ms: u64, op: WriteOp) -> WriteResult {
         match op {
+            WriteOp::RegisterSession => {
+                // Applied indexes start at 1: no session gets id 0, which
+                // the node refuses as "no session".
+                let client_id = index;
+                debug_assert!(client_id > 0 && !self.sessions.contains_key(&client_id));
+                let result = WriteResult::Registered { client_id };
+                self.remember(Session { client_id, seq: 0 }, index, result);
+                result
+            }
             WriteOp::Put {
                 key,
                 value,
@@ -720,6 +738,14 @@ mod tests {
         assert!(store.get(b"late", 115).is_none());
     }
 
+    fn register() -> Command {
+        Command {
+            session: None,
+            now_ms: 0,
+            op: WriteOp::RegisterSession,
+        }
+    }
+
     fn put(client_id: u64, seq: u64, key: &[u8]) -> Command {
         Command {
             session: Some(Session { client_id, seq }),
@@ -759,7 +785,10 @@ mod tests {
             },
         );
         store.check_invariants().unwrap();
-        store.apply_command(6, put(1, 1, b"k"));
+        assert_eq!(
+            store.apply_command(6, register()),
+            WriteResult::Registered { client_id: 6 }
+        );
         assert!(store.sessions.contains_key(&9) && !store.sessions.contains_key(&4));
         assert_eq!(store.apply_command(7, put(9, 1, b"k")), cached);
         store.check_invariants().unwrap();
@@ -797,7 +826,8 @@ mod tests {
     #[test]
     fn check_invariants_catches_broken_indexes_and_counts() {
         let mut store = Store::default();
-        store.apply_command(1, put(1, 1, b"k"));
+        store.apply_command(1, register());
+        assert_eq!(store.apply_command(2, put(1, 1, b"k")), WriteResult::Put { version: 2 });
         store.check_invariants().unwrap();
 
         let mut bad = store.clone();
@@ -809,7 +839,7 @@ mod tests {
         assert!(bad.check_invariants().unwrap_err().contains("expiry index"));
 
         let mut bad = store.clone();
-        bad.kv.get_mut(&b"k"[..]).unwrap().version = 2;
+        bad.kv.get_mut(&b"k"[..]).unwrap().version = 3;
         assert!(bad.check_invariants().unwrap_err().contains("outside"));
 
         let mut bad = store.clone();

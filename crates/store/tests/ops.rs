@@ -39,6 +39,18 @@ impl Harness {
         result
     }
 
+    /// Registers a session at the next index; returns its client id.
+    fn register(&mut self) -> u64 {
+        let index = self.next;
+        match self.run(0, WriteOp::RegisterSession) {
+            WriteResult::Registered { client_id } => {
+                assert_eq!(client_id, index);
+                client_id
+            }
+            other => panic!("registration answered {other:?}"),
+        }
+    }
+
     fn value(&self, key: &str, now: u64) -> Option<Vec<u8>> {
         self.store.get(key.as_bytes(), now).map(|e| e.value.to_vec())
     }
@@ -289,36 +301,80 @@ fn put_with_a_past_expiry_is_stored_but_invisible() {
 }
 
 #[test]
+fn a_registration_opens_a_session_named_by_its_index() {
+    let mut h = Harness::new();
+    h.run(0, put("a", "", 0)); // index 1
+    assert_eq!(h.register(), 2);
+    // Registering again (a retried request) opens another session.
+    assert_eq!(h.register(), 3);
+    assert_eq!(h.store.session_count(), 2);
+    // Both write independently, from seq 1.
+    assert_eq!(
+        h.run_as(Some((2, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 4 }
+    );
+    assert_eq!(
+        h.run_as(Some((3, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 5 }
+    );
+    // A session sent along with a registration is ignored.
+    let cmd = Command {
+        session: Some(Session { client_id: 2, seq: 2 }),
+        now_ms: 0,
+        op: WriteOp::RegisterSession,
+    };
+    assert_eq!(
+        h.store.apply(6, &cmd.encode()),
+        WriteResult::Registered { client_id: 6 }
+    );
+}
+
+#[test]
+fn an_unregistered_client_is_refused_whatever_its_seq() {
+    let mut h = Harness::new();
+    for seq in [1, 2, 7] {
+        assert_eq!(
+            h.run_as(Some((42, seq)), 0, put("a", "", 0)),
+            WriteResult::SessionExpired
+        );
+    }
+    assert_eq!(h.value("a", 0), None);
+    assert_eq!(h.store.session_count(), 0);
+}
+
+#[test]
 fn duplicate_seq_returns_the_original_result_and_changes_nothing() {
     let mut h = Harness::new();
-    let first = h.run_as(Some((7, 1)), 0, put("a", "1", 0));
-    assert_eq!(first, WriteResult::Put { version: 1 });
+    let c = h.register(); // index 1
+    let first = h.run_as(Some((c, 1)), 0, put("a", "1", 0));
+    assert_eq!(first, WriteResult::Put { version: 2 });
     let before = h.store.snapshot();
     // A retry of seq 1, even carrying a different op, returns the cached result.
-    assert_eq!(h.run_as(Some((7, 1)), 0, put("a", "other", 0)), first);
+    assert_eq!(h.run_as(Some((c, 1)), 0, put("a", "other", 0)), first);
     assert_eq!(h.value("a", 0).unwrap(), b"1");
     let after = h.store.snapshot();
     // Only the applied index moved: restore both and compare everything else.
     let (mut b, a) = (Store::restore(&before).unwrap(), Store::restore(&after).unwrap());
-    b.skip(2);
+    b.skip(3);
     assert_eq!(b.snapshot(), a.snapshot());
 }
 
 #[test]
 fn retried_append_is_not_applied_twice() {
     let mut h = Harness::new();
+    let c = h.register(); // index 1
     assert_eq!(
-        h.run_as(Some((1, 1)), 0, append("a", "x")),
-        WriteResult::Append { version: 1 }
+        h.run_as(Some((c, 1)), 0, append("a", "x")),
+        WriteResult::Append { version: 2 }
     );
     assert_eq!(
-        h.run_as(Some((1, 1)), 0, append("a", "x")),
-        WriteResult::Append { version: 1 }
+        h.run_as(Some((c, 1)), 0, append("a", "x")),
+        WriteResult::Append { version: 2 }
     );
     assert_eq!(h.value("a", 0).unwrap(), b"x");
     assert_eq!(
-        h.run_as(Some((1, 2)), 0, append("a", "x")),
-        WriteResult::Append { version: 3 }
+        h.run_as(Some((c, 2)), 0, append("a", "x")),
+        WriteResult::Append { version: 4 }
     );
     assert_eq!(h.value("a", 0).unwrap(), b"xx");
 }
@@ -326,22 +382,24 @@ fn retried_append_is_not_applied_twice() {
 #[test]
 fn seq_below_the_last_is_stale() {
     let mut h = Harness::new();
-    h.run_as(Some((7, 1)), 0, put("a", "1", 0));
-    h.run_as(Some((7, 3)), 0, put("a", "3", 0));
-    assert_eq!(h.run_as(Some((7, 2)), 0, put("a", "2", 0)), WriteResult::StaleSession);
-    assert_eq!(h.run_as(Some((7, 1)), 0, put("a", "1", 0)), WriteResult::StaleSession);
+    let (c, d) = (h.register(), h.register()); // indexes 1, 2
+    h.run_as(Some((c, 1)), 0, put("a", "1", 0));
+    h.run_as(Some((c, 3)), 0, put("a", "3", 0));
+    assert_eq!(h.run_as(Some((c, 2)), 0, put("a", "2", 0)), WriteResult::StaleSession);
+    assert_eq!(h.run_as(Some((c, 1)), 0, put("a", "1", 0)), WriteResult::StaleSession);
     assert_eq!(h.value("a", 0).unwrap(), b"3");
     // Another client's numbering is independent.
     assert_eq!(
-        h.run_as(Some((8, 1)), 0, put("b", "1", 0)),
-        WriteResult::Put { version: 5 }
+        h.run_as(Some((d, 1)), 0, put("b", "1", 0)),
+        WriteResult::Put { version: 7 }
     );
 }
 
 #[test]
 fn failed_results_are_cached_too() {
     let mut h = Harness::new();
-    let miss = h.run_as(Some((1, 1)), 0, cas("a", 3, "x", 0));
+    let c = h.register(); // index 1
+    let miss = h.run_as(Some((c, 1)), 0, cas("a", 3, "x", 0));
     assert_eq!(
         miss,
         WriteResult::Cas {
@@ -350,9 +408,9 @@ fn failed_results_are_cached_too() {
             found: false
         }
     );
-    h.run(0, put("a", "1", 0)); // version 2
+    h.run(0, put("a", "1", 0)); // version 3
                                 // The retry must not see the new key: it gets the first answer.
-    assert_eq!(h.run_as(Some((1, 1)), 0, cas("a", 2, "x", 0)), miss);
+    assert_eq!(h.run_as(Some((c, 1)), 0, cas("a", 3, "x", 0)), miss);
 }
 
 #[test]
@@ -371,65 +429,55 @@ fn full_session_table_evicts_the_oldest_last_write() {
         ..StoreOptions::default()
     };
     let mut h = Harness::with(opts);
-    h.run_as(Some((30, 1)), 0, put("a", "", 0)); // index 1
-    h.run_as(Some((10, 1)), 0, put("a", "", 0)); // index 2
-    h.run_as(Some((20, 1)), 0, put("a", "", 0)); // index 3
-    h.run_as(Some((30, 2)), 0, put("a", "", 0)); // index 4: client 30 is now the newest
+    let (a, b, c) = (h.register(), h.register(), h.register()); // indexes 1, 2, 3
+    h.run_as(Some((b, 1)), 0, put("a", "", 0)); // index 4
+    h.run_as(Some((c, 1)), 0, put("a", "", 0)); // index 5
+    h.run_as(Some((a, 1)), 0, put("a", "", 0)); // index 6: a is now the newest
     assert_eq!(h.store.session_count(), 3);
-    h.run_as(Some((40, 1)), 0, put("a", "", 0)); // index 5 evicts client 10 (index 2)
+    let d = h.register(); // index 7 evicts b (last write at 4)
     assert_eq!(h.store.session_count(), 3);
-    // Client 10 is forgotten: its seq 1 is applied again (the documented
-    // limit; a later seq would be refused as expired).
+    // b is forgotten: even the retry of its first write is refused, not
+    // applied again.
+    assert_eq!(h.run_as(Some((b, 1)), 0, put("a", "", 0)), WriteResult::SessionExpired);
+    // c, a and d are still deduplicated or writing.
     assert_eq!(
-        h.run_as(Some((10, 1)), 0, put("a", "", 0)),
-        WriteResult::Put { version: 6 }
-    );
-    // That evicted client 20 (index 3); clients 30 and 40 are still deduplicated.
-    assert_eq!(
-        h.run_as(Some((30, 2)), 0, put("a", "", 0)),
-        WriteResult::Put { version: 4 }
-    );
-    assert_eq!(
-        h.run_as(Some((40, 1)), 0, put("a", "", 0)),
+        h.run_as(Some((c, 1)), 0, put("a", "", 0)),
         WriteResult::Put { version: 5 }
     );
     assert_eq!(
-        h.run_as(Some((20, 1)), 0, put("a", "", 0)),
-        WriteResult::Put { version: 9 }
+        h.run_as(Some((a, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 6 }
+    );
+    assert_eq!(
+        h.run_as(Some((d, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 11 }
     );
 }
 
-/// A forgotten client's retry of a later write (seq > 1) is refused, not
-/// applied again: the store cannot tell whether it was applied.
+/// A forgotten client's retry is refused, not applied again: the store
+/// cannot tell whether it was applied (Raft thesis §6.3).
 #[test]
-fn a_forgotten_clients_later_write_is_refused_not_applied_again() {
+fn a_forgotten_clients_retry_is_refused_not_applied_again() {
     let opts = StoreOptions {
         max_sessions: 1,
         ..StoreOptions::default()
     };
     let mut h = Harness::with(opts);
-    h.run_as(Some((10, 1)), 0, put("a", "", 0)); // index 1
+    let c = h.register(); // index 1
     assert_eq!(
-        h.run_as(Some((10, 2)), 0, append("a", "x")),
+        h.run_as(Some((c, 1)), 0, append("a", "x")),
         WriteResult::Append { version: 2 }
     );
-    h.run_as(Some((20, 1)), 0, put("b", "", 0)); // index 3 evicts client 10
-                                                 // Client 10's retry of seq 2 (its reply was lost): refused, not doubled.
-    assert_eq!(
-        h.run_as(Some((10, 2)), 0, append("a", "x")),
-        WriteResult::SessionExpired
-    );
-    assert_eq!(
-        h.run_as(Some((10, 3)), 0, append("a", "x")),
-        WriteResult::SessionExpired
-    );
-    assert_eq!(h.store.get(b"a", 0).map(|e| e.value.to_vec()), Some(b"x".to_vec()));
-    // A client the store never saw starts at seq 1; later seqs mean a forgotten one.
-    assert_eq!(h.run_as(Some((30, 5)), 0, put("c", "", 0)), WriteResult::SessionExpired);
-    assert_eq!(
-        h.run_as(Some((30, 1)), 0, put("c", "", 0)),
-        WriteResult::Put { version: 7 }
-    );
+    h.register(); // index 3 evicts c
+                  // c's retry of seq 1 (its reply was lost): refused, not doubled; and
+                  // so is anything later.
+    for seq in [1, 2] {
+        assert_eq!(
+            h.run_as(Some((c, seq)), 0, append("a", "x")),
+            WriteResult::SessionExpired
+        );
+    }
+    assert_eq!(h.value("a", 0), Some(b"x".to_vec()));
 }
 
 #[test]
@@ -439,18 +487,16 @@ fn a_duplicate_does_not_refresh_a_sessions_eviction_order() {
         ..StoreOptions::default()
     };
     let mut h = Harness::with(opts);
-    h.run_as(Some((2, 1)), 0, put("a", "", 0)); // index 1
-    h.run_as(Some((1, 1)), 0, put("a", "", 0)); // index 2
-    h.run_as(Some((2, 1)), 0, put("a", "", 0)); // index 3, a duplicate: client 2 stays at index 1
-    h.run_as(Some((3, 1)), 0, put("a", "", 0)); // index 4 evicts client 2
+    let (a, b) = (h.register(), h.register()); // indexes 1, 2
+    h.run_as(Some((b, 1)), 0, put("a", "", 0)); // index 3
+    h.run_as(Some((a, 1)), 0, put("a", "", 0)); // index 4
+    h.run_as(Some((b, 1)), 0, put("a", "", 0)); // index 5, a duplicate: b stays at index 3
+    h.register(); // index 6 evicts b
     assert_eq!(
-        h.run_as(Some((1, 1)), 0, put("a", "", 0)),
-        WriteResult::Put { version: 2 }
+        h.run_as(Some((a, 1)), 0, put("a", "", 0)),
+        WriteResult::Put { version: 4 }
     );
-    assert_eq!(
-        h.run_as(Some((2, 1)), 0, put("a", "", 0)),
-        WriteResult::Put { version: 6 }
-    );
+    assert_eq!(h.run_as(Some((b, 1)), 0, put("a", "", 0)), WriteResult::SessionExpired);
 }
 
 #[test]
@@ -596,7 +642,13 @@ fn apply_command_matches_apply_of_the_encoding() {
         op: append("a", "b"),
     };
     let (mut a, mut b) = (Store::default(), Store::default());
-    assert_eq!(a.apply(1, &cmd.encode()), b.apply_command(1, cmd));
+    let register = Command {
+        session: None,
+        now_ms: 0,
+        op: WriteOp::RegisterSession,
+    };
+    assert_eq!(a.apply(1, &register.encode()), b.apply_command(1, register));
+    assert_eq!(a.apply(2, &cmd.encode()), b.apply_command(2, cmd));
     assert_eq!(a.snapshot(), b.snapshot());
 }
 

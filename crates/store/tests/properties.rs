@@ -23,6 +23,8 @@ fn config() -> ProptestConfig {
 enum Step {
     /// A command; `session` is (client, seq step): the seq step is applied to
     /// the client's last proposed seq (-1 = stale, 0 = retry, >0 = new).
+    /// Client `c` is the `c`-th session registered so far, or a client id
+    /// never registered when fewer are.
     Cmd {
         session: Option<(u64, i8)>,
         clock_advance: u64,
@@ -77,6 +79,7 @@ fn op() -> impl Strategy<Value = WriteOp> {
                 version,
                 block_hashes: hashes.into_iter().map(String::from).collect(),
             }),
+        Just(WriteOp::RegisterSession),
     ]
 }
 
@@ -101,6 +104,8 @@ struct Driver {
     index: u64,
     now_ms: u64,
     seqs: BTreeMap<u64, u64>,
+    /// Client ids the store assigned, in order.
+    registered: Vec<u64>,
 }
 
 impl Driver {
@@ -116,7 +121,11 @@ impl Driver {
                     op,
                 } => {
                     self.now_ms += clock_advance;
-                    let session = session.map(|(client_id, delta)| {
+                    let session = session.map(|(client, delta)| {
+                        let client_id = match self.registered.get(client as usize) {
+                            Some(&id) => id,
+                            None => u64::MAX - client,
+                        };
                         let last = self.seqs.entry(client_id).or_insert(0);
                         let seq = last.saturating_add_signed(delta.into());
                         *last = (*last).max(seq);
@@ -127,7 +136,12 @@ impl Driver {
                         now_ms: self.now_ms,
                         op: op.clone(),
                     };
-                    results.push(self.apply(store, &cmd.encode()));
+                    let result = self.apply(store, &cmd.encode());
+                    if let (WriteOp::RegisterSession, WriteResult::Registered { client_id }) = (op, result) {
+                        assert_eq!(client_id, self.index, "a session's id is its registration's index");
+                        self.registered.push(client_id);
+                    }
+                    results.push(result);
                 }
                 Step::ExpireScan { limit } => {
                     for (key, version) in store.expired(self.now_ms, *limit) {
@@ -222,8 +236,19 @@ impl Model {
         key as u64 <= self.opts.max_key_bytes && value as u64 <= self.opts.max_value_bytes
     }
 
+    /// Records a session's latest write, forgetting the one whose latest
+    /// write is oldest (ties: lowest id) when the table is full.
+    fn remember(&mut self, client_id: u64, seq: u64, index: u64, result: WriteResult) {
+        if !self.sessions.contains_key(&client_id) && self.sessions.len() as u64 == self.opts.max_sessions {
+            let (&oldest, _) = self.sessions.iter().min_by_key(|(c, (_, i, _))| (*i, **c)).unwrap();
+            self.sessions.remove(&oldest);
+        }
+        self.sessions.insert(client_id, (seq, index, result));
+    }
+
     fn exec(&mut self, index: u64, now: u64, op: WriteOp) -> WriteResult {
         match op {
+            WriteOp::RegisterSession => unreachable!("Model::apply handles registrations"),
             WriteOp::Put {
                 key,
                 value,
@@ -324,22 +349,22 @@ impl Replica for Model {
                 *expires_at_ms = expires_at_ms.saturating_add(behind);
             }
         }
+        if cmd.op == WriteOp::RegisterSession {
+            let result = WriteResult::Registered { client_id: index };
+            self.remember(index, 0, index, result);
+            return result;
+        }
         let Some(s) = cmd.session else {
             return self.exec(index, now, cmd.op);
         };
         match self.sessions.get(&s.client_id) {
-            Some(&(seq, _, _)) if s.seq < seq => return WriteResult::StaleSession,
+            Some(&(seq, _, _)) if s.seq < seq || s.seq == 0 => return WriteResult::StaleSession,
             Some(&(seq, _, result)) if s.seq == seq => return result,
             Some(_) => {}
-            None if s.seq > 1 => return WriteResult::SessionExpired,
-            None => {}
+            None => return WriteResult::SessionExpired,
         }
         let result = self.exec(index, now, cmd.op);
-        if !self.sessions.contains_key(&s.client_id) && self.sessions.len() as u64 == self.opts.max_sessions {
-            let (&oldest, _) = self.sessions.iter().min_by_key(|(c, (_, i, _))| (*i, **c)).unwrap();
-            self.sessions.remove(&oldest);
-        }
-        self.sessions.insert(s.client_id, (s.seq, index, result));
+        self.remember(s.client_id, s.seq, index, result);
         result
     }
     fn skip(&mut self, _index: u64) {}
