@@ -250,6 +250,10 @@ where
             write_within(&mut stream, &out, timeouts.write_stall).await?;
             out.clear();
         }
+        // One big request or reply must not leave its memory with every
+        // idle connection (up to the file size limit each, times 1,024).
+        release_spare(&mut buf);
+        release_spare(&mut out);
         if start > 0 {
             // Idle counts from the last answer, however long it took to send.
             idle_deadline = Instant::now() + timeouts.idle;
@@ -274,6 +278,18 @@ where
                 anyhow::bail!("no complete request in {:?}: closing the connection", timeouts.idle);
             }
         }
+    }
+}
+
+/// What a connection's buffer keeps between requests: enough for the usual
+/// pipelined small requests without reallocating.
+const KEPT_CAPACITY: usize = 128 * 1024;
+
+/// Gives back a buffer's memory beyond [`KEPT_CAPACITY`] (or beyond what it
+/// holds, if more): after a large request or reply has gone through.
+fn release_spare(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEPT_CAPACITY && buf.len() <= KEPT_CAPACITY / 2 {
+        buf.shrink_to(KEPT_CAPACITY);
     }
 }
 
@@ -449,6 +465,24 @@ pub async fn execute(node: &NodeHandle, req: Request) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_gives_back_what_a_big_request_grew_it_to() {
+        let mut buf = vec![0u8; 2 << 20];
+        buf.truncate(10);
+        release_spare(&mut buf);
+        assert!(buf.capacity() <= KEPT_CAPACITY, "{}", buf.capacity());
+        assert_eq!(buf, vec![0u8; 10]);
+        // Still holding most of a big request: kept.
+        let mut big = vec![1u8; 1 << 20];
+        release_spare(&mut big);
+        assert_eq!(big.len(), 1 << 20);
+        // A small buffer is left alone.
+        let mut small = Vec::with_capacity(4096);
+        small.push(1u8);
+        release_spare(&mut small);
+        assert!(small.capacity() >= 4096);
+    }
 
     #[test]
     fn remaining_seconds_round_up() {
