@@ -181,6 +181,20 @@ pub struct NetOptions {
     pub io_timeout: Duration,
 }
 
+/// The slowest disk a spill is assumed to write to, for [`default_io_timeout`].
+const SLOW_SPILL_BYTES_PER_S: u64 = 25 << 20;
+
+/// The default `io_timeout` for a server with `memory` bytes of budget: at
+/// least 30 s, and long enough to spill a run of half the budget at
+/// 25 MB/s. A server that is spilling stops reading its connections (its
+/// sorter is busy), and a server blocked sending to such a server stops
+/// sending to the others: neither is hung, and a fixed 30 s would call a
+/// large server's spill of a few gigabytes a hung peer. A dead peer is still
+/// noticed at once (its connections are reset).
+pub fn default_io_timeout(memory: u64) -> Duration {
+    Duration::from_secs(30).max(Duration::from_secs(memory / 2 / SLOW_SPILL_BYTES_PER_S))
+}
+
 impl Default for NetOptions {
     fn default() -> Self {
         NetOptions {
@@ -916,6 +930,14 @@ servers:
   - {serverId: 3, host: "127.0.0.1", port: "8083"}
   - {serverId: 2, host: "localhost", port: "8082"}
 "#;
+
+    #[test]
+    fn the_default_io_timeout_covers_a_slow_spill_of_half_the_budget() {
+        assert_eq!(default_io_timeout(0), Duration::from_secs(30));
+        assert_eq!(default_io_timeout(1 << 30), Duration::from_secs(30));
+        // 8 GiB: a 4 GiB run at 25 MiB/s takes 164 s.
+        assert_eq!(default_io_timeout(8 << 30), Duration::from_secs(163));
+    }
 
     #[test]
     fn parses_the_issue_format() {

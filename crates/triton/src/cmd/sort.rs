@@ -98,9 +98,10 @@ pub struct NetsortArgs {
     /// Seconds to keep dialling peers that have not started yet.
     #[arg(long, default_value_t = 30.0)]
     pub connect_timeout: f64,
-    /// Seconds a connection may stay silent before the peer counts as hung.
-    #[arg(long, default_value_t = 30.0)]
-    pub io_timeout: f64,
+    /// Seconds a connection may stay silent before the peer counts as hung
+    /// (default: 30, more with a large --memory, whose spills are long).
+    #[arg(long)]
+    pub io_timeout: Option<f64>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -221,10 +222,14 @@ fn sort(a: SortArgs) -> anyhow::Result<ExitCode> {
 fn netsort(a: NetsortArgs) -> anyhow::Result<ExitCode> {
     threads(a.threads)?;
     let config = Config::load(&a.config)?;
+    let memory = a.memory.unwrap_or_else(triton_sort::default_memory);
     let options = NetOptions {
-        memory: a.memory.unwrap_or_else(triton_sort::default_memory),
+        memory,
         connect_timeout: seconds("--connect-timeout", a.connect_timeout)?,
-        io_timeout: seconds("--io-timeout", a.io_timeout)?,
+        io_timeout: match a.io_timeout {
+            Some(s) => seconds("--io-timeout", s)?,
+            None => triton_sort::net::default_io_timeout(memory),
+        },
     };
     let start = Instant::now();
     let stats = triton_sort::net::netsort(a.server_id, &a.input, &a.output, &config, &options)
