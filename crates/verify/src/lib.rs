@@ -103,6 +103,50 @@ pub struct VerifyOptions {
     /// How long the cluster may take to recover once faults stop.
     pub recovery_timeout: Duration,
     pub progress: bool,
+    /// At most about this many operations in the history: clients slow
+    /// down to fit it into `duration` ([`pacing_interval`]).
+    pub max_ops: u64,
+}
+
+/// The default history budget: about 400 MB of operations in memory, and a
+/// check that takes seconds, not hours.
+pub const DEFAULT_MAX_OPS: u64 = 2_000_000;
+
+/// How long each of `workers` clients waits between the starts of its
+/// operations so that a run of `duration` records at most about `max_ops`
+/// (zero when they may go flat out: a minute's run never needs pacing).
+/// The history is kept in memory and checked at the end, so a long run
+/// (`--duration 2h`) at full speed would grow it without bound.
+pub fn pacing_interval(duration: Duration, workers: usize, max_ops: u64) -> Duration {
+    if max_ops == 0 || workers == 0 {
+        return Duration::ZERO;
+    }
+    duration.mul_f64(workers as f64 / max_ops as f64)
+}
+
+/// Spaces one client's operations [`pacing_interval`] apart.
+struct Pacer {
+    interval: Duration,
+    next: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(interval: Duration) -> Pacer {
+        Pacer {
+            interval,
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits for the next operation's slot. A slow operation does not earn
+    /// a burst afterwards.
+    async fn wait(&mut self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        tokio::time::sleep_until(self.next).await;
+        self.next = self.next.max(tokio::time::Instant::now()) + self.interval;
+    }
 }
 
 /// What happened, for the summary and the exit code.
@@ -286,6 +330,19 @@ pub async fn run(
     }));
     let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The recovery phase runs clients too: budget for its limit.
+    let pace = pacing_interval(
+        opts.duration + opts.recovery_timeout,
+        opts.clients + endpoints.len(),
+        opts.max_ops,
+    );
+    if pace >= Duration::from_millis(1) {
+        eprintln!(
+            "pacing: each client starts at most {:.0} operations per second, so the history stays under about {} operations (--max-ops)",
+            1.0 / pace.as_secs_f64(),
+            opts.max_ops
+        );
+    }
     let mut workers = Vec::new();
     for c in 0..opts.clients {
         let (history, healed, stop, endpoints) = (history.clone(), healed.clone(), stop.clone(), endpoints.clone());
@@ -294,7 +351,11 @@ pub async fn run(
         let stale = opts.unsafe_stale_reads;
         let seed = opts.seed.wrapping_add(c as u64 + 1);
         workers.push(tokio::spawn(async move {
-            client_loop(c, seed, keys, stale, &access, endpoints, clock, history, healed, stop).await
+            let pacer = Pacer::new(pace);
+            client_loop(
+                c, seed, keys, stale, &access, endpoints, clock, history, healed, stop, pacer,
+            )
+            .await
         }));
     }
 
@@ -303,7 +364,18 @@ pub async fn run(
         let (addr, client) = (addr.clone(), (opts.clients + i) as u64);
         let (keys, seed) = (keys.clone(), opts.seed.wrapping_add(1_000 + i as u64));
         workers.push(tokio::spawn(async move {
-            pinned_reader(client, addr, seed, keys, &access, clock, history, stop).await
+            pinned_reader(
+                client,
+                addr,
+                seed,
+                keys,
+                &access,
+                clock,
+                history,
+                stop,
+                Pacer::new(pace),
+            )
+            .await
         }));
     }
 
@@ -867,6 +939,7 @@ async fn client_loop(
     history: Arc<Mutex<History>>,
     healed: Arc<std::sync::atomic::AtomicBool>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    mut pacer: Pacer,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let Ok(mut client) = access.kv_client(endpoints.clone()) else {
@@ -877,6 +950,7 @@ async fn client_loop(
     let mut n = 0u64;
     let now = |clock: Instant| clock.elapsed().as_nanos() as u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        pacer.wait().await;
         n += 1;
         let key = keys.pick(&mut rng);
         let value = format!("c{c}n{n};");
@@ -952,6 +1026,7 @@ async fn pinned_reader(
     clock: Instant,
     history: Arc<Mutex<History>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    mut pacer: Pacer,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let Ok(endpoint) = access.dialer.endpoint(&addr) else {
@@ -960,6 +1035,7 @@ async fn pinned_reader(
     let mut kv = triton_proto::kv::kv_client::KvClient::new(endpoint.connect_lazy());
     let now = |clock: Instant| clock.elapsed().as_nanos() as u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        pacer.wait().await;
         let key = keys.pick(&mut rng);
         let mut req = tonic::Request::new(triton_proto::kv::GetRequest {
             key: key.clone().into_bytes(),
@@ -1018,6 +1094,37 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
+
+    #[test]
+    fn pacing_fits_a_long_run_into_the_budget_and_leaves_a_short_one_alone() {
+        // A minute, 13 workers: a slot every 0.39 ms, faster than any
+        // operation on a real cluster.
+        let short = pacing_interval(Duration::from_secs(60), 13, DEFAULT_MAX_OPS);
+        assert!(short < Duration::from_millis(1), "{short:?}");
+        // Two hours: 13 workers at one operation per 46.8 ms each make
+        // 2,000,000 operations.
+        let long = pacing_interval(Duration::from_secs(7200), 13, DEFAULT_MAX_OPS);
+        assert_eq!(long, Duration::from_micros(46_800));
+        let ops = 7200.0 / long.as_secs_f64() * 13.0;
+        assert!((ops - DEFAULT_MAX_OPS as f64).abs() < 1.0, "{ops}");
+        assert_eq!(pacing_interval(Duration::from_secs(7200), 13, 0), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pacer_spaces_operations_and_gives_no_burst_after_a_slow_one() {
+        let start = tokio::time::Instant::now();
+        let mut pacer = Pacer::new(Duration::from_millis(100));
+        for _ in 0..5 {
+            pacer.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        // An operation that took a second: the next slot is not in the past.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pacer.wait().await;
+        let after_slow = start.elapsed();
+        pacer.wait().await;
+        assert_eq!(start.elapsed() - after_slow, Duration::from_millis(100));
+    }
 
     #[test]
     fn each_run_gets_keys_no_earlier_run_wrote() {

@@ -46,6 +46,11 @@ pub struct VerifyArgs {
     /// Seconds the cluster may take to recover once faults stop.
     #[arg(long, default_value_t = 20)]
     pub recovery_timeout: u64,
+    /// Keep the history under about this many operations (it is held in
+    /// memory and checked at the end): a long run paces its clients to fit.
+    /// 0: no limit.
+    #[arg(long, default_value_t = triton_verify::DEFAULT_MAX_OPS)]
+    pub max_ops: u64,
 }
 
 pub fn run_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -69,6 +74,7 @@ pub fn run_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         unsafe_stale_reads: args.unsafe_stale_reads,
         recovery_timeout: std::time::Duration::from_secs(args.recovery_timeout),
         progress: std::io::stderr().is_terminal(),
+        max_ops: args.max_ops,
     };
     eprintln!(
         "triton verify: seed {}, {} clients on {} keys, faults {:?} for {:?}; output in {}",
