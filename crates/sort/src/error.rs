@@ -15,8 +15,10 @@ pub enum Error {
         /// Its size in bytes.
         size: u64,
     },
-    /// An I/O failure, with what we were doing when it happened.
-    #[error("{context}: {source}")]
+    /// An I/O failure, with what we were doing when it happened. The cause
+    /// is only the error's source, not part of its message: reporters that
+    /// print the chain (anyhow's `{:#}`) would otherwise print it twice.
+    #[error("{context}")]
     Io {
         /// What was being done (names the file or peer).
         context: String,
@@ -52,5 +54,25 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
         self.map_err(|source| Error::Io { context: f(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_its_cause_once_in_the_chain() {
+        let e = Err::<(), _>(io::Error::other("disk on fire"))
+            .ctx(|| "writing out".into())
+            .unwrap_err();
+        // The chain as anyhow's `{:#}` prints it.
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain += &format!(": {s}");
+            source = s.source();
+        }
+        assert_eq!(chain, "writing out: disk on fire");
     }
 }

@@ -19,8 +19,8 @@
 //! buffers of `M/32` (clamped to 16 KiB..8 MiB); the rest holds two runs of
 //! `R` bytes (one filling, one being spilled), each with an index of 16 to
 //! 32 bytes per record (bucket vectors grow by doubling), so
-//! `R = rest * 100 / 264`. While merging, the rest bounds the mapped run
-//! pages kept resident ([`crate::merge::release_window`]). Temporary runs
+//! `R = rest * 100 / 264`. While merging, the rest bounds the run pages
+//! kept resident or buffered ([`crate::merge::release_window`]). Temporary runs
 //! live in a `.triton-sort-*` directory beside the output and are removed on
 //! success and on error.
 
@@ -34,6 +34,7 @@ use tempfile::TempDir;
 use crate::error::{Error, IoContext, Result};
 use crate::memsort::{sort_into_file, BucketIndex};
 use crate::merge::{drop_mapped_pages, merge_in_passes};
+use crate::output::SortOutput;
 use crate::record::{record_count, RECORD_LEN};
 use crate::writer::{PipelinedWriter, BUFFERS};
 
@@ -327,8 +328,9 @@ impl Drop for RunSorter {
 }
 
 /// Sort the records of `input` into `output` within `options.memory`.
-/// The output is created only after the input has been read, so sorting a
-/// file onto itself works when it fits in memory.
+/// The result is written beside `output` and renamed over it on success
+/// ([`SortOutput`]), so a failure leaves `output` as it was. A file sorted
+/// onto itself is read in full before it is replaced.
 pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<SortStats> {
     let mut file = File::open(input).ctx(|| format!("opening input {}", input.display()))?;
     let size = file
@@ -355,8 +357,16 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
     sorter.fill_from(&mut file, input)?;
     drop(file);
     trace(&format!("read {:?}", t.elapsed()));
-    let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
-    sorter.finish(out)
+    // Only now is the output replaced (on success): a file sorted onto
+    // itself survives a failed write.
+    let out = SortOutput::create(output)?;
+    let file = out
+        .file()
+        .try_clone()
+        .ctx(|| format!("opening output {}", output.display()))?;
+    let stats = sorter.finish(file)?;
+    out.commit()?;
+    Ok(stats)
 }
 
 /// Sort a file that fits the budget straight from a read-only map of the
@@ -373,8 +383,9 @@ fn sort_mapped(file: &File, input: &Path, output: &Path) -> Result<SortStats> {
     // The size may have changed since it was checked: check the map.
     record_count(input, map.len() as u64)?;
     let t = std::time::Instant::now();
-    let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
-    let records = sort_into_file(&map, &out).ctx(|| format!("writing {}", output.display()))?;
+    let out = SortOutput::create(output)?;
+    let records = sort_into_file(&map, out.file()).ctx(|| format!("writing {}", output.display()))?;
+    out.commit()?;
     trace(&format!("sort+write {:?}", t.elapsed()));
     Ok(SortStats {
         records: records as u64,
@@ -424,9 +435,9 @@ fn sort_mapped_runs(
     trace(&format!("runs: {runs_made} in {:.3}s", t.elapsed().as_secs_f64()));
     drop(map);
     let t = std::time::Instant::now();
-    let out = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
+    let out = SortOutput::create(output)?;
     let mut made = 0;
-    let (merged, passes) = merge_in_passes(runs, fan_in, memory, &out, || {
+    let (merged, passes) = merge_in_passes(runs, fan_in, memory, out.file(), || {
         made += 1;
         Ok(temp.path().join(format!("merged-{made:06}")))
     })?;
@@ -440,6 +451,7 @@ fn sort_mapped_runs(
             source: std::io::Error::other("runs changed size while being merged"),
         });
     }
+    out.commit()?;
     Ok(SortStats {
         records: merged,
         runs: runs_made,

@@ -12,6 +12,7 @@
 //! * [`external`]: runs that fit the memory budget, spilled and k-way merged.
 //! * [`merge`]: the k-way merge of run files, mapped and split by key range.
 //! * [`writer`]: a writer thread so producing and writing output overlap.
+//! * [`output`]: the output written beside the destination, renamed over it on success.
 //! * [`net`]: netsort, the same sort partitioned across servers over TCP.
 //!
 //! What the sort assumes of its input: nobody changes it while it runs. The
@@ -30,6 +31,7 @@ pub mod gen;
 pub mod memsort;
 pub mod merge;
 pub mod net;
+pub mod output;
 pub mod record;
 pub mod size;
 pub mod valsort;

@@ -12,7 +12,10 @@
 //!   (no copy into our memory), and consumed ranges are punched out of the
 //!   run files as the merge passes them ([`release`]), so the resident size
 //!   stays small and the output reuses the freed page-cache pages. Run files
-//!   are therefore consumed by the merge: only temporary runs may be merged;
+//!   are therefore consumed by the merge: only temporary runs may be merged.
+//!   With a small budget (a release window below [`MAPPED_FROM`]) runs are
+//!   read with `pread` into one window's buffer each instead, since a map
+//!   keeps whole large folios resident;
 //! * the key space is cut at splitter keys sampled from the runs into
 //!   [`PARTS_PER_THREAD`] partitions per thread; each partition is merged by
 //!   one rayon task into pieces of [`PIECE_RECORDS`] records `pwrite`n at their final
@@ -33,7 +36,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::memsort::PIECE_RECORDS;
-use crate::record::{key_of, RECORD_LEN};
+use crate::record::{key_of, KEY_LEN, RECORD_LEN};
 
 /// Key-range partitions per worker thread (more than one, so a thread that
 /// finishes early takes another and the threads end together).
@@ -47,6 +50,12 @@ pub const RELEASE_MAX: usize = 8 << 20;
 /// Most runs one merge may take: run numbers live in the low 16 bits of a
 /// heap entry.
 pub const MAX_RUNS: usize = 1 << 16;
+/// Release windows below this read runs with `pread` into buffers of one
+/// window rather than through the maps: a fault maps a whole page-cache
+/// folio (up to 2 MiB where the file system uses large folios, as ext4 on
+/// Linux 6.18 does), so a map keeps that much of every run resident
+/// whatever the window: with a small budget, most of every run merged.
+pub const MAPPED_FROM: usize = 2 << 20;
 
 /// One mapped run file (open for writing too, to punch out merged parts).
 struct Run {
@@ -59,22 +68,28 @@ impl Run {
         self.map.len() / RECORD_LEN
     }
 
-    fn key(&self, record: usize) -> u128 {
-        key_of(&self.map[record * RECORD_LEN..(record + 1) * RECORD_LEN])
+    /// The key of `record`, read with `pread` rather than through the map:
+    /// partitioning touches keys all over every run, and each one read
+    /// through the map would map its page (or its whole large folio), so
+    /// whole runs would stay resident, whatever the budget.
+    fn read_key(&self, record: usize) -> std::io::Result<u128> {
+        let mut key = [0u8; KEY_LEN];
+        self.file.read_exact_at(&mut key, (record * RECORD_LEN) as u64)?;
+        Ok(key_of(&key))
     }
 
     /// First record whose key is not less than `key` (runs are sorted).
-    fn lower_bound(&self, key: u128) -> usize {
+    fn lower_bound(&self, key: u128) -> std::io::Result<usize> {
         let (mut lo, mut hi) = (0, self.records());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.key(mid) < key {
+            if self.read_key(mid)? < key {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        lo
+        Ok(lo)
     }
 }
 
@@ -159,7 +174,8 @@ pub fn merge_files(runs: &[PathBuf], out: &File, window: usize) -> Result<u64> {
         mapped.push(Run { map, file });
     }
     out.set_len(total).ctx(|| "sizing the merged output".to_string())?;
-    let parts = partition(&mapped, rayon::current_num_threads() * PARTS_PER_THREAD);
+    let parts = partition(&mapped, rayon::current_num_threads() * PARTS_PER_THREAD)
+        .ctx(|| "reading keys of the runs to merge".to_string())?;
     // Output offset of each partition: the records of all partitions before.
     let mut offset = 0u64;
     let jobs: Vec<(u64, Vec<(usize, usize)>)> = parts
@@ -186,13 +202,15 @@ pub fn merge_files(runs: &[PathBuf], out: &File, window: usize) -> Result<u64> {
 /// Splitters are quantiles of keys sampled evenly from every run; every
 /// record with a key in `[splitter[p-1], splitter[p])` lands in partition
 /// `p`, so equal keys never straddle two partitions.
-fn partition(runs: &[Run], parts: usize) -> Vec<Vec<(usize, usize)>> {
+fn partition(runs: &[Run], parts: usize) -> std::io::Result<Vec<Vec<(usize, usize)>>> {
     let parts = parts.max(1);
     let mut sample: Vec<u128> = Vec::new();
     for run in runs {
         let n = run.records();
         let take = (parts * SAMPLES_PER_PART).min(n);
-        sample.extend((0..take).map(|k| run.key(k * n / take)));
+        for k in 0..take {
+            sample.push(run.read_key(k * n / take)?);
+        }
     }
     sample.sort_unstable();
     let mut splitters: Vec<u128> = if sample.is_empty() {
@@ -206,14 +224,16 @@ fn partition(runs: &[Run], parts: usize) -> Vec<Vec<(usize, usize)>> {
         .iter()
         .map(|run| {
             let mut b = vec![0];
-            b.extend(splitters.iter().map(|&s| run.lower_bound(s)));
+            for &s in &splitters {
+                b.push(run.lower_bound(s)?);
+            }
             b.push(run.records());
-            b
+            Ok(b)
         })
-        .collect();
-    (0..=splitters.len())
+        .collect::<std::io::Result<_>>()?;
+    Ok((0..=splitters.len())
         .map(|p| bounds.iter().map(|b| (b[p], b[p + 1])).collect())
-        .collect()
+        .collect())
 }
 
 /// Merge record ranges `ranges[r]` of every run `r` into `out` from byte
@@ -230,11 +250,36 @@ fn merge_partition(
     let mut cursor: Vec<usize> = ranges.iter().map(|&(lo, _)| lo).collect();
     // Byte offset in each run below which the mapping was released.
     let mut released: Vec<usize> = ranges.iter().map(|&(lo, _)| lo * RECORD_LEN).collect();
+    // Small windows: each run's (first record, records) read with pread;
+    // empty when the merge reads the maps.
+    let mut buffers: Vec<(usize, Vec<u8>)> = if window < MAPPED_FROM {
+        ranges.iter().map(|&(lo, _)| (lo, Vec::new())).collect()
+    } else {
+        Vec::new()
+    };
+    let chunk = (window / RECORD_LEN).max(1);
+    // Make `record` of run `r` readable: refill its buffer once past it.
+    let fill = |buffers: &mut Vec<(usize, Vec<u8>)>, r: usize, record: usize| -> Result<()> {
+        let Some((first, buf)) = buffers.get_mut(r) else {
+            return Ok(());
+        };
+        if record < *first + buf.len() / RECORD_LEN {
+            return Ok(());
+        }
+        buf.resize(chunk.min(ranges[r].1 - record) * RECORD_LEN, 0);
+        runs[r]
+            .file
+            .read_exact_at(buf, (record * RECORD_LEN) as u64)
+            .ctx(|| "reading a run to merge".to_string())?;
+        *first = record;
+        Ok(())
+    };
     let mut heap: BinaryHeap<Reverse<u128>> = BinaryHeap::with_capacity(runs.len());
-    let entry = |r: usize, record: usize| Reverse((runs[r].key(record) << 16) | r as u128);
+    let entry = |record: &[u8], r: usize| Reverse((key_of(record) << 16) | r as u128);
     for (r, &(lo, hi)) in ranges.iter().enumerate() {
         if lo < hi {
-            heap.push(entry(r, lo));
+            fill(&mut buffers, r, lo)?;
+            heap.push(entry(record_bytes(&runs[r], buffers.get(r), lo), r));
         }
     }
     let mut offset = start;
@@ -249,13 +294,13 @@ fn merge_partition(
     };
     while let Some(mut top) = heap.peek_mut() {
         let r = (top.0 & 0xffff) as usize;
-        let record = cursor[r];
-        let bytes = &runs[r].map[record * RECORD_LEN..(record + 1) * RECORD_LEN];
-        piece.extend_from_slice(bytes);
+        piece.extend_from_slice(record_bytes(&runs[r], buffers.get(r), cursor[r]));
         written += 1;
         cursor[r] += 1;
         if cursor[r] < ranges[r].1 {
-            *top = entry(r, cursor[r]); // one sift-down instead of pop + push
+            fill(&mut buffers, r, cursor[r])?;
+            // One sift-down instead of pop + push.
+            *top = entry(record_bytes(&runs[r], buffers.get(r), cursor[r]), r);
         } else {
             std::collections::binary_heap::PeekMut::pop(top);
         }
@@ -271,8 +316,24 @@ fn merge_partition(
     if !piece.is_empty() {
         flush(piece, &mut offset)?;
     }
+    // Release what is left of each range too (up to a window per run): it
+    // is consumed, and its page-cache pages are better reused now than when
+    // the run is removed.
+    for (r, &(_, hi)) in ranges.iter().enumerate() {
+        release(&runs[r], released[r], hi * RECORD_LEN);
+    }
     debug_assert_eq!(written, ranges.iter().map(|&(lo, hi)| (hi - lo) as u64).sum::<u64>());
     Ok(written)
+}
+
+/// Record `record` of `run`: from `buffer` (first record, records) if the
+/// merge reads with pread, else from the map.
+#[inline]
+fn record_bytes<'a>(run: &'a Run, buffer: Option<&'a (usize, Vec<u8>)>, record: usize) -> &'a [u8] {
+    match buffer {
+        Some((first, buf)) => &buf[(record - first) * RECORD_LEN..][..RECORD_LEN],
+        None => &run.map[record * RECORD_LEN..(record + 1) * RECORD_LEN],
+    }
 }
 
 /// The merge has passed bytes `[from, to)` of `run`, which lie inside the
@@ -347,8 +408,16 @@ mod tests {
         data
     }
 
-    /// Write `runs` (each sorted first) as files, merge them, return the output.
+    /// Write `runs` (each sorted first) as files, merge them through buffers
+    /// and through maps, check both agree, return the output.
     fn merge(runs: &[Vec<u8>]) -> Result<Vec<u8>> {
+        let buffered = merge_with_window(runs, 64 << 10)?;
+        let mapped = merge_with_window(runs, RELEASE_MAX)?;
+        assert!(buffered == mapped, "buffered and mapped merges differ");
+        Ok(mapped)
+    }
+
+    fn merge_with_window(runs: &[Vec<u8>], window: usize) -> Result<Vec<u8>> {
         let dir = tempfile::tempdir().unwrap();
         let mut paths = Vec::new();
         for (i, run) in runs.iter().enumerate() {
@@ -360,7 +429,7 @@ mod tests {
         }
         let out_path = dir.path().join("out");
         let out = File::create(&out_path).unwrap();
-        let n = merge_files(&paths, &out, 64 << 10)?;
+        let n = merge_files(&paths, &out, window)?;
         drop(out);
         let bytes = std::fs::read(&out_path).unwrap();
         assert_eq!(n * RECORD_LEN as u64, bytes.len() as u64);
@@ -433,7 +502,7 @@ mod tests {
             runs.push(Run { map, file });
         }
         for parts in [1, 2, 7, 64] {
-            let p = partition(&runs, parts);
+            let p = partition(&runs, parts).unwrap();
             assert!(p.len() <= parts);
             for (r, run) in runs.iter().enumerate() {
                 let mut next = 0;

@@ -261,6 +261,10 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
         .servers
         .get(me)
         .ok_or_else(|| Error::Config(format!("server id {my_id} is not in the config (servers 0..{})", n - 1)))?;
+    if options.io_timeout.is_zero() {
+        // Sockets take no zero timeout; "never time out" is a large one.
+        return Err(Error::Config("the I/O timeout must be more than 0".into()));
+    }
     let plan = plan(options.memory, n)?;
     let mut input_file = File::open(input).ctx(|| format!("opening input {}", input.display()))?;
     let size = input_file
@@ -330,6 +334,7 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
                 my_id,
                 n,
                 timeout: options.io_timeout,
+                connect_timeout: options.connect_timeout,
                 chunk_bytes: plan.frame_bytes,
             },
             frames_tx.clone(),
@@ -506,13 +511,14 @@ fn bind(server: &Server) -> Result<TcpListener> {
 }
 
 /// What a receiving thread checks and how it reads: this server's id, the
-/// server count, the read timeout, and the largest piece it hands the
-/// sorter (our frame size).
+/// server count, the read timeout, the peers' connect timeout, and the
+/// largest piece it hands the sorter (our frame size).
 #[derive(Clone, Copy, Debug)]
 struct Inbound {
     my_id: u32,
     n: usize,
     timeout: Duration,
+    connect_timeout: Duration,
     chunk_bytes: usize,
 }
 
@@ -662,18 +668,31 @@ fn receive(
         my_id,
         n,
         timeout,
+        connect_timeout,
         chunk_bytes,
     } = inbound;
     assert!(chunk_bytes >= RECORD_LEN && chunk_bytes.is_multiple_of(RECORD_LEN));
     let who = format!("server {peer} ({addr})");
+    // A peer sends its hello, then nothing until it has dialled every other
+    // peer, which may take until its connect deadline (peers that start
+    // late): its first frame may take that long, later ones `timeout`.
+    let first_wait = connect_timeout.saturating_add(timeout);
     stream
-        .set_read_timeout(Some(timeout))
+        .set_read_timeout(Some(first_wait))
         .ctx(|| format!("configuring {who}"))?;
     let bits = n.trailing_zeros();
     let mut received: u64 = 0;
+    let mut first = true;
     loop {
         let mut tag = [0u8; 1];
-        stream.read_exact(&mut tag).map_err(|e| read_error(&who, e, timeout))?;
+        let wait = if first { first_wait } else { timeout };
+        stream.read_exact(&mut tag).map_err(|e| read_error(&who, e, wait))?;
+        if first {
+            first = false;
+            stream
+                .set_read_timeout(Some(timeout))
+                .ctx(|| format!("configuring {who}"))?;
+        }
         match tag[0] {
             TAG_DATA => {
                 let mut len = [0u8; 4];
@@ -1015,6 +1034,7 @@ servers:
                 my_id: 0,
                 n: 2,
                 timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(10),
                 chunk_bytes: chunk,
             },
             &tx,

@@ -238,3 +238,133 @@ fn malformed_inputs_give_clear_errors() {
     fails(&["sort", p(&empty), p(&out), "--memory", "lots"], "invalid size");
     fails(&["sort", p(&empty), p(&out), "--threads", "0"], "--threads");
 }
+
+/// `triton args` with files limited to `limit` bytes (RLIMIT_FSIZE) and
+/// SIGXFSZ ignored, so a write past the limit fails with EFBIG: a write
+/// failure without filling a disk.
+fn triton_with_file_limit(args: &[&str], limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(TRITON);
+    command.args(args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.output().expect("run triton")
+}
+
+fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".triton-"))
+        .collect()
+}
+
+#[test]
+fn a_failed_write_leaves_input_and_output_as_they_were() {
+    let dir = tempdir();
+    let f = dir.path().join("f");
+    ok(&["gensort", p(&f), "3mb", "--seed", "4"]);
+    let original = std::fs::read(&f).unwrap();
+    let g = dir.path().join("g");
+    // In memory and external (runs fit the limit, the output does not).
+    for extra in [&[][..], &["--memory", "256KiB"][..]] {
+        // Sorted onto itself: the input survives.
+        let mut args = vec!["sort", p(&f), p(&f)];
+        args.extend_from_slice(extra);
+        let out = triton_with_file_limit(&args, 2_000_000);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail past the file size limit");
+        assert_eq!(stderr.matches("File too large").count(), 1, "{stderr}");
+        assert!(std::fs::read(&f).unwrap() == original, "{args:?} damaged the input");
+        assert!(temporary_files(dir.path()).is_empty(), "{args:?} left temporary files");
+        // A new output is not created, an old one is not touched.
+        let mut args = vec!["sort", p(&f), p(&g)];
+        args.extend_from_slice(extra);
+        assert!(!triton_with_file_limit(&args, 2_000_000).status.success());
+        assert!(!g.exists(), "{args:?} left a partial output");
+        std::fs::write(&g, b"previous result").unwrap();
+        assert!(!triton_with_file_limit(&args, 2_000_000).status.success());
+        assert_eq!(std::fs::read(&g).unwrap(), b"previous result");
+        std::fs::remove_file(&g).unwrap();
+        assert!(temporary_files(dir.path()).is_empty(), "{args:?} left temporary files");
+    }
+    // Without the limit, sorting onto itself works.
+    let before = valsort(&f);
+    ok(&["sort", p(&f), p(&f)]);
+    let after = valsort(&f);
+    assert!(after.sorted);
+    assert_eq!(after.checksum, before.checksum);
+}
+
+#[test]
+fn an_io_error_names_its_cause_once() {
+    let dir = tempdir();
+    let out = triton(&["sort", p(&dir.path().join("missing")), p(&dir.path().join("out"))]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("opening input"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+}
+
+/// Peak resident size in KiB of a successful `triton args` (its rusage).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the rusage
+fn peak_rss_kib(args: &[&str]) -> i64 {
+    let child = Command::new(TRITON)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run triton");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for (and reaps) our own child, with valid out-pointers.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "triton {args:?} failed"
+    );
+    usage.ru_maxrss
+}
+
+#[test]
+fn an_external_sort_stays_near_its_memory_budget() {
+    let dir = tempdir();
+    let input = dir.path().join("big");
+    let output = dir.path().join("big.sorted");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, []).unwrap();
+    ok(&["gensort", p(&input), "60mb", "--seed", "8"]);
+    let before = valsort(&input);
+    let baseline = peak_rss_kib(&["sort", p(&empty), p(&dir.path().join("empty.sorted"))]);
+    // Hundreds of runs, merged in two passes: what the merge reads of the
+    // runs must not stay resident.
+    for (memory, kib) in [("256KiB", 256), ("1MiB", 1024)] {
+        let peak = peak_rss_kib(&["sort", p(&input), p(&output), "--memory", memory]);
+        let after = valsort(&output);
+        assert!(after.sorted);
+        assert_eq!(before.checksum, after.checksum);
+        // Generous: the process's own baseline, the budget, and 32 MiB for
+        // buffers and page granularity (whole runs resident would be up to
+        // 60 MB more).
+        let limit = baseline + kib + 32 * 1024;
+        assert!(
+            peak <= limit,
+            "peak RSS {peak} KiB with --memory {memory} (baseline {baseline} KiB, limit {limit} KiB)"
+        );
+    }
+}

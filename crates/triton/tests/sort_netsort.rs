@@ -357,13 +357,74 @@ fn a_wrong_end_of_stream_count_is_caught() {
 fn a_hung_peer_times_out() {
     fake_peer_fails_server(
         &["--io-timeout", "1"],
-        |s| {
-            // Say hello, then nothing; keep the socket open past the timeout.
+        |mut s| {
+            // A first frame, then nothing; keep the socket open past the timeout.
+            let mut frame = vec![1u8];
+            frame.extend_from_slice(&100u32.to_be_bytes());
+            frame.extend_from_slice(&[0u8; 100]); // key 0 belongs to server 0
+            s.write_all(&frame).unwrap();
             std::thread::sleep(Duration::from_secs(3));
             drop(s);
         },
         "sent nothing for 1s",
     );
+    // Silent after its hello: a peer still dialling others may be, for up
+    // to the connect timeout; beyond that plus the I/O timeout it is hung.
+    fake_peer_fails_server(
+        &["--io-timeout", "1", "--connect-timeout", "1"],
+        |s| {
+            std::thread::sleep(Duration::from_secs(4));
+            drop(s);
+        },
+        "sent nothing for 2s",
+    );
+}
+
+#[test]
+fn a_peer_still_dialling_a_late_server_is_not_hung() {
+    // Servers 0-2 start at once and say hello to each other, then wait
+    // (dialling server 3) longer than the I/O timeout before their first
+    // frame: the others must wait for them, not call them hung.
+    let n = 4;
+    let dir = tempdir();
+    let config = write_config(dir.path(), &free_ports(n));
+    let expected = write_inputs(dir.path(), n, &["100kb", "0"]);
+    let extra = ["--connect-timeout", "30", "--io-timeout", "2"];
+    let mut servers = Servers::default();
+    for i in 0..n - 1 {
+        servers.0.push(spawn_server(i, dir.path(), &config, &extra));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    servers.0.push(spawn_server(n - 1, dir.path(), &config, &extra));
+    for (i, child) in servers.0.iter_mut().enumerate() {
+        let (status, stderr) = wait_for(child, Duration::from_secs(60));
+        assert!(status.success(), "server {i} failed: {stderr}");
+    }
+    check_outputs(dir.path(), n, expected);
+}
+
+#[test]
+fn timeouts_must_be_positive() {
+    let dir = tempdir();
+    let input = dir.path().join("in");
+    std::fs::write(&input, []).unwrap();
+    let out = dir.path().join("out");
+    let config = write_config(dir.path(), &free_ports(2));
+    let netsort = |flag: &str| triton(&["netsort", "0", p(&input), p(&out), p(&config), flag]);
+    // Other usage errors checked after parsing exit with this code.
+    let usage = triton(&["sort", p(&input), p(&out), "--threads", "0"]).status.code();
+    for flag in [
+        "--io-timeout=0",
+        "--connect-timeout=0",
+        "--io-timeout=-1",
+        "--connect-timeout=-0.5",
+    ] {
+        let o = netsort(flag);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), usage, "{flag}: {stderr}");
+        assert!(stderr.contains("must be more than 0"), "{flag}: {stderr}");
+        assert!(!out.exists(), "{flag}: refused run left an output");
+    }
 }
 
 #[test]

@@ -128,8 +128,10 @@ fn threads(n: Option<usize>) -> anyhow::Result<()> {
 
 fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
     const WEEK: f64 = 7.0 * 86_400.0;
-    if !(0.0..=WEEK).contains(&s) {
-        anyhow::bail!("{what} must be between 0 and {WEEK} seconds, got {s}");
+    // Zero is refused here: sockets take no zero timeout, and "do not wait"
+    // would fail any peer that starts a moment late.
+    if !(s > 0.0 && s <= WEEK) {
+        anyhow::bail!("{what} must be more than 0 and at most {WEEK} seconds, got {s}");
     }
     Ok(Duration::from_secs_f64(s))
 }
