@@ -254,12 +254,23 @@ impl AdminClient {
         let mut next = 0usize;
         let mut target: Option<String> = None;
         let mut last_error = String::from("no endpoint answered");
+        // A view of the members from a node that knows no leader: perhaps
+        // one cut off or removed, whose view may be stale for good (a removed
+        // node never hears of the changes after its removal). Used only if
+        // no endpoint knows a leader.
+        let mut leaderless: Option<MembersReply> = None;
         while start.elapsed() < self.deadline {
+            if leaderless.is_some() && target.is_none() && next >= self.endpoints.len() {
+                break; // every endpoint tried once, none knows a leader
+            }
             let addr = target.take().unwrap_or_else(|| {
                 next += 1;
                 self.endpoints[(next - 1) % self.endpoints.len()].clone()
             });
             match self.call_once(&addr, &call).await {
+                Ok(reply) if reply.leader.is_none() && matches!(call, AdminCall::Members) => {
+                    leaderless.get_or_insert(reply);
+                }
                 Ok(reply) => return Ok(self.as_seen_by_leader(reply, &call).await),
                 Err(CallError::Unreachable(e)) => last_error = format!("{addr}: {e}"),
                 Err(CallError::Status(s)) => {
@@ -291,6 +302,9 @@ impl AdminClient {
                     }
                 }
             }
+        }
+        if let Some(reply) = leaderless {
+            return Ok(reply);
         }
         anyhow::bail!("gave up after {:?}: {last_error}", self.deadline)
     }

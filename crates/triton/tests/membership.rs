@@ -340,3 +340,49 @@ fn a_stopped_verify_heals_the_faults_it_put_on_an_attached_cluster() {
     interrupt_verify_during(&c, "membership", "membership: remove node");
     wait_members(&c, 0, &[(0, "voter"), (1, "voter"), (2, "voter")]);
 }
+
+/// A removed node never hears of the changes after its removal, so its
+/// own view of the members can stay stale (in joint consensus) for good:
+/// `triton admin members`, given it first among the endpoints, reports
+/// the view of a node that knows the leader instead.
+#[test]
+fn members_are_not_taken_from_a_removed_node_that_lost_the_leader() {
+    let c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        ..ClusterOptions::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    let leader = leader_of(&c, 0);
+    let removed = (0..3u64).find(|&i| i != leader).expect("a follower");
+    admin_ok(&c, &["--endpoints", &c.addrs.join(","), "remove", &removed.to_string()]);
+    let rest: Vec<(u64, &str)> = (0..3u64).filter(|&i| i != removed).map(|i| (i, "voter")).collect();
+    wait_members(&c, leader as usize, &rest);
+
+    // The removed node stops hearing from the leader and forgets it.
+    let start = Instant::now();
+    while members(&c, removed as usize).0.is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "node {removed} still follows a leader"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, stale) = members(&c, removed as usize);
+    let want: BTreeMap<u64, String> = rest.iter().map(|(id, r)| (*id, r.to_string())).collect();
+    assert_ne!(stale, want, "the removed node's own view is expected to be stale");
+
+    let mut endpoints = vec![c.addrs[removed as usize].clone()];
+    endpoints.extend((0..3).filter(|&i| i != removed as usize).map(|i| c.addrs[i].clone()));
+    let text = admin_ok(&c, &["--endpoints", &endpoints.join(","), "members"]);
+    let mut roles = BTreeMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if let [id, _, role, _] = cols[..] {
+            if let Ok(id) = id.trim_start_matches('*').parse::<u64>() {
+                roles.insert(id, role.to_string());
+            }
+        }
+    }
+    assert_eq!(roles, want, "members as reported:\n{text}");
+}
