@@ -29,7 +29,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use tempfile::TempDir;
+use crate::scratch::ScratchDir;
 
 use crate::error::{Error, IoContext, Result};
 use crate::memsort::{sort_into_file, BucketIndex};
@@ -73,7 +73,7 @@ pub struct RunSorter {
     write_buffer: usize,
     merge_memory: usize,
     temp_parent: PathBuf,
-    temp: Option<TempDir>,
+    temp: Option<ScratchDir>,
     runs: Vec<PathBuf>,
     runs_made: usize,
     records: u64,
@@ -213,9 +213,7 @@ impl RunSorter {
 
     fn temp_dir(&mut self) -> Result<&Path> {
         if self.temp.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix(".triton-sort-")
-                .tempdir_in(&self.temp_parent)
+            let dir = ScratchDir::new_in(&self.temp_parent, ".triton-sort-")
                 .ctx(|| format!("creating a temporary directory in {}", self.temp_parent.display()))?;
             self.temp = Some(dir);
         }
@@ -415,9 +413,7 @@ fn sort_mapped_runs(
     // the caller never maps when the output is the input.
     let map = unsafe { memmap2::Mmap::map(file) }.ctx(|| format!("mapping {}", input.display()))?;
     let records = record_count(input, map.len() as u64)? as usize;
-    let temp = tempfile::Builder::new()
-        .prefix(".triton-sort-")
-        .tempdir_in(temp_parent)
+    let temp = ScratchDir::new_in(temp_parent, ".triton-sort-")
         .ctx(|| format!("creating a temporary directory in {}", temp_parent.display()))?;
     let mut runs = Vec::new();
     let t = std::time::Instant::now();

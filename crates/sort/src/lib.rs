@@ -33,6 +33,7 @@ pub mod merge;
 pub mod net;
 pub mod output;
 pub mod record;
+pub mod scratch;
 pub mod size;
 pub mod valsort;
 pub mod writer;

@@ -302,9 +302,7 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
     // Spilled runs go in a directory this thread owns: if the run fails, the
     // sorter thread may still be waiting for frames (the acceptor can sit in
     // `accept` for good), and the directory must go when we return anyway.
-    let scratch = tempfile::Builder::new()
-        .prefix(".triton-netsort-")
-        .tempdir_in(&parent)
+    let scratch = crate::scratch::ScratchDir::new_in(&parent, ".triton-netsort-")
         .ctx(|| format!("creating a scratch directory in {}", parent.display()))?;
     let mut sorter = RunSorter::new(plan.sorter_memory, scratch.path())?.with_known_key_bits(config.partition_bits());
     let mut sorter_thread = Some(

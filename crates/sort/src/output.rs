@@ -21,6 +21,8 @@ pub struct SortOutput {
     path: PathBuf,
     /// The temporary file, removed when dropped (a sort that failed).
     temp: Option<tempfile::TempPath>,
+    /// Keeps the temporary file listed for removal on interrupt.
+    _listed: Option<crate::scratch::Listed>,
 }
 
 impl SortOutput {
@@ -65,10 +67,12 @@ impl SortOutput {
                 .ctx(|| format!("setting the mode of {}", temp.path().display()))?;
         }
         let (file, temp) = temp.into_parts();
+        let listed = crate::scratch::list(&temp);
         Ok(SortOutput {
             file,
             path: target,
             temp: Some(temp),
+            _listed: Some(listed),
         })
     }
 
@@ -78,6 +82,7 @@ impl SortOutput {
             file,
             path: path.to_path_buf(),
             temp: None,
+            _listed: None,
         })
     }
 
@@ -93,7 +98,7 @@ impl SortOutput {
 
     /// The result is complete: make it the output.
     pub fn commit(self) -> Result<()> {
-        let SortOutput { file, path, temp } = self;
+        let SortOutput { file, path, temp, .. } = self;
         drop(file);
         if let Some(temp) = temp {
             // On failure the error drops the temporary path, removing it.

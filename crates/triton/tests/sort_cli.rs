@@ -368,3 +368,42 @@ fn an_external_sort_stays_near_its_memory_budget() {
         );
     }
 }
+
+/// A sort stopped by SIGINT or SIGTERM takes its spilled runs and its
+/// unfinished output with it, and leaves the input and an old output be.
+#[test]
+fn a_sort_stopped_by_a_signal_leaves_no_temporary_files() {
+    let dir = tempdir();
+    let input = dir.path().join("big");
+    let output = dir.path().join("big.sorted");
+    ok(&["gensort", p(&input), "40mb", "--seed", "9"]);
+    std::fs::write(&output, b"the old output").unwrap();
+    let before = valsort(&input);
+    for (signal, status) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut child = Command::new(TRITON)
+            .args(["sort", p(&input), p(&output), "--memory", "256KiB"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn triton sort");
+        // Stopped once it has spilled a run or more.
+        let start = std::time::Instant::now();
+        while temporary_files(dir.path()).is_empty() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(30), "no runs spilled");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the sort ended before it could be stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{stderr}");
+        assert!(stderr.contains("removed"), "{stderr}");
+        assert_eq!(temporary_files(dir.path()), Vec::<String>::new(), "{stderr}");
+        assert_eq!(std::fs::read(&output).unwrap(), b"the old output");
+        assert_eq!(valsort(&input).checksum, before.checksum);
+    }
+}

@@ -496,3 +496,38 @@ fn bad_configs_and_ids_are_clear_errors() {
     let o = triton(&["netsort", "0", p(&input), p(&out), p(&dir.path().join("nope.yaml"))]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("reading config"));
 }
+
+/// A netsort stopped by SIGTERM (here while it waits for a peer that never
+/// comes) removes its scratch directory of spilled runs.
+#[test]
+fn a_server_stopped_by_a_signal_leaves_no_scratch_directory() {
+    let dir = tempdir();
+    let ports = free_ports(2);
+    let config = write_config(dir.path(), &ports);
+    write_inputs(dir.path(), 1, &["1mb"]);
+    let mut server = spawn_server(0, dir.path(), &config, &["--connect-timeout", "60"]);
+    let scratch = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".triton-"))
+            .collect()
+    };
+    let start = Instant::now();
+    while scratch(dir.path()).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no scratch directory appeared"
+        );
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "the server ended before it could be stopped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let (status, stderr) = wait_for(&mut server, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert_eq!(scratch(dir.path()), Vec::<String>::new(), "{stderr}");
+}

@@ -118,6 +118,49 @@ pub fn run(command: SortCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// On SIGINT or SIGTERM, removes the sort's spilled runs and unfinished
+/// output (which the destructors of an exit by signal would not) and
+/// exits with the signal's conventional status (130 or 143).
+fn remove_scratch_on_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting the signal watcher")?;
+    // Installed here, before the sort starts, so no signal slips through.
+    let mut term = rt
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
+        .context("installing a SIGTERM handler")?;
+    let mut int = rt
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) })
+        .context("installing a SIGINT handler")?;
+    std::thread::Builder::new()
+        .name("signal-watcher".into())
+        .spawn(move || {
+            let (name, code) = rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => ("interrupted", 130),
+                    _ = term.recv() => ("SIGTERM", 143),
+                }
+            });
+            let removed = triton_sort::scratch::remove_all();
+            eprintln!("triton: {name}: stopped; removed {removed} temporary file(s) or directory(ies)");
+            std::process::exit(code);
+        })
+        .context("starting the signal watcher")?;
+    Ok(())
+}
+
+/// A sort's error, unless a signal is stopping the process: then the error
+/// is the signal handler's doing (it removes the files the sort is
+/// writing), and this thread waits for the handler's exit instead of
+/// reporting it.
+fn unless_stopped(e: triton_sort::Error) -> triton_sort::Error {
+    while triton_sort::scratch::interrupted() {
+        std::thread::park();
+    }
+    e
+}
+
 fn threads(n: Option<usize>) -> anyhow::Result<()> {
     match n {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
@@ -205,9 +248,11 @@ fn run_valsort(a: ValsortArgs) -> anyhow::Result<ExitCode> {
 
 fn sort(a: SortArgs) -> anyhow::Result<ExitCode> {
     threads(a.threads)?;
+    remove_scratch_on_signal()?;
     let memory = a.memory.unwrap_or_else(triton_sort::default_memory);
     let start = Instant::now();
-    let stats = triton_sort::sort_file(&a.input, &a.output, &triton_sort::SortOptions { memory })?;
+    let stats =
+        triton_sort::sort_file(&a.input, &a.output, &triton_sort::SortOptions { memory }).map_err(unless_stopped)?;
     eprintln!(
         "sorted {} records in {:.3}s ({})",
         stats.records,
@@ -223,6 +268,7 @@ fn sort(a: SortArgs) -> anyhow::Result<ExitCode> {
 
 fn netsort(a: NetsortArgs) -> anyhow::Result<ExitCode> {
     threads(a.threads)?;
+    remove_scratch_on_signal()?;
     let config = Config::load(&a.config)?;
     let memory = a.memory.unwrap_or_else(triton_sort::default_memory);
     let options = NetOptions {
@@ -235,6 +281,7 @@ fn netsort(a: NetsortArgs) -> anyhow::Result<ExitCode> {
     };
     let start = Instant::now();
     let stats = triton_sort::net::netsort(a.server_id, &a.input, &a.output, &config, &options)
+        .map_err(unless_stopped)
         .with_context(|| format!("server {}", a.server_id))?;
     eprintln!(
         "server {}: read {} records, received {} from peers, wrote {} sorted records in {:.3}s ({} runs spilled)",
