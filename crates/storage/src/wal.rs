@@ -9,6 +9,8 @@
 //!   segments never loses the hard state;
 //! - segments are deleted only as a prefix: all those before the newest
 //!   segment that was created when the log ended inside a durable snapshot;
+//!   recovery replays from that same segment (and deletes any older ones a
+//!   crash left behind), never from an older one;
 //! - after any failed write or fsync the `Wal` is poisoned and refuses all
 //!   further work: the process must restart and recover from disk;
 //! - only the active segment has a zero-filled preallocated tail: a segment
@@ -16,12 +18,12 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
-use crate::format::{self, Record, ENTRY_BODY_FIXED, MAX_INDEX, SEGMENT_HEADER_LEN};
+use crate::format::{self, Record, ENTRY_BODY_FIXED, MAX_INDEX, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::segment::parse_segment;
 use crate::snapshot;
 use crate::types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
@@ -269,32 +271,59 @@ impl Wal {
             hard_state: HardState::default(),
         };
 
+        for pair in listing.segments.windows(2) {
+            let ((prev, _, _), (seq, _, path)) = (&pair[0], &pair[1]);
+            if *seq != prev + 1 {
+                // Only a prefix of segments is ever deleted: a hole means a
+                // file went missing, with whatever hard state it held.
+                return Err(StorageError::corrupt(
+                    path,
+                    0,
+                    format!("segment {seq} follows segment {prev}: the segment(s) in between are missing"),
+                ));
+            }
+        }
+        let max_len = max_segment_len(&opts);
+        let mut listed = listing.segments.as_slice();
+        if let Some((_, _, path)) = listed.last() {
+            if torn_at_creation(path, max_len, opts.max_record_bytes)? {
+                // A segment whose creation crashed: it never held anything.
+                // Removed before replay picks its first segment, so it is
+                // never picked over the segments that hold the log.
+                fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+                dir_changed = true;
+                recovered.repaired_tail = Some((path.clone(), 0));
+                listed = &listed[..listed.len() - 1];
+            }
+        }
+        // Replay starts where compaction cuts (`save_snapshot`): at the newest
+        // segment created when the log ended inside the snapshot. Older ones
+        // remain only after a crash in the middle of a compaction. They are
+        // not needed (that segment starts with the hard state, and the log
+        // it began with is inside the snapshot), and not replayable either:
+        // after a conflicting suffix that crossed a segment boundary, one of
+        // them can start past the snapshot, beyond where the log now ends.
+        let start = listed
+            .iter()
+            .rposition(|(_, first, _)| *first <= floor + 1)
+            .unwrap_or(0);
+        let (skipped, listed) = listed.split_at(start);
+
         let mut segments = Vec::new();
         let mut active_has_hard_state = false;
         let mut active_records_end = 0;
         let count = listing.segments.len();
-        for (i, (seq, first, path)) in listing.segments.iter().enumerate() {
-            let is_last = i + 1 == count;
-            if let Some(prev) = segments.last().map(|s: &SegmentInfo| s.seq) {
-                if *seq != prev + 1 {
-                    // Only a prefix of segments is ever deleted: a hole means a
-                    // file went missing, with whatever hard state it held.
-                    return Err(StorageError::corrupt(
-                        path,
-                        0,
-                        format!("segment {seq} follows segment {prev}: the segment(s) in between are missing"),
-                    ));
-                }
-            }
-            let data = fs::read(path).map_err(|e| StorageError::io(path, e))?;
+        for (i, (seq, first, path)) in listed.iter().enumerate() {
+            // Only the last file on disk may be torn; not the one before a
+            // removed torn segment, which was complete before its successor
+            // was created.
+            let is_last = start + i + 1 == count;
+            let data = read_segment(path, max_len)?;
             let contents = parse_segment(path, &data, opts.max_record_bytes, is_last)?;
-            if let Some((0, _)) = contents.torn_tail {
-                // The header itself is torn: a segment whose creation crashed.
-                fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
-                dir_changed = true;
-                recovered.repaired_tail = Some((path.clone(), 0));
-                break;
-            }
+            debug_assert!(
+                !matches!(contents.torn_tail, Some((0, _))),
+                "a torn header is only allowed in the last segment, which was checked above"
+            );
             if (contents.seq, contents.first_index) != (*seq, *first) {
                 return Err(StorageError::corrupt(
                     path,
@@ -342,6 +371,14 @@ impl Wal {
         }
         recovered.synced_segments = segments.len();
         if dir_changed || !segments.is_empty() {
+            sync_dir(dir)?;
+        }
+        // Finish the compaction the crash interrupted, as `save_snapshot`
+        // does it: oldest first, each removal durable before the next, so a
+        // crash here also leaves a suffix and never a hole; and only now that
+        // the segments replayed are durable.
+        for (_, _, path) in skipped {
+            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
             sync_dir(dir)?;
         }
 
@@ -639,6 +676,8 @@ impl Wal {
         let mut changed = false;
         // The newest segment that began inside the snapshot: everything
         // before it is no longer needed (never the active segment itself).
+        // Recovery starts its replay by the same rule (`Wal::open`), so a
+        // crash part way through the deletions below is finished there.
         let keep_from = self
             .segments
             .iter()
@@ -709,6 +748,10 @@ impl Wal {
             return Err(self.poison(StorageError::io(path, e)));
         }
         self.records_end = end;
+        debug_assert!(
+            end <= max_segment_len(&self.opts),
+            "recovery would refuse a segment of {end} bytes"
+        );
         self.buf.clear();
         self.unsynced = true;
         if end > self.allocated {
@@ -783,6 +826,69 @@ impl Wal {
     }
 }
 
+/// The longest a segment written with `opts` can be. A record is started only
+/// below `segment_bytes`, or right after the header and hard state of a new
+/// segment, and is at most `max_record_bytes` plus its header; the
+/// preallocated zeros stop at `segment_bytes` (an earlier build let them run
+/// up to `preallocate_bytes` past the records: that much is allowed too).
+/// Recovery refuses a longer file rather than read it all into memory.
+fn max_segment_len(opts: &WalOptions) -> u64 {
+    const HARD_STATE_RECORD: usize = RECORD_HEADER_LEN + 24;
+    opts.segment_bytes
+        .max((SEGMENT_HEADER_LEN + HARD_STATE_RECORD) as u64)
+        .saturating_add((RECORD_HEADER_LEN as u64) + u64::from(opts.max_record_bytes))
+        .saturating_add(opts.preallocate_bytes)
+}
+
+/// Reads segment `path` whole, refusing one longer than `max_len` as
+/// `Corrupt` (at offset `max_len`) before allocating for it.
+fn read_segment(path: &Path, max_len: u64) -> Result<Vec<u8>, StorageError> {
+    let too_long = |len: u64| {
+        StorageError::corrupt(
+            path,
+            max_len,
+            format!(
+                "the segment is {len} bytes long, more than the {max_len} a segment written with these options can hold (segment_bytes + one record of max_record_bytes + preallocate_bytes; lowering them below what wrote the log makes recovery refuse it)"
+            ),
+        )
+    };
+    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let len = file.metadata().map_err(|e| StorageError::io(path, e))?.len();
+    if len > max_len {
+        return Err(too_long(len));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    // Bounded even if the file grew since (it cannot while we hold the lock).
+    file.take(max_len + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| StorageError::io(path, e))?;
+    if data.len() as u64 > max_len {
+        return Err(too_long(data.len() as u64));
+    }
+    Ok(data)
+}
+
+/// Whether the last segment `path` is one whose creation was torn: a header
+/// that does not check out and no valid record anywhere (any other damage is
+/// `Corrupt`). Reads only the header unless it is damaged.
+fn torn_at_creation(path: &Path, max_len: u64, max_record_bytes: u32) -> Result<bool, StorageError> {
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
+    File::open(path)
+        .and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
+        .map_err(|e| StorageError::io(path, e))?;
+    if format::check_segment_header(&header).is_ok() {
+        return Ok(false);
+    }
+    let data = read_segment(path, max_len)?;
+    let contents = parse_segment(path, &data, max_record_bytes, true)?;
+    assert_eq!(
+        contents.torn_tail.map(|(offset, _)| offset),
+        Some(0),
+        "parse_segment accepts a bad header only as a torn creation"
+    );
+    Ok(true)
+}
+
 /// Writes a new segment file holding its header and `hs`, fsyncs it and the
 /// directory. Returns the file (open for writing), its path and length.
 fn create_segment_file(
@@ -815,6 +921,57 @@ mod tests {
             index,
             term: 1,
             payload: vec![1; 8],
+        }
+    }
+
+    /// The writer never makes a segment longer than recovery accepts: a
+    /// largest record started one byte below `segment_bytes`, or right after
+    /// a new segment's header and hard state when `segment_bytes` is tiny,
+    /// reaches the bound and is read back.
+    #[test]
+    fn the_longest_segments_written_are_still_read() {
+        for segment_bytes in [1, 1000] {
+            let opts = WalOptions {
+                segment_bytes,
+                max_record_bytes: 500,
+                write_buffer_bytes: 0,
+                preallocate_bytes: 0,
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+            let overhead = RECORD_HEADER_LEN + ENTRY_BODY_FIXED;
+            let biggest = opts.max_record_bytes as usize - ENTRY_BODY_FIXED;
+            for index in 1..=20 {
+                // Fill up to one byte below segment_bytes, then the largest.
+                let room = (segment_bytes - 1).saturating_sub(wal.records_end) as usize;
+                let len = if room >= overhead {
+                    (room - overhead).min(biggest)
+                } else {
+                    biggest
+                };
+                wal.append(&[LogEntry {
+                    index,
+                    term: 1,
+                    payload: vec![7; len],
+                }])
+                .unwrap();
+                wal.sync().unwrap();
+            }
+            let longest = wal
+                .segment_paths()
+                .iter()
+                .map(|p| fs::metadata(p).unwrap().len())
+                .max()
+                .unwrap();
+            // Within a byte of the bound: it is not loose either.
+            let max = max_segment_len(&opts);
+            assert!(
+                longest <= max && longest + 1 >= max,
+                "segment_bytes {segment_bytes}: {longest} against {max}"
+            );
+            drop(wal);
+            let (_, rec) = Wal::open(dir.path(), opts).unwrap();
+            assert_eq!(rec.entries.len(), 20);
         }
     }
 

@@ -497,3 +497,195 @@ fn absurd_numbers_in_file_names_are_refused_not_overflowed() {
     let err = wal.save_snapshot(&meta, b"").unwrap_err();
     assert!(matches!(err, StorageError::IndexOutOfRange { .. }), "{err}");
 }
+
+/// Segment number and first index of a segment file, from its name.
+fn seg_name(path: &Path) -> (u64, u64) {
+    format::parse_segment_file_name(path.file_name().unwrap().to_str().unwrap()).unwrap()
+}
+
+/// A crash in the middle of compaction, after a conflicting suffix crossed a
+/// segment boundary: a newer segment starts at a lower index than an older
+/// one ends at. Compaction deletes the segments before the newest one that
+/// began inside the snapshot, oldest first; a crash after any number of those
+/// deletions leaves older segments that replay must not start from (one of
+/// them starts past the snapshot, at an index the log no longer reaches).
+/// Recovery applies compaction's rule: it starts at that same segment and
+/// finishes the deletion.
+#[test]
+fn a_crash_in_the_middle_of_compaction_recovers_and_finishes_it() {
+    let opts = WalOptions {
+        segment_bytes: 1000,
+        max_record_bytes: 64 << 10,
+        write_buffer_bytes: 256,
+        preallocate_bytes: 400,
+    };
+    let dir = fast_tempdir();
+    // Hard links keep every segment compaction deletes, exactly as it was
+    // when it was unlinked.
+    let kept = fast_tempdir();
+    let (mut wal, _) = open(dir.path(), &opts);
+    wal.append(&entries(1, 20, 1, 100)).unwrap();
+    wal.sync().unwrap();
+    // A new leader replaces 3.. with its own entries, which fill a segment
+    // that starts below where the previous one did.
+    wal.append(&entries(3, 14, 2, 100)).unwrap();
+    let hs = HardState {
+        term: 2,
+        vote: 2,
+        commit: 12,
+    };
+    wal.set_hard_state(hs).unwrap();
+    wal.sync().unwrap();
+    let before = wal.segment_paths();
+    for p in &before {
+        fs::hard_link(p, kept.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let meta = triton_storage::SnapshotMeta {
+        index: 12,
+        term: 2,
+        membership: b"m".to_vec(),
+    };
+    wal.save_snapshot(&meta, b"state at 12").unwrap();
+    let after = wal.segment_paths();
+    drop(wal);
+    let deleted: Vec<PathBuf> = before.iter().filter(|p| !after.contains(p)).cloned().collect();
+    assert!(deleted.len() >= 2, "{before:?} -> {after:?}");
+    assert_eq!(&before[..deleted.len()], deleted.as_slice(), "a prefix is deleted");
+    // The shape this test is about: a segment compaction deletes starts past
+    // the snapshot, and a newer one (where replay must start) starts lower.
+    assert!(
+        deleted.iter().any(|p| seg_name(p).1 > meta.index + 1),
+        "no deleted segment starts past the snapshot: {deleted:?}"
+    );
+    let start = seg_name(&after[0]);
+    assert!(start.1 <= meta.index + 1, "{after:?}");
+
+    let expected = entries(13, 14, 2, 100);
+    // Crash after `done` of the deletions (all of them: the finished case).
+    for done in (0..=deleted.len()).rev() {
+        let crashed = fast_tempdir();
+        copy_dir(dir.path(), crashed.path());
+        for p in &deleted[done..] {
+            let name = p.file_name().unwrap();
+            fs::copy(kept.path().join(name), crashed.path().join(name)).unwrap();
+        }
+        let (mut wal, rec) =
+            Wal::open(crashed.path(), opts.clone()).unwrap_or_else(|e| panic!("crash after {done} deletions: {e}"));
+        assert_eq!(rec.snapshot, Some(meta.clone()), "crash after {done} deletions");
+        assert_eq!(rec.entries, expected, "crash after {done} deletions");
+        assert_eq!(rec.hard_state, hs, "crash after {done} deletions");
+        assert_eq!(rec.repaired_tail, None);
+        assert_eq!(wal.load_snapshot().unwrap().unwrap().1, b"state at 12".to_vec());
+        // Recovery finished the compaction: the same segments as after it.
+        let names = |v: &[PathBuf]| v.iter().map(|p| p.file_name().unwrap().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&files_with_suffix(crashed.path(), ".wal")), names(&after));
+        assert_eq!(files_with_suffix(crashed.path(), ".wal"), wal.segment_paths());
+        assert_eq!(seg_name(&wal.segment_paths()[0]), start);
+        // And the log goes on from there.
+        wal.append(&entries(15, 16, 3, 100)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, rec) = open(crashed.path(), &opts);
+        let mut longer = expected.clone();
+        longer.extend(entries(15, 16, 3, 100));
+        assert_eq!(rec.entries, longer, "crash after {done} deletions, reopened");
+    }
+}
+
+/// A new segment whose creation was torn is removed before recovery picks
+/// where replay starts: here it began right at the snapshot (so the rule
+/// would pick it), but it holds nothing; the segment before it holds the
+/// hard state and must be replayed and kept.
+#[test]
+fn a_torn_new_segment_that_began_at_the_snapshot_does_not_replace_the_log() {
+    let opts = WalOptions {
+        preallocate_bytes: 0,
+        ..small_opts()
+    };
+    let dir = fast_tempdir();
+    let (mut wal, _) = open(dir.path(), &opts);
+    let hs = HardState {
+        term: 1,
+        vote: 1,
+        commit: 0,
+    };
+    wal.set_hard_state(hs).unwrap();
+    wal.sync().unwrap();
+    // Snapshot every entry until a snapshot marker fills the active segment:
+    // the next record rolls, and the new segment starts at the snapshot
+    // index + 1. Each entry is sized to end just below the limit when it can.
+    let meta = loop {
+        let i = wal.last_index() + 1;
+        assert!(i < 100, "the active segment never filled up");
+        let active = wal.segment_paths().last().unwrap().clone();
+        let room = opts.segment_bytes as i64 - 1 - fs::metadata(&active).unwrap().len() as i64 - 25;
+        wal.append(&[entry(i, 1, room.clamp(0, 50) as usize)]).unwrap();
+        let meta = triton_storage::SnapshotMeta {
+            index: i,
+            term: 1,
+            membership: vec![],
+        };
+        wal.save_snapshot(&meta, b"s").unwrap();
+        let active = wal.segment_paths().last().unwrap().clone();
+        if fs::metadata(&active).unwrap().len() >= opts.segment_bytes {
+            break meta;
+        }
+    };
+    let segs = wal.segment_paths().len();
+    wal.set_hard_state(HardState { commit: 1, ..hs }).unwrap();
+    wal.sync().unwrap();
+    let newest = wal.segment_paths().last().unwrap().clone();
+    assert_eq!(wal.segment_paths().len(), segs + 1);
+    assert_eq!(seg_name(&newest).1, meta.index + 1);
+    drop(wal);
+    fs::write(&newest, &fs::read(&newest).unwrap()[..20]).unwrap();
+    let (wal, rec) = open(dir.path(), &opts);
+    assert_eq!(rec.repaired_tail, Some((newest.clone(), 0)));
+    assert_eq!(rec.snapshot, Some(meta));
+    assert_eq!(rec.entries, vec![]);
+    assert_eq!(rec.hard_state, hs);
+    assert_eq!(wal.segment_paths().len(), segs);
+    assert_eq!(files_with_suffix(dir.path(), ".wal"), wal.segment_paths());
+}
+
+/// A segment longer than any the options in use can write is refused as
+/// `Corrupt` before it is read into memory, wherever it is; one of exactly
+/// that length is read.
+#[test]
+fn a_segment_longer_than_the_options_allow_is_refused_before_it_is_read() {
+    let opts = small_opts();
+    // Records start below segment_bytes (or after a new segment's header and
+    // hard state), are at most max_record_bytes plus their header; plus the
+    // preallocated zeros an earlier build could leave past segment_bytes.
+    let limit = opts.segment_bytes.max(65) + 9 + u64::from(opts.max_record_bytes) + opts.preallocate_bytes;
+    let sample = write_multi_segment(&opts);
+    let segs = files_with_suffix(sample.path(), ".wal");
+    assert!(segs.len() >= 3);
+    let last = segs.last().unwrap();
+    // Zeros after the records of the last segment are unused space: up to
+    // the limit they are accepted.
+    let scratch = fast_tempdir();
+    copy_dir(sample.path(), scratch.path());
+    let in_scratch = scratch.path().join(last.file_name().unwrap());
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&in_scratch)
+        .unwrap()
+        .set_len(limit)
+        .unwrap();
+    let (_, rec) = open(scratch.path(), &opts);
+    assert_eq!(rec.repaired_tail, None);
+    drop(scratch);
+    for seg in [&segs[1], last] {
+        let scratch = fast_tempdir();
+        copy_dir(sample.path(), scratch.path());
+        let in_scratch = scratch.path().join(seg.file_name().unwrap());
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&in_scratch)
+            .unwrap()
+            .set_len(limit + 1)
+            .unwrap();
+        expect_corrupt(scratch.path(), &opts, &in_scratch, limit);
+    }
+}
