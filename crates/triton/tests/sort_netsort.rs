@@ -244,6 +244,48 @@ fn a_peer_killed_mid_transfer_fails_the_others() {
     );
 }
 
+/// Bytes process `pid` has passed to write(2) and send(2) so far.
+fn bytes_written(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Server 1 is killed while its records stream to server 0 (it has written
+/// a few MB of the 200 MB it must send or keep): server 0 fails naming it.
+#[test]
+fn a_peer_killed_while_its_records_stream_fails_the_other() {
+    let dir = tempdir();
+    let config = write_config(dir.path(), &free_ports(2));
+    for i in 0..2 {
+        assert!(triton(&["gensort", p(&dir.path().join(format!("in{i}"))), "200mb"])
+            .status
+            .success());
+    }
+    let mut servers = Servers::default();
+    for id in 0..2 {
+        servers
+            .0
+            .push(spawn_server(id, dir.path(), &config, &["--memory", "4MiB"]));
+    }
+    let one = servers.0[1].id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bytes_written(one) < 4_000_000 {
+        assert!(Instant::now() < deadline, "server 1 never got going");
+        assert!(servers.0[1].try_wait().unwrap().is_none(), "server 1 ended early");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    servers.0[1].kill().unwrap();
+    let (status, stderr) = wait_for(&mut servers.0[0], Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "server 0 finished without server 1's records: {stderr}"
+    );
+    assert!(stderr.contains("server 1"), "unclear error: {stderr}");
+}
+
 /// The port of server `id` in a config written by [`write_config`].
 fn config_port(config: &Path, id: usize) -> u16 {
     let text = std::fs::read_to_string(config).unwrap();
