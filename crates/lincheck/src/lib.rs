@@ -69,7 +69,9 @@ use search::{check_ops, SearchOutcome};
 #[derive(Clone, Copy, Debug)]
 pub struct CheckOptions {
     /// Model steps allowed per key before giving up with `Unknown` (about
-    /// a second per million on one core).
+    /// a second per million on one core). Pruning before the search may do
+    /// [`prune::WORK_PER_STEP`] times as many (much cheaper) units of work
+    /// before it gives up and leaves the search everything.
     pub budget_per_key: u64,
     /// Approximate bytes the search of one key may hold before giving up
     /// with `Unknown` (keys run in parallel, one per rayon thread).
@@ -256,8 +258,11 @@ pub fn check_key(key: &str, ops: &[Operation], opts: &CheckOptions) -> KeyReport
     // seen, cannot matter: leave them out of the search (see `prune`).
     // Unknown-outcome writes a read proves took effect get that read's
     // return as a deadline.
-    let needed = prune::needed(ops);
-    let deadlines = prune::deadlines(ops);
+    // Pruning runs before the search, within a work limit of its own
+    // proportional to the search's.
+    let prune_work = opts.budget_per_key.saturating_mul(prune::WORK_PER_STEP);
+    let needed = prune::needed(ops, prune_work);
+    let deadlines = prune::deadlines(ops, prune_work);
     let compiled: Vec<CompiledOp> = ops
         .iter()
         .zip(needed.iter().zip(&deadlines))

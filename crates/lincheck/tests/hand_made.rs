@@ -233,6 +233,38 @@ fn a_return_and_a_call_at_the_same_instant_count_as_concurrent() {
 }
 
 #[test]
+fn a_delete_returning_when_a_write_is_called_may_precede_it() {
+    // The delete at [20, 50] may take effect at 50 just after "b" is put
+    // (called at 50, the same instant), so the last delete needs the
+    // unknown-outcome Put of "c" to find the key. Pruning once left that
+    // Put out because it counted a delete returning at 50 as before a write
+    // called at 50, and reported a violation.
+    assert_linearizable(&[
+        put(1, "a", 1, 0, 10),
+        delete(2, true, 15, 18),
+        delete(2, true, 20, 50),
+        put(3, "b", 2, 50, 60),
+        put_unknown(4, "c", 55),
+        delete(5, true, 70, 80),
+    ]);
+}
+
+#[test]
+fn two_deletes_at_the_same_instant_may_have_a_write_between_them() {
+    // Both deletes take no time and happen at 20: "b", if it took effect at
+    // 20, can come between them. Pruning once counted neither delete as
+    // possibly between the other and the Put of "a" (a call at the same
+    // instant as a return was taken as after it), left the Put of "b" out,
+    // and reported a violation.
+    assert_linearizable(&[
+        put(1, "a", 1, 0, 10),
+        put_unknown(2, "b", 5),
+        delete(3, true, 20, 20),
+        delete(4, true, 20, 20),
+    ]);
+}
+
+#[test]
 fn deleted_key_is_recreated_with_a_greater_version() {
     assert_linearizable(&[
         put(1, "a", 4, 0, 1),
