@@ -15,14 +15,17 @@
 //! thread while the next run fills, so receiving overlaps sorting and
 //! spilling. If everything fits, nothing touches the disk but the output.
 //!
-//! Budget split for [`RunSorter`] with a budget of `M` bytes: three writer
-//! buffers of `M/32` (clamped to 16 KiB..8 MiB); the rest holds two runs of
-//! `R` bytes (one filling, one being spilled), each with an index of 16 to
-//! 32 bytes per record (bucket vectors grow by doubling), so
-//! `R = rest * 100 / 264`. While merging, the rest bounds the run pages
-//! kept resident or buffered ([`crate::merge::release_window`]). Temporary runs
-//! live in a `.triton-sort-*` directory beside the output and are removed on
-//! success and on error.
+//! Budget split for [`RunSorter`] with a budget of `M` bytes: the writer
+//! buffers of the spills and the output (`WRITER_THREADS + 2` of `M/32`,
+//! clamped to 16 KiB..8 MiB but at most `M/4` in all, allocated once and
+//! lent to every writer); the
+//! rest holds two runs of `R` bytes (one filling, one being spilled), each
+//! with an index of 16 to 32 bytes per record (bucket vectors grow by
+//! doubling), so `R = rest * 100 / 264`. Run buffers are anonymous maps of
+//! `R` bytes ([`RunBuf`]). While merging, the rest bounds the run pages
+//! kept resident or buffered ([`crate::merge::release_window`]). Temporary
+//! runs live in a `.triton-sort-*` directory beside the output and are
+//! removed on success and on error.
 
 use std::fs::File;
 use std::io::Read;
@@ -36,7 +39,7 @@ use crate::memsort::{sort_into_file, BucketIndex};
 use crate::merge::{drop_mapped_pages, merge_in_passes};
 use crate::output::SortOutput;
 use crate::record::{record_count, RECORD_LEN};
-use crate::writer::{PipelinedWriter, BUFFERS};
+use crate::writer::{positional_buffers, PipelinedWriter};
 
 /// Smallest memory budget accepted: a few buffers and runs must fit.
 pub const MIN_MEMORY: u64 = 64 * 1024;
@@ -63,14 +66,89 @@ pub struct SortStats {
     pub runs: usize,
 }
 
-/// A spilled run's emptied buffer and index, handed back for reuse.
-type SpareRun = (Vec<u8>, BucketIndex);
+/// Writer buffers of a spill or of the output.
+const WRITE_BUFFERS: usize = positional_buffers(WRITER_THREADS);
+
+/// A spilled run's emptied buffer, index and writer buffers, handed back
+/// for reuse.
+type SpareRun = (RunBuf, BucketIndex, Vec<Vec<u8>>);
+
+/// The records of one run: an anonymous map of the run's full size rather
+/// than a growing `Vec`. Pages become resident only as records arrive, so a
+/// small input costs no more; nothing is copied as it fills (a `Vec`
+/// growing by doubling briefly holds old and new copies); and dropping it
+/// unmaps it at once, where an allocator may keep freed memory resident
+/// for a while (mimalloc: a second), e.g. through the merge that follows.
+pub(crate) struct RunBuf {
+    map: Option<memmap2::MmapMut>,
+    len: usize,
+}
+
+impl RunBuf {
+    /// An empty buffer that maps nothing until [`Self::reserve`].
+    fn empty() -> Self {
+        RunBuf { map: None, len: 0 }
+    }
+
+    /// Map `capacity` bytes if nothing is mapped yet.
+    fn reserve(&mut self, capacity: usize) -> Result<()> {
+        assert!(capacity > 0);
+        if self.map.is_none() {
+            let map =
+                memmap2::MmapMut::map_anon(capacity).ctx(|| format!("mapping a run buffer of {capacity} bytes"))?;
+            self.map = Some(map);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn capacity(&self) -> usize {
+        self.map.as_ref().map_or(0, |m| m.len())
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The unfilled part; call [`Self::filled`] with what was written.
+    fn spare_mut(&mut self) -> &mut [u8] {
+        match &mut self.map {
+            Some(map) => &mut map[self.len..],
+            None => &mut [],
+        }
+    }
+
+    fn filled(&mut self, n: usize) {
+        assert!(self.len + n <= self.capacity(), "filled past the end");
+        self.len += n;
+    }
+}
+
+impl std::ops::Deref for RunBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.map {
+            Some(map) => &map[..self.len],
+            None => &[],
+        }
+    }
+}
 
 /// Accumulates records and sorts them within a memory budget.
 pub struct RunSorter {
-    buf: Vec<u8>,
+    buf: RunBuf,
     run_bytes: usize,
     write_buffer: usize,
+    /// The writer buffers, lent to each spill and to the output in turn
+    /// (empty while a spill has them).
+    write_buffers: Vec<Vec<u8>>,
     merge_memory: usize,
     temp_parent: PathBuf,
     temp: Option<ScratchDir>,
@@ -97,13 +175,15 @@ impl RunSorter {
             });
         }
         let memory = usize::try_from(memory).unwrap_or(usize::MAX);
-        let write_buffer = (memory / 32).clamp(16 << 10, 8 << 20);
-        let rest = memory - BUFFERS * write_buffer;
+        // At most a quarter of a tiny budget, so runs still hold many records.
+        let write_buffer = (memory / 32).clamp(16 << 10, 8 << 20).min(memory / 4 / WRITE_BUFFERS);
+        let rest = memory - WRITE_BUFFERS * write_buffer;
         let run_bytes = ((rest / 264).saturating_mul(100) / RECORD_LEN * RECORD_LEN).max(RECORD_LEN);
         Ok(RunSorter {
-            buf: Vec::new(),
+            buf: RunBuf::empty(),
             run_bytes,
             write_buffer,
+            write_buffers: Vec::new(),
             merge_memory: rest,
             temp_parent: temp_parent.to_path_buf(),
             temp: None,
@@ -150,25 +230,13 @@ impl RunSorter {
         self.runs_made
     }
 
-    /// Pre-size the run buffer for `bytes` of input (capped at one run), so
-    /// a file that fits is read without reallocation.
-    pub fn expect_bytes(&mut self, bytes: u64) {
-        let want = usize::try_from(bytes).unwrap_or(usize::MAX).min(self.run_bytes);
-        if want > self.buf.capacity() {
-            self.buf.reserve_exact(want - self.buf.len());
-        }
-    }
-
     /// Make room for at least one more byte, spilling a full run first.
     fn make_room(&mut self) -> Result<()> {
         if self.buf.len() >= self.run_bytes {
             self.spill()?;
         }
-        if self.buf.len() == self.buf.capacity() {
-            // Grow geometrically but never past one run: the budget holds.
-            let target = (self.buf.capacity() * 2).max(1 << 20).min(self.run_bytes);
-            self.buf.reserve_exact(target - self.buf.len());
-        }
+        self.buf.reserve(self.run_bytes)?;
+        debug_assert_eq!(self.buf.capacity(), self.run_bytes, "run buffers hold one run");
         Ok(())
     }
 
@@ -177,8 +245,9 @@ impl RunSorter {
         assert_eq!(records.len() % RECORD_LEN, 0, "push whole records only");
         while !records.is_empty() {
             self.make_room()?;
-            let n = (self.buf.capacity() - self.buf.len()).min(records.len());
-            self.buf.extend_from_slice(&records[..n]);
+            let n = self.buf.spare_mut().len().min(records.len());
+            self.buf.spare_mut()[..n].copy_from_slice(&records[..n]);
+            self.buf.filled(n);
             records = &records[n..];
             self.index_new_records();
         }
@@ -190,16 +259,17 @@ impl RunSorter {
         let mut total: u64 = 0;
         loop {
             self.make_room()?;
-            let room = (self.buf.capacity() - self.buf.len()) as u64;
-            let n = input
-                .by_ref()
-                .take(room)
-                .read_to_end(&mut self.buf)
-                .ctx(|| format!("reading {}", path.display()))?;
+            let n = loop {
+                match input.read(self.buf.spare_mut()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    other => break other.ctx(|| format!("reading {}", path.display()))?,
+                }
+            };
             total += n as u64;
             if n == 0 {
                 break;
             }
+            self.buf.filled(n);
             self.index_new_records();
         }
         if !self.buf.len().is_multiple_of(RECORD_LEN) {
@@ -248,9 +318,13 @@ impl RunSorter {
         let spare = self.wait_for_spill()?;
         self.records += (self.buf.len() / RECORD_LEN) as u64;
         let path = self.new_run_path()?;
-        let (spare_buf, spare_index) = match spare {
-            Some(pair) => pair,
-            None => (Vec::new(), BucketIndex::new(0)),
+        let (spare_buf, spare_index, spare_writes) = match spare {
+            Some(spare) => spare,
+            None => (
+                RunBuf::empty(),
+                BucketIndex::new(0),
+                std::mem::take(&mut self.write_buffers),
+            ),
         };
         let mut run = std::mem::replace(&mut self.buf, spare_buf);
         // The spare index must use the same known bits as the current one.
@@ -261,20 +335,24 @@ impl RunSorter {
         self.indexed = 0;
         let write_buffer = self.write_buffer;
         let run_path = path.clone();
+        debug_assert!(spare_writes.len() <= WRITE_BUFFERS);
         let handle = std::thread::Builder::new()
             .name("sort-spill".into())
             .spawn(move || -> Result<SpareRun> {
                 index.sort();
                 let file = File::create(&run_path).ctx(|| format!("creating run {}", run_path.display()))?;
                 let mut out = PipelinedWriter::positional(file, write_buffer, run.len() as u64, WRITER_THREADS)
-                    .ctx(|| format!("sizing run {}", run_path.display()))?;
+                    .ctx(|| format!("sizing run {}", run_path.display()))?
+                    .with_buffers(spare_writes);
                 index
                     .write(&run, &mut out)
-                    .and_then(|()| out.finish())
+                    .ctx(|| format!("writing run {}", run_path.display()))?;
+                let writes = out
+                    .finish_into_buffers()
                     .ctx(|| format!("writing run {}", run_path.display()))?;
                 run.clear();
                 index.clear();
-                Ok((run, index))
+                Ok((run, index, writes))
             })
             .ctx(|| "starting a spill thread".to_string())?;
         self.spilling = Some(handle);
@@ -292,7 +370,8 @@ impl RunSorter {
             self.index.sort();
             trace(&format!("bucket sort {:?}", t.elapsed()));
             let mut out = PipelinedWriter::positional(out, self.write_buffer, self.buf.len() as u64, WRITER_THREADS)
-                .ctx(|| "sizing the output".to_string())?;
+                .ctx(|| "sizing the output".to_string())?
+                .with_buffers(std::mem::take(&mut self.write_buffers));
             self.index
                 .write(&self.buf, &mut out)
                 .and_then(|()| out.finish())
@@ -303,9 +382,12 @@ impl RunSorter {
         if !self.buf.is_empty() {
             self.spill()?;
         }
-        self.wait_for_spill()?;
-        self.buf = Vec::new(); // free the run buffer and index before merging
+        // Free the run buffers (unmapped at once), indexes and writer
+        // buffers before merging.
+        drop(self.wait_for_spill()?);
+        self.buf = RunBuf::empty();
         self.index = BucketIndex::new(0);
+        self.write_buffers = Vec::new();
         let runs = std::mem::take(&mut self.runs);
         let memory = self.merge_memory;
         let (merged, _passes) = merge_in_passes(runs, MAX_FAN_IN, memory, &out, || self.new_run_path())?;
@@ -351,7 +433,6 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
         let run_records = (sorter.in_memory_limit() / RECORD_LEN / 10 * 9).max(1);
         return sort_mapped_runs(&file, input, output, &parent, run_records, MAX_FAN_IN);
     }
-    sorter.expect_bytes(size);
     sorter.fill_from(&mut file, input)?;
     drop(file);
     trace(&format!("read {:?}", t.elapsed()));

@@ -187,14 +187,60 @@ pub fn merge_files(runs: &[PathBuf], out: &File, window: usize) -> Result<u64> {
         })
         .collect();
     assert_eq!(offset, total, "partitions cover every record once");
+    // One set of buffers per thread, reused by its next partition: buffers
+    // allocated per partition and freed stayed resident in the allocator
+    // (mimalloc purges after a second), about doubling the budget.
+    let spare: std::sync::Mutex<Vec<MergeBuffers>> = std::sync::Mutex::default();
+    let sets = std::sync::atomic::AtomicUsize::new(0);
     let written: u64 = jobs
         .into_par_iter()
-        .map_init(
-            || Vec::with_capacity(PIECE_RECORDS * RECORD_LEN),
-            |piece, (start, ranges)| merge_partition(&mapped, &ranges, out, start, window, piece),
-        )
+        .map(|(start, ranges)| {
+            let taken = spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut buffers = match taken {
+                Some(b) => b,
+                None => {
+                    sets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    MergeBuffers::new(mapped.len(), window)?
+                }
+            };
+            let merged = merge_partition(&mapped, &ranges, out, start, window, &mut buffers)?;
+            spare.lock().unwrap_or_else(|e| e.into_inner()).push(buffers);
+            Ok(merged)
+        })
         .try_reduce(|| 0, |a, b| Ok(a + b))?;
+    debug_assert!(
+        sets.into_inner() <= rayon::current_num_threads(),
+        "a buffer set per thread"
+    );
     Ok(written)
+}
+
+/// A merging thread's buffers: the output piece and, when runs are read
+/// with `pread` (windows below [`MAPPED_FROM`]), one window per run in an
+/// anonymous map (returned to the system as soon as the merge ends).
+struct MergeBuffers {
+    piece: Vec<u8>,
+    windows: Option<memmap2::MmapMut>,
+}
+
+impl MergeBuffers {
+    fn new(runs: usize, window: usize) -> Result<Self> {
+        let windows = if window < MAPPED_FROM && runs > 0 {
+            let bytes = runs * window_records(window) * RECORD_LEN;
+            Some(memmap2::MmapMut::map_anon(bytes).ctx(|| format!("mapping {bytes} bytes of merge buffers"))?)
+        } else {
+            None
+        };
+        Ok(MergeBuffers {
+            piece: Vec::with_capacity(PIECE_RECORDS * RECORD_LEN),
+            windows,
+        })
+    }
+}
+
+/// Records read at once from each run when merging through buffers.
+fn window_records(window: usize) -> usize {
+    (window / RECORD_LEN).max(1)
 }
 
 /// Cut the records of `runs` into at most `parts` key ranges of about equal
@@ -237,41 +283,53 @@ fn partition(runs: &[Run], parts: usize) -> std::io::Result<Vec<Vec<(usize, usiz
 }
 
 /// Merge record ranges `ranges[r]` of every run `r` into `out` from byte
-/// `start`, through the reusable `piece` buffer; returns records written.
+/// `start`, through the thread's reusable `buffers`; returns records
+/// written.
 fn merge_partition(
     runs: &[Run],
     ranges: &[(usize, usize)],
     out: &File,
     start: u64,
     window: usize,
-    piece: &mut Vec<u8>,
+    buffers: &mut MergeBuffers,
 ) -> Result<u64> {
     debug_assert_eq!(runs.len(), ranges.len());
+    let MergeBuffers { piece, windows } = buffers;
     let mut cursor: Vec<usize> = ranges.iter().map(|&(lo, _)| lo).collect();
     // Byte offset in each run below which the mapping was released.
     let mut released: Vec<usize> = ranges.iter().map(|&(lo, _)| lo * RECORD_LEN).collect();
-    // Small windows: each run's (first record, records) read with pread;
-    // empty when the merge reads the maps.
-    let mut buffers: Vec<(usize, Vec<u8>)> = if window < MAPPED_FROM {
-        ranges.iter().map(|&(lo, _)| (lo, Vec::new())).collect()
-    } else {
-        Vec::new()
+    let chunk = window_records(window);
+    // Small windows: each run's window of `chunk` records, read with pread
+    // ([`Window`]); empty when the merge reads the maps.
+    let mut buffers: Vec<Window> = match windows {
+        Some(map) => {
+            assert_eq!(map.len(), runs.len() * chunk * RECORD_LEN, "a window per run");
+            ranges
+                .iter()
+                .zip(map.chunks_exact_mut(chunk * RECORD_LEN))
+                .map(|(&(lo, _), bytes)| Window {
+                    first: lo,
+                    records: 0,
+                    bytes,
+                })
+                .collect()
+        }
+        None => Vec::new(),
     };
-    let chunk = (window / RECORD_LEN).max(1);
-    // Make `record` of run `r` readable: refill its buffer once past it.
-    let fill = |buffers: &mut Vec<(usize, Vec<u8>)>, r: usize, record: usize| -> Result<()> {
-        let Some((first, buf)) = buffers.get_mut(r) else {
+    // Make `record` of run `r` readable: refill its window once past it.
+    let fill = |buffers: &mut Vec<Window>, r: usize, record: usize| -> Result<()> {
+        let Some(w) = buffers.get_mut(r) else {
             return Ok(());
         };
-        if record < *first + buf.len() / RECORD_LEN {
+        if record < w.first + w.records {
             return Ok(());
         }
-        buf.resize(chunk.min(ranges[r].1 - record) * RECORD_LEN, 0);
+        let records = chunk.min(ranges[r].1 - record);
         runs[r]
             .file
-            .read_exact_at(buf, (record * RECORD_LEN) as u64)
+            .read_exact_at(&mut w.bytes[..records * RECORD_LEN], (record * RECORD_LEN) as u64)
             .ctx(|| "reading a run to merge".to_string())?;
-        *first = record;
+        (w.first, w.records) = (record, records);
         Ok(())
     };
     let mut heap: BinaryHeap<Reverse<u128>> = BinaryHeap::with_capacity(runs.len());
@@ -326,12 +384,25 @@ fn merge_partition(
     Ok(written)
 }
 
-/// Record `record` of `run`: from `buffer` (first record, records) if the
-/// merge reads with pread, else from the map.
+/// Records `first..first + records` of a run, read into `bytes`.
+struct Window<'a> {
+    first: usize,
+    records: usize,
+    bytes: &'a mut [u8],
+}
+
+/// Record `record` of `run`: from its window if the merge reads with
+/// pread, else from the map.
 #[inline]
-fn record_bytes<'a>(run: &'a Run, buffer: Option<&'a (usize, Vec<u8>)>, record: usize) -> &'a [u8] {
-    match buffer {
-        Some((first, buf)) => &buf[(record - first) * RECORD_LEN..][..RECORD_LEN],
+fn record_bytes<'a>(run: &'a Run, window: Option<&'a Window>, record: usize) -> &'a [u8] {
+    match window {
+        Some(w) => {
+            debug_assert!(
+                record >= w.first && record < w.first + w.records,
+                "record in its window"
+            );
+            &w.bytes[(record - w.first) * RECORD_LEN..][..RECORD_LEN]
+        }
         None => &run.map[record * RECORD_LEN..(record + 1) * RECORD_LEN],
     }
 }

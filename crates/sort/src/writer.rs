@@ -12,7 +12,10 @@
 //!
 //! At most `threads + 2` buffers of `buffer_size` bytes exist at once (one
 //! being filled, one queued, one per thread being written). Buffers are
-//! recycled, not reallocated.
+//! recycled, not reallocated, and may be lent by the caller and taken back
+//! ([`PipelinedWriter::with_buffers`], [`PipelinedWriter::finish_into_buffers`]),
+//! so a caller writing many files (runs) allocates them once: buffers freed
+//! and reallocated per file stay resident in the allocator for a while.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -23,6 +26,11 @@ use std::thread::JoinHandle;
 /// Buffers in flight at most with one writer thread.
 pub const BUFFERS: usize = 3;
 
+/// Buffers in flight at most with `threads` positional writer threads.
+pub const fn positional_buffers(threads: usize) -> usize {
+    threads + 2
+}
+
 /// A buffer and the file offset it goes to.
 type Job = (u64, Vec<u8>);
 
@@ -31,6 +39,8 @@ pub struct PipelinedWriter<W: Write + Send + 'static> {
     to_writer: Option<SyncSender<Job>>,
     recycled: Receiver<Vec<u8>>,
     current: Vec<u8>,
+    /// Buffers lent by the caller, used before allocating new ones.
+    spare: Vec<Vec<u8>>,
     allocated: usize,
     max_buffers: usize,
     buffer_size: usize,
@@ -61,8 +71,9 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
         PipelinedWriter {
             to_writer: Some(to_writer),
             recycled,
-            current: Vec::with_capacity(buffer_size),
-            allocated: 1,
+            current: Vec::new(),
+            spare: Vec::new(),
+            allocated: 0,
             max_buffers: BUFFERS,
             buffer_size,
             offset: 0,
@@ -75,6 +86,18 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
         self.buffer_size
     }
 
+    /// Lend the writer `buffers` to use before allocating any (at most its
+    /// buffer count are kept; those smaller than `buffer_size` are dropped).
+    pub fn with_buffers(mut self, buffers: Vec<Vec<u8>>) -> Self {
+        assert_eq!(self.allocated, 0, "lend buffers before writing");
+        self.spare = buffers
+            .into_iter()
+            .filter(|b| b.capacity() >= self.buffer_size)
+            .take(self.max_buffers)
+            .collect();
+        self
+    }
+
     /// An empty buffer with capacity `buffer_size`, recycled if possible.
     /// Blocks while all buffers are in flight (that is the backpressure).
     pub fn take_buffer(&mut self) -> io::Result<Vec<u8>> {
@@ -83,6 +106,10 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
         }
         if self.allocated < self.max_buffers {
             self.allocated += 1;
+            if let Some(mut buf) = self.spare.pop() {
+                buf.clear();
+                return Ok(buf);
+            }
             return Ok(Vec::with_capacity(self.buffer_size));
         }
         match self.recycled.recv() {
@@ -155,6 +182,22 @@ impl<W: Write + Send + 'static> PipelinedWriter<W> {
         self.join_all().map(drop)
     }
 
+    /// Like [`Self::finish`], and give back every buffer (for the next
+    /// writer's [`Self::with_buffers`]).
+    pub fn finish_into_buffers(mut self) -> io::Result<Vec<Vec<u8>>> {
+        self.flush_current()?;
+        self.join_all()?;
+        // Every thread has ended, so each buffer taken is back.
+        let mut buffers = std::mem::take(&mut self.spare);
+        let unused = buffers.len();
+        buffers.extend(self.recycled.try_iter());
+        if self.current.capacity() > 0 {
+            buffers.push(std::mem::take(&mut self.current)); // taken but never filled
+        }
+        debug_assert_eq!(buffers.len(), unused + self.allocated, "a buffer went missing");
+        Ok(buffers)
+    }
+
     /// Like [`Self::finish`], and give back the inner writer (sequential
     /// mode only).
     pub fn finish_into_inner(mut self) -> io::Result<W> {
@@ -202,9 +245,10 @@ impl PipelinedWriter<File> {
         Ok(PipelinedWriter {
             to_writer: Some(to_writer),
             recycled,
-            current: Vec::with_capacity(buffer_size),
-            allocated: 1,
-            max_buffers: threads + 2,
+            current: Vec::new(),
+            spare: Vec::new(),
+            allocated: 0,
+            max_buffers: positional_buffers(threads),
             buffer_size,
             offset: 0,
             handles,
