@@ -419,10 +419,7 @@ pub fn sort_file(input: &Path, output: &Path, options: &SortOptions) -> Result<S
         .len();
     record_count(input, size)?;
     let t = std::time::Instant::now();
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = crate::output::scratch_parent(output);
     let mut sorter = RunSorter::new(options.memory, &parent)?;
     if size > 0 && !same_file(input, output) {
         if size <= sorter.in_memory_limit() as u64 {

@@ -36,7 +36,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::external::{same_file, RunSorter, SortStats, MIN_MEMORY};
+use crate::output::SortOutput;
 use crate::record::{key_prefix, record_count, RECORD_LEN};
 
 /// First bytes of every connection: protocol name and version.
@@ -339,16 +340,15 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
             output.display()
         )));
     }
-    let out_file = File::create(output).ctx(|| format!("creating output {}", output.display()))?;
-    // Never leave an output that looks like a result if anything fails.
-    let mut output_guard = RemoveOnError {
-        path: output,
-        armed: true,
-    };
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    // The result goes to a temporary file that becomes the output only on
+    // success: a failed run leaves no output that looks like a result, and
+    // an old output (or `/dev/null`) as it was.
+    let out = SortOutput::create(output)?;
+    let out_file = out
+        .file()
+        .try_clone()
+        .ctx(|| format!("opening output {}", output.display()))?;
+    let parent = crate::output::scratch_parent(output);
     let start = Instant::now();
     // Checked: a timeout of centuries means "no deadline", not a panic.
     let far = |t: Instant, d: Duration| t.checked_add(d).unwrap_or(t + Duration::from_secs(100 * 365 * 86_400));
@@ -439,6 +439,7 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
         drop(frames_tx);
         let output = join_sorter(sorter_thread.take().expect("joined once"))?
             .ok_or_else(|| Error::Net("the local sorter stopped".into()))?;
+        out.commit()?;
         Ok(NetStats {
             input_records,
             received_records: session.received,
@@ -454,9 +455,8 @@ pub fn netsort(my_id: u32, input: &Path, output: &Path, config: &Config, options
         },
         (result, _) => result,
     };
-    match &result {
-        Ok(_) => output_guard.armed = false,
-        Err(_) => session.shut_down_all(),
+    if result.is_err() {
+        session.shut_down_all();
     }
     result
 }
@@ -472,21 +472,6 @@ fn disable_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments and touches no memory.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
-
-/// Removes the output file when dropped while still armed (on any error
-/// return after the output was created).
-struct RemoveOnError<'a> {
-    path: &'a Path,
-    armed: bool,
-}
-
-impl Drop for RemoveOnError<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(self.path);
-        }
     }
 }
 

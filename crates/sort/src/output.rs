@@ -6,14 +6,28 @@
 //! (`triton sort f f`) the input is gone. So the result goes to a temporary
 //! file beside the output, renamed over it once complete (a rename is
 //! cheap and atomic), and removed on failure. An output that exists and is
-//! not a regular file (`/dev/null`, a FIFO) cannot be replaced by a rename:
-//! it is written directly.
+//! not a regular file (`/dev/null`, a FIFO, a terminal) can be neither
+//! renamed over nor written at positions or sized, as the sort writes: the
+//! result is made in a temporary file in `TMPDIR` and copied out in order on
+//! success. Such an output is never removed or truncated on failure.
 
 use std::fs::File;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+
+/// Where a sort's spilled runs go: beside the output, or in `TMPDIR` when
+/// the output is not a regular file (runs cannot go in `/dev`).
+pub fn scratch_parent(output: &Path) -> PathBuf {
+    if std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
+        return std::env::temp_dir();
+    }
+    match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
 
 /// Where a sort writes its result; [`SortOutput::commit`] makes it the output.
 pub struct SortOutput {
@@ -21,14 +35,18 @@ pub struct SortOutput {
     path: PathBuf,
     /// The temporary file, removed when dropped (a sort that failed).
     temp: Option<tempfile::TempPath>,
+    /// The output is not a regular file: on commit the temporary file is
+    /// copied into it rather than renamed over it.
+    stream: bool,
     /// Keeps the temporary file listed for removal on interrupt.
     _listed: Option<crate::scratch::Listed>,
 }
 
 impl SortOutput {
-    /// Prepare to write `path`: a temporary file in its directory, or `path`
-    /// itself if it exists and is not a regular file (or its directory
-    /// does not let us create files, while the file itself is writable).
+    /// Prepare to write `path`: a temporary file in its directory; one in
+    /// `TMPDIR` if `path` exists and is not a regular file; or `path` itself
+    /// if its directory does not let us create files while the file itself
+    /// is writable.
     pub fn create(path: &Path) -> Result<SortOutput> {
         // Replace the file a symlink points to, not the symlink (as writing
         // through it would).
@@ -40,7 +58,7 @@ impl SortOutput {
             _ => path.to_path_buf(),
         };
         let existing = match std::fs::metadata(&target) {
-            Ok(m) if !m.is_file() => return Self::direct(path),
+            Ok(m) if !m.is_file() => return Self::stream(path),
             Ok(m) => Some(m.permissions()),
             Err(_) => None,
         };
@@ -72,6 +90,26 @@ impl SortOutput {
             file,
             path: target,
             temp: Some(temp),
+            stream: false,
+            _listed: Some(listed),
+        })
+    }
+
+    /// For an output that is not a regular file: a temporary regular file in
+    /// `TMPDIR`, copied into the output on commit.
+    fn stream(path: &Path) -> Result<SortOutput> {
+        let dir = std::env::temp_dir();
+        let temp = tempfile::Builder::new()
+            .prefix(".triton-sort-out-")
+            .tempfile_in(&dir)
+            .ctx(|| format!("creating a temporary output in {}", dir.display()))?;
+        let (file, temp) = temp.into_parts();
+        let listed = crate::scratch::list(&temp);
+        Ok(SortOutput {
+            file,
+            path: path.to_path_buf(),
+            temp: Some(temp),
+            stream: true,
             _listed: Some(listed),
         })
     }
@@ -82,6 +120,7 @@ impl SortOutput {
             file,
             path: path.to_path_buf(),
             temp: None,
+            stream: false,
             _listed: None,
         })
     }
@@ -98,7 +137,22 @@ impl SortOutput {
 
     /// The result is complete: make it the output.
     pub fn commit(self) -> Result<()> {
-        let SortOutput { file, path, temp, .. } = self;
+        let SortOutput {
+            mut file,
+            path,
+            temp,
+            stream,
+            ..
+        } = self;
+        if stream {
+            file.rewind().ctx(|| "rewinding the temporary output".to_string())?;
+            let mut to = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("opening output {}", path.display()))?;
+            std::io::copy(&mut file, &mut to).ctx(|| format!("writing {}", path.display()))?;
+            return Ok(()); // the temporary file goes with `temp`
+        }
         drop(file);
         if let Some(temp) = temp {
             // On failure the error drops the temporary path, removing it.
@@ -114,7 +168,7 @@ impl SortOutput {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -166,11 +220,16 @@ mod tests {
         o.commit().unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
-        // /dev/null cannot be renamed over: it is written in place.
+        // /dev/null cannot be renamed over, written at positions or sized:
+        // the result is made in a temporary file and copied into it.
         let o = SortOutput::create(Path::new("/dev/null")).unwrap();
         assert_eq!(o.path(), Path::new("/dev/null"));
-        o.file().write_all(b"gone").unwrap();
+        o.file().write_all_at(b"gone", 4096).unwrap();
+        o.file().set_len(8192).unwrap();
         o.commit().unwrap();
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        // Nor is it touched by a sort that fails.
+        drop(SortOutput::create(Path::new("/dev/null")).unwrap());
         assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
     }
 }

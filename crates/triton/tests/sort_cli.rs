@@ -407,3 +407,39 @@ fn a_sort_stopped_by_a_signal_leaves_no_temporary_files() {
         assert_eq!(valsort(&input).checksum, before.checksum);
     }
 }
+
+/// An output that is not a regular file (`/dev/null`, a FIFO) cannot be
+/// written at positions or sized: the sort still delivers every record, in
+/// order, whether it fits the budget or spills runs.
+#[test]
+fn sorts_into_dev_null_and_a_fifo() {
+    let dir = tempdir();
+    let input = dir.path().join("in");
+    ok(&["gensort", p(&input), "2mb", "--seed", "12"]);
+    let before = valsort(&input);
+    for memory in [None, Some("256KiB")] {
+        let mut args = vec!["sort", p(&input), "/dev/null"];
+        args.extend(memory.iter().flat_map(|m| ["--memory", *m]));
+        ok(&args);
+
+        let fifo = dir.path().join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(p(&fifo)).unwrap();
+        // SAFETY: a NUL-terminated path and a mode; mkfifo(3) touches nothing else.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).expect("read the fifo"))
+        };
+        let mut args = vec!["sort", p(&input), p(&fifo)];
+        args.extend(memory.iter().flat_map(|m| ["--memory", *m]));
+        ok(&args);
+        let sorted = reader.join().unwrap();
+        let copy = dir.path().join("from-fifo");
+        std::fs::write(&copy, &sorted).unwrap();
+        let after = valsort(&copy);
+        assert!(after.sorted, "memory {memory:?}");
+        assert_eq!(after.checksum, before.checksum, "memory {memory:?}");
+        assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
+    }
+}

@@ -634,3 +634,66 @@ fn servers_stay_near_their_memory_budget() {
     }
     check_outputs(dir.path(), n, expected);
 }
+
+/// An output that is not a regular file gets every record in order and is
+/// never removed: `/dev/null` stays the device, a FIFO's reader gets the
+/// sorted records. (A failed run used to remove its output path, which
+/// for root running `netsort ... /dev/null` was the device node itself.)
+#[test]
+fn a_server_writes_into_a_fifo_and_never_removes_a_device() {
+    let dir = tempdir();
+    let config = write_config(dir.path(), &free_ports(1));
+    let input = dir.path().join("in0");
+    assert!(triton(&["gensort", p(&input), "1mb", "--seed", "4"]).status.success());
+    let (records, checksum, _) = valsort(&input);
+
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(p(&fifo)).unwrap();
+    // SAFETY: a NUL-terminated path and a mode; mkfifo(3) touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).expect("read the fifo"))
+    };
+    let out = triton(&["netsort", "0", p(&input), p(&fifo), p(&config)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let copy = dir.path().join("copy");
+    std::fs::write(&copy, reader.join().unwrap()).unwrap();
+    assert_eq!(valsort(&copy), (records, checksum, true));
+
+    // A run that fails (its peer never comes) leaves a FIFO output in place
+    // (a FIFO of the test's own, not /dev/null, in case it does not).
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let fifo2 = dir.path().join("fifo2");
+    let c = std::ffi::CString::new(p(&fifo2)).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    // A reader that does not block, so a writer's open would not either.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo2)
+        .unwrap();
+    let two = dir.path().join("two");
+    std::fs::create_dir(&two).unwrap();
+    let config2 = write_config(&two, &free_ports(2));
+    let out = triton(&[
+        "netsort",
+        "0",
+        p(&input),
+        p(&fifo2),
+        p(&config2),
+        "--connect-timeout",
+        "0.5",
+    ]);
+    assert!(!out.status.success());
+    let kind = std::fs::symlink_metadata(&fifo2)
+        .expect("the FIFO is still there")
+        .file_type();
+    assert!(kind.is_fifo());
+    drop(reader);
+    // And /dev/null takes a whole run, and stays the device.
+    let out = triton(&["netsort", "0", p(&input), "/dev/null", p(&config)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+}
