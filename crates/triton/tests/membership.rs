@@ -46,7 +46,12 @@ fn admin_ok(c: &Cluster, args: &[&str]) -> String {
 
 /// Members by id -> role, from `triton admin members` (asked of `node`).
 fn members(c: &Cluster, node: usize) -> (Option<u64>, BTreeMap<u64, String>) {
-    let text = admin_ok(c, &["--endpoints", &c.addrs[node], "members"]);
+    members_via(c, &c.addrs[node])
+}
+
+/// Members by id -> role, from `triton admin --endpoints ENDPOINTS members`.
+fn members_via(c: &Cluster, endpoints: &str) -> (Option<u64>, BTreeMap<u64, String>) {
+    let text = admin_ok(c, &["--endpoints", endpoints, "members"]);
     let mut roles = BTreeMap::new();
     let mut leader = None;
     for line in text.lines() {
@@ -374,15 +379,6 @@ fn members_are_not_taken_from_a_removed_node_that_lost_the_leader() {
 
     let mut endpoints = vec![c.addrs[removed as usize].clone()];
     endpoints.extend((0..3).filter(|&i| i != removed as usize).map(|i| c.addrs[i].clone()));
-    let text = admin_ok(&c, &["--endpoints", &endpoints.join(","), "members"]);
-    let mut roles = BTreeMap::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if let [id, _, role, _] = cols[..] {
-            if let Ok(id) = id.trim_start_matches('*').parse::<u64>() {
-                roles.insert(id, role.to_string());
-            }
-        }
-    }
-    assert_eq!(roles, want, "members as reported:\n{text}");
+    let (_, roles) = members_via(&c, &endpoints.join(","));
+    assert_eq!(roles, want, "members as reported with {endpoints:?}");
 }

@@ -126,7 +126,9 @@ fn remove_scratch_on_signal() -> anyhow::Result<()> {
         .enable_io()
         .build()
         .context("starting the signal watcher")?;
-    // Installed here, before the sort starts, so no signal slips through.
+    // Installed here, before the sort starts, so no signal slips through
+    // (`super::stop_signal` installs its handlers when first polled, on the
+    // watcher thread's schedule).
     let mut term = rt
         .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
         .context("installing a SIGTERM handler")?;
