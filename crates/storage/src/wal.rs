@@ -286,7 +286,7 @@ impl Wal {
         let max_len = max_segment_len(&opts);
         let mut listed = listing.segments.as_slice();
         if let Some((_, _, path)) = listed.last() {
-            if torn_at_creation(path, max_len, opts.max_record_bytes)? {
+            if torn_at_creation(path, opts.max_record_bytes)? {
                 // A segment whose creation crashed: it never held anything.
                 // Removed before replay picks its first segment, so it is
                 // never picked over the segments that hold the log.
@@ -833,9 +833,8 @@ impl Wal {
 /// up to `preallocate_bytes` past the records: that much is allowed too).
 /// Recovery refuses a longer file rather than read it all into memory.
 fn max_segment_len(opts: &WalOptions) -> u64 {
-    const HARD_STATE_RECORD: usize = RECORD_HEADER_LEN + 24;
     opts.segment_bytes
-        .max((SEGMENT_HEADER_LEN + HARD_STATE_RECORD) as u64)
+        .max(CREATION_LEN as u64)
         .saturating_add((RECORD_HEADER_LEN as u64) + u64::from(opts.max_record_bytes))
         .saturating_add(opts.preallocate_bytes)
 }
@@ -868,25 +867,39 @@ fn read_segment(path: &Path, max_len: u64) -> Result<Vec<u8>, StorageError> {
     Ok(data)
 }
 
-/// Whether the last segment `path` is one whose creation was torn: a header
-/// that does not check out and no valid record anywhere (any other damage is
-/// `Corrupt`). Reads only the header unless it is damaged.
-fn torn_at_creation(path: &Path, max_len: u64, max_record_bytes: u32) -> Result<bool, StorageError> {
-    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
-    File::open(path)
-        .and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
-        .map_err(|e| StorageError::io(path, e))?;
-    if format::check_segment_header(&header).is_ok() {
-        return Ok(false);
+/// Bytes a segment's creation writes (in one write, then fsync): the
+/// header and the leading hard-state record.
+const CREATION_LEN: usize = SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 24;
+
+/// Whether the last segment `path` is one whose creation was torn. Its
+/// creation writes [`CREATION_LEN`] bytes, header and hard state, and
+/// fsyncs them before anything else is written to it. So a file no longer
+/// than that which does not hold a valid header and a complete hard-state
+/// record never held anything: the hard state it was to begin with is the
+/// one already in the segment before it (a roll happens before a new hard
+/// state is written). A longer file went past a completed creation: its
+/// damage is for `parse_segment` to judge, and a bad header there is
+/// `Corrupt`, never silently removed.
+fn torn_at_creation(path: &Path, max_record_bytes: u32) -> Result<bool, StorageError> {
+    let len = fs::metadata(path).map_err(|e| StorageError::io(path, e))?.len();
+    if len > CREATION_LEN as u64 {
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
+        File::open(path)
+            .and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
+            .map_err(|e| StorageError::io(path, e))?;
+        return match format::check_segment_header(&header) {
+            Ok(_) => Ok(false),
+            Err(reason) => Err(StorageError::corrupt(
+                path,
+                0,
+                format!("{reason}, in a segment of {len} bytes, longer than a torn creation can leave"),
+            )),
+        };
     }
-    let data = read_segment(path, max_len)?;
-    let contents = parse_segment(path, &data, max_record_bytes, true)?;
-    assert_eq!(
-        contents.torn_tail.map(|(offset, _)| offset),
-        Some(0),
-        "parse_segment accepts a bad header only as a torn creation"
-    );
-    Ok(true)
+    let data = read_segment(path, CREATION_LEN as u64)?;
+    let complete = parse_segment(path, &data, max_record_bytes, true)
+        .is_ok_and(|c| c.torn_tail.is_none() && matches!(c.records.first(), Some((_, Record::HardState(_)))));
+    Ok(!complete)
 }
 
 /// Writes a new segment file holding its header and `hs`, fsyncs it and the
@@ -900,7 +913,7 @@ fn create_segment_file(
     let path = dir.join(format::segment_file_name(seq, first_index));
     let mut bytes = format::encode_segment_header(seq, first_index).to_vec();
     format::encode_record(&mut bytes, &Record::HardState(hs));
-    debug_assert!(bytes.len() > SEGMENT_HEADER_LEN);
+    debug_assert_eq!(bytes.len(), CREATION_LEN, "torn_at_creation relies on this length");
     let create = || -> std::io::Result<File> {
         let mut f = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         f.write_all(&bytes)?;

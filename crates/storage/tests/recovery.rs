@@ -117,7 +117,15 @@ fn cutting_the_log_at_any_byte_recovers_a_prefix_of_what_was_written() {
             format::encode_record(&mut enc, r);
             o + enc.len() as u64
         });
-        if cut < SEGMENT_HEADER_LEN {
+        // Shorter than its creation (header and hard state, written and
+        // fsynced before anything else): a torn creation, removed whole.
+        let creation_len = all.records[0].0 as usize + {
+            let mut enc = Vec::new();
+            format::encode_record(&mut enc, &all.records[0].1);
+            enc.len()
+        };
+        assert!(matches!(all.records[0].1, Record::HardState(_)));
+        if cut < creation_len {
             assert_eq!(rec.repaired_tail, Some((path.clone(), 0)), "cut {cut}");
         } else if cut as u64 == boundary || cut >= records_end {
             // At a record boundary, or inside the unused zeros: nothing torn.
@@ -595,57 +603,111 @@ fn a_crash_in_the_middle_of_compaction_recovers_and_finishes_it() {
 /// A new segment whose creation was torn is removed before recovery picks
 /// where replay starts: here it began right at the snapshot (so the rule
 /// would pick it), but it holds nothing; the segment before it holds the
-/// hard state and must be replayed and kept.
+/// hard state and must be replayed and kept. Torn anywhere in its creation:
+/// inside the header, right after it, inside the hard-state record, or with
+/// the hard state left as zeros.
 #[test]
 fn a_torn_new_segment_that_began_at_the_snapshot_does_not_replace_the_log() {
     let opts = WalOptions {
         preallocate_bytes: 0,
         ..small_opts()
     };
+    type Tear = fn(Vec<u8>) -> Vec<u8>;
+    let tears: [(&str, Tear); 5] = [
+        ("cut at 20", |b| b[..20].to_vec()),
+        ("cut at 32", |b| b[..32].to_vec()),
+        ("cut at 40", |b| b[..40].to_vec()),
+        ("cut at 64", |b| b[..64].to_vec()),
+        ("zeros after 32", |mut b| {
+            b[32..].fill(0);
+            b
+        }),
+    ];
+    for (how, tear) in tears {
+        let dir = fast_tempdir();
+        let (mut wal, _) = open(dir.path(), &opts);
+        let hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        };
+        wal.set_hard_state(hs).unwrap();
+        wal.sync().unwrap();
+        // Snapshot every entry until a snapshot marker fills the active
+        // segment: the next record rolls, and the new segment starts at the
+        // snapshot index + 1. Each entry is sized to end just below the limit
+        // when it can.
+        let meta = loop {
+            let i = wal.last_index() + 1;
+            assert!(i < 100, "the active segment never filled up");
+            let active = wal.segment_paths().last().unwrap().clone();
+            let room = opts.segment_bytes as i64 - 1 - fs::metadata(&active).unwrap().len() as i64 - 25;
+            wal.append(&[entry(i, 1, room.clamp(0, 50) as usize)]).unwrap();
+            let meta = triton_storage::SnapshotMeta {
+                index: i,
+                term: 1,
+                membership: vec![],
+            };
+            wal.save_snapshot(&meta, b"s").unwrap();
+            let active = wal.segment_paths().last().unwrap().clone();
+            if fs::metadata(&active).unwrap().len() >= opts.segment_bytes {
+                break meta;
+            }
+        };
+        let segs = wal.segment_paths().len();
+        wal.set_hard_state(HardState { commit: 1, ..hs }).unwrap();
+        wal.sync().unwrap();
+        let newest = wal.segment_paths().last().unwrap().clone();
+        assert_eq!(wal.segment_paths().len(), segs + 1);
+        assert_eq!(seg_name(&newest).1, meta.index + 1);
+        drop(wal);
+        // The creation's header and hard state only (the hard state with
+        // commit 1 went into the record after them, lost with the tear).
+        let created = fs::read(&newest).unwrap()[..65].to_vec();
+        fs::write(&newest, tear(created)).unwrap();
+        let (wal, rec) = open(dir.path(), &opts);
+        assert_eq!(rec.repaired_tail, Some((newest.clone(), 0)), "{how}");
+        assert_eq!(rec.snapshot, Some(meta), "{how}");
+        assert_eq!(rec.entries, vec![], "{how}");
+        assert_eq!(rec.hard_state, hs, "{how}");
+        assert_eq!(wal.segment_paths().len(), segs, "{how}");
+        assert_eq!(files_with_suffix(dir.path(), ".wal"), wal.segment_paths(), "{how}");
+    }
+}
+
+/// A last segment longer than its creation wrote went past a completed
+/// creation (fsynced before anything else is written): a bad header there
+/// is damage, refused as `Corrupt`, not a torn creation to remove (with
+/// its hard state and entries).
+#[test]
+fn a_damaged_header_on_a_written_last_segment_is_corrupt_not_removed() {
+    let opts = WalOptions {
+        preallocate_bytes: 0,
+        ..small_opts()
+    };
     let dir = fast_tempdir();
     let (mut wal, _) = open(dir.path(), &opts);
-    let hs = HardState {
-        term: 1,
-        vote: 1,
-        commit: 0,
-    };
-    wal.set_hard_state(hs).unwrap();
+    wal.set_hard_state(HardState {
+        term: 7,
+        vote: 3,
+        commit: 2,
+    })
+    .unwrap();
+    wal.append(&[entry(1, 7, 10), entry(2, 7, 10)]).unwrap();
     wal.sync().unwrap();
-    // Snapshot every entry until a snapshot marker fills the active segment:
-    // the next record rolls, and the new segment starts at the snapshot
-    // index + 1. Each entry is sized to end just below the limit when it can.
-    let meta = loop {
-        let i = wal.last_index() + 1;
-        assert!(i < 100, "the active segment never filled up");
-        let active = wal.segment_paths().last().unwrap().clone();
-        let room = opts.segment_bytes as i64 - 1 - fs::metadata(&active).unwrap().len() as i64 - 25;
-        wal.append(&[entry(i, 1, room.clamp(0, 50) as usize)]).unwrap();
-        let meta = triton_storage::SnapshotMeta {
-            index: i,
-            term: 1,
-            membership: vec![],
-        };
-        wal.save_snapshot(&meta, b"s").unwrap();
-        let active = wal.segment_paths().last().unwrap().clone();
-        if fs::metadata(&active).unwrap().len() >= opts.segment_bytes {
-            break meta;
-        }
-    };
-    let segs = wal.segment_paths().len();
-    wal.set_hard_state(HardState { commit: 1, ..hs }).unwrap();
-    wal.sync().unwrap();
-    let newest = wal.segment_paths().last().unwrap().clone();
-    assert_eq!(wal.segment_paths().len(), segs + 1);
-    assert_eq!(seg_name(&newest).1, meta.index + 1);
+    let last = wal.segment_paths().last().unwrap().clone();
     drop(wal);
-    fs::write(&newest, &fs::read(&newest).unwrap()[..20]).unwrap();
-    let (wal, rec) = open(dir.path(), &opts);
-    assert_eq!(rec.repaired_tail, Some((newest.clone(), 0)));
-    assert_eq!(rec.snapshot, Some(meta));
-    assert_eq!(rec.entries, vec![]);
-    assert_eq!(rec.hard_state, hs);
-    assert_eq!(wal.segment_paths().len(), segs);
-    assert_eq!(files_with_suffix(dir.path(), ".wal"), wal.segment_paths());
+    let mut bytes = fs::read(&last).unwrap();
+    assert!(bytes.len() > 65);
+    // All zeros: no valid record left anywhere to tell it from a torn creation
+    // but its length.
+    bytes.fill(0);
+    fs::write(&last, &bytes).unwrap();
+    match Wal::open(dir.path(), opts) {
+        Err(StorageError::Corrupt { .. }) => {}
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(last.exists(), "the damaged segment must be left for the operator");
 }
 
 /// A segment longer than any the options in use can write is refused as
