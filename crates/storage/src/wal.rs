@@ -135,6 +135,8 @@ struct Replay {
     floor_term: u64,
     entries: Vec<LogEntry>,
     hard_state: HardState,
+    /// A snapshot marker for the loaded snapshot was replayed.
+    floor_marked: bool,
 }
 
 impl Replay {
@@ -178,6 +180,7 @@ impl Replay {
                 self.entries.truncate(keep);
             }
             Record::Snapshot { index, term } => {
+                self.floor_marked |= (index, term) == (self.floor, self.floor_term);
                 if index > self.floor || (index == self.floor && term != self.floor_term) {
                     return Err(StorageError::corrupt(
                         path,
@@ -269,6 +272,7 @@ impl Wal {
             floor_term,
             entries: Vec::new(),
             hard_state: HardState::default(),
+            floor_marked: false,
         };
 
         for pair in listing.segments.windows(2) {
@@ -373,15 +377,6 @@ impl Wal {
         if dir_changed || !segments.is_empty() {
             sync_dir(dir)?;
         }
-        // Finish the compaction the crash interrupted, as `save_snapshot`
-        // does it: oldest first, each removal durable before the next, so a
-        // crash here also leaves a suffix and never a hole; and only now that
-        // the segments replayed are durable.
-        for (_, _, path) in skipped {
-            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
-            sync_dir(dir)?;
-        }
-
         let hard_state = replay.hard_state;
         let terms: VecDeque<u64> = replay.entries.iter().map(|e| e.term).collect();
         let next_index = floor + 1 + terms.len() as u64;
@@ -431,6 +426,29 @@ impl Wal {
             // write: put one back so deleting older segments stays safe.
             wal.write_record(&Record::HardState(hard_state))?;
             wal.sync()?;
+        }
+        // Finish the compaction the crash interrupted, as `save_snapshot`
+        // does it: first the snapshot's marker, if the crash came before it
+        // was written (the log must say it depends on this snapshot before
+        // the segments that could replace it go, so a snapshot file lost
+        // later is `Corrupt`, never a silent fall back); then the removals,
+        // oldest first, each durable before the next, so a crash here also
+        // leaves a suffix and never a hole; and only now that the segments
+        // replayed are durable.
+        if !skipped.is_empty() {
+            // (Without a snapshot, segments are skipped only when several
+            // began with an empty log: no marker is due.)
+            if floor > 0 && !replay.floor_marked {
+                wal.write_record(&Record::Snapshot {
+                    index: replay.floor,
+                    term: replay.floor_term,
+                })?;
+                wal.sync()?;
+            }
+            for (_, _, path) in skipped {
+                fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+                sync_dir(dir)?;
+            }
         }
         recovered.hard_state = hard_state;
         recovered.snapshot = wal.snapshot.as_ref().map(|(m, _)| m.clone());

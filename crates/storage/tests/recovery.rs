@@ -600,6 +600,60 @@ fn a_crash_in_the_middle_of_compaction_recovers_and_finishes_it() {
     }
 }
 
+/// A crash after a snapshot file was made durable but before its marker
+/// went into the log: recovery finishes the compaction, and writes the
+/// marker first, as `save_snapshot` would have, so the log says it depends
+/// on that snapshot before the segments that could replace it are gone.
+#[test]
+fn a_compaction_finished_by_recovery_writes_the_snapshot_marker_first() {
+    let opts = WalOptions {
+        segment_bytes: 1000,
+        max_record_bytes: 64 << 10,
+        write_buffer_bytes: 256,
+        preallocate_bytes: 0,
+    };
+    let dir = fast_tempdir();
+    let (mut wal, _) = open(dir.path(), &opts);
+    wal.append(&entries(1, 20, 1, 100)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    // The state at the crash: the log as it was, plus the snapshot file.
+    let crashed = fast_tempdir();
+    copy_dir(dir.path(), crashed.path());
+    let (mut wal, _) = open(dir.path(), &opts);
+    let meta = triton_storage::SnapshotMeta {
+        index: 15,
+        term: 1,
+        membership: vec![],
+    };
+    wal.save_snapshot(&meta, b"state at 15").unwrap();
+    drop(wal);
+    for snap in files_with_suffix(dir.path(), ".snap") {
+        fs::copy(&snap, crashed.path().join(snap.file_name().unwrap())).unwrap();
+    }
+    let before = files_with_suffix(crashed.path(), ".wal");
+
+    let (wal, rec) = open(crashed.path(), &opts);
+    assert_eq!(rec.snapshot, Some(meta.clone()));
+    assert_eq!(rec.entries, entries(16, 20, 1, 100));
+    let after = wal.segment_paths();
+    drop(wal);
+    assert!(after.len() < before.len(), "nothing to finish: {before:?}");
+    let markers: Vec<Record> = after
+        .iter()
+        .flat_map(|p| {
+            let data = fs::read(p).unwrap();
+            parse_segment(p, &data, opts.max_record_bytes, true).unwrap().records
+        })
+        .map(|(_, r)| r)
+        .filter(|r| matches!(r, Record::Snapshot { .. }))
+        .collect();
+    assert_eq!(markers, vec![Record::Snapshot { index: 15, term: 1 }]);
+    // And it opens again the same.
+    let (_, again) = open(crashed.path(), &opts);
+    assert_eq!(again.entries, entries(16, 20, 1, 100));
+}
+
 /// A new segment whose creation was torn is removed before recovery picks
 /// where replay starts: here it began right at the snapshot (so the rule
 /// would pick it), but it holds nothing; the segment before it holds the
