@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Paths to remove on interrupt, by registration number.
+#[derive(Debug)]
 struct Registry {
     live: Mutex<Vec<(u64, PathBuf)>>,
     next: AtomicU64,
@@ -66,12 +67,6 @@ static LISTED: Registry = Registry::new();
 pub struct Listed {
     registry: &'static Registry,
     id: u64,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Registry")
-    }
 }
 
 /// Lists `path` (a file or a directory) for removal on interrupt.
