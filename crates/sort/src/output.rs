@@ -68,11 +68,15 @@ impl SortOutput {
         };
         // Mode 0666 less the umask: what `File::create` gives a new file.
         let mode = std::os::unix::fs::PermissionsExt::from_mode(0o666);
-        let temp = match tempfile::Builder::new()
-            .prefix(".triton-sort-out-")
-            .permissions(mode)
-            .tempfile_in(dir)
-        {
+        let made = crate::scratch::create(|| {
+            let temp = tempfile::Builder::new()
+                .prefix(".triton-sort-out-")
+                .permissions(mode)
+                .tempfile_in(dir)?;
+            let path = temp.path().to_path_buf();
+            Ok((temp, path))
+        });
+        let (temp, listed) = match made {
             Ok(t) => t,
             // A writable file in a directory we may not add to: as before.
             Err(e) if e.kind() == ErrorKind::PermissionDenied && existing.is_some() => return Self::direct(path),
@@ -85,7 +89,6 @@ impl SortOutput {
                 .ctx(|| format!("setting the mode of {}", temp.path().display()))?;
         }
         let (file, temp) = temp.into_parts();
-        let listed = crate::scratch::list(&temp);
         Ok(SortOutput {
             file,
             path: target,
@@ -99,12 +102,13 @@ impl SortOutput {
     /// `TMPDIR`, copied into the output on commit.
     fn stream(path: &Path) -> Result<SortOutput> {
         let dir = std::env::temp_dir();
-        let temp = tempfile::Builder::new()
-            .prefix(".triton-sort-out-")
-            .tempfile_in(&dir)
-            .ctx(|| format!("creating a temporary output in {}", dir.display()))?;
+        let (temp, listed) = crate::scratch::create(|| {
+            let temp = tempfile::Builder::new().prefix(".triton-sort-out-").tempfile_in(&dir)?;
+            let path = temp.path().to_path_buf();
+            Ok((temp, path))
+        })
+        .ctx(|| format!("creating a temporary output in {}", dir.display()))?;
         let (file, temp) = temp.into_parts();
-        let listed = crate::scratch::list(&temp);
         Ok(SortOutput {
             file,
             path: path.to_path_buf(),

@@ -34,17 +34,32 @@ impl Registry {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn list(&'static self, path: &Path) -> Listed {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+    /// Creates a path with `make` and lists it, both under the list's lock,
+    /// so an interrupt either waits for the new path and removes it or comes
+    /// first and the path is never made (a path made and then listed could
+    /// slip between the interrupt's look at the list and the exit).
+    fn create<T>(&'static self, make: impl FnOnce() -> std::io::Result<(T, PathBuf)>) -> std::io::Result<(T, Listed)> {
         let mut live = self.live();
-        live.push((id, path.to_path_buf()));
+        if self.removing.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the sort is being stopped",
+            ));
+        }
+        let (made, path) = make()?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        live.push((id, path));
         debug_assert!(live.iter().filter(|(i, _)| *i == id).count() == 1);
-        Listed { registry: self, id }
+        Ok((made, Listed { registry: self, id }))
     }
 
     fn remove_all(&self) -> usize {
-        self.removing.store(true, Ordering::SeqCst);
-        let live = std::mem::take(&mut *self.live());
+        let live = {
+            let mut live = self.live();
+            // Set under the lock: no path is made after the list is taken.
+            self.removing.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *live)
+        };
         let mut removed = 0;
         for (_, path) in live {
             let gone = match std::fs::symlink_metadata(&path) {
@@ -69,9 +84,11 @@ pub struct Listed {
     id: u64,
 }
 
-/// Lists `path` (a file or a directory) for removal on interrupt.
-pub fn list(path: &Path) -> Listed {
-    LISTED.list(path)
+/// Makes a file or directory with `make` (which returns it and its path)
+/// and lists the path for removal on interrupt. Fails with `Interrupted`,
+/// making nothing, once an interrupt has begun removing.
+pub fn create<T>(make: impl FnOnce() -> std::io::Result<(T, PathBuf)>) -> std::io::Result<(T, Listed)> {
+    LISTED.create(make)
 }
 
 impl Drop for Listed {
@@ -117,8 +134,11 @@ pub struct ScratchDir {
 impl ScratchDir {
     /// A new directory named `prefix...` in `parent`.
     pub fn new_in(parent: &Path, prefix: &str) -> std::io::Result<ScratchDir> {
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
-        let _listed = list(dir.path());
+        let (dir, _listed) = create(|| {
+            let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+            let path = dir.path().to_path_buf();
+            Ok((dir, path))
+        })?;
         Ok(ScratchDir { dir, _listed })
     }
 
@@ -142,15 +162,46 @@ mod tests {
         std::fs::write(a.join("run-000000"), b"x").unwrap();
         std::fs::write(&b, b"y").unwrap();
         std::fs::write(&kept, b"z").unwrap();
-        let _a = registry.list(&a);
-        let _b = registry.list(&b);
-        drop(registry.list(&kept)); // its owner is done with it: no longer listed
+        let list = |p: &Path| registry.create(|| Ok(((), p.to_path_buf()))).unwrap().1;
+        let _a = list(&a);
+        let _b = list(&b);
+        drop(list(&kept)); // its owner is done with it: no longer listed
         assert!(!registry.removing.load(Ordering::SeqCst));
         assert_eq!(registry.remove_all(), 2);
         assert!(registry.removing.load(Ordering::SeqCst));
         assert!(!a.exists() && !b.exists());
         assert!(kept.exists());
         assert_eq!(names(dir.path()), ["kept"]);
+        // Nothing is made once removal began: it would outlive the exit.
+        let late = dir.path().join("late");
+        let made = registry.create(|| std::fs::write(&late, b"w").map(|()| ((), late.clone())));
+        assert_eq!(made.unwrap_err().kind(), std::io::ErrorKind::Interrupted);
+        assert!(!late.exists());
+    }
+
+    #[test]
+    fn an_interrupt_during_a_creation_waits_for_it_and_removes_what_it_made() {
+        let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let (made_tx, made_rx) = std::sync::mpsc::channel();
+        let maker = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                registry.create(|| {
+                    std::fs::write(&path, b"x")?;
+                    made_tx.send(()).unwrap();
+                    // The interrupt comes now, between the making and the listing.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    Ok(((), path.clone()))
+                })
+            })
+        };
+        made_rx.recv().unwrap();
+        assert!(path.exists());
+        assert_eq!(registry.remove_all(), 1, "the path being made was missed");
+        assert!(!path.exists());
+        maker.join().unwrap().unwrap();
     }
 
     fn names(dir: &Path) -> Vec<String> {
