@@ -588,10 +588,7 @@ async fn files_cli_exit_codes() {
 #[test]
 fn a_node_whose_file_port_is_taken_refuses_to_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let free = format!("127.0.0.1:{}", cluster::free_port());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cluster.toml");
     std::fs::write(

@@ -74,10 +74,10 @@ fn triton(args: &[&str]) -> Output {
     Command::new(TRITON).args(args).output().expect("run triton")
 }
 
-/// `n` distinct free ports on 127.0.0.1 (all held while choosing).
+/// `n` distinct free ports on 127.0.0.1, outside the range the kernel
+/// gives outgoing connections (see `free_port`).
 fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    (0..n).map(|_| triton_verify::local::free_port().unwrap()).collect()
 }
 
 fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {

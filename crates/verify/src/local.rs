@@ -18,18 +18,54 @@ pub struct LocalCluster {
     paused: Vec<bool>,
 }
 
-/// A port nobody listens on right now and not handed out before by this
-/// process: the OS may offer a just-released port again, which once gave two
-/// servers of one test cluster the same port.
+/// A loopback port nobody listens on right now and not handed out before by
+/// this process.
+///
+/// Ports come from below the kernel's ephemeral range: a port from
+/// `bind(:0)` is in that range, where any outgoing connection (another
+/// node's dial, a client) may take it as its source port before our server
+/// binds it, and the OS may offer a just-released port again (which once
+/// gave two servers of one test cluster the same port). Each process starts
+/// at its own offset, so test binaries running side by side do not take
+/// turns on the same ports.
 pub fn free_port() -> anyhow::Result<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let (low, high) = fixed_port_range();
+    assert!(low < high, "an empty port range");
+    let span = u32::from(high - low);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut candidate = next.unwrap_or_else(|| low + (std::process::id().wrapping_mul(7919) % span) as u16);
+    for _ in 0..span {
+        let port = candidate;
+        candidate = if candidate + 1 >= high { low } else { candidate + 1 };
+        // Free if we can bind it now (released at once: no one else hands
+        // out this range, and the kernel never picks it for a source port).
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            *next = Some(candidate);
+            debug_assert!((low..high).contains(&port));
             return Ok(port);
         }
+    }
+    anyhow::bail!("no free port in 127.0.0.1:{low}..{high}")
+}
+
+/// Ports no kernel picks on its own: outside the ephemeral range
+/// (`ip_local_port_range`, 32768-60999 by default), preferring 10000 up to
+/// its start.
+fn fixed_port_range() -> (u16, u16) {
+    const LOW: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut ends = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((ends.next()??, ends.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    match ephemeral {
+        (start, _) if start > LOW + 1_000 => (LOW, start),
+        (_, end) if end < 64_000 => (end + 1, u16::MAX),
+        // Everything is ephemeral: collisions stay possible, as with `bind(:0)`.
+        _ => (LOW, LOW + 20_000),
     }
 }
 
@@ -236,7 +272,33 @@ fn signal(pid: u32, name: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{log_tail, process_report};
+    use super::{fixed_port_range, free_port, log_tail, process_report};
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_never_ephemeral() {
+        let (low, high) = fixed_port_range();
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let ends: Vec<u16> = ephemeral.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        assert!(high <= ends[0] || low > ends[1], "{low}..{high} overlaps {ends:?}");
+        // A port someone holds is skipped.
+        let first = free_port().unwrap();
+        let held = std::net::TcpListener::bind(("127.0.0.1", first + 1));
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port handed out twice: {ports:?}");
+        for port in ports {
+            assert!((low..high).contains(&port), "{port} outside {low}..{high}");
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{port} is taken"
+            );
+            if let Ok(h) = &held {
+                assert_ne!(port, h.local_addr().unwrap().port(), "a held port was handed out");
+            }
+        }
+    }
 
     #[test]
     fn process_report_says_how_the_process_ended_and_shows_its_log() {
