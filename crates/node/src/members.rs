@@ -178,6 +178,8 @@ mod tests {
     #[test]
     fn the_book_survives_a_save_and_load() {
         let dir = std::env::temp_dir().join(format!("triton-members-{}", std::process::id()));
+        // A run killed here leaves the directory; a later process may get the same pid.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(AddressBook::load(&dir).unwrap(), AddressBook::default());
         let mut book = AddressBook::default();

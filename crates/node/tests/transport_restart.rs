@@ -6,7 +6,7 @@
 //! failover` showed it as a 1.6 s tail.) And dropping the sender's
 //! `Outbox` leaves no task behind.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -113,6 +113,17 @@ async fn connected_peer(read_seq: u64) -> (Peer, Outbox, std::net::SocketAddr) {
     (peer, outbox, addr)
 }
 
+/// Whether the kernel has an established connection accepted on `port`
+/// (its local side) on 127.0.0.1.
+fn accepted_on(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 3 && fields[3] == "01" && fields[1].ends_with(&port)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_message_to_a_restarted_peer_arrives() {
     let (peer, outbox, addr) = connected_peer(1).await;
@@ -120,8 +131,23 @@ async fn the_first_message_to_a_restarted_peer_arrives() {
     // The peer dies and comes back on the same address.
     peer.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let peer = Peer::serve(std::net::TcpListener::bind(addr).unwrap());
+    // The old runtime closes its listener on its own schedule: retry a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e) => assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let peer = Peer::serve(listener);
+    // Time for the sender to notice and redial, then proof it did (a slow
+    // machine may need more than the pause).
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    while !accepted_on(addr.port()) {
+        assert!(Instant::now() < deadline, "the sender never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // One message, sent once (the core would not resend a vote answer).
     outbox.send(heartbeat(2));

@@ -2,7 +2,7 @@
 //! binary on a free port, sends raw bytes, and compares the exact bytes of
 //! the responses. The `Date` header is checked (a valid IMF-fixdate within
 //! a minute of now) and then replaced by `<DATE>` so responses compare
-//! exactly. Servers run with a 300 ms read timeout so timeouts are quick.
+//! exactly. Servers run with a 1 s read timeout so timeouts are quick.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -13,7 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use triton_http::response::{http_date, parse_imf_fixdate};
 
-const READ_TIMEOUT: &str = "300ms";
+/// Short, since most tests read until the server closes an idle keep-alive
+/// connection; not so short that a test thread descheduled between its
+/// connect and its write on a loaded machine sees its request timed out.
+const READ_TIMEOUT: &str = "1s";
 /// Files above this size take the sendfile path on the virtual-host server.
 const CACHE_MAX_FILE: usize = 100_000;
 const HTML: &str = "text/html; charset=utf-8";
@@ -206,7 +209,7 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
 
 /// Sends `request` in one write on a fresh connection and returns every
 /// byte the server sends before closing (it closes after a 400, after
-/// `Connection: close`, or when the 300 ms read timeout fires).
+/// `Connection: close`, or when the read timeout fires).
 fn exchange(server: &Server, request: &[u8]) -> Vec<u8> {
     let mut stream = connect(server);
     stream.write_all(request).unwrap();

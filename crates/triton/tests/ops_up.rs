@@ -19,14 +19,16 @@ fn bin() -> &'static str {
 }
 
 /// A base port whose whole `triton up` layout (base.., +100.., +200..,
-/// +300..) is free right now.
+/// +300..) is free right now, below 32,000: out of the kernel's ephemeral
+/// range, where an outgoing connection could take a port before `triton up`
+/// binds it.
 fn free_base(nodes: u16) -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
     let seed = std::process::id() as u64 ^ nanos;
     for attempt in 0..500u64 {
-        let base = 20_000 + ((seed.wrapping_mul(2_654_435_761).wrapping_add(attempt * 7_919)) % 35_000) as u16;
+        let base = 10_000 + ((seed.wrapping_mul(2_654_435_761).wrapping_add(attempt * 7_919)) % 22_000) as u16;
         let ports: Vec<u16> = (0..nodes)
             .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
             .chain([base + 300, base + 301])

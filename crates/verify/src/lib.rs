@@ -915,9 +915,13 @@ struct KeySpace {
 
 impl KeySpace {
     fn fresh(count: usize) -> KeySpace {
+        // The time keeps runs apart across processes, the counter within one
+        // (two calls may read the same time on a coarse clock).
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         KeySpace {
-            prefix: format!("v{:x}-{}/", nanos, std::process::id()).into(),
+            prefix: format!("v{:x}-{}-{made}/", nanos, std::process::id()).into(),
             count: count.max(1),
         }
     }

@@ -146,7 +146,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
     use triton_bench::kv::{self as bkv, Op, Target};
     let (clients, seconds) = if args.smoke {
-        (vec![1, 16], 0.3)
+        // Long enough that one slow fsync or an election on a loaded
+        // machine does not leave a point with no operation at all.
+        (vec![1, 16], 1.0)
     } else {
         (args.clients.clone(), args.seconds)
     };
