@@ -39,8 +39,16 @@ pub use sites::Sites;
 /// Lives here (not in the binary) so the CLI stays a thin shell and the
 /// accepted syntax is tested with the rest of the server.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+    let d = humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))?;
+    // Deadlines are `Instant::now() + d`, which panics past the clock's range.
+    if d > MAX_DURATION {
+        return Err(format!("duration {text:?} is longer than the most allowed, 365 days"));
+    }
+    Ok(d)
 }
+
+/// The longest timeout or cache lifetime accepted.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
 
 /// [`parse_duration`] for a timeout, which must be more than zero.
 pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -64,5 +72,10 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert!(parse_timeout("0s").is_err());
         assert_eq!(parse_timeout("2s").unwrap(), Duration::from_secs(2));
+        // Past what an `Instant` deadline can hold (it panicked on every
+        // connection): refused at the command line.
+        assert!(parse_timeout("500000000000y").unwrap_err().contains("365 days"));
+        assert!(parse_duration("366days").is_err());
+        assert_eq!(parse_timeout("365days").unwrap(), MAX_DURATION);
     }
 }

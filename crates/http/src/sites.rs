@@ -82,6 +82,7 @@ impl Sites {
             path: PathBuf::new(),
             source,
         })?;
+        let base = canonical_dir(docroot)?;
         let mut roots = Vec::new();
         let mut by_host = HashMap::new();
         for entry in file.virtual_hosts {
@@ -97,6 +98,10 @@ impl Sites {
                 return Err(SitesError::DocRootOutside(entry.doc_root));
             }
             let root = canonical_dir(&docroot.join(&entry.doc_root))?;
+            // Spelled below, but a symlink on the way may lead out.
+            if !root.starts_with(&base) {
+                return Err(SitesError::DocRootOutside(entry.doc_root));
+            }
             let index = roots.len();
             roots.push(root);
             if by_host.insert(name, index).is_some() {
@@ -236,6 +241,14 @@ mod tests {
                 "{outside}"
             );
         }
+        // A docRoot spelled below --docroot but a symlink leading out of it.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("away")).unwrap();
+        let yaml = "virtual_hosts:\n  - {hostName: a, docRoot: away}\n";
+        assert!(matches!(
+            Sites::from_yaml(dir.path(), yaml),
+            Err(SitesError::DocRootOutside(_))
+        ));
         let typo = "virtual_host:\n  - {hostName: a, docRoot: htdocs1}\n";
         assert!(matches!(
             Sites::from_yaml(dir.path(), typo),
