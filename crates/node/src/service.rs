@@ -211,6 +211,12 @@ impl NodeHandle {
                 key.len()
             )));
         }
+        if key.starts_with(triton_store::FILE_KEY_PREFIX) {
+            return Err(Status::invalid_argument(format!(
+                "keys starting with {:?} belong to the file server",
+                String::from_utf8_lossy(triton_store::FILE_KEY_PREFIX)
+            )));
+        }
         Ok(())
     }
 

@@ -45,6 +45,13 @@
 //! every node, start them on the new binary), clients included, not node by
 //! node. Registered sessions are such a change (2026-11-22).
 //!
+//! ## One key space, two faces
+//!
+//! The key-value face and the file server share the versioned key space.
+//! File `NAME` is key [`FILE_KEY_PREFIX`]`NAME`; the key-value face refuses
+//! keys under that prefix, so neither face can read or change the other's
+//! entries.
+//!
 //! ## Expiry
 //!
 //! Expiry times are absolute. A read never returns a key expired at the
@@ -89,3 +96,7 @@ mod store;
 pub use command::{Command, Session, WriteOp};
 pub use error::StoreError;
 pub use store::{Entry, FileMeta, Store, StoreOptions, WriteResult};
+
+/// The prefix of the file server's keys; the key-value face refuses keys
+/// that start with it.
+pub const FILE_KEY_PREFIX: &[u8] = b"f/";

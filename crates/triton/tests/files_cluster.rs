@@ -626,3 +626,24 @@ fn a_node_whose_file_port_is_taken_refuses_to_start() {
     assert!(stderr.contains("binding the file server"), "{stderr}");
     drop(taken);
 }
+
+/// Files and key-value keys share the store's key space, files under a
+/// prefix the key-value face refuses: no KV client reads or changes a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_value_face_cannot_reach_files() {
+    let c = start();
+    let leader = ready(&c).await;
+    let mut s = Raw::connect(&c.file_addrs[leader]).await;
+    let v = ok_version(&s.call(b"write mine 1\r\nz\r\n").await);
+    let mut kv = c.client();
+    for err in [
+        kv.get(b"f/mine").await.unwrap_err(),
+        kv.put(b"f/mine", b"from kv").await.unwrap_err(),
+        kv.delete(b"f/mine").await.unwrap_err(),
+    ] {
+        assert!(format!("{err:#}").contains("belong to the file server"), "{err:#}");
+    }
+    // Other keys, "f" itself included, are the key-value face's own.
+    assert!(kv.put(b"f", b"v").await.unwrap() > 0);
+    assert_eq!(contents(&s.call(b"read mine\r\n").await), (v, &b"z"[..], 0));
+}
