@@ -5,9 +5,11 @@
 //! The input is treated like a connection's byte stream: it is parsed
 //! request after request, as the server does, under the default limits and
 //! under small ones (so the content-size and line-length checks are
-//! reachable by short inputs).
+//! reachable by short inputs), and with no content limit (sizes near
+//! `usize::MAX`). [`request_len`], which the server sizes its buffer by,
+//! must agree with what the parser consumes.
 
-use crate::protocol::{is_whitespace, parse_request, Limits, Parsed, Request};
+use crate::protocol::{is_whitespace, parse_request, request_len, Limits, Parsed, Request};
 
 /// Parses `input` as a stream of requests under default and small limits
 /// and checks what the parser promises: progress (every request or
@@ -23,11 +25,26 @@ pub fn parse_stream(input: &[u8]) {
         max_line_bytes: 40,
         max_content_bytes: 16,
     };
-    for limits in [Limits::default(), small] {
+    // No effective content limit: sizes near usize::MAX must not overflow.
+    let unlimited = Limits {
+        max_content_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    for limits in [Limits::default(), small, unlimited] {
         let mut rest = input;
         loop {
             match parse_request(rest, &limits) {
-                Parsed::Incomplete => break,
+                Parsed::Incomplete => {
+                    // The length a server reserves for is the one the parser waits for.
+                    if let Some(total) = request_len(rest, &limits) {
+                        assert!(
+                            total > rest.len(),
+                            "incomplete, yet {total} bytes of {} suffice",
+                            rest.len()
+                        );
+                    }
+                    break;
+                }
                 Parsed::Error { close: true, .. } => break,
                 Parsed::Error { consumed, .. } => {
                     assert!(consumed > 0 && consumed <= rest.len(), "bad consumed {consumed}");
@@ -35,6 +52,9 @@ pub fn parse_stream(input: &[u8]) {
                 }
                 Parsed::Request(req, consumed) => {
                     assert!(consumed > 0 && consumed <= rest.len(), "bad consumed {consumed}");
+                    if let Some(total) = request_len(rest, &limits) {
+                        assert_eq!(total, consumed, "request_len disagrees with the parser");
+                    }
                     // The very rule a client checks before sending
                     // (`Request::validate`): no whitespace, vertical tab
                     // included, and a bounded length.

@@ -347,6 +347,53 @@ fn first_line(buf: &[u8], max_line_bytes: usize) -> Result<Option<&[u8]>, ()> {
     }
 }
 
+/// The first line's fields: at most 6 are meaningful, so a 7th and later
+/// are only counted, not kept.
+fn split_fields(line: &[u8]) -> ([&[u8]; 6], usize) {
+    let mut fields: [&[u8]; 6] = [&[]; 6];
+    let mut n = 0;
+    for f in line.split(|&b| is_whitespace(b)).filter(|f| !f.is_empty()) {
+        if n < fields.len() {
+            fields[n] = f;
+        }
+        n += 1;
+    }
+    (fields, n)
+}
+
+/// For a `write` or `cas` line: the index of its `numbytes` field and the
+/// whole request's length (line, contents, `\r\n`); `None` when the line
+/// does not say where the request ends (bad field count or `numbytes`, or
+/// contents over the limit).
+fn content_extent(fields: &[&[u8]; 6], n: usize, header_len: usize, limits: &Limits) -> Option<(usize, usize)> {
+    // Field positions: write NAME NUMBYTES [EXP]; cas NAME VERSION NUMBYTES [EXP].
+    let numbytes_at = if fields[0] == b"cas" { 3 } else { 2 };
+    if n < numbytes_at + 1 || n > numbytes_at + 2 {
+        return None;
+    }
+    let numbytes = usize::try_from(parse_u64(fields[numbytes_at])?).ok()?;
+    if numbytes > limits.max_content_bytes {
+        return None;
+    }
+    // Checked: with a limit near usize::MAX the sum can overflow, and such a
+    // request is as much "too large" as one over the limit.
+    let total = header_len.checked_add(numbytes)?.checked_add(2)?;
+    Some((numbytes_at, total))
+}
+
+/// The whole length of the request at the start of `buf`, once its first
+/// line is in and tells it: a `write` or `cas` that [`parse_request`] would
+/// wait for. `None` for anything else. Lets a server reserve exactly the
+/// memory a large request needs instead of growing its buffer by doubling.
+pub fn request_len(buf: &[u8], limits: &Limits) -> Option<usize> {
+    let line = first_line(buf, limits.max_line_bytes).ok()??;
+    let (fields, n) = split_fields(line);
+    match fields[0] {
+        b"write" | b"cas" => content_extent(&fields, n, line.len() + 2, limits).map(|(_, total)| total),
+        _ => None,
+    }
+}
+
 /// Parses the request at the start of `buf` (see the module docs for the
 /// grammar and the error policy). Never panics, never allocates more than
 /// the request's own fields, and never looks past one request.
@@ -357,15 +404,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
         Ok(Some(line)) => line,
     };
     let header_len = line.len() + 2;
-    // At most 6 fields are meaningful; a 7th is only counted, not kept.
-    let mut fields: [&[u8]; 6] = [&[]; 6];
-    let mut n = 0;
-    for f in line.split(|&b| is_whitespace(b)).filter(|f| !f.is_empty()) {
-        if n < fields.len() {
-            fields[n] = f;
-        }
-        n += 1;
-    }
+    let (fields, n) = split_fields(line);
     // Split fields are never empty nor hold whitespace; the shared rule keeps
     // the client's check (`Request::validate`) the same as this one.
     let name_ok = |name: &[u8]| check_name(name, limits.max_filename_bytes).is_ok();
@@ -384,20 +423,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
         }
         b"write" | b"cas" => {
             let is_cas = fields[0] == b"cas";
-            // Field positions: write NAME NUMBYTES [EXP]; cas NAME VERSION NUMBYTES [EXP].
-            let numbytes_at = if is_cas { 3 } else { 2 };
-            if n < numbytes_at + 1 || n > numbytes_at + 2 {
-                return fatal();
-            }
-            let Some(numbytes) = parse_u64(fields[numbytes_at]) else {
+            let Some((numbytes_at, total)) = content_extent(&fields, n, header_len, limits) else {
                 return fatal();
             };
-            let numbytes = match usize::try_from(numbytes) {
-                Ok(b) if b <= limits.max_content_bytes => b,
-                _ => return fatal(),
-            };
-            let content_end = header_len + numbytes;
-            let total = content_end + 2;
+            let content_end = total - 2;
             if buf.len() < total {
                 return Parsed::Incomplete;
             }
@@ -485,7 +514,11 @@ pub fn parse_reply(buf: &[u8], max_content_bytes: usize) -> ParsedReply {
                 Ok(b) if b <= max_content_bytes => b,
                 _ => return ParsedReply::Invalid(format!("CONTENTS of {numbytes} bytes is over the limit")),
             };
-            let total = header_len + numbytes + 2;
+            // Checked, like the request parser: a limit near usize::MAX
+            // must not make the sum overflow.
+            let Some(total) = header_len.checked_add(numbytes).and_then(|e| e.checked_add(2)) else {
+                return ParsedReply::Invalid(format!("CONTENTS of {numbytes} bytes is over the limit"));
+            };
             if buf.len() < total {
                 return ParsedReply::Incomplete;
             }
@@ -688,6 +721,89 @@ mod tests {
             parse_request(b"write a 5\r\n", &small),
             Parsed::Error { close: true, .. }
         ));
+    }
+
+    /// With no effective content limit, a `numbytes` near `usize::MAX`
+    /// used to overflow `header_len + numbytes` and panic; it is "too large".
+    #[test]
+    fn numbytes_near_usize_max_is_too_large_not_a_panic() {
+        let unlimited = Limits {
+            max_content_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        let max = usize::MAX as u64;
+        for numbytes in [max - 2, max - 1, max] {
+            for wire in [format!("write a {numbytes}\r\n"), format!("cas a 1 {numbytes} 0\r\nxy")] {
+                assert_eq!(parse_request(wire.as_bytes(), &unlimited), fatal(), "{wire:?}");
+            }
+            let reply = format!("CONTENTS 1 {numbytes} 0\r\n");
+            assert!(
+                matches!(parse_reply(reply.as_bytes(), usize::MAX), ParsedReply::Invalid(m) if m.contains("over the limit")),
+                "{reply:?}"
+            );
+        }
+        assert_eq!(parse_request(b"write a 18446744073709551614\r\n", &unlimited), fatal());
+        // Sizes whose sum fits are still just waiting for their bytes.
+        let fits = format!("write a {}\r\n", usize::MAX - 100);
+        assert_eq!(parse_request(fits.as_bytes(), &unlimited), Parsed::Incomplete);
+        let fits = format!("CONTENTS 1 {} 0\r\n", usize::MAX - 100);
+        assert_eq!(parse_reply(fits.as_bytes(), usize::MAX), ParsedReply::Incomplete);
+        // Every limit near usize::MAX and every numbytes near it: no panic,
+        // and a request is never accepted with bytes it was not given.
+        for limit in (0..64).map(|d| usize::MAX - d) {
+            let limits = Limits {
+                max_content_bytes: limit,
+                ..Limits::default()
+            };
+            for numbytes in (0..64).map(|d| max - d) {
+                let wire = format!("write a {numbytes} 0\r\nabc\r\n");
+                assert!(
+                    matches!(
+                        parse_request(wire.as_bytes(), &limits),
+                        Parsed::Incomplete | Parsed::Error { close: true, .. }
+                    ),
+                    "{wire:?} under {limit}"
+                );
+                let reply = format!("CONTENTS 1 {numbytes} 0\r\nabc\r\n");
+                assert!(matches!(
+                    parse_reply(reply.as_bytes(), limit),
+                    ParsedReply::Incomplete | ParsedReply::Invalid(_)
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn request_len_is_known_once_a_write_line_is_in() {
+        let limits = Limits::default();
+        let wire = b"cas a 7 3 0\r\nabc\r\nread a\r\n";
+        for cut in 0..wire.len() {
+            let want = (cut >= 13).then_some(18);
+            assert_eq!(request_len(&wire[..cut], &limits), want, "cut at {cut}");
+        }
+        assert_eq!(request_len(b"write a 1048576\r\n", &limits), Some(17 + (1 << 20) + 2));
+        for unknown in [
+            &b"read a\r\n"[..],
+            b"write a 2000000\r\n",
+            b"write a x\r\n",
+            b"write a\r\n",
+            b"bad\r\n",
+        ] {
+            assert_eq!(
+                request_len(unknown, &limits),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(unknown)
+            );
+        }
+        let unlimited = Limits {
+            max_content_bytes: usize::MAX,
+            ..limits
+        };
+        assert_eq!(
+            request_len(format!("write a {}\r\n", usize::MAX).as_bytes(), &unlimited),
+            None
+        );
     }
 
     #[test]

@@ -26,25 +26,28 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use triton_config::{ClusterConfig, NodeConfig};
 use triton_node::driver::{now_ms, NodeError};
 use triton_node::server::Face;
 use triton_node::service::NodeHandle;
-use triton_store::{WriteOp, WriteResult};
+use triton_store::{Store, WriteOp, WriteResult};
 
-use crate::protocol::{parse_request, Limits, Parsed, Reply, Request};
+use crate::protocol::{parse_request, request_len, Limits, Parsed, Reply, Request};
 
-/// Prefix of every file's key in the replicated store.
-pub const KEY_PREFIX: &[u8] = b"f/";
+/// Prefix of every file's key in the replicated store (the key-value face
+/// refuses keys under it).
+pub const KEY_PREFIX: &[u8] = triton_store::FILE_KEY_PREFIX;
 
 /// The default file port of a single-node cluster without `file_addr`.
 pub const DEFAULT_FILE_PORT: u16 = 8080;
 
-/// Connections served at once per node; more wait to be accepted. Bounds the
-/// memory (each connection buffers at most one request).
+/// Connections served at once per node; more wait for a slot. Bounds the
+/// memory (each connection buffers at most one request). When every slot is
+/// taken, a connection idle between requests for
+/// [`ConnectionTimeouts::idle_under_pressure`] is closed to make room.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The file server's address for `node`: its `file_addr`, or, in a
@@ -111,38 +114,78 @@ impl Face for FileServerFace {
 pub async fn serve_files(
     node: NodeHandle,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let limits = Limits {
         max_content_bytes: usize::try_from(node.config.max_value_bytes).unwrap_or(usize::MAX),
         ..Limits::default()
     };
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let stop = shutdown.clone();
+    accept_loop(listener, MAX_CONNECTIONS, shutdown, move |stream, pressure| {
+        let (node, stop) = (node.clone(), stop.clone());
+        async move { serve_connection(&node, stream, limits, stop, &pressure).await }
+    })
+    .await
+}
+
+/// Accepts connections and runs `serve` on each, at most `max_connections`
+/// at once, until `shutdown`. A connection is accepted before it gets a
+/// slot, so that slots are only reclaimed for a client that is really
+/// waiting: then `pressure` is notified once, which closes the connection
+/// idle the longest past its grace (see [`serve_stream`]), and the client
+/// is served when a slot frees.
+async fn accept_loop<H, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+    serve: H,
+) -> anyhow::Result<()>
+where
+    H: Fn(TcpStream, Arc<Notify>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let pressure = Arc::new(Notify::new());
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.context("connection semaphore closed")?,
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let (node, stop) = (node.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = serve_connection(&node, stream, limits, stop).await {
-                        tracing::debug!("file connection from {peer}: {e:#}");
-                    }
-                    drop(permit);
-                });
-            }
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // E.g. out of file descriptors: wait instead of spinning.
                 tracing::warn!("accepting a file connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-        }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // FIFO: the connection that went past its grace first goes.
+                // With none past it yet, the wake-up is kept for the first
+                // that gets there.
+                pressure.notify_one();
+                let p = tokio::select! {
+                    p = slots.clone().acquire_owned() => p.context("connection semaphore closed")?,
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                };
+                // A slot freed otherwise: take back a wake-up nobody took,
+                // or it would close an idle connection for no one later.
+                let unused = pressure.notified();
+                tokio::pin!(unused);
+                unused.as_mut().enable();
+                p
+            }
+        };
+        let conn = serve(stream, pressure.clone());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("file connection from {peer}: {e:#}");
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -155,6 +198,13 @@ pub struct ConnectionTimeouts {
     /// opened or the last request was answered. Covers an idle client and
     /// one that sends a request a byte at a time. The connection is closed.
     pub idle: Duration,
+    /// Longest time a request may take to arrive once its first byte is in
+    /// (plus [`UPLOAD_BYTES_PER_S`] for its contents), within `idle`: a
+    /// request trickled in is not idle, so pressure does not close it.
+    pub request: Duration,
+    /// How long a connection idle between requests keeps its slot when a
+    /// new client is waiting for one (see [`MAX_CONNECTIONS`]).
+    pub idle_under_pressure: Duration,
     /// Longest time a reply may wait for the client to read it. The
     /// connection is closed.
     pub write_stall: Duration,
@@ -167,11 +217,17 @@ impl Default for ConnectionTimeouts {
     fn default() -> Self {
         ConnectionTimeouts {
             idle: Duration::from_secs(300),
+            request: Duration::from_secs(30),
+            idle_under_pressure: Duration::from_secs(3),
             write_stall: Duration::from_secs(30),
             linger: Duration::from_secs(5),
         }
     }
 }
+
+/// The slowest upload rate a large request is given time for, on top of
+/// [`ConnectionTimeouts::request`]: 1 MiB adds 16 s.
+pub const UPLOAD_BYTES_PER_S: usize = 64 * 1024;
 
 /// Most bytes discarded by [`linger`]: a 64 MiB file sent to a 1 MiB limit
 /// still gets its `ERR_CMD_ERR`; beyond that the close may reset.
@@ -184,21 +240,30 @@ async fn serve_connection(
     stream: TcpStream,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
+    pressure: &Notify,
 ) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
-    serve_stream(stream, limits, ConnectionTimeouts::default(), shutdown, |req| {
-        execute(node, req)
-    })
+    serve_stream(
+        stream,
+        limits,
+        ConnectionTimeouts::default(),
+        shutdown,
+        pressure,
+        |req| execute(node, req),
+    )
     .await
 }
 
 /// The connection loop, over any byte stream and any way of executing a
 /// request (tests drive it with an in-memory pipe and a fake executor).
+/// Between requests, idle for [`ConnectionTimeouts::idle_under_pressure`],
+/// it waits on `pressure` and closes when notified.
 async fn serve_stream<S, F, Fut>(
     mut stream: S,
     limits: Limits,
     timeouts: ConnectionTimeouts,
     mut shutdown: watch::Receiver<bool>,
+    pressure: &Notify,
     mut execute: F,
 ) -> anyhow::Result<()>
 where
@@ -206,11 +271,12 @@ where
     F: FnMut(Request) -> Fut,
     Fut: Future<Output = Reply>,
 {
-    const READ_CHUNK: usize = 64 * 1024;
     const FLUSH_BYTES: usize = 64 * 1024;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
-    let mut idle_deadline = Instant::now() + timeouts.idle;
+    let mut idle_since = Instant::now();
+    // When the first bytes of the request at the front of `buf` came.
+    let mut request_since: Option<Instant> = None;
     loop {
         // Answer every complete request in the buffer, in order.
         let mut start = 0;
@@ -250,43 +316,98 @@ where
             write_within(&mut stream, &out, timeouts.write_stall).await?;
             out.clear();
         }
-        // One big request or reply must not leave its memory with every
-        // idle connection (up to the file size limit each, times 1,024).
-        release_spare(&mut buf);
+        // One big reply must not leave its memory with every idle
+        // connection (up to the file size limit each, times 1,024).
         release_spare(&mut out);
+        let now = Instant::now();
         if start > 0 {
             // Idle counts from the last answer, however long it took to send.
-            idle_deadline = Instant::now() + timeouts.idle;
+            idle_since = now;
+            request_since = None;
+        }
+        if buf.is_empty() {
+            request_since = None;
+        } else if request_since.is_none() {
+            request_since = Some(now);
         }
         if close {
             linger(&mut stream, timeouts.linger, &mut shutdown).await;
             return Ok(());
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        let read = tokio::select! {
-            n = stream.read_buf(&mut buf) => Some(n?),
-            _ = tokio::time::sleep_until(idle_deadline) => None,
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-        };
-        match read {
-            Some(0) => return Ok(()),
-            Some(_) => {}
-            None => {
-                let _ = stream.shutdown().await;
-                anyhow::bail!("no complete request in {:?}: closing the connection", timeouts.idle);
+        let known_len = request_len(&buf, &limits);
+        size_read_buffer(&mut buf, known_len);
+        let idle_deadline = idle_since + timeouts.idle;
+        let deadline = match request_since {
+            None => idle_deadline,
+            Some(t) => {
+                let upload = Duration::from_secs((known_len.unwrap_or(0) / UPLOAD_BYTES_PER_S) as u64);
+                idle_deadline.min(t + timeouts.request + upload)
             }
+        };
+        // Only a connection with no request under way may be closed for a
+        // waiting client: closing it loses nothing the client sent.
+        let evictable = buf.is_empty();
+        let evict = async {
+            if !evictable {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep_until(idle_since + timeouts.idle_under_pressure).await;
+            pressure.notified().await;
+        };
+        enum Woke {
+            Read(usize),
+            Deadline,
+            Evicted,
         }
+        let woke = tokio::select! {
+            // A request that is already here wins over closing.
+            biased;
+            n = stream.read_buf(&mut buf) => Woke::Read(n?),
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = tokio::time::sleep_until(deadline) => Woke::Deadline,
+            () = evict => Woke::Evicted,
+        };
+        let why = match woke {
+            Woke::Read(0) => return Ok(()),
+            Woke::Read(_) => continue,
+            Woke::Evicted => "idle while every connection slot is taken and a client waits".to_string(),
+            Woke::Deadline if deadline < idle_deadline => "a request did not finish arriving in time".to_string(),
+            Woke::Deadline => format!("no complete request in {:?}", timeouts.idle),
+        };
+        let _ = stream.shutdown().await;
+        anyhow::bail!("{why}: closing the connection");
     }
 }
 
-/// What a connection's buffer keeps between requests: enough for the usual
-/// pipelined small requests without reallocating.
-const KEPT_CAPACITY: usize = 128 * 1024;
+/// What a connection reads into when the length of the next request is
+/// not known yet (a first line is under 500 bytes; pipelined small
+/// requests come many per read). Also what its buffer keeps between
+/// requests.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Sizes the read buffer for the next read: exactly the request's
+/// `known_len` when its first line told it (doubling would hold up to twice
+/// a large request), else [`READ_CHUNK`]; memory beyond that, left by a
+/// large request already served, is given back, so an idle connection
+/// holds little.
+fn size_read_buffer(buf: &mut Vec<u8>, known_len: Option<usize>) {
+    let target = match known_len {
+        Some(total) if total > buf.len() => total,
+        _ => READ_CHUNK.max(buf.len() + READ_CHUNK / 4),
+    };
+    if buf.capacity() < target {
+        buf.reserve_exact(target - buf.len());
+    } else if buf.capacity() > target.max(READ_CHUNK) {
+        buf.shrink_to(target.max(READ_CHUNK));
+    }
+}
+
+/// What a connection's reply buffer keeps between requests: as little as
+/// its read buffer, so that an idle connection holds little.
+const KEPT_CAPACITY: usize = READ_CHUNK;
 
 /// Gives back a buffer's memory beyond [`KEPT_CAPACITY`] (or beyond what it
-/// holds, if more): after a large request or reply has gone through.
+/// holds, if more): after a large reply has gone through.
 fn release_spare(buf: &mut Vec<u8>) {
     if buf.capacity() > KEPT_CAPACITY && buf.len() <= KEPT_CAPACITY / 2 {
         buf.shrink_to(KEPT_CAPACITY);
@@ -366,12 +487,21 @@ pub fn remaining_s(expires_at_ms: u64, now_ms: u64) -> u64 {
 /// `ERR_INTERNAL` after a write means "outcome unknown", and clients must
 /// not resend it (see [`crate::client`]).
 fn node_error(node: &NodeHandle, e: NodeError) -> Reply {
+    reply_for(e, |leader| {
+        node.node_config(leader).and_then(|n| file_addr(&node.config, n))
+    })
+}
+
+/// [`node_error`], given how to find a node's file address.
+fn reply_for(e: NodeError, file_addr_of: impl FnOnce(u64) -> Option<String>) -> Reply {
     match e {
-        NodeError::NotLeader { leader } => Reply::Redirect(
-            leader
-                .and_then(|l| node.node_config(l))
-                .and_then(|n| file_addr(&node.config, n)),
-        ),
+        NodeError::NotLeader { leader } => Reply::Redirect(leader.and_then(file_addr_of)),
+        // Nothing was proposed: "not applied, send again" is the
+        // redirect's meaning to clients (no leader named: try any node).
+        NodeError::Rejected(why) => {
+            tracing::debug!("file request not proposed: {why}");
+            Reply::Redirect(None)
+        }
         NodeError::Timeout | NodeError::Unavailable(_) => {
             tracing::debug!("file request failed: {e}");
             Reply::Internal
@@ -390,19 +520,22 @@ fn unexpected(r: WriteResult) -> Reply {
     Reply::Internal
 }
 
+/// A file's version, whole seconds left and contents, read at `now_ms` or,
+/// if the local clock is behind, at the store's clock: once for liveness
+/// and for the seconds left, or a reply could show more than were asked for.
+fn read_file(store: &Store, key: &[u8], now_ms: u64) -> Option<(u64, u64, Vec<u8>)> {
+    let now = now_ms.max(store.clock_ms());
+    store
+        .get(key, now)
+        .map(|e| (e.version, remaining_s(e.expires_at_ms, now), e.value.to_vec()))
+}
+
 /// Runs one request against the cluster.
 pub async fn execute(node: &NodeHandle, req: Request) -> Reply {
     match req {
         Request::Read { name } => {
             let key = file_key(&name);
-            let got = node
-                .query(false, move |store| {
-                    let now = now_ms();
-                    store
-                        .get(&key, now)
-                        .map(|e| (e.version, remaining_s(e.expires_at_ms, now), e.value.to_vec()))
-                })
-                .await;
+            let got = node.query(false, move |store| read_file(store, &key, now_ms())).await;
             match got {
                 Ok(Some((version, exptime_s, content))) => Reply::Contents {
                     version,
@@ -484,6 +617,104 @@ mod tests {
         assert!(small.capacity() >= 4096);
     }
 
+    /// Only an error that proves the write was not proposed may tell the
+    /// client to send it again (a redirect); a timeout or a crash is
+    /// "outcome unknown".
+    #[test]
+    fn node_errors_map_to_replies_that_say_whether_a_resend_is_safe() {
+        let addr = |id: u64| (id == 2).then(|| "10.0.0.2:8080".to_string());
+        let cases = [
+            (
+                NodeError::NotLeader { leader: Some(2) },
+                Reply::Redirect(Some("10.0.0.2:8080".into())),
+            ),
+            (NodeError::NotLeader { leader: None }, Reply::Redirect(None)),
+            (
+                NodeError::Rejected("leadership transfer in progress".into()),
+                Reply::Redirect(None),
+            ),
+            (
+                NodeError::Rejected("node overloaded; retry later".into()),
+                Reply::Redirect(None),
+            ),
+            (NodeError::Unavailable("crashed".into()), Reply::Internal),
+            (NodeError::Timeout, Reply::Internal),
+            (NodeError::TooLarge { bytes: 10, limit: 5 }, Reply::CmdErr),
+        ];
+        for (e, want) in cases {
+            assert_eq!(reply_for(e.clone(), addr), want, "{e:?}");
+        }
+    }
+
+    /// A 1 MiB write arriving in pieces is read into a buffer of its own
+    /// size (growing by doubling held up to twice that), and the memory is
+    /// given back once it has been served.
+    #[test]
+    fn a_large_write_is_buffered_at_its_size_and_given_back() {
+        let limits = Limits::default();
+        let mut wire = format!("write big {}\r\n", 1 << 20).into_bytes();
+        wire.resize(wire.len() + (1 << 20), b'x');
+        wire.extend_from_slice(b"\r\n");
+        let write_len = wire.len();
+        wire.extend_from_slice(b"read a\r\n");
+        let mut buf = Vec::with_capacity(READ_CHUNK);
+        let (mut sent, mut served) = (0, 0);
+        while sent < wire.len() {
+            // As the connection loop does: size, read what fits, serve.
+            let known = request_len(&buf, &limits);
+            size_read_buffer(&mut buf, known);
+            let n = (buf.capacity() - buf.len()).min(7000).min(wire.len() - sent);
+            buf.extend_from_slice(&wire[sent..sent + n]);
+            sent += n;
+            assert!(
+                buf.capacity() <= write_len.max(READ_CHUNK),
+                "{} after {sent}",
+                buf.capacity()
+            );
+            while let Parsed::Request(_, used) = parse_request(&buf, &limits) {
+                buf.drain(..used);
+                served += 1;
+            }
+        }
+        assert_eq!(served, 2);
+        let known = request_len(&buf, &limits);
+        size_read_buffer(&mut buf, known);
+        assert!(
+            buf.capacity() <= READ_CHUNK,
+            "an idle connection holds {}",
+            buf.capacity()
+        );
+        // A request already partly in keeps its bytes.
+        buf.extend_from_slice(b"write a 5\r\nab");
+        let known = request_len(&buf, &limits);
+        size_read_buffer(&mut buf, known);
+        assert_eq!(buf, b"write a 5\r\nab");
+    }
+
+    /// The local clock 50 s behind the store's (the leader's when it wrote):
+    /// a file written with 10 s to live shows 10 s left, not 60.
+    #[test]
+    fn a_read_counts_seconds_left_from_the_store_clock_when_the_local_one_is_behind() {
+        let mut store = Store::default();
+        let put = WriteOp::Put {
+            key: file_key(b"a"),
+            value: b"x".to_vec(),
+            expires_at_ms: 110_000,
+        };
+        store.apply_command(
+            1,
+            triton_store::Command {
+                session: None,
+                now_ms: 100_000,
+                op: put,
+            },
+        );
+        assert_eq!(read_file(&store, &file_key(b"a"), 50_000), Some((1, 10, b"x".to_vec())));
+        // A local clock ahead counts from itself.
+        assert_eq!(read_file(&store, &file_key(b"a"), 104_500), Some((1, 6, b"x".to_vec())));
+        assert_eq!(read_file(&store, &file_key(b"a"), 110_000), None);
+    }
+
     #[test]
     fn remaining_seconds_round_up() {
         assert_eq!(remaining_s(0, 5_000), 0);
@@ -497,6 +728,8 @@ mod tests {
 
     const TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
         idle: Duration::from_secs(10),
+        request: Duration::from_secs(30),
+        idle_under_pressure: Duration::from_secs(1),
         write_stall: Duration::from_secs(3),
         linger: Duration::from_secs(2),
     };
@@ -511,21 +744,37 @@ mod tests {
         JoinHandle<anyhow::Result<()>>,
         watch::Sender<bool>,
     ) {
+        serve_pipe_with(reply_bytes, TIMEOUTS)
+    }
+
+    /// [`serve_pipe`] with other timeouts.
+    fn serve_pipe_with(
+        reply_bytes: usize,
+        timeouts: ConnectionTimeouts,
+    ) -> (
+        tokio::io::DuplexStream,
+        JoinHandle<anyhow::Result<()>>,
+        watch::Sender<bool>,
+    ) {
         let (client, server) = tokio::io::duplex(1024);
         let (stop_tx, stop) = watch::channel(false);
-        let task = tokio::spawn(serve_stream(
-            server,
-            Limits::default(),
-            TIMEOUTS,
-            stop,
-            move |_req| async move {
-                Reply::Contents {
-                    version: 1,
-                    exptime_s: 0,
-                    content: vec![b'x'; reply_bytes],
-                }
-            },
-        ));
+        let task = tokio::spawn(async move {
+            serve_stream(
+                server,
+                Limits::default(),
+                timeouts,
+                stop,
+                &Notify::new(),
+                move |_req| async move {
+                    Reply::Contents {
+                        version: 1,
+                        exptime_s: 0,
+                        content: vec![b'x'; reply_bytes],
+                    }
+                },
+            )
+            .await
+        });
         (client, task, stop_tx)
     }
 
@@ -563,6 +812,108 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), trickle).await.unwrap();
         assert!(task.await.unwrap().is_err());
         assert!(opened.elapsed() < Duration::from_secs(60));
+    }
+
+    /// A request trickled in is not idle (pressure does not close it), so it
+    /// has a deadline of its own, well before the idle one: 30 s, plus time
+    /// for its contents at [`UPLOAD_BYTES_PER_S`] once their size is known.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_request_is_closed_at_its_own_deadline() {
+        let timeouts = ConnectionTimeouts {
+            idle: Duration::from_secs(300),
+            ..TIMEOUTS
+        };
+        for (head, allowed) in [
+            (&b"read aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..], 30),
+            (b"write a 1048576\r\n", 46),
+        ] {
+            let (client, task, _stop) = serve_pipe_with(1, timeouts);
+            let (mut rd, mut wr) = tokio::io::split(client);
+            // One byte a second, then the rest never comes.
+            let trickle = tokio::spawn(async move {
+                for b in head {
+                    if wr.write_all(&[*b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                std::future::pending::<()>().await;
+            });
+            let opened = Instant::now();
+            let mut got = Vec::new();
+            rd.read_to_end(&mut got).await.unwrap();
+            assert!(got.is_empty());
+            assert_eq!(opened.elapsed().as_secs(), allowed);
+            let err = task.await.unwrap().unwrap_err();
+            assert!(format!("{err:#}").contains("did not finish arriving"), "{err:#}");
+            trickle.abort();
+        }
+    }
+
+    /// Every slot is held by connections that send nothing, or sent one
+    /// request and went quiet: a new client is still served within seconds,
+    /// by closing one idle connection (never one in the middle of a request).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_make_room_for_a_waiting_client() {
+        const SLOTS: usize = 4;
+        let timeouts = ConnectionTimeouts {
+            idle_under_pressure: Duration::from_millis(500),
+            ..ConnectionTimeouts::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_keep, stop) = watch::channel(false);
+        let per_conn = stop.clone();
+        tokio::spawn(accept_loop(listener, SLOTS, stop, move |stream, pressure| {
+            let stop = per_conn.clone();
+            async move {
+                serve_stream(stream, Limits::default(), timeouts, stop, &pressure, |_req| async {
+                    Reply::Ok { version: 1 }
+                })
+                .await
+            }
+        }));
+        async fn ask(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+            c.write_all(b"read a\r\n").await?;
+            let mut reply = vec![0u8; 6];
+            let n = c.read(&mut reply).await?;
+            reply.truncate(n);
+            Ok(reply)
+        }
+        // Accepted in order: once the later ones are answered, the silent
+        // one holds a slot too.
+        let silent = TcpStream::connect(addr).await.unwrap();
+        let mut quiet = Vec::new();
+        for _ in 0..SLOTS - 2 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            assert_eq!(ask(&mut c).await.unwrap(), b"OK 1\r\n");
+            quiet.push(c);
+        }
+        let mut midway = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut midway).await.unwrap(), b"OK 1\r\n");
+        midway.write_all(b"read a").await.unwrap();
+
+        let mut newcomer = TcpStream::connect(addr).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), ask(&mut newcomer))
+            .await
+            .expect("a waiting client is served within seconds");
+        assert_eq!(got.unwrap(), b"OK 1\r\n");
+
+        // The request under way was kept and is answered.
+        midway.write_all(b"\r\n").await.unwrap();
+        let mut reply = [0u8; 6];
+        midway.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"OK 1\r\n");
+        // Exactly one idle connection made room (the silent one, idle the
+        // longest, goes first; which one is not the point).
+        let mut closed = 0;
+        for mut c in quiet.into_iter().chain([silent]) {
+            match tokio::time::timeout(Duration::from_secs(5), ask(&mut c)).await.unwrap() {
+                Ok(r) if r == b"OK 1\r\n" => {}
+                _ => closed += 1,
+            }
+        }
+        assert_eq!(closed, 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -619,9 +970,15 @@ mod tests {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let (_keep, stop) = watch::channel(false);
-                    serve_stream(stream, limits, ConnectionTimeouts::default(), stop, |_req| async {
-                        Reply::Ok { version: 1 }
-                    })
+                    let pressure = Notify::new();
+                    serve_stream(
+                        stream,
+                        limits,
+                        ConnectionTimeouts::default(),
+                        stop,
+                        &pressure,
+                        |_req| async { Reply::Ok { version: 1 } },
+                    )
                     .await
                 });
             }

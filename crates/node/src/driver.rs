@@ -35,6 +35,12 @@ pub enum NodeError {
     NotLeader { leader: Option<NodeId> },
     #[error("node unavailable: {0}")]
     Unavailable(String),
+    /// Not proposed (the node is overloaded or shutting down, or a
+    /// leadership transfer is under way): nothing was applied, so the
+    /// request may be sent again. `Unavailable` after a write may hide a
+    /// write that commits anyway.
+    #[error("not done: {0}")]
+    Rejected(String),
     #[error("request timed out")]
     Timeout,
     /// The write does not fit one log record and one message between
@@ -690,8 +696,10 @@ impl Driver {
                 Err(triton_raft::ProposeError::NotLeader { leader }) => {
                     let _ = reply.send(Err(NodeError::NotLeader { leader }));
                 }
+                // Refused by the core (a transfer under way, backpressure):
+                // never in the log.
                 Err(e) => {
-                    let _ = reply.send(Err(NodeError::Unavailable(e.to_string())));
+                    let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
                 }
             }
         }

@@ -70,8 +70,8 @@ impl NodeHandle {
     fn submit(&self, input: Input) -> Result<(), NodeError> {
         match self.driver.try_send(input) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(NodeError::Unavailable("node overloaded; retry later".into())),
-            Err(TrySendError::Disconnected(_)) => Err(NodeError::Unavailable("node shutting down".into())),
+            Err(TrySendError::Full(_)) => Err(NodeError::Rejected("node overloaded; retry later".into())),
+            Err(TrySendError::Disconnected(_)) => Err(NodeError::Rejected("node shutting down".into())),
         }
     }
 
@@ -197,7 +197,7 @@ impl NodeHandle {
                 }
                 s
             }
-            NodeError::Unavailable(why) => Status::unavailable(why),
+            NodeError::Unavailable(why) | NodeError::Rejected(why) => Status::unavailable(why),
             NodeError::Timeout => Status::deadline_exceeded("timed out; the outcome is unknown"),
             e @ NodeError::TooLarge { .. } => Status::invalid_argument(e.to_string()),
         }
