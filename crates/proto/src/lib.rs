@@ -1,6 +1,7 @@
 //! Triton's wire interfaces. The `.proto` files under `proto/` are the
 //! contract (clients in any language can be generated from them); this crate
-//! only includes the Rust code generated from them at build time.
+//! includes the Rust code generated from them at build time, and the few
+//! limits both sides of a contract must agree on.
 
 #![allow(clippy::all, missing_docs)]
 
@@ -24,4 +25,9 @@ pub mod admin {
 /// SurfStore's course-compatible interface (package `surfstore`).
 pub mod surfstore {
     tonic::include_proto!("surfstore");
+
+    /// Most blocks a Triton block store accepts on one `PutBlockStream`
+    /// (it bounds the reply and the bookkeeping of one stream); clients
+    /// start a new stream before it.
+    pub const MAX_BLOCKS_PER_STREAM: usize = 1 << 16;
 }

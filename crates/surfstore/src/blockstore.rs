@@ -57,9 +57,9 @@ pub const MAX_HASHES_PER_CALL: usize = 1 << 17;
 /// and 2 bytes of protobuf framing each.
 const HASH_LIST_BYTES: usize = MAX_HASHES_PER_CALL * (HASH_HEX_LEN + 2);
 
-/// Most blocks accepted on one `PutBlockStream`: bounds the reply and the
-/// bookkeeping one stream can make the server hold.
-pub const MAX_BLOCKS_PER_STREAM: usize = 1 << 16;
+/// Most blocks accepted on one `PutBlockStream` (part of the contract with
+/// clients, so it lives with the generated interface).
+pub use triton_proto::surfstore::MAX_BLOCKS_PER_STREAM;
 
 /// A `PutBlockStream` hashes and appends received blocks in batches of
 /// about this many bytes (off the async threads), so memory per stream

@@ -22,6 +22,7 @@ use triton_proto::surfstore::{
 };
 
 use crate::chunk::block_hash;
+use crate::sync::MAX_BLOCKS_PER_STREAM;
 
 /// The ring rule: a store's position is SHA-256 hex of `"blockstore" +
 /// addr`; a block goes to the first store whose position is greater than
@@ -47,7 +48,10 @@ pub type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 /// UNIMPLEMENTED, like a course block store (to test the fallback);
 /// `before_missing_blocks` runs once when MissingBlocks is next called,
 /// between the client's hashing and its reading of blocks to send (to
-/// change a file under the client).
+/// change a file under the client); `duplicate_missing` lists every missing
+/// hash twice; `put_stream_delay_ms` makes PutBlockStream take that long
+/// per block (a slow link). Like Triton's stores it refuses a stream of
+/// more than [`MAX_BLOCKS_PER_STREAM`] blocks.
 #[derive(Clone, Default)]
 pub struct FakeBlockStore {
     /// The stored blocks by hash.
@@ -62,6 +66,10 @@ pub struct FakeBlockStore {
     pub put_stream_calls: Arc<AtomicU64>,
     /// Run (once) at the start of the next MissingBlocks call.
     pub before_missing_blocks: Hook,
+    /// MissingBlocks lists each missing hash twice.
+    pub duplicate_missing: Arc<AtomicBool>,
+    /// Milliseconds PutBlockStream waits after reading each block.
+    pub put_stream_delay_ms: Arc<AtomicU64>,
 }
 
 impl FakeBlockStore {
@@ -109,6 +117,15 @@ impl BlockStore for FakeBlockStore {
         let mut stream = req.into_inner();
         let mut hashes = Vec::new();
         while let Some(block) = stream.message().await? {
+            if hashes.len() >= MAX_BLOCKS_PER_STREAM {
+                return Err(Status::invalid_argument(format!(
+                    "more than {MAX_BLOCKS_PER_STREAM} blocks on one PutBlockStream"
+                )));
+            }
+            let delay = self.put_stream_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             let hash = block_hash(&block.block_data);
             self.blocks.lock().expect("lock").insert(hash.clone(), block.block_data);
             hashes.push(hash);
@@ -134,11 +151,13 @@ impl BlockStore for FakeBlockStore {
             hook();
         }
         let blocks = self.blocks.lock().expect("lock");
+        let twice = self.duplicate_missing.load(Ordering::SeqCst);
         let hashes = req
             .into_inner()
             .hashes
             .into_iter()
             .filter(|h| !blocks.contains_key(h))
+            .flat_map(|h| if twice { vec![h.clone(), h] } else { vec![h] })
             .collect();
         Ok(Response::new(BlockHashes { hashes }))
     }
@@ -326,11 +345,9 @@ pub async fn serve_fakes(block_stores: usize) -> std::io::Result<Fakes> {
         fail_updates: Arc::default(),
     };
     let (leader_listener, leader_addr) = listen().await?;
-    let router = tonic::transport::Server::builder().add_service(
-        MetaStoreServer::new(meta.clone())
-            .max_decoding_message_size(crate::rpc::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(crate::rpc::MAX_MESSAGE_BYTES),
-    );
+    // Replies uncapped, like Triton's metadata service.
+    let router = tonic::transport::Server::builder()
+        .add_service(MetaStoreServer::new(meta.clone()).max_decoding_message_size(crate::rpc::MAX_MESSAGE_BYTES));
     tasks.push(spawn_server(leader_listener, router));
     let (follower_listener, follower_addr) = listen().await?;
     let router = tonic::transport::Server::builder().add_service(MetaStoreServer::new(FakeFollower {

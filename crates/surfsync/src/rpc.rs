@@ -19,9 +19,21 @@ use triton_proto::surfstore::block_store_client::BlockStoreClient;
 use triton_proto::surfstore::meta_store_client::MetaStoreClient;
 use triton_proto::surfstore::{Block, BlockHash, BlockHashes, BlockStoreMap, FileInfoMap, FileMetaData};
 
-/// Largest gRPC message the client sends or accepts: a block (at most 16 MiB
-/// with CDC) or a file map / hash list, with room to spare.
+/// Largest gRPC message the client sends, and accepts from block stores: a
+/// block (at most 16 MiB with CDC) or a hash list, with room to spare.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest reply accepted from the metadata service. GetFileInfoMap grows
+/// with the files and their hash lists (a 1 GiB file of 4 KiB blocks alone
+/// is 17 MiB) and the server does not cap its replies, so any cap below what
+/// it can send stops every client once the map outgrows it. gRPC frames a
+/// message with a 32-bit length: that is the bound.
+pub const MAX_META_REPLY_BYTES: usize = u32::MAX as usize;
+/// Slowest upload rate a `PutBlockStream` is given time for, in bytes per
+/// second, on top of its timeout: see [`BlockStores::put_block_stream`].
+pub const MIN_UPLOAD_RATE: u64 = 128 << 10;
+/// The HTTP/2 stream window the client asks for (and block stores grant):
+/// bytes a stream may have sent that the store has not read yet.
+const STREAM_WINDOW_BYTES: u32 = 4 << 20;
 /// The response metadata key naming the leader on a FAILED_PRECONDITION.
 pub const LEADER_METADATA_KEY: &str = "triton-leader";
 /// Hashes per HasBlocks/MissingBlocks/GetBlockStoreMap request, so a large
@@ -53,9 +65,14 @@ fn endpoint(dialer: &Dialer, addr: &str, timeout: Duration) -> Result<Channel, R
         .connect_timeout(timeout.min(Duration::from_secs(2)))
         // Blocks move in bulk: HTTP/2 windows larger than the 64 KiB
         // default keep a stream of them from waiting on window updates.
-        .initial_stream_window_size(Some(4 << 20))
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(16 << 20))
         .connect_lazy())
+}
+
+/// Whether a FAILED_PRECONDITION is a "not the leader" answer.
+fn is_not_leader(status: &Status) -> bool {
+    status.metadata().get(LEADER_METADATA_KEY).is_some() || status.message().to_ascii_lowercase().contains("leader")
 }
 
 /// A client of the metadata service that follows the leader.
@@ -102,7 +119,7 @@ impl MetaClient {
             }
         };
         Ok(MetaStoreClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_META_REPLY_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
@@ -138,6 +155,11 @@ impl MetaClient {
             };
             last_error = format!("{what} at {addr}: {}: {}", status.code(), status.message());
             match status.code() {
+                // Triton's nodes mark a not-leader answer with the leader
+                // key (empty while no leader is known); other servers' say
+                // "leader". Any other precondition (no block stores
+                // configured) is the answer: retrying cannot change it.
+                Code::FailedPrecondition if !is_not_leader(&status) => return Err(RpcError::Failed(last_error)),
                 Code::FailedPrecondition => {
                     let hint = status
                         .metadata()
@@ -310,22 +332,61 @@ impl BlockStores {
     /// hash the store computed for each block, in order, or `None` when the
     /// store does not implement the extension (a course block store): then
     /// use [`BlockStores::put_block`].
+    ///
+    /// A stream carries megabytes, which a slow link takes longer than the
+    /// timeout to send, and the store keeps nothing of a stream cut short:
+    /// so the timeout runs from the last progress (a block taken for
+    /// sending), plus the time the bytes possibly still unread by the store
+    /// (a window and a block) take at [`MIN_UPLOAD_RATE`].
     pub async fn put_block_stream(
         &self,
         addr: &str,
         blocks: impl futures::Stream<Item = Block> + Send + 'static,
     ) -> Result<Option<Vec<String>>, RpcError> {
+        use futures::StreamExt;
         let mut client = self.client(addr)?;
-        match tokio::time::timeout(self.timeout, client.put_block_stream(blocks)).await {
-            Ok(Ok(r)) => Ok(Some(r.into_inner().hashes)),
-            Ok(Err(s)) if s.code() == Code::Unimplemented => Ok(None),
-            Ok(Err(s)) => Err(RpcError::Failed(format!(
+        let started = Instant::now();
+        // Milliseconds since `started` of the last block taken, and the
+        // bytes not known to be read by the store then.
+        let progress = std::sync::Arc::new(Mutex::new((Duration::ZERO, 0u64)));
+        let watched = {
+            let progress = progress.clone();
+            blocks.map(move |block| {
+                let len = block.block_data.len() as u64;
+                let unread = len.saturating_add(u64::from(STREAM_WINDOW_BYTES));
+                *progress.lock().expect("progress lock") = (started.elapsed(), unread);
+                block
+            })
+        };
+        let deadline = || {
+            let (at, unread) = *progress.lock().expect("progress lock");
+            let slack = Duration::from_secs_f64(unread as f64 / MIN_UPLOAD_RATE as f64);
+            started + at + self.timeout + slack
+        };
+        let call = client.put_block_stream(watched);
+        tokio::pin!(call);
+        let result = loop {
+            let until = deadline();
+            tokio::select! {
+                r = &mut call => break Some(r),
+                () = tokio::time::sleep_until(until.into()) => {
+                    // Unless a block was taken meanwhile.
+                    if Instant::now() >= deadline() {
+                        break None;
+                    }
+                }
+            }
+        };
+        match result {
+            Some(Ok(r)) => Ok(Some(r.into_inner().hashes)),
+            Some(Err(s)) if s.code() == Code::Unimplemented => Ok(None),
+            Some(Err(s)) => Err(RpcError::Failed(format!(
                 "PutBlockStream to {addr}: {}: {}",
                 s.code(),
                 s.message()
             ))),
-            Err(_) => Err(RpcError::Failed(format!(
-                "PutBlockStream to {addr}: no answer in {:?}",
+            None => Err(RpcError::Failed(format!(
+                "PutBlockStream to {addr}: no progress in {:?}",
                 self.timeout
             ))),
         }

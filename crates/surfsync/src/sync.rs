@@ -2,11 +2,15 @@
 //!
 //! For every file name the three views are: the local file (its hash list
 //! now), the index (what this client last synced: base version and hashes)
-//! and the remote entry. The server wins: a remote version above the base
-//! is downloaded even over local edits. Otherwise a local change (new,
-//! modified, deleted) is uploaded as the remote version plus one, blocks
-//! first (only those `MissingBlocks` reports), then `UpdateFile`; a refusal
-//! (-1) means another client got there first, so the file is downloaded.
+//! and the remote entry. A remote version above the base is downloaded;
+//! otherwise a local change (new, modified, deleted) is uploaded as the
+//! remote version plus one, blocks first (only those `MissingBlocks`
+//! reports), then `UpdateFile`; a refusal (-1) means another client got
+//! there first, so the file is downloaded. No download replaces or deletes
+//! content this client never synced (a local edit, a file the index does not
+//! record): such a file is first renamed to a conflicted copy,
+//! `NAME (conflicted copy UNIXSECS)`, with a warning, and the next sync
+//! uploads the copy like any new file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
@@ -14,11 +18,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use rayon::prelude::*;
 use triton_proto::surfstore::FileMetaData;
+pub use triton_proto::surfstore::MAX_BLOCKS_PER_STREAM;
 
 use crate::chunk::{self, BlockRef, Chunker, TOMBSTONE_HASH};
 use crate::index::{FileStat, Index, IndexEntry, INDEX_FILE};
@@ -259,13 +265,17 @@ fn now_ns() -> i64 {
 }
 
 /// Lists and hashes BASEDIR's regular files, reusing the index's hashes for
-/// files whose size, times and inode match the cached stat.
+/// files whose size, times and inode match the cached stat. With
+/// `remove_temps`, also deletes temporary files of interrupted syncs: only
+/// the holder of the index lock may, or it would delete those of a sync
+/// that is running.
 fn scan(
     base: &Path,
     chunker: &Chunker,
     index: &BTreeMap<String, IndexEntry>,
     stats: &BTreeMap<String, FileStat>,
     progress: ProgressMode,
+    remove_temps: bool,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, LocalFile>, SyncError> {
     let mut found = Vec::new();
@@ -280,7 +290,9 @@ fn scan(
         };
         if name.starts_with(TEMP_PREFIX) {
             // A leftover of an interrupted sync: never a real file.
-            let _ = fs::remove_file(entry.path());
+            if remove_temps {
+                let _ = fs::remove_file(entry.path());
+            }
             continue;
         }
         if name == INDEX_FILE || name.starts_with("index.db-") {
@@ -487,17 +499,19 @@ struct Done {
     index_changes: BTreeMap<String, Option<IndexEntry>>,
     /// The server's versions this sync set out to download.
     downloads: Vec<FileMetaData>,
-    /// Files whose download failed: warned about, left out of the index,
-    /// retried by the next sync.
+    /// Files whose download or upload failed: warned about, left out of
+    /// the index, retried by the next sync.
     skipped: Vec<String>,
 }
 
 /// Syncs `opts.base_dir` with the cloud once.
 ///
-/// A file that cannot be downloaded (a missing block, a name the local file
-/// system refuses, a subdirectory in the way) does not stop the others: it
-/// is skipped with a warning, and once everything else is done and recorded
-/// the sync fails naming the skipped files.
+/// A file that cannot be uploaded (an unreadable source, a block store or
+/// UpdateFile refusing it) or downloaded (a missing block, a name the local
+/// file system refuses, a subdirectory in the way) does not stop the others:
+/// it is skipped with a warning, and once everything else is done and
+/// recorded the sync fails naming the skipped files. Only a metadata service
+/// without a majority stops the sync at once.
 pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     let base = &opts.base_dir;
     if !base.is_dir() {
@@ -521,7 +535,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
         let progress = opts.progress;
         tokio::task::spawn_blocking(move || {
             let mut warnings = Vec::new();
-            scan(&base, &chunker, &indexed, &stats, progress, &mut warnings).map(|local| (local, warnings))
+            scan(&base, &chunker, &indexed, &stats, progress, true, &mut warnings).map(|local| (local, warnings))
         })
         .await
         .map_err(|e| SyncError::Failed(format!("hashing task: {e}")))??
@@ -573,7 +587,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
             names.push_str(&format!(" and {} more", done.skipped.len() - NAMED));
         }
         return Err(SyncError::Failed(format!(
-            "{} file(s) could not be downloaded and will be retried by the next sync: {names}; {summary}",
+            "{} file(s) could not be synced and will be retried by the next sync: {names}; {summary}",
             done.skipped.len()
         )));
     }
@@ -624,7 +638,7 @@ async fn reconcile(
     }
 
     // Upload: blocks first, then the metadata.
-    upload(&ctx, local, &mut uploads, summary).await?;
+    upload(&ctx, local, &mut uploads, done, summary).await?;
     let refused = update_files(&ctx, uploads, done, summary).await?;
     if !refused.is_empty() {
         // Another client won: take the server's version of these files.
@@ -658,7 +672,7 @@ async fn reconcile(
         }
     }
 
-    download(&ctx, local, done, summary).await
+    download(&ctx, local, indexed, done, summary).await
 }
 
 /// Records an update the server accepted.
@@ -675,7 +689,8 @@ fn uploaded(meta: FileMetaData, summary: &mut Summary, index_changes: &mut BTree
 
 /// Sends `uploads` as UpdateFile calls, many in flight, recording each
 /// accepted one in `done` as it is answered. Returns the refused ones (-1).
-/// After a failed call no new ones start, but those in flight are waited
+/// A call the server fails (a name or hash list it refuses) skips that file.
+/// Without a majority no new calls start, but those in flight are waited
 /// for, so every update the server applied is recorded before the error is
 /// returned.
 async fn update_files(
@@ -703,6 +718,10 @@ async fn update_files(
         match got {
             Some(Ok(version)) if version == meta.version => uploaded(meta, summary, &mut done.index_changes),
             Some(Ok(_)) => refused.push(meta),
+            Some(Err(RpcError::Failed(why))) => {
+                let print = |w: &str| warn(ctx.opts.progress, w);
+                skip("uploading", &meta.filename, &why, summary, &mut done.skipped, print);
+            }
             Some(Err(e)) => {
                 failed.store(true, Ordering::Relaxed);
                 error.get_or_insert(e);
@@ -723,14 +742,16 @@ fn warn(mode: ProgressMode, message: &str) {
 }
 
 /// Sends the blocks `uploads` need that the block stores lack. A file with
-/// any block not confirmed stored (its source, maybe another file sharing
-/// the block, changed since hashing) is taken out of `uploads` with a
-/// warning, so no `UpdateFile` names a block no store holds; the next sync
-/// sees the new content.
+/// any block not confirmed stored is taken out of `uploads`, so no
+/// `UpdateFile` names a block no store holds: with a warning when its
+/// source (maybe another file sharing the block) changed since hashing (the
+/// next sync sees the new content), and skipped (see [`Done::skipped`]) when
+/// a block could not be read or a block store failed.
 async fn upload(
     ctx: &Context<'_>,
     local: &BTreeMap<String, LocalFile>,
     uploads: &mut Vec<FileMetaData>,
+    done: &mut Done,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
     let mut sources: HashMap<String, Source> = HashMap::new();
@@ -756,54 +777,106 @@ async fn upload(
     if sources.is_empty() {
         return Ok(());
     }
+    // Blocks not stored for a reason other than a change of their source,
+    // with the reason: the files naming them are skipped.
+    let mut failed: HashMap<String, Arc<str>> = HashMap::new();
     let hashes: Vec<String> = sources.keys().cloned().collect();
-    let placement = ctx.meta.block_store_map(&hashes).await?;
+    let placement = match ctx.meta.block_store_map(&hashes).await {
+        Ok(p) => p,
+        Err(RpcError::Failed(why)) => {
+            let why: Arc<str> = why.into();
+            failed.extend(hashes.iter().map(|h| (h.clone(), why.clone())));
+            HashMap::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for hash in hashes {
-        by_store.entry(placement[&hash].clone()).or_default().push(hash);
+    for (hash, store) in placement {
+        by_store.entry(store).or_default().push(hash);
     }
-    let missing: Vec<(String, Vec<String>)> =
+    // Per store: the hashes asked, and those missing or why none are known.
+    let answers: Vec<(String, Vec<String>, _)> =
         futures::stream::iter(by_store.into_iter().map(|(store, hashes)| async move {
-            let missing = ctx.stores.missing_blocks(&store, &hashes).await?;
+            let missing = match ctx.stores.missing_blocks(&store, &hashes).await {
+                Ok(m) => m,
+                Err(e) => return (store, hashes, Err(e.to_string())),
+            };
             let asked: HashSet<&String> = hashes.iter().collect();
             if let Some(bad) = missing.iter().find(|h| !asked.contains(h)) {
-                return Err(SyncError::Failed(format!(
-                    "block store {store} reported unknown block {bad} missing"
-                )));
+                let why = format!("block store {store} reported unknown block {bad} missing");
+                return (store, hashes, Err(why));
             }
-            Ok::<_, SyncError>((store, missing))
+            // A hash listed twice is sent (and counted) once.
+            let mut seen = HashSet::new();
+            let missing: Vec<String> = missing.into_iter().filter(|h| seen.insert(h.clone())).collect();
+            (store, hashes, Ok::<_, String>(missing))
         }))
         .buffer_unordered(ctx.opts.block_jobs.max(1))
-        .try_collect()
-        .await?;
-    let to_send: Vec<(String, String)> = missing
-        .into_iter()
-        .flat_map(|(store, hashes)| hashes.into_iter().map(move |h| (store.clone(), h)))
-        .collect();
+        .collect()
+        .await;
+    let mut to_send: Vec<(String, String)> = Vec::new();
+    for (store, hashes, answer) in answers {
+        match answer {
+            Ok(missing) => to_send.extend(missing.into_iter().map(|h| (store.clone(), h))),
+            Err(why) => {
+                let why: Arc<str> = why.into();
+                failed.extend(hashes.into_iter().map(|h| (h, why.clone())));
+            }
+        }
+    }
     // Blocks known to be on their store: those not missing, plus those sent
     // whose bytes still hashed as scanned.
-    let mut stored: HashSet<String> = sources.keys().cloned().collect();
+    let mut stored: HashSet<String> = sources.keys().filter(|h| !failed.contains_key(*h)).cloned().collect();
     for (_, h) in &to_send {
         stored.remove(h);
     }
-    summary.blocks_deduplicated += total_refs - to_send.len() as u64;
-    let total_bytes: u64 = to_send.iter().map(|(_, h)| sources[h].len as u64).sum();
+    let not_deduplicated = to_send.len().saturating_add(failed.len()) as u64;
+    summary.blocks_deduplicated += total_refs.saturating_sub(not_deduplicated);
+    let total_bytes: u64 = to_send.iter().map(|(_, h)| u64::from(sources[h].len)).sum();
     let phase = Phase::start(ctx.opts.progress, "upload", total_bytes);
     let groups = stream_groups(to_send, &sources);
-    let sent: Vec<Vec<String>> = futures::stream::iter(groups.into_iter().map(|(store, hashes)| {
-        let sources = &sources;
-        let phase = &phase;
-        async move { upload_group(ctx, &store, hashes, sources, phase).await }
-    }))
-    .buffer_unordered(ctx.opts.block_jobs.clamp(1, STREAMS_IN_FLIGHT))
-    .try_collect()
-    .await?;
-    stored.extend(sent.into_iter().flatten());
+    let sent: Vec<(Vec<String>, Result<Sent, SyncError>)> =
+        futures::stream::iter(groups.into_iter().map(|(store, hashes)| {
+            let sources = &sources;
+            let phase = &phase;
+            async move {
+                let result = upload_group(ctx, &store, hashes.clone(), sources, phase).await;
+                (hashes, result)
+            }
+        }))
+        .buffer_unordered(ctx.opts.block_jobs.clamp(1, STREAMS_IN_FLIGHT))
+        .collect()
+        .await;
+    let mut bytes_sent = 0u64;
+    for (hashes, result) in sent {
+        match result {
+            Ok(group) => {
+                bytes_sent += group.bytes;
+                stored.extend(group.stored);
+                for (h, why) in group.failed {
+                    failed.insert(h, why.into());
+                }
+            }
+            Err(e) => {
+                let why: Arc<str> = e.to_string().into();
+                failed.extend(hashes.into_iter().map(|h| (h, why.clone())));
+            }
+        }
+    }
     phase.finish("blocks");
-    summary.bytes_up += total_bytes;
+    summary.bytes_up += bytes_sent;
     uploads.retain(|m| {
         let hashes = &m.block_hash_list;
-        if chunk::is_tombstone(hashes) || chunk::is_empty_file(hashes) || hashes.iter().all(|h| stored.contains(h)) {
+        if chunk::is_tombstone(hashes) || chunk::is_empty_file(hashes) {
+            return true;
+        }
+        if let Some(why) = hashes.iter().find_map(|h| failed.get(h)) {
+            skip("uploading", &m.filename, why, summary, &mut done.skipped, |w| {
+                phase.warn(w)
+            });
+            return false;
+        }
+        if hashes.iter().all(|h| stored.contains(h)) {
             return true;
         }
         let w = format!(
@@ -818,7 +891,8 @@ async fn upload(
     Ok(())
 }
 
-/// Cuts the blocks to send into groups of at most [`STREAM_GROUP_BYTES`],
+/// Cuts the blocks to send into groups of at most [`STREAM_GROUP_BYTES`]
+/// and [`MAX_BLOCKS_PER_STREAM`] blocks (a store fails a longer stream),
 /// each for one store, in file order so each group reads files sequentially.
 fn stream_groups(to_send: Vec<(String, String)>, sources: &HashMap<String, Source>) -> Vec<(String, Vec<String>)> {
     let mut by_store: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -835,7 +909,7 @@ fn stream_groups(to_send: Vec<(String, String)>, sources: &HashMap<String, Sourc
         let mut bytes = 0u64;
         for h in hashes {
             let len = u64::from(sources[&h].len);
-            if !group.is_empty() && bytes + len > STREAM_GROUP_BYTES {
+            if !group.is_empty() && (bytes + len > STREAM_GROUP_BYTES || group.len() >= MAX_BLOCKS_PER_STREAM) {
                 groups.push((store.clone(), std::mem::take(&mut group)));
                 bytes = 0;
             }
@@ -863,25 +937,47 @@ fn stream_groups(to_send: Vec<(String, String)>, sources: &HashMap<String, Sourc
     out
 }
 
+/// What one group's upload did.
+#[derive(Default)]
+struct Sent {
+    /// Blocks stored as scanned.
+    stored: Vec<String>,
+    /// Blocks not stored, with why (their source could not be read, or the
+    /// store refused them): their files are skipped.
+    failed: Vec<(String, String)>,
+    /// Bytes sent.
+    bytes: u64,
+}
+
 /// Sends one group of blocks to `store` on one `PutBlockStream` (one
 /// durable sync on the store for the whole group), reading them from disk
-/// on a blocking thread while they are sent. Returns the hashes of the
-/// blocks stored as scanned, leaving out those whose source no longer
-/// hashes as it did (changed during the sync): the store reports the hash
-/// it computed for every block, so the client does not hash twice. Falls
-/// back to one `PutBlock` per block when the store lacks the extension.
+/// on a blocking thread while they are sent. A block whose source no longer
+/// hashes as it did (changed during the sync) is in neither list of the
+/// result: the store reports the hash it computed for every block, so the
+/// client does not hash twice. A block that cannot be read is not sent.
+/// Falls back to one `PutBlock` per block when the store lacks the
+/// extension. An error fails the whole group.
 async fn upload_group(
     ctx: &Context<'_>,
     store: &str,
     hashes: Vec<String>,
     sources: &HashMap<String, Source>,
     phase: &Phase,
-) -> Result<Vec<String>, SyncError> {
-    let srcs: Vec<Source> = hashes.iter().map(|h| sources[h].clone()).collect();
+) -> Result<Sent, SyncError> {
+    let srcs: Vec<(String, Source)> = hashes.iter().map(|h| (h.clone(), sources[h].clone())).collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<triton_proto::surfstore::Block>(STREAM_READ_AHEAD);
     let reader = tokio::task::spawn_blocking(move || {
-        for src in &srcs {
-            let data = read_source(src).map_err(io_err(format!("reading {}", src.path.display())))?;
+        // The hashes sent, in order, and those that could not be read.
+        let mut sent = Vec::with_capacity(srcs.len());
+        let mut unreadable = Vec::new();
+        for (hash, src) in srcs {
+            let data = match read_source(&src) {
+                Ok(d) => d,
+                Err(e) => {
+                    unreadable.push((hash, format!("reading {}: {e}", src.path.display())));
+                    continue;
+                }
+            };
             let block_size = i32::try_from(data.len()).expect("blocks are at most 16 MiB");
             let block = triton_proto::surfstore::Block {
                 block_data: data,
@@ -890,33 +986,38 @@ async fn upload_group(
             if tx.blocking_send(block).is_err() {
                 break; // the call ended early; its error is reported
             }
+            sent.push(hash);
         }
-        Ok::<_, SyncError>(())
+        (sent, unreadable)
     });
     let blocks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     let reply = ctx.stores.put_block_stream(store, blocks).await;
-    let read = reader
+    let (sent, unreadable) = reader
         .await
         .map_err(|e| SyncError::Failed(format!("reading blocks: {e}")))?;
     let Some(stored) = reply? else {
-        return upload_one_by_one(ctx, store, &hashes, sources, phase).await;
+        return Ok(upload_one_by_one(ctx, store, &hashes, sources, phase).await);
     };
-    read?;
-    if stored.len() != hashes.len() {
+    if stored.len() != sent.len() {
         return Err(SyncError::Failed(format!(
             "block store {store} acknowledged {} blocks of {} sent",
             stored.len(),
-            hashes.len()
+            sent.len()
         )));
     }
-    let mut ok = Vec::with_capacity(hashes.len());
-    for (sent, got) in hashes.iter().zip(&stored) {
-        if sent == got {
-            ok.push(sent.clone());
+    let mut out = Sent {
+        failed: unreadable,
+        ..Sent::default()
+    };
+    for (sent, got) in sent.into_iter().zip(&stored) {
+        let len = u64::from(sources[&sent].len);
+        out.bytes += len;
+        phase.inc(len);
+        if sent == *got {
+            out.stored.push(sent);
         }
-        phase.inc(u64::from(sources[sent].len));
     }
-    Ok(ok)
+    Ok(out)
 }
 
 /// The course's protocol: one `PutBlock` per block, `--jobs` in flight.
@@ -926,24 +1027,40 @@ async fn upload_one_by_one(
     hashes: &[String],
     sources: &HashMap<String, Source>,
     phase: &Phase,
-) -> Result<Vec<String>, SyncError> {
-    let stored: Vec<Option<String>> = futures::stream::iter(hashes.iter().map(|hash| {
+) -> Sent {
+    let results: Vec<(String, Result<Option<u64>, String>)> = futures::stream::iter(hashes.iter().map(|hash| {
         let src = &sources[hash];
         async move {
-            let data = read_source(src).map_err(io_err(format!("reading {}", src.path.display())))?;
+            let data = match read_source(src) {
+                Ok(d) => d,
+                Err(e) => return (hash.clone(), Err(format!("reading {}: {e}", src.path.display()))),
+            };
             if chunk::block_hash(&data) != *hash {
-                return Ok(None); // changed since hashing: not sent
+                return (hash.clone(), Ok(None)); // changed since hashing: not sent
             }
             let len = data.len() as u64;
-            ctx.stores.put_block(store, data).await?;
+            if let Err(e) = ctx.stores.put_block(store, data).await {
+                return (hash.clone(), Err(e.to_string()));
+            }
             phase.inc(len);
-            Ok::<_, SyncError>(Some(hash.clone()))
+            (hash.clone(), Ok(Some(len)))
         }
     }))
     .buffer_unordered(ctx.opts.block_jobs.max(1))
-    .try_collect()
-    .await?;
-    Ok(stored.into_iter().flatten().collect())
+    .collect()
+    .await;
+    let mut out = Sent::default();
+    for (hash, result) in results {
+        match result {
+            Ok(Some(len)) => {
+                out.bytes += len;
+                out.stored.push(hash);
+            }
+            Ok(None) => {}
+            Err(why) => out.failed.push((hash, why)),
+        }
+    }
+    out
 }
 
 /// Writes the server's version of each file in `done.downloads` into
@@ -953,12 +1070,21 @@ async fn upload_one_by_one(
 async fn download(
     ctx: &Context<'_>,
     local: &BTreeMap<String, LocalFile>,
+    indexed: &BTreeMap<String, IndexEntry>,
     done: &mut Done,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
     let base = &ctx.opts.base_dir;
     let progress = ctx.opts.progress;
-    let sources = sources_of(local);
+    let mut sources = sources_of(local);
+    // Names a conflicted copy must not take: a file this sync sees or is
+    // about to write would be overwritten by it, or overwrite it.
+    let mut taken: HashSet<String> = local
+        .keys()
+        .chain(indexed.keys())
+        .chain(done.downloads.iter().map(|m| &m.filename))
+        .cloned()
+        .collect();
     // Blocks that must come from the block stores.
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut writes = Vec::new();
@@ -970,14 +1096,31 @@ async fn download(
             hashes: hashes.clone(),
         };
         let target = base.join(name);
+        // Content only this directory has: kept as a conflicted copy just
+        // before the server's version replaces or deletes it.
+        let conflict = local
+            .get(name)
+            .filter(|l| unsynced_content(l, indexed.get(name), hashes));
         if chunk::is_tombstone(hashes) {
-            if local.contains_key(name) {
+            if let Some(file) = conflict {
+                let kept = keep_conflicted_copy(base, meta, file, &mut taken, &mut sources, summary, |w| {
+                    warn(progress, w)
+                });
+                if let Err(why) = kept {
+                    skip("downloading", name, &why, summary, &mut done.skipped, |w| {
+                        warn(progress, w)
+                    });
+                    continue;
+                }
+            } else if local.contains_key(name) {
                 match fs::remove_file(&target) {
                     Ok(()) => summary.files_deleted += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => summary.files_deleted += 1,
                     Err(e) => {
                         let why = format!("deleting {}: {e}", target.display());
-                        skip(name, &why, summary, &mut done.skipped, |w| warn(progress, w));
+                        skip("downloading", name, &why, summary, &mut done.skipped, |w| {
+                            warn(progress, w)
+                        });
                         continue;
                     }
                 }
@@ -998,7 +1141,7 @@ async fn download(
                 }
             }
         }
-        writes.push((meta, entry));
+        writes.push((meta, entry, conflict));
     }
     if writes.is_empty() {
         return Ok(());
@@ -1011,18 +1154,32 @@ async fn download(
     };
     let total_bytes: u64 = writes
         .iter()
-        .map(|(m, _)| m.block_hash_list.len() as u64 * ctx.opts.chunker.block_size() as u64)
+        .map(|(m, _, _)| m.block_hash_list.len() as u64 * ctx.opts.chunker.block_size() as u64)
         .sum();
     let phase = Phase::start(progress, "download", total_bytes);
     let bytes_down = AtomicU64::new(0);
-    for (meta, entry) in writes {
-        match download_file(ctx, meta, &placement, &sources, &bytes_down, &phase).await {
+    for (meta, entry, conflict) in writes {
+        let mut written = download_file(ctx, meta, &placement, &sources, &bytes_down, &phase).await;
+        if let (Ok(_), Some(file)) = (&written, conflict) {
+            let print = |w: &str| phase.warn(w);
+            if let Err(why) = keep_conflicted_copy(base, meta, file, &mut taken, &mut sources, summary, print) {
+                written = Err(SyncError::Failed(why));
+            }
+        }
+        let target = base.join(&meta.filename);
+        let persisted = written.and_then(|temp| {
+            temp.persist(&target)
+                .map_err(io_err(format!("writing {}", target.display())))
+        });
+        match persisted {
             Ok(()) => {
                 summary.files_down += 1;
                 done.index_changes.insert(meta.filename.clone(), Some(entry));
             }
             Err(SyncError::Failed(why)) => {
-                skip(&meta.filename, &why, summary, &mut done.skipped, |w| phase.warn(w));
+                skip("downloading", &meta.filename, &why, summary, &mut done.skipped, |w| {
+                    phase.warn(w)
+                });
             }
             Err(e) => return Err(e),
         }
@@ -1036,16 +1193,99 @@ async fn download(
 }
 
 /// Leaves `name` out of this sync (not in the index, so the next sync tries
-/// again), with a warning.
-fn skip(name: &str, why: &str, summary: &mut Summary, skipped: &mut Vec<String>, print: impl Fn(&str)) {
-    let w = format!("not downloading {name:?}: {why}; it will be retried by the next sync");
+/// again), with a warning; `doing` is "downloading" or "uploading".
+fn skip(doing: &str, name: &str, why: &str, summary: &mut Summary, skipped: &mut Vec<String>, print: impl Fn(&str)) {
+    let w = format!("not {doing} {name:?}: {why}; it will be retried by the next sync");
     print(&w);
     summary.warnings.push(w);
     skipped.push(name.to_string());
 }
 
-/// Writes the server's version of one file into a temporary file, then
-/// renames it over the real name (a failure leaves the old file intact).
+/// Whether `local` holds content this client never synced (no index entry,
+/// a tombstone, or an edit since the entry) that differs from `remote`:
+/// replacing or deleting it would lose the only copy.
+fn unsynced_content(local: &LocalFile, base: Option<&IndexEntry>, remote: &[String]) -> bool {
+    local.hashes != remote && base.is_none_or(|b| b.hashes != local.hashes)
+}
+
+/// The name of the `n`th conflicted copy of `name` made at `secs`: the
+/// suffix always fits, `name` is cut (at a char boundary) to make room. It
+/// adds neither ',' nor "..", so it passes [`refuse_name`] as `name` does.
+fn conflict_name(name: &str, secs: u64, n: u32) -> String {
+    let suffix = if n == 0 {
+        format!(" (conflicted copy {secs})")
+    } else {
+        format!(" (conflicted copy {secs} {n})")
+    };
+    let mut keep = MAX_NAME_BYTES.saturating_sub(suffix.len()).min(name.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &name[..keep])
+}
+
+/// Renames `file` (BASEDIR's `meta.filename`) to a free conflicted-copy
+/// name, points the block sources read from it at the new name (so later
+/// downloads still find its blocks), and warns naming both.
+#[allow(clippy::too_many_arguments)]
+fn keep_conflicted_copy(
+    base: &Path,
+    meta: &FileMetaData,
+    file: &LocalFile,
+    taken: &mut HashSet<String>,
+    sources: &mut HashMap<String, Source>,
+    summary: &mut Summary,
+    print: impl Fn(&str),
+) -> Result<(), String> {
+    let name = &meta.filename;
+    let copy = rename_to_conflicted_copy(base, name, taken)
+        .map_err(|e| format!("keeping the local version as a conflicted copy: {e}"))?;
+    let moved = base.join(&copy);
+    for src in sources.values_mut().filter(|s| s.path == file.path) {
+        src.path = moved.clone();
+    }
+    let w = if chunk::is_tombstone(&meta.block_hash_list) {
+        format!("{name:?} was changed here and deleted on the server; the local version is kept as {copy:?}")
+    } else {
+        format!(
+            "{name:?} was changed here and on the server; {name:?} is now the server's version, \
+             the local one is kept as {copy:?}"
+        )
+    };
+    print(&w);
+    summary.warnings.push(w);
+    taken.insert(copy);
+    Ok(())
+}
+
+/// Renames BASEDIR's `name` to a free conflicted-copy name (none in `taken`
+/// or on disk) and returns that name.
+fn rename_to_conflicted_copy(base: &Path, name: &str, taken: &HashSet<String>) -> io::Result<String> {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for n in 0..1000 {
+        let copy = conflict_name(name, secs, n);
+        if let Some(why) = refuse_name(&copy) {
+            return Err(io::Error::other(format!("no usable name ({copy:?}: {why})")));
+        }
+        if taken.contains(&copy) {
+            continue;
+        }
+        let path = base.join(&copy);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::rename(base.join(name), &path)?;
+                return Ok(copy);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free conflicted-copy name"))
+}
+
+/// Writes the server's version of one file into a temporary file in
+/// BASEDIR, to be renamed over the real name (a failure leaves the old file
+/// intact).
 async fn download_file(
     ctx: &Context<'_>,
     meta: &FileMetaData,
@@ -1053,7 +1293,7 @@ async fn download_file(
     sources: &HashMap<String, Source>,
     bytes_down: &AtomicU64,
     phase: &Phase,
-) -> Result<(), SyncError> {
+) -> Result<TempFile, SyncError> {
     let base = &ctx.opts.base_dir;
     let target = base.join(&meta.filename);
     let mut temp = TempFile::create(base).map_err(io_err(format!("creating a file in {}", base.display())))?;
@@ -1083,8 +1323,7 @@ async fn download_file(
             phase.inc(data.len() as u64);
         }
     }
-    temp.persist(&target)
-        .map_err(io_err(format!("writing {}", target.display())))
+    Ok(temp)
 }
 
 /// One line of `triton surf mapping`: where one block of one file lives.
@@ -1120,6 +1359,8 @@ pub async fn mapping(opts: &SyncOptions) -> Result<Vec<MappingLine>, SyncError> 
             &BTreeMap::new(),
             &BTreeMap::new(),
             progress,
+            // Mapping takes no index lock (it may run beside a sync).
+            false,
             &mut warnings,
         )
     })
@@ -1153,6 +1394,28 @@ pub async fn mapping(opts: &SyncOptions) -> Result<Vec<MappingLine>, SyncError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Groups end at the store's block count as well as at the byte bound:
+    /// tiny blocks would otherwise put more on one stream than a store
+    /// takes, and every sync would fail. (A unit test: 65,536 messages
+    /// through a fake store on a loaded machine made a slow, flaky test.)
+    #[test]
+    fn no_stream_group_holds_more_blocks_than_a_store_takes() {
+        let n = MAX_BLOCKS_PER_STREAM * 2 + 10;
+        let mut sources = HashMap::new();
+        let to_send: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let hash = format!("{i:064x}");
+                let offset = 4 * i as u64;
+                let path = PathBuf::from("f");
+                sources.insert(hash.clone(), Source { path, offset, len: 4 });
+                ("store".to_string(), hash)
+            })
+            .collect();
+        let groups = stream_groups(to_send, &sources);
+        let sizes: Vec<usize> = groups.iter().map(|(_, g)| g.len()).collect();
+        assert_eq!(sizes, [MAX_BLOCKS_PER_STREAM, MAX_BLOCKS_PER_STREAM, 10]);
+    }
 
     fn local(hashes: &[&str]) -> LocalFile {
         LocalFile {
@@ -1232,6 +1495,22 @@ mod tests {
     }
 
     #[test]
+    fn conflicted_copy_names_fit_and_pass_refuse_name() {
+        assert_eq!(conflict_name("a.txt", 17, 0), "a.txt (conflicted copy 17)");
+        assert_eq!(conflict_name("a.txt", 17, 2), "a.txt (conflicted copy 17 2)");
+        for name in [
+            "x".repeat(MAX_NAME_BYTES),
+            "é".repeat(127),
+            format!("a{}", "é".repeat(127)),
+            "x.".into(),
+        ] {
+            let copy = conflict_name(&name, u64::MAX, u32::MAX);
+            assert_eq!(refuse_name(&copy), None, "{copy:?}");
+            assert!(copy.ends_with(&format!(" (conflicted copy {} {})", u64::MAX, u32::MAX)));
+        }
+    }
+
+    #[test]
     fn decisions() {
         // New local file: upload as version 1.
         assert!(matches!(
@@ -1245,7 +1524,8 @@ mod tests {
             decide(Some(&local(&["b"])), Some(&base(3, &["a"])), Some(&remote(3, &["a"]))),
             Some(Action::Upload { version: 4, .. })
         ));
-        // The server is newer: it wins, even over a local edit.
+        // The server is newer: downloaded, even over a local edit (which
+        // the download first keeps as a conflicted copy).
         assert!(matches!(
             decide(Some(&local(&["b"])), Some(&base(3, &["a"])), Some(&remote(4, &["c"]))),
             Some(Action::Download(_))

@@ -9,6 +9,7 @@ use triton_proto::surfstore::FileMetaData;
 use triton_surfsync::chunk::block_hash;
 use triton_surfsync::fake::{ring_owner, serve_fakes, Fakes};
 use triton_surfsync::index::Index;
+use triton_surfsync::rpc::{MetaClient, RpcError};
 use triton_surfsync::{mapping, sync, Chunker, Chunking, ProgressMode, SyncError, SyncOptions};
 
 fn opts(dir: &Path, fakes: &Fakes, mode: Chunking, block_size: usize) -> SyncOptions {
@@ -396,6 +397,23 @@ async fn a_second_sync_of_the_same_directory_is_refused() {
     assert_eq!(sync(&o).await.unwrap().files_up, 1);
 }
 
+/// The conflicted copies in `dir`: name and content.
+fn conflicted_copies(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = files_in(dir)
+        .into_iter()
+        .filter(|n| n.contains(" (conflicted copy "))
+        .map(|n| {
+            let content = std::fs::read(dir.join(&n)).unwrap();
+            (n, content)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The server's version takes the name, but a local edit it replaces is
+/// kept as a conflicted copy (with a warning naming both), which the next
+/// sync uploads like any new file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_wins_over_a_local_edit() {
     let fakes = serve_fakes(1).await.unwrap();
@@ -403,13 +421,93 @@ async fn server_wins_over_a_local_edit() {
     std::fs::write(a.path().join("f"), b"v1").unwrap();
     sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
-    // Both edit; a syncs first, so b's edit loses.
+    // Both edit; a syncs first, so b's edit loses the name.
     std::fs::write(a.path().join("f"), b"a's edit").unwrap();
     std::fs::write(b.path().join("f"), b"b's edit").unwrap();
     sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     assert_eq!((s.files_up, s.files_down), (0, 1));
     assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"a's edit");
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let (copy, content) = &copies[0];
+    assert!(copy.starts_with("f (conflicted copy "), "{copy}");
+    assert_eq!(content, b"b's edit");
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains("\"f\"") && s.warnings[0].contains(copy.as_str()),
+        "{:?}",
+        s.warnings
+    );
+    // The next sync uploads the copy; the other client gets it.
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!((s.files_up, s.files_down), (1, 0));
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!(conflicted_copies(a.path()), copies);
+}
+
+/// A fresh client (or one that lost index.db) holding a file the server
+/// has another version of: the download must not erase the only copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_synced_local_file_meeting_a_remote_version_is_kept() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(a.path().join("notes"), b"the cloud's notes").unwrap();
+    std::fs::write(a.path().join("other"), b"CCCCdddd").unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 4)).await.unwrap();
+    // b's "notes" holds a block of "other" that the store lost: downloading
+    // "other" (after "notes" was renamed) must read it from the copy.
+    std::fs::write(b.path().join("notes"), b"BBBBCCCC").unwrap();
+    fakes.stores[0].blocks.lock().unwrap().remove(&block_hash(b"CCCC"));
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 4)).await.unwrap();
+    assert_eq!((s.files_up, s.files_down, s.blocks_deduplicated), (0, 2, 1));
+    assert_eq!(std::fs::read(b.path().join("notes")).unwrap(), b"the cloud's notes");
+    assert_eq!(std::fs::read(b.path().join("other")).unwrap(), b"CCCCdddd");
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].0.starts_with("notes (conflicted copy "), "{copies:?}");
+    assert_eq!(copies[0].1, b"BBBBCCCC");
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    // Identical content is no conflict: a third client with the same file
+    // just records it.
+    fakes.stores[0]
+        .blocks
+        .lock()
+        .unwrap()
+        .insert(block_hash(b"CCCC"), b"CCCC".to_vec());
+    let c = tempfile::tempdir().unwrap();
+    std::fs::write(c.path().join("notes"), b"the cloud's notes").unwrap();
+    let s = sync(&opts(c.path(), &fakes, Chunking::Fixed, 4)).await.unwrap();
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert!(conflicted_copies(c.path()).is_empty());
+}
+
+/// A file edited here and deleted elsewhere: the tombstone takes the name,
+/// the edit is kept as a conflicted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_edit_meeting_a_remote_tombstone_is_kept() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(a.path().join("f"), b"v1").unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    std::fs::remove_file(a.path().join("f")).unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    std::fs::write(b.path().join("f"), b"b's edit").unwrap();
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!((s.files_up, s.files_deleted), (0, 0));
+    assert!(!b.path().join("f").exists());
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, b"b's edit");
+    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].hashes, vec!["0"]);
+    assert_eq!(
+        sync(&opts(b.path(), &fakes, Chunking::Fixed, 16))
+            .await
+            .unwrap()
+            .files_up,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,6 +525,10 @@ async fn refused_update_falls_back_to_download() {
     assert_eq!((s.files_up, s.files_down), (0, 1));
     assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"theirs");
     assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].version, 1);
+    // b's own version is kept beside it.
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, b"mine");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,4 +775,133 @@ async fn accepted_updates_are_recorded_when_another_fails() {
     let s = sync(&o).await.unwrap();
     assert_eq!(s.files_up, 1, "only b is left to upload");
     assert_eq!(fakes.meta.files.lock().unwrap()["b"].version, 1);
+}
+
+/// A failed UpdateFile skips only its file: the downloads still run, and
+/// the sync reports the skipped file at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_update_does_not_stop_the_downloads() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (other, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(other.path().join("remote"), b"from elsewhere").unwrap();
+    sync(&opts(other.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    std::fs::write(dir.path().join("a"), b"first").unwrap();
+    std::fs::write(dir.path().join("b"), b"second").unwrap();
+    fakes.meta.fail_updates.lock().unwrap().insert("b".into());
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+    let err = sync(&o).await.unwrap_err();
+    let SyncError::Failed(m) = &err else { panic!("{err:?}") };
+    assert!(m.contains("1 file(s)") && m.contains("\"b\""), "{m}");
+    assert_eq!(std::fs::read(dir.path().join("remote")).unwrap(), b"from elsewhere");
+    let index = Index::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(index.keys().collect::<Vec<_>>(), ["a", "remote"]);
+}
+
+/// A file deleted between the scan and the upload of its blocks is skipped;
+/// the other files are still uploaded and downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_source_skips_only_its_file() {
+    for course_only in [false, true] {
+        let fakes = serve_fakes(1).await.unwrap();
+        fakes.stores[0].course_only.store(course_only, Ordering::SeqCst);
+        let (other, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(other.path().join("remote"), b"from elsewhere").unwrap();
+        sync(&opts(other.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+        std::fs::write(dir.path().join("gone"), data(100, 1)).unwrap();
+        std::fs::write(dir.path().join("kept"), data(100, 2)).unwrap();
+        let gone = dir.path().join("gone");
+        *fakes.stores[0].before_missing_blocks.lock().unwrap() = Some(Box::new(move || {
+            std::fs::remove_file(gone).unwrap();
+        }));
+        let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+        let err = sync(&o).await.unwrap_err();
+        let SyncError::Failed(m) = &err else { panic!("{err:?}") };
+        assert!(
+            m.contains("1 file(s)") && m.contains("\"gone\""),
+            "course_only={course_only}: {m}"
+        );
+        assert_eq!(std::fs::read(dir.path().join("remote")).unwrap(), b"from elsewhere");
+        let files = fakes.meta.files.lock().unwrap().clone();
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["kept", "remote"]);
+    }
+}
+
+/// A MissingBlocks answer naming a block twice: sent once, no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_reported_missing_twice_is_sent_once() {
+    let fakes = serve_fakes(1).await.unwrap();
+    fakes.stores[0].duplicate_missing.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), data(48, 3)).unwrap();
+    let s = sync(&opts(dir.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!((s.files_up, s.bytes_up, s.blocks_deduplicated), (1, 48, 0));
+    assert_eq!(fakes.stores[0].blocks.lock().unwrap().len(), 3);
+}
+
+/// The file map is not held to the 64 MiB cap of block messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_map_over_64_mib_is_read() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let hashes = vec![block_hash(b"x"); triton_surfsync::rpc::MAX_MESSAGE_BYTES / 64 + 1000];
+    fakes.meta.files.lock().unwrap().insert(
+        "huge".into(),
+        FileMetaData {
+            filename: "huge".into(),
+            version: 1,
+            block_hash_list: hashes,
+        },
+    );
+    let client = MetaClient::new(fakes.meta_addrs.clone(), Duration::from_secs(20)).unwrap();
+    let map = client.file_info_map().await.unwrap();
+    assert_eq!(
+        map["huge"].block_hash_list.len(),
+        triton_surfsync::rpc::MAX_MESSAGE_BYTES / 64 + 1000
+    );
+}
+
+/// A store that keeps reading, slowly, is not cut off by the block timeout
+/// however long the whole stream takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_moving_block_stream_is_not_cut_off() {
+    let fakes = serve_fakes(1).await.unwrap();
+    fakes.stores[0].put_stream_delay_ms.store(250, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    // Eight 1 MiB blocks: one stream of 2 s, twice the timeout.
+    std::fs::write(dir.path().join("f"), data(8 << 20, 4)).unwrap();
+    let mut o = opts(dir.path(), &fakes, Chunking::Fixed, 1 << 20);
+    o.block_timeout = Duration::from_secs(1);
+    let s = sync(&o).await.unwrap();
+    assert_eq!(s.files_up, 1);
+    assert_eq!(fakes.stores[0].put_stream_calls.load(Ordering::SeqCst), 1);
+}
+
+/// FAILED_PRECONDITION that is not a not-leader answer ("no block stores")
+/// is the server's answer, not a missing majority: reported at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_precondition_without_a_leader_hint_fails_at_once() {
+    let fakes = serve_fakes(0).await.unwrap();
+    let client = MetaClient::new(fakes.meta_addrs.clone(), Duration::from_secs(5)).unwrap();
+    let started = std::time::Instant::now();
+    match client.block_store_map(&[block_hash(b"x")]).await {
+        Err(RpcError::Failed(m)) => assert!(m.contains("no block stores"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+/// `triton surf mapping` takes no index lock, so it must leave the
+/// temporary files of a sync that may be running alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_leaves_temporary_files_alone() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    let temp = dir.path().join(format!("{}1-2", triton_surfsync::sync::TEMP_PREFIX));
+    std::fs::write(&temp, b"being downloaded").unwrap();
+    let o = opts(dir.path(), &fakes, Chunking::Fixed, 16);
+    assert_eq!(mapping(&o).await.unwrap().len(), 1);
+    assert!(temp.exists());
+    // A sync (holding the lock) does clean up.
+    sync(&o).await.unwrap();
+    assert!(!temp.exists());
 }
