@@ -4,8 +4,10 @@
 //! belongs to the first server whose position is greater than the block's
 //! hash (comparing the hex strings), wrapping around to the smallest
 //! position. This is the course's rule, so placement agrees with its
-//! clients and graders, and adding a store moves only the blocks between it
-//! and its predecessor.
+//! clients and graders, and adding a store changes the owner of only the
+//! blocks between it and its predecessor. Nothing copies those blocks to
+//! their new owner: `triton sync` looks for a block on the other stores when
+//! its owner does not have it.
 
 use std::collections::BTreeMap;
 

@@ -487,6 +487,9 @@ struct Context<'a> {
     opts: &'a SyncOptions,
     meta: MetaClient,
     stores: BlockStores,
+    /// Every block store, asked for once, when a block is not where the
+    /// ring puts it (see [`fetch_block`]).
+    all_stores: tokio::sync::OnceCell<Vec<String>>,
 }
 
 /// What a sync has done so far. Kept outside the fallible part so that
@@ -607,6 +610,7 @@ async fn reconcile(
         opts,
         meta: MetaClient::with_dialer(opts.meta_addrs.clone(), opts.meta_deadline, opts.meta_dialer.clone())?,
         stores: BlockStores::new(opts.block_timeout),
+        all_stores: tokio::sync::OnceCell::new(),
     };
     let mut remote = ctx.meta.file_info_map().await?;
     remote.retain(|name, meta| {
@@ -1311,7 +1315,7 @@ async fn download_file(
                 Some(s) => s.clone(),
                 None => ctx.meta.block_store_map(std::slice::from_ref(hash)).await?[hash].clone(),
             };
-            let data = ctx.stores.get_block(&store, hash).await?;
+            let data = fetch_block(ctx, &store, hash).await?;
             bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
             Ok(data)
         }))
@@ -1324,6 +1328,24 @@ async fn download_file(
         }
     }
     Ok(temp)
+}
+
+/// Block `hash` from `store`, where the ring puts it, else from any other
+/// block store that has it. Nothing moves blocks when a store joins the
+/// ring: the blocks of its arc stay on their old owner, which only this
+/// search finds. (Every block is checked against its hash.)
+async fn fetch_block(ctx: &Context<'_>, store: &str, hash: &str) -> Result<Vec<u8>, SyncError> {
+    let first = match ctx.stores.get_block(store, hash).await {
+        Ok(data) => return Ok(data),
+        Err(e) => e,
+    };
+    let all = ctx.all_stores.get_or_try_init(|| ctx.meta.block_store_addrs()).await?;
+    for other in all.iter().filter(|a| *a != store) {
+        if let Ok(data) = ctx.stores.get_block(other, hash).await {
+            return Ok(data);
+        }
+    }
+    Err(first.into())
 }
 
 /// One line of `triton surf mapping`: where one block of one file lives.

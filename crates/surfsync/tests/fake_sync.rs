@@ -905,3 +905,28 @@ async fn mapping_leaves_temporary_files_alone() {
     sync(&o).await.unwrap();
     assert!(!temp.exists());
 }
+
+/// Blocks that are not where the ring puts them (a store joined the ring
+/// after they were uploaded; nothing moves them) are found on the other
+/// stores instead of failing the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_away_from_their_ring_owner_are_found_on_another_store() {
+    let fakes = serve_fakes(2).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let content = data(64 * 1024, 9);
+    std::fs::write(a.path().join("f"), &content).unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
+    // Each store now holds the other's blocks.
+    {
+        let mut first = fakes.stores[0].blocks.lock().unwrap();
+        let mut second = fakes.stores[1].blocks.lock().unwrap();
+        assert!(
+            !first.is_empty() && !second.is_empty(),
+            "both stores should hold blocks"
+        );
+        std::mem::swap(&mut *first, &mut *second);
+    }
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
+    assert_eq!(s.files_down, 1);
+    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), content);
+}
