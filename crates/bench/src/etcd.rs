@@ -94,9 +94,31 @@ impl EtcdCluster {
         let mut members = String::new();
         for (i, (child, log)) in self.children.iter_mut().zip(&self.logs).enumerate() {
             members.push_str(&process_report(&format!("etcd member {i}"), Some(child), log));
+            // A Go panic's reason is at the top of its trace, which the
+            // report's tail does not reach (the log goes with the run's
+            // temporary directory).
+            if let Some(line) = first_panic_line(log) {
+                members.push_str(&format!("    first panic line: {line}\n"));
+            }
         }
         bail!("etcd did not accept a write within {within:?}: {last}\n{members}")
     }
+}
+
+/// The first line of an etcd log that reports a panic, if any.
+fn first_panic_line(log: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    // The first MiB: a member that failed at start wrote little.
+    std::fs::File::open(log)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut text)
+        .ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find(|l| l.contains("panic"))
+        .map(|l| l.chars().take(500).collect())
 }
 
 async fn put_once(ep: &str) -> anyhow::Result<()> {
@@ -118,5 +140,28 @@ impl Drop for EtcdCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_panic_line;
+
+    #[test]
+    fn the_first_panic_line_of_a_log_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("etcd-0.log");
+        std::fs::write(
+            &log,
+            "starting\npanic: cannot open database: cannot allocate memory\n\ngoroutine 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            first_panic_line(&log).as_deref(),
+            Some("panic: cannot open database: cannot allocate memory")
+        );
+        std::fs::write(&log, "all well\n").unwrap();
+        assert_eq!(first_panic_line(&log), None);
+        assert_eq!(first_panic_line(&dir.path().join("missing.log")), None);
     }
 }
