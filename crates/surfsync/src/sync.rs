@@ -1082,13 +1082,17 @@ async fn download(
     let progress = ctx.opts.progress;
     let mut sources = sources_of(local);
     // Names a conflicted copy must not take: a file this sync sees or is
-    // about to write would be overwritten by it, or overwrite it.
-    let mut taken: HashSet<String> = local
-        .keys()
-        .chain(indexed.keys())
-        .chain(done.downloads.iter().map(|m| &m.filename))
-        .cloned()
-        .collect();
+    // about to write would be overwritten by it, or overwrite it. Collected
+    // at the first conflict only: most syncs have none.
+    let in_use = |downloads: &[FileMetaData]| -> HashSet<String> {
+        local
+            .keys()
+            .chain(indexed.keys())
+            .chain(downloads.iter().map(|m| &m.filename))
+            .cloned()
+            .collect()
+    };
+    let mut taken: Option<HashSet<String>> = None;
     // Blocks that must come from the block stores.
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut writes = Vec::new();
@@ -1107,9 +1111,8 @@ async fn download(
             .filter(|l| unsynced_content(l, indexed.get(name), hashes));
         if chunk::is_tombstone(hashes) {
             if let Some(file) = conflict {
-                let kept = keep_conflicted_copy(base, meta, file, &mut taken, &mut sources, summary, |w| {
-                    warn(progress, w)
-                });
+                let taken = taken.get_or_insert_with(|| in_use(&done.downloads));
+                let kept = keep_conflicted_copy(base, meta, file, taken, &mut sources, summary, |w| warn(progress, w));
                 if let Err(why) = kept {
                     skip("downloading", name, &why, summary, &mut done.skipped, |w| {
                         warn(progress, w)
@@ -1166,7 +1169,8 @@ async fn download(
         let mut written = download_file(ctx, meta, &placement, &sources, &bytes_down, &phase).await;
         if let (Ok(_), Some(file)) = (&written, conflict) {
             let print = |w: &str| phase.warn(w);
-            if let Err(why) = keep_conflicted_copy(base, meta, file, &mut taken, &mut sources, summary, print) {
+            let taken = taken.get_or_insert_with(|| in_use(&done.downloads));
+            if let Err(why) = keep_conflicted_copy(base, meta, file, taken, &mut sources, summary, print) {
                 written = Err(SyncError::Failed(why));
             }
         }
