@@ -99,7 +99,17 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
         let is_last = i + 1 == segment_names.len();
         summary.segments += 1;
         let path = dir.join(name);
-        let data = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+        // Bounded like recovery: a damaged file claiming gigabytes is
+        // reported, not read into memory.
+        let data = match crate::wal::read_segment(&path, crate::wal::max_segment_len(opts)) {
+            Ok(data) => data,
+            Err(StorageError::Corrupt { reason, .. }) => {
+                summary.problems += 1;
+                out.line(format_args!("segment {name}: DAMAGED: {reason}"));
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
         match format::check_segment_header(&data) {
             Ok((seq, first)) => {
                 out.line(format_args!(
@@ -260,6 +270,34 @@ mod tests {
             (2, 3, 1),
             "{}",
             String::from_utf8_lossy(&out)
+        );
+    }
+
+    #[test]
+    fn a_segment_longer_than_any_the_options_write_is_reported_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), None);
+        let opts = WalOptions {
+            segment_bytes: 4096,
+            max_record_bytes: 1024,
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        };
+        let path = dir.path().join(segment_file_name(1, 1));
+        // Sparse: 64 GiB long, no disk used; a dump that read it would abort.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(64 << 30)
+            .unwrap();
+        let mut out = Vec::new();
+        let s = dump(dir.path(), &opts, true, &mut out).unwrap();
+        assert_eq!((s.segments, s.records, s.problems), (1, 0, 1));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("DAMAGED: the segment is 68719476736 bytes long"),
+            "{text}"
         );
     }
 }

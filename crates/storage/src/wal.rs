@@ -850,7 +850,7 @@ impl Wal {
 /// preallocated zeros stop at `segment_bytes` (an earlier build let them run
 /// up to `preallocate_bytes` past the records: that much is allowed too).
 /// Recovery refuses a longer file rather than read it all into memory.
-fn max_segment_len(opts: &WalOptions) -> u64 {
+pub(crate) fn max_segment_len(opts: &WalOptions) -> u64 {
     opts.segment_bytes
         .max(CREATION_LEN as u64)
         .saturating_add((RECORD_HEADER_LEN as u64) + u64::from(opts.max_record_bytes))
@@ -859,7 +859,7 @@ fn max_segment_len(opts: &WalOptions) -> u64 {
 
 /// Reads segment `path` whole, refusing one longer than `max_len` as
 /// `Corrupt` (at offset `max_len`) before allocating for it.
-fn read_segment(path: &Path, max_len: u64) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn read_segment(path: &Path, max_len: u64) -> Result<Vec<u8>, StorageError> {
     let too_long = |len: u64| {
         StorageError::corrupt(
             path,
