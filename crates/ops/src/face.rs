@@ -210,6 +210,14 @@ pub fn parse_request(buf: &[u8]) -> anyhow::Result<Option<(Route, bool)>> {
                 return Ok(Some((Route::BadMethod, false)));
             }
             let path = req.path.unwrap_or("/");
+            // The absolute form (`http://host:port/metrics`, RFC 9112 §3.2.2),
+            // which a server must accept: only its path routes.
+            let path = match path.split_once("://") {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+                    rest.find('/').map_or("/", |at| &rest[at..])
+                }
+                _ => path,
+            };
             let path = path.split(['?', '#']).next().unwrap_or(path);
             let route = match path {
                 "/" | "/index.html" => Route::Dashboard,
@@ -280,7 +288,8 @@ async fn answer(route: Route, node: NodeHandle, history: History) -> anyhow::Res
                         .iter()
                         .cloned()
                         .collect();
-                    let doc = status_doc(&node.config, &status, keys, changes, now_ms());
+                    let book = node.addresses.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let doc = status_doc(&node.config, &book, &status, keys, changes, now_ms());
                     (200, "application/json", serde_json::to_string(&doc)?)
                 }
             }
@@ -327,6 +336,12 @@ mod tests {
         assert_eq!(p("GET /nope HTTP/1.1\r\n\r\n"), Some((Route::NotFound, false)));
         assert_eq!(p("POST / HTTP/1.1\r\n\r\n"), Some((Route::BadMethod, false)));
         assert_eq!(p("GET / HTTP/1.1\r\nHost: a"), None);
+        assert_eq!(
+            p("GET http://127.0.0.1:7200/metrics HTTP/1.1\r\n\r\n"),
+            Some((Route::Metrics, false))
+        );
+        assert_eq!(p("GET HTTP://a:1 HTTP/1.1\r\n\r\n"), Some((Route::Dashboard, false)));
+        assert_eq!(p("GET ftp://a/status HTTP/1.1\r\n\r\n"), Some((Route::NotFound, false)));
         assert!(parse_request(b"\x00\x01 nonsense\r\n\r\n").is_err());
     }
 

@@ -32,7 +32,9 @@ impl Response {
     }
 }
 
-/// Fetches `http://{addr}{path}`; every step is bounded by `timeout`.
+/// Fetches `http://{addr}{path}`; the whole fetch takes at most about
+/// twice `timeout` (connect, then the exchange), even from a server that
+/// trickles its answer a byte at a time.
 pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response> {
     let sock = addr
         .to_socket_addrs()
@@ -46,11 +48,29 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
+    let deadline = std::time::Instant::now() + timeout;
     let mut raw = Vec::new();
-    stream
-        .take(MAX_RESPONSE_BYTES + 1)
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the response from {addr}"))?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        // Each read waits at most until the deadline.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            bail!("no complete response from {addr} within {timeout:?}");
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading the response from {addr}")),
+        };
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if raw.len() as u64 > MAX_RESPONSE_BYTES {
+            break;
+        }
+    }
     if raw.len() as u64 > MAX_RESPONSE_BYTES {
         bail!("response from {addr} larger than {MAX_RESPONSE_BYTES} bytes");
     }
@@ -106,5 +126,31 @@ mod tests {
         assert!(parse_response(b"garbage\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhi").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nhi").is_err());
+    }
+
+    #[test]
+    fn a_server_that_trickles_its_answer_is_cut_off_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            // One byte every 50 ms: each read succeeds well within the
+            // timeout, so only an overall deadline ends the fetch.
+            for _ in 0..100 {
+                if s.write_all(b"H").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = get(&addr, "/status", Duration::from_millis(300)).unwrap_err();
+        assert!(err.to_string().contains("no complete response"), "{err:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+        server.join().unwrap();
     }
 }

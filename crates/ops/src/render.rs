@@ -10,9 +10,11 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use triton_config::ClusterConfig;
 use triton_node::driver::NodeStatus;
+use triton_node::members::AddressBook;
 use triton_node::metrics::APPLY_LATENCY_BOUNDS_MS;
 
-/// One member of the cluster as the config names it.
+/// One member of the cluster: a node of the config or of the configuration in
+/// force (one that joined later has only the gRPC address it joined with).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberDoc {
     /// User-facing id.
@@ -103,9 +105,12 @@ fn user_id(raft_id: u64) -> u64 {
     raft_id.saturating_sub(1)
 }
 
-/// Builds the `/status` document.
+/// Builds the `/status` document. Its members are the config's nodes (with
+/// every face's address; `none` if removed since) and every node of the
+/// configuration in force (`addresses` gives a newcomer's gRPC address).
 pub fn status_doc(
     config: &ClusterConfig,
+    addresses: &AddressBook,
     status: &NodeStatus,
     store_keys: Option<u64>,
     leader_changes: Vec<LeaderChange>,
@@ -139,20 +144,40 @@ pub fn status_doc(
                 lag: status.last_index.saturating_sub(p.matched),
             })
             .collect(),
-        members: config
-            .nodes
-            .iter()
-            .map(|n| MemberDoc {
-                id: n.id,
-                addr: n.addr.clone(),
-                file_addr: n.file_addr.clone(),
-                http_addr: n.http_addr.clone(),
-                membership: status.membership.role_of(ClusterConfig::raft_id(n.id)).into(),
-            })
-            .collect(),
+        members: members(config, addresses, status),
         leader_changes,
         now_ms,
     }
+}
+
+fn members(config: &ClusterConfig, addresses: &AddressBook, status: &NodeStatus) -> Vec<MemberDoc> {
+    let mut raft_ids: std::collections::BTreeSet<u64> =
+        config.nodes.iter().map(|n| ClusterConfig::raft_id(n.id)).collect();
+    raft_ids.extend(status.membership.all_nodes());
+    let members: Vec<MemberDoc> = raft_ids
+        .into_iter()
+        .map(|raft_id| {
+            let membership = status.membership.role_of(raft_id).to_string();
+            match config.nodes.iter().find(|n| ClusterConfig::raft_id(n.id) == raft_id) {
+                Some(n) => MemberDoc {
+                    id: n.id,
+                    addr: n.addr.clone(),
+                    file_addr: n.file_addr.clone(),
+                    http_addr: n.http_addr.clone(),
+                    membership,
+                },
+                None => MemberDoc {
+                    id: user_id(raft_id),
+                    addr: addresses.get(raft_id).unwrap_or_default().to_string(),
+                    file_addr: None,
+                    http_addr: None,
+                    membership,
+                },
+            }
+        })
+        .collect();
+    debug_assert!(members.windows(2).all(|w| w[0].id < w[1].id), "one row per node, by id");
+    members
 }
 
 /// Parses a `/status` document (for `triton up` and tests).
@@ -384,7 +409,14 @@ mod tests {
     #[test]
     fn status_doc_uses_user_ids() {
         let config = triton_config::parse("M: 2\nmetadata0: 127.0.0.1:7000\nmetadata1: 127.0.0.1:7001\n").unwrap();
-        let doc = status_doc(&config, &leader_status(), Some(3), Vec::new(), 99);
+        let doc = status_doc(
+            &config,
+            &AddressBook::default(),
+            &leader_status(),
+            Some(3),
+            Vec::new(),
+            99,
+        );
         assert_eq!(doc.id, 1);
         assert_eq!(doc.leader, Some(1));
         assert_eq!(doc.peers[0].id, 0);
@@ -395,5 +427,35 @@ mod tests {
         assert_eq!(back, doc);
         assert!(parse_status("{\"id\": 1}").is_err());
         assert!(parse_status("not json").is_err());
+    }
+
+    #[test]
+    fn members_are_the_configs_nodes_and_the_configuration_in_force() {
+        let config = triton_config::parse("M: 2\nmetadata0: 127.0.0.1:7000\nmetadata1: 127.0.0.1:7001\n").unwrap();
+        // Node 3 (Raft id 4) joined after the config was written, as a
+        // learner; node 1 (Raft id 2) has been removed.
+        let mut status = leader_status();
+        status.membership = triton_raft::Membership {
+            voters: [1].into(),
+            learners: [4].into(),
+            ..Default::default()
+        };
+        let mut book = AddressBook::default();
+        book.insert(4, "127.0.0.1:7003");
+        let doc = status_doc(&config, &book, &status, None, Vec::new(), 99);
+        let rows: Vec<(u64, &str, &str)> = doc
+            .members
+            .iter()
+            .map(|m| (m.id, m.addr.as_str(), m.membership.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (0, "127.0.0.1:7000", "voter"),
+                (1, "127.0.0.1:7001", "none"),
+                (3, "127.0.0.1:7003", "learner")
+            ]
+        );
+        assert_eq!(doc.members[2].http_addr, None);
     }
 }

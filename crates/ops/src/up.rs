@@ -193,17 +193,43 @@ struct Proc {
     child: Option<Child>,
 }
 
-/// Every child; kills what is still running when dropped (on error paths).
+/// Every child; stops what is still running when dropped (on error paths)
+/// as `stop_all` does: SIGTERM first, so nodes sync their logs and hand over
+/// leadership, SIGKILL only after the grace.
 struct Children(Vec<Proc>);
+
+/// How long a child stopped by `Children::drop` has before SIGKILL.
+const DROP_GRACE: Duration = Duration::from_secs(5);
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for p in &mut self.0 {
-            if let Some(c) = p.child.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        stop_all(self, DROP_GRACE, &mut std::io::sink());
+    }
+}
+
+impl Children {
+    /// Nodes (not block stores) still running.
+    fn nodes_running(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|p| p.name.starts_with("node ") && p.child.is_some())
+            .count()
+    }
+}
+
+/// Output that never fails: `triton up`'s messages are for a person, and a
+/// closed terminal or pipe (`triton up | tee log`, where Ctrl-C also stops
+/// `tee`) must not cut short the supervision or the graceful stop.
+struct Lenient<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Lenient<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
     }
 }
 
@@ -220,11 +246,18 @@ fn spawn(exe: &Path, p: &mut Proc) -> anyhow::Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    let parent = std::process::id();
+    // SAFETY: prctl, getppid and _exit are async-signal-safe; nothing else
+    // runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // A parent that died before the prctl sent no signal: the child
+            // has been re-parented, and must not run unsupervised.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
             }
             Ok(())
         });
@@ -251,8 +284,9 @@ fn check_ports<'a>(addrs: impl IntoIterator<Item = &'a str>, reused: bool) -> an
     let mut problems = Vec::new();
     if !busy.is_empty() {
         let hint = if reused {
-            "is another `triton up` running on this directory? stop it or use another --dir; \
-             this directory's cluster.toml fixes the ports, so --base-port does not change them"
+            "is another `triton up` running on this directory, or a node of it started by hand with \
+             `triton server`? stop it or use another --dir; this directory's cluster.toml fixes the ports, \
+             so --base-port does not change them"
         } else {
             "is another `triton up` running? try --base-port or another --dir"
         };
@@ -365,6 +399,7 @@ pub async fn run(
     out: &mut (impl Write + Send),
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let out = &mut Lenient(out);
     std::fs::create_dir_all(opts.dir.join("logs")).with_context(|| format!("creating {}", opts.dir.display()))?;
     let dir = opts
         .dir
@@ -385,6 +420,9 @@ pub async fn run(
         reconcile_data_dir(&config_path, config, &dir, out)?
     } else {
         let config = local_config(opts.nodes, opts.base_port, 2, &dir)?;
+        // Before the config is written: once it exists it fixes the ports,
+        // and the advice to try another --base-port would no longer work.
+        check_ports(addresses(&config, &config.block_stores), false)?;
         write_config(&config_path, &config)?;
         writeln!(out, "triton up: wrote {}", config_path.display())?;
         config
@@ -400,12 +438,7 @@ pub async fn run(
     } else {
         Vec::new()
     };
-    let node_addrs = config
-        .nodes
-        .iter()
-        .flat_map(|n| [Some(&n.addr), n.file_addr.as_ref(), n.http_addr.as_ref()])
-        .flatten();
-    check_ports(node_addrs.chain(&block_stores).map(String::as_str), reused)?;
+    check_ports(addresses(&config, &block_stores), reused)?;
 
     let config_arg = config_path.display().to_string();
     let mut procs = Vec::new();
@@ -456,14 +489,21 @@ pub async fn run(
     // A timeout too long for the clock to represent (`--leader-timeout`
     // near u64::MAX seconds) means no deadline: wait until interrupted.
     let deadline = Instant::now().checked_add(opts.leader_timeout);
+    let majority = config.nodes.len() / 2 + 1;
     let leader = loop {
         let cfg = config.clone();
         if let Some(l) = tokio::task::spawn_blocking(move || leader_of(&cfg)).await? {
             break l;
         }
         reap(&mut children, out);
-        if children.0.iter().all(|p| p.child.is_none()) {
-            bail!("every process exited; see the logs in {}", dir.join("logs").display());
+        let running = children.nodes_running();
+        if running < majority {
+            stop_all(&mut children, opts.stop_grace, out);
+            bail!(
+                "only {running} of {} nodes are running, fewer than the {majority} a leader needs; see the logs in {}",
+                config.nodes.len(),
+                dir.join("logs").display()
+            );
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             stop_all(&mut children, opts.stop_grace, out);
@@ -490,11 +530,45 @@ pub async fn run(
             _ = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_millis(200)) => reap(&mut children, out),
         }
+        if children.nodes_running() == 0 {
+            stop_all(&mut children, opts.stop_grace, out);
+            bail!(
+                "every node has exited, so the cluster is gone; see the logs in {}",
+                dir.join("logs").display()
+            );
+        }
     }
     writeln!(out, "triton up: stopping…")?;
     stop_all(&mut children, opts.stop_grace, out);
+    // A node restarted by hand (as the banner suggests) is not ours to stop.
+    let mut still = Vec::new();
+    for addr in config.nodes.iter().map(|n| n.addr.as_str()) {
+        if std::net::TcpListener::bind(addr).is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) {
+            still.push(addr);
+        }
+    }
+    if !still.is_empty() {
+        writeln!(
+            out,
+            "triton up: warning: something still listens on {} (a node started by hand with `triton server`? \
+             triton up did not start it, so it did not stop it)",
+            still.join(", ")
+        )?;
+    }
     writeln!(out, "triton up: stopped (data kept in {})", dir.display())?;
     Ok(())
+}
+
+/// Every address the local system listens on: each node's faces, then the
+/// block stores.
+fn addresses<'a>(config: &'a ClusterConfig, block_stores: &'a [String]) -> impl Iterator<Item = &'a str> {
+    config
+        .nodes
+        .iter()
+        .flat_map(|n| [Some(&n.addr), n.file_addr.as_ref(), n.http_addr.as_ref()])
+        .flatten()
+        .chain(block_stores)
+        .map(String::as_str)
 }
 
 fn banner(
@@ -670,7 +744,90 @@ mod tests {
         let scratch = Scratch::new("timeout");
         let (result, out) = up_with_failing_children(&scratch.0, Duration::MAX);
         let err = result.expect_err("every child exits");
-        assert!(err.to_string().contains("every process exited"), "{err:#}\n{out}");
+        assert!(
+            err.to_string()
+                .contains("only 0 of 3 nodes are running, fewer than the 2 a leader needs"),
+            "{err:#}\n{out}"
+        );
+    }
+
+    #[test]
+    fn nodes_that_cannot_start_end_the_wait_for_a_leader_at_once() {
+        // Block stores that keep running do not matter: with the nodes gone
+        // no leader can come, so the 60 s timeout is not waited out.
+        let scratch = Scratch::new("nonodes");
+        let exe = scratch.0.join("fake-triton");
+        std::fs::write(
+            &exe,
+            "#!/bin/sh\nif [ \"$1\" = blockstore ]; then [ \"$2\" = --help ] && exit 0; exec sleep 60; fi\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let opts = UpOptions {
+            nodes: 3,
+            dir: scratch.0.join("data"),
+            base_port: free_base(),
+            exe,
+            leader_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(5),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let err = rt.block_on(run(opts, &mut out, std::future::pending())).unwrap_err();
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            err.to_string().contains("fewer than the 2 a leader needs"),
+            "{err:#}\n{out}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_busy_port_in_a_new_directory_leaves_no_config_behind() {
+        let scratch = Scratch::new("busyport");
+        let base = free_base();
+        let held = std::net::TcpListener::bind(("127.0.0.1", base + 101)).unwrap();
+        let opts = UpOptions {
+            nodes: 3,
+            dir: scratch.0.clone(),
+            base_port: base,
+            exe: PathBuf::from("/bin/false"),
+            leader_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(1),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(run(opts, &mut Vec::new(), std::future::pending()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("in use") && err.contains("try --base-port"), "{err}");
+        // So the advice works: the next run may pick other ports.
+        assert!(!scratch.0.join("cluster.toml").exists());
+        drop(held);
+    }
+
+    #[test]
+    fn output_that_fails_does_not_stop_the_supervisor() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let mut closed = Closed;
+        let mut out = Lenient(&mut closed);
+        assert!(writeln!(out, "triton up: stopping…").is_ok());
+        assert!(out.flush().is_ok());
     }
 
     #[test]
