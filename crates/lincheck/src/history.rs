@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a client asked the store to do to one key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Input {
     /// Read the current value and version.
     Get,
@@ -37,9 +38,10 @@ pub enum Input {
     },
 }
 
-/// What the store answered. Its variant must match the [`Input`] variant;
-/// a mismatched pair can never be explained and so counts as a violation.
+/// What the store answered. Its variant must match the [`Input`] variant
+/// ([`validate`] refuses a mismatched pair).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Output {
     /// The value and version current at the read (`None`, 0 for a missing key).
     Get {
@@ -73,7 +75,12 @@ pub enum Output {
 }
 
 /// One client request as the client saw it.
+///
+/// In JSON every field but `ret` must be present and no other may be: a
+/// misspelled `output` would otherwise read as "outcome unknown", which the
+/// checker may leave out, so the answer would silently go unchecked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Operation {
     /// Who issued it. Used for display (one timeline row per client) and for
     /// minimization (drop whole clients); the checker itself only uses times.
@@ -85,11 +92,20 @@ pub struct Operation {
     /// What was answered; `None` = outcome unknown (timeout, lost connection):
     /// the operation may have taken effect at any time after `call`, even after
     /// `ret`, or never. Its `ret` is then ignored and taken as +infinity.
+    /// Required in JSON (`"output": null` for unknown).
+    #[serde(deserialize_with = "required_output")]
     pub output: Option<Output>,
     /// When the request was sent, in ns on one monotonic clock.
     pub call: u64,
     /// When the answer arrived; `None` = never: treated as +infinity.
     pub ret: Option<u64>,
+}
+
+/// `output` as serde reads it, but with no default: an absent field is an
+/// error, not an unknown outcome (serde fills a missing `Option` with `None`
+/// unless the field has a `deserialize_with`).
+fn required_output<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Output>, D::Error> {
+    Option::<Output>::deserialize(d)
 }
 
 impl Operation {
@@ -172,6 +188,12 @@ pub enum HistoryError {
         /// The limit in force.
         limit: usize,
     },
+    /// More bytes than [`ParseLimits::max_total_bytes`].
+    #[error("longer than {limit} bytes (the limit on a history's size)")]
+    TooLarge {
+        /// The limit in force.
+        limit: u64,
+    },
     /// A line is not a JSON [`Operation`].
     #[error("line {line}: not an operation: {error}")]
     Json {
@@ -188,6 +210,14 @@ pub enum HistoryError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An operation handed to [`crate::try_check`] is impossible.
+    #[error("operation {index} (0-based): {reason}")]
+    InvalidOperation {
+        /// Its position in the history.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Hard limits for [`parse_jsonl`], so a hostile or corrupt file is refused
@@ -198,6 +228,9 @@ pub struct ParseLimits {
     pub max_line_bytes: usize,
     /// Most operations accepted in one history.
     pub max_operations: usize,
+    /// Most bytes read from one history (lines, newlines and blank lines
+    /// included): the parsed operations take about as much memory again.
+    pub max_total_bytes: u64,
 }
 
 impl Default for ParseLimits {
@@ -205,9 +238,14 @@ impl Default for ParseLimits {
         ParseLimits {
             max_line_bytes: 1 << 20,
             max_operations: 10_000_000,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 }
+
+/// [`ParseLimits::max_total_bytes`] by default: 4 GiB, about ten times the
+/// history of `triton verify` at its default `--max-ops`.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 4 << 30;
 
 /// Checks what serde cannot: that `ret` is not before `call`, that an
 /// answered operation has a return time, and that the output variant
@@ -235,6 +273,7 @@ pub fn parse_jsonl<R: BufRead>(mut reader: R, limits: ParseLimits) -> Result<Vec
     let mut ops = Vec::new();
     let mut buf = Vec::new();
     let mut line_no = 0usize;
+    let mut total = 0u64;
     loop {
         buf.clear();
         line_no += 1;
@@ -243,6 +282,12 @@ pub fn parse_jsonl<R: BufRead>(mut reader: R, limits: ParseLimits) -> Result<Vec
             std::io::Read::take(reader.by_ref(), limits.max_line_bytes as u64 + 1).read_until(b'\n', &mut buf)?;
         if read == 0 {
             break;
+        }
+        total = total.saturating_add(read as u64);
+        if total > limits.max_total_bytes {
+            return Err(HistoryError::TooLarge {
+                limit: limits.max_total_bytes,
+            });
         }
         if buf.last() == Some(&b'\n') {
             buf.pop();
@@ -302,16 +347,76 @@ mod tests {
         let limits = ParseLimits {
             max_line_bytes: 40,
             max_operations: 10,
+            ..ParseLimits::default()
         };
         let err = parse_jsonl(format!("{LINE}\n").as_bytes(), limits).unwrap_err();
         assert!(matches!(err, HistoryError::LineTooLong { line: 1, .. }), "{err}");
         let limits = ParseLimits {
             max_line_bytes: 1000,
             max_operations: 2,
+            ..ParseLimits::default()
         };
         let text = [LINE, LINE, LINE].join("\n");
         let err = parse_jsonl(text.as_bytes(), limits).unwrap_err();
         assert!(matches!(err, HistoryError::TooManyOperations { limit: 2 }), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_history_larger_than_its_byte_limit() {
+        let text = [LINE, LINE, LINE].join("\n");
+        // Two lines and their newlines fit, the third does not.
+        let limit = 2 * (LINE.len() as u64 + 1) + 10;
+        let limits = ParseLimits {
+            max_total_bytes: limit,
+            ..ParseLimits::default()
+        };
+        let err = parse_jsonl(text.as_bytes(), limits).unwrap_err();
+        assert!(
+            matches!(err, HistoryError::TooLarge { limit: l } if l == limit),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&limit.to_string()), "{err}");
+        // Blank lines count too: they cost reading all the same.
+        let padded = format!("{LINE}\n{}\n", " ".repeat(200));
+        let limits = ParseLimits {
+            max_total_bytes: 150,
+            ..ParseLimits::default()
+        };
+        assert!(matches!(
+            parse_jsonl(padded.as_bytes(), limits),
+            Err(HistoryError::TooLarge { .. })
+        ));
+        let limits = ParseLimits {
+            max_total_bytes: text.len() as u64,
+            ..ParseLimits::default()
+        };
+        assert_eq!(parse_jsonl(text.as_bytes(), limits).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn refuses_a_missing_or_misspelled_output_but_takes_an_explicit_null() {
+        // A misspelled field would otherwise leave `output` absent, read as an
+        // unknown outcome: the answer would never be checked.
+        let typo = LINE.replace(r#""output""#, r#""result""#);
+        let err = parse_jsonl(typo.as_bytes(), ParseLimits::default()).unwrap_err();
+        assert!(matches!(&err, HistoryError::Json { line: 1, .. }), "{err}");
+        assert!(err.to_string().contains("result"), "{err}");
+        let absent = LINE.replace(r#""output":{"Get":{"value":null,"version":0}},"#, "");
+        let err = parse_jsonl(absent.as_bytes(), ParseLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("missing field `output`"), "{err}");
+        let unknown = LINE.replace(r#"{"Get":{"value":null,"version":0}}"#, "null");
+        let ops = parse_jsonl(unknown.as_bytes(), ParseLimits::default()).unwrap();
+        assert_eq!(ops[0].output, None);
+        // Unknown fields inside an input or output are refused as well.
+        let extra = LINE.replace(r#""version":0}"#, r#""version":0,"versoin":3}"#);
+        let err = parse_jsonl(extra.as_bytes(), ParseLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("versoin"), "{err}");
+        // `ret` may still be left out of an unknown-outcome operation.
+        let no_ret = unknown.replace(r#","ret":2"#, "");
+        assert_eq!(
+            parse_jsonl(no_ret.as_bytes(), ParseLimits::default()).unwrap()[0].ret,
+            None
+        );
     }
 
     #[test]

@@ -175,20 +175,60 @@ impl Report {
     }
 }
 
-/// Checks `history` for linearizability, key by key. Every operation must
-/// pass [`history::validate`] (as parsed histories do).
+/// Checks `history` for linearizability, key by key.
+///
+/// # Panics
+///
+/// If an operation fails [`history::validate`] (parsed histories never do):
+/// an impossible operation could be left out of the search unchecked. Use
+/// [`try_check`] for an error instead.
 pub fn check(history: &[Operation], opts: &CheckOptions) -> Report {
-    debug_assert!(history.iter().all(|op| history::validate(op).is_ok()));
+    try_check(history, opts).unwrap_or_else(|e| panic!("triton_lincheck::check: invalid history: {e}"))
+}
+
+/// [`check`], refusing with an error a history with an operation that fails
+/// [`history::validate`].
+pub fn try_check(history: &[Operation], opts: &CheckOptions) -> Result<Report, HistoryError> {
+    validate_all(history)?;
     let mut by_key: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
     for op in history {
         by_key.entry(&op.key).or_default().push(op.clone());
     }
+    let keys = by_key.into_iter().map(|(k, ops)| (k.to_string(), ops)).collect();
+    Ok(check_keys(keys, history.len(), opts))
+}
+
+/// [`try_check`] taking the history by value: each operation moves into its
+/// key's group instead of being copied, so a large history is not held twice.
+pub fn check_owned(history: Vec<Operation>, opts: &CheckOptions) -> Result<Report, HistoryError> {
+    validate_all(&history)?;
+    let operations = history.len();
+    let mut by_key: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
+    for op in history {
+        match by_key.get_mut(&op.key) {
+            Some(ops) => ops.push(op),
+            None => {
+                by_key.insert(op.key.clone(), vec![op]);
+            }
+        }
+    }
+    Ok(check_keys(by_key.into_iter().collect(), operations, opts))
+}
+
+fn validate_all(history: &[Operation]) -> Result<(), HistoryError> {
+    for (index, op) in history.iter().enumerate() {
+        history::validate(op).map_err(|reason| HistoryError::InvalidOperation { index, reason })?;
+    }
+    Ok(())
+}
+
+/// Checks every key's group of (valid) operations.
+fn check_keys(mut keys: Vec<(String, Vec<Operation>)>, operations: usize, opts: &CheckOptions) -> Report {
     // By call time: the search's memo stores linearized sets compactly when
     // operation numbers follow time.
-    for ops in by_key.values_mut() {
+    for (_, ops) in keys.iter_mut() {
         ops.sort_by_key(|op| (op.call, op.effective_ret().unwrap_or(u64::MAX)));
     }
-    let keys: Vec<(&str, Vec<Operation>)> = by_key.into_iter().collect();
     let per_key: Vec<KeyReport> = if opts.parallel {
         keys.par_iter().map(|(key, ops)| check_key(key, ops, opts)).collect()
     } else {
@@ -204,7 +244,7 @@ pub fn check(history: &[Operation], opts: &CheckOptions) -> Report {
     Report {
         verdict,
         per_key,
-        operations: history.len(),
+        operations,
     }
 }
 
@@ -212,7 +252,7 @@ pub fn check(history: &[Operation], opts: &CheckOptions) -> Report {
 /// of `triton lincheck`, as one function the fuzz target calls.
 pub fn check_jsonl(data: &[u8], limits: ParseLimits, opts: &CheckOptions) -> Result<Report, HistoryError> {
     let ops = parse_jsonl(data, limits)?;
-    Ok(check(&ops, opts))
+    check_owned(ops, opts)
 }
 
 /// [`check_jsonl`] with small limits (256 operations, 4 KiB lines, 20 000
@@ -224,6 +264,7 @@ pub fn check_jsonl_quick(data: &[u8]) -> Result<Report, HistoryError> {
     let limits = ParseLimits {
         max_line_bytes: 4096,
         max_operations: 256,
+        max_total_bytes: 1 << 20,
     };
     let opts = CheckOptions {
         budget_per_key: 20_000,

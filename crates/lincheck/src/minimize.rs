@@ -10,8 +10,12 @@
 //!    operations. Any linearization of the whole history restricts to one of
 //!    the prefix, so a violating prefix proves the whole history violates, and
 //!    prefixes only get easier to explain as `T` shrinks: binary search finds
-//!    the earliest violating one. Unknown-outcome operations are then dropped:
-//!    they can always be linearized last, so they cannot rescue anything.
+//!    the earliest violating one. Unknown-outcome operations are then dropped
+//!    (they can always be linearized last, so they cannot rescue anything),
+//!    except writes a kept operation [`observes`]: without them the reader
+//!    would show a made-up anomaly (a value nobody wrote) instead of the
+//!    original one. If the rest violates before the earliest violating
+//!    prefix did, every unknown operation stays.
 //! 2. **Whole clients**, then 3. **chunks of operations** halving down to
 //!    single ones (delta debugging), latest first. Dropping a read only
 //!    removes a constraint, but dropping a write can make a read that saw it
@@ -233,8 +237,31 @@ pub fn minimize(ops: &[Operation], opts: MinimizeOptions, prefix_budget: u64) ->
         sh.clean_until = Some(rets[hi - 1]);
     }
     // Unknown outcomes can always be linearized last: they never explain away
-    // a violation, so dropping them keeps it.
-    current.retain(|(_, op)| op.output.is_some());
+    // a violation, so dropping them keeps one. But not necessarily the same
+    // one: a read that saw an unknown write's value would become a read of a
+    // value nobody wrote, a new anomaly that may complete before the original
+    // did (which also leaves later passes unable to drop anything, since
+    // every candidate then violates too early). So unknown writes that a kept
+    // operation observes stay, shown as unknown; and if what is left still
+    // violates too early (an unknown write seen only through its effect on
+    // versions, or an unknown delete), every unknown operation stays.
+    let known: Vec<(usize, CompiledOp)> = current
+        .iter()
+        .copied()
+        .filter(|(w, op)| {
+            op.output.is_some()
+                || (op.may_write()
+                    && current
+                        .iter()
+                        .any(|(r, rop)| rop.output.is_some() && observes(&ops[*r], &ops[*w])))
+        })
+        .collect();
+    if known.len() < current.len() {
+        let test: Vec<CompiledOp> = known.iter().map(|(_, op)| *op).collect();
+        if sh.violates_on_time(&test) {
+            current = known;
+        }
+    }
 
     // Pass 1b: the anomaly is usually local in time. Keep only the latest
     // `window` operations (doubling), plus every earlier write they observe

@@ -353,8 +353,10 @@ fn delete_of_a_missing_key_claiming_it_existed_is_a_violation() {
 }
 
 #[test]
-fn output_of_the_wrong_kind_is_a_violation() {
-    assert_violation(&[op(1, Input::Get, Some(Output::Put { version: 1 }), 0, Some(1))]);
+fn output_of_the_wrong_kind_is_refused() {
+    let history = [op(1, Input::Get, Some(Output::Put { version: 1 }), 0, Some(1))];
+    let err = triton_lincheck::try_check(&history, &CheckOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
 }
 
 #[test]
@@ -429,4 +431,91 @@ fn minimization_finds_the_stale_read_inside_a_long_valid_history() {
     // real write is already anomalous.
     assert!(v.minimal.len() >= 2);
     assert_eq!(verdict(&v.minimal), Verdict::Violation);
+}
+
+// ---- minimization keeps the unknown writes its readers saw ----
+
+/// The reviewer's `fab.jsonl`: the unknown Put("a") is what the read saw, so
+/// the anomaly is two writes sharing version 5. Dropping the unknown put made
+/// the minimal sub-history show a different one: a read of a value nobody
+/// wrote.
+#[test]
+fn minimization_keeps_an_unknown_write_a_read_saw_instead_of_fabricating_an_anomaly() {
+    let history = vec![
+        put_unknown(1, "a", 0),
+        get(2, Some("a"), 5, 1, 10),
+        put(3, "b", 5, 2, 3),
+    ];
+    let minimal = assert_violation(&history);
+    assert_eq!(minimal, history, "every operation takes part in the anomaly");
+    assert!(minimal.iter().any(|m| m.output.is_none()), "the unknown write is shown");
+}
+
+/// The reviewer's `stuck.jsonl`: with the unknown Put("a") dropped, every
+/// candidate violated before the original anomaly did, so no unrelated
+/// operation could be dropped either.
+#[test]
+fn minimization_is_not_stuck_after_dropping_a_seen_unknown_write() {
+    let anomaly = vec![
+        put_unknown(3, "a", 6),
+        get(2, Some("a"), 10, 7, 8),
+        put(4, "b", 10, 9, 10),
+    ];
+    let mut history = vec![put(1, "p", 1, 0, 1), put(1, "q", 2, 2, 3), get(2, Some("q"), 2, 4, 5)];
+    history.extend(anomaly.iter().cloned());
+    let minimal = assert_violation(&history);
+    assert_eq!(minimal, anomaly, "only the anomaly is left");
+}
+
+/// An unknown delete is seen by no read's value, only through a read of a
+/// missing key: dropping it turns that read into a stale read that completes
+/// before the real anomaly (the deleted value read again), so it stays.
+#[test]
+fn minimization_keeps_an_unknown_delete_that_explains_a_missing_read() {
+    let unknown_delete = op(3, Input::Delete, None, 2, None);
+    let history = vec![
+        put(1, "a", 1, 0, 1),
+        unknown_delete.clone(),
+        get(2, None, 0, 3, 4),
+        get(2, Some("a"), 1, 5, 6),
+    ];
+    let minimal = assert_violation(&history);
+    assert_eq!(minimal, history, "every operation takes part in the anomaly");
+}
+
+// ---- validation in release builds too ----
+
+#[test]
+fn an_impossible_operation_is_refused_not_checked() {
+    let mut answered_never_returned = put(1, "a", 1, 0, 1);
+    answered_never_returned.ret = None;
+    let history = vec![get(2, None, 0, 0, 1), answered_never_returned];
+    let err = triton_lincheck::try_check(&history, &CheckOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, triton_lincheck::HistoryError::InvalidOperation { index: 1, .. }),
+        "{err}"
+    );
+    let err = triton_lincheck::check_owned(history.clone(), &CheckOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("no return time"), "{err}");
+    let caught = std::panic::catch_unwind(|| check(&history, &CheckOptions::default()));
+    assert!(caught.is_err(), "check() must not judge an impossible operation");
+}
+
+#[test]
+fn check_owned_reports_what_check_does() {
+    let history = vec![
+        put(1, "a", 1, 0, 10),
+        Operation {
+            key: "other".into(),
+            ..get(2, None, 0, 0, 1)
+        },
+        put(2, "b", 2, 20, 30),
+        get(3, Some("a"), 1, 40, 50),
+    ];
+    let by_ref = check(&history, &CheckOptions::default());
+    let owned = triton_lincheck::check_owned(history, &CheckOptions::default()).unwrap();
+    assert_eq!(owned, by_ref);
+    assert_eq!(owned.verdict, Verdict::Violation);
+    assert_eq!(owned.operations, 4);
+    assert_eq!(owned.per_key.len(), 2);
 }

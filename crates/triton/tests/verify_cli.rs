@@ -1,8 +1,19 @@
 //! `triton verify` end to end: it passes on a correct cluster under every
 //! kind of fault, and it catches the stale reads of a deliberately broken
-//! read path (a checker that cannot fail is no checker).
+//! read path (a checker that cannot fail is no checker), a node that dies
+//! on its own, and a fault it could not inject.
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Held by the tests added for the review, so only one of their clusters
+/// runs at a time next to the older tests' (two cores).
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn verify(args: &[&str], out: &std::path::Path) -> (bool, String) {
     verify_with_env(args, out, &[])
@@ -117,6 +128,20 @@ fn verify_catches_stale_reads_from_a_broken_read_path() {
     let (ok, text) = run.run(&["--unsafe-stale-reads"], dir.path(), &[]);
     assert!(!ok, "verify passed although reads skipped ReadIndex:\n{text}");
     assert!(text.contains("NOT linearizable"), "{text}");
+    // A failure says how to replay it, hidden test switches included.
+    let replay = text.lines().find(|l| l.starts_with("replay: ")).expect("a replay line");
+    for word in [
+        "verify",
+        "--nodes 3",
+        "--duration 8s",
+        "--seed 3",
+        "--faults leader",
+        "--unsafe-stale-reads",
+    ] {
+        assert!(replay.contains(word), "{word} missing from {replay}");
+    }
+    let history = dir.path().join("history.jsonl");
+    assert!(text.contains(&format!("lincheck {}", history.display())), "{text}");
     let pages: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -137,6 +162,14 @@ fn verify_rejects_bad_arguments_clearly() {
     );
     assert!(!ok);
     assert!(text.contains("need a cluster started by triton verify"), "{text}");
+    // Durations past what a Duration or the clock holds: an error, before
+    // any node starts.
+    for huge in ["100000000000000000000000s", "10000000000000000000s"] {
+        let (ok, text) = verify(&["--duration", huge, "--faults", "none"], dir.path());
+        assert!(!ok, "{text}");
+        assert!(text.contains("too long") && !text.contains("panicked"), "{text}");
+        assert!(!dir.path().join("node-0.log").exists(), "a node was started: {text}");
+    }
 }
 
 /// The freeze fault against nodes whose ticks come from a timer (the clock
@@ -177,4 +210,269 @@ fn verify_catches_stale_lease_reads_of_a_leader_whose_clock_lags() {
     assert!(!ok);
     assert!(text.contains("NOT linearizable"), "{text}");
     assert!(text.contains("freeze: cut off leader"), "{text}");
+}
+
+/// Pids and command lines of the processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, not ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            out.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: dead all the same).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Starts `triton verify` with `args` (output captured) and waits until its
+/// three nodes run and have had `settle` to elect a leader and serve clients.
+/// Returns it and the pids of its nodes, by `--id`.
+fn start_verify(args: &[&str], env: &[(&str, &str)], settle: Duration) -> (Child, Vec<(u32, String)>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .envs(env.iter().copied())
+        .arg("verify")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run triton verify");
+    let start = Instant::now();
+    let nodes = loop {
+        let nodes: Vec<_> = children_of(child.id())
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(" server "))
+            .collect();
+        if nodes.len() == 3 {
+            break nodes;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the nodes never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(settle);
+    (child, nodes)
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0, "kill {pid}");
+}
+
+fn finish(child: Child) -> (Option<i32>, String) {
+    let o = child.wait_with_output().expect("wait for verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), text)
+}
+
+/// The reviewer's reproduction: a node that aborts mid-run (a panic, exit
+/// 70) was quietly restarted and the run passed.
+#[test]
+fn verify_fails_when_a_node_exits_on_its_own() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let args = [
+        "--duration",
+        "6s",
+        "--recovery-timeout",
+        "8",
+        "--seed",
+        "5",
+        "--clients",
+        "3",
+        "--keys",
+        "2",
+        "--faults",
+        "none",
+        "--out",
+        out,
+    ];
+    let (child, nodes) = start_verify(&args, &[], Duration::from_secs(2));
+    let (victim, _) = nodes.iter().find(|(_, cmd)| cmd.contains(" --id 1 ")).expect("node 1");
+    signal(*victim, libc::SIGABRT);
+    let (code, text) = finish(child);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("PROBLEM: node 1 (id 1) exited on its own (signal: 6 (SIGABRT)"),
+        "{text}"
+    );
+    assert!(text.contains("node-1.log ends:"), "the problem shows the log: {text}");
+    assert!(text.contains("verdict: FAIL"), "{text}");
+    assert!(text.contains("replay: ") && text.contains("--seed 5"), "{text}");
+}
+
+/// A fault that cannot happen must not count, and a run where no fault of a
+/// requested kind ever happened did not test it: one node has no voter to
+/// spare for the membership fault.
+#[test]
+fn verify_fails_when_no_fault_of_a_requested_kind_could_be_injected() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = verify(
+        &[
+            "--nodes",
+            "1",
+            "--duration",
+            "4s",
+            "--clients",
+            "2",
+            "--keys",
+            "1",
+            "--seed",
+            "2",
+            "--faults",
+            "membership",
+        ],
+        dir.path(),
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("faults injected: none"), "{text}");
+    assert!(
+        text.contains("faults that could not be injected (not counted above): membership x"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PROBLEM: no membership fault could be injected"),
+        "{text}"
+    );
+    assert!(text.contains("membership: NOT injected"), "{text}");
+}
+
+#[test]
+fn verify_keeps_the_history_of_a_stopped_run() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let args = [
+        "--duration",
+        "60s",
+        "--seed",
+        "4",
+        "--clients",
+        "2",
+        "--keys",
+        "1",
+        "--faults",
+        "none",
+        "--out",
+        out,
+    ];
+    let (child, _) = start_verify(&args, &[], Duration::from_secs(3));
+    signal(child.id(), libc::SIGINT);
+    let (code, text) = finish(child);
+    assert_eq!(code, Some(1), "{text}");
+    let path = dir.path().join("history.jsonl");
+    assert!(
+        text.contains("stopped") && text.contains(&format!("{}", path.display())),
+        "{text}"
+    );
+    let history = std::fs::read_to_string(&path).expect("the history of the stopped run");
+    assert!(history.lines().count() > 10, "{history}");
+    // It is a history lincheck reads.
+    let check = Command::new(env!("CARGO_BIN_EXE_triton"))
+        .arg("lincheck")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+/// Without --out, a passing run leaves nothing behind (unless --keep).
+#[test]
+fn verify_removes_its_default_directory_after_a_pass_unless_kept() {
+    let _one = one_cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_triton"))
+            .env("TMPDIR", tmpdir)
+            .args([
+                "verify",
+                "--duration",
+                "2s",
+                "--clients",
+                "2",
+                "--keys",
+                "1",
+                "--faults",
+                "none",
+            ])
+            .args(extra)
+            .output()
+            .expect("run triton verify");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{text}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        (text, left)
+    };
+    let (text, left) = run(&["--seed", "1"]);
+    assert!(left.is_empty(), "left behind {left:?}:\n{text}");
+    assert!(text.contains("removed "), "{text}");
+    let (text, left) = run(&["--seed", "2", "--keep"]);
+    assert_eq!(left.len(), 1, "{left:?}:\n{text}");
+    assert!(
+        left[0].join("history.jsonl").exists() && left[0].join("node-0").is_dir(),
+        "{left:?}"
+    );
+}
+
+/// A SIGKILLed verify runs no destructor: the kernel must take its nodes.
+#[test]
+fn nodes_do_not_outlive_a_killed_verify() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let args = [
+        "--duration",
+        "60s",
+        "--clients",
+        "1",
+        "--keys",
+        "1",
+        "--faults",
+        "none",
+        "--out",
+        out,
+    ];
+    let (mut child, nodes) = start_verify(&args, &[], Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    while !nodes.iter().all(|&(pid, _)| dead(pid)) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alive: Vec<u32> = nodes.iter().map(|&(pid, _)| pid).filter(|&pid| !dead(pid)).collect();
+    // Not left running whatever the outcome (they were children of verify:
+    // their pids are not reused while they live).
+    for &pid in &alive {
+        signal(pid, libc::SIGKILL);
+    }
+    assert!(alive.is_empty(), "nodes {alive:?} outlived verify");
 }

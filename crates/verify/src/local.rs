@@ -1,9 +1,17 @@
 //! A cluster of local `triton server` processes that the nemesis may kill,
-//! restart, pause and resume. Every process is killed when this is dropped.
+//! restart, pause and resume. Every process is killed when this is dropped,
+//! and by the kernel when this process dies (even by SIGKILL).
+//!
+//! Every exit this cluster did not cause itself (a panic, a storage error's
+//! exit 70, a restart that dies at once) is recorded as a [`NodeExit`]
+//! whenever it is noticed: before a kill or a signal, when healing, when
+//! stopping, and at every [`LocalCluster::poll_exits`]. A test must not pass
+//! over a node that crashed.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -16,6 +24,35 @@ pub struct LocalCluster {
     pub dir: PathBuf,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
+    exits: Vec<NodeExit>,
+}
+
+/// A node process that exited without this cluster killing it.
+#[derive(Clone, Debug)]
+pub struct NodeExit {
+    /// Its position in the config.
+    pub node: usize,
+    /// Its node id.
+    pub id: u64,
+    pub status: ExitStatus,
+    pub log: PathBuf,
+    /// The last lines of its log when the exit was noticed (a restart
+    /// appends to the same log).
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for NodeExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {} (id {}) exited on its own ({}); its log {} ends:\n{}",
+            self.node,
+            self.id,
+            self.status,
+            self.log.display(),
+            self.log_tail.trim_end()
+        )
+    }
 }
 
 /// A loopback port nobody listens on right now and not handed out before by
@@ -100,6 +137,7 @@ impl LocalCluster {
             dir: dir.to_path_buf(),
             children: (0..n).map(|_| None).collect(),
             paused: vec![false; n],
+            exits: Vec::new(),
         };
         for i in 0..n {
             c.spawn(i)?;
@@ -123,6 +161,10 @@ impl LocalCluster {
         self.dir.join(format!("node-{i}.log"))
     }
 
+    /// Starts node `i`. The kernel kills it when the thread that called
+    /// this exits (`PR_SET_PDEATHSIG` follows the thread, not the process):
+    /// call it from a thread that outlives the cluster (`main`, or a runtime
+    /// worker, never a short-lived blocking-pool thread).
     pub fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         if self.children[i].is_some() {
             bail!("node {i} is already running");
@@ -132,7 +174,9 @@ impl LocalCluster {
             .append(true)
             .open(self.log_path(i))?;
         let id = self.config.nodes[i].id;
-        let child = Command::new(&self.binary)
+        let parent = std::process::id();
+        let mut command = Command::new(&self.binary);
+        command
             .arg("server")
             .arg("--config")
             .arg(&self.config_path)
@@ -142,7 +186,25 @@ impl LocalCluster {
             .arg(self.dir.join(format!("node-{i}")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log);
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl,
+        // getppid) and no allocation.
+        unsafe {
+            command.pre_exec(move || {
+                // A SIGKILLed verify runs no destructor: without this its
+                // nodes would live on, orphaned, holding their ports.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl: then no signal
+                // will come, so do not start at all.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("triton verify exited while starting a node"));
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
         self.children[i] = Some(child);
@@ -154,48 +216,101 @@ impl LocalCluster {
         self.children[i].is_some()
     }
 
-    pub fn kill9(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            if self.paused[i] {
-                signal(c.id(), "CONT");
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// If node `i` has exited (on its own: everything this cluster kills it
+    /// also reaps), records that and forgets the process.
+    fn reap(&mut self, i: usize) -> Option<NodeExit> {
+        let status = self.children[i].as_mut()?.try_wait().ok()??;
+        self.children[i] = None;
         self.paused[i] = false;
+        let log = self.log_path(i);
+        let exit = NodeExit {
+            node: i,
+            id: self.config.nodes[i].id,
+            status,
+            log_tail: log_tail(&log, 10),
+            log,
+        };
+        self.exits.push(exit.clone());
+        Some(exit)
     }
 
-    pub fn pause(&mut self, i: usize) {
-        if let Some(c) = &self.children[i] {
-            signal(c.id(), "STOP");
-            self.paused[i] = true;
+    /// Records every node that has exited since the last look; returns those.
+    pub fn poll_exits(&mut self) -> Vec<NodeExit> {
+        (0..self.len()).filter_map(|i| self.reap(i)).collect()
+    }
+
+    /// Every exit this cluster did not cause, in the order noticed.
+    pub fn unexpected_exits(&self) -> &[NodeExit] {
+        &self.exits
+    }
+
+    /// SIGKILLs node `i` and reaps it. Fails if it is not running, which
+    /// includes having exited on its own (then recorded).
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(exit) = self.reap(i) {
+            bail!("node {i} had already exited ({})", exit.status);
         }
+        let Some(c) = self.children[i].as_mut() else {
+            bail!("node {i} is not running");
+        };
+        // SIGKILL works on a stopped process too: no SIGCONT first.
+        c.kill().with_context(|| format!("SIGKILL to node {i}"))?;
+        c.wait().with_context(|| format!("reaping node {i}"))?;
+        self.children[i] = None;
+        self.paused[i] = false;
+        Ok(())
     }
 
-    pub fn resume(&mut self, i: usize) {
-        if let Some(c) = &self.children[i] {
-            if self.paused[i] {
-                signal(c.id(), "CONT");
-                self.paused[i] = false;
-            }
+    /// [`LocalCluster::kill`], for callers that only want it gone.
+    pub fn kill9(&mut self, i: usize) {
+        let _ = self.kill(i);
+    }
+
+    /// SIGSTOPs node `i`. Fails if it is not running (an exit is recorded).
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(exit) = self.reap(i) {
+            bail!("node {i} had exited ({})", exit.status);
         }
+        let Some(c) = &self.children[i] else {
+            bail!("node {i} is not running");
+        };
+        signal(c.id(), libc::SIGSTOP).with_context(|| format!("SIGSTOP to node {i}"))?;
+        self.paused[i] = true;
+        Ok(())
     }
 
-    /// Resumes paused nodes and restarts dead ones.
-    pub fn heal_processes(&mut self) -> anyhow::Result<()> {
-        for i in 0..self.len() {
-            self.resume(i);
-            if let Some(c) = self.children[i].as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.children[i] = None;
-                    eprintln!("node {i} had exited ({status}); restarting it");
-                }
-            }
-            if self.children[i].is_none() {
-                self.spawn(i)?;
-            }
+    /// SIGCONTs node `i` if it was paused. Fails if it exited meanwhile (an
+    /// exit is recorded) or the signal fails.
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(exit) = self.reap(i) {
+            bail!("node {i} had exited ({})", exit.status);
+        }
+        if let (Some(c), true) = (&self.children[i], self.paused[i]) {
+            signal(c.id(), libc::SIGCONT).with_context(|| format!("SIGCONT to node {i}"))?;
+            self.paused[i] = false;
         }
         Ok(())
+    }
+
+    /// Resumes paused nodes and restarts dead ones (an exit of its own is
+    /// recorded first). Tries every node; fails if any could not be.
+    pub fn heal_processes(&mut self) -> anyhow::Result<()> {
+        let mut failed = Vec::new();
+        for i in 0..self.len() {
+            if let Err(e) = self.resume(i) {
+                failed.push(format!("{e:#}"));
+            }
+            if self.children[i].is_none() {
+                if let Err(e) = self.spawn(i) {
+                    failed.push(format!("restarting node {i}: {e:#}"));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failed.join("; "))
+        }
     }
 
     /// Which nodes have exited, and the last lines of every node's log: for
@@ -203,15 +318,27 @@ impl LocalCluster {
     /// node that stopped on a storage error exits with 70; its log may say
     /// nothing more when it is on the same full disk.)
     pub fn diagnosis(&mut self) -> String {
+        self.poll_exits();
         let mut out = String::new();
         for i in 0..self.len() {
             let log = self.log_path(i);
-            out.push_str(&process_report(&format!("node {i}"), self.children[i].as_mut(), &log));
+            let name = format!("node {i}");
+            match (&mut self.children[i], self.exits.iter().rev().find(|e| e.node == i)) {
+                (None, Some(exit)) => out.push_str(&format!(
+                    "{name}: exited on its own ({}); {}\n{}",
+                    exit.status,
+                    log.display(),
+                    log_tail(&log, 5)
+                )),
+                (child, _) => out.push_str(&process_report(&name, child.as_mut(), &log)),
+            }
         }
         out
     }
 
+    /// Kills every node, first recording any that had exited on its own.
     pub fn stop_all(&mut self) {
+        self.poll_exits();
         for i in 0..self.len() {
             self.kill9(i);
         }
@@ -262,17 +389,141 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     out
 }
 
-fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status();
+/// Sends `sig` to `pid` (a child not yet reaped, so the pid is still ours).
+fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Let the signal land before the caller acts on it.
     std::thread::sleep(Duration::from_millis(5));
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{fixed_port_range, free_port, log_tail, process_report};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::{fixed_port_range, free_port, log_tail, process_report, write_test_config, LocalCluster};
+
+    /// A stand-in for `triton server` (it ignores its arguments but the id):
+    /// node 1 writes a last words line and exits with 70, as a node does on
+    /// a storage error; the others run until killed.
+    fn fake_cluster(dir: &Path) -> LocalCluster {
+        use std::os::unix::fs::PermissionsExt;
+        let binary = dir.join("fake-triton");
+        std::fs::write(
+            &binary,
+            "#!/bin/sh\ncase \"$*\" in *\"--id 1 \"*) sleep 0.2; echo \"wal: fsync failed: disk full\" >&2; exit 70;; esac\nexec sleep 60\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = write_test_config(dir, 3).unwrap();
+        LocalCluster::start(&binary, &config, dir).unwrap()
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The state letter of /proc/<pid>/stat (R, S, T for stopped, Z...).
+    fn proc_state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.trim_start().chars().next()
+    }
+
+    #[test]
+    fn an_exit_nobody_caused_is_recorded_with_its_status_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fake_cluster(dir.path());
+        // Noticed by whatever looks first: here stopping at the end.
+        std::thread::sleep(Duration::from_millis(600));
+        c.stop_all();
+        let exits = c.unexpected_exits();
+        assert_eq!(exits.len(), 1, "{exits:?}");
+        let exit = &exits[0];
+        assert_eq!((exit.node, exit.id, exit.status.code()), (1, 1, Some(70)));
+        assert!(exit.log_tail.contains("disk full"), "{exit}");
+        let text = exit.to_string();
+        assert!(
+            text.starts_with("node 1 (id 1) exited on its own (exit status: 70)"),
+            "{text}"
+        );
+        // The nodes verify killed itself are not exits.
+        c.stop_all();
+        assert_eq!(c.unexpected_exits().len(), 1);
+    }
+
+    #[test]
+    fn kill_pause_and_heal_notice_an_exit_and_fail_on_a_dead_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fake_cluster(dir.path());
+        std::thread::sleep(Duration::from_millis(600));
+        // A pause of the dead node is a failed injection, not a silent one.
+        let err = c.pause(1).unwrap_err();
+        assert!(err.to_string().contains("node 1 had exited"), "{err:#}");
+        assert_eq!(c.unexpected_exits().len(), 1);
+        assert!(c.kill(1).is_err(), "killed a node that was not running");
+        // Healing restarts it; its second death is noticed by the next look.
+        c.heal_processes().unwrap();
+        assert!(c.running(1));
+        wait_until("the restarted node to exit", || !c.poll_exits().is_empty());
+        assert_eq!(c.unexpected_exits().len(), 2);
+        assert!(c.diagnosis().contains("node 1: exited on its own (exit status: 70)"));
+        // Killing a live node is ours: nothing recorded.
+        c.kill(0).unwrap();
+        assert!(!c.running(0));
+        assert_eq!(c.unexpected_exits().len(), 2);
+    }
+
+    #[test]
+    fn pause_and_resume_stop_and_continue_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fake_cluster(dir.path());
+        let pid = c.children[2].as_ref().unwrap().id();
+        c.pause(2).unwrap();
+        wait_until("the node to stop", || proc_state(pid) == Some('T'));
+        c.resume(2).unwrap();
+        wait_until("the node to continue", || proc_state(pid) == Some('S'));
+        // Resuming a node that is not paused sends nothing and is fine.
+        c.resume(2).unwrap();
+        c.stop_all();
+        assert!(c.unexpected_exits().iter().all(|e| e.node == 1));
+    }
+
+    #[test]
+    fn nodes_die_with_the_thread_that_started_them() {
+        // PR_SET_PDEATHSIG, seen from inside one process: it follows the
+        // thread that spawned, as it follows a SIGKILLed verify.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let pids = std::thread::spawn(move || {
+            let c = fake_cluster(&path);
+            let pids: Vec<u32> = [0, 2].iter().map(|&i| c.children[i].as_ref().unwrap().id()).collect();
+            // No destructor: only the kernel can stop them now.
+            std::mem::forget(c);
+            pids
+        })
+        .join()
+        .unwrap();
+        for pid in pids {
+            // Dead but not reaped (we are still their parent): a zombie.
+            wait_until("an orphaned node to die", || {
+                matches!(proc_state(pid), None | Some('Z'))
+            });
+            // SAFETY: reaps our own child.
+            unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0) };
+        }
+    }
 
     #[test]
     fn free_ports_are_distinct_bindable_and_never_ephemeral() {
