@@ -240,12 +240,21 @@ pub fn message_from_pb(m: pb::RaftMessage) -> Result<Message, DecodeError> {
             index: r.index,
         },
     };
-    Ok(Message {
+    let message = Message {
         from: m.from,
         to: m.to,
         term: m.term,
         body,
-    })
+    };
+    // The core would ignore it too; refusing it here names the problem in
+    // the transport's log.
+    if !message.numbers_in_range() {
+        return Err(DecodeError("a term, index or offset beyond 2^62"));
+    }
+    if !message.well_formed() {
+        return Err(DecodeError("a term inside the message past the sender's, or entries out of order"));
+    }
+    Ok(message)
 }
 
 /// How a log entry is stored in the WAL: one kind byte, then the data.
@@ -324,6 +333,23 @@ mod tests {
         };
         assert!(message_from_pb(message_to_pb(&append(u64::MAX, 1))).is_err());
         assert!(message_from_pb(message_to_pb(&append(u64::MAX, 0))).is_err());
-        assert!(message_from_pb(message_to_pb(&append(u64::MAX - 1, u64::MAX))).is_ok());
+        // Contiguous, but past the bound no real log reaches.
+        assert!(message_from_pb(message_to_pb(&append(u64::MAX - 1, u64::MAX))).is_err());
+        let top = triton_raft::message::MAX_WIRE_NUMBER;
+        assert!(message_from_pb(message_to_pb(&append(top - 1, top))).is_ok());
+    }
+
+    #[test]
+    fn a_term_beyond_the_wire_bound_is_an_error() {
+        let with_term = |term: u64| Message {
+            from: 1,
+            to: 2,
+            term,
+            body: Body::HeartbeatResponse { read_seq: 0 },
+        };
+        let top = triton_raft::message::MAX_WIRE_NUMBER;
+        assert!(message_from_pb(message_to_pb(&with_term(top))).is_ok());
+        assert!(message_from_pb(message_to_pb(&with_term(top + 1))).is_err());
+        assert!(message_from_pb(message_to_pb(&with_term(u64::MAX))).is_err());
     }
 }

@@ -35,17 +35,70 @@ fn peer_batch(body: &[u8]) -> Outcome {
         return Outcome::Refused;
     };
     let mut outcome = Outcome::Accepted;
+    let mut accepted = Vec::new();
     for pb in batch.messages {
         match message_from_pb(pb) {
             Ok(m) => {
                 // What is accepted survives a round trip unchanged.
                 let again = message_from_pb(message_to_pb(&m)).expect("an encoded message decodes");
                 assert_eq!(again, m, "message round trip");
+                accepted.push(m);
             }
             Err(_) => outcome = Outcome::Refused,
         }
     }
+    step_into_cores(accepted);
     outcome
+}
+
+/// Steps what was accepted into a follower and a leader (node 1, the
+/// messages readdressed to it from node 2), then lets time pass: a
+/// message the decoder lets through must not make the core panic, now or
+/// at its next election (a forged term of 2^64 - 1 once did).
+fn step_into_cores(messages: Vec<triton_raft::Message>) {
+    use triton_raft::{Config, InitialState, Membership, Raft};
+    if messages.is_empty() {
+        return;
+    }
+    let core = |membership: Membership| {
+        let mut cfg = Config::new(1);
+        cfg.seed = 1;
+        let init = InitialState {
+            membership,
+            ..Default::default()
+        };
+        Raft::new(cfg, init).expect("a valid configuration")
+    };
+    let follower = core(Membership::with_voters([1, 2, 3]));
+    // A lone voter leads at once; its learners get appends and acknowledge.
+    let mut leader = core(Membership {
+        voters: [1].into(),
+        learners: [2, 3].into(),
+        ..Default::default()
+    });
+    leader.campaign();
+    for mut r in [follower, leader] {
+        drain(&mut r);
+        for m in &messages {
+            r.step(triton_raft::Message {
+                from: 2,
+                to: 1,
+                ..m.clone()
+            });
+            drain(&mut r);
+        }
+        for _ in 0..30 {
+            r.tick();
+            drain(&mut r);
+        }
+    }
+}
+
+fn drain(r: &mut triton_raft::Raft) {
+    while r.has_ready() {
+        let _ = r.ready();
+        r.advance();
+    }
 }
 
 fn membership_entry(body: &[u8]) -> Outcome {

@@ -236,17 +236,12 @@ pub fn decode_entry(data: &Bytes) -> Result<(Membership, Bytes), DecodeError> {
         }
     }
     let [voters, voters_outgoing, learners] = sets;
-    if voters.is_empty() {
-        return Err(DecodeError("no voters"));
-    }
-    if !voters.is_disjoint(&learners) || !voters_outgoing.is_disjoint(&learners) {
-        return Err(DecodeError("a node is both voter and learner"));
-    }
     let membership = Membership {
         voters,
         voters_outgoing,
         learners,
     };
+    membership.check().map_err(DecodeError)?;
     Ok((membership, data.slice(at..)))
 }
 

@@ -109,7 +109,78 @@ impl Body {
     }
 }
 
+/// The largest term, index or byte offset a message may carry: 2^62, the
+/// WAL's bound on indexes too. No real cluster comes near it (a million
+/// entries a second for 146,000 years), so a larger number can only come
+/// from a forged or corrupted message; refusing it keeps every `+ 1` in the
+/// core from overflowing, and such a term from becoming durable.
+pub const MAX_WIRE_NUMBER: u64 = 1 << 62;
+
 impl Message {
+    /// Whether every term, index and offset in the message is at most
+    /// [`MAX_WIRE_NUMBER`]. [`crate::Raft::step`] ignores a message for which
+    /// this is false.
+    pub fn numbers_in_range(&self) -> bool {
+        let ok = |n: u64| n <= MAX_WIRE_NUMBER;
+        ok(self.term)
+            && match &self.body {
+                Body::Vote {
+                    last_index, last_term, ..
+                } => ok(*last_index) && ok(*last_term),
+                Body::VoteResponse { .. } | Body::TimeoutNow | Body::ReadIndex { .. } => true,
+                Body::Append {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    commit,
+                } => ok(*prev_index) && ok(*prev_term) && ok(*commit) && entries.iter().all(|e| ok(e.index) && ok(e.term)),
+                Body::AppendResponse {
+                    index,
+                    hint_index,
+                    hint_term,
+                    ..
+                } => ok(*index) && ok(*hint_index) && ok(*hint_term),
+                Body::Heartbeat { commit, .. } => ok(*commit),
+                Body::HeartbeatResponse { .. } => true,
+                Body::Snapshot {
+                    meta, offset, total, ..
+                } => ok(meta.index) && ok(meta.term) && ok(*offset) && ok(*total),
+                Body::SnapshotResponse { index, next_offset, .. } => ok(*index) && ok(*next_offset),
+                Body::ReadIndexResponse { index, .. } => index.is_none_or(ok),
+            }
+    }
+
+    /// Whether the message could have come from a correct peer, as far as
+    /// the message alone shows: [`Message::numbers_in_range`], and no term
+    /// inside past the sender's own (a leader of term t holds no entry, and
+    /// no snapshot, of a later term; a candidate's last entry is older than
+    /// its campaign), and an append's entries contiguous after `prev_index`
+    /// with terms that never decrease. [`crate::Raft::step`] ignores a
+    /// message for which this is false: obeying one let a later term into
+    /// the log below a leader's own (found by fuzzing).
+    pub fn well_formed(&self) -> bool {
+        self.numbers_in_range()
+            && match &self.body {
+                Body::Vote { last_term, .. } => *last_term <= self.term,
+                Body::Append {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    ..
+                } => {
+                    let mut term = *prev_term;
+                    *prev_term <= self.term
+                        && entries.iter().enumerate().all(|(i, e)| {
+                            let fits = e.index == prev_index + 1 + i as u64 && e.term >= term && e.term <= self.term;
+                            term = e.term;
+                            fits
+                        })
+                }
+                Body::Snapshot { meta, .. } => meta.term <= self.term,
+                _ => true,
+            }
+    }
+
     /// Bytes of payload this message carries (entries or snapshot data), for
     /// traffic accounting.
     pub fn payload_bytes(&self) -> u64 {

@@ -83,6 +83,11 @@ pub struct Stats {
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
     pub stale_messages: u64,
+    /// Messages no correct peer sends, ignored: a term, index or offset past
+    /// [`crate::message::MAX_WIRE_NUMBER`], an acknowledgement past the
+    /// leader's own log, or a second leader of the term we know a leader of
+    /// (forged or corrupted; the simulator checks election safety itself).
+    pub invalid_messages: u64,
     /// Membership changes applied (each entry of a joint change counts).
     pub membership_changes: u64,
     /// Membership entries that could not be decoded (and were ignored).
@@ -781,6 +786,14 @@ impl Raft {
             self.stats.stale_messages += 1;
             return;
         }
+        if !m.well_formed() {
+            // Forged or corrupted: adopting a term past the bound would
+            // overflow at the next election and, once durable, at every
+            // restart; a snapshot of a later term than its sender's would
+            // put that term below the next leader's own entries.
+            self.stats.invalid_messages += 1;
+            return;
+        }
         if m.term > self.term {
             if let Body::Vote { transfer, .. } = m.body {
                 let heard_leader = self.leader.is_some() && self.election_elapsed < self.cfg.election_tick;
@@ -857,11 +870,15 @@ impl Raft {
                 entries,
                 commit,
             } => {
-                self.follow(from);
+                if !self.follow(from) {
+                    return;
+                }
                 self.handle_append(from, prev_index, prev_term, entries, commit);
             }
             Body::Heartbeat { commit, read_seq } => {
-                self.follow(from);
+                if !self.follow(from) {
+                    return;
+                }
                 let commit = commit.min(self.log.last_index());
                 self.log.commit_to(commit);
                 self.send(from, Body::HeartbeatResponse { read_seq });
@@ -873,7 +890,9 @@ impl Raft {
                 data,
                 done,
             } => {
-                self.follow(from);
+                if !self.follow(from) {
+                    return;
+                }
                 self.handle_snapshot_chunk(from, meta, offset, total, data, done);
             }
             Body::TimeoutNow => {
@@ -1057,19 +1076,23 @@ impl Raft {
         self.leader = leader;
     }
 
-    /// Called on any message from the current term's leader.
-    fn follow(&mut self, leader: NodeId) {
-        assert!(
-            self.role != Role::Leader,
-            "election safety violated: node {} and node {leader} both lead term {}",
-            self.id,
-            self.term
-        );
+    /// Called on any message from the current term's leader. Returns false,
+    /// and the message must be ignored, if `leader` cannot lead this term:
+    /// we lead it, or follow another leader of it. Election safety (§5.2)
+    /// makes both impossible among correct peers, so the message is forged
+    /// or corrupted; obeying it could overwrite committed entries.
+    fn follow(&mut self, leader: NodeId) -> bool {
+        let other_leader = self.role == Role::Leader || self.leader.is_some_and(|known| known != leader);
+        if other_leader {
+            self.stats.invalid_messages += 1;
+            return false;
+        }
         if self.role != Role::Follower || self.leader != Some(leader) {
             let term = self.term;
             self.become_follower(term, Some(leader));
         }
         self.election_elapsed = 0;
+        true
     }
 
     fn start_pre_vote(&mut self) {
@@ -1239,6 +1262,11 @@ impl Raft {
         done: bool,
     ) {
         let index = meta.index;
+        if meta.membership.check().is_err() {
+            // No leader sends a configuration that cannot decide anything.
+            self.stats.invalid_messages += 1;
+            return;
+        }
         if index <= self.log.committed() {
             // We already have everything it covers.
             self.send(
@@ -1366,6 +1394,13 @@ impl Raft {
             return;
         }
         let last = self.log.last_index();
+        if !reject && index > last {
+            // A follower can only have matched entries this leader sent, in
+            // this term: an acknowledgement past our log is forged or
+            // corrupted, and counting it could commit what no quorum holds.
+            self.stats.invalid_messages += 1;
+            return;
+        }
         let next_probe = self.log.find_conflict_by_term(hint_index, hint_term);
         let Some(pr) = self.tracker.progress.get_mut(&from) else {
             return;

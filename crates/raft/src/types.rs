@@ -96,6 +96,24 @@ impl Membership {
         }
     }
 
+    /// Why this cannot be a cluster's configuration, if it cannot: no
+    /// voters (nothing could ever be decided; a leader of such a
+    /// configuration appended forever), a node id 0, or a node that is both
+    /// voter and learner. Configurations from the network or the log (a
+    /// snapshot's, a membership entry's) are checked with this.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.voters.is_empty() {
+            return Err("no voters");
+        }
+        if self.all_nodes().contains(&0) {
+            return Err("node id 0");
+        }
+        if !self.voters.is_disjoint(&self.learners) || !self.voters_outgoing.is_disjoint(&self.learners) {
+            return Err("a node is both voter and learner");
+        }
+        Ok(())
+    }
+
     /// True if `id` may vote in either half of the configuration.
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id) || self.voters_outgoing.contains(&id)

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use triton_raft::{
     Body, Config, Entry, EntryKind, HardState, InitialState, Membership, Message, ProposeError, Raft, Ready, Role,
+    SnapshotMeta,
 };
 
 fn cfg(id: u64) -> Config {
@@ -236,6 +237,162 @@ fn invalid_configs_and_foreign_messages_are_rejected_not_panicked() {
     r.step(msg(0, 1, 5, Body::TimeoutNow));
     assert_eq!(r.term(), 0);
     assert_eq!(r.stats().stale_messages, 2);
+}
+
+/// Input validation: numbers only a forged or corrupted message carries. A
+/// term of 2^64 - 1, once adopted, made the next election's `term + 1`
+/// overflow (and, being durable, every restart's); an acknowledgement past
+/// the leader's log made the leader count replicas that do not exist.
+#[test]
+fn terms_and_indexes_no_real_cluster_reaches_are_ignored_not_adopted() {
+    let mut r = Raft::new(cfg(1), three()).unwrap();
+    r.step(msg(2, 1, u64::MAX, Body::HeartbeatResponse { read_seq: 0 }));
+    r.step(msg(
+        2,
+        1,
+        1,
+        Body::Vote {
+            pre_vote: false,
+            last_index: u64::MAX,
+            last_term: 1,
+            transfer: false,
+        },
+    ));
+    assert_eq!(r.term(), 0, "a forged term was adopted");
+    assert_eq!(r.stats().invalid_messages, 2);
+    // The node still times out and campaigns as usual.
+    for _ in 0..50 {
+        r.tick();
+        drain(&mut r);
+    }
+    assert_ne!(r.role(), Role::Follower);
+
+    let mut l = elect(three());
+    drain(&mut l);
+    let last = l.last_index();
+    // The no-op of the new term is unacknowledged: nothing is committed.
+    ack(&mut l, 2, last + 5);
+    ack(&mut l, 2, u64::MAX);
+    drain(&mut l);
+    assert_eq!(l.commit_index(), 0, "an acknowledgement past the log counted");
+    assert_eq!(l.stats().invalid_messages, 2);
+    ack(&mut l, 2, last);
+    drain(&mut l);
+    assert_eq!(l.commit_index(), last);
+
+    // A second leader of the term, which election safety rules out: a
+    // leader used to panic on its append; now it, and a follower of
+    // another leader, ignore it.
+    let t = l.term();
+    let heartbeat = |from: u64, to: u64| msg(from, to, t, Body::Heartbeat { commit: 0, read_seq: 0 });
+    l.step(heartbeat(3, 1));
+    drain(&mut l);
+    assert_eq!(l.role(), Role::Leader);
+    assert_eq!(l.stats().invalid_messages, 3);
+    let mut f = Raft::new(cfg(2), three()).unwrap();
+    f.step(heartbeat(1, 2));
+    drain(&mut f);
+    assert_eq!((f.role(), f.leader()), (Role::Follower, Some(1)));
+    f.step(heartbeat(3, 2));
+    drain(&mut f);
+    assert_eq!(f.leader(), Some(1), "a follower switched leaders within a term");
+    assert_eq!(f.stats().invalid_messages, 1);
+}
+
+/// Found by fuzzing: a snapshot whose configuration had no incoming voters
+/// (`voters_outgoing` {1} only) made its receiver a leader of a joint
+/// configuration that never left it: every `Ready` appended one more entry,
+/// and the host's loop never ended. A configuration that cannot decide
+/// anything is refused.
+#[test]
+fn a_snapshot_whose_configuration_has_no_voters_is_refused() {
+    let mut r = Raft::new(cfg(1), three()).unwrap();
+    let meta = SnapshotMeta {
+        index: 7,
+        term: 3,
+        membership: Membership {
+            voters: [].into(),
+            voters_outgoing: [1].into(),
+            learners: [2, 4].into(),
+        },
+    };
+    r.step(msg(
+        2,
+        1,
+        3,
+        Body::Snapshot {
+            meta,
+            offset: 0,
+            total: 4,
+            data: Bytes::from_static(b"snap"),
+            done: true,
+        },
+    ));
+    assert_eq!(r.stats().invalid_messages, 1);
+    for _ in 0..40 {
+        let mut cycles = 0;
+        while r.has_ready() {
+            cycles += 1;
+            assert!(cycles < 100, "Ready never ends: last index {}", r.last_index());
+            let _ = r.ready();
+            r.advance();
+        }
+        r.tick();
+    }
+    assert_eq!(r.membership(), &Membership::with_voters([1, 2, 3]));
+}
+
+/// Found by fuzzing: a snapshot of term 67 from a sender of term 3 was
+/// installed; the node then led term 4 and its own no-op came after an
+/// entry of term 67 (terms going backwards: the log's assertion fired).
+/// No term inside a message may be past the sender's own.
+#[test]
+fn terms_inside_a_message_past_its_senders_are_refused() {
+    let entry = |index, term| Entry {
+        index,
+        term,
+        kind: EntryKind::Command,
+        data: Bytes::new(),
+    };
+    let mut r = Raft::new(cfg(1), three()).unwrap();
+    let snapshot = Body::Snapshot {
+        meta: SnapshotMeta {
+            index: 39,
+            term: 67,
+            membership: Membership::with_voters([1, 2, 3]),
+        },
+        offset: 0,
+        total: 4,
+        data: Bytes::from_static(b"snap"),
+        done: true,
+    };
+    let append = |entries: Vec<Entry>| Body::Append {
+        prev_index: 0,
+        prev_term: 0,
+        entries,
+        commit: 0,
+    };
+    r.step(msg(2, 1, 3, snapshot));
+    r.step(msg(2, 1, 3, append(vec![entry(1, 4)])));
+    r.step(msg(2, 1, 3, append(vec![entry(1, 3), entry(2, 2)])));
+    r.step(msg(2, 1, 3, append(vec![entry(2, 3)])));
+    r.step(msg(
+        2,
+        1,
+        3,
+        Body::Vote {
+            pre_vote: false,
+            last_index: 5,
+            last_term: 4,
+            transfer: false,
+        },
+    ));
+    assert_eq!(r.stats().invalid_messages, 5);
+    assert_eq!((r.term(), r.last_index()), (0, 0), "an invalid message was obeyed");
+    // A well-formed append of the same sender is taken.
+    r.step(msg(2, 1, 3, append(vec![entry(1, 2), entry(2, 3)])));
+    drain(&mut r);
+    assert_eq!((r.term(), r.last_index()), (3, 2));
 }
 
 #[test]
