@@ -58,6 +58,18 @@ pub const TOML_HEADER: &str = "# Triton cluster configuration.";
 /// Largest `max_message_bytes`: a gRPC message carries a 4-byte length.
 pub const MAX_GRPC_MESSAGE_BYTES: u64 = u32::MAX as u64;
 
+/// Smallest `max_message_bytes` (64 KiB). A message must hold a command's
+/// framing, a snapshot chunk's envelope and a batch of small messages;
+/// below a few hundred bytes no write fits at all.
+pub const MIN_MESSAGE_BYTES: u64 = 64 * 1024;
+
+/// Default `max_snapshot_bytes` (1 GiB).
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+
+/// Smallest `max_snapshot_bytes` (1 MiB): an empty store's snapshot is a
+/// few dozen bytes, but a cap this low is almost certainly a unit mistake.
+pub const MIN_SNAPSHOT_BYTES: u64 = 1 << 20;
+
 /// Largest `max_value_bytes`: the replicated store's own limit (its
 /// `StoreOptions`, the same on every replica whatever its config says). A
 /// larger value would be replicated and then refused when applied.
@@ -91,8 +103,10 @@ pub struct ClusterConfig {
     pub snapshot_threshold: u64,
     /// Parent directory of the nodes' data: node `<id>` keeps its log and
     /// snapshots in `<data_dir>/node-<id>` (see [`ClusterConfig::node_data_dir`]),
-    /// so one file serves a cluster on one machine. Default (`None`):
-    /// `./triton-data`. The server's `--data-dir` flag names the node's own
+    /// so one file serves a cluster on one machine. A relative path is
+    /// relative to the directory of the config file (not to where the
+    /// server is started). Default (`None`): `triton-data`, next to the
+    /// config file. The server's `--data-dir` flag names the node's own
     /// directory and takes precedence over both.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -116,7 +130,10 @@ pub struct ClusterConfig {
     pub peer_token_optional: bool,
     /// Largest gRPC message, in bytes, the server sends or accepts (it bounds
     /// AppendEntries batches and snapshot chunks too). Default: 64 MiB; at
-    /// most 4 GiB - 1.
+    /// least 64 KiB ([`MIN_MESSAGE_BYTES`]), at most 4 GiB - 1. A node's log
+    /// written under a larger one still opens after it is lowered (the
+    /// WAL's record limit does not depend on it), but a stored value larger
+    /// than the new limit can no longer be sent in one message.
     pub max_message_bytes: u64,
     /// Largest KV value or file content, in bytes, a client may store.
     /// Must not exceed `max_message_bytes`; a write whose whole command
@@ -124,9 +141,22 @@ pub struct ClusterConfig {
     /// `max_message_bytes` is refused as too large. Default: 1 MiB; at most
     /// [`MAX_VALUE_BYTES`] (64 MiB).
     pub max_value_bytes: u64,
+    /// Largest snapshot, in bytes, a node accepts from a leader. A follower
+    /// holds an incoming snapshot in memory until it is complete, so this
+    /// bounds what a (possibly forged) transfer can make it allocate; a
+    /// store whose snapshot is larger cannot be sent to a lagging follower
+    /// (the follower logs why). Default: 1 GiB; 1 MiB to 2^63 - 1.
+    pub max_snapshot_bytes: u64,
     /// TLS for the gRPC port. `None` (the default): plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// The directory of the file [`load`] read this config from, where a
+    /// relative `data_dir` (and the default one) starts. Not part of the
+    /// file: never written by [`ClusterConfig::to_toml`]; `None` for a
+    /// config made by [`parse`] (paths are then relative to the working
+    /// directory).
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// One Raft node: who it is and where it listens.
@@ -288,7 +318,9 @@ impl Default for ClusterConfig {
             peer_token_optional: false,
             max_message_bytes: 64 << 20,
             max_value_bytes: 1 << 20,
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             tls: None,
+            config_dir: None,
         }
     }
 }
@@ -351,7 +383,9 @@ impl fmt::Debug for ClusterConfig {
             .field("peer_token_optional", &self.peer_token_optional)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_snapshot_bytes", &self.max_snapshot_bytes)
             .field("tls", &self.tls)
+            .field("config_dir", &self.config_dir)
             .finish()
     }
 }
@@ -429,12 +463,18 @@ impl ClusterConfig {
     }
 
     /// Where node `id` keeps its log and snapshots: `<data_dir>/node-<id>`,
-    /// with `data_dir` defaulting to `./triton-data`.
+    /// with `data_dir` defaulting to `triton-data`, and a relative one
+    /// taken from [`ClusterConfig::config_dir`] when the config was loaded
+    /// from a file. Relative to the working directory, as it used to be,
+    /// a server started from another directory found an empty data
+    /// directory and rejoined its cluster with no log and no vote.
     pub fn node_data_dir(&self, id: u64) -> PathBuf {
-        self.data_dir
-            .as_deref()
-            .unwrap_or(Path::new("triton-data"))
-            .join(format!("node-{id}"))
+        let dir = self.data_dir.as_deref().unwrap_or(Path::new("triton-data"));
+        match &self.config_dir {
+            Some(base) if dir.is_relative() => base.join(dir),
+            _ => dir.to_path_buf(),
+        }
+        .join(format!("node-{id}"))
     }
 
     /// Checks everything a parse cannot: at least one node; ids unique,
@@ -443,7 +483,9 @@ impl ClusterConfig {
     /// no address used twice among all nodes' `addr`/`file_addr`/`http_addr`
     /// and the block stores; `0 < tick_ms <= 60 000`; `heartbeat_ticks >= 1`;
     /// `election_ticks > heartbeat_ticks`; `snapshot_threshold >= 1`;
-    /// `0 < max_value_bytes <= max_message_bytes < 4 GiB`; non-empty, UTF-8
+    /// `0 < max_value_bytes <= max_message_bytes < 4 GiB` and
+    /// `max_message_bytes >= 64 KiB`; `max_snapshot_bytes` from 1 MiB to
+    /// 2^63 - 1; non-empty, UTF-8
     /// paths; an admin token of printable ASCII. [`parse`] calls it.
     /// Errors name the field with its TOML path.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -529,11 +571,11 @@ impl ClusterConfig {
                 ),
             ));
         }
-        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_GRPC_MESSAGE_BYTES {
+        if !(MIN_MESSAGE_BYTES..=MAX_GRPC_MESSAGE_BYTES).contains(&self.max_message_bytes) {
             return Err(invalid(
                 "max_message_bytes",
                 format!(
-                    "{} is out of range; expected 1 to {MAX_GRPC_MESSAGE_BYTES}",
+                    "{} is out of range; expected {MIN_MESSAGE_BYTES} (64 KiB) to {MAX_GRPC_MESSAGE_BYTES}",
                     self.max_message_bytes
                 ),
             ));
@@ -553,6 +595,15 @@ impl ClusterConfig {
                 format!(
                     "{} is out of range; the replicated store holds values of at most {MAX_VALUE_BYTES} bytes",
                     self.max_value_bytes
+                ),
+            ));
+        }
+        if !(MIN_SNAPSHOT_BYTES..=MAX_TOML_INT).contains(&self.max_snapshot_bytes) {
+            return Err(invalid(
+                "max_snapshot_bytes",
+                format!(
+                    "{} is out of range; expected {MIN_SNAPSHOT_BYTES} (1 MiB) to {MAX_TOML_INT}",
+                    self.max_snapshot_bytes
                 ),
             ));
         }
@@ -624,7 +675,8 @@ impl ClusterConfig {
     /// The config as native TOML, every field written out (defaults too), so
     /// `triton up` can write a file a person can read and edit.
     /// `parse(&c.to_toml()) == Ok(c)` for every `c` that passes
-    /// [`ClusterConfig::validate`].
+    /// [`ClusterConfig::validate`] and has no [`ClusterConfig::config_dir`]
+    /// (which is where a file is, not what it says).
     ///
     /// # Panics
     ///
@@ -637,7 +689,8 @@ impl ClusterConfig {
         });
         // The start command must find node N's data wherever it is run
         // from: a node started on an empty directory rejoins with no log and
-        // no vote. Only an absolute data_dir makes the short command exact.
+        // no vote. `load` resolves a relative data_dir against the file's
+        // directory, so the short command is exact in every case.
         let start = match &self.data_dir {
             Some(dir) if dir.is_absolute() => {
                 "# Start node N with: triton server --config <this file> --id N\n\
@@ -645,12 +698,11 @@ impl ClusterConfig {
             }
             Some(_) => {
                 "# Start node N with: triton server --config <this file> --id N\n\
-                 # from the directory that data_dir (below) is relative to: node N keeps its data in <data_dir>/node-N"
+                 # (node N keeps its data in <data_dir>/node-N, data_dir (below) relative to this file's directory)"
             }
             None => {
-                "# Start node N with: triton server --config <this file> --id N --data-dir <node N's data directory>\n\
-                 # (without --data-dir: ./triton-data/node-N under the directory it is started from;\n\
-                 # an absolute data_dir = \"/path\" here makes it <data_dir>/node-N from anywhere)"
+                "# Start node N with: triton server --config <this file> --id N\n\
+                 # (node N keeps its data in triton-data/node-N next to this file; set data_dir to move it)"
             }
         };
         format!("{TOML_HEADER} Every field is described in examples/cluster.toml.\n{start}\n\n{body}")
@@ -721,7 +773,9 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<ClusterConfig, ConfigError> {
 }
 
 /// Reads the config file at `path` (at most [`MAX_CONFIG_BYTES`]) and parses
-/// it with [`parse_bytes`]. Every error names the path.
+/// it with [`parse_bytes`]. Every error names the path. The config's
+/// [`ClusterConfig::config_dir`] is the file's directory (made absolute), so
+/// [`ClusterConfig::node_data_dir`] does not depend on the working directory.
 pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
     let read_err = |cause| ConfigError::Read {
         path: path.to_path_buf(),
@@ -738,10 +792,16 @@ pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
             limit: MAX_CONFIG_BYTES,
         });
     }
-    parse_bytes(&bytes).map_err(|e| ConfigError::InFile {
+    let mut config = parse_bytes(&bytes).map_err(|e| ConfigError::InFile {
         path: path.to_path_buf(),
         error: Box::new(e),
-    })
+    })?;
+    // The file was just opened by this path, so only a working directory
+    // that vanished meanwhile makes this fail (paths then stay relative).
+    config.config_dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    Ok(config)
 }
 
 /// Checks the properties the fuzz target and its corpus test rely on, for

@@ -69,8 +69,9 @@ fn toml_form_parses_every_field() {
         enable_test_rpcs = true
         admin_token = "s3cret"
         peer_token_optional = true
-        max_message_bytes = 1000
+        max_message_bytes = 100000
         max_value_bytes = 100
+        max_snapshot_bytes = 2000000
         [timing]
         tick_ms = 10
         election_ticks = 20
@@ -110,13 +111,15 @@ fn toml_form_parses_every_field() {
         enable_test_rpcs: true,
         admin_token: Some("s3cret".into()),
         peer_token_optional: true,
-        max_message_bytes: 1000,
+        max_message_bytes: 100_000,
         max_value_bytes: 100,
+        max_snapshot_bytes: 2_000_000,
         tls: Some(TlsConfig {
             cert: "c.pem".into(),
             key: "k.pem".into(),
             ca: None,
         }),
+        config_dir: None,
     };
     assert_eq!(config, expected);
     assert_eq!(config.node(7).unwrap().addr, "node7:7000");
@@ -138,6 +141,7 @@ fn toml_defaults_match_the_documented_values() {
     assert_eq!(config.snapshot_threshold, 10_000);
     assert_eq!(config.max_message_bytes, 64 << 20);
     assert_eq!(config.max_value_bytes, 1 << 20);
+    assert_eq!(config.max_snapshot_bytes, 1 << 30);
     assert!(!config.enable_test_rpcs);
     assert_eq!((config.data_dir, config.admin_token, config.tls), (None, None, None));
     assert!(config.block_stores.is_empty());
@@ -257,8 +261,25 @@ fn malformed_inputs_name_the_line_or_field() {
         ),
         (
             "TOML value larger than message",
-            format!("max_message_bytes = 10\nmax_value_bytes = 11\n{NODE0}"),
+            format!("max_message_bytes = 65536\nmax_value_bytes = 65537\n{NODE0}"),
             &["max_value_bytes", "fit in a message"],
+        ),
+        (
+            // It used to pass here and stop the node at WAL open (16), or
+            // leave no room for any write (under 256).
+            "TOML message cap too small for any write",
+            format!("max_message_bytes = 16\nmax_value_bytes = 1\n{NODE0}"),
+            &["max_message_bytes", "expected 65536 (64 KiB)"],
+        ),
+        (
+            "TOML message cap just below the minimum",
+            format!("max_message_bytes = 65535\nmax_value_bytes = 1\n{NODE0}"),
+            &["max_message_bytes", "out of range"],
+        ),
+        (
+            "TOML snapshot cap too small",
+            format!("max_snapshot_bytes = 1000\n{NODE0}"),
+            &["max_snapshot_bytes", "1048576 (1 MiB)"],
         ),
         (
             "TOML value larger than the store holds",
@@ -367,7 +388,13 @@ fn every_example_file_loads() {
     for entry in std::fs::read_dir(examples_dir()).expect("examples/ exists") {
         let path = entry.unwrap().path();
         let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
-        // Each example also survives the TOML round trip.
+        assert_eq!(config.config_dir.as_deref(), Some(examples_dir().as_path()));
+        // Each example also survives the TOML round trip (the text does not
+        // say where the file is).
+        let config = ClusterConfig {
+            config_dir: None,
+            ..config
+        };
         assert_eq!(parse(&config.to_toml()).unwrap(), config, "{}", path.display());
         names.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
@@ -386,6 +413,7 @@ fn examples_say_what_they_show() {
         text,
         ClusterConfig {
             nodes: three_nodes(),
+            config_dir: Some(dir.clone()),
             ..ClusterConfig::default()
         }
     );
@@ -453,11 +481,13 @@ fn to_toml_round_trips_a_full_config() {
         peer_token_optional: true,
         max_message_bytes: triton_config::MAX_GRPC_MESSAGE_BYTES,
         max_value_bytes: 1,
+        max_snapshot_bytes: triton_config::MAX_TOML_INT,
         tls: Some(TlsConfig {
             cert: "c".into(),
             key: "k".into(),
             ca: Some("ca".into()),
         }),
+        config_dir: None,
     };
     config.validate().unwrap();
     let written = config.to_toml();
@@ -465,9 +495,8 @@ fn to_toml_round_trips_a_full_config() {
     assert_eq!(parse(&written).unwrap(), config, "{written}");
 }
 
-/// The start command in `to_toml`'s header finds node N's data: the short
-/// form only when `data_dir` is absolute (anything else depends on the
-/// directory the node is started from).
+/// The start command in `to_toml`'s header finds node N's data: a relative
+/// or absent `data_dir` is relative to the file's directory.
 #[test]
 fn to_toml_header_gives_a_start_command_that_finds_the_data() {
     let header = |data_dir: Option<&str>| {
@@ -492,13 +521,10 @@ fn to_toml_header_gives_a_start_command_that_finds_the_data() {
     );
     assert!(absolute.contains("<data_dir>/node-N"), "{absolute}");
     let relative = header(Some("triton-data"));
-    assert!(relative.contains("relative to"), "{relative}");
+    assert!(relative.contains("relative to this file's directory"), "{relative}");
     let none = header(None);
-    assert!(none.contains("--id N --data-dir"), "{none}");
-    assert!(
-        none.contains("./triton-data/node-N under the directory it is started from"),
-        "{none}"
-    );
+    assert!(none.contains("--config <this file> --id N\n"), "{none}");
+    assert!(none.contains("triton-data/node-N next to this file"), "{none}");
 }
 
 #[test]
@@ -536,6 +562,11 @@ fn validate_rejects_each_remaining_bad_value() {
             "zero message cap",
             (|c| c.max_message_bytes = 0),
             &["max_message_bytes", "out of range"],
+        ),
+        (
+            "snapshot cap above TOML's integers",
+            (|c| c.max_snapshot_bytes = u64::MAX),
+            &["max_snapshot_bytes", "out of range"],
         ),
         (
             "zero value cap",
@@ -663,4 +694,52 @@ fn ids_from_requests_map_to_raft_ids_only_within_a_configs_range() {
     assert_eq!(ClusterConfig::checked_raft_id(max), Some(max + 1));
     assert_eq!(ClusterConfig::checked_raft_id(max + 1), None);
     assert_eq!(ClusterConfig::checked_raft_id(u64::MAX), None);
+}
+
+/// A relative `data_dir`, and the default one, are relative to the config
+/// file's directory, not to where the server happens to be started: started
+/// from elsewhere, a node used to find an empty directory and rejoin its
+/// cluster with no log and no vote.
+#[test]
+fn a_relative_data_dir_is_relative_to_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("triton-config-datadir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let nodes = "[[nodes]]\nid = 0\naddr = \"127.0.0.1:7000\"\n[[nodes]]\nid = 1\naddr = \"127.0.0.1:7001\"\n";
+    let write = |name: &str, head: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{head}{nodes}")).unwrap();
+        path
+    };
+    let relative = load(&write("relative.toml", "data_dir = \"./data\"\n")).unwrap();
+    assert_eq!(relative.node_data_dir(1), dir.join("./data").join("node-1"));
+    let default = load(&write("default.toml", "")).unwrap();
+    assert_eq!(default.node_data_dir(0), dir.join("triton-data/node-0"));
+    let absolute = load(&write("absolute.toml", "data_dir = \"/var/lib/triton\"\n")).unwrap();
+    assert_eq!(absolute.node_data_dir(1), Path::new("/var/lib/triton/node-1"));
+    // The field keeps what the file says (`triton up` checks it as written).
+    assert_eq!(relative.data_dir.as_deref(), Some(Path::new("./data")));
+    assert_eq!(default.data_dir, None);
+    // A config path given relative to the working directory still names
+    // an absolute directory.
+    let cwd = std::env::current_dir().unwrap();
+    let from_cwd = pathdiff(&dir.join("default.toml"), &cwd);
+    let config = load(&from_cwd).unwrap();
+    assert!(
+        config.node_data_dir(0).is_absolute(),
+        "{}",
+        config.node_data_dir(0).display()
+    );
+    assert_eq!(
+        config.config_dir.unwrap().canonicalize().unwrap(),
+        dir.canonicalize().unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `to` as a path relative to `from` (both absolute).
+fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+    let up = from.components().count() - 1;
+    let mut rel: PathBuf = std::iter::repeat_n("..", up).collect();
+    rel.push(to.strip_prefix("/").unwrap());
+    rel
 }

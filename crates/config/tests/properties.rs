@@ -36,7 +36,7 @@ fn valid_config() -> impl Strategy<Value = ClusterConfig> {
         proptest::option::of(path()),
         any::<bool>(),
         proptest::option::of("[!-~]{1,30}"),
-        (1u64..=u32::MAX as u64, any::<u64>()),
+        (triton_config::MIN_MESSAGE_BYTES..=u32::MAX as u64, any::<u64>()),
         proptest::option::of((path(), path(), proptest::option::of(path()))),
     )
         .prop_map(
@@ -79,7 +79,10 @@ fn valid_config() -> impl Strategy<Value = ClusterConfig> {
                     max_message_bytes: msg,
                     // At most the store's limit too, which validate() enforces.
                     max_value_bytes: 1 + val % msg.min(triton_config::MAX_VALUE_BYTES),
+                    // Any number the generator already draws, in range.
+                    max_snapshot_bytes: snapshot.max(triton_config::MIN_SNAPSHOT_BYTES),
                     tls: tls.map(|(cert, key, ca)| TlsConfig { cert, key, ca }),
+                    config_dir: None,
                 }
             },
         )

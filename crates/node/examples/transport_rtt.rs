@@ -102,14 +102,24 @@ fn drivers_on_threads(la: std::net::TcpListener, lb: std::net::TcpListener) -> V
         lb.local_addr().unwrap().to_string(),
     );
     let workers = env("W").unwrap_or(2);
-    let node = |me: u64, listener, peer, peer_addr| {
+    let node = |me: u64, listener, peer: u64, peer_addr: String| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .enable_all()
             .build()
             .unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let outbox = rt.block_on(async { transport(TransportService::new(tx, me, TIMING), listener, peer, peer_addr) });
+        let mut book = triton_node::members::AddressBook::default();
+        book.insert(peer, &peer_addr);
+        let members = std::sync::Arc::new(std::sync::RwLock::new(book));
+        let outbox = rt.block_on(async {
+            transport(
+                TransportService::new(tx, me, TIMING, members),
+                listener,
+                peer,
+                peer_addr,
+            )
+        });
         (rt, outbox, rx)
     };
     let (_ra, oa, rxa) = node(1, la, 2, ab);

@@ -252,7 +252,9 @@ pub fn message_from_pb(m: pb::RaftMessage) -> Result<Message, DecodeError> {
         return Err(DecodeError("a term, index or offset beyond 2^62"));
     }
     if !message.well_formed() {
-        return Err(DecodeError("a term inside the message past the sender's, or entries out of order"));
+        return Err(DecodeError(
+            "a term inside the message past the sender's, or entries out of order",
+        ));
     }
     Ok(message)
 }

@@ -72,10 +72,39 @@ struct Recovery {
     addresses: AddressBook,
 }
 
+/// The WAL's limit on a record it reads back: the largest record any
+/// accepted config can write. A command is at most `max_message_bytes` less
+/// 256 bytes (`service::command_limit`), its record adds 17, and
+/// `max_message_bytes` is at most [`triton_config::MAX_GRPC_MESSAGE_BYTES`]
+/// (this). Fixed rather than taken from the config, as it was: lowering
+/// `max_message_bytes` then made a healthy log "corrupt". Writes are bounded
+/// by the config in force when they are proposed (`NodeHandle::write`).
+pub const WAL_MAX_RECORD_BYTES: u32 = u32::MAX;
+
+/// Largest snapshot chunk: what the core sends by default. Bigger chunks
+/// only hold a follower's stream longer.
+const MAX_SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Room a snapshot chunk leaves in `max_message_bytes` for the message
+/// around it: ids, term, offsets and the snapshot's membership (about 10
+/// bytes a member), and the batch and gRPC frames. Enough for hundreds of
+/// members.
+pub const SNAPSHOT_CHUNK_ENVELOPE_BYTES: u64 = 4096;
+
+/// The snapshot chunk size for a cluster's `max_message_bytes`: a chunk and
+/// its envelope must fit one message, or the chunk fails to encode, takes
+/// the peer's stream down, and is sent again, forever (a follower that
+/// needed a snapshot never caught up with `max_message_bytes` at 1 MiB).
+pub fn snapshot_chunk_bytes(max_message_bytes: u64) -> u64 {
+    max_message_bytes
+        .saturating_sub(SNAPSHOT_CHUNK_ENVELOPE_BYTES)
+        .clamp(1, MAX_SNAPSHOT_CHUNK_BYTES)
+}
+
 fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow::Result<Recovery> {
     let wal_dir = opts.data_dir.join("wal");
     let wal_opts = WalOptions {
-        max_record_bytes: u32::try_from(opts.config.max_message_bytes).unwrap_or(u32::MAX),
+        max_record_bytes: WAL_MAX_RECORD_BYTES,
         ..WalOptions::default()
     };
     let (wal, recovered) =
@@ -123,6 +152,10 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
     cfg.heartbeat_tick = timing.heartbeat_ticks;
     cfg.lease_read = timing.lease_reads;
     cfg.max_msg_bytes = (opts.config.max_message_bytes / 2).max(1);
+    cfg.snapshot_chunk_bytes = snapshot_chunk_bytes(opts.config.max_message_bytes);
+    // Not the core's default (4 GiB): a follower holds an incoming
+    // snapshot in memory, twice (`driver`), until it is complete.
+    cfg.max_snapshot_bytes = opts.config.max_snapshot_bytes;
     cfg.seed = rand::random();
     let init = InitialState {
         hard_state: HardState {
@@ -179,6 +212,83 @@ fn bootstrap_voters(opts: &ServerOptions, config_voters: Vec<NodeId>) -> anyhow:
     }
 }
 
+/// Longest key the KV service accepts.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Room a KV request leaves around its key and value: the session (two
+/// varints), field tags and lengths. Generous; it only has to stay small.
+pub const KV_REQUEST_MARGIN_BYTES: u64 = 1024;
+
+/// The largest KV request the node reads: a key and a value at their
+/// limits, plus [`KV_REQUEST_MARGIN_BYTES`] (and never more than
+/// `max_message_bytes`). A larger one is refused by gRPC as it arrives,
+/// before it is buffered, with `OUT_OF_RANGE` ("decoded message length too
+/// large"); one within this but over `max_key_bytes` or `max_value_bytes`
+/// is read and refused with `INVALID_ARGUMENT`. (With the message limit
+/// here, 64 MiB by default, eight concurrent 60 MB puts took a node from
+/// 59 to 319 MB.)
+pub fn kv_request_limit(config: &ClusterConfig) -> usize {
+    let limit = (MAX_KEY_BYTES as u64)
+        .saturating_add(config.max_value_bytes)
+        .saturating_add(KV_REQUEST_MARGIN_BYTES)
+        .min(config.max_message_bytes);
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// Where node `id`'s data was when a relative `data_dir` (or the default)
+/// was relative to the working directory instead of the config file's
+/// directory, if that is another place: a node started there before the
+/// change must not start empty after it.
+fn cwd_relative_data_dir(config: &ClusterConfig, id: u64) -> Option<PathBuf> {
+    config.config_dir.as_ref()?;
+    let dir = config
+        .data_dir
+        .as_deref()
+        .unwrap_or(std::path::Path::new("triton-data"));
+    if dir.is_absolute() {
+        return None;
+    }
+    let old = std::path::absolute(dir.join(format!("node-{id}"))).ok()?;
+    (old != config.node_data_dir(id)).then_some(old)
+}
+
+/// What a starting node warns about: settings that work but leave the
+/// cluster's data at risk. `members` is how many members it knows of;
+/// `first_start`, whether its data directory is new.
+fn startup_warnings(opts: &ServerOptions, members: usize, first_start: bool) -> Vec<String> {
+    let config = &opts.config;
+    let mut warnings = Vec::new();
+    let mutual_tls = config.tls.as_ref().is_some_and(|t| t.ca.is_some());
+    let peer_token = config.admin_token.is_some() && !config.peer_token_optional;
+    if members > 1 && !mutual_tls && !peer_token {
+        warnings.push(format!(
+            "peers' Raft streams are not authenticated ({}, and no [tls] ca): anyone who can reach {} can \
+             send this node forged peer messages, e.g. an acknowledgement that makes a leader commit a write \
+             no majority holds. Set admin_token (and not peer_token_optional), or [tls] with a ca, in the \
+             cluster config",
+            if config.admin_token.is_some() {
+                "peer_token_optional lets streams without the admin token through"
+            } else {
+                "no admin_token"
+            },
+            config.node(opts.id).map_or("the gRPC port", |n| n.addr.as_str())
+        ));
+    }
+    if first_start && opts.join.is_none() && config.nodes.len() > 1 {
+        warnings.push(format!(
+            "node {} starts on an empty data directory ({}) as a founding voter of a {}-node cluster. Right \
+             for the first start of a new cluster. But if this node was a member before (its data lost, or \
+             kept in another directory), it now takes part with no log and no record of its votes, and \
+             writes the cluster acknowledged can be lost: stop it, then restore its data directory, or \
+             remove it from the cluster (triton admin remove) and start it again with --join",
+            opts.id,
+            opts.data_dir.display(),
+            config.nodes.len()
+        ));
+    }
+    warnings
+}
+
 /// Runs a node until `shutdown` resolves.
 pub async fn serve(
     opts: ServerOptions,
@@ -202,6 +312,23 @@ pub async fn serve(
     if !voters.contains(&raft_id) {
         bail!("node {} is not in the cluster config", opts.id);
     }
+    // Nothing of a previous run: no bootstrap voters and no log.
+    let first_start = !opts.data_dir.join("bootstrap").exists() && !opts.data_dir.join("wal").exists();
+    if first_start && opts.data_dir == opts.config.node_data_dir(opts.id) {
+        if let Some(old) = cwd_relative_data_dir(&opts.config, opts.id).filter(|old| old.join("bootstrap").exists()) {
+            bail!(
+                "node {}'s data directory {} is empty, but {} holds a node's data: a relative data_dir (or the \
+                 default one) used to be relative to the directory the server was started from, and is now \
+                 relative to the config file's directory. Move {} to {}, or start with --data-dir {}",
+                opts.id,
+                opts.data_dir.display(),
+                old.display(),
+                old.display(),
+                opts.data_dir.display(),
+                old.display()
+            );
+        }
+    }
     let voters = bootstrap_voters(&opts, voters)?;
     // TLS files are read before recovery, so a wrong path stops the node at once.
     let mut builder = tonic::transport::Server::builder();
@@ -223,6 +350,10 @@ pub async fn serve(
         book.insert(id, addr);
     }
     book.save(&opts.data_dir).context("saving the member addresses")?;
+    let known_members = book.iter().count().max(opts.config.nodes.len());
+    for warning in startup_warnings(&opts, known_members, first_start) {
+        tracing::warn!("WARNING: {warning}");
+    }
     tracing::info!(
         id = opts.id,
         addr = %node.addr,
@@ -291,7 +422,7 @@ pub async fn serve(
         raft_id,
         addresses,
         request_timeout: Duration::from_secs(5),
-        max_key_bytes: 4096,
+        max_key_bytes: MAX_KEY_BYTES,
         max_value_bytes: usize::try_from(opts.config.max_value_bytes).unwrap_or(usize::MAX),
         max_command_bytes: crate::service::command_limit(opts.config.max_message_bytes),
         leader: known_leader,
@@ -300,13 +431,22 @@ pub async fn serve(
     // message from anyone who reaches the port could crash a follower or
     // rewrite its log.
     let transport = tonic::service::interceptor::InterceptedService::new(
-        RaftTransportServer::new(TransportService::new(driver_tx.clone(), raft_id, &timing))
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes),
+        RaftTransportServer::new(TransportService::new(
+            driver_tx.clone(),
+            raft_id,
+            &timing,
+            handle.addresses.clone(),
+        ))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes),
         AdminAuth::for_peers(&opts.config),
     );
+    // Requests are bounded by what a KV request can validly hold, not by
+    // the message limit: each concurrent request is buffered whole before
+    // it is checked. Answers may be larger (a value stored under an older,
+    // larger max_value_bytes).
     let kv = KvServer::new(KvService { node: handle.clone() })
-        .max_decoding_message_size(max_message_bytes)
+        .max_decoding_message_size(kv_request_limit(&opts.config))
         .max_encoding_message_size(max_message_bytes);
     // Fault RPCs need the admin token (if the config sets one) on top of
     // enable_test_rpcs, which the service checks.
@@ -416,5 +556,161 @@ async fn join_cluster(seed: String, id: u64, addr: String, config: ClusterConfig
             tracing::error!(seed, "could not join the cluster: {e:#}");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use prost::Message as _;
+    use triton_config::{ClusterConfig, NodeConfig, TlsConfig};
+    use triton_raft::{Body, Membership, Message, SnapshotMeta};
+
+    use super::*;
+
+    fn config(nodes: u64) -> ClusterConfig {
+        ClusterConfig {
+            nodes: (0..nodes)
+                .map(|id| NodeConfig {
+                    id,
+                    addr: format!("127.0.0.1:{}", 7000 + id),
+                    file_addr: None,
+                    http_addr: None,
+                })
+                .collect(),
+            ..ClusterConfig::default()
+        }
+    }
+
+    fn opts(config: ClusterConfig, join: Option<&str>) -> ServerOptions {
+        ServerOptions {
+            config,
+            id: 0,
+            data_dir: PathBuf::from("/data/node-0"),
+            join: join.map(str::to_string),
+        }
+    }
+
+    /// A chunk of the size chosen for `max_message_bytes`, with a large
+    /// membership, still fits one message in its batch and gRPC frame.
+    #[test]
+    fn a_snapshot_chunk_and_its_envelope_fit_one_message() {
+        for max in [triton_config::MIN_MESSAGE_BYTES, 1 << 20, 64 << 20] {
+            let chunk = snapshot_chunk_bytes(max);
+            assert!(chunk <= MAX_SNAPSHOT_CHUNK_BYTES);
+            // Numbers as large as the wire allows (`Message::numbers_in_range`).
+            let big_id = 1u64 << 62;
+            let m = Message {
+                from: big_id,
+                to: big_id - 1,
+                term: big_id,
+                body: Body::Snapshot {
+                    meta: SnapshotMeta {
+                        index: big_id,
+                        term: big_id,
+                        membership: Membership {
+                            voters: (0..100).map(|i| big_id - i).collect(),
+                            voters_outgoing: (100..200).map(|i| big_id - i).collect(),
+                            learners: (200..300).map(|i| big_id - i).collect(),
+                        },
+                    },
+                    offset: big_id,
+                    total: big_id,
+                    data: vec![7u8; chunk as usize].into(),
+                    done: true,
+                },
+            };
+            let batch = triton_proto::raft::RaftBatch {
+                messages: vec![crate::codec::message_to_pb(&m)],
+            };
+            // Plus gRPC's 5-byte frame header.
+            let framed = batch.encoded_len() as u64 + 5;
+            assert!(framed <= max, "a {chunk}-byte chunk takes {framed} bytes, over {max}");
+        }
+    }
+
+    #[test]
+    fn kv_requests_are_bounded_by_the_data_limits_not_the_message_limit() {
+        let mut c = config(1);
+        assert_eq!(
+            kv_request_limit(&c),
+            MAX_KEY_BYTES + (1 << 20) + KV_REQUEST_MARGIN_BYTES as usize
+        );
+        c.max_message_bytes = 64 << 10;
+        c.max_value_bytes = 64 << 10;
+        assert_eq!(kv_request_limit(&c), 64 << 10);
+    }
+
+    #[test]
+    fn an_open_cluster_and_a_new_member_on_an_empty_directory_are_warned_about() {
+        let warned = |o: &ServerOptions, members: usize, first_start: bool| {
+            startup_warnings(o, members, first_start)
+                .iter()
+                .map(|w| if w.contains("forged") { "open" } else { "empty" })
+                .collect::<Vec<_>>()
+        };
+        // Three nodes, no token, no TLS: both, on a first start.
+        assert_eq!(warned(&opts(config(3), None), 3, true), ["open", "empty"]);
+        assert_eq!(warned(&opts(config(3), None), 3, false), ["open"]);
+        // Joining on purpose: an empty directory is expected.
+        assert_eq!(warned(&opts(config(3), Some("127.0.0.1:7001")), 3, true), ["open"]);
+        // One node alone: nobody to forge, nothing to lose to a rejoin.
+        assert!(warned(&opts(config(1), None), 1, true).is_empty());
+        // ... unless members joined it since.
+        assert_eq!(warned(&opts(config(1), None), 2, false), ["open"]);
+        let token = ClusterConfig {
+            admin_token: Some("s3cret".into()),
+            ..config(3)
+        };
+        assert!(warned(&opts(token.clone(), None), 3, false).is_empty());
+        let optional = ClusterConfig {
+            peer_token_optional: true,
+            ..token
+        };
+        assert_eq!(warned(&opts(optional, None), 3, false), ["open"]);
+        let tls = |ca: Option<&str>| ClusterConfig {
+            tls: Some(TlsConfig {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+                ca: ca.map(PathBuf::from),
+            }),
+            ..config(3)
+        };
+        assert!(warned(&opts(tls(Some("ca.pem")), None), 3, false).is_empty());
+        // TLS without client certificates lets anyone in.
+        assert_eq!(warned(&opts(tls(None), None), 3, false), ["open"]);
+    }
+
+    /// Where a node's data was while a relative data_dir was relative to the
+    /// working directory: only when that is another place than now.
+    #[test]
+    fn the_old_place_of_a_relative_data_dir_is_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let elsewhere = ClusterConfig {
+            config_dir: Some(PathBuf::from("/etc/triton")),
+            ..config(3)
+        };
+        assert_eq!(
+            cwd_relative_data_dir(&elsewhere, 2),
+            Some(cwd.join("triton-data/node-2"))
+        );
+        let relative = ClusterConfig {
+            data_dir: Some("data".into()),
+            ..elsewhere.clone()
+        };
+        assert_eq!(cwd_relative_data_dir(&relative, 1), Some(cwd.join("data/node-1")));
+        let absolute = ClusterConfig {
+            data_dir: Some("/var/lib/triton".into()),
+            ..elsewhere.clone()
+        };
+        assert_eq!(cwd_relative_data_dir(&absolute, 1), None);
+        // Parsed, not loaded: relative to the working directory as before.
+        assert_eq!(cwd_relative_data_dir(&config(3), 1), None);
+        let here = ClusterConfig {
+            config_dir: Some(cwd.clone()),
+            ..config(3)
+        };
+        assert_eq!(cwd_relative_data_dir(&here, 1), None);
     }
 }

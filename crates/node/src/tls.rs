@@ -13,7 +13,8 @@
 //! once, when a [`Dialer`] or the server's [`server_tls`] is built, so a
 //! wrong path or an empty file stops a node at startup with the field named
 //! instead of failing each connection later. Relative paths are relative to
-//! the working directory, as `data_dir` is.
+//! the working directory (unlike `data_dir`, which is relative to the config
+//! file's directory).
 
 use std::io::Read;
 use std::path::Path;

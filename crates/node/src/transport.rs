@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,7 +26,8 @@ use triton_raft::{Message, NodeId};
 
 use crate::auth::ClientToken;
 use crate::codec::{message_from_pb, message_to_pb};
-use crate::driver::Input;
+use crate::driver::{user_id, Input};
+use crate::members::AddressBook;
 use crate::tls::Dialer;
 
 /// Messages queued per peer before new ones are dropped.
@@ -284,20 +285,71 @@ async fn peer_sender(
 }
 
 /// Receives peers' message streams and hands each message to the driver.
+///
+/// Each stream speaks for one sender: the `from` of its first message.
+/// That sender must be a member this node knows (in its address book) and
+/// not this node itself, or the stream is refused; a later message that
+/// claims another sender is dropped. This keeps one stream (one holder of
+/// the admin token) from speaking for several nodes, and an unknown id
+/// (say, one with an absurd term) from reaching the core at all. It does
+/// not prove who is at the other end: anyone allowed to open a stream can
+/// still open one per member id. Mutual TLS does not close that either,
+/// since node certificates carry no node identity (nodes may share one
+/// certificate, and clients' certificates come from the same CA).
 pub struct TransportService {
     driver: DriverSender<Input>,
     me: NodeId,
     /// Our `Timing::signature`: a stream with another is refused.
     timing: String,
+    /// The members this node knows: the only senders it takes streams from.
+    members: Arc<RwLock<AddressBook>>,
 }
 
 impl TransportService {
-    pub fn new(driver: DriverSender<Input>, me: NodeId, timing: &str) -> Self {
+    /// `members` is the node's address book (shared with the driver, which
+    /// adds members as it learns of them).
+    pub fn new(driver: DriverSender<Input>, me: NodeId, timing: &str, members: Arc<RwLock<AddressBook>>) -> Self {
         TransportService {
             driver,
             me,
             timing: timing.to_string(),
+            members,
         }
+    }
+
+    /// Whether a stream may speak for `from`.
+    fn check_sender(&self, from: NodeId) -> Result<(), Status> {
+        if from == self.me || from == 0 {
+            tracing::error!(
+                sender = from,
+                "refusing a peer stream from this node's own id, or from nobody"
+            );
+            return Err(Status::permission_denied(
+                "a stream's sender must be another node than the receiver",
+            ));
+        }
+        let known = self
+            .members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(from)
+            .is_some();
+        if !known {
+            // Also what a real new member sees before this node learns of
+            // it (its sender retries): that lasts until the membership
+            // entry naming it reaches this node, or, for a node not yet in
+            // any, until it is listed in this node's config.
+            tracing::error!(
+                sender = from,
+                "refusing a peer stream from node {}, which is not a member this node knows",
+                user_id(from)
+            );
+            return Err(Status::permission_denied(format!(
+                "node {} is not a member the receiver knows",
+                user_id(from)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -314,17 +366,51 @@ impl RaftTransport for TransportService {
             )));
         }
         let mut stream = request.into_inner();
+        // Fixed by the first message that decodes (see `TransportService`).
+        let mut sender: Option<NodeId> = None;
+        let mut impostors = 0u64;
         while let Some(batch) = stream.message().await? {
             for m in batch.messages {
-                match message_from_pb(m) {
-                    Ok(m) if m.to == self.me => {
-                        // A full driver queue drops the message (loss is safe).
-                        let _ = self.driver.try_send(Input::Peer(m));
+                let m = match message_from_pb(m) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("dropping a malformed peer message: {e}");
+                        continue;
                     }
-                    Ok(m) => tracing::warn!(to = m.to, "dropping a message addressed to another node"),
-                    Err(e) => tracing::warn!("dropping a malformed peer message: {e}"),
+                };
+                match sender {
+                    None => {
+                        self.check_sender(m.from)?;
+                        sender = Some(m.from);
+                    }
+                    Some(s) if s != m.from => {
+                        // Once per stream: a flood must not flood the log.
+                        if impostors == 0 {
+                            tracing::warn!(
+                                stream_sender = s,
+                                claimed = m.from,
+                                "dropping a message that claims another sender than its stream's"
+                            );
+                        }
+                        impostors += 1;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+                if m.to == self.me {
+                    // A full driver queue drops the message (loss is safe).
+                    let _ = self.driver.try_send(Input::Peer(m));
+                } else {
+                    tracing::warn!(to = m.to, "dropping a message addressed to another node");
                 }
             }
+        }
+        if impostors > 0 {
+            tracing::warn!(
+                stream_sender = ?sender,
+                impostors,
+                "a peer stream ended; it carried messages claiming another sender, all dropped"
+            );
         }
         Ok(Response::new(TransportAck {}))
     }

@@ -4,16 +4,22 @@
 //! connection, and when that message was a vote or a vote's answer, the
 //! whole cluster waited out another election timeout; `triton bench
 //! failover` showed it as a 1.6 s tail.) And dropping the sender's
-//! `Outbox` leaves no task behind.
+//! `Outbox` leaves no task behind. And each stream speaks for one known
+//! member: not for this node, an unknown id, or a second sender.
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use tokio_stream::wrappers::TcpListenerStream;
+use triton_node::codec::message_to_pb;
 use triton_node::driver::Input;
+use triton_node::members::AddressBook;
 use triton_node::tls::Dialer;
-use triton_node::transport::{Outbox, TransportService};
+use triton_node::transport::{Outbox, TransportService, TIMING_METADATA};
+use triton_proto::raft::raft_transport_client::RaftTransportClient;
 use triton_proto::raft::raft_transport_server::RaftTransportServer;
+use triton_proto::raft::RaftBatch;
 use triton_raft::{Body, Message};
 
 /// Node 2's transport, on a runtime of its own: dropping it ends every
@@ -44,11 +50,17 @@ impl Peer {
             .build()
             .unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
+        // Node 2 knows nodes 1 and 3 (its own entry aside).
+        let mut book = AddressBook::default();
+        for (id, addr) in [(1, "127.0.0.1:1"), (2, "127.0.0.1:2"), (3, "127.0.0.1:3")] {
+            book.insert(id, addr);
+        }
+        let members = Arc::new(RwLock::new(book));
         runtime.spawn(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let _ = tonic::transport::Server::builder()
-                .add_service(RaftTransportServer::new(TransportService::new(tx, 2, timing)))
+                .add_service(RaftTransportServer::new(TransportService::new(tx, 2, timing, members)))
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
@@ -64,12 +76,28 @@ impl Peer {
 }
 
 fn heartbeat(read_seq: u64) -> Message {
+    heartbeat_from(1, read_seq)
+}
+
+fn heartbeat_from(from: u64, read_seq: u64) -> Message {
     Message {
-        from: 1,
+        from,
         to: 2,
         term: 1,
         body: Body::Heartbeat { commit: 0, read_seq },
     }
+}
+
+/// One stream to the peer at `addr` carrying `messages` in one batch, as
+/// anyone holding the token could open; the stream's outcome.
+async fn send_stream(addr: std::net::SocketAddr, messages: &[Message]) -> Result<(), tonic::Status> {
+    let mut client = RaftTransportClient::connect(format!("http://{addr}")).await.unwrap();
+    let batch = RaftBatch {
+        messages: messages.iter().map(message_to_pb).collect(),
+    };
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![batch]));
+    request.metadata_mut().insert(TIMING_METADATA, TIMING.parse().unwrap());
+    client.send(request).await.map(|_| ())
 }
 
 /// Node 1's sender to node 2 at `addr`, with the test's timing.
@@ -199,6 +227,66 @@ async fn dropping_the_outbox_ends_its_senders() {
             metrics.num_alive_tasks()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peer.kill();
+}
+
+/// A stream speaks for the sender of its first message: a message in it
+/// that claims another sender (even another member) does not reach the
+/// core. (A forged acknowledgement "from" a follower made a leader count a
+/// majority that did not exist.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_speaks_for_one_sender() {
+    let (peer, addr) = Peer::on_free_port(TIMING);
+    let sent = send_stream(
+        addr,
+        &[heartbeat_from(1, 1), heartbeat_from(3, 2), heartbeat_from(1, 3)],
+    )
+    .await;
+    assert!(sent.is_ok(), "{sent:?}");
+    // In order, up to the last one: (sender, read_seq) of each.
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while !got.contains(&(1, 3)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the sender's own messages arrive: {got:?}"
+        );
+        while let Ok(input) = peer.rx.try_recv() {
+            if let Input::Peer(Message {
+                from,
+                body: Body::Heartbeat { read_seq, .. },
+                ..
+            }) = input
+            {
+                got.push((from, read_seq));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, [(1, 1), (1, 3)], "a message claiming node 3 got through");
+    // Node 3 itself, on a stream of its own, gets through.
+    assert!(send_stream(addr, &[heartbeat_from(3, 4)]).await.is_ok());
+    assert!(received(&peer.rx, 4, Duration::from_secs(5)).await);
+    peer.kill();
+}
+
+/// A stream from this node's own id, or from an id that is not a member it
+/// knows (once, an absurd term from "node 98" reached the core), is
+/// refused whole, and none of it reaches the core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_from_an_unknown_or_own_id_is_refused() {
+    let (peer, addr) = Peer::on_free_port(TIMING);
+    for (from, seq) in [(99, 1), (2, 2)] {
+        let refused = send_stream(addr, &[heartbeat_from(from, seq), heartbeat_from(1, seq + 10)])
+            .await
+            .expect_err("a stream from a stranger is refused");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(
+            !received(&peer.rx, seq, Duration::from_millis(300)).await
+                && !received(&peer.rx, seq + 10, Duration::from_millis(100)).await,
+            "a message of a stream from node id {from} reached the core"
+        );
     }
     peer.kill();
 }

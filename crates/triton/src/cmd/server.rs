@@ -16,7 +16,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub id: u64,
     /// Where this node keeps its WAL and snapshots (default: the config's
-    /// data_dir, else ./triton-data/node-<id>).
+    /// data_dir, else triton-data/node-<id>, both relative to the config
+    /// file's directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Join a running cluster through this member (host:port) instead of
