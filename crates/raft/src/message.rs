@@ -133,7 +133,12 @@ impl Message {
                     prev_term,
                     entries,
                     commit,
-                } => ok(*prev_index) && ok(*prev_term) && ok(*commit) && entries.iter().all(|e| ok(e.index) && ok(e.term)),
+                } => {
+                    ok(*prev_index)
+                        && ok(*prev_term)
+                        && ok(*commit)
+                        && entries.iter().all(|e| ok(e.index) && ok(e.term))
+                }
                 Body::AppendResponse {
                     index,
                     hint_index,
