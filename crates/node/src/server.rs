@@ -465,7 +465,13 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     if let (Some(seed), false) = (&opts.join, is_member) {
-        let join = join_cluster(seed.clone(), opts.id, node.addr.clone(), opts.config.clone());
+        let join = join_cluster(
+            seed.clone(),
+            opts.id,
+            node.addr.clone(),
+            opts.config.clone(),
+            handle.addresses.clone(),
+        );
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             tokio::select! {
@@ -540,12 +546,28 @@ pub async fn serve(
 /// leader) to add this node as a learner, retrying until it is a member.
 /// The leader then streams it the log or a snapshot; an operator promotes
 /// it to voter once it has caught up (`triton admin promote`).
-async fn join_cluster(seed: String, id: u64, addr: String, config: ClusterConfig) -> anyhow::Result<()> {
+///
+/// The answer names every member's address. They go into this node's
+/// address book at once: the transport takes streams only from members it
+/// knows, and a leader that joined after this node's config was written
+/// would otherwise be refused until its address arrived in the log, which
+/// that leader's stream is the only way to receive.
+async fn join_cluster(
+    seed: String,
+    id: u64,
+    addr: String,
+    config: ClusterConfig,
+    book: Arc<std::sync::RwLock<AddressBook>>,
+) -> anyhow::Result<()> {
     let mut client = AdminClient::new(vec![seed.clone()], config)?;
     client.deadline = Duration::from_secs(3600);
     match client.call(AdminCall::AddLearner { id, addr: addr.clone() }).await {
         Ok(reply) => {
             tracing::info!(seed, "joined the cluster as learner {id}; members: {:?}", reply.members);
+            let mut book = book.write().unwrap_or_else(|e| e.into_inner());
+            for m in reply.members.iter().filter(|m| !m.addr.is_empty() && m.id != id) {
+                book.insert(ClusterConfig::raft_id(m.id), &m.addr);
+            }
             Ok(())
         }
         Err(e) if e.to_string().contains("already") => {
