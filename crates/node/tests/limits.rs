@@ -7,7 +7,7 @@ mod support;
 use support::{Cluster, Scratch};
 use tonic::Code;
 use triton_node::server::{KV_REQUEST_MARGIN_BYTES, MAX_KEY_BYTES};
-use triton_proto::kv::{GetRequest, PutRequest, RegisterSessionRequest, Session};
+use triton_proto::kv::{GetRequest, PutRequest, Session};
 
 /// Writing a value under one `max_message_bytes` and restarting with a
 /// lower one: the node starts and the value reads back. The WAL's record
@@ -25,12 +25,7 @@ async fn a_node_restarted_with_a_lower_message_limit_reads_its_log() {
     // 1 MiB; a read answers it in under 1 MiB.
     let value = vec![b'v'; (MIB - 32) as usize];
     let mut kv = c.kv(0).await;
-    let client_id = kv
-        .register_session(RegisterSessionRequest {})
-        .await
-        .expect("register")
-        .into_inner()
-        .client_id;
+    let client_id = support::register(&mut kv).await;
     kv.put(PutRequest {
         session: Some(Session { client_id, seq: 1 }),
         key: b"big".to_vec(),
@@ -76,12 +71,7 @@ async fn a_put_over_the_limits_is_refused_before_it_is_read() {
     let mut c = Cluster::start(config, &scratch.0);
     c.wait_leader().await;
     let mut kv = c.kv(0).await;
-    let client_id = kv
-        .register_session(RegisterSessionRequest {})
-        .await
-        .expect("register")
-        .into_inner()
-        .client_id;
+    let client_id = support::register(&mut kv).await;
     let put = |seq: u64, len: usize| PutRequest {
         session: Some(Session { client_id, seq }),
         key: b"k".to_vec(),

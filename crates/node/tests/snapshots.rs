@@ -10,7 +10,7 @@ use bytes::Bytes;
 use support::{Cluster, Scratch};
 use triton_node::codec::message_to_pb;
 use triton_node::transport::TIMING_METADATA;
-use triton_proto::kv::{PutRequest, RegisterSessionRequest, Session};
+use triton_proto::kv::{PutRequest, Session};
 use triton_proto::raft::raft_transport_client::RaftTransportClient;
 use triton_proto::raft::RaftBatch;
 use triton_raft::{Body, Membership, Message, SnapshotMeta};
@@ -182,12 +182,7 @@ async fn a_lagging_follower_catches_up_by_snapshot_with_one_mib_messages() {
     let leader = c.wait_leader().await;
 
     let mut kv = c.kv(leader).await;
-    let client_id = kv
-        .register_session(RegisterSessionRequest {})
-        .await
-        .expect("register")
-        .into_inner()
-        .client_id;
+    let client_id = support::register(&mut kv).await;
     let value = |seq: u64| vec![b'a' + (seq % 26) as u8; (MIB - 1024) as usize];
     // Two keys rewritten in turn: the log outgrows the ~2 MiB store every
     // other write, so the leader snapshots and drops what the follower lacks.

@@ -744,9 +744,10 @@ mod tests {
         let scratch = Scratch::new("timeout");
         let (result, out) = up_with_failing_children(&scratch.0, Duration::MAX);
         let err = result.expect_err("every child exits");
+        // As soon as two have exited: the third may still be running.
         assert!(
             err.to_string()
-                .contains("only 0 of 3 nodes are running, fewer than the 2 a leader needs"),
+                .contains("of 3 nodes are running, fewer than the 2 a leader needs"),
             "{err:#}\n{out}"
         );
     }

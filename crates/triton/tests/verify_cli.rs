@@ -66,12 +66,16 @@ fn verify_with_env(args: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -
         .arg(out)
         .output()
         .expect("run triton verify");
-    let text = format!(
+    (o.status.success(), output_text(&o))
+}
+
+/// Everything a finished command printed, stdout then stderr.
+fn output_text(o: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), text)
+    )
 }
 
 #[test]
@@ -279,12 +283,7 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 fn finish(child: Child) -> (Option<i32>, String) {
     let o = child.wait_with_output().expect("wait for verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code(), text)
+    (o.status.code(), output_text(&o))
 }
 
 /// The reviewer's reproduction: a node that aborts mid-run (a panic, exit
@@ -423,7 +422,7 @@ fn verify_removes_its_default_directory_after_a_pass_unless_kept() {
             .args(extra)
             .output()
             .expect("run triton verify");
-        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        let text = output_text(&o);
         assert!(o.status.success(), "{text}");
         let left: Vec<_> = std::fs::read_dir(tmp.path())
             .unwrap()

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use triton_config::{ClusterConfig, NodeConfig};
 use triton_node::server::{serve, ServerOptions};
 use triton_proto::kv::kv_client::KvClient as PbKv;
-use triton_proto::kv::{GetRequest, StatusRequest, StatusResponse};
+use triton_proto::kv::{GetRequest, RegisterSessionRequest, StatusRequest, StatusResponse};
 
 /// A scratch directory, removed when dropped.
 pub struct Scratch(pub PathBuf);
@@ -239,4 +239,13 @@ impl Cluster {
             .into_inner();
         reply.found.then_some(reply.value)
     }
+}
+
+/// A new client session on `kv`: its id, for the `Session` of writes.
+pub async fn register(kv: &mut PbKv<Channel>) -> u64 {
+    kv.register_session(RegisterSessionRequest {})
+        .await
+        .expect("register a session")
+        .into_inner()
+        .client_id
 }
