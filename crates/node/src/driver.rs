@@ -121,6 +121,9 @@ pub enum Input {
     Log(oneshot::Sender<Vec<Entry>>),
     Status(oneshot::Sender<NodeStatus>),
     Control(ControlOp),
+    /// Members' addresses learned outside the log (a join's answer): into
+    /// the address book, with a sender to each.
+    LearnAddresses(Vec<(NodeId, String)>),
     /// A membership change (leader only), answered once its entry is
     /// applied. `addr` is the new member's address for `AddLearner`.
     ConfChange {
@@ -480,6 +483,7 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
             Input::Control(op) => self.control(op),
+            Input::LearnAddresses(addrs) => self.learn_addresses(&addrs),
             Input::ConfChange { change, addr, reply } => self.conf_change(change, addr, reply),
             Input::TransferLeader { to, reply } => {
                 let result = if self.crashed {

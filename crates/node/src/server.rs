@@ -470,7 +470,7 @@ pub async fn serve(
             opts.id,
             node.addr.clone(),
             opts.config.clone(),
-            handle.addresses.clone(),
+            handle.clone(),
         );
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -547,27 +547,32 @@ pub async fn serve(
 /// The leader then streams it the log or a snapshot; an operator promotes
 /// it to voter once it has caught up (`triton admin promote`).
 ///
-/// The answer names every member's address. They go into this node's
-/// address book at once: the transport takes streams only from members it
-/// knows, and a leader that joined after this node's config was written
-/// would otherwise be refused until its address arrived in the log, which
-/// that leader's stream is the only way to receive.
+/// The answer names every member's address. They go to the driver at once
+/// (address book, a sender to each): the transport takes streams only from
+/// members it knows, and a leader that joined after this node's config was
+/// written would otherwise be refused, and never answered, until its
+/// address arrived in the log, which that leader's stream is the only way
+/// to receive.
 async fn join_cluster(
     seed: String,
     id: u64,
     addr: String,
     config: ClusterConfig,
-    book: Arc<std::sync::RwLock<AddressBook>>,
+    node: NodeHandle,
 ) -> anyhow::Result<()> {
     let mut client = AdminClient::new(vec![seed.clone()], config)?;
     client.deadline = Duration::from_secs(3600);
     match client.call(AdminCall::AddLearner { id, addr: addr.clone() }).await {
         Ok(reply) => {
             tracing::info!(seed, "joined the cluster as learner {id}; members: {:?}", reply.members);
-            let mut book = book.write().unwrap_or_else(|e| e.into_inner());
-            for m in reply.members.iter().filter(|m| !m.addr.is_empty() && m.id != id) {
-                book.insert(ClusterConfig::raft_id(m.id), &m.addr);
-            }
+            let addrs: Vec<(u64, String)> = reply
+                .members
+                .iter()
+                .filter(|m| !m.addr.is_empty() && m.id != id)
+                .map(|m| (ClusterConfig::raft_id(m.id), m.addr.clone()))
+                .collect();
+            // A full queue drops it; the log carries the addresses too.
+            let _ = node.driver.try_send(crate::driver::Input::LearnAddresses(addrs));
             Ok(())
         }
         Err(e) if e.to_string().contains("already") => {

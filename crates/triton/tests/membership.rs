@@ -398,3 +398,70 @@ fn members_are_not_taken_from_a_removed_node_that_lost_the_leader() {
     let (_, roles) = members_via(&c, &endpoints.join(","));
     assert_eq!(roles, want, "members as reported with {endpoints:?}");
 }
+
+/// A node joins with a config written before the current leader joined: its
+/// transport takes streams only from members it knows, so it learns the
+/// members' addresses from the answer to its join (without that, it refused
+/// the leader's stream and never caught up).
+#[test]
+fn a_node_joins_through_a_leader_its_config_does_not_name() {
+    let mut c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        ..ClusterOptions::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    let new = c.add_nodes_to_config(2);
+    let (n3, n4) = (new[0], new[1]);
+    c.spawn_joining(n3, 0);
+    let start = Instant::now();
+    while members(&c, 0).1.get(&3).map(String::as_str) != Some("learner") {
+        assert!(start.elapsed() < Duration::from_secs(30), "node 3 never joined");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    admin_ok(&c, &["promote", "3"]);
+    let start = Instant::now();
+    while leader_of(&c, 0) != 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "leadership never moved to node 3"
+        );
+        // It may fail (node 3 still catching up, an election under way).
+        let _ = admin(&c, &["transfer-leader", "3"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    c.set_node_config_without(n4, n3);
+    c.spawn_joining(n4, n3);
+    // Node 4 catches up from node 3: it answers a read of a write made
+    // after it joined, from its own state.
+    let start = Instant::now();
+    while members(&c, n3).1.get(&4).map(String::as_str) != Some("learner") {
+        assert!(start.elapsed() < Duration::from_secs(30), "node 4 never joined");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kv = |endpoint: &str, args: &[&str]| {
+        let out = Command::new(bin())
+            .args(["kv", "--endpoints", endpoint, "--config"])
+            .arg(&c.config)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, _) = kv(&c.addrs[n3], &["put", "after-join", "seen"]);
+    assert!(ok, "put through node 3 failed");
+    let start = Instant::now();
+    loop {
+        let (ok, text) = kv(&c.addrs[n4], &["--serializable", "get", "after-join"]);
+        if ok && text.contains("seen") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node 4 never caught up ({text}); its log:\n{}",
+            std::fs::read_to_string(c.log_path(n4)).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

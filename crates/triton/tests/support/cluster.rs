@@ -330,6 +330,20 @@ impl Cluster {
         self.node_configs[i] = Some(path);
     }
 
+    /// Gives node `i` its own config file: the cluster's, without the
+    /// `[[nodes]]` entry of node `missing` (as if written before `missing`
+    /// joined); takes effect at its next start.
+    pub fn set_node_config_without(&mut self, i: usize, missing: usize) {
+        let entry = format!("\n[[nodes]]\nid = {missing}\naddr = \"{}\"\n", self.addrs[missing]);
+        assert!(
+            self.toml_without_tls.contains(&entry),
+            "node {missing} is in the config"
+        );
+        let path = self.dir.path().join(format!("node-{i}.toml"));
+        std::fs::write(&path, self.toml_without_tls.replace(&entry, "\n")).expect("write node config");
+        self.node_configs[i] = Some(path);
+    }
+
     /// The cluster's config as its clients read it.
     pub fn cluster_config(&self) -> triton_config::ClusterConfig {
         triton_config::load(&self.config).expect("the harness's config loads")
