@@ -61,6 +61,10 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // The read waited out what was left of the deadline.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                bail!("no complete response from {addr} within {timeout:?}")
+            }
             Err(e) => return Err(e).with_context(|| format!("reading the response from {addr}")),
         };
         if n == 0 {
