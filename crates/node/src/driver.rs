@@ -206,25 +206,6 @@ pub struct Driver {
     /// Bytes of log applied since the last snapshot (taken or installed):
     /// with the store's size, decides when the next snapshot is due.
     log_bytes_since_snapshot: u64,
-    /// The snapshot a leader is sending us, as far as the core has taken
-    /// it (see [`Driver::check_snapshot_chunk`]).
-    incoming_snapshot: Option<IncomingSnapshot>,
-    /// The last snapshot checked whole, for the core to install: its meta,
-    /// its bytes (to be sure the core holds the same) and the store.
-    checked_snapshot: Option<(SnapshotMeta, Vec<u8>, Store)>,
-    /// The last snapshot refused (index, term), so that the leader's
-    /// retries of it are logged once.
-    refused_snapshot: Option<(Index, Term)>,
-}
-
-/// A copy of the chunks of a snapshot the core is receiving, kept so the
-/// whole snapshot can be checked before the core takes its last chunk: once
-/// the core has it, the core installs it, and a snapshot that does not
-/// restore could then only stop the node.
-struct IncomingSnapshot {
-    meta: SnapshotMeta,
-    total: u64,
-    data: Vec<u8>,
 }
 
 /// What one log entry costs beyond its data, in the WAL and in memory
@@ -247,6 +228,40 @@ fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
     // without its driver).
     let _ = writeln!(std::io::stderr(), "triton: fatal storage error while {what}: {err}");
     std::process::exit(70);
+}
+
+/// The core's `Config::snapshot_check`: whether a snapshot received from a
+/// leader restores (decodes, and holds a store applied to the snapshot's
+/// index). One that does not is refused by the core, so this node stays
+/// behind with the error in its log; it used to stop the node (exit 70),
+/// and anyone able to send a peer message could stop any follower that way.
+/// Each refusal of the same snapshot is logged once.
+pub(crate) fn snapshot_restores(meta: &SnapshotMeta, data: &[u8]) -> bool {
+    static LAST_REFUSED: std::sync::Mutex<Option<(Index, Term)>> = std::sync::Mutex::new(None);
+    let Err(e) = Store::restore_at(data, meta.index) else {
+        return true;
+    };
+    let mut last = LAST_REFUSED.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != Some((meta.index, meta.term)) {
+        *last = Some((meta.index, meta.term));
+        tracing::error!(
+            index = meta.index,
+            term = meta.term,
+            "refusing a snapshot from the leader that does not restore ({e}); this node stays behind \
+             until its leader sends one that does (further refusals of this one are not logged)"
+        );
+    }
+    false
+}
+
+/// The store in a snapshot the core installs: it passed
+/// [`snapshot_restores`], so restoring again cannot fail but for a broken
+/// store, which stops the node.
+fn restore_snapshot(s: &Snapshot) -> Store {
+    match Store::restore_at(&s.data, s.meta.index) {
+        Ok(store) => store,
+        Err(e) => fatal("restoring a snapshot received from the leader", e),
+    }
 }
 
 /// The id users see (the config's, from 0) for Raft id `id` (from 1).
@@ -288,9 +303,6 @@ impl Driver {
             shutting_down: false,
             metrics: crate::metrics::NodeMetrics::default(),
             log_bytes_since_snapshot: 0,
-            incoming_snapshot: None,
-            checked_snapshot: None,
-            refused_snapshot: None,
             synced_term_vote: (durable.term, durable.vote),
             queued_writes: Vec::new(),
             commit_unsynced: false,
@@ -412,9 +424,6 @@ impl Driver {
                         our_leader = ?self.raft.leader(),
                         "vote request"
                     );
-                }
-                if !self.check_snapshot_chunk(&m) {
-                    return;
                 }
                 self.raft.step(m);
             }
@@ -795,12 +804,10 @@ impl Driver {
                     .store(ss.leader.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
             }
             self.send(std::mem::take(&mut rd.messages));
-            // Restored before it is persisted (already, when its last chunk
-            // came), so the WAL never holds a snapshot the store lacks.
-            let restored = rd.snapshot.as_ref().map(|s| self.checked_store(s));
-            // A check the core did not act on (it ignored the chunk) is not
-            // kept: it is only good for the `Ready` right after it.
-            self.checked_snapshot = None;
+            // Restored before it is persisted, so the WAL never holds a
+            // snapshot the store lacks (the core installed it only after
+            // `snapshot_restores` said it restores).
+            let restored = rd.snapshot.as_ref().map(restore_snapshot);
             self.persist(&rd);
             self.learn_from_entries(&rd.entries);
             self.send(std::mem::take(&mut rd.persisted_messages));
@@ -889,125 +896,6 @@ impl Driver {
         self.synced_term_vote = (hs.term, hs.vote);
         self.commit_unsynced = false;
         self.metrics.wal_syncs += 1;
-    }
-
-    /// Whether a peer message may go to the core; false only for the last
-    /// chunk of a snapshot that does not restore (undecodable, or a store
-    /// applied to another index than the snapshot's). That one is refused:
-    /// logged, not applied, and not acknowledged, so this node stays behind
-    /// and the leader sends the chunk again (checked again). It used to
-    /// stop the node, and anyone able to send a peer message (a forged one,
-    /// see `transport`) could stop any follower that way; a leader with a
-    /// broken snapshot leaves the follower behind instead, with the error
-    /// in its log.
-    ///
-    /// For that, every chunk the core will take is copied here, by the
-    /// core's own rules (`Raft::step`: not a stale term, nor a sender that
-    /// cannot lead this term; its snapshot receiver: chunks in order, a new
-    /// snapshot from offset 0 replacing the one in progress), so that the
-    /// copy holds what the core holds. The price is a second copy of the
-    /// incoming snapshot, bounded by `max_snapshot_bytes` like the core's.
-    /// Only messages the core refuses as forged (say, a valid chunk under
-    /// a membership it rejects) can make the two differ; the last chunk
-    /// then goes to the core unchecked, and [`Driver::checked_store`] is
-    /// the fallback.
-    fn check_snapshot_chunk(&mut self, m: &Message) -> bool {
-        let Body::Snapshot {
-            meta,
-            offset,
-            total,
-            data,
-            done,
-        } = &m.body
-        else {
-            return true;
-        };
-        let term = self.raft.term();
-        let followed = m.term > term
-            || (m.term == term && !self.raft.is_leader() && self.raft.leader().is_none_or(|l| l == m.from));
-        if !followed || meta.index <= self.raft.commit_index() {
-            // The core ignores it, or answers that it has it all.
-            return true;
-        }
-        let max = self.raft.config().max_snapshot_bytes;
-        if *total > max {
-            // The core refuses it, and the leader gives up on this follower.
-            if self.refused_snapshot != Some((meta.index, meta.term)) {
-                self.refused_snapshot = Some((meta.index, meta.term));
-                tracing::error!(
-                    from = m.from,
-                    index = meta.index,
-                    total,
-                    "refusing a snapshot of {total} bytes, over max_snapshot_bytes = {max}: \
-                     this node cannot catch up until the cluster config raises it"
-                );
-            }
-            return true;
-        }
-        let same = self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|s| s.meta == *meta && s.total == *total);
-        if !same {
-            if *offset != 0 {
-                return true; // the core asks for it from the start
-            }
-            self.incoming_snapshot = Some(IncomingSnapshot {
-                meta: meta.clone(),
-                total: *total,
-                data: Vec::new(),
-            });
-        }
-        let incoming = self.incoming_snapshot.as_mut().expect("set above");
-        let held = incoming.data.len();
-        let end = held as u64 + data.len() as u64;
-        if *offset != held as u64 || end > *total || (*done && end != *total) {
-            return true; // the core tells the leader where it is
-        }
-        incoming.data.extend_from_slice(data);
-        if !*done {
-            return true;
-        }
-        match Store::restore_at(&incoming.data, meta.index) {
-            Ok(store) => {
-                let checked = self.incoming_snapshot.take().expect("set above");
-                self.checked_snapshot = Some((checked.meta, checked.data, store));
-                true
-            }
-            Err(e) => {
-                // As the core, which does not get this chunk, holds all but it.
-                incoming.data.truncate(held);
-                if self.refused_snapshot != Some((meta.index, meta.term)) {
-                    self.refused_snapshot = Some((meta.index, meta.term));
-                    tracing::error!(
-                        from = m.from,
-                        index = meta.index,
-                        term = meta.term,
-                        "refusing a snapshot that does not restore ({e}); this node stays behind \
-                         until its leader sends one that does (further refusals of this one are not logged)"
-                    );
-                }
-                false
-            }
-        }
-    }
-
-    /// The store of a snapshot the core installs: the one checked when its
-    /// last chunk came, if the core holds the same bytes. Otherwise (the
-    /// copy differed from the core's, see [`Driver::check_snapshot_chunk`])
-    /// the core's bytes are restored here, and if they do not restore the
-    /// node stops, as it did for every bad snapshot before the check.
-    fn checked_store(&mut self, s: &Snapshot) -> Store {
-        match self.checked_snapshot.take() {
-            Some((meta, data, store)) if meta == s.meta && data[..] == s.data[..] => store,
-            _ => {
-                tracing::warn!(index = s.meta.index, "installing a snapshot that was not checked first");
-                match Store::restore_at(&s.data, s.meta.index) {
-                    Ok(store) => store,
-                    Err(e) => fatal("restoring a snapshot received from the leader", e),
-                }
-            }
-        }
     }
 
     fn install(&mut self, s: &Snapshot, store: Store) {

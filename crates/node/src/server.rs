@@ -154,8 +154,9 @@ fn recover(opts: &ServerOptions, raft_id: NodeId, voters: Vec<NodeId>) -> anyhow
     cfg.max_msg_bytes = (opts.config.max_message_bytes / 2).max(1);
     cfg.snapshot_chunk_bytes = snapshot_chunk_bytes(opts.config.max_message_bytes);
     // Not the core's default (4 GiB): a follower holds an incoming
-    // snapshot in memory, twice (`driver`), until it is complete.
+    // snapshot in memory until it is complete.
     cfg.max_snapshot_bytes = opts.config.max_snapshot_bytes;
+    cfg.snapshot_check = crate::driver::snapshot_restores;
     cfg.seed = rand::random();
     let init = InitialState {
         hard_state: HardState {

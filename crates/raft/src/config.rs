@@ -1,7 +1,7 @@
 //! Tunables of one core. Times are in ticks: the host decides how long a
 //! tick is (the node uses 50 ms; the simulator uses 10 ms of simulated time).
 
-use crate::types::NodeId;
+use crate::types::{NodeId, SnapshotMeta};
 
 /// Largest `election_tick`: timeouts are drawn from up to twice it, in a
 /// `u32` (a billion ticks is already decades at a millisecond per tick).
@@ -37,6 +37,13 @@ pub struct Config {
     pub snapshot_chunk_bytes: u64,
     /// A snapshot announced as larger than this is refused by followers.
     pub max_snapshot_bytes: u64,
+    /// Whether the host can restore a snapshot received from a leader (its
+    /// state machine's format), asked when the last chunk arrives, before
+    /// anything is installed. A snapshot that fails is not installed, its
+    /// last chunk not acknowledged: the follower stays behind and the leader
+    /// sends that chunk again. A pure function, so the core stays free of
+    /// I/O. Default: every snapshot restores.
+    pub snapshot_check: fn(&SnapshotMeta, &[u8]) -> bool,
     /// Pre-vote (thesis §9.6): a node asks before raising its term, so a
     /// rejoining partitioned node cannot depose a healthy leader.
     pub pre_vote: bool,
@@ -72,6 +79,7 @@ impl Config {
             max_apply_bytes: 64 << 20,
             snapshot_chunk_bytes: 1 << 20,
             max_snapshot_bytes: 4 << 30,
+            snapshot_check: |_, _| true,
             pre_vote: true,
             check_quorum: true,
             lease_read: false,

@@ -88,6 +88,8 @@ pub struct Stats {
     /// leader's own log, or a second leader of the term we know a leader of
     /// (forged or corrupted; the simulator checks election safety itself).
     pub invalid_messages: u64,
+    /// Snapshots from a leader that `Config::snapshot_check` refused.
+    pub refused_snapshots: u64,
     /// Membership changes applied (each entry of a joint change counts).
     pub membership_changes: u64,
     /// Membership entries that could not be decoded (and were ignored).
@@ -1338,6 +1340,12 @@ impl Raft {
                     reject: false,
                 },
             );
+            return;
+        }
+        if !(self.cfg.snapshot_check)(&receiver.meta, &receiver.buf) {
+            // As if the last chunk never came: the leader sends it again.
+            receiver.buf.truncate(held as usize);
+            self.stats.refused_snapshots += 1;
             return;
         }
         let receiver = self.incoming_snapshot.take().expect("set above");

@@ -395,6 +395,53 @@ fn terms_inside_a_message_past_its_senders_are_refused() {
     assert_eq!((r.term(), r.last_index()), (3, 2));
 }
 
+/// A snapshot the host cannot restore (`Config::snapshot_check`) is not
+/// installed and its last chunk not acknowledged, so the leader sends that
+/// chunk again; an intact resend is installed.
+#[test]
+fn a_snapshot_the_host_cannot_restore_is_not_installed() {
+    let mut c = cfg(1);
+    c.snapshot_check = |_, data| data != b"snap-BAD";
+    let mut r = Raft::new(c, three()).unwrap();
+    let chunk = |offset: u64, data: &'static [u8], done: bool| {
+        msg(
+            2,
+            1,
+            3,
+            Body::Snapshot {
+                meta: SnapshotMeta {
+                    index: 7,
+                    term: 3,
+                    membership: Membership::with_voters([1, 2, 3]),
+                },
+                offset,
+                total: 8,
+                data: Bytes::from_static(data),
+                done,
+            },
+        )
+    };
+    r.step(chunk(0, b"snap", false));
+    assert_eq!(drain(&mut r).len(), 1, "the first chunk is acknowledged");
+    r.step(chunk(4, b"-BAD", true));
+    assert!(drain(&mut r).is_empty(), "a refused snapshot was acknowledged");
+    assert_eq!((r.stats().refused_snapshots, r.commit_index()), (1, 0));
+    r.step(chunk(4, b"-OK!", true));
+    let out = drain(&mut r);
+    assert_eq!(r.commit_index(), 7, "the intact resend was not installed");
+    assert!(matches!(
+        out[..],
+        [Message {
+            body: Body::SnapshotResponse {
+                index: 7,
+                next_offset: 8,
+                reject: false
+            },
+            ..
+        }]
+    ));
+}
+
 #[test]
 fn a_vote_waits_for_persistence_and_a_leader_append_does_not() {
     let mut r = Raft::new(cfg(2), three()).unwrap();
