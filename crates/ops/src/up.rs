@@ -188,6 +188,8 @@ fn random_token() -> anyhow::Result<String> {
 /// One supervised process.
 struct Proc {
     name: String,
+    /// A Raft node (not a block store): a leader needs a majority of them.
+    is_node: bool,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -210,10 +212,7 @@ impl Drop for Children {
 impl Children {
     /// Nodes (not block stores) still running.
     fn nodes_running(&self) -> usize {
-        self.0
-            .iter()
-            .filter(|p| p.name.starts_with("node ") && p.child.is_some())
-            .count()
+        self.0.iter().filter(|p| p.is_node && p.child.is_some()).count()
     }
 }
 
@@ -445,6 +444,7 @@ pub async fn run(
     for (i, addr) in block_stores.iter().enumerate() {
         procs.push(Proc {
             name: format!("block store {i}"),
+            is_node: false,
             args: vec![
                 "blockstore".into(),
                 "--listen".into(),
@@ -459,6 +459,7 @@ pub async fn run(
     for n in &config.nodes {
         procs.push(Proc {
             name: format!("node {}", n.id),
+            is_node: true,
             args: vec![
                 "server".into(),
                 "--config".into(),

@@ -847,7 +847,7 @@ async fn inject(
                 ),
             );
             // A node left out of the partition would still talk to both sides.
-            if let Err(why) = learn_node_ids_retrying(access, endpoints, &mut nemesis.ids).await {
+            if let Err(why) = retrying(async || learn_node_ids(access, endpoints, &mut nemesis.ids).await).await {
                 return Ok(Err(why));
             }
             let ids_of = |side: &[usize]| side.iter().filter_map(|&i| nemesis.ids[i]).collect::<Vec<u64>>();
@@ -856,7 +856,9 @@ async fn inject(
             for (side, other) in [(&minority, &majority_ids), (&majority, &minority_ids)] {
                 for &i in side {
                     nemesis.touched[i] = true;
-                    if let Err(e) = set_unreachable_retrying(access, &endpoints[i], other).await {
+                    if let Err(e) =
+                        retrying(async || set_unreachable(access, &endpoints[i], other, ATTEMPT_TIMEOUT).await).await
+                    {
                         failed.push(format!("node at {}: {e}", endpoints[i]));
                     }
                 }
@@ -883,14 +885,16 @@ async fn inject(
                     hold.as_secs_f64()
                 ),
             );
-            if let Err(why) = learn_node_ids_retrying(access, endpoints, &mut nemesis.ids).await {
+            if let Err(why) = retrying(async || learn_node_ids(access, endpoints, &mut nemesis.ids).await).await {
                 return Ok(Err(why));
             }
             // Cut off first (it stops hearing acknowledgements), then freeze
             // it within its lease, then cut the others off from it.
             let other_ids: Vec<u64> = others.iter().filter_map(|&i| nemesis.ids[i]).collect();
             nemesis.touched[leader] = true;
-            if let Err(e) = set_unreachable_retrying(access, &endpoints[leader], &other_ids).await {
+            if let Err(e) =
+                retrying(async || set_unreachable(access, &endpoints[leader], &other_ids, ATTEMPT_TIMEOUT).await).await
+            {
                 undo_partition(access, endpoints, pb, clock).await;
                 return Ok(Err(format!("cutting off node at {}: {e}", endpoints[leader])));
             }
@@ -1010,23 +1014,12 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// whose every try failed fails the run.
 const INJECT_RETRY: Duration = Duration::from_secs(3);
 
-/// [`set_unreachable`], retried until [`INJECT_RETRY`] has passed.
-async fn set_unreachable_retrying(access: &Access, addr: &str, from: &[u64]) -> Result<(), String> {
+/// `attempt`, retried every 100 ms until it succeeds or [`INJECT_RETRY`]
+/// has passed (then its last error).
+async fn retrying(mut attempt: impl AsyncFnMut() -> Result<(), String>) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + INJECT_RETRY;
     loop {
-        match set_unreachable(access, addr, from, ATTEMPT_TIMEOUT).await {
-            Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-/// [`learn_node_ids`], retried until [`INJECT_RETRY`] has passed.
-async fn learn_node_ids_retrying(access: &Access, endpoints: &[String], ids: &mut [Option<u64>]) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + INJECT_RETRY;
-    loop {
-        match learn_node_ids(access, endpoints, ids).await {
+        match attempt().await {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
