@@ -219,10 +219,11 @@ impl RunSorter {
     }
 
     /// Largest input sorted in memory from a map of the file: the records
-    /// plus their 8-byte index entries fit the budget (also the run size of
-    /// an external sort of a mapped file).
+    /// plus their 8-byte index entries and at most 1.25 bytes of block and
+    /// split scratch per record ([`crate::memsort::sort_into_file`]) fit the
+    /// budget (also the run size of an external sort of a mapped file).
     pub fn in_memory_limit(&self) -> usize {
-        (self.merge_memory / 108 * 100 / RECORD_LEN * RECORD_LEN).max(RECORD_LEN)
+        (self.merge_memory / 110 * 100 / RECORD_LEN * RECORD_LEN).max(RECORD_LEN)
     }
 
     /// Runs spilled so far.

@@ -9,6 +9,7 @@
 //! * [`gen`]: deterministic random records (gensort) and their display (showsort).
 //! * [`valsort`]: order check plus an order-independent checksum.
 //! * [`memsort`]: the in-memory sort (bucket by top key bits, sort buckets in parallel).
+//! * [`blocks`]: its first pass for large inputs: one read files every entry under its top key bits.
 //! * [`external`]: runs that fit the memory budget, spilled and k-way merged.
 //! * [`merge`]: the k-way merge of run files, mapped and split by key range.
 //! * [`writer`]: a writer thread so producing and writing output overlap.
@@ -25,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod error;
 pub mod external;
 pub mod gen;

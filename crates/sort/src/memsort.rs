@@ -10,17 +10,21 @@
 //! fault in and scatter, and a cheaper sort (measured: see
 //! docs/BENCHMARKS.md, sort section).
 //!
-//! Entries are first scattered into buckets by the top key bits (one
-//! counting pass and one scatter pass, both parallel over slices of the
-//! input); then each worker sorts the buckets of one 1 MB output piece,
-//! gathers the piece into a cache-resident buffer and `pwrite`s it at its
-//! offset ([`sort_into_file`]): the kernel's copy then reads cache-hot
-//! bytes.
+//! [`sort_into_file`] reads the records once, filing each entry under its
+//! top 8 key bits ([`crate::blocks`]); then each worker takes one such top
+//! bucket at a time, splits it by the next key bits in cache, sorts the
+//! small buckets of one 1 MB output piece, gathers the piece into a
+//! cache-resident buffer and `pwrite`s it at its offset: the kernel's copy
+//! then reads cache-hot bytes. Keys too skewed for that, and [`sort_index`],
+//! take two passes over the input instead (count, then scatter into one
+//! contiguous index).
 //!
 //! [`BucketIndex`] is the streaming variant used by the run sorter (runs and
 //! netsort): `u128` entries bucketed as records arrive.
 //!
-//! Memory: 8 bytes of index per 100-byte record ([`BucketIndex`]: 16 to 32).
+//! Memory: 8 bytes of index per 100-byte record, and for [`sort_into_file`]
+//! at most about 1.25 more (partly filled blocks, and each worker's split
+//! of one top bucket); [`BucketIndex`]: 16 to 32.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -30,6 +34,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::blocks::{BucketBlocks, TOP_BITS};
 use crate::record::{key_of, key_prefix, RECORD_LEN};
 use crate::writer::PipelinedWriter;
 
@@ -56,7 +61,7 @@ pub fn record_bits(n: usize) -> u32 {
 /// The `u64` entry of record `i` whose key starts with `prefix`: the
 /// prefix's top `64 - rec_bits` bits, then `i`.
 #[inline]
-fn entry_of(prefix: u64, i: usize, rec_bits: u32) -> u64 {
+pub(crate) fn entry_of(prefix: u64, i: usize, rec_bits: u32) -> u64 {
     debug_assert!((i as u64) >> rec_bits == 0, "record number fits its bits");
     ((prefix >> rec_bits) << rec_bits) | i as u64
 }
@@ -155,7 +160,11 @@ pub fn sort_index(data: &[u8]) -> Index {
 /// [`sort_index`] then [`write_sorted_at`], but each worker sorts the few
 /// buckets of one output piece right before gathering and writing it, so
 /// the last pass over the index happens while its entries are in cache and
-/// sorting overlaps the other workers' writes.
+/// sorting overlaps the other workers' writes. The input is read once
+/// before that ([`BucketBlocks`]) unless one top bucket holds more than
+/// `1 / (8 * workers)` of the records; then, to keep the workers' scratch
+/// within the memory budget, it is read twice (count, then scatter) into one
+/// contiguous index.
 ///
 /// Writers take turns. ext4 lets one buffered write into a file at a time
 /// (the inode lock), and a writer that finds it taken spins while the holder
@@ -165,61 +174,57 @@ pub fn sort_index(data: &[u8]) -> Index {
 /// turn (then waiting if it must). Each worker keeps its own two buffers:
 /// handing buffers between threads (tried) made the gathers 70% slower.
 pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usize> {
-    let (mut index, bucket_start) = bucket_index(data);
-    let n = index.len();
-    let rec_bits = index.rec_bits;
+    assert_eq!(data.len() % RECORD_LEN, 0, "whole records only");
+    let n = data.len() / RECORD_LEN;
+    let rec_bits = record_bits(n);
+    assert!(rec_bits <= MAX_RECORD_BITS, "too many records for the index");
     file.set_len(data.len() as u64)?;
+    let bits = bucket_bits(n);
+    if n >= SMALL && bits >= TOP_BITS {
+        let t = Instant::now();
+        let blocks = BucketBlocks::build(data, rec_bits, bits);
+        crate::external::trace(&format!("blocks: {:.3}s", t.elapsed().as_secs_f64()));
+        // Each worker splits one top bucket at a time in a scratch index of
+        // its own; keys so skewed that one bucket would need much of the
+        // budget go the two-pass way instead, into one shared index.
+        let workers = rayon::current_num_threads().max(1);
+        if blocks.counts().iter().all(|&c| c <= n / (8 * workers)) {
+            return sort_blocks_into_file(data, &blocks, rec_bits, file);
+        }
+        crate::external::trace("skewed keys: counting pass");
+    }
+    sort_counted_into_file(data, file)
+}
+
+/// The fused phase of [`sort_into_file`] after the two passes of
+/// [`bucket_index`] (count, then scatter into one contiguous index): jobs of
+/// whole buckets, about one output piece each, taken in order.
+fn sort_counted_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usize> {
+    let (mut index, bucket_start) = bucket_index(data);
+    let (n, rec_bits) = (index.len(), index.rec_bits);
     let t = Instant::now();
-    // Pieces of whole buckets, about PIECE_RECORDS records each, taken by
-    // the workers in order.
-    let mut pieces: Vec<Piece> = Vec::new();
+    let mut jobs = Vec::new();
     let mut rest: &mut [u64] = &mut index.entries;
     let mut b = 0;
     while b + 1 < bucket_start.len() {
         let first = bucket_start[b];
-        let mut bounds = vec![0];
-        while b + 1 < bucket_start.len() && (bucket_start[b] - first < PIECE_RECORDS || bounds.len() == 1) {
+        let mut starts = vec![0];
+        while b + 1 < bucket_start.len() && (starts.len() == 1 || bucket_start[b] - first < PIECE_RECORDS) {
             b += 1;
-            bounds.push(bucket_start[b] - first);
+            starts.push(bucket_start[b] - first);
         }
-        let len = bucket_start[b] - first;
-        let (head, tail) = rest.split_at_mut(len);
-        pieces.push(Piece {
-            first,
-            entries: head,
-            bounds,
-        });
+        let (head, tail) = rest.split_at_mut(bucket_start[b] - first);
+        jobs.push((head, starts, first));
         rest = tail;
     }
     debug_assert!(rest.is_empty());
-    let turns = WriteTurns {
-        file,
-        turn: Mutex::new(()),
-        failed: AtomicBool::new(false),
-    };
-    let pieces = Mutex::new(pieces.into_iter());
+    let turns = WriteTurns::new(file);
+    let jobs = Mutex::new(jobs.into_iter());
     let times = PhaseTimes::default();
     let results = rayon::broadcast(|_| {
         let mut worker = TurnWorker::new(&turns);
-        loop {
-            let piece = pieces.lock().unwrap_or_else(|e| e.into_inner()).next();
-            let Some(Piece { first, entries, bounds }) = piece else {
-                break;
-            };
-            if turns.failed.load(Ordering::Relaxed) {
-                break;
-            }
-            let t0 = times.now();
-            for w in bounds.windows(2) {
-                sort_entries(data, &mut entries[w[0]..w[1]], rec_bits);
-            }
-            let t1 = times.add(&times.sort, t0);
-            let buf = worker.buffer();
-            gather_into(data, entries, rec_bits, buf);
-            let t2 = times.add(&times.gather, t1);
-            let written = worker.write((first * RECORD_LEN) as u64);
-            times.add(&times.write, t2);
-            written.inspect_err(|_| turns.failed.store(true, Ordering::Relaxed))?;
+        while let Some((entries, starts, first)) = next_of(&jobs) {
+            worker.write_buckets(data, rec_bits, entries, &starts, first, &times)?;
         }
         worker.finish()
     });
@@ -228,12 +233,53 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
     Ok(n)
 }
 
-/// One output piece of [`sort_into_file`]: its first record's place in the
-/// output, its index entries, and where its buckets start within them.
-struct Piece<'a> {
-    first: usize,
-    entries: &'a mut [u64],
-    bounds: Vec<usize>,
+/// The fused phase of [`sort_into_file`] from [`BucketBlocks`]: workers
+/// take the top buckets in order, split each into its sub-buckets in a
+/// scratch index of their own, then sort, gather and write its pieces.
+fn sort_blocks_into_file(
+    data: &[u8],
+    blocks: &BucketBlocks,
+    rec_bits: u32,
+    file: &std::fs::File,
+) -> std::io::Result<usize> {
+    let t = Instant::now();
+    let mut first = 0;
+    let mut jobs = Vec::with_capacity(blocks.counts().len());
+    for (b, &count) in blocks.counts().iter().enumerate() {
+        if count > 0 {
+            jobs.push((b, first));
+        }
+        first += count;
+    }
+    let turns = WriteTurns::new(file);
+    let jobs = Mutex::new(jobs.into_iter());
+    let times = PhaseTimes::default();
+    let results = rayon::broadcast(|_| {
+        let mut worker = TurnWorker::new(&turns);
+        let (mut scratch, mut starts) = (Vec::new(), Vec::new());
+        while let Some((b, first)) = next_of(&jobs) {
+            let t0 = times.now();
+            blocks.sub_buckets(b, &mut scratch, &mut starts);
+            times.add(&times.split, t0);
+            worker.write_buckets(data, rec_bits, &mut scratch, &starts, first, &times)?;
+        }
+        worker.finish()
+    });
+    results.into_iter().collect::<std::io::Result<()>>()?;
+    times.report("sort+gather+pwrite", t);
+    Ok(first)
+}
+
+/// The next job of a shared queue (a poisoned lock only means another
+/// worker panicked; its panic is reported by rayon).
+fn next_of<T>(jobs: &Mutex<impl Iterator<Item = T>>) -> Option<T> {
+    jobs.lock().unwrap_or_else(|e| e.into_inner()).next()
+}
+
+/// Bucket bits for `n` records: about 64 records per bucket for random
+/// keys, at most 2^16 buckets.
+fn bucket_bits(n: usize) -> u32 {
+    ((n / 64).max(2).ilog2()).min(16)
 }
 
 /// The output file and whose turn it is to write to it.
@@ -254,6 +300,16 @@ struct TurnWorker<'a> {
     waiting: Option<u64>,
 }
 
+impl<'a> WriteTurns<'a> {
+    fn new(file: &'a std::fs::File) -> Self {
+        WriteTurns {
+            file,
+            turn: Mutex::new(()),
+            failed: AtomicBool::new(false),
+        }
+    }
+}
+
 impl<'a> TurnWorker<'a> {
     fn new(turns: &'a WriteTurns<'a>) -> Self {
         let buffer = || Vec::with_capacity(2 * PIECE_RECORDS * RECORD_LEN);
@@ -263,6 +319,53 @@ impl<'a> TurnWorker<'a> {
             current: 0,
             waiting: None,
         }
+    }
+
+    /// Sort, gather and write the buckets of `entries` (bucket `k` is
+    /// `entries[starts[k]..starts[k + 1]]`; the first record goes to output
+    /// record `first`) in pieces of whole buckets, each of about
+    /// [`PIECE_RECORDS`] records. Stops early, without error, once another
+    /// worker's write has failed.
+    fn write_buckets(
+        &mut self,
+        data: &[u8],
+        rec_bits: u32,
+        entries: &mut [u64],
+        starts: &[usize],
+        first: usize,
+        times: &PhaseTimes,
+    ) -> std::io::Result<()> {
+        debug_assert_eq!(starts.first().copied().unwrap_or(0), 0);
+        debug_assert_eq!(starts.last().copied().unwrap_or(0), entries.len());
+        let mut k = 0;
+        while k + 1 < starts.len() {
+            if self.turns.failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            // Whole buckets from k up to j, at least one.
+            let mut j = k + 1;
+            while j + 1 < starts.len() && starts[j] - starts[k] < PIECE_RECORDS {
+                j += 1;
+            }
+            let piece = &starts[k..=j];
+            let (lo, hi) = (starts[k], starts[j]);
+            k = j;
+            if lo == hi {
+                continue;
+            }
+            let t0 = times.now();
+            for w in piece.windows(2) {
+                sort_entries(data, &mut entries[w[0]..w[1]], rec_bits);
+            }
+            let t1 = times.add(&times.sort, t0);
+            let buf = self.buffer();
+            gather_into(data, &entries[lo..hi], rec_bits, buf);
+            let t2 = times.add(&times.gather, t1);
+            let written = self.write(((first + lo) * RECORD_LEN) as u64);
+            times.add(&times.write, t2);
+            written.inspect_err(|_| self.turns.failed.store(true, Ordering::Relaxed))?;
+        }
+        Ok(())
     }
 
     /// The empty buffer to gather the next piece into.
@@ -313,6 +416,7 @@ impl<'a> TurnWorker<'a> {
 #[derive(Default)]
 struct PhaseTimes {
     on: OnceLock<bool>,
+    split: AtomicU64,
     sort: AtomicU64,
     gather: AtomicU64,
     write: AtomicU64,
@@ -339,8 +443,9 @@ impl PhaseTimes {
         if self.enabled() {
             let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
             crate::external::trace(&format!(
-                "{what}: wall {:.3}s; thread-time sort {:.3}s, gather {:.3}s, pwrite {:.3}s",
+                "{what}: wall {:.3}s; thread-time split {:.3}s, sort {:.3}s, gather {:.3}s, pwrite {:.3}s",
                 wall.elapsed().as_secs_f64(),
+                secs(&self.split),
                 secs(&self.sort),
                 secs(&self.gather),
                 secs(&self.write)
@@ -362,8 +467,7 @@ fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
         return (Index { entries, rec_bits }, vec![0, n]);
     }
     let t = Instant::now();
-    // About 64 records per bucket for random keys, at most 2^16 buckets.
-    let bits = ((n / 64).max(2).ilog2()).min(16);
+    let bits = bucket_bits(n);
     let buckets = 1usize << bits;
     let shift = 64 - bits;
     let prefix_of = |i: usize| {
@@ -510,7 +614,10 @@ impl std::ops::DerefMut for IndexBuf {
 }
 
 /// How many records ahead the gather loop asks for (prefetches) its input.
-const PREFETCH_AHEAD: usize = 16;
+/// With the prefetch into L2 ([`prefetch_record`]) 32 gathered a 1 GB sort
+/// in 0.27-0.29 thread-s against 0.33-0.35 for 16 into L1, and 64 was no
+/// better (docs/BENCHMARKS.md, sort, eighth round).
+const PREFETCH_AHEAD: usize = 32;
 
 /// Copy the records named by `entries` (whose record numbers `number`
 /// extracts) into `dest`, in order. The reads are random over the whole
@@ -529,21 +636,23 @@ fn gather<E: Copy>(data: &[u8], entries: &[E], number: impl Fn(E) -> usize, dest
 }
 
 /// Hint the CPU to load the record at byte `start` of `data` (all the cache
-/// lines it touches: two or three). Only a hint: it never faults and changes
-/// no data.
+/// lines it touches: two or three) into its L2 cache. Only a hint: it never
+/// faults and changes no data. Into L2, not L1: the profile of the gather
+/// put most of its time on the prefetch instructions themselves (waiting
+/// for a free L1 miss buffer), and prefetching into L2 was faster.
 #[inline(always)]
 fn prefetch_record(data: &[u8], start: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         let base = data[start..start + RECORD_LEN].as_ptr();
         // SAFETY: SSE is part of the x86_64 baseline, and a prefetch of any
         // address is allowed (it cannot fault); all addresses are inside
         // the record, which the bounds-checked slice above proves exists.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(base as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(RECORD_LEN - 1) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(base as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(base.wrapping_add(64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(base.wrapping_add(RECORD_LEN - 1) as *const i8);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -926,6 +1035,51 @@ mod tests {
             std::fs::read(&path).unwrap() == expected,
             "the pieces make the sorted file"
         );
+    }
+
+    #[test]
+    fn both_fused_paths_sort_uniform_and_skewed_keys() {
+        // Both paths on both kinds of input, whichever `sort_into_file`
+        // would choose: uniform keys (the one-read path's case) and keys
+        // nearly all in one top bucket (the counting path's case), with
+        // duplicates in both.
+        let n = SMALL * 4 + 33;
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        crate::gen::generate(std::fs::File::create_new(&input).unwrap(), n as u64, 11).unwrap();
+        let uniform = std::fs::read(&input).unwrap();
+        let mut skewed = uniform.clone();
+        for (i, record) in skewed.chunks_exact_mut(RECORD_LEN).enumerate() {
+            if i % 8 != 0 {
+                record[0] = 0x80;
+                record[1] = (i % 3) as u8;
+            }
+        }
+        for (name, data) in [("uniform", &uniform), ("skewed", &skewed)] {
+            let mut expected = data.clone();
+            sort_records(&mut expected);
+            let rec_bits = record_bits(n);
+            let blocks = BucketBlocks::build(data, rec_bits, bucket_bits(n));
+            let workers = rayon::current_num_threads();
+            let fits = blocks.counts().iter().all(|&c| c <= n / (8 * workers));
+            assert_eq!(fits, name == "uniform", "{name}: which path sort_into_file takes");
+            for path in ["blocks", "counted", "chosen"] {
+                let out = dir.path().join(format!("{name}.{path}"));
+                let file = std::fs::File::create_new(&out).unwrap();
+                file.set_len(data.len() as u64).unwrap();
+                let sorted = match path {
+                    "blocks" => sort_blocks_into_file(data, &blocks, rec_bits, &file),
+                    "counted" => sort_counted_into_file(data, &file),
+                    _ => sort_into_file(data, &file),
+                };
+                assert_eq!(sorted.unwrap(), n);
+                drop(file);
+                assert!(
+                    std::fs::read(&out).unwrap() == expected,
+                    "{name} via {path} differs from sort_records"
+                );
+            }
+        }
     }
 
     #[test]
