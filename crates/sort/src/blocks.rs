@@ -11,8 +11,8 @@
 //! missed the cache on nearly every store on Intel machines (measurements in
 //! docs/BENCHMARKS.md, sort section, eighth round).
 //!
-//! Each top bucket is then split by its next key bits in cache
-//! ([`BucketBlocks::sub_buckets`]) by the worker that sorts and writes it.
+//! Each top bucket is then radix-sorted in cache
+//! ([`BucketBlocks::sorted_bucket`]) by the worker that writes it.
 //!
 //! Memory: the arena holds `n` entries plus, per thread and bucket, at most
 //! one partly filled block (kept under 1/32 of `n` by the block size).
@@ -27,6 +27,16 @@ pub const TOP_BITS: u32 = 8;
 const TOP_BUCKETS: usize = 1 << TOP_BITS;
 /// Records a thread takes from the input at a time.
 const SLICE_RECORDS: usize = 1 << 15;
+/// Bits of each radix digit of [`BucketBlocks::sorted_bucket`]: 2^11
+/// counters per digit fit the L1 cache, and 32 kept key bits (10 M records)
+/// take three passes.
+const DIGIT_BITS: u32 = 11;
+/// Key bits below the top bucket's that [`BucketBlocks::sorted_bucket`]
+/// sorts by radix: two digits. Runs equal in those bits (for 10 M random
+/// keys, 30 leading bits, nearly all runs of one) are then sorted by
+/// comparison; a third radix pass cost more than that.
+const RADIX_KEY_BITS: u32 = 2 * DIGIT_BITS;
+const DIGIT_MASK: usize = (1 << DIGIT_BITS) - 1;
 /// Fewest and most entries per block.
 const MIN_BLOCK: usize = 32;
 const MAX_BLOCK: usize = 1024;
@@ -39,28 +49,25 @@ pub struct BucketBlocks {
     blocks: Vec<Vec<(usize, usize)>>,
     /// Entries per top bucket.
     counts: Vec<usize>,
-    /// Key bits that choose a final bucket (top bits, then sub-bucket bits).
-    bits: u32,
 }
 
 impl BucketBlocks {
     /// Read every record of `data` once and file its entry (see
     /// [`crate::memsort::entry_of`]) under its top `TOP_BITS` key bits.
-    /// `bits` (at least `TOP_BITS`) is the total number of bucket bits that
-    /// [`Self::sub_buckets`] will split by.
-    pub fn build(data: &[u8], rec_bits: u32, bits: u32) -> BucketBlocks {
+    pub fn build(data: &[u8], rec_bits: u32) -> BucketBlocks {
         assert_eq!(data.len() % RECORD_LEN, 0, "whole records only");
-        assert!(
-            (TOP_BITS..=64 - rec_bits).contains(&bits),
-            "bucket bits fit the kept key bits"
-        );
+        assert!(TOP_BITS + rec_bits < 64, "the top bucket bits are key bits");
         let n = data.len() / RECORD_LEN;
         let threads = rayon::current_num_threads().max(1);
         // Partly filled blocks waste at most threads * buckets * block
         // entries: keep that under n / 32.
         let block = (n / (threads * TOP_BUCKETS * 32)).clamp(MIN_BLOCK, MAX_BLOCK);
         let capacity = n + threads * TOP_BUCKETS * block;
-        let mut arena = IndexBuf::zeroed(capacity);
+        // Small pages: each thread writes to at most 256 blocks at a time,
+        // few enough for the TLB, and faulting in huge pages here took
+        // 10-160 ms per 80 MB against a steady 35 ms for small ones (the
+        // huge pages' zeroing varies on this VM).
+        let mut arena = IndexBuf::zeroed(capacity, false);
         let next_slice = AtomicUsize::new(0);
         let next_block = AtomicUsize::new(0);
         let shift = 64 - TOP_BITS;
@@ -120,12 +127,7 @@ impl BucketBlocks {
             .map(|list| list.iter().map(|&(_, len)| len).sum())
             .collect();
         assert_eq!(counts.iter().sum::<usize>(), n, "every record filed once");
-        BucketBlocks {
-            arena,
-            blocks,
-            counts,
-            bits,
-        }
+        BucketBlocks { arena, blocks, counts }
     }
 
     /// Entries in each top bucket.
@@ -133,43 +135,89 @@ impl BucketBlocks {
         &self.counts
     }
 
-    /// The entries of top bucket `b` in `scratch`, ordered by their next
-    /// `bits - TOP_BITS` key bits (a counting scatter, in cache for buckets
-    /// of a few hundred kB); `starts` receives where each of those
-    /// sub-buckets starts, then the total.
-    pub fn sub_buckets(&self, b: usize, scratch: &mut Vec<u64>, starts: &mut Vec<usize>) {
-        let sub_bits = self.bits - TOP_BITS;
-        let shift = 64 - self.bits;
-        let mask = (1u64 << sub_bits) - 1;
-        let sub = |e: u64| ((e >> shift) & mask) as usize;
-        starts.clear();
-        starts.resize((1 << sub_bits) + 1, 0);
+    /// The entries of top bucket `b` in `out`, ordered by their kept key
+    /// bits (those above the `rec_bits` record-number bits): a radix sort
+    /// from the lowest [`DIGIT_BITS`] up, one pass over the blocks for all
+    /// the digits' counts, then one scatter per digit between `out` and
+    /// `spare`, in cache for buckets of a few hundred kB. A digit that is
+    /// the same for every entry is skipped. Entries with equal kept bits end
+    /// up in no particular order: [`crate::memsort::order_ties`] orders them.
+    ///
+    /// (First version: split by the next 8 key bits, then `sort_unstable`
+    /// of each small sub-bucket; this does the same work in about half
+    /// the time, see docs/BENCHMARKS.md, sort, eighth round.)
+    pub fn sorted_bucket(&self, b: usize, rec_bits: u32, out: &mut Vec<u64>, spare: &mut Vec<u64>) {
+        // The radix digits cover the RADIX_KEY_BITS key bits below the top
+        // bucket's (or all the kept ones, if fewer), from bit `low` up.
+        let low = (64 - TOP_BITS - RADIX_KEY_BITS).max(rec_bits);
+        let passes = (64 - TOP_BITS - low).div_ceil(DIGIT_BITS) as usize;
+        let digit = |e: u64, pass: usize| ((e >> (low + pass as u32 * DIGIT_BITS)) as usize) & DIGIT_MASK;
+        let total = self.counts[b];
         let entries = || {
             self.blocks[b]
                 .iter()
                 .flat_map(|&(first, len)| &self.arena[first..first + len])
         };
+        let mut counts = vec![[0usize; 1 << DIGIT_BITS]; passes];
         for &e in entries() {
-            starts[sub(e) + 1] += 1;
+            for (pass, c) in counts.iter_mut().enumerate() {
+                c[digit(e, pass)] += 1;
+            }
         }
-        for k in 1..starts.len() {
-            starts[k] += starts[k - 1];
+        // Exact capacities: a doubled one would double the scratch the
+        // memory budget allows for (see `memsort::sort_into_file`).
+        for v in [&mut *out, &mut *spare] {
+            v.clear();
+            v.reserve_exact(total);
+            v.resize(total, 0);
         }
-        let total = self.counts[b];
-        assert_eq!(starts[starts.len() - 1], total);
-        scratch.clear();
-        // Exact: a doubled capacity would double the scratch the memory
-        // budget allows for (see `memsort::sort_into_file`).
-        scratch.reserve_exact(total);
-        scratch.resize(total, 0);
-        // Each sub-bucket's next free slot: its start, moving up.
-        let mut next: Vec<usize> = starts[..starts.len() - 1].to_vec();
-        for &e in entries() {
-            let s = sub(e);
-            scratch[next[s]] = e;
-            next[s] += 1;
+        let mut from_blocks = true;
+        for (pass, c) in counts.iter_mut().enumerate() {
+            if c.contains(&total) {
+                continue;
+            }
+            // Counts to starts.
+            let mut sum = 0;
+            for slot in c.iter_mut() {
+                (*slot, sum) = (sum, sum + *slot);
+            }
+            assert_eq!(sum, total);
+            if from_blocks {
+                for &e in entries() {
+                    let d = digit(e, pass);
+                    out[c[d]] = e;
+                    c[d] += 1;
+                }
+                from_blocks = false;
+            } else {
+                for &e in out.iter() {
+                    let d = digit(e, pass);
+                    spare[c[d]] = e;
+                    c[d] += 1;
+                }
+                std::mem::swap(out, spare);
+            }
         }
-        debug_assert!(next.iter().zip(&starts[1..]).all(|(a, b)| a == b));
+        if from_blocks {
+            // Every digit the same: the entries in any order.
+            for (slot, &e) in out.iter_mut().zip(entries()) {
+                *slot = e;
+            }
+        }
+        if low > rec_bits {
+            // Runs equal in the digits' bits (for random keys, almost all of
+            // length 1) are ordered by the rest of the entry.
+            let mut start = 0;
+            while start < out.len() {
+                let run = out[start] >> low;
+                let end = start + out[start..].iter().take_while(|&&e| e >> low == run).count();
+                if end - start > 1 {
+                    out[start..end].sort_unstable();
+                }
+                start = end;
+            }
+        }
+        debug_assert!(out.windows(2).all(|w| w[0] >> rec_bits <= w[1] >> rec_bits));
     }
 }
 
@@ -182,20 +230,23 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         /// Every record's entry is filed exactly once, under its top bucket,
-        /// and each top bucket splits into sub-buckets by the next key bits.
+        /// and each top bucket comes out ordered by its kept key bits.
         #[test]
-        fn every_entry_is_filed_once_under_its_key_bits(
+        fn every_entry_is_filed_once_and_sorted_by_its_key_bits(
             prefixes in proptest::collection::vec(any::<u64>(), 0..3000),
-            skew in 0u32..3,
-            bits in TOP_BITS..=16,
+            skew in 0u32..5,
         ) {
-            // skew 1: most keys share top bits; skew 2: all equal.
+            // skew 1: most keys share their top bits; 2: all keys equal;
+            // 3: keys that differ only in one digit's bits; 4: only below
+            // the radix digits' bits.
             let prefixes: Vec<u64> = prefixes
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| match skew {
                     1 if i % 4 != 0 => p >> 12,
                     2 => 42,
+                    3 => (p & 0x7ff) << 40,
+                    4 => p & 0xffff_ffff,
                     _ => p,
                 })
                 .collect();
@@ -204,21 +255,20 @@ mod tests {
                 record[..8].copy_from_slice(&p.to_be_bytes());
             }
             let rec_bits = record_bits(prefixes.len());
-            let blocks = BucketBlocks::build(&data, rec_bits, bits);
+            let blocks = BucketBlocks::build(&data, rec_bits);
             prop_assert_eq!(blocks.counts().len(), TOP_BUCKETS);
             let mut filed = Vec::new();
-            let (mut scratch, mut starts) = (Vec::new(), Vec::new());
+            let (mut sorted, mut spare) = (Vec::new(), Vec::new());
             for b in 0..TOP_BUCKETS {
-                blocks.sub_buckets(b, &mut scratch, &mut starts);
-                prop_assert_eq!(scratch.len(), blocks.counts()[b]);
-                prop_assert_eq!(starts.len(), (1 << (bits - TOP_BITS)) + 1);
-                for (sub, w) in starts.windows(2).enumerate() {
-                    for &e in &scratch[w[0]..w[1]] {
-                        prop_assert_eq!((e >> (64 - TOP_BITS)) as usize, b);
-                        prop_assert_eq!(((e >> (64 - bits)) as usize) & ((1 << (bits - TOP_BITS)) - 1), sub);
-                    }
+                blocks.sorted_bucket(b, rec_bits, &mut sorted, &mut spare);
+                prop_assert_eq!(sorted.len(), blocks.counts()[b]);
+                for &e in &sorted {
+                    prop_assert_eq!((e >> (64 - TOP_BITS)) as usize, b);
                 }
-                filed.extend_from_slice(&scratch);
+                for w in sorted.windows(2) {
+                    prop_assert!(w[0] >> rec_bits <= w[1] >> rec_bits, "kept key bits in order");
+                }
+                filed.extend_from_slice(&sorted);
             }
             let mut expected: Vec<u64> = prefixes.iter().enumerate().map(|(i, &p)| entry_of(p, i, rec_bits)).collect();
             filed.sort_unstable();

@@ -12,10 +12,9 @@
 //!
 //! [`sort_into_file`] reads the records once, filing each entry under its
 //! top 8 key bits ([`crate::blocks`]); then each worker takes one such top
-//! bucket at a time, splits it by the next key bits in cache, sorts the
-//! small buckets of one 1 MB output piece, gathers the piece into a
-//! cache-resident buffer and `pwrite`s it at its offset: the kernel's copy
-//! then reads cache-hot bytes. Keys too skewed for that, and [`sort_index`],
+//! bucket at a time, radix-sorts it in cache, and for each 1 MB output
+//! piece of it gathers the records into a cache-resident buffer and
+//! `pwrite`s it at its offset: the kernel's copy then reads cache-hot bytes. Keys too skewed for that, and [`sort_index`],
 //! take two passes over the input instead (count, then scatter into one
 //! contiguous index).
 //!
@@ -23,8 +22,8 @@
 //! netsort): `u128` entries bucketed as records arrive.
 //!
 //! Memory: 8 bytes of index per 100-byte record, and for [`sort_into_file`]
-//! at most about 1.25 more (partly filled blocks, and each worker's split
-//! of one top bucket); [`BucketIndex`]: 16 to 32.
+//! at most about 1.25 more (partly filled blocks, and each worker's two
+//! buffers for sorting one top bucket); [`BucketIndex`]: 16 to 32.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -34,7 +33,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::blocks::{BucketBlocks, TOP_BITS};
+use crate::blocks::BucketBlocks;
 use crate::record::{key_of, key_prefix, RECORD_LEN};
 use crate::writer::PipelinedWriter;
 
@@ -85,6 +84,12 @@ fn entry64(data: &[u8], i: usize, rec_bits: u32) -> u64 {
 /// (for random keys a handful in 10 M) are then ordered by the full key.
 pub fn sort_entries(data: &[u8], entries: &mut [u64], rec_bits: u32) {
     entries.sort_unstable();
+    order_ties(data, entries, rec_bits);
+}
+
+/// Order each run of `entries` (already ordered by their kept key bits)
+/// whose kept key bits are equal by the full key, then record number.
+pub(crate) fn order_ties(data: &[u8], entries: &mut [u64], rec_bits: u32) {
     let full_key = |e: u64| {
         let number = number_of(e, rec_bits);
         let start = number * RECORD_LEN;
@@ -162,7 +167,7 @@ pub fn sort_index(data: &[u8]) -> Index {
 /// the last pass over the index happens while its entries are in cache and
 /// sorting overlaps the other workers' writes. The input is read once
 /// before that ([`BucketBlocks`]) unless one top bucket holds more than
-/// `1 / (8 * workers)` of the records; then, to keep the workers' scratch
+/// `1 / (16 * workers)` of the records; then, to keep the workers' scratch
 /// within the memory budget, it is read twice (count, then scatter) into one
 /// contiguous index.
 ///
@@ -179,16 +184,14 @@ pub fn sort_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<usiz
     let rec_bits = record_bits(n);
     assert!(rec_bits <= MAX_RECORD_BITS, "too many records for the index");
     file.set_len(data.len() as u64)?;
-    let bits = bucket_bits(n);
-    if n >= SMALL && bits >= TOP_BITS {
+    if n >= SMALL {
         let t = Instant::now();
-        let blocks = BucketBlocks::build(data, rec_bits, bits);
+        let blocks = BucketBlocks::build(data, rec_bits);
         crate::external::trace(&format!("blocks: {:.3}s", t.elapsed().as_secs_f64()));
-        // Each worker splits one top bucket at a time in a scratch index of
-        // its own; keys so skewed that one bucket would need much of the
+        // Each worker sorts one top bucket at a time in two scratch buffers
+        // of its own; keys so skewed that one bucket would need much of the
         // budget go the two-pass way instead, into one shared index.
-        let workers = rayon::current_num_threads().max(1);
-        if blocks.counts().iter().all(|&c| c <= n / (8 * workers)) {
+        if blocks_fit(blocks.counts(), n) {
             return sort_blocks_into_file(data, &blocks, rec_bits, file);
         }
         crate::external::trace("skewed keys: counting pass");
@@ -233,9 +236,17 @@ fn sort_counted_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<
     Ok(n)
 }
 
+/// True if every top bucket is small enough for [`sort_blocks_into_file`]:
+/// each worker's two scratch buffers then hold at most `n / (8 * workers)`
+/// entries, one byte per record in all.
+fn blocks_fit(counts: &[usize], n: usize) -> bool {
+    let workers = rayon::current_num_threads().max(1);
+    counts.iter().all(|&c| c <= n / (16 * workers))
+}
+
 /// The fused phase of [`sort_into_file`] from [`BucketBlocks`]: workers
-/// take the top buckets in order, split each into its sub-buckets in a
-/// scratch index of their own, then sort, gather and write its pieces.
+/// take the top buckets in order, sort each in scratch buffers of their
+/// own, then gather and write it in pieces.
 fn sort_blocks_into_file(
     data: &[u8],
     blocks: &BucketBlocks,
@@ -256,12 +267,16 @@ fn sort_blocks_into_file(
     let times = PhaseTimes::default();
     let results = rayon::broadcast(|_| {
         let mut worker = TurnWorker::new(&turns);
-        let (mut scratch, mut starts) = (Vec::new(), Vec::new());
+        let (mut sorted, mut spare) = (Vec::new(), Vec::new());
+        let mut starts = Vec::new();
         while let Some((b, first)) = next_of(&jobs) {
             let t0 = times.now();
-            blocks.sub_buckets(b, &mut scratch, &mut starts);
-            times.add(&times.split, t0);
-            worker.write_buckets(data, rec_bits, &mut scratch, &starts, first, &times)?;
+            blocks.sorted_bucket(b, rec_bits, &mut sorted, &mut spare);
+            order_ties(data, &mut sorted, rec_bits);
+            times.add(&times.sort, t0);
+            starts.clear();
+            starts.extend((0..sorted.len()).step_by(PIECE_RECORDS).chain([sorted.len()]));
+            worker.write_pieces(data, rec_bits, &sorted, &starts, first, &times)?;
         }
         worker.finish()
     });
@@ -324,8 +339,8 @@ impl<'a> TurnWorker<'a> {
     /// Sort, gather and write the buckets of `entries` (bucket `k` is
     /// `entries[starts[k]..starts[k + 1]]`; the first record goes to output
     /// record `first`) in pieces of whole buckets, each of about
-    /// [`PIECE_RECORDS`] records. Stops early, without error, once another
-    /// worker's write has failed.
+    /// [`PIECE_RECORDS`] records, each piece sorted right before it is
+    /// gathered.
     fn write_buckets(
         &mut self,
         data: &[u8],
@@ -339,30 +354,48 @@ impl<'a> TurnWorker<'a> {
         debug_assert_eq!(starts.last().copied().unwrap_or(0), entries.len());
         let mut k = 0;
         while k + 1 < starts.len() {
-            if self.turns.failed.load(Ordering::Relaxed) {
-                return Ok(());
-            }
             // Whole buckets from k up to j, at least one.
             let mut j = k + 1;
             while j + 1 < starts.len() && starts[j] - starts[k] < PIECE_RECORDS {
                 j += 1;
             }
-            let piece = &starts[k..=j];
-            let (lo, hi) = (starts[k], starts[j]);
+            let t0 = times.now();
+            for w in starts[k..=j].windows(2) {
+                sort_entries(data, &mut entries[w[0]..w[1]], rec_bits);
+            }
+            times.add(&times.sort, t0);
+            self.write_pieces(data, rec_bits, entries, &[starts[k], starts[j]], first, times)?;
             k = j;
+        }
+        Ok(())
+    }
+
+    /// Gather and write sorted `entries` in the pieces `entries[starts[k]..
+    /// starts[k + 1]]`, the first record going to output record `first`.
+    /// Stops early, without error, once another worker's write has failed.
+    fn write_pieces(
+        &mut self,
+        data: &[u8],
+        rec_bits: u32,
+        entries: &[u64],
+        starts: &[usize],
+        first: usize,
+        times: &PhaseTimes,
+    ) -> std::io::Result<()> {
+        for w in starts.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            if self.turns.failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if lo == hi {
                 continue;
             }
             let t0 = times.now();
-            for w in piece.windows(2) {
-                sort_entries(data, &mut entries[w[0]..w[1]], rec_bits);
-            }
-            let t1 = times.add(&times.sort, t0);
             let buf = self.buffer();
             gather_into(data, &entries[lo..hi], rec_bits, buf);
-            let t2 = times.add(&times.gather, t1);
+            let t1 = times.add(&times.gather, t0);
             let written = self.write(((first + lo) * RECORD_LEN) as u64);
-            times.add(&times.write, t2);
+            times.add(&times.write, t1);
             written.inspect_err(|_| self.turns.failed.store(true, Ordering::Relaxed))?;
         }
         Ok(())
@@ -416,7 +449,6 @@ impl<'a> TurnWorker<'a> {
 #[derive(Default)]
 struct PhaseTimes {
     on: OnceLock<bool>,
-    split: AtomicU64,
     sort: AtomicU64,
     gather: AtomicU64,
     write: AtomicU64,
@@ -443,9 +475,8 @@ impl PhaseTimes {
         if self.enabled() {
             let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
             crate::external::trace(&format!(
-                "{what}: wall {:.3}s; thread-time split {:.3}s, sort {:.3}s, gather {:.3}s, pwrite {:.3}s",
+                "{what}: wall {:.3}s; thread-time sort {:.3}s, gather {:.3}s, pwrite {:.3}s",
                 wall.elapsed().as_secs_f64(),
-                secs(&self.split),
                 secs(&self.sort),
                 secs(&self.gather),
                 secs(&self.write)
@@ -514,7 +545,7 @@ fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
     // 1.5 MB of slice headers and fill counts against 512 kB of positions,
     // which no longer fit the L2 cache beside the bucket heads being
     // written; the scatter took 55-64 ms instead of 43-46 ms.)
-    let mut entries = IndexBuf::zeroed(n);
+    let mut entries = IndexBuf::zeroed(n, true);
     {
         let index: &mut [u64] = &mut entries;
         // SAFETY: `AtomicU64` has the same size, alignment and bit validity
@@ -550,10 +581,11 @@ fn bucket_index(data: &[u8]) -> (Index, Vec<usize>) {
     (Index { entries, rec_bits }, bucket_start)
 }
 
-/// Storage of an index. A large one is an anonymous mapping advised to use
-/// transparent huge pages: the scatter pass writes to up to 2^16 buckets at
-/// once, and with 4 KiB pages nearly every one of those writes missed the
-/// TLB (a 1 GB sort's index is 80 MB: 40 huge pages, 20,000 small ones).
+/// Storage of an index. A large one is an anonymous mapping, advised to use
+/// transparent huge pages where its writes spread over many pages at once:
+/// the two-pass scatter writes to up to 2^16 buckets at once, and with
+/// 4 KiB pages nearly every one of those writes missed the TLB (a 1 GB
+/// sort's index is 80 MB: 40 huge pages, 20,000 small ones).
 pub enum IndexBuf {
     /// Few entries: a plain vector.
     Small(Vec<u64>),
@@ -567,13 +599,14 @@ pub enum IndexBuf {
 }
 
 impl IndexBuf {
-    /// `len` zero entries (huge pages when the kernel allows them).
-    pub fn zeroed(len: usize) -> IndexBuf {
+    /// `len` zero entries, in huge pages when `huge` and the kernel allows
+    /// them.
+    pub fn zeroed(len: usize, huge: bool) -> IndexBuf {
         let bytes = len.checked_mul(8).expect("index size overflows");
         match memmap2::MmapOptions::new().len(bytes.max(8)).map_anon() {
             Ok(map) => {
                 #[cfg(target_os = "linux")]
-                {
+                if huge {
                     // Only advice: without huge pages the index still works.
                     let _ = map.advise(memmap2::Advice::HugePage);
                 }
@@ -1059,9 +1092,8 @@ mod tests {
             let mut expected = data.clone();
             sort_records(&mut expected);
             let rec_bits = record_bits(n);
-            let blocks = BucketBlocks::build(data, rec_bits, bucket_bits(n));
-            let workers = rayon::current_num_threads();
-            let fits = blocks.counts().iter().all(|&c| c <= n / (8 * workers));
+            let blocks = BucketBlocks::build(data, rec_bits);
+            let fits = blocks_fit(blocks.counts(), n);
             assert_eq!(fits, name == "uniform", "{name}: which path sort_into_file takes");
             for path in ["blocks", "counted", "chosen"] {
                 let out = dir.path().join(format!("{name}.{path}"));
