@@ -73,4 +73,33 @@ fn main() {
         );
     }
     write("gap", &gap);
+    // Terms: valid checksums, but terms no Raft host writes (refused), and a
+    // hard state lost after entries of a new term (recovered, term raised).
+    let e = |index: u64, term: u64| {
+        Record::Entry(LogEntry {
+            index,
+            term,
+            payload: vec![7; 3],
+        })
+    };
+    let hs = |term: u64| {
+        Record::HardState(HardState {
+            term,
+            vote: 1,
+            commit: 1,
+        })
+    };
+    let terms: [(&str, Vec<Record>); 4] = [
+        ("term-past-max", vec![hs(u64::MAX)]),
+        ("term-decreasing", vec![hs(3), e(1, 3), e(2, 2)]),
+        ("hard-state-below-log-term", vec![hs(5), e(1, 5), e(2, 9), hs(5)]),
+        ("lost-hard-state", vec![hs(5), e(1, 5), e(2, 9)]),
+    ];
+    for (name, records) in terms {
+        let mut bytes = encode_segment_header(1, 1).to_vec();
+        for r in &records {
+            encode_record(&mut bytes, r);
+        }
+        write(name, &bytes);
+    }
 }

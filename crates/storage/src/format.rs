@@ -4,6 +4,7 @@
 //! format, or a file that is not ours, is refused rather than misread. All
 //! integers are little-endian. Checksums are CRC-32C (Castagnoli).
 
+use crate::reader::{ScanBudget, Source};
 use crate::types::{HardState, LogEntry};
 
 /// Version of the segment and snapshot formats written by this code.
@@ -24,6 +25,12 @@ pub const SNAPSHOT_TRAILER_LEN: usize = 4;
 /// Largest log index, segment sequence number or term accepted from disk or
 /// from a snapshot: far beyond any real log, and leaves room for `+ 1`.
 pub const MAX_INDEX: u64 = 1 << 62;
+
+/// Largest snapshot membership blob accepted, on write and from disk. It is
+/// a list of member ids and roles, a few bytes a member; recovery reads it
+/// into memory before the file's checksum is checked, so it needs a bound
+/// smaller than the file length (a sparse file has any length for free).
+pub const MAX_MEMBERSHIP_BYTES: u32 = 16 << 20;
 
 /// Record type: one log entry. Body: index(8) term(8) payload(len - 16).
 pub const REC_ENTRY: u8 = 1;
@@ -134,7 +141,7 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
 }
 
 /// Whether `kind` with a `len`-byte body is a shape this version writes.
-fn shape_ok(kind: u8, len: u32) -> bool {
+pub(crate) fn shape_ok(kind: u8, len: u32) -> bool {
     match kind {
         REC_ENTRY => len as usize >= ENTRY_BODY_FIXED,
         REC_HARD_STATE => len == 24,
@@ -187,36 +194,10 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &LogEntry) {
 /// Checks the record at the start of `buf` (which runs to the end of the
 /// file) without allocating. Returns its total length (header + body).
 pub fn check_record(buf: &[u8], max_record_bytes: u32) -> Result<usize, RecordProblem> {
-    if buf.len() < RECORD_HEADER_LEN {
-        return Err(RecordProblem::Incomplete {
-            needed: RECORD_HEADER_LEN as u64,
-            available: buf.len() as u64,
-        });
-    }
-    let len = u32_at(buf, 0);
-    if len > max_record_bytes {
-        return Err(RecordProblem::TooLarge {
-            len,
-            max: max_record_bytes,
-        });
-    }
-    let total = RECORD_HEADER_LEN + len as usize;
-    if buf.len() < total {
-        return Err(RecordProblem::Incomplete {
-            needed: total as u64,
-            available: buf.len() as u64,
-        });
-    }
-    let stored = u32_at(buf, 4);
-    let computed = crc32c::crc32c(&buf[8..total]);
-    if stored != computed {
-        return Err(RecordProblem::BadChecksum { stored, computed });
-    }
-    let kind = buf[8];
-    if !shape_ok(kind, len) {
-        return Err(RecordProblem::BadShape { kind, len });
-    }
-    Ok(total)
+    Source::slice(buf)
+        .check_record(0, max_record_bytes)
+        .expect("reading a slice cannot fail")
+        .map(|total| total as usize)
 }
 
 /// Outcome of [`find_valid_record`].
@@ -237,24 +218,9 @@ pub enum Scan {
 /// checksum. The checksum work is capped at 64 times the length of `buf`
 /// (at least 64 MiB), so crafted input cannot make recovery hang.
 pub fn find_valid_record(buf: &[u8], max_record_bytes: u32) -> Scan {
-    let budget = (buf.len() as u64).saturating_mul(64).max(64 << 20);
-    let mut spent = 0u64;
-    let mut at = 0;
-    while at + RECORD_HEADER_LEN <= buf.len() {
-        let len = u32_at(buf, at);
-        let fits = len <= max_record_bytes && (len as usize) <= buf.len() - at - RECORD_HEADER_LEN;
-        if fits && shape_ok(buf[at + 8], len) {
-            spent += u64::from(len) + 1;
-            if spent > budget {
-                return Scan::GaveUp;
-            }
-            if check_record(&buf[at..], max_record_bytes).is_ok() {
-                return Scan::Found(at);
-            }
-        }
-        at += 1;
-    }
-    Scan::Nothing
+    Source::slice(buf)
+        .find_valid_record(0, max_record_bytes, &mut ScanBudget::for_search(buf.len() as u64))
+        .expect("reading a slice cannot fail")
 }
 
 /// Decodes a record that `check_record` accepted; `buf` starts at the record.
@@ -370,6 +336,18 @@ pub fn check_snapshot_header(buf: &[u8], file_len: u64) -> Result<SnapshotHeader
         membership_len: u32_at(buf, 28),
         data_len: u64_at(buf, 32),
     };
+    if h.index > MAX_INDEX || h.term > MAX_INDEX {
+        return Err(format!(
+            "snapshot index {} or term {} is past the supported maximum {MAX_INDEX}",
+            h.index, h.term
+        ));
+    }
+    if h.membership_len > MAX_MEMBERSHIP_BYTES {
+        return Err(format!(
+            "snapshot header announces {} bytes of membership, over the limit of {MAX_MEMBERSHIP_BYTES}",
+            h.membership_len
+        ));
+    }
     let expected = (SNAPSHOT_HEADER_LEN as u64 + SNAPSHOT_TRAILER_LEN as u64)
         .checked_add(u64::from(h.membership_len))
         .and_then(|n| n.checked_add(h.data_len));

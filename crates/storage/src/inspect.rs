@@ -9,6 +9,8 @@ use std::path::Path;
 
 use crate::error::StorageError;
 use crate::format::{self, Record, Scan, SEGMENT_HEADER_LEN};
+use crate::reader::{ScanBudget, Source};
+use crate::segment;
 use crate::snapshot;
 use crate::types::WalOptions;
 
@@ -21,6 +23,10 @@ pub struct DumpSummary {
     pub records: usize,
     /// Problems found (damaged records or headers, bad snapshots).
     pub problems: usize,
+    /// Bytes checksummed while searching for a valid record after damage:
+    /// bounded by one budget for the whole dump (64 MiB plus 64 times the
+    /// length of the segments read), however the damage is crafted.
+    pub scanned_bytes: u64,
 }
 
 fn describe(record: &Record) -> String {
@@ -94,15 +100,19 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
         .iter()
         .filter(|n| format::parse_segment_file_name(n).is_some())
         .collect();
+    // One checksum budget for every search past damage in this dump: a
+    // budget per damaged record let a crafted file (a valid record after
+    // every few damaged ones) multiply the work by its number of records.
+    let mut budget = ScanBudget::new(64 << 20);
     for (i, name) in segment_names.iter().enumerate() {
         // Only the last segment may end in preallocated zeros (as in recovery).
         let is_last = i + 1 == segment_names.len();
         summary.segments += 1;
         let path = dir.join(name);
         // Bounded like recovery: a damaged file claiming gigabytes is
-        // reported, not read into memory.
-        let data = match crate::wal::read_segment(&path, crate::wal::max_segment_len(opts)) {
-            Ok(data) => data,
+        // reported; any other is read through a bounded window.
+        let (file, len) = match segment::open_segment(&path, crate::wal::max_segment_len(opts)) {
+            Ok(opened) => opened,
             Err(StorageError::Corrupt { reason, .. }) => {
                 summary.problems += 1;
                 out.line(format_args!("segment {name}: DAMAGED: {reason}"));
@@ -110,73 +120,106 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
             }
             Err(other) => return Err(other),
         };
-        match format::check_segment_header(&data) {
-            Ok((seq, first)) => {
-                out.line(format_args!(
-                    "segment {name}: {} bytes, seq={seq} first_index={first}",
-                    data.len()
-                ));
-            }
-            Err(reason) => {
-                summary.problems += 1;
-                out.line(format_args!("segment {name}: DAMAGED header at offset 0: {reason}"));
-                continue;
-            }
+        budget.add(len.saturating_mul(64));
+        let mut src = Source::file(&file, len);
+        if let Err(e) = dump_segment(&mut src, name, is_last, opts, records, &mut budget, &mut summary, out) {
+            // The dump takes no lock: a running node may have cut the file
+            // (a roll drops its preallocated zeros) while it was read.
+            summary.problems += 1;
+            out.line(format_args!(
+                "segment {name}: reading it failed: {e} (did it change while being read?)"
+            ));
         }
-        let (mut count, mut entries, mut last_hs) = (0usize, 0usize, None);
-        let mut at = SEGMENT_HEADER_LEN;
-        while at < data.len() {
-            match format::check_record(&data[at..], opts.max_record_bytes) {
-                Ok(n) => {
-                    let record = format::decode_checked(&data[at..]);
-                    if records {
-                        out.line(format_args!("  @{at}: {}", describe(&record)));
-                    }
-                    match &record {
-                        Record::Entry(_) => entries += 1,
-                        Record::HardState(hs) => last_hs = Some(*hs),
-                        _ => {}
-                    }
-                    count += 1;
-                    at += n;
-                }
-                Err(_) if is_last && crate::segment::is_unused(&data[at..]) => {
-                    out.line(format_args!(
-                        "  @{at}: {} bytes preallocated, not yet written",
-                        data.len() - at
-                    ));
-                    break;
-                }
-                Err(problem) => {
-                    summary.problems += 1;
-                    match format::find_valid_record(&data[at + 1..], opts.max_record_bytes) {
-                        Scan::Found(n) => {
-                            let next = at + 1 + n;
-                            out.line(format_args!(
-                                "  @{at}: DAMAGED: {problem}; a valid record follows at offset {next}, resuming there"
-                            ));
-                            at = next;
-                        }
-                        Scan::Nothing | Scan::GaveUp => {
-                            out.line(format_args!(
-                                "  @{at}: DAMAGED: {problem}; nothing valid after it (a torn tail if this is the last segment)"
-                            ));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        summary.records += count;
-        out.line(format_args!(
-            "  {count} records, {entries} entries, last hard state: {}",
-            last_hs.map_or("none".into(), |hs| describe(&Record::HardState(hs)))
-        ));
     }
+    summary.scanned_bytes = budget.spent();
     if segment_names.is_empty() {
         out.line(format_args!("no WAL segments in {}", dir.display()));
     }
     Ok(summary)
+}
+
+/// Lists one segment's header and records (`src` is the whole file).
+#[allow(clippy::too_many_arguments)]
+fn dump_segment(
+    src: &mut Source<'_>,
+    name: &str,
+    is_last: bool,
+    opts: &WalOptions,
+    records: bool,
+    budget: &mut ScanBudget,
+    summary: &mut DumpSummary,
+    out: &mut Printer<'_>,
+) -> std::io::Result<()> {
+    let len = src.len();
+    let head = src.get(0, len.min(SEGMENT_HEADER_LEN as u64) as usize)?;
+    match format::check_segment_header(head) {
+        Ok((seq, first)) => {
+            out.line(format_args!(
+                "segment {name}: {len} bytes, seq={seq} first_index={first}"
+            ));
+        }
+        Err(reason) => {
+            summary.problems += 1;
+            out.line(format_args!("segment {name}: DAMAGED header at offset 0: {reason}"));
+            return Ok(());
+        }
+    }
+    let (mut count, mut entries, mut last_hs) = (0usize, 0usize, None);
+    let mut at = SEGMENT_HEADER_LEN as u64;
+    while at < len {
+        match src.check_record(at, opts.max_record_bytes)? {
+            Ok(n) => {
+                let record = src.decode(at, n)?;
+                if records {
+                    out.line(format_args!("  @{at}: {}", describe(&record)));
+                }
+                match &record {
+                    Record::Entry(_) => entries += 1,
+                    Record::HardState(hs) => last_hs = Some(*hs),
+                    _ => {}
+                }
+                count += 1;
+                at += n;
+            }
+            Err(_) if is_last && src.is_unused(at)? => {
+                out.line(format_args!(
+                    "  @{at}: {} bytes preallocated, not yet written",
+                    len - at
+                ));
+                break;
+            }
+            Err(problem) => {
+                summary.problems += 1;
+                match src.find_valid_record(at + 1, opts.max_record_bytes, budget)? {
+                    Scan::Found(next) => {
+                        out.line(format_args!(
+                            "  @{at}: DAMAGED: {problem}; a valid record follows at offset {next}, resuming there"
+                        ));
+                        at = next as u64;
+                    }
+                    Scan::Nothing => {
+                        out.line(format_args!(
+                            "  @{at}: DAMAGED: {problem}; nothing valid after it (a torn tail if this is the last segment)"
+                        ));
+                        break;
+                    }
+                    Scan::GaveUp => {
+                        out.line(format_args!(
+                            "  @{at}: DAMAGED: {problem}; gave up scanning for a valid record after it: the dump's checksum budget ({} bytes: 64 MiB plus 64 times the length of the segments read) is spent; the rest of this segment is not listed",
+                            budget.granted()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    summary.records += count;
+    out.line(format_args!(
+        "  {count} records, {entries} entries, last hard state: {}",
+        last_hs.map_or("none".into(), |hs| describe(&Record::HardState(hs)))
+    ));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -207,14 +250,7 @@ mod tests {
         segment(dir.path(), None);
         let mut out = Vec::new();
         let s = dump(dir.path(), &WalOptions::default(), true, &mut out).unwrap();
-        assert_eq!(
-            s,
-            DumpSummary {
-                segments: 1,
-                records: 3,
-                problems: 0
-            }
-        );
+        assert_eq!((s.segments, s.records, s.problems, s.scanned_bytes), (1, 3, 0, 0));
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("@32: entry index=1 term=1 payload=10B"), "{text}");
 
@@ -223,14 +259,7 @@ mod tests {
         segment(dir.path(), Some(80));
         let mut out = Vec::new();
         let s = dump(dir.path(), &WalOptions::default(), true, &mut out).unwrap();
-        assert_eq!(
-            s,
-            DumpSummary {
-                segments: 1,
-                records: 2,
-                problems: 1
-            }
-        );
+        assert_eq!((s.segments, s.records, s.problems), (1, 2, 1));
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("@67: DAMAGED: checksum mismatch"), "{text}");
         assert!(text.contains("@102: entry index=3"), "{text}");
@@ -271,6 +300,45 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out)
         );
+    }
+
+    /// The reviewer's hang: blocks of damaged records that each claim a long
+    /// body, followed by one valid record. Searching past each damaged record
+    /// costs a checksum over every claimed body up to the valid one, so with
+    /// a budget per damaged record the work grew with the number of blocks
+    /// (hours for a 1 GiB file). One budget for the whole dump bounds it.
+    #[test]
+    fn searching_past_damage_shares_one_budget_across_the_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        let claimed: u32 = 0x5555; // low byte 0x55: no valid type byte at shifted offsets
+        let mut candidate = claimed.to_le_bytes().to_vec();
+        candidate.extend_from_slice(&[0, 0, 0, 0, format::REC_ENTRY]);
+        let mut good = Vec::new();
+        encode_record(&mut good, &Record::HardState(Default::default()));
+        let mut seg = encode_segment_header(1, 1).to_vec();
+        seg.extend_from_slice(&good);
+        for _ in 0..200 {
+            for _ in 0..60 {
+                seg.extend_from_slice(&candidate);
+            }
+            seg.extend_from_slice(&good);
+        }
+        // Every claimed body fits in the file, so each candidate costs a checksum.
+        seg.extend(std::iter::repeat_n(7u8, claimed as usize + 64));
+        let len = seg.len() as u64;
+        fs::write(dir.path().join(segment_file_name(1, 1)), seg).unwrap();
+        let mut out = Vec::new();
+        let s = dump(dir.path(), &WalOptions::default(), false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // A budget per damaged record spent about 200 * 59 * 0x5555 bytes (258 MB).
+        let budget = (64 << 20) + 64 * len;
+        assert!(
+            s.scanned_bytes <= budget,
+            "{} checksummed, budget {budget}",
+            s.scanned_bytes
+        );
+        assert!(text.contains("gave up scanning for a valid record"), "{text}");
+        assert!(s.problems > 1 && s.records > 1, "{s:?}");
     }
 
     #[test]

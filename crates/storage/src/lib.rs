@@ -25,6 +25,7 @@ mod error;
 pub mod format;
 pub mod fuzzing;
 pub mod inspect;
+mod reader;
 mod segment;
 mod snapshot;
 mod types;
@@ -33,6 +34,6 @@ mod writer;
 
 pub use error::StorageError;
 pub use segment::{parse_segment, records_end, SegmentContents};
-pub use types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
+pub use types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions, MAX_RECORD_BYTES};
 pub use wal::{sync_dir, Wal};
 pub use writer::{Completion, SyncResult, WalWriter, WriteBatch};

@@ -16,9 +16,10 @@ pub fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Resu
     let name = format::snapshot_file_name(meta.index, meta.term);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let membership_len = u32::try_from(meta.membership.len()).map_err(|_| StorageError::InvalidOptions {
-        reason: format!("membership blob of {} bytes is over 4 GiB", meta.membership.len()),
-    })?;
+    let membership_len = u32::try_from(meta.membership.len())
+        .ok()
+        .filter(|&n| n <= format::MAX_MEMBERSHIP_BYTES)
+        .ok_or_else(|| membership_too_large(meta.membership.len()))?;
     let header = format::encode_snapshot_header(&SnapshotHeader {
         index: meta.index,
         term: meta.term,
@@ -40,6 +41,16 @@ pub fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Resu
     fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// The refusal of a membership blob over [`format::MAX_MEMBERSHIP_BYTES`].
+pub fn membership_too_large(len: usize) -> StorageError {
+    StorageError::InvalidOptions {
+        reason: format!(
+            "snapshot membership of {len} bytes is over the limit of {} bytes",
+            format::MAX_MEMBERSHIP_BYTES
+        ),
+    }
 }
 
 /// Reads and checks a whole snapshot file.
@@ -74,7 +85,8 @@ pub fn verify_snapshot_file(path: &Path) -> Result<SnapshotMeta, StorageError> {
     let mut header = [0u8; SNAPSHOT_HEADER_LEN];
     let got = read_up_to(&mut f, &mut header).map_err(io)?;
     let h = format::check_snapshot_header(&header[..got], file_len).map_err(|r| StorageError::corrupt(path, 0, r))?;
-    // The header check tied membership_len to the file length: bounded allocation.
+    // Bounded by the header check (`MAX_MEMBERSHIP_BYTES`), not only by the
+    // file length, which a sparse file makes as large as it likes.
     let mut membership = vec![0u8; h.membership_len as usize];
     f.read_exact(&mut membership).map_err(io)?;
     let mut crc = crc32c::crc32c(&header);

@@ -36,6 +36,12 @@ pub struct SnapshotMeta {
     pub membership: Vec<u8>,
 }
 
+/// The largest `WalOptions::max_record_bytes`, and the one a Triton node
+/// opens its log with: a node that reads with the largest limit never finds
+/// a healthy log "corrupt" because a limit was lowered (writes are bounded
+/// when they are proposed). `triton wal dump` reads with it by default.
+pub const MAX_RECORD_BYTES: u32 = u32::MAX;
+
 /// Tuning knobs of the WAL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalOptions {
@@ -71,7 +77,10 @@ impl Default for WalOptions {
 /// Everything recovery found on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovered {
-    /// The last hard state written (all zeros on a new log).
+    /// The last hard state written (all zeros on a new log). If a crash lost
+    /// the hard state written after entries (or a snapshot) of a newer term,
+    /// its term is raised to the log's last term, with no vote, and written
+    /// again (docs/STORAGE.md, Recovery).
     pub hard_state: HardState,
     /// The newest complete snapshot, if any.
     pub snapshot: Option<SnapshotMeta>,

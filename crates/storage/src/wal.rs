@@ -18,13 +18,13 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
 use crate::format::{self, Record, ENTRY_BODY_FIXED, MAX_INDEX, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::segment::parse_segment;
+use crate::segment::{self, parse_segment};
 use crate::snapshot;
 use crate::types::{HardState, LogEntry, Recovered, SnapshotMeta, WalOptions};
 
@@ -128,7 +128,8 @@ fn list_dir(dir: &Path) -> Result<Listing, StorageError> {
     Ok(listing)
 }
 
-/// Replays records over a snapshot, checking that the log stays contiguous.
+/// Replays records over a snapshot, checking that the log stays contiguous
+/// and that its terms are ones a Raft host can have written.
 struct Replay {
     /// Index and term of the loaded snapshot (0, 0 without one).
     floor: u64,
@@ -137,6 +138,22 @@ struct Replay {
     hard_state: HardState,
     /// A snapshot marker for the loaded snapshot was replayed.
     floor_marked: bool,
+    /// Where `entries[0]` was read, to name it if its term is below the snapshot's.
+    first_at: Option<(PathBuf, u64)>,
+    /// The highest term of a snapshot marker replayed so far.
+    marker_term: u64,
+}
+
+/// Refuses a term no real log reaches, so that no term arithmetic can overflow.
+fn check_term(path: &Path, offset: u64, what: &str, term: u64) -> Result<(), StorageError> {
+    if term > MAX_INDEX {
+        return Err(StorageError::corrupt(
+            path,
+            offset,
+            format!("{what} term {term} is past the supported maximum {MAX_INDEX}"),
+        ));
+    }
+    Ok(())
 }
 
 impl Replay {
@@ -146,12 +163,55 @@ impl Replay {
 
     fn apply(&mut self, path: &Path, offset: u64, record: Record) -> Result<(), StorageError> {
         match record {
-            Record::HardState(hs) => self.hard_state = hs,
+            Record::HardState(hs) => {
+                check_term(path, offset, "hard state", hs.term)?;
+                if hs.term < self.hard_state.term {
+                    return Err(StorageError::corrupt(
+                        path,
+                        offset,
+                        format!("hard state term goes back from {} to {}", self.hard_state.term, hs.term),
+                    ));
+                }
+                // The writer's term is never below a term it has put in the
+                // log (an entry it holds, a snapshot it saved), and every hard
+                // state it writes carries that term. Except a segment's
+                // leading record: a copy of the last hard state made when a
+                // batch rolled into a new segment, before the batch's own.
+                if offset != SEGMENT_HEADER_LEN as u64 {
+                    let logged = self.entries.last().map_or(0, |e| e.term).max(self.marker_term);
+                    if hs.term < logged {
+                        return Err(StorageError::corrupt(
+                            path,
+                            offset,
+                            format!(
+                                "hard state term {} is below term {logged}, already in the log before it",
+                                hs.term
+                            ),
+                        ));
+                    }
+                }
+                self.hard_state = hs;
+            }
             Record::Entry(e) => {
+                check_term(path, offset, "entry", e.term)?;
                 let next = self.next_index();
                 if e.index <= self.floor {
                     // Covered by the snapshot: already folded into it.
                 } else if e.index == next {
+                    match self.entries.last() {
+                        Some(prev) if e.term < prev.term => {
+                            return Err(StorageError::corrupt(
+                                path,
+                                offset,
+                                format!(
+                                    "entry {} has term {} after term {}: terms in a log never decrease",
+                                    e.index, e.term, prev.term
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => self.first_at = Some((path.to_path_buf(), offset)),
+                    }
                     self.entries.push(e);
                 } else {
                     return Err(StorageError::corrupt(
@@ -180,6 +240,7 @@ impl Replay {
                 self.entries.truncate(keep);
             }
             Record::Snapshot { index, term } => {
+                check_term(path, offset, "snapshot marker", term)?;
                 self.floor_marked |= (index, term) == (self.floor, self.floor_term);
                 if index > self.floor || (index == self.floor && term != self.floor_term) {
                     return Err(StorageError::corrupt(
@@ -191,9 +252,51 @@ impl Replay {
                         ),
                     ));
                 }
+                self.marker_term = self.marker_term.max(term);
             }
         }
         Ok(())
+    }
+
+    /// The checks only the whole log allows, and the hard state to recover.
+    ///
+    /// The first entry after the snapshot must not have a lower term than it
+    /// (entries replayed before the snapshot's marker may still be replaced
+    /// by a truncation, so this waits for the end).
+    ///
+    /// A host writes entries (and saves a snapshot) of a new term before the
+    /// hard state that carries the term, in one batch; a crash can keep the
+    /// entries and lose that hard state (a torn tail, or a kill after the
+    /// write buffer was handed to the kernel). Then the log's last term is
+    /// above the last hard state's. The `apply` checks leave every entry of
+    /// such a term after the last hard state the host wrote (any written
+    /// later would carry the term), so the lost one came next, and its term
+    /// was at least the log's last term. That is the term recovered, with no
+    /// vote: no hard state of that term is durable (terms never go back), so
+    /// no vote in it was ever sent. Returns whether the term was raised.
+    fn finish(&mut self) -> Result<bool, StorageError> {
+        if let (Some(first), Some((path, offset))) = (self.entries.first(), &self.first_at) {
+            if first.term < self.floor_term {
+                return Err(StorageError::corrupt(
+                    path,
+                    *offset,
+                    format!(
+                        "entry {} has term {}, below the term {} of the snapshot before it",
+                        first.index, first.term, self.floor_term
+                    ),
+                ));
+            }
+        }
+        let last_term = self.entries.last().map_or(self.floor_term, |e| e.term);
+        if last_term <= self.hard_state.term {
+            return Ok(false);
+        }
+        self.hard_state = HardState {
+            term: last_term,
+            vote: 0,
+            commit: self.hard_state.commit,
+        };
+        Ok(true)
     }
 }
 
@@ -201,8 +304,10 @@ impl Wal {
     /// Opens (creating if needed) the log in `dir` and recovers its contents.
     ///
     /// A torn record at the very end of the last segment is cut off (and
-    /// reported in `Recovered::repaired_tail`); any other damage is a
-    /// [`StorageError::Corrupt`] naming the file and byte offset.
+    /// reported in `Recovered::repaired_tail`); any other damage, including
+    /// terms no Raft host writes, is a [`StorageError::Corrupt`] naming the
+    /// file and byte offset. A hard state lost after entries of a newer term
+    /// is recovered with that term (`Recovered::hard_state`).
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered), StorageError> {
         if opts.max_record_bytes < 24 {
             return Err(StorageError::InvalidOptions {
@@ -273,6 +378,8 @@ impl Wal {
             entries: Vec::new(),
             hard_state: HardState::default(),
             floor_marked: false,
+            first_at: None,
+            marker_term: 0,
         };
 
         for pair in listing.segments.windows(2) {
@@ -322,8 +429,7 @@ impl Wal {
             // removed torn segment, which was complete before its successor
             // was created.
             let is_last = start + i + 1 == count;
-            let data = read_segment(path, max_len)?;
-            let contents = parse_segment(path, &data, opts.max_record_bytes, is_last)?;
+            let contents = segment::read_segment(path, max_len, opts.max_record_bytes, is_last)?;
             debug_assert!(
                 !matches!(contents.torn_tail, Some((0, _))),
                 "a torn header is only allowed in the last segment, which was checked above"
@@ -377,6 +483,7 @@ impl Wal {
         if dir_changed || !segments.is_empty() {
             sync_dir(dir)?;
         }
+        let raised = replay.finish()?;
         let hard_state = replay.hard_state;
         let terms: VecDeque<u64> = replay.entries.iter().map(|e| e.term).collect();
         let next_index = floor + 1 + terms.len() as u64;
@@ -421,34 +528,46 @@ impl Wal {
             syncs: 0,
             _lock: lock,
         };
-        if !active_has_hard_state {
+        if !active_has_hard_state || raised {
             // The active segment lost its leading hard-state record to a torn
-            // write: put one back so deleting older segments stays safe.
+            // write: put one back so deleting older segments stays safe. Or
+            // the hard state carrying the log's last term was lost: the log
+            // says it again before anything is acted upon in that term.
             wal.write_record(&Record::HardState(hard_state))?;
             wal.sync()?;
         }
         // Finish the compaction the crash interrupted, as `save_snapshot`
         // does it: first the snapshot's marker, if the crash came before it
         // was written (the log must say it depends on this snapshot before
-        // the segments that could replace it go, so a snapshot file lost
-        // later is `Corrupt`, never a silent fall back); then the removals,
-        // oldest first, each durable before the next, so a crash here also
-        // leaves a suffix and never a hole; and only now that the segments
-        // replayed are durable.
-        if !skipped.is_empty() {
-            // (Without a snapshot, segments are skipped only when several
-            // began with an empty log: no marker is due.)
-            if floor > 0 && !replay.floor_marked {
-                wal.write_record(&Record::Snapshot {
-                    index: replay.floor,
-                    term: replay.floor_term,
-                })?;
-                wal.sync()?;
-            }
-            for (_, _, path) in skipped {
+        // the segments or snapshot files that could replace it go, so a
+        // snapshot file lost later is `Corrupt`, never a silent fall back);
+        // then the removals, oldest first, each durable before the next, so
+        // a crash here also leaves a suffix and never a hole; and only now
+        // that the segments replayed (and the snapshot's name, by the
+        // directory fsync above) are durable.
+        if floor > 0 && !replay.floor_marked {
+            wal.write_record(&Record::Snapshot {
+                index: replay.floor,
+                term: replay.floor_term,
+            })?;
+            wal.sync()?;
+        }
+        for (_, _, path) in skipped {
+            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+            sync_dir(dir)?;
+        }
+        // Snapshots the loaded one supersedes (a crash before `save_snapshot`
+        // deleted them). Damaged newer ones stay for the operator: they are
+        // reported in `ignored_snapshots`.
+        let mut superseded = false;
+        for (index, term, path) in &listing.snapshots {
+            if (*index, *term) < (floor, floor_term) {
                 fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
-                sync_dir(dir)?;
+                superseded = true;
             }
+        }
+        if superseded {
+            sync_dir(dir)?;
         }
         recovered.hard_state = hard_state;
         recovered.snapshot = wal.snapshot.as_ref().map(|(m, _)| m.clone());
@@ -661,6 +780,10 @@ impl Wal {
         if meta.index > MAX_INDEX {
             return Err(StorageError::IndexOutOfRange { index: meta.index });
         }
+        if meta.membership.len() > format::MAX_MEMBERSHIP_BYTES as usize {
+            // Refused before anything is written: recovery would refuse the file.
+            return Err(snapshot::membership_too_large(meta.membership.len()));
+        }
         let conflict = self.term_at(meta.index) != Some(meta.term);
         if conflict && meta.index <= self.last_index() {
             // Our entries from meta.index on disagree with the leader: none of
@@ -849,40 +972,13 @@ impl Wal {
 /// segment, and is at most `max_record_bytes` plus its header; the
 /// preallocated zeros stop at `segment_bytes` (an earlier build let them run
 /// up to `preallocate_bytes` past the records: that much is allowed too).
-/// Recovery refuses a longer file rather than read it all into memory.
+/// Recovery refuses a longer file as damage (it reads any file through a
+/// bounded window, so this is a check, not what bounds its memory).
 pub(crate) fn max_segment_len(opts: &WalOptions) -> u64 {
     opts.segment_bytes
         .max(CREATION_LEN as u64)
         .saturating_add((RECORD_HEADER_LEN as u64) + u64::from(opts.max_record_bytes))
         .saturating_add(opts.preallocate_bytes)
-}
-
-/// Reads segment `path` whole, refusing one longer than `max_len` as
-/// `Corrupt` (at offset `max_len`) before allocating for it.
-pub(crate) fn read_segment(path: &Path, max_len: u64) -> Result<Vec<u8>, StorageError> {
-    let too_long = |len: u64| {
-        StorageError::corrupt(
-            path,
-            max_len,
-            format!(
-                "the segment is {len} bytes long, more than the {max_len} a segment written with these options can hold (segment_bytes + one record of max_record_bytes + preallocate_bytes; lowering them below what wrote the log makes recovery refuse it)"
-            ),
-        )
-    };
-    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-    let len = file.metadata().map_err(|e| StorageError::io(path, e))?.len();
-    if len > max_len {
-        return Err(too_long(len));
-    }
-    let mut data = Vec::with_capacity(len as usize);
-    // Bounded even if the file grew since (it cannot while we hold the lock).
-    file.take(max_len + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| StorageError::io(path, e))?;
-    if data.len() as u64 > max_len {
-        return Err(too_long(data.len() as u64));
-    }
-    Ok(data)
 }
 
 /// Bytes a segment's creation writes (in one write, then fsync): the
@@ -901,10 +997,7 @@ const CREATION_LEN: usize = SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 24;
 fn torn_at_creation(path: &Path, max_record_bytes: u32) -> Result<bool, StorageError> {
     let len = fs::metadata(path).map_err(|e| StorageError::io(path, e))?.len();
     if len > CREATION_LEN as u64 {
-        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
-        File::open(path)
-            .and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
-            .map_err(|e| StorageError::io(path, e))?;
+        let header = segment::read_prefix(path, SEGMENT_HEADER_LEN as u64)?;
         return match format::check_segment_header(&header) {
             Ok(_) => Ok(false),
             Err(reason) => Err(StorageError::corrupt(
@@ -914,7 +1007,7 @@ fn torn_at_creation(path: &Path, max_record_bytes: u32) -> Result<bool, StorageE
             )),
         };
     }
-    let data = read_segment(path, CREATION_LEN as u64)?;
+    let data = segment::read_prefix(path, CREATION_LEN as u64)?;
     let complete = parse_segment(path, &data, max_record_bytes, true)
         .is_ok_and(|c| c.torn_tail.is_none() && matches!(c.records.first(), Some((_, Record::HardState(_)))));
     Ok(!complete)
@@ -1004,6 +1097,72 @@ mod tests {
             let (_, rec) = Wal::open(dir.path(), opts).unwrap();
             assert_eq!(rec.entries.len(), 20);
         }
+    }
+
+    /// A crash after a snapshot file was renamed into place but before its
+    /// marker reached the log (and before the older snapshot was deleted):
+    /// recovery writes the marker, whether or not it has segments to delete,
+    /// and deletes the snapshot the new one supersedes.
+    #[test]
+    fn recovery_marks_a_snapshot_renamed_before_the_crash_and_deletes_the_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions::default();
+        let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+        wal.append(&(1..=10).map(entry).collect::<Vec<_>>()).unwrap();
+        wal.set_hard_state(HardState {
+            term: 1,
+            vote: 1,
+            commit: 10,
+        })
+        .unwrap();
+        let older = SnapshotMeta {
+            index: 4,
+            term: 1,
+            membership: vec![],
+        };
+        wal.save_snapshot(&older, b"four").unwrap();
+        let segments = wal.segment_paths();
+        drop(wal);
+        // The crash state: `save_snapshot` got as far as the rename (and
+        // the directory fsync), no further.
+        let newer = SnapshotMeta {
+            index: 8,
+            term: 1,
+            membership: vec![7],
+        };
+        let newer_path = snapshot::write_snapshot_file(dir.path(), &newer, b"eight").unwrap();
+        let older_path = dir.path().join(format::snapshot_file_name(4, 1));
+        assert!(older_path.exists());
+
+        let (wal, rec) = Wal::open(dir.path(), opts.clone()).unwrap();
+        assert_eq!(rec.snapshot, Some(newer.clone()));
+        assert_eq!(rec.entries, (9..=10).map(entry).collect::<Vec<_>>());
+        assert_eq!(wal.segment_paths(), segments, "no segment was due for deletion");
+        drop(wal);
+        let markers: Vec<Record> = segments
+            .iter()
+            .flat_map(|p| {
+                segment::read_segment(p, u64::MAX, opts.max_record_bytes, true)
+                    .unwrap()
+                    .records
+            })
+            .map(|(_, r)| r)
+            .filter(|r| matches!(r, Record::Snapshot { .. }))
+            .collect();
+        assert_eq!(
+            markers,
+            vec![
+                Record::Snapshot { index: 4, term: 1 },
+                Record::Snapshot { index: 8, term: 1 }
+            ]
+        );
+        assert!(!older_path.exists(), "the superseded snapshot is still there");
+        assert!(newer_path.exists());
+        // The log now depends on the new snapshot: losing it is Corrupt, not
+        // a silent fall back to a log that no longer goes back that far.
+        fs::remove_file(&newer_path).unwrap();
+        let err = Wal::open(dir.path(), opts).unwrap_err();
+        assert!(err.to_string().contains("the log depends on a snapshot"), "{err}");
     }
 
     /// A failed write poisons the log: every later call is refused, including

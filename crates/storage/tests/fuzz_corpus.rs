@@ -26,6 +26,14 @@ fn wal_recover_corpus_never_panics() {
     }
     // The corpus holds both kinds, so both paths stay exercised.
     assert!(ok > 0 && refused > 0, "{ok} recovered, {refused} refused");
+    // Terms no Raft host writes are refused; a hard state lost after entries
+    // of a new term is recovered with that term.
+    for name in ["term-past-max", "term-decreasing", "hard-state-below-log-term"] {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        assert!(recover_segment_bytes(&data).is_err(), "{name}");
+    }
+    let data = std::fs::read(dir.join("lost-hard-state")).unwrap();
+    assert_eq!(recover_segment_bytes(&data).unwrap().hard_state.term, 9);
 }
 
 #[test]

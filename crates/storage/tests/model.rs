@@ -128,6 +128,17 @@ fn run(seed: u64, steps: usize) {
             _ => {
                 wal.sync().unwrap();
                 drop(wal);
+                // A log whose last term is above its last hard state's is one
+                // whose hard state a crash lost: recovery raises the term to
+                // the log's, with no vote (docs/STORAGE.md, Recovery).
+                let last_term = model.term_at(model.last_index()).unwrap_or(0);
+                if last_term > model.hard_state.term {
+                    model.hard_state = HardState {
+                        term: last_term,
+                        vote: 0,
+                        commit: model.hard_state.commit,
+                    };
+                }
                 let (w, rec) = open(dir.path(), &opts);
                 wal = w;
                 assert_eq!(rec.entries, model.log, "{ctx}");

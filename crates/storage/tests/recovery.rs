@@ -48,6 +48,15 @@ fn model(records: &[(u64, Record)]) -> (Vec<LogEntry>, HardState) {
             Record::Snapshot { .. } => {}
         }
     }
+    // Entries of a newer term whose hard state was lost: recovery raises
+    // the term to theirs, with no vote.
+    if let Some(last) = log.last().filter(|e| e.term > hs.term) {
+        hs = HardState {
+            term: last.term,
+            vote: 0,
+            commit: hs.commit,
+        };
+    }
     (log, hs)
 }
 

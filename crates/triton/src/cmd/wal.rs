@@ -31,8 +31,10 @@ struct DumpArgs {
     /// Only per-segment totals, not every record.
     #[arg(long)]
     summary: bool,
-    /// Largest record body to accept (must match the node's setting).
-    #[arg(long, default_value_t = WalOptions::default().max_record_bytes)]
+    /// Largest record body to accept. The default is the node's own limit
+    /// (`triton_storage::MAX_RECORD_BYTES`): a smaller one reports a healthy
+    /// log with larger records as damaged.
+    #[arg(long, default_value_t = triton_storage::MAX_RECORD_BYTES)]
     max_record_bytes: u32,
 }
 
