@@ -34,7 +34,7 @@ trap cleanup EXIT
     done
 } >"$work/cluster.toml"
 for i in 0 1 2; do
-    "$TRITON" server --config "$work/cluster.toml" --id "$i" --data-dir "$work/node-$i" \
+    "$TRITON" server --config "$work/cluster.toml" --id "$i" --data-dir "$work/node-$i" --new-cluster \
         2>"$work/node-$i.log" &
     pids+=($!)
 done

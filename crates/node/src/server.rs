@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,12 @@ pub struct ServerOptions {
     /// bootstrapping with the config's nodes: start with no configuration
     /// and ask the cluster to add this node as a learner.
     pub join: Option<String>,
+    /// The first start of a brand-new cluster: bootstrap this node as a
+    /// founding voter from the config's node list. Needed only when the data
+    /// directory is empty and the config lists more than one node (the node
+    /// refuses to start otherwise: `check_first_start`); ignored when the
+    /// directory already holds the node's state.
+    pub new_cluster: bool,
 }
 
 /// What recovery found, for the first log line.
@@ -79,7 +85,7 @@ struct Recovery {
 /// (this). Fixed rather than taken from the config, as it was: lowering
 /// `max_message_bytes` then made a healthy log "corrupt". Writes are bounded
 /// by the config in force when they are proposed (`NodeHandle::write`).
-pub const WAL_MAX_RECORD_BYTES: u32 = u32::MAX;
+pub const WAL_MAX_RECORD_BYTES: u32 = triton_storage::MAX_RECORD_BYTES;
 
 /// Largest snapshot chunk: what the core sends by default. Bigger chunks
 /// only hold a follower's stream longer.
@@ -254,9 +260,8 @@ fn cwd_relative_data_dir(config: &ClusterConfig, id: u64) -> Option<PathBuf> {
 }
 
 /// What a starting node warns about: settings that work but leave the
-/// cluster's data at risk. `members` is how many members it knows of;
-/// `first_start`, whether its data directory is new.
-fn startup_warnings(opts: &ServerOptions, members: usize, first_start: bool) -> Vec<String> {
+/// cluster's data at risk. `members` is how many members it knows of.
+fn startup_warnings(opts: &ServerOptions, members: usize) -> Vec<String> {
     let config = &opts.config;
     let mut warnings = Vec::new();
     let mutual_tls = config.tls.as_ref().is_some_and(|t| t.ca.is_some());
@@ -275,19 +280,47 @@ fn startup_warnings(opts: &ServerOptions, members: usize, first_start: bool) -> 
             config.node(opts.id).map_or("the gRPC port", |n| n.addr.as_str())
         ));
     }
-    if first_start && opts.join.is_none() && config.nodes.len() > 1 {
-        warnings.push(format!(
-            "node {} starts on an empty data directory ({}) as a founding voter of a {}-node cluster. Right \
-             for the first start of a new cluster. But if this node was a member before (its data lost, or \
-             kept in another directory), it now takes part with no log and no record of its votes, and \
-             writes the cluster acknowledged can be lost: stop it, then restore its data directory, or \
-             remove it from the cluster (triton admin remove) and start it again with --join",
-            opts.id,
-            opts.data_dir.display(),
-            config.nodes.len()
-        ));
-    }
     warnings
+}
+
+/// Whether `data_dir` holds a node's state from an earlier start: its
+/// bootstrap voters or its log. Without either the node never voted.
+pub fn holds_node_state(data_dir: &Path) -> bool {
+    data_dir.join("bootstrap").exists() || data_dir.join("wal").exists()
+}
+
+/// Whether a node may start. `first_start`: its data directory holds no
+/// state ([`holds_node_state`]). A member of a multi-node cluster that starts
+/// empty would bootstrap as a founding voter with no log and no record of
+/// its votes: if it was a member before (its data lost, or kept in another
+/// directory), it could vote a second time in a term it already voted in,
+/// electing two leaders in one term and losing acknowledged writes. So
+/// starting empty needs `--new-cluster` (as etcd needs
+/// `--initial-cluster-state new`), or `--join`. A config of one node has
+/// nobody to vote twice against.
+fn check_first_start(opts: &ServerOptions, first_start: bool) -> anyhow::Result<()> {
+    if opts.new_cluster && opts.join.is_some() {
+        bail!(
+            "--new-cluster and --join contradict each other: --new-cluster founds a new cluster from the \
+             config's nodes, --join adds this node to a running one"
+        );
+    }
+    let nodes = opts.config.nodes.len();
+    if first_start && opts.join.is_none() && nodes > 1 && !opts.new_cluster {
+        bail!(
+            "node {id}'s data directory {dir} holds no state (no log, no record of its votes) and the config \
+             lists {nodes} nodes, so it would start as a founding voter of a new cluster; refusing without \
+             --new-cluster. If this is the first start of a new cluster, start every node this first time with \
+             --new-cluster (or use `triton up`). If this node was a member before and lost its data (or keeps \
+             it in another directory), starting it empty could let it vote twice in one term and lose writes \
+             the cluster acknowledged: restore its data directory (or pass the right --data-dir), or remove it \
+             from the cluster (triton admin --config <file> remove {id}) and start it again with --join \
+             <address of a member>",
+            id = opts.id,
+            dir = opts.data_dir.display(),
+        );
+    }
+    Ok(())
 }
 
 /// Runs a node until `shutdown` resolves.
@@ -314,7 +347,7 @@ pub async fn serve(
         bail!("node {} is not in the cluster config", opts.id);
     }
     // Nothing of a previous run: no bootstrap voters and no log.
-    let first_start = !opts.data_dir.join("bootstrap").exists() && !opts.data_dir.join("wal").exists();
+    let first_start = !holds_node_state(&opts.data_dir);
     if first_start && opts.data_dir == opts.config.node_data_dir(opts.id) {
         if let Some(old) = cwd_relative_data_dir(&opts.config, opts.id).filter(|old| old.join("bootstrap").exists()) {
             bail!(
@@ -329,6 +362,16 @@ pub async fn serve(
                 old.display()
             );
         }
+    }
+    // Before anything is written: a refused node leaves its directory as it
+    // found it, so starting it again with the right flag works.
+    check_first_start(&opts, first_start)?;
+    if opts.new_cluster && !first_start {
+        tracing::info!(
+            "--new-cluster ignored: {} already holds node {}'s state",
+            opts.data_dir.display(),
+            opts.id
+        );
     }
     let voters = bootstrap_voters(&opts, voters)?;
     // TLS files are read before recovery, so a wrong path stops the node at once.
@@ -352,7 +395,7 @@ pub async fn serve(
     }
     book.save(&opts.data_dir).context("saving the member addresses")?;
     let known_members = book.iter().count().max(opts.config.nodes.len());
-    for warning in startup_warnings(&opts, known_members, first_start) {
+    for warning in startup_warnings(&opts, known_members) {
         tracing::warn!("WARNING: {warning}");
     }
     tracing::info!(
@@ -617,6 +660,7 @@ mod tests {
             id: 0,
             data_dir: PathBuf::from("/data/node-0"),
             join: join.map(str::to_string),
+            new_cluster: false,
         }
     }
 
@@ -670,33 +714,68 @@ mod tests {
         assert_eq!(kv_request_limit(&c), 64 << 10);
     }
 
+    /// A member of a multi-node cluster on an empty data directory starts
+    /// only when told it founds a new cluster (or joins): it may be a member
+    /// that lost its data, which could vote twice in one term.
     #[test]
-    fn an_open_cluster_and_a_new_member_on_an_empty_directory_are_warned_about() {
-        let warned = |o: &ServerOptions, members: usize, first_start: bool| {
-            startup_warnings(o, members, first_start)
+    fn an_empty_member_of_a_multi_node_cluster_needs_new_cluster_or_join() {
+        let with = |nodes: u64, join: Option<&str>, new_cluster: bool| ServerOptions {
+            new_cluster,
+            ..opts(config(nodes), join)
+        };
+        // Empty, three nodes, no flag: refused, with both ways forward.
+        let e = check_first_start(&with(3, None, false), true).unwrap_err().to_string();
+        for part in [
+            "holds no state",
+            "--new-cluster",
+            "triton up",
+            "restore",
+            "remove 0",
+            "--join",
+        ] {
+            assert!(e.contains(part), "{part:?} missing from: {e}");
+        }
+        // The first start of a new cluster, said so.
+        check_first_start(&with(3, None, true), true).unwrap();
+        // One node alone: nobody to vote twice against.
+        check_first_start(&with(1, None, false), true).unwrap();
+        // Joining: an empty directory is expected.
+        check_first_start(&with(3, Some("127.0.0.1:7001"), false), true).unwrap();
+        // Both at once is a contradiction, with or without state.
+        for first_start in [true, false] {
+            let e = check_first_start(&with(3, Some("127.0.0.1:7001"), true), first_start).unwrap_err();
+            assert!(e.to_string().contains("--join"), "{e}");
+        }
+        // A restart on its own state needs no flag, and ignores one.
+        check_first_start(&with(3, None, false), false).unwrap();
+        check_first_start(&with(3, None, true), false).unwrap();
+    }
+
+    #[test]
+    fn an_open_cluster_is_warned_about() {
+        let warned = |o: &ServerOptions, members: usize| {
+            startup_warnings(o, members)
                 .iter()
-                .map(|w| if w.contains("forged") { "open" } else { "empty" })
+                .map(|w| if w.contains("forged") { "open" } else { "other" })
                 .collect::<Vec<_>>()
         };
-        // Three nodes, no token, no TLS: both, on a first start.
-        assert_eq!(warned(&opts(config(3), None), 3, true), ["open", "empty"]);
-        assert_eq!(warned(&opts(config(3), None), 3, false), ["open"]);
-        // Joining on purpose: an empty directory is expected.
-        assert_eq!(warned(&opts(config(3), Some("127.0.0.1:7001")), 3, true), ["open"]);
-        // One node alone: nobody to forge, nothing to lose to a rejoin.
-        assert!(warned(&opts(config(1), None), 1, true).is_empty());
+        // Three nodes, no token, no TLS.
+        assert_eq!(warned(&opts(config(3), None), 3), ["open"]);
+        assert_eq!(warned(&opts(config(3), Some("127.0.0.1:7001")), 3), ["open"]);
+        // One node alone: nobody to forge.
+        assert!(warned(&opts(config(1), None), 1).is_empty());
         // ... unless members joined it since.
-        assert_eq!(warned(&opts(config(1), None), 2, false), ["open"]);
+        assert_eq!(warned(&opts(config(1), None), 2), ["open"]);
         let token = ClusterConfig {
             admin_token: Some("s3cret".into()),
             ..config(3)
         };
-        assert!(warned(&opts(token.clone(), None), 3, false).is_empty());
+        assert!(warned(&opts(token.clone(), None), 3).is_empty());
         let optional = ClusterConfig {
             peer_token_optional: true,
             ..token
         };
-        assert_eq!(warned(&opts(optional, None), 3, false), ["open"]);
+        assert_eq!(warned(&opts(optional, None), 3), ["open"]);
         let tls = |ca: Option<&str>| ClusterConfig {
             tls: Some(TlsConfig {
                 cert: "c.pem".into(),
@@ -705,9 +784,9 @@ mod tests {
             }),
             ..config(3)
         };
-        assert!(warned(&opts(tls(Some("ca.pem")), None), 3, false).is_empty());
+        assert!(warned(&opts(tls(Some("ca.pem")), None), 3).is_empty());
         // TLS without client certificates lets anyone in.
-        assert_eq!(warned(&opts(tls(None), None), 3, false), ["open"]);
+        assert_eq!(warned(&opts(tls(None), None), 3), ["open"]);
     }
 
     /// Where a node's data was while a relative data_dir was relative to the

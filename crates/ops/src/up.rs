@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use triton_config::{ClusterConfig, NodeConfig};
+use triton_node::server::holds_node_state;
 
 use crate::httpget;
 use crate::render::StatusDoc;
@@ -57,9 +58,9 @@ pub struct UpOptions {
 ///
 /// `data_dir` must be absolute and goes into the config, so that
 /// `triton server --config <file> --id N`, run from any directory, restarts
-/// node N on the same data `triton up` gives it: a node started on an empty
-/// directory would rejoin as a voter with no log and no vote, and could lose
-/// acknowledged writes.
+/// node N on the same data `triton up` gives it: on an empty directory it
+/// would refuse to start (it would be a member with no log and no record of
+/// its votes).
 pub fn local_config(
     nodes: usize,
     base_port: u16,
@@ -331,6 +332,25 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// The error a child printed last (`triton: error: ...`) since `triton up`
+/// last started it, if any: why a node refused to start, said where the
+/// user looks, not only in its log.
+fn last_error(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const MAX: u64 = 64 * 1024;
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(MAX))).ok()?;
+    let mut bytes = Vec::new();
+    f.take(MAX).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let run = text.rsplit("=== triton up: starting").next()?;
+    run.lines()
+        .rev()
+        .find(|l| l.starts_with("triton: error:"))
+        .map(str::to_string)
+}
+
 /// Reports children that exited on their own since the last call.
 fn reap(children: &mut Children, out: &mut impl Write) {
     for p in &mut children.0 {
@@ -344,6 +364,9 @@ fn reap(children: &mut Children, out: &mut impl Write) {
                     describe(status),
                     p.log.display()
                 );
+                if let Some(error) = last_error(&p.log) {
+                    let _ = writeln!(out, "  {error}");
+                }
                 p.child = None;
             }
         }
@@ -440,6 +463,14 @@ pub async fn run(
     check_ports(addresses(&config, &block_stores), reused)?;
 
     let config_arg = config_path.display().to_string();
+    // A brand-new cluster only if no node has state yet. Otherwise a node
+    // with an empty data directory lost its data: it must not found the
+    // cluster again (it could vote twice in a term), so it refuses to start
+    // and `reap` shows why.
+    let new_cluster = config
+        .nodes
+        .iter()
+        .all(|n| !holds_node_state(&config.node_data_dir(n.id)));
     let mut procs = Vec::new();
     for (i, addr) in block_stores.iter().enumerate() {
         procs.push(Proc {
@@ -457,20 +488,24 @@ pub async fn run(
         });
     }
     for n in &config.nodes {
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--config".into(),
+            config_arg.clone(),
+            "--id".into(),
+            n.id.to_string(),
+            // The config's own answer (checked above to be under `dir`),
+            // so a node restarted with the config alone finds this data.
+            "--data-dir".into(),
+            config.node_data_dir(n.id).display().to_string(),
+        ];
+        if new_cluster {
+            args.push("--new-cluster".into());
+        }
         procs.push(Proc {
             name: format!("node {}", n.id),
             is_node: true,
-            args: vec![
-                "server".into(),
-                "--config".into(),
-                config_arg.clone(),
-                "--id".into(),
-                n.id.to_string(),
-                // The config's own answer (checked above to be under `dir`),
-                // so a node restarted with the config alone finds this data.
-                "--data-dir".into(),
-                config.node_data_dir(n.id).display().to_string(),
-            ],
+            args,
             log: dir.join("logs").join(format!("node-{}.log", n.id)),
             child: None,
         });
@@ -813,6 +848,26 @@ mod tests {
         // So the advice works: the next run may pick other ports.
         assert!(!scratch.0.join("cluster.toml").exists());
         drop(held);
+    }
+
+    /// A node's reason to exit is the error of its latest start, not one
+    /// an earlier start logged.
+    #[test]
+    fn the_error_shown_for_an_exit_is_the_latest_starts() {
+        let scratch = Scratch::new("lasterror");
+        let log = scratch.0.join("node-2.log");
+        std::fs::write(&log, "=== triton up: starting node 2 (server)\ntriton: error: old\n").unwrap();
+        assert_eq!(last_error(&log).as_deref(), Some("triton: error: old"));
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(
+            f,
+            "=== triton up: starting node 2 (server)\nINFO starting\ntriton: error: refused"
+        )
+        .unwrap();
+        assert_eq!(last_error(&log).as_deref(), Some("triton: error: refused"));
+        writeln!(f, "=== triton up: starting node 2 (server)\nINFO killed by a signal").unwrap();
+        assert_eq!(last_error(&log), None);
+        assert_eq!(last_error(&scratch.0.join("missing.log")), None);
     }
 
     #[test]

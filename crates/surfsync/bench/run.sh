@@ -63,7 +63,8 @@ start_cluster() { # NAME -> sets CFG; starts 3 metadata nodes + 2 block stores
     PIDS+=($!)
   done
   for id in 0 1 2; do
-    RUST_LOG=warn "$TRITON" server --config "$cfg" --id $id >/dev/null 2>>"$dir/log" &
+    # A fresh cluster: its first start founds it (--new-cluster).
+    RUST_LOG=warn "$TRITON" server --config "$cfg" --id $id --new-cluster >/dev/null 2>>"$dir/log" &
     PIDS+=($!)
   done
   # Ready once a sync of an empty directory succeeds (a leader exists).

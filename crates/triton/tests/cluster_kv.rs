@@ -184,6 +184,44 @@ async fn killing_every_node_keeps_all_state() {
     }
 }
 
+/// A member whose data directory was wiped must not come back as a founding
+/// voter with no log and no record of its votes (it could vote twice in a
+/// term it already voted in: two leaders, lost writes). Started again
+/// without --new-cluster, it refuses, says why and what to do, and writes
+/// nothing; the others keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_data_was_wiped_refuses_to_start() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let leader = c.wait_leader().await;
+    let mut client = c.client();
+    client.put(b"kept", b"acknowledged").await.unwrap();
+    let wiped = (leader + 1) % 3;
+    assert!(c.stop(wiped).success());
+    std::fs::remove_dir_all(c.data_dir(wiped)).unwrap();
+    c.spawn(wiped);
+    let status = c
+        .wait_exit(wiped, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("node {wiped} runs on a wiped data directory:\n{}", c.log(wiped)));
+    assert!(!status.success(), "{status}");
+    let log = c.log(wiped);
+    for part in [
+        "holds no state",
+        "--new-cluster",
+        "triton up",
+        "restore",
+        "remove",
+        "--join",
+    ] {
+        assert!(log.contains(part), "{part:?} missing from the error:\n{log}");
+    }
+    assert!(
+        !triton_node::server::holds_node_state(&c.data_dir(wiped)),
+        "the refused node wrote state"
+    );
+    let got = client.get(b"kept").await.unwrap().expect("the key survives");
+    assert_eq!(got.value, b"acknowledged");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_repaired_and_a_corrupt_record_stops_the_node() {
     let mut c = Cluster::start(ClusterOptions::default());

@@ -94,6 +94,25 @@ impl Up {
         panic!("triton up not ready in time:\n{}", self.out.join("\n"));
     }
 
+    /// Waits for a line containing `what` (printed already, or within
+    /// 60 s); returns the output so far.
+    fn wait_for(&mut self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.out.iter().any(|l| l.contains(what)) {
+            assert!(
+                Instant::now() < deadline,
+                "triton up never printed {what:?}:\n{}",
+                self.out.join("\n")
+            );
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => self.out.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => panic!("triton up exited before printing {what:?}:\n{}", self.out.join("\n")),
+            }
+        }
+        self.out.join("\n")
+    }
+
     fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -282,8 +301,8 @@ fn up_serves_kv_metrics_status_stops_cleanly_and_reuses_data() {
     assert_eq!(mode & 0o777, 0o600, "cluster.toml mode {mode:o}");
 
     // Node 0 restarted by hand with the command the file's header gives,
-    // from another directory, comes back on its own data (an empty data
-    // directory would make it a voter with no log and no vote).
+    // from another directory, comes back on its own data (on an empty data
+    // directory it would refuse to start).
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let stderr = std::fs::File::create(elsewhere.path().join("node-0.stderr")).expect("stderr file");
     let mut node = KillOnDrop(
@@ -333,6 +352,19 @@ fn up_serves_kv_metrics_status_stops_cleanly_and_reuses_data() {
     assert!(kv(&endpoints(&out), &["get", "hello"]).contains("world"));
     let (status, rest) = up.interrupt();
     assert!(status.success(), "second triton up exited with {status}:\n{rest}");
+
+    // Node 2 lost its data: it must not found the cluster again. With the
+    // others' data there, triton up does not pass --new-cluster, node 2
+    // refuses to start, and triton up shows its reason; the others serve.
+    std::fs::remove_dir_all(dir.path().join("node-2")).expect("node 2's data directory");
+    let mut up = Up::start(dir.path(), base);
+    let out = up.wait_ready();
+    assert!(kv(&endpoints(&out), &["get", "hello"]).contains("world"));
+    let out = up.wait_for("refusing without --new-cluster");
+    assert!(out.contains("node 2 (pid"), "{out}");
+    assert!(out.contains("triton: error: node 2's data directory"), "{out}");
+    let (status, rest) = up.interrupt();
+    assert!(status.success(), "third triton up exited with {status}:\n{rest}");
 }
 
 #[test]

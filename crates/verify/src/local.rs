@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use triton_config::ClusterConfig;
+use triton_node::server::holds_node_state;
 
 pub struct LocalCluster {
     pub binary: PathBuf,
@@ -25,6 +26,12 @@ pub struct LocalCluster {
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
     exits: Vec<NodeExit>,
+    /// No node's data directory held state when this cluster started: it is
+    /// a new cluster, and a node still without state starts with
+    /// `--new-cluster`. Such a node never voted (a kill before it wrote
+    /// anything leaves nothing to lose), so the flag is safe on its restarts
+    /// too; a node that has state never gets it (nothing here wipes data).
+    new_cluster: bool,
 }
 
 /// A node process that exited without this cluster killing it.
@@ -125,11 +132,17 @@ pub fn write_test_config(dir: &Path, nodes: usize) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Where node `i` (its position in the config) keeps its data.
+fn node_dir(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("node-{i}"))
+}
+
 impl LocalCluster {
     /// Starts every node of `config_path`, each with its data under `dir`.
     pub fn start(binary: &Path, config_path: &Path, dir: &Path) -> anyhow::Result<LocalCluster> {
         let config = triton_config::load(config_path)?;
         let n = config.nodes.len();
+        let new_cluster = (0..n).all(|i| !holds_node_state(&node_dir(dir, i)));
         let mut c = LocalCluster {
             binary: binary.to_path_buf(),
             config_path: config_path.to_path_buf(),
@@ -138,6 +151,7 @@ impl LocalCluster {
             children: (0..n).map(|_| None).collect(),
             paused: vec![false; n],
             exits: Vec::new(),
+            new_cluster,
         };
         for i in 0..n {
             c.spawn(i)?;
@@ -175,6 +189,7 @@ impl LocalCluster {
             .open(self.log_path(i))?;
         let id = self.config.nodes[i].id;
         let parent = std::process::id();
+        let data_dir = node_dir(&self.dir, i);
         let mut command = Command::new(&self.binary);
         command
             .arg("server")
@@ -183,7 +198,8 @@ impl LocalCluster {
             .arg("--id")
             .arg(id.to_string())
             .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{i}")))
+            .arg(&data_dir)
+            .args((self.new_cluster && !holds_node_state(&data_dir)).then_some("--new-cluster"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

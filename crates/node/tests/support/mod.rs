@@ -102,6 +102,9 @@ pub struct Cluster {
     pub config: ClusterConfig,
     pub dir: PathBuf,
     nodes: Vec<Option<Running>>,
+    /// Whether node `i` was started before: only its first start founds the
+    /// cluster (`new_cluster`); later ones run on its own data.
+    started: Vec<bool>,
 }
 
 impl Cluster {
@@ -112,6 +115,7 @@ impl Cluster {
             config,
             dir: dir.to_path_buf(),
             nodes: (0..n).map(|_| None).collect(),
+            started: vec![false; n],
         }
     }
 
@@ -147,7 +151,9 @@ impl Cluster {
             config,
             data_dir: self.data_dir(i),
             join: None,
+            new_cluster: !self.started[i],
         };
+        self.started[i] = true;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -26,6 +26,13 @@ pub struct ServerArgs {
     /// learner, catches up, and waits for `triton admin promote`.
     #[arg(long, value_name = "HOST:PORT")]
     pub join: Option<String>,
+    /// First start of a brand-new cluster: bootstrap this node as a founding
+    /// voter from the config's node list. Needed only when the data
+    /// directory is empty and the config lists more than one node (without
+    /// it, such a node refuses to start: it may be a member that lost its
+    /// data); ignored when the data directory already holds the node's state.
+    #[arg(long, conflicts_with = "join")]
+    pub new_cluster: bool,
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`).
@@ -64,6 +71,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 id: args.id,
                 data_dir,
                 join: args.join,
+                new_cluster: args.new_cluster,
             },
             vec![
                 Box::new(triton_fileserver::FileServerFace),

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use triton_config::TlsConfig;
 use triton_node::auth::ClientToken;
 use triton_node::client::KvClient;
+use triton_node::server::holds_node_state;
 use triton_proto::control::control_client::ControlClient;
 
 pub struct ClusterOptions {
@@ -82,6 +83,12 @@ pub struct Cluster {
     toml_without_tls: String,
     /// `--join` address for nodes that join the running cluster.
     join: Vec<Option<String>>,
+    /// Whether node `i`'s next start founds the cluster (`--new-cluster`):
+    /// true for the nodes the cluster started with until their data
+    /// directory is seen holding state. Until then the node never voted (a
+    /// kill that came before it wrote anything leaves nothing to lose);
+    /// after, a start runs on its own data, or must refuse if it lost it.
+    founding: Vec<bool>,
     /// `ulimit -f` for nodes started from now on, in bytes: a write past it
     /// fails (EFBIG, with SIGXFSZ ignored) as it would on a full disk. The
     /// log file is under the limit too, as it is on a real full disk.
@@ -137,6 +144,7 @@ impl Cluster {
         let mut c = Cluster {
             node_configs: (0..opts.nodes).map(|_| None).collect(),
             join: vec![None; opts.nodes],
+            founding: vec![true; opts.nodes],
             toml_without_tls,
             dir,
             config,
@@ -189,6 +197,7 @@ impl Cluster {
             .args(["--id", &i.to_string(), "--data-dir"])
             .arg(self.data_dir(i))
             .args(self.join[i].iter().flat_map(|seed| ["--join", seed.as_str()]))
+            .args((self.founding[i] && !holds_node_state(&self.data_dir(i))).then_some("--new-cluster"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -225,6 +234,7 @@ impl Cluster {
             self.children.push(None);
             self.node_configs.push(None);
             self.join.push(None);
+            self.founding.push(false);
         }
         std::fs::write(&self.config, &self.toml_without_tls).expect("rewrite config");
         (first..first + n).collect()
@@ -272,6 +282,15 @@ impl Cluster {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
             let _ = c.wait();
+            self.note_state(i);
+        }
+    }
+
+    /// A node stopped with state in its directory has founded the cluster:
+    /// none of its later starts may pass `--new-cluster`.
+    fn note_state(&mut self, i: usize) {
+        if holds_node_state(&self.data_dir(i)) {
+            self.founding[i] = false;
         }
     }
 
@@ -300,7 +319,9 @@ impl Cluster {
     pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
         let mut c = self.children[i].take().expect("running");
         unsafe_kill(c.id(), 15);
-        wait_timeout(&mut c, Duration::from_secs(10)).expect("node stops within 10 s after SIGTERM")
+        let status = wait_timeout(&mut c, Duration::from_secs(10)).expect("node stops within 10 s after SIGTERM");
+        self.note_state(i);
+        status
     }
 
     pub fn restart(&mut self, i: usize) {
@@ -314,6 +335,7 @@ impl Cluster {
         let status = wait_timeout(c, timeout);
         if status.is_some() {
             self.children[i] = None;
+            self.note_state(i);
         }
         status
     }
