@@ -171,7 +171,9 @@ pub struct NodeConfig {
     /// must be dialable: not `0.0.0.0`. Required.
     pub addr: String,
     /// `host:port` of the node's file server (the text protocol). `None`:
-    /// the server picks (8080 for a single-node run).
+    /// the server picks (8080 for a single-node run). The server binds it
+    /// and, with more than one node, followers redirect clients to the
+    /// leader's, so it must then be dialable: not `0.0.0.0` or `[::]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_addr: Option<String>,
     /// `host:port` of the node's HTTP port (metrics and dashboard). `None`:
@@ -479,7 +481,9 @@ impl ClusterConfig {
 
     /// Checks everything a parse cannot: at least one node; ids unique,
     /// ascending and at most [`MAX_TOML_INT`]; every address `host:port`
-    /// with a port 1-65535 (and not `0.0.0.0` where others must dial it);
+    /// with a port 1-65535 (and not `0.0.0.0` or `[::]` where others must
+    /// dial it: `addr`, block stores, and `file_addr` in a cluster of more
+    /// than one node, since redirects send clients there);
     /// no address used twice among all nodes' `addr`/`file_addr`/`http_addr`
     /// and the block stores; `0 < tick_ms <= 60 000`; `heartbeat_ticks >= 1`;
     /// `election_ticks > heartbeat_ticks`; `snapshot_threshold >= 1`;
@@ -634,10 +638,13 @@ impl ClusterConfig {
     fn check_addresses(&self, labels: &dyn Labels) -> Result<(), ConfigError> {
         // (field, address, whether other processes dial it)
         let mut all = Vec::new();
+        // A follower's file server answers writes with `ERR_REDIRECT <the
+        // leader's file_addr>`: with several nodes, clients dial it too.
+        let file_addr_dialed = self.nodes.len() > 1;
         for (i, node) in self.nodes.iter().enumerate() {
             all.push((Field::NodeAddr(i), node.addr.as_str(), true));
             if let Some(a) = &node.file_addr {
-                all.push((Field::NodeFileAddr(i), a.as_str(), false));
+                all.push((Field::NodeFileAddr(i), a.as_str(), file_addr_dialed));
             }
             if let Some(a) = &node.http_addr {
                 all.push((Field::NodeHttpAddr(i), a.as_str(), false));
@@ -650,10 +657,16 @@ impl ClusterConfig {
         for (field, address, dialed) in all {
             let key = addr::parse_host_port(address).map_err(|m| invalid(labels.label(field), m))?;
             if dialed && key.is_unspecified() {
+                let who = match field {
+                    Field::NodeFileAddr(_) => {
+                        "file clients cannot dial (followers redirect writes to the leader's file_addr)"
+                    }
+                    _ => "peers and clients cannot dial",
+                };
                 return Err(invalid(
                     labels.label(field),
                     format!(
-                        "{} is a listen-on-all-interfaces address that peers and clients cannot dial; give a reachable host",
+                        "{} is a listen-on-all-interfaces address that {who}; give a reachable host",
                         addr::quote(address)
                     ),
                 ));
@@ -688,8 +701,9 @@ impl ClusterConfig {
             panic!("ClusterConfig::to_toml: the config has a value TOML cannot hold ({e}); validate() rejects it")
         });
         // The start command must find node N's data wherever it is run
-        // from: a node started on an empty directory rejoins with no log and
-        // no vote. `load` resolves a relative data_dir against the file's
+        // from: a node of several started on an empty directory refuses to
+        // (or, given --new-cluster, founds the cluster again with no log and
+        // no vote). `load` resolves a relative data_dir against the file's
         // directory, so the short command is exact in every case.
         let start = match &self.data_dir {
             Some(dir) if dir.is_absolute() => {
@@ -705,7 +719,14 @@ impl ClusterConfig {
                  # (node N keeps its data in triton-data/node-N next to this file; set data_dir to move it)"
             }
         };
-        format!("{TOML_HEADER} Every field is described in examples/cluster.toml.\n{start}\n\n{body}")
+        // A node of several on an empty data directory refuses to start
+        // without the flag (it may have lost its data).
+        let first = if self.nodes.len() > 1 {
+            "\n# (the first start of a new cluster only: add --new-cluster)"
+        } else {
+            ""
+        };
+        format!("{TOML_HEADER} Every field is described in examples/cluster.toml.\n{start}{first}\n\n{body}")
     }
 }
 

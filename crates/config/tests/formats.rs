@@ -627,6 +627,45 @@ fn validate_rejects_each_remaining_bad_value() {
     }
 }
 
+/// Followers redirect file clients to the leader's `file_addr`: in a cluster
+/// of several nodes, a listen-on-all-interfaces one would send remote
+/// clients to their own machine. A single node redirects nobody.
+#[test]
+fn an_unspecified_file_addr_is_refused_only_where_clients_are_redirected_to_it() {
+    for unspecified in ["0.0.0.0:8080", "[::]:8080"] {
+        let mut three = ClusterConfig {
+            nodes: three_nodes(),
+            ..ClusterConfig::default()
+        };
+        three.nodes[1].file_addr = Some(unspecified.into());
+        let msg = three.validate().expect_err(unspecified).to_string();
+        for want in ["nodes[1].file_addr", "cannot dial", "redirect"] {
+            assert!(msg.contains(want), "{msg:?} should contain {want:?}");
+        }
+        let mut one = ClusterConfig {
+            nodes: vec![node(0, "127.0.0.1:7000")],
+            ..ClusterConfig::default()
+        };
+        one.nodes[0].file_addr = Some(unspecified.into());
+        one.validate().expect("a single node may listen on every interface");
+        // The HTTP port is never redirected to.
+        let mut http = ClusterConfig {
+            nodes: three_nodes(),
+            ..ClusterConfig::default()
+        };
+        http.nodes[1].http_addr = Some(unspecified.into());
+        http.validate().expect("http_addr is only bound");
+    }
+    // The text of a TOML file says which node.
+    let text = "[[nodes]]\nid = 0\naddr = \"10.0.0.1:7000\"\nfile_addr = \"0.0.0.0:8080\"\n\
+                [[nodes]]\nid = 1\naddr = \"10.0.0.2:7000\"\nfile_addr = \"10.0.0.2:8080\"\n";
+    let msg = parse(text).unwrap_err().to_string();
+    assert!(
+        msg.contains("nodes[0].file_addr") && msg.contains("0.0.0.0:8080"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn validate_rejects_a_non_utf8_path() {
     use std::os::unix::ffi::OsStrExt;

@@ -12,6 +12,11 @@
 //! protocol has no sessions, so a second copy is a second write, and the
 //! first may still commit after another client's acknowledged write. The
 //! caller gets an [`OutcomeUnknown`] error instead.
+//!
+//! Retries pause, 50 ms doubling up to 1 s (only the first redirect of a
+//! request to another node, the usual hop from a follower to the leader,
+//! goes at once), and no attempt's connect, send or reply timeout runs past
+//! the request's deadline.
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -100,6 +105,20 @@ fn next_step(req: &Request, attempt: Attempt) -> Next {
 /// already answered and closed by then, if it did.
 const LATE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
+/// The first pause before a retry, doubled after each one up to
+/// [`MAX_RETRY_PAUSE`]. Two nodes with stale views of the leader can send a
+/// client back and forth between them until the deadline: without growing
+/// pauses, every client in that state hammers both.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Waits `pause` (at most until `deadline`), then doubles it up to
+/// [`MAX_RETRY_PAUSE`].
+async fn retry_pause(pause: &mut Duration, deadline: Instant) {
+    tokio::time::sleep((*pause).min(deadline.saturating_duration_since(Instant::now()))).await;
+    *pause = (*pause * 2).min(MAX_RETRY_PAUSE);
+}
+
 /// A redirect-following file-protocol client.
 pub struct FileClient {
     endpoints: Vec<String>,
@@ -108,7 +127,8 @@ pub struct FileClient {
     conn: Option<Conn>,
     /// Give up on a request after this long.
     pub deadline: Duration,
-    /// Bound on one connect, one send, or one reply.
+    /// Bound on one connect, one send, or one reply (cut to what is left of
+    /// the deadline).
     pub attempt_timeout: Duration,
     /// Largest `CONTENTS` body accepted from a server.
     pub max_content_bytes: usize,
@@ -142,8 +162,8 @@ impl FileClient {
         self.conn.as_ref().map(|c| c.addr.as_str())
     }
 
-    async fn connect(&mut self, addr: &str) -> anyhow::Result<()> {
-        let stream = tokio::time::timeout(self.attempt_timeout, TcpStream::connect(addr))
+    async fn connect(&mut self, addr: &str, timeout: Duration) -> anyhow::Result<()> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr}: timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
@@ -197,8 +217,17 @@ impl FileClient {
         tokio::time::timeout(timeout, read).await.context("no reply in time")?
     }
 
-    /// Sends one request on the open connection and reads its reply.
-    async fn exchange(conn: &mut Conn, wire: &[u8], max_content: usize, timeout: Duration) -> Attempt {
+    /// Sends one request on the open connection and reads its reply, each
+    /// within `timeout` and before `deadline`.
+    async fn exchange(
+        conn: &mut Conn,
+        wire: &[u8],
+        max_content: usize,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Attempt {
+        let within = || timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let timeout = within();
         let send_error = match tokio::time::timeout(timeout, conn.stream.write_all(wire)).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(anyhow::Error::from(e).context("sending")),
@@ -209,12 +238,12 @@ impl FileClient {
             // it (ERR_CMD_ERR for an oversized write) and closed: its answer
             // says why. Without one, its last bytes never left, and the
             // server acts only on a whole request: nothing was applied.
-            return match Self::read_reply(conn, max_content, LATE_REPLY_WAIT.min(timeout)).await {
+            return match Self::read_reply(conn, max_content, LATE_REPLY_WAIT.min(within())).await {
                 Ok(r) => Attempt::Reply(r),
                 Err(_) => Attempt::NotSent(e),
             };
         }
-        match Self::read_reply(conn, max_content, timeout).await {
+        match Self::read_reply(conn, max_content, within()).await {
             Ok(r) => Attempt::Reply(r),
             Err(e) => Attempt::NoReply(e),
         }
@@ -229,21 +258,30 @@ impl FileClient {
         req.validate().context("refusing to send the request")?;
         let mut wire = Vec::new();
         req.encode(&mut wire);
-        let start = Instant::now();
+        let deadline = Instant::now() + self.deadline;
         let mut last_error = None;
         let mut redirect: Option<String> = None;
-        while start.elapsed() < self.deadline {
+        // Every retry but a first redirect to another node (the usual hop
+        // from a follower to the leader) waits, longer each time.
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut redirected = false;
+        loop {
+            // No attempt's timeouts run past the deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             self.drop_if_unusable();
             if self.conn.is_none() {
                 let addr = redirect.take().unwrap_or_else(|| self.rotate());
-                if let Err(e) = self.connect(&addr).await {
+                if let Err(e) = self.connect(&addr, self.attempt_timeout.min(left)).await {
                     last_error = Some(e);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    retry_pause(&mut pause, deadline).await;
                     continue;
                 }
             }
             let conn = self.conn.as_mut().expect("connected above");
-            let attempt = Self::exchange(conn, &wire, self.max_content_bytes, self.attempt_timeout).await;
+            let attempt = Self::exchange(conn, &wire, self.max_content_bytes, self.attempt_timeout, deadline).await;
             let addr = conn.addr.clone();
             match next_step(req, attempt) {
                 Next::Done(reply) => {
@@ -254,17 +292,18 @@ impl FileClient {
                     return Ok(reply);
                 }
                 Next::Redirect(leader) => {
-                    if leader == addr {
-                        // A node that redirects to itself is mid-transition.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    // A node that redirects to itself is mid-transition.
+                    if redirected || leader == addr {
+                        retry_pause(&mut pause, deadline).await;
                     }
+                    redirected = true;
                     self.conn = None;
                     redirect = Some(leader);
                 }
                 Next::RetryElsewhere(e) => {
                     last_error = Some(e.context(format!("talking to {addr}")));
                     self.conn = None;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    retry_pause(&mut pause, deadline).await;
                 }
                 Next::Unknown(reason) => {
                     self.conn = None;
@@ -351,6 +390,11 @@ mod tests {
     /// requests.
     async fn fake_server(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<Request>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        fake_server_on(listener, behaviour)
+    }
+
+    /// [`fake_server`] on a listener already bound.
+    fn fake_server_on(listener: TcpListener, behaviour: Behaviour) -> (String, Arc<Mutex<Vec<Request>>>) {
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -472,6 +516,55 @@ mod tests {
         assert!(seen.lock().unwrap().is_empty());
         // The connection it closed is not reused.
         assert_eq!(c.call(&read()).await.unwrap(), Reply::Ok { version: 1 });
+    }
+
+    /// Two nodes with stale views of the leader send the client to each
+    /// other. It pauses longer after each redirect instead of hammering
+    /// them, and gives up at its deadline.
+    #[tokio::test]
+    async fn redirects_back_and_forth_back_off_until_the_deadline() {
+        let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr_a, addr_b) = (a.local_addr().unwrap().to_string(), b.local_addr().unwrap().to_string());
+        let (_, at_a) = fake_server_on(a, Behaviour::Answer(Reply::Redirect(Some(addr_b))));
+        let (_, at_b) = fake_server_on(b, Behaviour::Answer(Reply::Redirect(Some(addr_a.clone()))));
+        let mut c = FileClient::new(vec![addr_a]).unwrap();
+        c.deadline = Duration::from_secs(2);
+        let started = Instant::now();
+        let err = c.call(&write()).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(format!("{err:#}").contains("redirected until the deadline"), "{err:#}");
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(2300),
+            "{took:?}"
+        );
+        // One connection per request. Pauses of 0, 50, 100, 200, 400, 800
+        // and 1000 ms fit 7 or 8 in 2 s; without them, thousands.
+        let sent = at_a.lock().unwrap().len() + at_b.lock().unwrap().len();
+        assert!((4..=10).contains(&sent), "{sent} requests in {took:?}");
+    }
+
+    /// No attempt's timeouts run past the request's deadline: a server that
+    /// never answers costs the deadline, not the 6 s attempt timeout.
+    #[tokio::test]
+    async fn a_silent_server_costs_the_deadline_not_the_attempt_timeout() {
+        for req in [read(), write()] {
+            let (addr, seen) = fake_server(Behaviour::Silent).await;
+            let mut c = FileClient::new(vec![addr]).unwrap();
+            assert_eq!(c.attempt_timeout, Duration::from_secs(6));
+            c.deadline = Duration::from_secs(1);
+            let started = Instant::now();
+            let err = c.call(&req).await.unwrap_err();
+            let took = started.elapsed();
+            assert!(took < Duration::from_millis(1300), "{req:?}: {took:?}: {err:#}");
+            assert!(!seen.lock().unwrap().is_empty());
+            // A write was sent: its outcome is unknown.
+            assert_eq!(
+                err.downcast_ref::<OutcomeUnknown>().is_some(),
+                !req.is_retry_safe(),
+                "{err:#}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -8,18 +8,38 @@
 //! - Versions are the store's versions: the log index of the last write,
 //!   a cluster-wide counter that only grows.
 //! - Writes (`write`, `cas`, `delete`) on a follower are answered with
-//!   `ERR_REDIRECT <leader's file_addr>`; the leader turns `exptime` into an
-//!   absolute deadline with its own clock, so every replica expires the file
-//!   at the same log position (the leader's `Expire` proposals).
+//!   `ERR_REDIRECT <leader's file_addr>` (so, with several nodes, `file_addr`
+//!   must be an address clients can dial; the config refuses `0.0.0.0`);
+//!   the leader turns `exptime` into an absolute deadline with its own
+//!   clock, so every replica expires the file at the same log position (the
+//!   leader's `Expire` proposals).
 //! - Reads are served by any node: the node's linearizable query runs a
 //!   ReadIndex round through the leader, then reads its own applied state,
-//!   checking expiry against its own clock at that moment (clocks of the
-//!   nodes are assumed close; a read never returns a file whose deadline
-//!   has passed on the serving node).
+//!   checking expiry at `max(its own wall clock, the store's clock)` at that
+//!   moment (a read never returns a file whose deadline has passed on the
+//!   serving node).
+//! - Clocks. The nodes' wall clocks are assumed to agree to within the
+//!   precision users need for expiry: a node whose clock is off by X sees
+//!   files expire X early or late, and a leader whose clock is off by X
+//!   writes deadlines off by X. What a wrong clock cannot do is move the
+//!   cluster's time: the store's clock (the latest stamp in the log, which
+//!   never goes back) only advances as fast as real time from what other
+//!   leaders stamped, however fast a leader's wall clock runs
+//!   (`triton_node::driver::LogClock`), so one fast node cannot expire
+//!   everyone's files early or make time stand still for reads. Not done:
+//!   followers could judge expiry by the leader's time carried in the
+//!   ReadIndex answer instead of their own clock; that needs a change to
+//!   the Raft core.
 //! - One connection's requests are processed one at a time, so pipelined
 //!   requests are answered in order.
+//! - At most [`MAX_CONNECTIONS`] connections are served at once, and
+//!   [`MAX_CONNECTIONS_PER_PEER`] from one IP address; a client waiting for
+//!   a slot gets the one of the first connection past its grace, idle or
+//!   in the middle of a slow request ([`ConnectionTimeouts`]).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,8 +67,17 @@ pub const DEFAULT_FILE_PORT: u16 = 8080;
 /// Connections served at once per node; more wait for a slot. Bounds the
 /// memory (each connection buffers at most one request). When every slot is
 /// taken, a connection idle between requests for
-/// [`ConnectionTimeouts::idle_under_pressure`] is closed to make room.
+/// [`ConnectionTimeouts::idle_under_pressure`], or whose pending request
+/// began arriving [`ConnectionTimeouts::pending_under_pressure`] ago, is
+/// closed to make room.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Connections one client IP address may hold (or wait for a slot with) at
+/// once; more are closed when accepted. Pressure closes connections in the
+/// middle of slow requests, but a client that keeps completing requests on
+/// every slot is busy, not idle: this keeps one machine from taking them
+/// all.
+pub const MAX_CONNECTIONS_PER_PEER: usize = MAX_CONNECTIONS / 4;
 
 /// The file server's address for `node`: its `file_addr`, or, in a
 /// single-node cluster, port 8080 on the host of its gRPC address; `None`
@@ -121,22 +150,71 @@ pub async fn serve_files(
         ..Limits::default()
     };
     let stop = shutdown.clone();
-    accept_loop(listener, MAX_CONNECTIONS, shutdown, move |stream, pressure| {
+    let caps = ConnectionCaps {
+        total: MAX_CONNECTIONS,
+        per_peer: MAX_CONNECTIONS_PER_PEER,
+    };
+    accept_loop(listener, caps, shutdown, move |stream, pressure| {
         let (node, stop) = (node.clone(), stop.clone());
         async move { serve_connection(&node, stream, limits, stop, &pressure).await }
     })
     .await
 }
 
-/// Accepts connections and runs `serve` on each, at most `max_connections`
-/// at once, until `shutdown`. A connection is accepted before it gets a
-/// slot, so that slots are only reclaimed for a client that is really
-/// waiting: then `pressure` is notified once, which closes the connection
-/// idle the longest past its grace (see [`serve_stream`]), and the client
-/// is served when a slot frees.
+/// How many connections [`accept_loop`] serves at once, in all and per
+/// client IP address.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionCaps {
+    total: usize,
+    per_peer: usize,
+}
+
+/// Counts a peer's connections; the count goes down when this is dropped.
+struct PeerCount {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerCount {
+    /// Counts one more connection from `ip`, or `None` if it has `cap`.
+    fn take(counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, cap: usize) -> Option<PeerCount> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(PeerCount {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerCount {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            debug_assert!(*n > 0, "peer connection count underflow");
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts connections and runs `serve` on each, at most `caps.total` at
+/// once and `caps.per_peer` from one IP address, until `shutdown`. A
+/// connection is accepted before it gets a slot, so that slots are only
+/// reclaimed for a client that is really waiting: then `pressure` is
+/// notified once, which closes the first connection to go past its grace,
+/// idle or in the middle of a slow request (see [`serve_stream`]), and the
+/// client is served when a slot frees. A connection over its peer's cap is
+/// closed at once.
 async fn accept_loop<H, Fut>(
     listener: TcpListener,
-    max_connections: usize,
+    caps: ConnectionCaps,
     mut shutdown: watch::Receiver<bool>,
     serve: H,
 ) -> anyhow::Result<()>
@@ -144,8 +222,9 @@ where
     H: Fn(TcpStream, Arc<Notify>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(caps.total));
     let pressure = Arc::new(Notify::new());
+    let per_peer = Arc::new(std::sync::Mutex::new(HashMap::new()));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -159,6 +238,14 @@ where
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(peer_count) = PeerCount::take(&per_peer, peer.ip(), caps.per_peer) else {
+            tracing::debug!(
+                "closing a file connection from {peer}: it has {} already",
+                caps.per_peer
+            );
+            drop(stream);
+            continue;
         };
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -185,6 +272,7 @@ where
                 tracing::debug!("file connection from {peer}: {e:#}");
             }
             drop(permit);
+            drop(peer_count);
         });
     }
 }
@@ -198,13 +286,24 @@ pub struct ConnectionTimeouts {
     /// opened or the last request was answered. Covers an idle client and
     /// one that sends a request a byte at a time. The connection is closed.
     pub idle: Duration,
+    /// Longest time a request's first line (the whole of a `read` or
+    /// `delete`, a `write`'s or `cas`'s header) may take to arrive once its
+    /// first byte is in. Under 500 bytes: a client that takes longer is
+    /// holding its slot, not uploading.
+    pub first_line: Duration,
     /// Longest time a request may take to arrive once its first byte is in
-    /// (plus [`UPLOAD_BYTES_PER_S`] for its contents), within `idle`: a
-    /// request trickled in is not idle, so pressure does not close it.
+    /// (plus [`UPLOAD_BYTES_PER_S`] for its contents), within `idle`.
     pub request: Duration,
     /// How long a connection idle between requests keeps its slot when a
     /// new client is waiting for one (see [`MAX_CONNECTIONS`]).
     pub idle_under_pressure: Duration,
+    /// How long a connection whose next request is still arriving keeps its
+    /// slot when a new client is waiting for one, counted from that
+    /// request's first byte: the slow request is lost (the client sees the
+    /// connection close before an answer, so nothing was applied). Without
+    /// it, clients that always keep a request half sent, finishing one now
+    /// and then, would hold every slot for good.
+    pub pending_under_pressure: Duration,
     /// Longest time a reply may wait for the client to read it. The
     /// connection is closed.
     pub write_stall: Duration,
@@ -217,8 +316,10 @@ impl Default for ConnectionTimeouts {
     fn default() -> Self {
         ConnectionTimeouts {
             idle: Duration::from_secs(300),
+            first_line: Duration::from_secs(5),
             request: Duration::from_secs(30),
             idle_under_pressure: Duration::from_secs(3),
+            pending_under_pressure: Duration::from_secs(5),
             write_stall: Duration::from_secs(30),
             linger: Duration::from_secs(5),
         }
@@ -257,7 +358,9 @@ async fn serve_connection(
 /// The connection loop, over any byte stream and any way of executing a
 /// request (tests drive it with an in-memory pipe and a fake executor).
 /// Between requests, idle for [`ConnectionTimeouts::idle_under_pressure`],
-/// it waits on `pressure` and closes when notified.
+/// or with a request arriving for
+/// [`ConnectionTimeouts::pending_under_pressure`], it waits on `pressure`
+/// and closes when notified.
 async fn serve_stream<S, F, Fut>(
     mut stream: S,
     limits: Limits,
@@ -337,21 +440,22 @@ where
         let known_len = request_len(&buf, &limits);
         size_read_buffer(&mut buf, known_len);
         let idle_deadline = idle_since + timeouts.idle;
-        let deadline = match request_since {
-            None => idle_deadline,
+        let (deadline, evictable_at) = match request_since {
+            None => (idle_deadline, idle_since + timeouts.idle_under_pressure),
             Some(t) => {
-                let upload = Duration::from_secs((known_len.unwrap_or(0) / UPLOAD_BYTES_PER_S) as u64);
-                idle_deadline.min(t + timeouts.request + upload)
+                // Every complete first line was answered, except a write's
+                // or cas's header, which tells the request's length.
+                let arriving = match known_len {
+                    None => t + timeouts.first_line,
+                    Some(len) => t + timeouts.request + Duration::from_secs((len / UPLOAD_BYTES_PER_S) as u64),
+                };
+                (idle_deadline.min(arriving), t + timeouts.pending_under_pressure)
             }
         };
-        // Only a connection with no request under way may be closed for a
-        // waiting client: closing it loses nothing the client sent.
-        let evictable = buf.is_empty();
+        // A waiting client takes the slot of the first connection past its
+        // grace (FIFO on `pressure`), idle or in the middle of a request.
         let evict = async {
-            if !evictable {
-                return std::future::pending().await;
-            }
-            tokio::time::sleep_until(idle_since + timeouts.idle_under_pressure).await;
+            tokio::time::sleep_until(evictable_at).await;
             pressure.notified().await;
         };
         enum Woke {
@@ -370,7 +474,10 @@ where
         let why = match woke {
             Woke::Read(0) => return Ok(()),
             Woke::Read(_) => continue,
-            Woke::Evicted => "idle while every connection slot is taken and a client waits".to_string(),
+            Woke::Evicted if buf.is_empty() => {
+                "idle while every connection slot is taken and a client waits".to_string()
+            }
+            Woke::Evicted => "a request still arriving while every connection slot is taken and a client waits".into(),
             Woke::Deadline if deadline < idle_deadline => "a request did not finish arriving in time".to_string(),
             Woke::Deadline => format!("no complete request in {:?}", timeouts.idle),
         };
@@ -728,8 +835,10 @@ mod tests {
 
     const TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
         idle: Duration::from_secs(10),
+        first_line: Duration::from_secs(5),
         request: Duration::from_secs(30),
         idle_under_pressure: Duration::from_secs(1),
+        pending_under_pressure: Duration::from_secs(1),
         write_stall: Duration::from_secs(3),
         linger: Duration::from_secs(2),
     };
@@ -814,24 +923,33 @@ mod tests {
         assert!(opened.elapsed() < Duration::from_secs(60));
     }
 
-    /// A request trickled in is not idle (pressure does not close it), so it
-    /// has a deadline of its own, well before the idle one: 30 s, plus time
-    /// for its contents at [`UPLOAD_BYTES_PER_S`] once their size is known.
+    /// A request trickled in has a deadline of its own, well before the idle
+    /// one: 5 s for its first line (the whole of a `read`; a `write`'s
+    /// header), and 30 s for the whole request plus time for its contents
+    /// at [`UPLOAD_BYTES_PER_S`] once the header gave their size.
     #[tokio::test(start_paused = true)]
     async fn a_trickled_request_is_closed_at_its_own_deadline() {
         let timeouts = ConnectionTimeouts {
             idle: Duration::from_secs(300),
             ..TIMEOUTS
         };
-        for (head, allowed) in [
-            (&b"read aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..], 30),
-            (b"write a 1048576\r\n", 46),
+        for (at_once, trickled, allowed) in [
+            (&b""[..], &b"read aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..], 5),
+            (b"", b"write a 1048576\r\n", 5),
+            (
+                b"write a 1048576\r\n",
+                b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                46,
+            ),
         ] {
             let (client, task, _stop) = serve_pipe_with(1, timeouts);
             let (mut rd, mut wr) = tokio::io::split(client);
             // One byte a second, then the rest never comes.
             let trickle = tokio::spawn(async move {
-                for b in head {
+                if wr.write_all(at_once).await.is_err() {
+                    return;
+                }
+                for b in trickled {
                     if wr.write_all(&[*b]).await.is_err() {
                         return;
                     }
@@ -850,9 +968,131 @@ mod tests {
         }
     }
 
+    /// [`accept_loop`] on a loopback port with `caps`, serving every
+    /// connection with `timeouts` and a fake executor that answers `OK 1`.
+    async fn serve_slots(caps: ConnectionCaps, timeouts: ConnectionTimeouts) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (keep, stop) = watch::channel(false);
+        let per_conn = stop.clone();
+        tokio::spawn(async move {
+            let _keep = keep;
+            accept_loop(listener, caps, stop, move |stream, pressure| {
+                let stop = per_conn.clone();
+                async move {
+                    serve_stream(stream, Limits::default(), timeouts, stop, &pressure, |_req| async {
+                        Reply::Ok { version: 1 }
+                    })
+                    .await
+                }
+            })
+            .await
+        });
+        addr
+    }
+
+    /// Sends `read a` and returns the reply (empty if the server closed).
+    async fn ask(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        c.write_all(b"read a\r\n").await?;
+        let mut reply = vec![0u8; 6];
+        let n = c.read(&mut reply).await?;
+        reply.truncate(n);
+        Ok(reply)
+    }
+
+    /// Slow loris: every slot is held by a client that always keeps a
+    /// request half sent, finishing it (and starting the next) every 2 s,
+    /// well within every deadline. A newcomer still gets a slot within
+    /// seconds: the connection whose pending request is oldest past its
+    /// grace makes room.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clients_that_keep_a_request_half_sent_make_room_for_a_waiting_client() {
+        const SLOTS: usize = 4;
+        let timeouts = ConnectionTimeouts {
+            idle_under_pressure: Duration::from_millis(500),
+            pending_under_pressure: Duration::from_millis(500),
+            ..ConnectionTimeouts::default()
+        };
+        let caps = ConnectionCaps {
+            total: SLOTS,
+            per_peer: SLOTS + 1,
+        };
+        let addr = serve_slots(caps, timeouts).await;
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut lorises = Vec::new();
+        for _ in 0..SLOTS {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            assert_eq!(ask(&mut c).await.unwrap(), b"OK 1\r\n");
+            c.write_all(b"read a").await.unwrap();
+            let closed = closed.clone();
+            lorises.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let mut reply = [0u8; 6];
+                    let served = c.write_all(b"\r\nread a").await.is_ok() && c.read_exact(&mut reply).await.is_ok();
+                    if !served {
+                        closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }));
+        }
+        let started = Instant::now();
+        let mut newcomer = TcpStream::connect(addr).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), ask(&mut newcomer))
+            .await
+            .expect("a waiting client is served within seconds");
+        assert_eq!(got.unwrap(), b"OK 1\r\n");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        // One half-sent request made room (its client learns at its next send).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(closed.load(std::sync::atomic::Ordering::Relaxed), 1);
+        for l in lorises {
+            l.abort();
+        }
+    }
+
+    /// One IP address may not hold more than its share of the slots: its
+    /// next connection is closed at once, while another address is served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_address_cannot_take_every_slot() {
+        let caps = ConnectionCaps { total: 8, per_peer: 2 };
+        let addr = serve_slots(caps, ConnectionTimeouts::default()).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut first).await.unwrap(), b"OK 1\r\n");
+        assert_eq!(ask(&mut second).await.unwrap(), b"OK 1\r\n");
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut got))
+            .await
+            .expect("closed at once");
+        assert!(got.is_empty());
+        // Another address (all of 127/8 is loopback on Linux) is served.
+        let other = tokio::net::TcpSocket::new_v4().unwrap();
+        other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = other.connect(addr).await.unwrap();
+        assert_eq!(ask(&mut other).await.unwrap(), b"OK 1\r\n");
+        // A connection that ends gives its address's count back.
+        drop(first);
+        let mut again = Vec::new();
+        for _ in 0..50 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            if let Ok(r) = ask(&mut c).await {
+                if r == b"OK 1\r\n" {
+                    again.push(c);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(again.len(), 1, "a freed connection was not given back");
+    }
+
     /// Every slot is held by connections that send nothing, or sent one
     /// request and went quiet: a new client is still served within seconds,
-    /// by closing one idle connection (never one in the middle of a request).
+    /// by closing one idle connection (not the one whose request has only
+    /// begun to arrive, within its grace).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_connections_make_room_for_a_waiting_client() {
         const SLOTS: usize = 4;
@@ -860,26 +1100,11 @@ mod tests {
             idle_under_pressure: Duration::from_millis(500),
             ..ConnectionTimeouts::default()
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (_keep, stop) = watch::channel(false);
-        let per_conn = stop.clone();
-        tokio::spawn(accept_loop(listener, SLOTS, stop, move |stream, pressure| {
-            let stop = per_conn.clone();
-            async move {
-                serve_stream(stream, Limits::default(), timeouts, stop, &pressure, |_req| async {
-                    Reply::Ok { version: 1 }
-                })
-                .await
-            }
-        }));
-        async fn ask(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-            c.write_all(b"read a\r\n").await?;
-            let mut reply = vec![0u8; 6];
-            let n = c.read(&mut reply).await?;
-            reply.truncate(n);
-            Ok(reply)
-        }
+        let caps = ConnectionCaps {
+            total: SLOTS,
+            per_peer: SLOTS + 1,
+        };
+        let addr = serve_slots(caps, timeouts).await;
         // Accepted in order: once the later ones are answered, the silent
         // one holds a slot too.
         let silent = TcpStream::connect(addr).await.unwrap();

@@ -100,9 +100,12 @@ pub enum ControlOp {
 
 pub enum Input {
     Peer(Message),
-    /// A command to propose (leader only); `data` is an encoded `Command`.
+    /// A command to propose (leader only); `data` is an encoded `Command`
+    /// stamped with `stamped_ms` (the wall clock when it was made), which
+    /// the driver may lower (see `LogClock`).
     Write {
         data: Vec<u8>,
+        stamped_ms: u64,
         reply: WriteReply,
     },
     /// A read of the store: linearizable (ReadIndex) unless `serializable`.
@@ -146,6 +149,7 @@ pub enum Input {
 /// answered.
 struct QueuedWrite {
     data: Vec<u8>,
+    stamped_ms: u64,
     reply: WriteReply,
     received: Instant,
 }
@@ -206,6 +210,10 @@ pub struct Driver {
     /// Bytes of log applied since the last snapshot (taken or installed):
     /// with the store's size, decides when the next snapshot is due.
     log_bytes_since_snapshot: u64,
+    /// What a leader stamps on commands.
+    log_clock: LogClock,
+    /// Expire proposals not applied yet.
+    pending_expiries: PendingExpiries,
 }
 
 /// What one log entry costs beyond its data, in the WAL and in memory
@@ -216,6 +224,202 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How many keys one expiry scan (every 10 ticks) proposes to remove.
+const EXPIRES_PER_SCAN: usize = 64;
+
+/// The time a leader stamps on commands ([`Command::now_ms`]): the log's
+/// clock, by which every replica judges expiry when it applies them
+/// (`Store::clock_ms` is the latest stamp applied, and never goes back).
+///
+/// A leader's wall clock may be wrong. One running a minute fast would, if
+/// trusted, move the log's clock a minute ahead for good: every file with
+/// less than a minute to live would expire cluster-wide at once, and reads
+/// (which judge by `max(local clock, store clock)`) would see time stand
+/// still until real time caught up. So a stamp advances at most as fast as
+/// real time from what other leaders stamped:
+///
+/// `stamp = max(store clock, min(wall clock, reference + elapsed + SLACK_MS))`
+///
+/// where `reference` is a stamp applied on this node (one that moved the
+/// store's clock, so the driver knows it), `elapsed` the time
+/// since on this node's monotonic clock, and `SLACK_MS` absorbs the delay
+/// between the other leader stamping and this node applying, and small
+/// differences between clocks. Of all such references, the one that puts
+/// the cluster's time highest now is kept. What counts as a reference:
+/// - only commands proposed in a term this node did not lead since it
+///   started: its own (possibly clamped) stamps would let it run ahead by
+///   `SLACK_MS` per command;
+/// - only entries this process appended (received or proposed), not ones
+///   replayed from the WAL at startup, whose apply time says nothing of
+///   when they were stamped;
+/// - not a stamp more than [`LogClock::MAX_LAG_MS`] behind this node's wall
+///   clock when applied (a lagging follower catching up on old entries):
+///   it says little about real time, and would hold a correct leader's
+///   stamps far behind. So a wall clock more than that far ahead is not
+///   caught either.
+///
+/// With no reference (a single node, or a leader that has applied nothing
+/// another leader stamped since it started), the wall clock is used.
+/// Leaders whose clocks are all fast can still each add `SLACK_MS` to the
+/// previous one's stamps, once per change of leader (not per command).
+/// Apply stays deterministic: the stamp is in the command.
+///
+/// Deadlines (a file's `exptime`) are computed by the file server from the
+/// wall clock and are not moved: a leader whose clock is off by X writes
+/// deadlines off by X, as any node whose clock is off by X judges reads X
+/// early or late. Nodes' clocks are assumed to agree to within the
+/// precision users need for expiry.
+#[derive(Debug)]
+pub(crate) struct LogClock {
+    /// Entries from this index on were appended by this process.
+    live_from: Index,
+    /// A stamp applied on this node and when (see above).
+    reference: Option<(u64, Instant)>,
+    /// Terms this node led since it started (the latest few).
+    led: Vec<Term>,
+    /// When the last "clock ahead" warning was logged.
+    warned: Option<Instant>,
+}
+
+impl LogClock {
+    /// How far a stamp may run ahead of the reference plus elapsed time.
+    pub(crate) const SLACK_MS: u64 = 1_000;
+    /// A stamp this far behind this node's wall clock when applied is not
+    /// a reference (see [`LogClock`]).
+    pub(crate) const MAX_LAG_MS: u64 = 5 * 60_000;
+    /// How many of the terms it led a node remembers.
+    const LED_TERMS: usize = 8;
+
+    pub(crate) fn new(live_from: Index) -> Self {
+        LogClock {
+            live_from,
+            reference: None,
+            led: Vec::new(),
+            warned: None,
+        }
+    }
+
+    /// This node leads in `term`: its stamps of that term are its own.
+    pub(crate) fn leading(&mut self, term: Term) {
+        if !self.led.contains(&term) {
+            if self.led.len() == Self::LED_TERMS {
+                self.led.remove(0);
+            }
+            self.led.push(term);
+        }
+    }
+
+    /// A command at `index` of `term`, stamped `stamp_ms`, was applied at
+    /// `at`, when this node's wall clock read `wall_ms`.
+    pub(crate) fn applied(&mut self, index: Index, term: Term, stamp_ms: u64, wall_ms: u64, at: Instant) {
+        if index < self.live_from || self.led.contains(&term) || stamp_ms.saturating_add(Self::MAX_LAG_MS) < wall_ms {
+            return;
+        }
+        let higher = match self.reference {
+            None => true,
+            Some((stamp, then)) => stamp_ms > stamp.saturating_add(elapsed_ms(then, at)),
+        };
+        if higher {
+            self.reference = Some((stamp_ms, at));
+        }
+    }
+
+    /// The stamp for a command made at wall time `wall_ms`, proposed at
+    /// `at` with the store's clock at `clock_ms`.
+    pub(crate) fn stamp(&self, wall_ms: u64, clock_ms: u64, at: Instant) -> u64 {
+        let wall = match self.reference {
+            Some((stamp, then)) => wall_ms.min(
+                stamp
+                    .saturating_add(elapsed_ms(then, at))
+                    .saturating_add(Self::SLACK_MS),
+            ),
+            None => wall_ms,
+        };
+        clock_ms.max(wall)
+    }
+
+    /// Whether to log that the wall clock is ahead (once a minute).
+    fn should_warn(&mut self, now: Instant) -> bool {
+        if self
+            .warned
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            return false;
+        }
+        self.warned = Some(now);
+        true
+    }
+}
+
+/// Milliseconds from `then` to `now` (0 if `now` is earlier).
+fn elapsed_ms(then: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(then).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Most `Expire` proposals a leader keeps in flight.
+const MAX_PENDING_EXPIRIES: usize = 1024;
+
+/// The leader's `Expire` proposals not applied yet, so that a scan does not
+/// propose a removal again while the first proposal is still on its way
+/// (a commit slower than the scan interval, or more keys expired than one
+/// scan takes, used to propose the same keys every scan). Cleared when the
+/// role changes: a new leader's scan starts afresh, and an old leader's
+/// proposals may never apply.
+#[derive(Debug, Default)]
+pub(crate) struct PendingExpiries {
+    by_index: BTreeMap<Index, (Vec<u8>, u64)>,
+    keys: HashSet<(Vec<u8>, u64)>,
+}
+
+impl PendingExpiries {
+    /// Up to `limit` keys expired at `now_ms` (with their versions) whose
+    /// removal is not pending, earliest deadlines first as
+    /// [`Store::expired`] picks them; none while
+    /// [`MAX_PENDING_EXPIRIES`] are in flight.
+    pub(crate) fn to_propose(&self, store: &Store, now_ms: u64, limit: usize) -> Vec<(Vec<u8>, u64)> {
+        let room = MAX_PENDING_EXPIRIES.saturating_sub(self.keys.len()).min(limit);
+        if room == 0 {
+            return Vec::new();
+        }
+        store
+            .expired(now_ms, room + self.keys.len())
+            .into_iter()
+            .filter(|kv| !self.keys.contains(kv))
+            .take(room)
+            .collect()
+    }
+
+    /// The removal of `key` at `version` was proposed at `index`.
+    pub(crate) fn proposed(&mut self, index: Index, key: Vec<u8>, version: u64) {
+        self.keys.insert((key.clone(), version));
+        let previous = self.by_index.insert(index, (key, version));
+        debug_assert!(previous.is_none(), "two proposals at index {index}");
+    }
+
+    /// Entries up to `index` are applied (or installed by a snapshot):
+    /// whatever was proposed there is no longer in flight.
+    pub(crate) fn applied_through(&mut self, index: Index) {
+        while let Some(entry) = self.by_index.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let removed = self.keys.remove(&entry.remove());
+            debug_assert!(removed, "pending expiry missing from its key set");
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_index.clear();
+        self.keys.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        debug_assert_eq!(self.by_index.len(), self.keys.len());
+        self.by_index.len()
+    }
 }
 
 /// Storage failures are not recoverable in place: after a failed fsync the
@@ -280,7 +484,6 @@ impl Driver {
         // Recovery read this from disk: it is durable.
         let durable = wal.hard_state();
         Driver {
-            raft,
             ticks_owed: 0,
             unsafe_timer_ticks: {
                 let on = std::env::var_os("TRITON_UNSAFE_TIMER_TICKS").is_some_and(|v| v == "1");
@@ -306,6 +509,10 @@ impl Driver {
             synced_term_vote: (durable.term, durable.vote),
             queued_writes: Vec::new(),
             commit_unsynced: false,
+            // Entries after the recovered log are appended by this process.
+            log_clock: LogClock::new(raft.last_index() + 1),
+            pending_expiries: PendingExpiries::default(),
+            raft,
         }
     }
 
@@ -427,7 +634,11 @@ impl Driver {
                 }
                 self.raft.step(m);
             }
-            Input::Write { data, reply } => {
+            Input::Write {
+                data,
+                stamped_ms,
+                reply,
+            } => {
                 self.metrics.writes += 1;
                 if self.crashed {
                     let _ = reply.send(Err(NodeError::Unavailable("crashed".into())));
@@ -436,6 +647,7 @@ impl Driver {
                 // Proposed after this batch's commits are answered (see `run`).
                 self.queued_writes.push(QueuedWrite {
                     data,
+                    stamped_ms,
                     reply,
                     received: Instant::now(),
                 });
@@ -715,7 +927,15 @@ impl Driver {
 
     /// Proposes the writes queued since the last batch, in arrival order.
     fn propose_queued(&mut self) {
-        for QueuedWrite { data, reply, received } in std::mem::take(&mut self.queued_writes) {
+        let leading = self.raft.is_leader();
+        for QueuedWrite {
+            data,
+            stamped_ms,
+            reply,
+            received,
+        } in std::mem::take(&mut self.queued_writes)
+        {
+            let data = if leading { self.restamp(data, stamped_ms) } else { data };
             match self.raft.propose(Bytes::from(data)) {
                 Ok((index, term)) => {
                     self.proposals.insert(index, (term, received, reply));
@@ -761,21 +981,61 @@ impl Driver {
         }
     }
 
+    /// The time to stamp on a command proposed now, made at wall time
+    /// `wall_ms` (see [`LogClock`]); warns, at most once a minute, when it
+    /// is held below the wall clock.
+    fn stamp(&mut self, wall_ms: u64) -> u64 {
+        let now = Instant::now();
+        let stamp = self.log_clock.stamp(wall_ms, self.store.clock_ms(), now);
+        if wall_ms > stamp.saturating_add(LogClock::SLACK_MS) && self.log_clock.should_warn(now) {
+            tracing::warn!(
+                ahead_ms = wall_ms - stamp,
+                "this node's wall clock is ahead of the cluster's (the time other leaders stamped, plus the time \
+                 elapsed since): commands are stamped with the cluster's; check the nodes' clocks (NTP)"
+            );
+        }
+        stamp
+    }
+
+    /// A client's command with its stamp lowered to [`Driver::stamp`], if
+    /// that is below it (decoded and encoded again only then).
+    fn restamp(&mut self, data: Vec<u8>, stamped_ms: u64) -> Vec<u8> {
+        let stamp = self.stamp(stamped_ms);
+        if stamp >= stamped_ms {
+            return data;
+        }
+        match Command::decode(&data) {
+            Ok(mut cmd) => {
+                debug_assert_eq!(cmd.now_ms, stamped_ms, "Input::Write's stamp is its command's");
+                cmd.now_ms = stamp;
+                cmd.encode()
+            }
+            // Applied as Malformed on every replica, as it would have been.
+            Err(_) => data,
+        }
+    }
+
     /// The leader proposes the removal of expired keys, conditional on their
-    /// version, so every replica removes them at the same log position.
+    /// version, so every replica removes them at the same log position;
+    /// never twice while the first proposal is pending (see
+    /// [`PendingExpiries`]).
     fn propose_expirations(&mut self) {
         if !self.raft.is_leader() {
             return;
         }
-        let now = now_ms();
-        for (key, version) in self.store.expired(now, 64) {
+        let now = self.stamp(now_ms());
+        for (key, version) in self.pending_expiries.to_propose(&self.store, now, EXPIRES_PER_SCAN) {
             let cmd = Command {
                 session: None,
                 now_ms: now,
-                op: WriteOp::Expire { key, version },
+                op: WriteOp::Expire {
+                    key: key.clone(),
+                    version,
+                },
             };
-            if self.raft.propose(Bytes::from(cmd.encode())).is_err() {
-                break;
+            match self.raft.propose(Bytes::from(cmd.encode())) {
+                Ok((index, _)) => self.pending_expiries.proposed(index, key, version),
+                Err(_) => break,
             }
         }
     }
@@ -799,6 +1059,12 @@ impl Driver {
                 // change: a new leader may keep them; they are answered when
                 // their index is applied, or by the client's timeout.
                 tracing::info!(term = self.raft.term(), role = ?ss.role, leader = ?ss.leader, "role changed");
+                // A new leader scans afresh; an old one's proposals may
+                // never apply.
+                self.pending_expiries.clear();
+                if ss.role == Role::Leader {
+                    self.log_clock.leading(self.raft.term());
+                }
                 self.opts
                     .leader
                     .store(ss.leader.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
@@ -907,18 +1173,30 @@ impl Driver {
         );
         self.store = store;
         self.proposals.retain(|&i, _| i > s.meta.index);
+        self.pending_expiries.applied_through(s.meta.index);
         self.log_bytes_since_snapshot = 0;
     }
 
     fn apply(&mut self, e: Entry) {
         self.log_bytes_since_snapshot += e.data.len() as u64 + LOG_ENTRY_OVERHEAD_BYTES;
         let result = match e.kind {
-            EntryKind::Command => Some(self.store.apply(e.index, &e.data)),
+            EntryKind::Command => {
+                let clock = self.store.clock_ms();
+                let r = self.store.apply(e.index, &e.data);
+                // Only a stamp that moved the store's clock is known here:
+                // it is the clock.
+                if self.store.clock_ms() > clock {
+                    self.log_clock
+                        .applied(e.index, e.term, self.store.clock_ms(), now_ms(), Instant::now());
+                }
+                Some(r)
+            }
             EntryKind::Noop | EntryKind::Membership => {
                 self.store.skip(e.index);
                 None
             }
         };
+        self.pending_expiries.applied_through(e.index);
         while let Some((&index, _)) = self.conf_changes.first_key_value() {
             if index > e.index {
                 break;
@@ -1064,6 +1342,237 @@ pub fn wal_meta(m: &SnapshotMeta) -> WalSnapshotMeta {
 mod tests {
     use super::*;
     use triton_raft::HardState;
+
+    /// A single-node driver on a WAL in `dir` (no peers), made leader.
+    fn leader_driver(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Driver {
+        let (wal, _) = Wal::open(&dir.join("wal"), triton_storage::WalOptions::default()).unwrap();
+        let raft = Raft::new(
+            triton_raft::Config::new(1),
+            triton_raft::InitialState {
+                hard_state: HardState::default(),
+                snapshot: None,
+                entries: Vec::new(),
+                membership: Membership::with_voters(vec![1]),
+            },
+        )
+        .unwrap();
+        let outbox = Outbox::start(
+            rt.handle(),
+            HashMap::new(),
+            1 << 20,
+            crate::tls::Dialer::plaintext(),
+            "test",
+            crate::auth::ClientToken::default(),
+        );
+        let opts = DriverOptions {
+            addresses: Arc::new(RwLock::new(AddressBook::default())),
+            data_dir: dir.to_path_buf(),
+            tick: Duration::from_millis(50),
+            snapshot_threshold: 1_000_000,
+            read_timeout: Duration::from_secs(5),
+            leader: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        let mut d = Driver::new(raft, wal, Store::default(), outbox, opts);
+        d.raft.force_campaign().unwrap();
+        d.process_ready();
+        assert!(d.raft.is_leader());
+        d
+    }
+
+    /// Proposes `op` stamped `now_ms` and applies it (a single node
+    /// commits what it persists).
+    fn write(d: &mut Driver, now_ms: u64, op: WriteOp) {
+        let cmd = Command {
+            session: None,
+            now_ms,
+            op,
+        };
+        d.raft.propose(Bytes::from(cmd.encode())).unwrap();
+        d.process_ready();
+        assert_eq!(d.store.applied_index(), d.raft.last_index());
+    }
+
+    /// The leader's expiry scan runs every 500 ms; an `Expire` not applied
+    /// by the next scan (a slow commit) was proposed again, and when more
+    /// keys were expired than one scan takes, the same ones every time.
+    #[test]
+    fn a_leader_proposes_each_expiry_once_while_it_is_pending() {
+        let dir = std::env::temp_dir().join(format!("triton-driver-expiry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut d = leader_driver(&dir, &rt);
+        let keys = EXPIRES_PER_SCAN as u64 + 6;
+        for i in 0..keys {
+            let put = WriteOp::Put {
+                key: format!("k{i:03}").into_bytes(),
+                value: b"v".to_vec(),
+                expires_at_ms: 1_000,
+            };
+            write(&mut d, 1, put);
+        }
+        assert_eq!(d.store.expired(now_ms(), usize::MAX).len() as u64, keys);
+        let last = d.raft.last_index();
+        // Two scans before anything commits: the second proposes only the
+        // keys the first did not take.
+        d.propose_expirations();
+        assert_eq!(d.raft.last_index() - last, EXPIRES_PER_SCAN as u64);
+        d.propose_expirations();
+        assert_eq!(d.raft.last_index() - last, keys, "an expiry was proposed twice");
+        assert_eq!(d.pending_expiries.len() as u64, keys);
+        d.propose_expirations();
+        assert_eq!(d.raft.last_index() - last, keys);
+        // Applied: nothing pending, nothing left to expire.
+        d.process_ready();
+        assert_eq!(d.pending_expiries.len(), 0);
+        assert!(d.store.is_empty());
+        d.propose_expirations();
+        assert_eq!(d.raft.last_index() - last, keys);
+        drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A leader whose wall clock is a minute ahead of what another leader
+    /// stamped: its clients' writes go into the log with the cluster's
+    /// time, and files due within that minute do not expire with them.
+    #[test]
+    fn a_write_stamped_by_a_fast_clock_goes_into_the_log_at_the_clusters_time() {
+        let dir = std::env::temp_dir().join(format!("triton-driver-stamp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut d = leader_driver(&dir, &rt);
+        let real = now_ms();
+        let soon = WriteOp::Put {
+            key: b"f/soon".to_vec(),
+            value: b"x".to_vec(),
+            expires_at_ms: real + 30_000,
+        };
+        write(&mut d, real, soon);
+        // As if that had come from a leader of another term.
+        d.log_clock
+            .applied(d.store.applied_index(), 99, real, real, Instant::now());
+        let fast = real + 60_000;
+        let cmd = Command {
+            session: None,
+            now_ms: fast,
+            op: WriteOp::Put {
+                key: b"f/other".to_vec(),
+                value: b"y".to_vec(),
+                expires_at_ms: 0,
+            },
+        };
+        let (reply, mut answer) = oneshot::channel();
+        d.queued_writes.push(QueuedWrite {
+            data: cmd.encode(),
+            stamped_ms: fast,
+            reply,
+            received: Instant::now(),
+        });
+        d.propose_queued();
+        d.process_ready();
+        assert!(matches!(answer.try_recv(), Ok(Ok(WriteResult::Put { .. }))));
+        let clock = d.store.clock_ms();
+        assert!(clock < real + 10_000, "the log's clock jumped {} ms", clock - real);
+        assert!(d.store.get(b"f/soon", 0).is_some(), "a file due in 30 s expired");
+        drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pending_expiries_clear_on_apply_and_on_a_role_change() {
+        let mut store = Store::default();
+        for i in 1..=3u64 {
+            let put = WriteOp::Put {
+                key: vec![b'a' + i as u8],
+                value: Vec::new(),
+                expires_at_ms: 10,
+            };
+            store.apply_command(
+                i,
+                Command {
+                    session: None,
+                    now_ms: 1,
+                    op: put,
+                },
+            );
+        }
+        let mut pending = PendingExpiries::default();
+        let batch = pending.to_propose(&store, 20, 64);
+        assert_eq!(batch.len(), 3);
+        for (i, (key, version)) in batch.into_iter().enumerate() {
+            pending.proposed(10 + i as u64, key, version);
+        }
+        assert!(pending.to_propose(&store, 20, 64).is_empty());
+        // Index 11 applied (whatever entry took it): the first two are no
+        // longer in flight; were they still in the store, they would be
+        // proposed again.
+        pending.applied_through(11);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending.to_propose(&store, 20, 64),
+            vec![(b"b".to_vec(), 1), (b"c".to_vec(), 2)]
+        );
+        pending.clear();
+        assert_eq!(pending.to_propose(&store, 20, 64).len(), 3);
+        // A cap on what is in flight.
+        for i in 0..MAX_PENDING_EXPIRIES as u64 {
+            pending.proposed(100 + i, i.to_be_bytes().to_vec(), 1);
+        }
+        assert!(pending.to_propose(&store, 20, 64).is_empty());
+    }
+
+    const T: u64 = 1_700_000_000_000;
+
+    /// A node whose wall clock is a minute fast leads after another leader
+    /// stamped commands: its stamps follow the other's plus the time since
+    /// (and a second of slack), not its own clock, however many commands it
+    /// stamps itself.
+    #[test]
+    fn a_fast_wall_clock_does_not_move_the_log_clock_ahead() {
+        let fast = 60_000;
+        let t0 = Instant::now();
+        let mut clock = LogClock::new(5);
+        // Another leader's command, applied here 10 ms after it was stamped.
+        clock.applied(7, 1, T, T + 10 + fast, t0);
+        clock.leading(2);
+        let at = t0 + Duration::from_secs(2);
+        let stamp = clock.stamp(T + 2_010 + fast, T, at);
+        assert_eq!(stamp, T + 2_000 + LogClock::SLACK_MS);
+        // Its own stamps, applied, are no reference: no creeping ahead.
+        for i in 0..1000 {
+            clock.applied(8 + i, 2, stamp, T + 2_010 + fast, at);
+        }
+        assert_eq!(clock.stamp(T + 2_010 + fast, stamp, at), stamp);
+        // The log's clock never goes back: a store clock ahead wins.
+        assert_eq!(clock.stamp(T + 2_010 + fast, T + 9_000, at), T + 9_000);
+    }
+
+    #[test]
+    fn a_correct_wall_clock_stamps_itself() {
+        let t0 = Instant::now();
+        let mut clock = LogClock::new(5);
+        // No reference yet: the wall clock.
+        assert_eq!(clock.stamp(T + 60_000, T, t0), T + 60_000);
+        // Entries replayed from the WAL (below index 5) are no reference.
+        clock.applied(4, 1, T, T + 60_000, t0);
+        assert_eq!(clock.stamp(T + 60_000, T, t0), T + 60_000);
+        // Nor is a stamp far behind this node's clock (a follower catching
+        // up on old entries): it would hold a correct leader back.
+        clock.applied(6, 1, T, T + LogClock::MAX_LAG_MS + 1, t0);
+        assert_eq!(clock.stamp(T + 60_000, T, t0), T + 60_000);
+        // A fresh one is; a clock within the slack of it is used as is.
+        clock.applied(7, 1, T, T + 300, t0);
+        let at = t0 + Duration::from_millis(1500);
+        assert_eq!(clock.stamp(T + 1_800, T, at), T + 1_800);
+        // The latest reference wins when it puts the cluster's time higher.
+        clock.applied(8, 1, T + 5_000, T + 5_000, at);
+        assert_eq!(clock.stamp(T + 5_900, T + 5_000, at), T + 5_900);
+    }
 
     /// The config refuses values the store would refuse when applying them.
     #[test]

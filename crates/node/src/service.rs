@@ -85,11 +85,14 @@ impl NodeHandle {
     }
 
     /// Proposes a write and waits until it is committed and applied. The
-    /// leader's wall clock is stamped into the command here.
+    /// command is stamped with this node's wall clock here; the driver
+    /// lowers the stamp if the clock runs ahead of the cluster's
+    /// (`driver::LogClock`).
     pub async fn write(&self, session: Option<Session>, op: WriteOp) -> Result<WriteResult, NodeError> {
+        let stamped_ms = now_ms();
         let cmd = Command {
             session,
-            now_ms: now_ms(),
+            now_ms: stamped_ms,
             op,
         };
         let data = cmd.encode();
@@ -100,7 +103,11 @@ impl NodeHandle {
             });
         }
         let (tx, rx) = oneshot::channel();
-        self.submit(Input::Write { data, reply: tx })?;
+        self.submit(Input::Write {
+            data,
+            stamped_ms,
+            reply: tx,
+        })?;
         self.wait(rx).await
     }
 

@@ -60,6 +60,14 @@
 //! [`WriteOp::Expire`] for each key, which removes it only if it still has
 //! the version the leader saw and is expired at the command's time.
 //!
+//! Time in the log is the latest stamp applied ([`Store::clock_ms`]); it
+//! never goes back, and reads never judge expiry at an earlier time. So a
+//! stamp ahead of real time would expire keys early on every replica and
+//! freeze time for reads until real time caught up: the node stamps
+//! commands so that this clock advances no faster than real time, whatever
+//! one leader's wall clock says (`LogClock` in `triton-node`'s driver).
+//! The store itself trusts the stamps it is given.
+//!
 //! ## Example
 //!
 //! ```
