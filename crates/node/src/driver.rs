@@ -1222,7 +1222,12 @@ impl Driver {
             let (_, (term, proposed_at, reply)) = self.proposals.pop_first().expect("checked");
             if index == e.index && term == e.term {
                 if let Some(r) = result {
-                    self.metrics.writes_applied += 1;
+                    // A session's registration is bookkeeping, not a write a
+                    // user made: the dashboard's writes/s would count every
+                    // one-shot CLI client as a write.
+                    if !matches!(r, WriteResult::Registered { .. }) {
+                        self.metrics.writes_applied += 1;
+                    }
                     self.metrics.apply_latency.observe(proposed_at.elapsed());
                     if self.drop_replies > 0 {
                         self.drop_replies -= 1;
@@ -1343,6 +1348,20 @@ mod tests {
     use super::*;
     use triton_raft::HardState;
 
+    /// A fresh directory for one test's WAL.
+    fn scratch_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("triton-driver-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn current_thread_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// A single-node driver on a WAL in `dir` (no peers), made leader.
     fn leader_driver(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Driver {
         let (wal, _) = Wal::open(&dir.join("wal"), triton_storage::WalOptions::default()).unwrap();
@@ -1397,12 +1416,7 @@ mod tests {
     /// keys were expired than one scan takes, the same ones every time.
     #[test]
     fn a_leader_proposes_each_expiry_once_while_it_is_pending() {
-        let dir = std::env::temp_dir().join(format!("triton-driver-expiry-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (dir, rt) = (scratch_dir("expiry"), current_thread_runtime());
         let mut d = leader_driver(&dir, &rt);
         let keys = EXPIRES_PER_SCAN as u64 + 6;
         for i in 0..keys {
@@ -1439,12 +1453,7 @@ mod tests {
     /// time, and files due within that minute do not expire with them.
     #[test]
     fn a_write_stamped_by_a_fast_clock_goes_into_the_log_at_the_clusters_time() {
-        let dir = std::env::temp_dir().join(format!("triton-driver-stamp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (dir, rt) = (scratch_dir("stamp"), current_thread_runtime());
         let mut d = leader_driver(&dir, &rt);
         let real = now_ms();
         let soon = WriteOp::Put {
@@ -1479,6 +1488,45 @@ mod tests {
         let clock = d.store.clock_ms();
         assert!(clock < real + 10_000, "the log's clock jumped {} ms", clock - real);
         assert!(d.store.get(b"f/soon", 0).is_some(), "a file due in 30 s expired");
+        drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The dashboard's writes/s is `writes_applied`: a session's
+    /// registration (one per one-shot CLI client) is not a user's write.
+    #[test]
+    fn a_session_registration_is_not_counted_as_an_applied_write() {
+        let (dir, rt) = (scratch_dir("registration"), current_thread_runtime());
+        let mut d = leader_driver(&dir, &rt);
+        let submit = |d: &mut Driver, op: WriteOp| {
+            let now = now_ms();
+            let cmd = Command {
+                session: None,
+                now_ms: now,
+                op,
+            };
+            let (reply, mut answer) = oneshot::channel();
+            d.queued_writes.push(QueuedWrite {
+                data: cmd.encode(),
+                stamped_ms: now,
+                reply,
+                received: Instant::now(),
+            });
+            d.propose_queued();
+            d.process_ready();
+            answer.try_recv().expect("answered").expect("applied")
+        };
+        let before = d.metrics.writes_applied;
+        let registered = submit(&mut d, WriteOp::RegisterSession);
+        assert!(matches!(registered, WriteResult::Registered { .. }), "{registered:?}");
+        assert_eq!(d.metrics.writes_applied, before);
+        let put = WriteOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            expires_at_ms: 0,
+        };
+        assert!(matches!(submit(&mut d, put), WriteResult::Put { .. }));
+        assert_eq!(d.metrics.writes_applied, before + 1);
         drop(d);
         let _ = std::fs::remove_dir_all(&dir);
     }

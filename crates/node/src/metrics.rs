@@ -67,7 +67,8 @@ pub struct PeerProgress {
 pub struct NodeMetrics {
     /// Writes submitted to this node (accepted or refused).
     pub writes: u64,
-    /// Writes this node answered as committed and applied.
+    /// Writes this node answered as committed and applied (client session
+    /// registrations are not counted).
     pub writes_applied: u64,
     /// Reads submitted to this node (linearizable and serializable).
     pub reads: u64,

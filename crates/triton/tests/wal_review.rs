@@ -2,28 +2,11 @@
 //! limit (a healthy log with a record over 64 MiB is not "damaged"), and
 //! with a bounded amount of work however the damage is crafted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use triton_storage::format::{self, Record};
 use triton_storage::{HardState, LogEntry, Wal, WalOptions, MAX_RECORD_BYTES};
-
-/// A scratch directory removed on drop, even when the test panics.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("triton-wal-review-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn dump(args: &[&str], dir: &Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_triton"))
@@ -40,13 +23,13 @@ fn dump(args: &[&str], dir: &Path) -> (i32, String) {
 
 #[test]
 fn dump_accepts_a_record_over_64_mib_as_the_node_does() {
-    let scratch = Scratch::new("big-record");
+    let scratch = tempfile::tempdir().unwrap();
     // The node's options (`triton_node::server`): the largest record limit.
     let opts = WalOptions {
         max_record_bytes: MAX_RECORD_BYTES,
         ..WalOptions::default()
     };
-    let (mut wal, _) = Wal::open(&scratch.0, opts).unwrap();
+    let (mut wal, _) = Wal::open(scratch.path(), opts).unwrap();
     let body = (64 << 20) + 1;
     wal.append(&[LogEntry {
         index: 1,
@@ -62,18 +45,18 @@ fn dump_accepts_a_record_over_64_mib_as_the_node_does() {
     .unwrap();
     wal.sync().unwrap();
     drop(wal);
-    let (code, text) = dump(&[], &scratch.0);
+    let (code, text) = dump(&[], scratch.path());
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains(&format!("entry index=1 term=1 payload={}B", body - 16)),
         "{text}"
     );
     assert!(text.contains("0 problems"), "{text}");
-    let (code, text) = dump(&["--summary"], &scratch.0);
+    let (code, text) = dump(&["--summary"], scratch.path());
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("entry index=1"), "{text}");
     // A smaller limit, given on purpose, still reports the record.
-    let (code, text) = dump(&["--max-record-bytes", "67108864"], &scratch.0);
+    let (code, text) = dump(&["--max-record-bytes", "67108864"], scratch.path());
     assert_eq!(code, 2, "{text}");
 }
 
@@ -82,8 +65,7 @@ fn dump_accepts_a_record_over_64_mib_as_the_node_does() {
 /// dump gives up once its one checksum budget is spent, and says so.
 #[test]
 fn dump_of_crafted_damage_gives_up_and_says_so() {
-    let scratch = Scratch::new("crafted");
-    std::fs::create_dir_all(&scratch.0).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
     let claimed: u32 = (1 << 20) | 0x5555;
     let mut candidate = claimed.to_le_bytes().to_vec();
     candidate.extend_from_slice(&[0, 0, 0, 0, format::REC_ENTRY]);
@@ -98,9 +80,9 @@ fn dump_of_crafted_damage_gives_up_and_says_so() {
         seg.extend_from_slice(&good);
     }
     seg.extend(std::iter::repeat_n(7u8, claimed as usize + 64));
-    std::fs::write(scratch.0.join(format::segment_file_name(1, 1)), &seg).unwrap();
+    std::fs::write(scratch.path().join(format::segment_file_name(1, 1)), &seg).unwrap();
     // A budget per damaged record made this about 200 * 59 MiB of checksums.
-    let (code, text) = dump(&["--summary"], &scratch.0);
+    let (code, text) = dump(&["--summary"], scratch.path());
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("gave up scanning for a valid record"), "{text}");
 }
