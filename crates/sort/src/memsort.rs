@@ -251,6 +251,9 @@ fn sort_counted_into_file(data: &[u8], file: &std::fs::File) -> std::io::Result<
     let results = rayon::broadcast(|_| {
         let mut worker = TurnWorker::new(&turns);
         while let Some((entries, starts, first)) = next_of(&jobs) {
+            if turns.failed.load(Ordering::Relaxed) {
+                break;
+            }
             worker.write_buckets(data, rec_bits, entries, &starts, first, &times)?;
         }
         worker.finish()
@@ -294,6 +297,10 @@ fn sort_blocks_into_file(
         let (mut sorted, mut spare) = (Vec::new(), Vec::new());
         let mut starts = Vec::new();
         while let Some((b, first)) = next_of(&jobs) {
+            // Another worker's write failed: its error is the result.
+            if turns.failed.load(Ordering::Relaxed) {
+                break;
+            }
             let t0 = times.now();
             let low = blocks.sorted_bucket(b, rec_bits, &mut sorted, &mut spare);
             order_runs(data, &mut sorted, low, rec_bits);
