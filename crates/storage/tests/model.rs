@@ -8,21 +8,6 @@ mod common;
 use common::*;
 use triton_storage::{HardState, LogEntry, SnapshotMeta, WalOptions};
 
-/// xorshift64*: small, seeded, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[derive(Default)]
 struct Model {
     snapshot: Option<(SnapshotMeta, Vec<u8>)>,
@@ -55,7 +40,7 @@ fn run(seed: u64, steps: usize) {
         preallocate_bytes: 300,
     };
     let dir = fast_tempdir();
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::seeded(seed);
     let mut model = Model::default();
     let mut term = 1u64;
     let (mut wal, _) = open(dir.path(), &opts);

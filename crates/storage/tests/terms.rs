@@ -276,21 +276,6 @@ fn a_hard_state_lost_after_entries_of_a_new_term_is_recovered_with_that_term() {
     assert_eq!(rec.hard_state, hs(7, 0, 3));
 }
 
-/// xorshift64*: small and seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A Raft host's writes, in the node's order (`driver::persist`: snapshot,
 /// entries, hard state, then one sync), with kills (the `Wal` dropped
 /// without a sync, as by kill -9: what reached the kernel stays) between
@@ -310,7 +295,7 @@ fn every_log_a_raft_host_leaves_behind_a_kill_recovers() {
     };
     for seed in 1..=12u64 {
         let dir = fast_tempdir();
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::seeded(seed);
         let (mut wal, rec) = open(dir.path(), &opts);
         let mut state = rec.hard_state;
         let mut synced = state;

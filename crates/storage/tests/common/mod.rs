@@ -63,3 +63,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
         fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
+
+/// xorshift64*: small and seeded, to pick operations and crash points.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A seed's generator (any seed: the state is never zero).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
