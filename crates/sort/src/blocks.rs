@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::memsort::IndexBuf;
+use crate::memsort::{prefetch_line, IndexBuf, STREAM_AHEAD};
 use crate::record::{key_prefix, RECORD_LEN};
 
 /// Key bits that choose a top bucket.
@@ -38,6 +38,13 @@ const DIGIT_BITS: u32 = 11;
 /// against 0.40 s, 11 interleaved rounds).
 const RADIX_KEY_BITS: u32 = 2 * DIGIT_BITS;
 const DIGIT_MASK: usize = (1 << DIGIT_BITS) - 1;
+/// Entries ahead (eight per cache line) that [`BucketBlocks::sorted_bucket`]
+/// asks for while it counts a bucket's digits from the arena: the blocks
+/// are a few kB each, too short for the hardware prefetcher to get going.
+/// 64 took the 1 GB sort's radix sorts from 0.092-0.096 to 0.077-0.087
+/// thread-s (32 and 128 were no better).
+const COUNT_AHEAD: usize = 64;
+
 /// Fewest and most entries per block.
 const MIN_BLOCK: usize = 32;
 const MAX_BLOCK: usize = 1024;
@@ -94,6 +101,7 @@ impl BucketBlocks {
                     }
                     for i in lo..(lo + SLICE_RECORDS).min(n) {
                         let start = i * RECORD_LEN;
+                        prefetch_line(data, start + STREAM_AHEAD);
                         let prefix = key_prefix(&data[start..start + RECORD_LEN]);
                         let b = (prefix >> shift) as usize;
                         if pos[b] == end[b] {
@@ -159,9 +167,22 @@ impl BucketBlocks {
                 .flat_map(|&(first, len)| &self.arena[first..first + len])
         };
         let mut counts = vec![[0usize; 1 << DIGIT_BITS]; passes];
-        for &e in entries() {
-            for (pass, c) in counts.iter_mut().enumerate() {
-                c[digit(e, pass)] += 1;
+        let list = &self.blocks[b];
+        for (k, &(first, len)) in list.iter().enumerate() {
+            // The next block's first lines while this one is counted, then
+            // each line of this one COUNT_AHEAD entries ahead.
+            if let Some(&(next, next_len)) = list.get(k + 1) {
+                for j in (0..next_len.min(COUNT_AHEAD)).step_by(8) {
+                    prefetch_line(&self.arena, next + j);
+                }
+            }
+            for (j, &e) in self.arena[first..first + len].iter().enumerate() {
+                if j % 8 == 0 && j + COUNT_AHEAD < len {
+                    prefetch_line(&self.arena, first + j + COUNT_AHEAD);
+                }
+                for (pass, c) in counts.iter_mut().enumerate() {
+                    c[digit(e, pass)] += 1;
+                }
             }
         }
         // Exact capacities: a doubled one would double the scratch the
