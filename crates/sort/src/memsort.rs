@@ -777,7 +777,11 @@ pub fn write_in_order<W: Write + Send + 'static>(
 /// on this machine one thread's `pwrite` of 1 GB took 0.17-0.19 s in 1 MB
 /// pieces and 0.22-0.24 s in 256 kB pieces, and the whole sort 0.37-0.39 s
 /// against 0.40-0.42 s. 2 MB pieces were much slower (0.74 s, most of it
-/// in `pwrite`; the cause was not found).
+/// in the kernel's copy). The likely cause, from a probe (docs/BENCHMARKS.md,
+/// sort, ninth round): on this VM, writes aligned to large folios take
+/// high-order free pages, which the balloon's free page reporting has handed
+/// back to the host, so each first touch faults in the host. Pieces at
+/// record (100-byte) offsets rarely start aligned.
 pub const PIECE_RECORDS: usize = 10240;
 
 /// Write the records of `data` in the order of `index` into `file` (which
