@@ -172,6 +172,10 @@ pub struct DriverOptions {
     /// Where the driver publishes the leader it knows of (0: none); see
     /// `NodeHandle::leader`.
     pub leader: Arc<std::sync::atomic::AtomicU64>,
+    /// Told when the configuration in force names a member whose address
+    /// this node does not know (`server::learn_missing_addresses` asks the
+    /// known members).
+    pub addresses_wanted: Arc<tokio::sync::Notify>,
 }
 
 pub struct Driver {
@@ -1175,6 +1179,21 @@ impl Driver {
         self.proposals.retain(|&i, _| i > s.meta.index);
         self.pending_expiries.applied_through(s.meta.index);
         self.log_bytes_since_snapshot = 0;
+        // The snapshot replaces the membership entries that carried the
+        // members' addresses: one that joined while this node was away is
+        // known by id only, and this node could neither reach it nor take
+        // its stream.
+        let missing = {
+            let book = self.opts.addresses.read().expect("address book lock");
+            book.missing(self.raft.membership().all_nodes(), self.raft.id())
+        };
+        if !missing.is_empty() {
+            tracing::info!(
+                "the snapshot names members whose addresses this node lacks ({:?}); asking the members it knows",
+                missing.iter().map(|&id| user_id(id)).collect::<Vec<_>>()
+            );
+            self.opts.addresses_wanted.notify_one();
+        }
     }
 
     fn apply(&mut self, e: Entry) {
@@ -1390,6 +1409,7 @@ mod tests {
             snapshot_threshold: 1_000_000,
             read_timeout: Duration::from_secs(5),
             leader: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            addresses_wanted: Arc::new(tokio::sync::Notify::new()),
         };
         let mut d = Driver::new(raft, wal, Store::default(), outbox, opts);
         d.raft.force_campaign().unwrap();

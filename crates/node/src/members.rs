@@ -61,6 +61,15 @@ impl AddressBook {
         self.addrs.iter().map(|(&id, a)| (id, a.as_str()))
     }
 
+    /// The ids among `members`, other than `me`, whose address this book
+    /// lacks.
+    pub fn missing(&self, members: impl IntoIterator<Item = NodeId>, me: NodeId) -> Vec<NodeId> {
+        members
+            .into_iter()
+            .filter(|&id| id != me && !self.addrs.contains_key(&id))
+            .collect()
+    }
+
     /// Records `addr` for `id`; true if that changed anything.
     pub fn insert(&mut self, id: NodeId, addr: &str) -> bool {
         debug_assert!(id != 0 && valid_addr(addr));
@@ -173,6 +182,15 @@ mod tests {
             assert!(AddressBook::decode(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(AddressBook::decode(b"").unwrap(), AddressBook::default());
+    }
+
+    #[test]
+    fn missing_names_the_members_without_an_address_but_this_node() {
+        let mut book = AddressBook::default();
+        book.insert(1, "127.0.0.1:7001");
+        book.insert(2, "127.0.0.1:7002");
+        assert_eq!(book.missing([1, 2, 3, 4], 4), vec![3]);
+        assert_eq!(book.missing([1, 2], 3), Vec::<NodeId>::new());
     }
 
     #[test]

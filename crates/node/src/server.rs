@@ -419,6 +419,12 @@ pub async fn serve(
         .filter(|(id, _)| *id != raft_id)
         .map(|(id, a)| (id, a.to_string()))
         .collect();
+    // Members known by id only (a snapshot replaced the entries naming
+    // them, and this node stopped before it could ask): ask at once.
+    let addresses_wanted = Arc::new(tokio::sync::Notify::new());
+    if !book.missing(raft.membership().all_nodes(), raft_id).is_empty() {
+        addresses_wanted.notify_one();
+    }
     let addresses = Arc::new(std::sync::RwLock::new(book));
     let is_member = raft.membership().all_nodes().contains(&raft_id);
     let timing = opts.config.timing.signature();
@@ -444,6 +450,7 @@ pub async fn serve(
             snapshot_threshold: opts.config.snapshot_threshold,
             read_timeout: Duration::from_secs(5),
             leader: known_leader.clone(),
+            addresses_wanted: addresses_wanted.clone(),
         },
     );
     let driver_thread = std::thread::Builder::new()
@@ -475,12 +482,10 @@ pub async fn serve(
     // message from anyone who reaches the port could crash a follower or
     // rewrite its log.
     let transport = tonic::service::interceptor::InterceptedService::new(
-        RaftTransportServer::new(TransportService::new(
-            driver_tx.clone(),
-            raft_id,
-            &timing,
-            handle.addresses.clone(),
-        ))
+        RaftTransportServer::new(
+            TransportService::new(driver_tx.clone(), raft_id, &timing, handle.addresses.clone())
+                .asking_for_unknown_senders(addresses_wanted.clone()),
+        )
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes),
         AdminAuth::for_peers(&opts.config),
@@ -520,6 +525,16 @@ pub async fn serve(
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 r = join => r,
+                _ = stop.changed() => Ok(()),
+            }
+        }));
+    }
+    {
+        let learn = learn_missing_addresses(opts.config.clone(), handle.clone(), addresses_wanted);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = learn => Ok(()),
                 _ = stop.changed() => Ok(()),
             }
         }));
@@ -584,6 +599,68 @@ pub async fn serve(
     served.with_context(|| format!("serving on {listen}"))?;
     tracing::info!("node {} stopped", opts.id);
     Ok(())
+}
+
+/// Least time between two rounds of [`learn_missing_addresses`]: a refused
+/// sender retries its stream every few hundred milliseconds.
+const ADDRESS_ROUND_GAP: Duration = Duration::from_secs(1);
+
+/// Each time `wanted` is notified (the transport refused a stream from a
+/// sender this node does not know, or the configuration in force names a
+/// member without an address), asks the members this node knows for the
+/// membership, as the leader sees it (`triton admin members`), and learns the
+/// addresses of members it did not know.
+///
+/// Why: addresses travel in membership entries, and a member that was down
+/// while a node joined can miss those entries, because a snapshot replaced
+/// them when it caught up, or because the newcomer became leader and its
+/// stream, the only way to receive them, is refused as unknown.
+///
+/// Only unknown ids are taken: an address this node already has is changed
+/// only by the log (a member removed and re-added elsewhere), so an answer
+/// cannot redirect a known member's traffic.
+async fn learn_missing_addresses(config: ClusterConfig, node: NodeHandle, wanted: Arc<tokio::sync::Notify>) {
+    loop {
+        wanted.notified().await;
+        let me = node.raft_id;
+        let known: Vec<String> = {
+            let book = node.addresses.read().unwrap_or_else(|e| e.into_inner());
+            book.iter()
+                .filter(|&(id, _)| id != me)
+                .map(|(_, a)| a.to_string())
+                .collect()
+        };
+        let asked = match AdminClient::new(known, config.clone()) {
+            Ok(mut client) => {
+                client.deadline = Duration::from_secs(3);
+                client.call(AdminCall::Members).await
+            }
+            Err(e) => Err(e),
+        };
+        match asked {
+            Ok(reply) => {
+                let new: Vec<(NodeId, String)> = {
+                    let book = node.addresses.read().unwrap_or_else(|e| e.into_inner());
+                    reply
+                        .members
+                        .iter()
+                        .map(|m| (ClusterConfig::raft_id(m.id), m.addr.clone()))
+                        .filter(|(id, addr)| *id != me && book.get(*id).is_none() && crate::members::valid_addr(addr))
+                        .collect()
+                };
+                if !new.is_empty() {
+                    tracing::info!(
+                        answered_by = reply.answered_by,
+                        "learned the addresses of members this node did not know: {new:?}"
+                    );
+                    // A full queue drops it; the next refusal asks again.
+                    let _ = node.driver.try_send(crate::driver::Input::LearnAddresses(new));
+                }
+            }
+            Err(e) => tracing::warn!("could not ask the members for the addresses of members this node lacks: {e:#}"),
+        }
+        tokio::time::sleep(ADDRESS_ROUND_GAP).await;
+    }
 }
 
 /// `--join`: asks the cluster (through `seed`, following redirects to the

@@ -303,6 +303,10 @@ pub struct TransportService {
     timing: String,
     /// The members this node knows: the only senders it takes streams from.
     members: Arc<RwLock<AddressBook>>,
+    /// Told when a stream from an unknown sender is refused: perhaps a
+    /// member that joined while this node was down (see
+    /// `server::learn_missing_addresses`).
+    addresses_wanted: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl TransportService {
@@ -314,7 +318,15 @@ impl TransportService {
             me,
             timing: timing.to_string(),
             members,
+            addresses_wanted: None,
         }
+    }
+
+    /// Notify `wanted` whenever a stream from a sender this node does not
+    /// know is refused, so the node can ask the members it knows about it.
+    pub fn asking_for_unknown_senders(mut self, wanted: Arc<tokio::sync::Notify>) -> Self {
+        self.addresses_wanted = Some(wanted);
+        self
     }
 
     /// Whether a stream may speak for `from`.
@@ -344,6 +356,9 @@ impl TransportService {
                 "refusing a peer stream from node {}, which is not a member this node knows",
                 user_id(from)
             );
+            if let Some(wanted) = &self.addresses_wanted {
+                wanted.notify_one();
+            }
             return Err(Status::permission_denied(format!(
                 "node {} is not a member the receiver knows",
                 user_id(from)

@@ -98,6 +98,37 @@ fn leader_of(c: &Cluster, node: usize) -> u64 {
     }
 }
 
+/// `triton kv --endpoints ENDPOINT ARGS...` with the cluster's config;
+/// (success, stdout + stderr).
+fn kv(c: &Cluster, endpoint: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["kv", "--endpoints", endpoint, "--config"])
+        .arg(&c.config)
+        .args(args)
+        .output()
+        .expect("run triton kv");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Waits until node `node` answers a serializable get of `key` from its own
+/// state with `value`.
+fn wait_local_value(c: &Cluster, node: usize, key: &str, value: &str) {
+    let start = Instant::now();
+    loop {
+        let (ok, text) = kv(c, &c.addrs[node], &["--serializable", "get", key]);
+        if ok && text.contains(value) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node {node} never caught up ({text}); its log:\n{}",
+            c.log(node)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// `triton verify` attached to the cluster's (present and future) nodes.
 fn start_verify(c: &Cluster, seconds: u64) -> Child {
     let out = c.dir.path().join("verify");
@@ -439,29 +470,97 @@ fn a_node_joins_through_a_leader_its_config_does_not_name() {
         assert!(start.elapsed() < Duration::from_secs(30), "node 4 never joined");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let kv = |endpoint: &str, args: &[&str]| {
-        let out = Command::new(bin())
-            .args(["kv", "--endpoints", endpoint, "--config"])
-            .arg(&c.config)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
-    let (ok, _) = kv(&c.addrs[n3], &["put", "after-join", "seen"]);
+    let (ok, _) = kv(&c, &c.addrs[n3], &["put", "after-join", "seen"]);
     assert!(ok, "put through node 3 failed");
+    wait_local_value(&c, n4, "after-join", "seen");
+}
+
+/// Node 2 stops; node 3 joins (node 2's config does not name it) and is
+/// promoted to voter; leadership moves to node 3 if `newcomer_leads`; then
+/// enough writes that the leader's log is compacted past node 2's. Node 2
+/// then restarts. Returns node 3's index.
+fn a_node_joins_while_node_2_is_down(c: &mut Cluster, newcomer_leads: bool) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    c.stop(2);
+    let n3 = c.add_nodes_to_config(1)[0];
+    c.set_node_config_without(2, n3);
+    c.spawn_joining(n3, 0);
+    let start = Instant::now();
+    while members(c, 0).1.get(&3).map(String::as_str) != Some("learner") {
+        assert!(start.elapsed() < Duration::from_secs(30), "node 3 never joined");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let up = [c.addrs[0].clone(), c.addrs[1].clone(), c.addrs[n3].clone()].join(",");
+    admin_ok(c, &["--endpoints", &up, "promote", "3"]);
+    let start = Instant::now();
+    while newcomer_leads && leader_of(c, 0) != 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "leadership never moved to node 3"
+        );
+        // It may fail (node 3 still catching up, an election under way).
+        let _ = admin(c, &["--endpoints", &up, "transfer-leader", "3"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // More entries than the snapshot threshold: the leader compacts its log
+    // past everything node 2 has.
+    for i in 0..24 {
+        let (ok, text) = kv(c, &up, &["put", &format!("while-away-{i}"), "written"]);
+        assert!(ok, "put {i} failed: {text}");
+    }
+    assert_eq!(leader_of(c, 0) == 3, newcomer_leads, "the leader moved meanwhile");
+    c.spawn(2);
+    n3
+}
+
+/// A member that was down while a node joined, and that node then became
+/// leader: the restarted member's config and log do not name the newcomer,
+/// so its transport refuses the newcomer's stream. It then asks the members
+/// it knows, learns the newcomer's address, takes its stream and catches up.
+/// (Before: it refused the leader's stream for good and never caught up.)
+#[test]
+fn a_member_back_from_downtime_takes_the_stream_of_a_leader_that_joined_meanwhile() {
+    let mut c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        snapshot_threshold: 8,
+        ..ClusterOptions::default()
+    });
+    let n3 = a_node_joins_while_node_2_is_down(&mut c, true);
+    wait_local_value(&c, 2, "while-away-23", "written");
+    let book = std::fs::read_to_string(c.data_dir(2).join("members")).unwrap_or_default();
+    assert!(book.contains(&c.addrs[n3]), "node 2's address book: {book}");
+}
+
+/// A member that was down while a node joined catches up from a snapshot
+/// (the leader compacted the entries that carried the newcomer's address):
+/// it asks the members it knows for the addresses the snapshot's
+/// membership names but its book lacks. (Before: it knew node 3 by id only,
+/// and could neither reach it as a candidate or leader nor take its stream.)
+#[test]
+fn a_member_that_catches_up_from_a_snapshot_learns_the_addresses_it_missed() {
+    let mut c = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        snapshot_threshold: 8,
+        ..ClusterOptions::default()
+    });
+    let n3 = a_node_joins_while_node_2_is_down(&mut c, false);
+    wait_local_value(&c, 2, "while-away-23", "written");
+    assert!(
+        c.log(2).contains("installed snapshot from leader"),
+        "node 2 was expected to catch up from a snapshot; its log:\n{}",
+        c.log(2)
+    );
     let start = Instant::now();
     loop {
-        let (ok, text) = kv(&c.addrs[n4], &["--serializable", "get", "after-join"]);
-        if ok && text.contains("seen") {
+        let book = std::fs::read_to_string(c.data_dir(2).join("members")).unwrap_or_default();
+        if book.contains(&c.addrs[n3]) {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "node 4 never caught up ({text}); its log:\n{}",
-            std::fs::read_to_string(c.log_path(n4)).unwrap_or_default()
+            start.elapsed() < Duration::from_secs(20),
+            "node 2 never learned node 3's address; its book: {book}"
         );
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
