@@ -823,6 +823,38 @@ impl Driver {
         }
     }
 
+    /// Once a membership change at `index` is committed: forgets the
+    /// addresses of, and stops the senders to, nodes that are members
+    /// neither of the configuration it made nor of the one in force (a later
+    /// one, not yet committed, which a new leader may still replace). So a
+    /// removed node's streams are refused and nobody keeps dialling it; if it
+    /// is added again, its membership entry carries its address again.
+    fn forget_removed_members(&mut self, index: Index) {
+        let mut keep = self.raft.membership_at(index).all_nodes();
+        keep.extend(self.raft.membership().all_nodes());
+        let me = self.raft.id();
+        let mut book = self.opts.addresses.write().expect("address book lock");
+        let gone: Vec<NodeId> = book
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| *id != me && !keep.contains(id))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for &id in &gone {
+            book.remove(id);
+            self.outbox.remove_peer(id);
+        }
+        if let Err(e) = book.save(&self.opts.data_dir) {
+            fatal("saving the member addresses", e);
+        }
+        tracing::info!(
+            "forgot the addresses of nodes removed from the cluster: {:?}",
+            gone.iter().map(|&id| user_id(id)).collect::<Vec<_>>()
+        );
+    }
+
     /// Addresses carried by membership entries this node just wrote.
     fn learn_from_entries(&mut self, entries: &[Entry]) {
         let carried = AddressBook::from_entries(entries);
@@ -1210,8 +1242,13 @@ impl Driver {
                 }
                 Some(r)
             }
-            EntryKind::Noop | EntryKind::Membership => {
+            EntryKind::Noop => {
                 self.store.skip(e.index);
+                None
+            }
+            EntryKind::Membership => {
+                self.store.skip(e.index);
+                self.forget_removed_members(e.index);
                 None
             }
         };

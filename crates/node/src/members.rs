@@ -76,6 +76,11 @@ impl AddressBook {
         self.addrs.insert(id, addr.to_string()).as_deref() != Some(addr)
     }
 
+    /// Forgets `id`'s address; true if it was known.
+    pub fn remove(&mut self, id: NodeId) -> bool {
+        self.addrs.remove(&id).is_some()
+    }
+
     /// Takes every address of `other`; true if anything changed.
     pub fn merge(&mut self, other: &AddressBook) -> bool {
         let mut changed = false;

@@ -604,6 +604,10 @@ pub async fn serve(
 /// Least time between two rounds of [`learn_missing_addresses`]: a refused
 /// sender retries its stream every few hundred milliseconds.
 const ADDRESS_ROUND_GAP: Duration = Duration::from_secs(1);
+/// Most time between two rounds: the gap doubles after each round that
+/// learns nothing (a removed node that keeps trying to reach its old peers
+/// is refused for good, and asking about it every second would be waste).
+const ADDRESS_ROUND_MAX_GAP: Duration = Duration::from_secs(64);
 
 /// Each time `wanted` is notified (the transport refused a stream from a
 /// sender this node does not know, or the configuration in force names a
@@ -620,6 +624,7 @@ const ADDRESS_ROUND_GAP: Duration = Duration::from_secs(1);
 /// only by the log (a member removed and re-added elsewhere), so an answer
 /// cannot redirect a known member's traffic.
 async fn learn_missing_addresses(config: ClusterConfig, node: NodeHandle, wanted: Arc<tokio::sync::Notify>) {
+    let mut gap = ADDRESS_ROUND_GAP;
     loop {
         wanted.notified().await;
         let me = node.raft_id;
@@ -648,6 +653,11 @@ async fn learn_missing_addresses(config: ClusterConfig, node: NodeHandle, wanted
                         .filter(|(id, addr)| *id != me && book.get(*id).is_none() && crate::members::valid_addr(addr))
                         .collect()
                 };
+                gap = if new.is_empty() {
+                    (gap * 2).min(ADDRESS_ROUND_MAX_GAP)
+                } else {
+                    ADDRESS_ROUND_GAP
+                };
                 if !new.is_empty() {
                     tracing::info!(
                         answered_by = reply.answered_by,
@@ -659,7 +669,7 @@ async fn learn_missing_addresses(config: ClusterConfig, node: NodeHandle, wanted
             }
             Err(e) => tracing::warn!("could not ask the members for the addresses of members this node lacks: {e:#}"),
         }
-        tokio::time::sleep(ADDRESS_ROUND_GAP).await;
+        tokio::time::sleep(gap).await;
     }
 }
 

@@ -108,6 +108,13 @@ impl Outbox {
         self.addrs.insert(id, addr.to_string());
     }
 
+    /// Stops sending to `id` (a member removed from the cluster): its
+    /// sender ends when its queue's sender is dropped here.
+    pub fn remove_peer(&mut self, id: NodeId) {
+        self.peers.remove(&id);
+        self.addrs.remove(&id);
+    }
+
     pub fn send(&self, m: Message) {
         if let Some(tx) = self.peers.get(&m.to) {
             // Full or closed: drop; the core will retransmit.

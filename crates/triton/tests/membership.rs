@@ -397,6 +397,7 @@ fn a_stopped_verify_heals_the_faults_it_put_on_an_attached_cluster() {
 /// own view of the members can stay stale (in joint consensus) for good:
 /// `triton admin members`, given it first among the endpoints, reports
 /// the view of a node that knows the leader instead.
+/// Also: the remaining members forget the removed node's address.
 #[test]
 fn members_are_not_taken_from_a_removed_node_that_lost_the_leader() {
     let c = Cluster::start(ClusterOptions {
@@ -410,6 +411,21 @@ fn members_are_not_taken_from_a_removed_node_that_lost_the_leader() {
     admin_ok(&c, &["--endpoints", &c.addrs.join(","), "remove", &removed.to_string()]);
     let rest: Vec<(u64, &str)> = (0..3u64).filter(|&i| i != removed).map(|i| (i, "voter")).collect();
     wait_members(&c, leader as usize, &rest);
+    // The members forget the removed node's address (and stop dialling it).
+    for &(id, _) in &rest {
+        let start = Instant::now();
+        loop {
+            let book = std::fs::read_to_string(c.data_dir(id as usize).join("members")).unwrap_or_default();
+            if !book.contains(&c.addrs[removed as usize]) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node {id} still has the removed node's address: {book}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     // The removed node stops hearing from the leader and forgets it.
     let start = Instant::now();
