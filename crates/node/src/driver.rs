@@ -446,8 +446,12 @@ fn fatal(what: &str, err: impl std::fmt::Display) -> ! {
 /// Each refusal of the same snapshot is logged once.
 pub(crate) fn snapshot_restores(meta: &SnapshotMeta, data: &[u8]) -> bool {
     static LAST_REFUSED: std::sync::Mutex<Option<(Index, Term)>> = std::sync::Mutex::new(None);
-    let Err(e) = Store::restore_at(data, meta.index) else {
-        return true;
+    let e = match Store::restore_at(data, meta.index) {
+        Ok(store) => {
+            CHECKED_SNAPSHOT.set(Some((meta.index, meta.term, store)));
+            return true;
+        }
+        Err(e) => e,
     };
     let mut last = LAST_REFUSED.lock().unwrap_or_else(|e| e.into_inner());
     if *last != Some((meta.index, meta.term)) {
@@ -462,10 +466,27 @@ pub(crate) fn snapshot_restores(meta: &SnapshotMeta, data: &[u8]) -> bool {
     false
 }
 
-/// The store in a snapshot the core installs: it passed
-/// [`snapshot_restores`], so restoring again cannot fail but for a broken
-/// store, which stops the node.
+thread_local! {
+    /// The store [`snapshot_restores`] built while the core checked a
+    /// snapshot, by (index, term): the core installs that snapshot in the
+    /// same `Ready`, and restoring a large store twice doubled the time a
+    /// follower took to catch up. Thread-local: each node's core and driver
+    /// run on the node's own driver thread, so nodes sharing a process never
+    /// see each other's.
+    static CHECKED_SNAPSHOT: std::cell::RefCell<Option<(Index, Term, Store)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The store in a snapshot the core installs: the one built when it passed
+/// [`snapshot_restores`] on this thread, or else restored again, which
+/// cannot fail but for a broken store, which stops the node.
 fn restore_snapshot(s: &Snapshot) -> Store {
+    if let Some((index, term, store)) = CHECKED_SNAPSHOT.take() {
+        if (index, term) == (s.meta.index, s.meta.term) {
+            debug_assert_eq!(store.applied_index(), s.meta.index);
+            return store;
+        }
+    }
     match Store::restore_at(&s.data, s.meta.index) {
         Ok(store) => store,
         Err(e) => fatal("restoring a snapshot received from the leader", e),
@@ -1731,6 +1752,50 @@ mod tests {
             ..Ready::default()
         };
         assert!(needs_sync(&with_snapshot, synced, synced));
+    }
+
+    #[test]
+    fn a_snapshot_checked_on_this_thread_is_installed_without_restoring_it_again() {
+        // Two different stores at the same index: what the install returns
+        // tells which one it is.
+        let at = |max_sessions: u64| {
+            let mut store = Store::new(triton_store::StoreOptions {
+                max_sessions,
+                ..triton_store::StoreOptions::default()
+            });
+            for i in 1..=5 {
+                store.skip(i);
+            }
+            store.snapshot()
+        };
+        let (checked, other) = (at(7), at(9));
+        let meta = SnapshotMeta {
+            index: 5,
+            term: 2,
+            membership: Default::default(),
+        };
+        assert!(snapshot_restores(&meta, &checked));
+        let install = |data: &[u8], meta: &SnapshotMeta| {
+            restore_snapshot(&Snapshot {
+                meta: meta.clone(),
+                data: Bytes::copy_from_slice(data),
+            })
+            .snapshot()
+        };
+        assert_eq!(install(&other, &meta), checked, "the checked store is installed");
+        // Taken once: the next install restores its own bytes.
+        assert_eq!(install(&other, &meta), other);
+        // Another snapshot than the one checked is restored from its bytes.
+        assert!(snapshot_restores(&meta, &checked));
+        let later = SnapshotMeta {
+            term: 3,
+            ..meta.clone()
+        };
+        assert_eq!(install(&other, &later), other);
+        // The check's store stays with the thread that checked.
+        assert!(snapshot_restores(&meta, &checked));
+        let elsewhere = std::thread::spawn(move || install(&other, &meta)).join().unwrap();
+        assert_eq!(elsewhere, at(9));
     }
 
     #[test]
