@@ -13,6 +13,7 @@ use crate::reader::{ScanBudget, Source};
 use crate::segment;
 use crate::snapshot;
 use crate::types::WalOptions;
+use crate::wal::Replay;
 
 /// What a dump found, besides the text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,7 +22,8 @@ pub struct DumpSummary {
     pub segments: usize,
     /// Valid records listed.
     pub records: usize,
-    /// Problems found (damaged records or headers, bad snapshots).
+    /// Problems found (damaged records or headers, bad snapshots, and the
+    /// first record recovery would refuse as part of the log).
     pub problems: usize,
     /// Bytes checksummed while searching for a valid record after damage:
     /// bounded by one budget for the whole dump (64 MiB plus 64 times the
@@ -74,10 +76,16 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
         .filter_map(|item| item.file_name().into_string().ok())
         .collect();
     names.sort();
+    // The snapshot recovery would load: the newest one that verifies and
+    // whose header agrees with its name.
+    let mut floor = (0, 0);
     for name in names.iter().filter(|n| format::parse_snapshot_file_name(n).is_some()) {
         let path = dir.join(name);
         match snapshot::verify_snapshot_file(&path) {
             Ok(m) => {
+                if format::parse_snapshot_file_name(name) == Some((m.index, m.term)) {
+                    floor = floor.max((m.index, m.term));
+                }
                 out.line(format_args!(
                     "snapshot {name}: index={} term={} membership={}B",
                     m.index,
@@ -104,6 +112,15 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
     // budget per damaged record let a crafted file (a valid record after
     // every few damaged ones) multiply the work by its number of records.
     let mut budget = ScanBudget::new(64 << 20);
+    // Recovery's checks of the log as a whole (contiguous indexes, terms
+    // that never decrease, hard states not below a logged term), over the
+    // records recovery would replay: from the newest segment that starts
+    // inside the snapshot. They stop at the first damage or refusal.
+    let start = segment_names
+        .iter()
+        .rposition(|n| format::parse_segment_file_name(n).is_some_and(|(_, first)| first <= floor.0 + 1))
+        .unwrap_or(0);
+    let mut replay = Some(Replay::over(floor.0, floor.1));
     for (i, name) in segment_names.iter().enumerate() {
         // Only the last segment may end in preallocated zeros (as in recovery).
         let is_last = i + 1 == segment_names.len();
@@ -116,13 +133,28 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
             Err(StorageError::Corrupt { reason, .. }) => {
                 summary.problems += 1;
                 out.line(format_args!("segment {name}: DAMAGED: {reason}"));
+                replay = None;
                 continue;
             }
             Err(other) => return Err(other),
         };
         budget.add(len.saturating_mul(64));
         let mut src = Source::file(&file, len);
-        if let Err(e) = dump_segment(&mut src, name, is_last, opts, records, &mut budget, &mut summary, out) {
+        let mut checks = Checks {
+            path: &path,
+            replay: if i >= start { &mut replay } else { &mut None },
+        };
+        if let Err(e) = dump_segment(
+            &mut src,
+            name,
+            is_last,
+            opts,
+            records,
+            &mut budget,
+            &mut checks,
+            &mut summary,
+            out,
+        ) {
             // The dump takes no lock: a running node may have cut the file
             // (a roll drops its preallocated zeros) while it was read.
             summary.problems += 1;
@@ -138,6 +170,34 @@ fn dump_into(dir: &Path, opts: &WalOptions, records: bool, out: &mut Printer<'_>
     Ok(summary)
 }
 
+/// Recovery's replay of one segment's records, while it still runs.
+struct Checks<'a> {
+    path: &'a Path,
+    /// `None` once damage or a refusal stopped the checks (or for segments
+    /// recovery skips).
+    replay: &'a mut Option<Replay>,
+}
+
+impl Checks<'_> {
+    /// Replays `record`; reports (and stops at) what recovery would refuse.
+    fn replay(&mut self, at: u64, record: &Record, summary: &mut DumpSummary, out: &mut Printer<'_>) {
+        let Some(replay) = self.replay.as_mut() else {
+            return;
+        };
+        if let Err(e) = replay.apply(self.path, at, record.clone()) {
+            summary.problems += 1;
+            let reason = match e {
+                StorageError::Corrupt { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            out.line(format_args!(
+                "  @{at}: recovery would refuse this log here: {reason} (no further checks of the log as a whole)"
+            ));
+            *self.replay = None;
+        }
+    }
+}
+
 /// Lists one segment's header and records (`src` is the whole file).
 #[allow(clippy::too_many_arguments)]
 fn dump_segment(
@@ -147,6 +207,7 @@ fn dump_segment(
     opts: &WalOptions,
     records: bool,
     budget: &mut ScanBudget,
+    checks: &mut Checks<'_>,
     summary: &mut DumpSummary,
     out: &mut Printer<'_>,
 ) -> std::io::Result<()> {
@@ -161,6 +222,7 @@ fn dump_segment(
         Err(reason) => {
             summary.problems += 1;
             out.line(format_args!("segment {name}: DAMAGED header at offset 0: {reason}"));
+            *checks.replay = None;
             return Ok(());
         }
     }
@@ -173,6 +235,7 @@ fn dump_segment(
                 if records {
                     out.line(format_args!("  @{at}: {}", describe(&record)));
                 }
+                checks.replay(at, &record, summary, out);
                 match &record {
                     Record::Entry(_) => entries += 1,
                     Record::HardState(hs) => last_hs = Some(*hs),
@@ -190,6 +253,7 @@ fn dump_segment(
             }
             Err(problem) => {
                 summary.problems += 1;
+                *checks.replay = None;
                 match src.find_valid_record(at + 1, opts.max_record_bytes, budget)? {
                     Scan::Found(next) => {
                         out.line(format_args!(
@@ -263,6 +327,58 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("@67: DAMAGED: checksum mismatch"), "{text}");
         assert!(text.contains("@102: entry index=3"), "{text}");
+    }
+
+    /// Records whose checksums are all valid but which recovery refuses as
+    /// a log: the dump says so, at the record, once.
+    #[test]
+    fn dump_reports_what_recovery_would_refuse_in_a_well_checksummed_log() {
+        let write = |dir: &Path, records: &[Record]| {
+            let mut seg = encode_segment_header(1, 1).to_vec();
+            for r in records {
+                encode_record(&mut seg, r);
+            }
+            fs::write(dir.join(segment_file_name(1, 1)), seg).unwrap();
+        };
+        let entry = |index, term| {
+            Record::Entry(LogEntry {
+                index,
+                term,
+                payload: vec![1; 4],
+            })
+        };
+        let dump_text = |dir: &Path| {
+            let mut out = Vec::new();
+            let s = dump(dir, &WalOptions::default(), true, &mut out).unwrap();
+            (s.problems, String::from_utf8(out).unwrap())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[entry(1, 1), entry(2, 3), entry(3, 3)]);
+        assert_eq!(dump_text(dir.path()).0, 0, "a healthy log");
+
+        // Terms going down, then a gap: only the first is reported.
+        write(dir.path(), &[entry(1, 3), entry(2, 2), entry(4, 2)]);
+        let (problems, text) = dump_text(dir.path());
+        assert_eq!(problems, 1, "{text}");
+        assert!(
+            text.contains("recovery would refuse this log here: entry 2 has term 2 after term 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("entry index=3") || text.contains("entry index=4"),
+            "{text}"
+        );
+
+        // A hard-state term no real log reaches.
+        let absurd = crate::types::HardState {
+            term: u64::MAX,
+            vote: 1,
+            commit: 0,
+        };
+        write(dir.path(), &[entry(1, 1), Record::HardState(absurd)]);
+        let (problems, text) = dump_text(dir.path());
+        assert_eq!(problems, 1, "{text}");
+        assert!(text.contains("past the supported maximum"), "{text}");
     }
 
     #[test]

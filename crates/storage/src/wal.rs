@@ -129,8 +129,9 @@ fn list_dir(dir: &Path) -> Result<Listing, StorageError> {
 }
 
 /// Replays records over a snapshot, checking that the log stays contiguous
-/// and that its terms are ones a Raft host can have written.
-struct Replay {
+/// and that its terms are ones a Raft host can have written. (`triton wal
+/// dump` runs it too, read-only: [`crate::inspect`].)
+pub(crate) struct Replay {
     /// Index and term of the loaded snapshot (0, 0 without one).
     floor: u64,
     floor_term: u64,
@@ -157,11 +158,24 @@ fn check_term(path: &Path, offset: u64, what: &str, term: u64) -> Result<(), Sto
 }
 
 impl Replay {
+    /// A replay over a snapshot at `floor` (index, term; (0, 0) without one).
+    pub(crate) fn over(floor: u64, floor_term: u64) -> Replay {
+        Replay {
+            floor,
+            floor_term,
+            entries: Vec::new(),
+            hard_state: HardState::default(),
+            floor_marked: false,
+            first_at: None,
+            marker_term: 0,
+        }
+    }
+
     fn next_index(&self) -> u64 {
         self.floor + 1 + self.entries.len() as u64
     }
 
-    fn apply(&mut self, path: &Path, offset: u64, record: Record) -> Result<(), StorageError> {
+    pub(crate) fn apply(&mut self, path: &Path, offset: u64, record: Record) -> Result<(), StorageError> {
         match record {
             Record::HardState(hs) => {
                 check_term(path, offset, "hard state", hs.term)?;
@@ -372,15 +386,7 @@ impl Wal {
             }
         }
         let (floor, floor_term) = snapshot.as_ref().map_or((0, 0), |(m, _)| (m.index, m.term));
-        let mut replay = Replay {
-            floor,
-            floor_term,
-            entries: Vec::new(),
-            hard_state: HardState::default(),
-            floor_marked: false,
-            first_at: None,
-            marker_term: 0,
-        };
+        let mut replay = Replay::over(floor, floor_term);
 
         for pair in listing.segments.windows(2) {
             let ((prev, _, _), (seq, _, path)) = (&pair[0], &pair[1]);
