@@ -29,6 +29,9 @@
 pub mod blocks;
 pub mod error;
 pub mod external;
+// Fuzz-target entry points, public only for `fuzz/` and `tests/fuzz_corpus.rs`.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gen;
 pub mod memsort;
 pub mod merge;

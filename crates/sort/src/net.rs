@@ -54,10 +54,12 @@ use crate::record::{key_prefix, record_count, RECORD_LEN};
 pub const MAGIC: [u8; 8] = *b"TNSORT01";
 /// Largest data frame accepted (10,000 records).
 pub const MAX_FRAME_BYTES: usize = 10_000 * RECORD_LEN;
+/// Longest netsort config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Most servers in one config (keeps per-peer buffers bounded).
 pub const MAX_SERVERS: usize = 1024;
-const TAG_DATA: u8 = 1;
-const TAG_END: u8 = 2;
+pub(crate) const TAG_DATA: u8 = 1;
+pub(crate) const TAG_END: u8 = 2;
 
 /// One server of the config.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,9 +149,20 @@ impl Config {
         Ok(Config { servers })
     }
 
-    /// Read and validate the config file at `path`.
+    /// Read and validate the config file at `path` (at most
+    /// [`MAX_CONFIG_BYTES`]: a config of [`MAX_SERVERS`] servers is far
+    /// smaller, and a wrong path such as a device must not fill memory).
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).ctx(|| format!("reading config {}", path.display()))?;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+            .ctx(|| format!("reading config {}", path.display()))?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(Error::Config(format!(
+                "{}: longer than {MAX_CONFIG_BYTES} bytes, too long for a netsort config",
+                path.display()
+            )));
+        }
         Config::from_yaml(&text).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,
@@ -660,7 +673,7 @@ fn spawn_acceptor(
 }
 
 /// Describe a failed read from `who` for a person.
-fn read_error(who: &str, e: std::io::Error, timeout: Duration) -> Error {
+pub(crate) fn read_error(who: &str, e: std::io::Error, timeout: Duration) -> Error {
     match e.kind() {
         ErrorKind::UnexpectedEof
         | ErrorKind::ConnectionReset
@@ -681,7 +694,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_PENDING_HELLOS: usize = 64;
 
 /// Why a connection's hello was not taken.
-enum Hello {
+#[derive(Debug)]
+pub(crate) enum Hello {
     /// Not a netsort peer at all (silent, closed, or wrong magic): ignored.
     NotAPeer(String),
     /// A netsort peer whose config disagrees with ours: the run fails.
@@ -696,12 +710,17 @@ fn read_hello(
     n: usize,
     timeout: Duration,
 ) -> std::result::Result<u32, Hello> {
-    let who = format!("connection from {addr}");
     let mut hello = [0u8; 16];
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|_| stream.read_exact(&mut hello))
         .map_err(|e| Hello::NotAPeer(format!("no hello within {timeout:?}: {e}")))?;
+    parse_hello(&hello, &format!("connection from {addr}"), my_id, n)
+}
+
+/// Checks the hello of connection `who` against our config (server `my_id`
+/// of `n`); returns the peer's server id.
+pub(crate) fn parse_hello(hello: &[u8; 16], who: &str, my_id: u32, n: usize) -> std::result::Result<u32, Hello> {
     if hello[..8] != MAGIC {
         return Err(Hello::NotAPeer("it is not a netsort peer (bad hello)".into()));
     }
@@ -737,7 +756,6 @@ fn receive(
         connect_timeout,
         chunk_bytes,
     } = inbound;
-    assert!(chunk_bytes >= RECORD_LEN && chunk_bytes.is_multiple_of(RECORD_LEN));
     assert!(chunk_bytes <= pool.frame_bytes, "pieces fit a pooled frame");
     let who = format!("server {peer} ({addr})");
     // A peer sends its hello, then nothing until it has dialled every other
@@ -747,66 +765,124 @@ fn receive(
     stream
         .set_read_timeout(Some(first_wait))
         .ctx(|| format!("configuring {who}"))?;
-    let bits = n.trailing_zeros();
-    let mut received: u64 = 0;
-    let mut first = true;
+    // Wait for the first frame without consuming it, so the decoder reads
+    // the whole stream with one timeout. End of stream (`Ok(0)`) is left
+    // for the decoder to report.
     loop {
-        let mut tag = [0u8; 1];
-        let wait = if first { first_wait } else { timeout };
-        stream.read_exact(&mut tag).map_err(|e| read_error(&who, e, wait))?;
-        if first {
-            first = false;
-            stream
-                .set_read_timeout(Some(timeout))
-                .ctx(|| format!("configuring {who}"))?;
+        match stream.peek(&mut [0u8; 1]) {
+            Ok(_) => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(&who, e, first_wait)),
         }
-        match tag[0] {
-            TAG_DATA => {
-                let mut len = [0u8; 4];
-                stream.read_exact(&mut len).map_err(|e| read_error(&who, e, timeout))?;
-                let len = u32::from_be_bytes(len) as usize;
-                if len == 0 || !len.is_multiple_of(RECORD_LEN) || len > MAX_FRAME_BYTES {
-                    return Err(Error::Net(format!("{who} sent a data frame of {len} bytes")));
+    }
+    stream
+        .set_read_timeout(Some(timeout))
+        .ctx(|| format!("configuring {who}"))?;
+    let decoder = StreamDecoder {
+        who: &who,
+        my_id,
+        n,
+        chunk_bytes,
+    };
+    let received = decoder.decode(
+        &mut stream,
+        || pool.take(),
+        |piece| {
+            frames
+                .send(piece)
+                .map_err(|_| Error::Net("the local sorter stopped".into()))
+        },
+        |e| read_error(&who, e, timeout),
+    )?;
+    Ok((peer, received))
+}
+
+/// The frame loop of one peer's stream after its hello, over any reader: no
+/// sockets, timeouts or channels, so the fuzz target runs the very code a
+/// receiver does.
+pub(crate) struct StreamDecoder<'a> {
+    /// Names the peer in errors.
+    pub(crate) who: &'a str,
+    /// This server's id: every record must belong to it.
+    pub(crate) my_id: u32,
+    /// The server count (a power of two).
+    pub(crate) n: usize,
+    /// The largest piece handed on (our frame size), a multiple of
+    /// [`RECORD_LEN`].
+    pub(crate) chunk_bytes: usize,
+}
+
+impl StreamDecoder<'_> {
+    /// Reads frames from `input` up to a valid end-of-stream and returns the
+    /// records received. Records go to `deliver` in pieces of at most
+    /// `chunk_bytes`, each read into a buffer from `take` (which should have
+    /// room for `chunk_bytes`: no piece is bigger, whatever the peer's frame
+    /// size). A failed read becomes `read_err(e)`; a stream that breaks the
+    /// protocol, an [`Error::Net`] naming `who`.
+    pub(crate) fn decode<R: Read>(
+        &self,
+        input: &mut R,
+        mut take: impl FnMut() -> Vec<u8>,
+        mut deliver: impl FnMut(Vec<u8>) -> Result<()>,
+        read_err: impl Fn(std::io::Error) -> Error,
+    ) -> Result<u64> {
+        let StreamDecoder {
+            who,
+            my_id,
+            n,
+            chunk_bytes,
+        } = *self;
+        assert!(chunk_bytes >= RECORD_LEN && chunk_bytes.is_multiple_of(RECORD_LEN));
+        let bits = n.trailing_zeros();
+        let mut received: u64 = 0;
+        loop {
+            let mut tag = [0u8; 1];
+            input.read_exact(&mut tag).map_err(&read_err)?;
+            match tag[0] {
+                TAG_DATA => {
+                    let mut len = [0u8; 4];
+                    input.read_exact(&mut len).map_err(&read_err)?;
+                    let len = u32::from_be_bytes(len) as usize;
+                    if len == 0 || !len.is_multiple_of(RECORD_LEN) || len > MAX_FRAME_BYTES {
+                        return Err(Error::Net(format!("{who} sent a data frame of {len} bytes")));
+                    }
+                    // The peer sized its frames from its own budget: hand the
+                    // sorter pieces of at most our frame size, so what a
+                    // receiver holds is bounded by our `--memory`, not by the
+                    // peer's.
+                    let mut left = len;
+                    while left > 0 {
+                        let piece = left.min(chunk_bytes);
+                        let mut data = take();
+                        data.resize(piece, 0);
+                        input.read_exact(&mut data).map_err(&read_err)?;
+                        if let Some(r) = data
+                            .chunks_exact(RECORD_LEN)
+                            .position(|r| destination(key_prefix(r), bits) != my_id as usize)
+                        {
+                            return Err(Error::Net(format!(
+                                "{who} sent record {} that belongs to another server",
+                                received + r as u64
+                            )));
+                        }
+                        received += (piece / RECORD_LEN) as u64;
+                        left -= piece;
+                        deliver(data)?;
+                    }
                 }
-                // The peer sized its frames from its own budget: hand the
-                // sorter pieces of at most our frame size, so what a receiver
-                // holds is bounded by our `--memory`, not by the peer's.
-                let mut left = len;
-                while left > 0 {
-                    let piece = left.min(chunk_bytes);
-                    let mut data = pool.take();
-                    data.resize(piece, 0);
-                    stream.read_exact(&mut data).map_err(|e| read_error(&who, e, timeout))?;
-                    if let Some(r) = data
-                        .chunks_exact(RECORD_LEN)
-                        .position(|r| destination(key_prefix(r), bits) != my_id as usize)
-                    {
+                TAG_END => {
+                    let mut total = [0u8; 8];
+                    input.read_exact(&mut total).map_err(&read_err)?;
+                    let total = u64::from_be_bytes(total);
+                    if total != received {
                         return Err(Error::Net(format!(
-                            "{who} sent record {} that belongs to another server",
-                            received + r as u64
+                            "{who} says it sent {total} records but {received} arrived"
                         )));
                     }
-                    received += (piece / RECORD_LEN) as u64;
-                    left -= piece;
-                    if frames.send(data).is_err() {
-                        return Err(Error::Net("the local sorter stopped".into()));
-                    }
+                    return Ok(received);
                 }
+                other => return Err(Error::Net(format!("{who} sent an unknown frame tag {other}"))),
             }
-            TAG_END => {
-                let mut total = [0u8; 8];
-                stream
-                    .read_exact(&mut total)
-                    .map_err(|e| read_error(&who, e, timeout))?;
-                let total = u64::from_be_bytes(total);
-                if total != received {
-                    return Err(Error::Net(format!(
-                        "{who} says it sent {total} records but {received} arrived"
-                    )));
-                }
-                return Ok((peer, received));
-            }
-            other => return Err(Error::Net(format!("{who} sent an unknown frame tag {other}"))),
         }
     }
 }
@@ -1118,6 +1194,80 @@ servers:
             "a piece exceeds {chunk} bytes"
         );
         assert_eq!(pieces.concat(), sender.join().unwrap());
+    }
+
+    /// The decoder's answers to broken streams, as a receiver reports them.
+    #[test]
+    fn the_stream_decoder_refuses_broken_streams() {
+        let data = |len: u32, key: u8| {
+            let mut f = vec![TAG_DATA];
+            f.extend_from_slice(&len.to_be_bytes());
+            f.extend((0..len).map(|i| if i % 100 == 0 { key } else { 0 }));
+            f
+        };
+        let end = |total: u64| [&[TAG_END][..], &total.to_be_bytes()].concat();
+        let cases = [
+            ([data(200, 0x40), end(2)].concat(), Ok(2)),
+            ([data(200, 0x40), data(100, 0x7f), end(3)].concat(), Ok(3)),
+            (end(0), Ok(0)),
+            (
+                [data(200, 0x40), end(3)].concat(),
+                Err("says it sent 3 records but 2 arrived"),
+            ),
+            (
+                [data(100, 0x40), data(100, 0x80)].concat(),
+                Err("sent record 1 that belongs to another server"),
+            ),
+            (data(150, 0), Err("sent a data frame of 150 bytes")),
+            (data(0, 0), Err("sent a data frame of 0 bytes")),
+            (
+                vec![TAG_DATA, 0, 0x0f, 0x42, 0x68],
+                Err("sent a data frame of 1000040 bytes"),
+            ),
+            (vec![7], Err("sent an unknown frame tag 7")),
+            (
+                data(200, 0)[..150].to_vec(),
+                Err("peer closed the connection before end-of-stream"),
+            ),
+            (vec![], Err("peer closed the connection before end-of-stream")),
+        ];
+        for (stream, expected) in cases {
+            let decoder = StreamDecoder {
+                who: "peer",
+                my_id: 0,
+                n: 2,
+                chunk_bytes: 100,
+            };
+            let mut pieces = 0;
+            let got = decoder.decode(
+                &mut &stream[..],
+                Vec::new,
+                |piece| {
+                    assert_eq!(piece.len(), 100, "pieces of our frame size");
+                    pieces += 1;
+                    Ok(())
+                },
+                |e| read_error("peer", e, Duration::from_secs(1)),
+            );
+            match (got, expected) {
+                (Ok(total), Ok(want)) => assert_eq!((total, pieces), (want, want)),
+                (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{want:?}: {e}"),
+                (got, want) => panic!("{stream:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_config_file_past_the_limit_is_refused_without_reading_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        let mut text = FOUR.to_string();
+        text.push_str(&"#".repeat(MAX_CONFIG_BYTES as usize));
+        std::fs::write(&path, text).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("too long for a netsort config"), "{err}");
+        std::fs::write(&path, FOUR).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), Config::from_yaml(FOUR).unwrap());
     }
 
     #[test]
