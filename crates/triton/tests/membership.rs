@@ -415,7 +415,7 @@ fn members_are_not_taken_from_a_removed_node_that_lost_the_leader() {
     for &(id, _) in &rest {
         let start = Instant::now();
         loop {
-            let book = std::fs::read_to_string(c.data_dir(id as usize).join("members")).unwrap_or_default();
+            let book = address_book(&c, id as usize);
             if !book.contains(&c.addrs[removed as usize]) {
                 break;
             }
@@ -491,11 +491,23 @@ fn a_node_joins_through_a_leader_its_config_does_not_name() {
     wait_local_value(&c, n4, "after-join", "seen");
 }
 
-/// Node 2 stops; node 3 joins (node 2's config does not name it) and is
-/// promoted to voter; leadership moves to node 3 if `newcomer_leads`; then
-/// enough writes that the leader's log is compacted past node 2's. Node 2
-/// then restarts. Returns node 3's index.
-fn a_node_joins_while_node_2_is_down(c: &mut Cluster, newcomer_leads: bool) -> usize {
+/// Node `node`'s saved address book (`<data_dir>/members`).
+fn address_book(c: &Cluster, node: usize) -> String {
+    std::fs::read_to_string(c.data_dir(node).join("members")).unwrap_or_default()
+}
+
+/// A 3-node cluster with a small snapshot threshold. Node 2 stops; node 3
+/// joins (node 2's config does not name it) and is promoted to voter;
+/// leadership moves to node 3 if `newcomer_leads`; then enough writes that
+/// the leader's log is compacted past node 2's. Node 2 then restarts, and
+/// this returns once it has caught up, with node 3's index.
+fn a_node_joins_while_node_2_is_down(newcomer_leads: bool) -> (Cluster, usize) {
+    let mut cluster = Cluster::start(ClusterOptions {
+        admin_token: Some(TOKEN.into()),
+        snapshot_threshold: 8,
+        ..ClusterOptions::default()
+    });
+    let c = &mut cluster;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(c.wait_leader());
     c.stop(2);
@@ -527,7 +539,8 @@ fn a_node_joins_while_node_2_is_down(c: &mut Cluster, newcomer_leads: bool) -> u
     }
     assert_eq!(leader_of(c, 0) == 3, newcomer_leads, "the leader moved meanwhile");
     c.spawn(2);
-    n3
+    wait_local_value(c, 2, "while-away-23", "written");
+    (cluster, n3)
 }
 
 /// A member that was down while a node joined, and that node then became
@@ -537,14 +550,8 @@ fn a_node_joins_while_node_2_is_down(c: &mut Cluster, newcomer_leads: bool) -> u
 /// (Before: it refused the leader's stream for good and never caught up.)
 #[test]
 fn a_member_back_from_downtime_takes_the_stream_of_a_leader_that_joined_meanwhile() {
-    let mut c = Cluster::start(ClusterOptions {
-        admin_token: Some(TOKEN.into()),
-        snapshot_threshold: 8,
-        ..ClusterOptions::default()
-    });
-    let n3 = a_node_joins_while_node_2_is_down(&mut c, true);
-    wait_local_value(&c, 2, "while-away-23", "written");
-    let book = std::fs::read_to_string(c.data_dir(2).join("members")).unwrap_or_default();
+    let (c, n3) = a_node_joins_while_node_2_is_down(true);
+    let book = address_book(&c, 2);
     assert!(book.contains(&c.addrs[n3]), "node 2's address book: {book}");
 }
 
@@ -555,13 +562,7 @@ fn a_member_back_from_downtime_takes_the_stream_of_a_leader_that_joined_meanwhil
 /// and could neither reach it as a candidate or leader nor take its stream.)
 #[test]
 fn a_member_that_catches_up_from_a_snapshot_learns_the_addresses_it_missed() {
-    let mut c = Cluster::start(ClusterOptions {
-        admin_token: Some(TOKEN.into()),
-        snapshot_threshold: 8,
-        ..ClusterOptions::default()
-    });
-    let n3 = a_node_joins_while_node_2_is_down(&mut c, false);
-    wait_local_value(&c, 2, "while-away-23", "written");
+    let (c, n3) = a_node_joins_while_node_2_is_down(false);
     assert!(
         c.log(2).contains("installed snapshot from leader"),
         "node 2 was expected to catch up from a snapshot; its log:\n{}",
@@ -569,7 +570,7 @@ fn a_member_that_catches_up_from_a_snapshot_learns_the_addresses_it_missed() {
     );
     let start = Instant::now();
     loop {
-        let book = std::fs::read_to_string(c.data_dir(2).join("members")).unwrap_or_default();
+        let book = address_book(&c, 2);
         if book.contains(&c.addrs[n3]) {
             break;
         }
