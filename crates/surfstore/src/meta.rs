@@ -12,9 +12,16 @@
 //!
 //! The `RaftSurfstore` hooks let the course's tests drive the cluster:
 //! `SetLeader` campaigns, `SendHeartbeat` replicates now, `Crash`/`Restore`/
-//! `IsCrashed`/`MakeServerUnreachableFrom` inject faults (only when the
-//! config enables test RPCs), `GetInternalState` reports this node's view
-//! even while it is crashed.
+//! `IsCrashed`/`MakeServerUnreachableFrom` inject faults, `GetInternalState`
+//! reports this node's view even while it is crashed. All of them answer
+//! only when the config enables test RPCs (and with the admin token, when
+//! the config sets one).
+//!
+//! A file entry (name and hash list) is not held to the config's
+//! `max_value_bytes` (1 MiB by default, for KV values: at 4 kB blocks that
+//! would cap a file at 64 MB). It must fit one replicated command
+//! (`max_message_bytes`, which the node checks before proposing) and the
+//! store's own cap, so a file of several GB syncs with the defaults.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -57,8 +64,10 @@ pub fn filename_problem(name: &str) -> Option<&'static str> {
         Some("the file name contains '/'")
     } else if name.contains(',') {
         Some("the file name contains ','")
-    } else if name.contains('\0') {
-        Some("the file name contains a NUL byte")
+    } else if name.chars().any(char::is_control) {
+        // Tabs and newlines would break line formats such as `triton surf
+        // mapping`'s `file<TAB>...`; NUL would truncate C paths.
+        Some("the file name contains a control character")
     } else {
         None
     }
@@ -148,8 +157,8 @@ impl MetaService {
         match self.node.write(None, op).await.map_err(|e| self.err(e))? {
             WriteResult::SurfUpdate { version } => Ok(Version { version }),
             WriteResult::TooLarge => Err(Status::invalid_argument(format!(
-                "file metadata exceeds the limit of {} bytes",
-                self.node.max_value_bytes
+                "file metadata (name and hash list) exceeds the replicated store's limit of {} bytes",
+                triton_store::StoreOptions::default().max_value_bytes
             ))),
             other => Err(Status::internal(format!("unexpected write result {other:?}"))),
         }
@@ -374,7 +383,11 @@ impl RaftSurfstore for MetaService {
         MetaService::is_crashed(self).await.map(Response::new)
     }
 
-    async fn get_internal_state(&self, _: Request<()>) -> Result<Response<RaftInternalState>, Status> {
+    // An inspection hook of the protocol, gated like the others: it decodes
+    // the whole log into one reply, which anyone could otherwise ask for.
+    async fn get_internal_state(&self, request: Request<()>) -> Result<Response<RaftInternalState>, Status> {
+        check_admin(&self.node.config, &request)?;
+        self.check_test_rpcs()?;
         self.internal_state().await.map(Response::new)
     }
 
@@ -400,7 +413,20 @@ mod tests {
         assert!(filename_problem(&"x".repeat(MAX_FILENAME_BYTES + 1)).is_some());
         // Bytes, not characters: 128 two-byte characters are 256 bytes.
         assert!(filename_problem(&"é".repeat(128)).is_some());
-        for bad in ["", ".", "..", "a/b", "/etc/passwd", "a,b", "nul\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "/etc/passwd",
+            "a,b",
+            "nul\0",
+            "new\nline",
+            "tab\t",
+            "cr\r",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
             assert!(filename_problem(bad).is_some(), "{bad:?} accepted");
         }
     }

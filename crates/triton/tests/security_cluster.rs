@@ -363,6 +363,9 @@ async fn fault_rpcs_need_the_admin_token() {
     for (req, code) in unauthorized(UnreachableFromServers { server_ids: vec![0] }) {
         assert_eq!(surf.make_server_unreachable_from(req).await.unwrap_err().code(), code);
     }
+    for (req, code) in unauthorized(()) {
+        assert_eq!(surf.get_internal_state(req).await.unwrap_err().code(), code);
+    }
     assert!(
         !surf
             .is_crashed(with_token((), &config))
@@ -374,8 +377,10 @@ async fn fault_rpcs_need_the_admin_token() {
     surf.make_server_unreachable_from(with_token(UnreachableFromServers { server_ids: vec![] }, &config))
         .await
         .expect("unreachable-from with the token");
-    // Inspection and the data path need no token.
-    surf.get_internal_state(()).await.expect("GetInternalState is open");
+    surf.get_internal_state(with_token((), &config))
+        .await
+        .expect("GetInternalState with the token");
+    // The data path needs no token.
     let mut client = c.client();
     client.put(b"k", b"v").await.expect("KV needs no token");
 }

@@ -36,7 +36,8 @@ pub fn run(args: BlockstoreArgs) -> anyhow::Result<ExitCode> {
             pack,
             offset,
             bytes,
-            "damaged record in a closed pack; the rest of that pack is ignored"
+            "damaged range in a pack, skipped: its records are not served, the pack's records before and after \
+             it are; the bytes are left in the file for inspection"
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
