@@ -182,11 +182,18 @@ pub struct FakeMetaStore {
     /// UpdateFile for these names fails with INVALID_ARGUMENT, as a server
     /// refusing a name does (to test a failure among accepted updates).
     pub fail_updates: Arc<Mutex<HashSet<String>>>,
+    /// Run (once) at the start of the next GetFileInfoMap call: after the
+    /// client's scan, before it applies anything (to change a file under it).
+    pub before_file_info_map: Hook,
 }
 
 #[tonic::async_trait]
 impl MetaStore for FakeMetaStore {
     async fn get_file_info_map(&self, _: Request<()>) -> Result<Response<FileInfoMap>, Status> {
+        let hook = self.before_file_info_map.lock().expect("lock").take();
+        if let Some(hook) = hook {
+            hook();
+        }
         let files = self.files.lock().expect("lock");
         Ok(Response::new(FileInfoMap {
             file_info_map: files.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -343,6 +350,7 @@ pub async fn serve_fakes(block_stores: usize) -> std::io::Result<Fakes> {
         block_stores: store_addrs,
         sneak_in: Arc::default(),
         fail_updates: Arc::default(),
+        before_file_info_map: Arc::default(),
     };
     let (leader_listener, leader_addr) = listen().await?;
     // Replies uncapped, like Triton's metadata service.

@@ -165,10 +165,15 @@ pub fn refuse_name(name: &str) -> Option<&'static str> {
         Some("it contains a path separator")
     } else if name.contains(',') {
         Some("it contains ','")
-    } else if name.contains("..") {
-        Some("it contains '..'")
+    } else if name == ".." {
+        // With no separators the name is one path component, so this and
+        // "." (above) are all the ways left to leave BASEDIR; "a..b" is fine.
+        Some("it is '..'")
     } else if name.contains('\0') {
         Some("it contains a NUL byte")
+    } else if name.chars().any(char::is_control) {
+        // As the metadata service: line-based output and C paths break.
+        Some("it contains a control character")
     } else if name == INDEX_FILE || name.starts_with("index.db-") {
         Some("it is the sync index")
     } else if name.starts_with(TEMP_PREFIX) {
@@ -264,11 +269,47 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// How the scan reads BASEDIR's files: the file system itself, except in
+/// tests, which make chosen files fail in ways that permissions cannot
+/// when the tests run as root.
+trait ReadFiles: Send + Sync {
+    fn stat(&self, path: &Path) -> io::Result<fs::Metadata> {
+        fs::symlink_metadata(path)
+    }
+    fn blocks(&self, chunker: &Chunker, path: &Path) -> io::Result<Vec<BlockRef>> {
+        chunker.blocks_of_file(path)
+    }
+}
+
+/// BASEDIR as it is.
+struct RealFiles;
+
+impl ReadFiles for RealFiles {}
+
+/// What a scan of BASEDIR found.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// The regular files, by name.
+    files: BTreeMap<String, LocalFile>,
+    /// Files that exist but could not be read, with why. Their content is
+    /// unknown, so they are left out of the sync altogether: taken for
+    /// deleted they would put tombstones on the server, taken for absent
+    /// they could be overwritten by downloads.
+    unreadable: BTreeMap<String, String>,
+}
+
 /// Lists and hashes BASEDIR's regular files, reusing the index's hashes for
 /// files whose size, times and inode match the cached stat. With
 /// `remove_temps`, also deletes temporary files of interrupted syncs: only
 /// the holder of the index lock may, or it would delete those of a sync
 /// that is running.
+///
+/// A file that vanishes while it is scanned (NotFound) is absent, exactly as
+/// if it had been deleted just before the scan listed the directory: a
+/// synced one is then a local deletion like any other. Telling the two apart
+/// would not be safer, only later: the next sync would upload the same
+/// tombstone. Any other error makes the file unreadable (see [`Scanned`]).
+#[allow(clippy::too_many_arguments)]
 fn scan(
     base: &Path,
     chunker: &Chunker,
@@ -276,9 +317,11 @@ fn scan(
     stats: &BTreeMap<String, FileStat>,
     progress: ProgressMode,
     remove_temps: bool,
+    reader: &dyn ReadFiles,
     warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, LocalFile>, SyncError> {
+) -> Result<Scanned, SyncError> {
     let mut found = Vec::new();
+    let mut unreadable = BTreeMap::new();
     for entry in fs::read_dir(base).map_err(io_err(format!("reading {}", base.display())))? {
         let entry = entry.map_err(io_err(format!("reading {}", base.display())))?;
         let name = match entry.file_name().into_string() {
@@ -289,19 +332,36 @@ fn scan(
             }
         };
         if name.starts_with(TEMP_PREFIX) {
-            // A leftover of an interrupted sync: never a real file.
-            if remove_temps {
-                let _ = fs::remove_file(entry.path());
+            if is_temp_name(&name) {
+                // A leftover of an interrupted sync: never a real file.
+                if remove_temps {
+                    let _ = fs::remove_file(entry.path());
+                }
+            } else {
+                // Only names TempFile makes are ours to delete; this one may
+                // be the user's, so it is left alone (refuse_name keeps the
+                // whole prefix out of the sync).
+                warnings.push(format!(
+                    "skipping local {name:?}: names starting with {TEMP_PREFIX:?} are kept for the sync's \
+                     temporary files (it is not synced, and not deleted)"
+                ));
             }
             continue;
         }
         if name == INDEX_FILE || name.starts_with("index.db-") {
             continue;
         }
-        let meta = match fs::symlink_metadata(entry.path()) {
+        let meta = match reader.stat(&entry.path()) {
             Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
-                warnings.push(format!("skipping local {name}: {e}"));
+                match refuse_name(&name) {
+                    Some(why) => warnings.push(format!("skipping local {name:?}: {why}")),
+                    None => {
+                        let why = format!("reading {}: {e}", entry.path().display());
+                        unreadable.insert(name, why);
+                    }
+                }
                 continue;
             }
         };
@@ -340,31 +400,34 @@ fn scan(
     }
     let total: u64 = to_hash.iter().map(|(_, _, s)| s.size).sum();
     let phase = Phase::start(progress, "hashing", total);
-    let hashed: Vec<Result<(String, LocalFile), SyncError>> = to_hash
+    let hashed: Vec<(String, PathBuf, FileStat, io::Result<Vec<BlockRef>>)> = to_hash
         .into_par_iter()
         .map(|(name, path, stat)| {
-            let blocks = chunker
-                .blocks_of_file(&path)
-                .map_err(io_err(format!("hashing {}", path.display())))?;
+            let blocks = reader.blocks(chunker, &path);
             phase.inc(stat.size);
-            let hashes = chunk::hash_list(&blocks);
-            Ok((
-                name,
-                LocalFile {
-                    path,
-                    stat,
-                    hashes,
-                    blocks: Some(blocks),
-                },
-            ))
+            (name, path, stat, blocks)
         })
         .collect();
     phase.finish("files");
-    for item in hashed {
-        let (name, file) = item?;
+    for (name, path, stat, blocks) in hashed {
+        let blocks = match blocks {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                unreadable.insert(name, format!("hashing {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let hashes = chunk::hash_list(&blocks);
+        let file = LocalFile {
+            path,
+            stat,
+            hashes,
+            blocks: Some(blocks),
+        };
         out.insert(name, file);
     }
-    Ok(out)
+    Ok(Scanned { files: out, unreadable })
 }
 
 /// What to do with one file.
@@ -445,6 +508,24 @@ fn sources_of(local: &BTreeMap<String, LocalFile>) -> HashMap<String, Source> {
     out
 }
 
+/// The name of the `n`th temporary file of process `pid`.
+fn temp_name(pid: u32, n: u64) -> String {
+    format!("{TEMP_PREFIX}{pid}-{n}")
+}
+
+/// Whether `name` is exactly one [`temp_name`] makes (so a stale one may
+/// be deleted), not merely a name sharing its prefix.
+fn is_temp_name(name: &str) -> bool {
+    let Some((pid, n)) = name.strip_prefix(TEMP_PREFIX).and_then(|rest| rest.split_once('-')) else {
+        return false;
+    };
+    // Parsing alone would accept "+1" or "01"; the round trip does not.
+    match (pid.parse::<u32>(), n.parse::<u64>()) {
+        (Ok(pid), Ok(n)) => temp_name(pid, n) == name,
+        _ => false,
+    }
+}
+
 /// A temporary file in BASEDIR that is removed unless renamed into place.
 struct TempFile {
     path: PathBuf,
@@ -455,7 +536,7 @@ impl TempFile {
     fn create(dir: &Path) -> io::Result<TempFile> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+        let path = dir.join(temp_name(std::process::id(), n));
         let file = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(TempFile { path, file: Some(file) })
     }
@@ -464,14 +545,92 @@ impl TempFile {
         self.file.as_mut().expect("open until persisted").write_all(data)
     }
 
-    /// fsyncs and renames over `target`.
-    fn persist(mut self, target: &Path) -> io::Result<()> {
+    /// fsyncs and puts the file at `target`, provided `target` still is what
+    /// the scan saw there (`seen`: the scanned file's stat, or `None` for no
+    /// file): the sync decided on that, and a file written or created since
+    /// may hold the only copy of the user's bytes. Otherwise `target` is left
+    /// alone and the file dropped.
+    fn persist(mut self, target: &Path, seen: Option<&FileStat>) -> io::Result<Applied> {
         let file = self.file.take().expect("persisted once");
         file.sync_all()?;
         drop(file);
-        fs::rename(&self.path, target)?;
-        self.path = PathBuf::new();
-        Ok(())
+        // Checked after the (slow) fsync, right before the rename.
+        let now = current_stat(target)?;
+        if now.is_some_and(|(_, is_file)| !is_file) {
+            // Nothing the scan takes for a file (a subdirectory, say): a
+            // failure to report, as the rename over it would be.
+            return Err(io::Error::other("something that is not a regular file is in the way"));
+        }
+        match now.map(|(stat, _)| stat) {
+            // Nothing there (or no longer: the server's version is what a
+            // scan now would download). Unlike a rename, a link fails if a
+            // file appears meanwhile, so that one is never replaced.
+            None => match fs::hard_link(&self.path, target) {
+                Ok(()) => {
+                    // In place; a failure here leaves a stale temp the next
+                    // sync removes.
+                    let _ = fs::remove_file(&self.path);
+                    self.path = PathBuf::new();
+                    Ok(Applied::Done)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Applied::Changed("was created")),
+                // A file system without hard links (FAT, some network and
+                // FUSE ones) says EPERM or EOPNOTSUPP: renamed instead, which
+                // replaces a file created since the check just above.
+                Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported) => {
+                    fs::rename(&self.path, target)?;
+                    self.path = PathBuf::new();
+                    Ok(Applied::Done)
+                }
+                Err(e) => Err(e),
+            },
+            Some(now) if Some(&now) == seen => {
+                // Still the scanned file. What remains: a write landing
+                // between the check and this rename (microseconds), or one
+                // through a descriptor kept open past it, goes to the
+                // replaced inode and is lost; so is an edit that keeps size,
+                // inode and (coarse) times, which no stat can see.
+                fs::rename(&self.path, target)?;
+                self.path = PathBuf::new();
+                Ok(Applied::Done)
+            }
+            Some(_) if seen.is_none() => Ok(Applied::Changed("was created")),
+            Some(_) => Ok(Applied::Changed("was changed")),
+        }
+    }
+}
+
+/// Whether a change to a local file took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    Done,
+    /// Not made: the file is not what the scan saw (it "was created" or
+    /// "was changed" during the sync), so it is left as it is.
+    Changed(&'static str),
+}
+
+/// The stat of BASEDIR's `path` now and whether it is a regular file,
+/// `None` if there is nothing.
+fn current_stat(path: &Path) -> io::Result<Option<(FileStat, bool)>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some((stat_of(&meta), meta.is_file()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes `target` for a remote tombstone, provided it still is the file
+/// the scan saw (`seen`) and found synced; a file changed since is left
+/// alone. The window left is [`TempFile::persist`]'s.
+fn remove_scanned(target: &Path, seen: &FileStat) -> io::Result<Applied> {
+    match current_stat(target)?.map(|(stat, _)| stat) {
+        Some(now) if now == *seen => match fs::remove_file(target) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(Applied::Done),
+        },
+        // Already gone: what the tombstone asks for.
+        None => Ok(Applied::Done),
+        Some(_) => Ok(Applied::Changed("was changed")),
     }
 }
 
@@ -513,9 +672,16 @@ struct Done {
 /// UpdateFile refusing it) or downloaded (a missing block, a name the local
 /// file system refuses, a subdirectory in the way) does not stop the others:
 /// it is skipped with a warning, and once everything else is done and
-/// recorded the sync fails naming the skipped files. Only a metadata service
-/// without a majority stops the sync at once.
+/// recorded the sync fails naming the skipped files. So is a local file that
+/// cannot be read (neither uploaded, nor deleted on the server, nor
+/// overwritten). Only a metadata service without a majority stops the sync
+/// at once.
 pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
+    sync_with(opts, Arc::new(RealFiles)).await
+}
+
+/// [`sync`], reading BASEDIR's files through `reader`.
+async fn sync_with(opts: &SyncOptions, reader: Arc<dyn ReadFiles>) -> Result<Summary, SyncError> {
     let base = &opts.base_dir;
     if !base.is_dir() {
         return Err(SyncError::Usage(format!(
@@ -531,26 +697,44 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
     let chunking = opts.chunker.mode().name();
     let stats = index.load_stats(chunking, opts.chunker.block_size())?;
 
-    let local = {
+    let (scanned, warnings) = {
         let base = base.clone();
         let chunker = opts.chunker;
         let indexed = indexed.clone();
         let progress = opts.progress;
         tokio::task::spawn_blocking(move || {
             let mut warnings = Vec::new();
-            scan(&base, &chunker, &indexed, &stats, progress, true, &mut warnings).map(|local| (local, warnings))
+            let scanned = scan(
+                &base,
+                &chunker,
+                &indexed,
+                &stats,
+                progress,
+                true,
+                &*reader,
+                &mut warnings,
+            );
+            scanned.map(|s| (s, warnings))
         })
         .await
         .map_err(|e| SyncError::Failed(format!("hashing task: {e}")))??
     };
-    let (local, warnings) = local;
+    let Scanned {
+        files: local,
+        unreadable,
+    } = scanned;
     for w in &warnings {
         warn(opts.progress, w);
     }
     summary.warnings.extend(warnings);
 
     let mut done = Done::default();
-    let result = reconcile(opts, &local, &indexed, &mut done, &mut summary).await;
+    for (name, why) in &unreadable {
+        skip("syncing", name, why, &mut summary, &mut done.skipped, |w| {
+            warn(opts.progress, w)
+        });
+    }
+    let result = reconcile(opts, &local, &unreadable, &indexed, &mut done, &mut summary).await;
 
     // Cache the stats of files whose content matches their new index entry.
     let mut stat_changes: BTreeMap<String, Option<FileStat>> = BTreeMap::new();
@@ -602,6 +786,7 @@ pub async fn sync(opts: &SyncOptions) -> Result<Summary, SyncError> {
 async fn reconcile(
     opts: &SyncOptions,
     local: &BTreeMap<String, LocalFile>,
+    unreadable: &BTreeMap<String, String>,
     indexed: &BTreeMap<String, IndexEntry>,
     done: &mut Done,
     summary: &mut Summary,
@@ -624,7 +809,12 @@ async fn reconcile(
         }
     });
 
-    let names: BTreeSet<&String> = local.keys().chain(indexed.keys()).chain(remote.keys()).collect();
+    let names: BTreeSet<&String> = local
+        .keys()
+        .chain(indexed.keys())
+        .chain(remote.keys())
+        .filter(|name| !unreadable.contains_key(*name))
+        .collect();
     let mut uploads = Vec::new();
     for name in names {
         match decide(local.get(name), indexed.get(name), remote.get(name)) {
@@ -1070,7 +1260,9 @@ async fn upload_one_by_one(
 /// Writes the server's version of each file in `done.downloads` into
 /// BASEDIR (atomically), deletes tombstoned files, and records the new index
 /// entries. A file that fails is skipped (see [`Done::skipped`]); only a
-/// metadata service without a majority stops the rest.
+/// metadata service without a majority stops the rest. A local file that is
+/// no longer what the scan saw is neither replaced nor deleted (see
+/// [`TempFile::persist`]): the decision was made on the scan.
 async fn download(
     ctx: &Context<'_>,
     local: &BTreeMap<String, LocalFile>,
@@ -1119,10 +1311,14 @@ async fn download(
                     });
                     continue;
                 }
-            } else if local.contains_key(name) {
-                match fs::remove_file(&target) {
-                    Ok(()) => summary.files_deleted += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => summary.files_deleted += 1,
+            } else if let Some(file) = local.get(name) {
+                match remove_scanned(&target, &file.stat) {
+                    Ok(Applied::Done) => summary.files_deleted += 1,
+                    Ok(Applied::Changed(how)) => {
+                        let not_applied = "the server's deletion was not applied";
+                        changed_meanwhile(name, how, not_applied, summary, |w| warn(progress, w));
+                        continue;
+                    }
                     Err(e) => {
                         let why = format!("deleting {}: {e}", target.display());
                         skip("downloading", name, &why, summary, &mut done.skipped, |w| {
@@ -1175,14 +1371,23 @@ async fn download(
             }
         }
         let target = base.join(&meta.filename);
+        // A conflicting file was just renamed away: the name must be free.
+        let seen = match conflict {
+            Some(_) => None,
+            None => local.get(&meta.filename).map(|l| &l.stat),
+        };
         let persisted = written.and_then(|temp| {
-            temp.persist(&target)
+            temp.persist(&target, seen)
                 .map_err(io_err(format!("writing {}", target.display())))
         });
         match persisted {
-            Ok(()) => {
+            Ok(Applied::Done) => {
                 summary.files_down += 1;
                 done.index_changes.insert(meta.filename.clone(), Some(entry));
+            }
+            Ok(Applied::Changed(how)) => {
+                let not_applied = "the server's version was not written";
+                changed_meanwhile(&meta.filename, how, not_applied, summary, |w| phase.warn(w));
             }
             Err(SyncError::Failed(why)) => {
                 skip("downloading", &meta.filename, &why, summary, &mut done.skipped, |w| {
@@ -1201,12 +1406,24 @@ async fn download(
 }
 
 /// Leaves `name` out of this sync (not in the index, so the next sync tries
-/// again), with a warning; `doing` is "downloading" or "uploading".
+/// again), with a warning; `doing` is "downloading", "uploading" or
+/// "syncing".
 fn skip(doing: &str, name: &str, why: &str, summary: &mut Summary, skipped: &mut Vec<String>, print: impl Fn(&str)) {
     let w = format!("not {doing} {name:?}: {why}; it will be retried by the next sync");
     print(&w);
     summary.warnings.push(w);
     skipped.push(name.to_string());
+}
+
+/// Warns that the server's change to `name` (`not_applied` says which) was
+/// not applied because the local file `how` ("was changed", "was created")
+/// after the scan. Not a failure: like an upload whose file changed, it is
+/// left out of the index, so the next sync compares the file again and keeps
+/// it as a conflicted copy if it differs.
+fn changed_meanwhile(name: &str, how: &str, not_applied: &str, summary: &mut Summary, print: impl Fn(&str)) {
+    let w = format!("{name:?} {how} here while it was being synced; {not_applied}, the next sync compares them again");
+    print(&w);
+    summary.warnings.push(w);
 }
 
 /// Whether `local` holds content this client never synced (no index entry,
@@ -1218,7 +1435,8 @@ fn unsynced_content(local: &LocalFile, base: Option<&IndexEntry>, remote: &[Stri
 
 /// The name of the `n`th conflicted copy of `name` made at `secs`: the
 /// suffix always fits, `name` is cut (at a char boundary) to make room. It
-/// adds neither ',' nor "..", so it passes [`refuse_name`] as `name` does.
+/// adds no ',', separator or control character and never makes "." or "..",
+/// so it passes [`refuse_name`] as `name` does.
 fn conflict_name(name: &str, secs: u64, n: u32) -> String {
     let suffix = if n == 0 {
         format!(" (conflicted copy {secs})")
@@ -1377,7 +1595,7 @@ pub async fn mapping(opts: &SyncOptions) -> Result<Vec<MappingLine>, SyncError> 
     }
     let chunker = opts.chunker;
     let progress = opts.progress;
-    let local = tokio::task::spawn_blocking(move || {
+    let scanned = tokio::task::spawn_blocking(move || {
         let mut warnings = Vec::new();
         scan(
             &base,
@@ -1387,11 +1605,17 @@ pub async fn mapping(opts: &SyncOptions) -> Result<Vec<MappingLine>, SyncError> 
             progress,
             // Mapping takes no index lock (it may run beside a sync).
             false,
+            &RealFiles,
             &mut warnings,
         )
     })
     .await
     .map_err(|e| SyncError::Failed(format!("hashing task: {e}")))??;
+    // A mapping that silently left a file out would mislead: no partial answer.
+    if let Some(why) = scanned.unreadable.values().next() {
+        return Err(SyncError::Failed(why.clone()));
+    }
+    let local = scanned.files;
     let mut hashes: Vec<String> = local
         .values()
         .flat_map(|f| f.blocks.iter().flatten().map(|b| b.hash.clone()))
@@ -1479,7 +1703,11 @@ mod tests {
             "a/b",
             "../x",
             "a,b",
-            "x..y",
+            "a\nb",
+            "tab\t",
+            "cr\r",
+            "del\u{7f}",
+            "c1\u{85}",
             "index.db",
             "index.db-journal",
             ".triton-sync-tmp-1-2",
@@ -1490,9 +1718,220 @@ mod tests {
             assert!(refuse_name(bad).is_some(), "{bad:?} accepted");
         }
         assert_eq!(refuse_name(&"x".repeat(MAX_NAME_BYTES)), None);
-        for good in ["a.txt", ".hidden", "x.y.z", "naïve"] {
+        // ".." inside a name is no path component.
+        for good in [
+            "a.txt",
+            ".hidden",
+            "x.y.z",
+            "naïve",
+            "report..v2.txt",
+            "x..y",
+            "...",
+            "..a",
+            "a..",
+        ] {
             assert_eq!(refuse_name(good), None, "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn only_names_the_sync_makes_count_as_its_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = TempFile::create(dir.path()).unwrap();
+        let made = temp.path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(is_temp_name(&made), "{made:?}");
+        assert!(is_temp_name(&temp_name(u32::MAX, u64::MAX)));
+        for user in [
+            "",
+            "-1-2",
+            "notes.txt",
+            "1-2x",
+            "1-2-3",
+            "01-2",
+            "+1-2",
+            "1-",
+            "-2",
+            "1",
+            "1 2",
+            "99999999999-1",
+        ] {
+            let name = format!("{TEMP_PREFIX}{user}");
+            assert!(!is_temp_name(&name), "{name:?}");
+        }
+        assert!(!is_temp_name("1-2"));
+    }
+
+    /// A download must not replace a file that appeared, or changed, at its
+    /// name after the scan, nor may a tombstone delete a changed one.
+    #[test]
+    fn downloads_and_deletions_leave_files_changed_since_the_scan_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f");
+        let temp_with = |bytes: &[u8]| {
+            let mut t = TempFile::create(dir.path()).unwrap();
+            t.write(bytes).unwrap();
+            t
+        };
+        // Nothing scanned, nothing there: written.
+        assert_eq!(temp_with(b"server").persist(&target, None).unwrap(), Applied::Done);
+        assert_eq!(fs::read(&target).unwrap(), b"server");
+        // Nothing scanned, but a file appeared: kept.
+        fs::write(&target, b"mine").unwrap();
+        assert_eq!(
+            temp_with(b"server v2").persist(&target, None).unwrap(),
+            Applied::Changed("was created")
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"mine");
+        // Scanned and unchanged: replaced.
+        let scanned = current_stat(&target).unwrap().unwrap().0;
+        assert_eq!(
+            temp_with(b"server v3").persist(&target, Some(&scanned)).unwrap(),
+            Applied::Done
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"server v3");
+        // Scanned, then edited: kept.
+        let scanned = current_stat(&target).unwrap().unwrap().0;
+        fs::write(&target, b"edited meanwhile").unwrap();
+        assert_eq!(
+            temp_with(b"server v4").persist(&target, Some(&scanned)).unwrap(),
+            Applied::Changed("was changed")
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"edited meanwhile");
+        // Scanned, then deleted: the server's version takes the free name.
+        fs::remove_file(&target).unwrap();
+        assert_eq!(
+            temp_with(b"server v5").persist(&target, Some(&scanned)).unwrap(),
+            Applied::Done
+        );
+        // A tombstone: not over an edit, yes over the scanned file.
+        let scanned = current_stat(&target).unwrap().unwrap().0;
+        fs::write(&target, b"edited again").unwrap();
+        assert_eq!(
+            remove_scanned(&target, &scanned).unwrap(),
+            Applied::Changed("was changed")
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"edited again");
+        let scanned = current_stat(&target).unwrap().unwrap().0;
+        assert_eq!(remove_scanned(&target, &scanned).unwrap(), Applied::Done);
+        assert!(!target.exists());
+        assert_eq!(remove_scanned(&target, &scanned).unwrap(), Applied::Done);
+        // No temporary file is left behind by any of it.
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// How a test's file fails under [`FailingFile`].
+    #[derive(Clone, Copy, Debug)]
+    enum Failure {
+        /// Its stat fails (EIO, say).
+        Stat,
+        /// Opening or reading it fails (a mode-000 file for a non-root user).
+        Read,
+        /// It is deleted just as it is about to be hashed.
+        Vanish,
+    }
+
+    /// BASEDIR, but the file `name` fails as `how` says.
+    struct FailingFile {
+        name: &'static str,
+        how: Failure,
+    }
+
+    impl ReadFiles for FailingFile {
+        fn stat(&self, path: &Path) -> io::Result<fs::Metadata> {
+            match self.how {
+                Failure::Stat if path.ends_with(self.name) => Err(io::Error::from_raw_os_error(5)),
+                _ => fs::symlink_metadata(path),
+            }
+        }
+        fn blocks(&self, chunker: &Chunker, path: &Path) -> io::Result<Vec<BlockRef>> {
+            if path.ends_with(self.name) {
+                match self.how {
+                    Failure::Read => return Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+                    Failure::Vanish => fs::remove_file(path)?,
+                    Failure::Stat => {}
+                }
+            }
+            chunker.blocks_of_file(path)
+        }
+    }
+
+    fn fake_opts(dir: &Path, fakes: &crate::fake::Fakes) -> SyncOptions {
+        SyncOptions {
+            base_dir: dir.to_path_buf(),
+            chunker: Chunker::new(chunk::Chunking::Fixed, 16).unwrap(),
+            meta_addrs: fakes.meta_addrs.clone(),
+            meta_dialer: triton_node::tls::Dialer::plaintext(),
+            meta_deadline: Duration::from_secs(5),
+            block_timeout: Duration::from_secs(5),
+            progress: ProgressMode::Quiet,
+            block_jobs: 4,
+        }
+    }
+
+    /// A file that exists but cannot be read is skipped (the sync fails
+    /// naming it): the other files still sync both ways, and it is neither
+    /// deleted on the server nor overwritten here.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_file_is_skipped_not_deleted() {
+        for how in [Failure::Stat, Failure::Read] {
+            let fakes = crate::fake::serve_fakes(1).await.unwrap();
+            let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            fs::write(dir.path().join("noread"), b"synced before").unwrap();
+            fs::write(dir.path().join("shared"), b"v1").unwrap();
+            sync(&fake_opts(dir.path(), &fakes)).await.unwrap();
+            sync(&fake_opts(other.path(), &fakes)).await.unwrap();
+            fs::write(other.path().join("shared"), b"v2 from elsewhere").unwrap();
+            sync(&fake_opts(other.path(), &fakes)).await.unwrap();
+            fs::write(dir.path().join("ok.txt"), b"new here").unwrap();
+            // Rewritten just now, so the stat cache (which skips files
+            // changed within 2 s of a sync) cannot spare it the failing read.
+            fs::write(dir.path().join("noread"), b"synced before").unwrap();
+
+            let reader = Arc::new(FailingFile { name: "noread", how });
+            let err = sync_with(&fake_opts(dir.path(), &fakes), reader).await.unwrap_err();
+            let SyncError::Failed(m) = &err else {
+                panic!("{how:?}: {err:?}")
+            };
+            assert!(m.contains("1 file(s)") && m.contains("\"noread\""), "{how:?}: {m}");
+            let files = fakes.meta.files.lock().unwrap().clone();
+            assert_eq!(files["noread"].version, 1, "{how:?}");
+            assert!(!chunk::is_tombstone(&files["noread"].block_hash_list), "{how:?}");
+            assert_eq!(files["ok.txt"].version, 1, "{how:?}");
+            assert_eq!(fs::read(dir.path().join("shared")).unwrap(), b"v2 from elsewhere");
+            assert_eq!(fs::read(dir.path().join("noread")).unwrap(), b"synced before");
+            assert_eq!(Index::open(dir.path()).unwrap().load().unwrap()["noread"].version, 1);
+            // Readable again: nothing left to do.
+            let s = sync(&fake_opts(dir.path(), &fakes)).await.unwrap();
+            assert_eq!((s.files_up, s.files_down, s.files_deleted), (0, 0, 0), "{how:?}");
+        }
+    }
+
+    /// A synced file deleted while the scan reads it is a local deletion
+    /// like one made before the scan: a tombstone, not a failed sync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_vanishing_during_the_scan_is_a_deletion() {
+        let fakes = crate::fake::serve_fakes(1).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("gone"), b"soon deleted").unwrap();
+        fs::write(dir.path().join("kept"), b"stays").unwrap();
+        sync(&fake_opts(dir.path(), &fakes)).await.unwrap();
+        fs::write(dir.path().join("gone"), b"soon deleted").unwrap();
+        fs::write(dir.path().join("new"), b"new").unwrap();
+        let reader = Arc::new(FailingFile {
+            name: "gone",
+            how: Failure::Vanish,
+        });
+        let s = sync_with(&fake_opts(dir.path(), &fakes), reader).await.unwrap();
+        assert_eq!(s.files_up, 2, "{s:?}");
+        let files = fakes.meta.files.lock().unwrap().clone();
+        assert_eq!(files["gone"].version, 2);
+        assert!(chunk::is_tombstone(&files["gone"].block_hash_list));
+        assert_eq!(files["kept"].version, 1);
+        assert_eq!(files["new"].version, 1);
     }
 
     #[test]

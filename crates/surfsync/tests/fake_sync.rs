@@ -228,7 +228,7 @@ async fn dangerous_server_names_and_hashes_are_refused() {
         .lock()
         .unwrap()
         .insert(good.clone(), b"payload".to_vec());
-    let bad_names = ["../escape", "sub/dir", "a,b", "..", "x..y", "index.db"];
+    let bad_names = ["../escape", "sub/dir", "a,b", "..", "tab\there", "index.db"];
     {
         let mut files = fakes.meta.files.lock().unwrap();
         for name in bad_names.iter().chain(["ok"].iter()) {
@@ -929,4 +929,149 @@ async fn blocks_away_from_their_ring_owner_are_found_on_another_store() {
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
     assert_eq!(s.files_down, 1);
     assert_eq!(std::fs::read(b.path().join("f")).unwrap(), content);
+}
+
+/// Runs `change` once, when `fakes` is next asked for the file map: after
+/// the client's scan, before it writes or deletes anything.
+fn after_the_scan(fakes: &Fakes, change: impl FnOnce() + Send + 'static) {
+    *fakes.meta.before_file_info_map.lock().unwrap() = Some(Box::new(change));
+}
+
+/// The reviewer's case: a file created under a name while the sync
+/// downloads the server's file of that name is not replaced; the next sync
+/// keeps it as a conflicted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_created_during_the_sync_is_not_replaced_by_a_download() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(a.path().join("f"), data(4000, 1)).unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
+    let target = b.path().join("f");
+    after_the_scan(&fakes, move || {
+        std::fs::write(target, b"written here meanwhile").unwrap()
+    });
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
+    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"written here meanwhile");
+    assert_eq!(s.files_down, 0);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("\"f\" was created")),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(files_in(b.path()), ["f"], "no temporary file left");
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
+    assert_eq!(s.files_down, 1);
+    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), data(4000, 1));
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, b"written here meanwhile");
+}
+
+/// A synced file edited while the sync downloads a newer server version
+/// keeps the edit; the next sync keeps it as a conflicted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_edited_during_the_sync_is_not_replaced_by_a_download() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(a.path().join("f"), b"v1").unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    std::fs::write(a.path().join("f"), b"v2 from a").unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    let target = b.path().join("f");
+    after_the_scan(&fakes, move || {
+        std::fs::write(target, b"b's edit during the sync").unwrap()
+    });
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"b's edit during the sync");
+    assert_eq!(s.files_down, 0);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("\"f\" was changed")),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].version, 1);
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!((s.files_up, s.files_down), (0, 1));
+    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"v2 from a");
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, b"b's edit during the sync");
+}
+
+/// A synced file edited while the sync applies a remote deletion is not
+/// deleted; the next sync keeps the edit as a conflicted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_edited_during_the_sync_is_not_deleted_by_a_tombstone() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(a.path().join("f"), b"v1").unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    std::fs::remove_file(a.path().join("f")).unwrap();
+    sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    let target = b.path().join("f");
+    after_the_scan(&fakes, move || {
+        std::fs::write(target, b"b's edit during the sync").unwrap()
+    });
+    let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!(s.files_deleted, 0);
+    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"b's edit during the sync");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("\"f\" was changed")),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].hashes.len(), 1);
+    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].version, 1);
+    sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert!(!b.path().join("f").exists());
+    let copies = conflicted_copies(b.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, b"b's edit during the sync");
+}
+
+/// Only names the sync itself gives its temporary files are cleaned up: a
+/// user's file that merely shares the prefix is warned about, not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_files_sharing_the_temp_prefix_are_not_deleted() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = triton_surfsync::sync::TEMP_PREFIX;
+    let stale = dir.path().join(format!("{prefix}12-3"));
+    std::fs::write(&stale, b"half a download").unwrap();
+    let users = [format!("{prefix}notes.txt"), format!("{prefix}12-3.bak")];
+    for name in &users {
+        std::fs::write(dir.path().join(name), b"the user's").unwrap();
+    }
+    let s = sync(&opts(dir.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert!(!stale.exists());
+    for name in &users {
+        assert_eq!(std::fs::read(dir.path().join(name)).unwrap(), b"the user's", "{name}");
+        assert!(
+            s.warnings.iter().any(|w| w.contains(name.as_str())),
+            "{name}: {:?}",
+            s.warnings
+        );
+    }
+    assert!(
+        fakes.meta.files.lock().unwrap().is_empty(),
+        "nothing with the prefix is uploaded"
+    );
+}
+
+/// ".." inside a name is no path component: such files sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_double_dots_inside_sync() {
+    let fakes = serve_fakes(1).await.unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for name in ["report..v2.txt", "...", "a.."] {
+        std::fs::write(a.path().join(name), name.as_bytes()).unwrap();
+    }
+    let s = sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    assert_eq!(s.files_up, 3, "{:?}", s.warnings);
+    sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
+    for name in ["report..v2.txt", "...", "a.."] {
+        assert_eq!(std::fs::read(b.path().join(name)).unwrap(), name.as_bytes());
+    }
 }
