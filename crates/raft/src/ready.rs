@@ -6,8 +6,9 @@ use crate::types::{Entry, HardState, Index, ReadState, Snapshot, SoftState, Term
 /// A batch of work for the host. Process it in this order, then call
 /// `Raft::advance`, and do not call anything else on the core in between:
 ///
-/// 1. Send `messages` at once: they are the leader's appends, heartbeats and
-///    snapshot chunks, which depend on nothing unpersisted. (This is what lets
+/// 1. Send `messages` at once: they are the leader's appends, heartbeats,
+///    snapshot chunks and a transfer's `TimeoutNow`, which depend on nothing
+///    unpersisted. (This is what lets
 ///    a leader write its own log in parallel with replicating it; the core
 ///    counts the leader's own copy toward commit only after `advance`.)
 /// 2. Persist `snapshot` (if any), then `entries`, then `hard_state`, in

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use triton_raft::{Body, Entry, Index, Message, NodeId, Raft, SnapshotMeta, Term};
 
+use crate::Disk;
+
 /// A broken property, with enough detail to start debugging.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -18,6 +20,13 @@ impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} violated: {}", self.property, self.detail)
     }
+}
+
+fn is_pre_vote(m: &Message) -> bool {
+    matches!(
+        m.body,
+        Body::Vote { pre_vote: true, .. } | Body::VoteResponse { pre_vote: true, .. }
+    )
 }
 
 fn violation(property: &'static str, detail: String) -> Result<(), Violation> {
@@ -66,27 +75,85 @@ impl Checker {
         Ok(())
     }
 
-    /// Messages a `Ready` sends before its writes are durable: each may
-    /// promise only what is already on the node's disk. Its term must be
-    /// durable (a peer that acts on a term the sender then loses in a crash
-    /// can see two different leaders' entries under one term); pre-votes
-    /// promise nothing and carry the term they would campaign in.
-    pub fn on_send_before_persist(&self, id: NodeId, durable_term: u64, m: &Message) -> Result<(), Violation> {
-        let pre_vote = matches!(
+    /// Messages a `Ready` sends before its writes are durable (see
+    /// `triton_raft::Ready`): only a leader's appends, heartbeats and
+    /// snapshot chunks (and the TimeoutNow of a transfer, which the core
+    /// sends the same way and which promises nothing), and pre-votes, may
+    /// leave early; anything else promises state the node may lose in a
+    /// crash. A leader's traffic must come from the leader of its term, and
+    /// its term must be durable (a peer that acts on a term the sender then
+    /// loses in a crash can see two different leaders' entries under one
+    /// term). Then the checks of [`Checker::on_send_after_persist`].
+    pub fn on_send_before_persist(&self, id: NodeId, disk: &Disk, m: &Message) -> Result<(), Violation> {
+        let leader_traffic = matches!(
             m.body,
-            Body::Vote { pre_vote: true, .. } | Body::VoteResponse { pre_vote: true, .. }
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } | Body::TimeoutNow
         );
-        if !pre_vote && m.term > durable_term {
+        if !leader_traffic && !is_pre_vote(m) {
             return violation(
                 "Ready contract",
                 format!(
-                    "node {id} sent {} in term {} before that term was durable (its disk holds term {durable_term})",
+                    "node {id} sent {} in term {} before persisting its Ready (only a leader's appends, heartbeats and snapshots, and pre-votes, may leave early)",
                     m.body.name(),
                     m.term
                 ),
             );
         }
-        Ok(())
+        if leader_traffic && self.leaders.get(&m.term) != Some(&id) {
+            return violation(
+                "Ready contract",
+                format!(
+                    "node {id} sent {} in term {} before persisting its Ready but does not lead that term (its leader: {:?})",
+                    m.body.name(),
+                    m.term,
+                    self.leaders.get(&m.term)
+                ),
+            );
+        }
+        self.on_send_after_persist(id, disk, m)
+    }
+
+    /// Any message a node sends: what it promises must be on `disk` (the
+    /// node's durable state when the message leaves). Its term is durable
+    /// (pre-votes promise nothing and carry the term they would campaign
+    /// in); a granted vote is the vote on disk; an accepted append
+    /// acknowledges no entry past the durable log.
+    pub fn on_send_after_persist(&self, id: NodeId, disk: &Disk, m: &Message) -> Result<(), Violation> {
+        let durable = disk.hard_state;
+        if !is_pre_vote(m) && m.term > durable.term {
+            return violation(
+                "Ready contract",
+                format!(
+                    "node {id} sent {} in term {} before that term was durable (its disk holds term {})",
+                    m.body.name(),
+                    m.term,
+                    durable.term
+                ),
+            );
+        }
+        match m.body {
+            Body::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            } if durable.term != m.term || durable.vote != Some(m.to) => violation(
+                "Ready contract",
+                format!(
+                    "node {id} granted its vote in term {} to node {} but its disk holds term {} vote {:?}",
+                    m.term, m.to, durable.term, durable.vote
+                ),
+            ),
+            Body::AppendResponse {
+                reject: false, index, ..
+            } if index > disk.last_index() => violation(
+                "Ready contract",
+                format!(
+                    "node {id} acknowledged entries up to {index} to node {} but its durable log ends at {}",
+                    m.to,
+                    disk.last_index()
+                ),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// A node just became leader: election safety and leader completeness.
@@ -140,16 +207,21 @@ impl Checker {
     ) -> Result<(), Violation> {
         for e in entries {
             let prev_term = raft.term_at(e.index - 1);
-            match self.facts.get(&(e.index, e.term)) {
+            match self.facts.get_mut(&(e.index, e.term)) {
                 Some((data, prev)) => {
                     if *data != e.data || (prev.is_some() && prev_term.is_some() && *prev != prev_term) {
                         return violation(
                             "log matching",
                             format!(
-                                "node {id} holds a different entry at index {} term {} (or a different prefix)",
+                                "node {id} holds a different entry at index {} term {} (or a different prefix: previous term {prev_term:?}, recorded {prev:?})",
                                 e.index, e.term
                             ),
                         );
+                    }
+                    // The first holder may have compacted the previous entry:
+                    // learn its term from a later one, or the prefix goes unchecked.
+                    if prev.is_none() {
+                        *prev = prev_term;
                     }
                 }
                 None => {
@@ -168,8 +240,10 @@ impl Checker {
             Some((t, data)) if *t != e.term || *data != e.data => violation(
                 "state machine safety",
                 format!(
-                    "node {id} applied term {} at index {}, others applied term {t}",
-                    e.term, e.index
+                    "node {id} applied term {} at index {}, others applied term {t} (same data: {})",
+                    e.term,
+                    e.index,
+                    *data == e.data
                 ),
             ),
             Some(_) => Ok(()),
@@ -180,17 +254,18 @@ impl Checker {
         }
     }
 
-    pub fn on_snapshot_installed(&mut self, id: NodeId, meta: &SnapshotMeta) {
-        if let Some((t, _)) = self.committed.get(&meta.index) {
-            if *t != meta.term {
-                self.fail(Violation {
-                    property: "state machine safety",
-                    detail: format!(
-                        "node {id} installed a snapshot at {} of term {}, committed term is {t}",
-                        meta.index, meta.term
-                    ),
-                });
-            }
+    /// A node installed a snapshot: its last entry must be the one applied
+    /// at that index (state machine safety).
+    pub fn on_snapshot_installed(&self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
+        match self.committed.get(&meta.index) {
+            Some((t, _)) if *t != meta.term => violation(
+                "state machine safety",
+                format!(
+                    "node {id} installed a snapshot at {} of term {}, committed term is {t}",
+                    meta.index, meta.term
+                ),
+            ),
+            _ => Ok(()),
         }
     }
 

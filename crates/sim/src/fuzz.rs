@@ -6,7 +6,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use triton_raft::{ConfChange, Index, NodeId, ProposeError};
+use triton_raft::{ConfChange, Index, NodeId, ProposeError, Term};
 
 use crate::checker::Violation;
 use crate::state_machine::KvCommand;
@@ -105,6 +105,30 @@ pub struct Plan {
     pub lease_read: bool,
     /// See `SimOptions::clock_drift_ms`.
     pub clock_drift_ms: Millis,
+}
+
+/// Test-only faults that break a property the end-of-run checks of
+/// [`run_plan`] must catch (the per-event safety checks have unit tests of
+/// their own). Only [`run_sabotaged_plan`] takes one: no seed, plan or
+/// command line reaches them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sabotage {
+    #[default]
+    None,
+    /// The calm phase leaves every node crashed: liveness.
+    NoRecovery,
+    /// After the calm phase, every node's durable log loses the last
+    /// acknowledged write and everything after it: durability.
+    LoseLastAckedWrite,
+    /// Node `node` skips applying the entry at `index` (its state machine
+    /// silently diverges): convergence. Pick an entry whose effect later
+    /// writes do not mask (a session registration on a follower): the check
+    /// compares final states only.
+    SkipApply { node: NodeId, index: Index },
+    /// The first read that finds a value answers a value never written:
+    /// linearizability.
+    CorruptRead,
 }
 
 /// Cluster sizes the seeds rotate through.
@@ -256,6 +280,19 @@ struct Driver {
     stopping: bool,
     /// Membership changes the leader accepted.
     membership_changes: u64,
+    /// Every acknowledged write, as the log held it when acknowledged.
+    acked: Vec<AckedWrite>,
+    sabotage: Sabotage,
+}
+
+/// A write a client got an answer for: the history entry, and the index and
+/// term of the entry that took effect (for a retried duplicate, the
+/// original's: its version).
+struct AckedWrite {
+    op: usize,
+    index: Index,
+    /// `None` if no node had applied anything at `index` (a broken answer).
+    term: Option<Term>,
 }
 
 impl Driver {
@@ -546,6 +583,15 @@ impl Clients for Driver {
             .as_ref()
             .is_some_and(|f| !f.register && f.seq == seq && self.history[f.op].kind != OpKind::Get);
         if matches {
+            let op = self.clients[c].current.as_ref().expect("matched").op;
+            // The term the log held at `version` now, so that the end of
+            // the run can check the final cluster still holds that entry.
+            let term = sim.checker.committed.get(&version).map(|(t, _)| *t);
+            self.acked.push(AckedWrite {
+                op,
+                index: version,
+                term,
+            });
             self.complete(sim, c, (None, version));
         }
     }
@@ -563,7 +609,11 @@ impl Clients for Driver {
             return;
         }
         let key = self.history[inflight.op].key.clone();
-        let (value, version) = sim.node(node).kv.get(&key);
+        let (mut value, version) = sim.node(node).kv.get(&key);
+        if self.sabotage == Sabotage::CorruptRead && value.is_some() {
+            self.sabotage = Sabotage::None; // once
+            value = Some("never written;".into());
+        }
         self.complete(sim, c, (value, version));
     }
 }
@@ -583,8 +633,15 @@ pub fn run_seed(seed: u64, trace: bool) -> Result<Report, Failure> {
 /// Runs a plan; a panic inside the core (a violated assertion) is reported
 /// as a failure with the replay line too.
 pub fn run_plan(plan: Plan, trace: bool) -> Result<Report, Failure> {
+    run_sabotaged_plan(plan, trace, Sabotage::None)
+}
+
+/// Test-only: [`run_plan`] with `sabotage` injected, so that a test can show
+/// each end-of-run check fails a run that breaks its property.
+#[doc(hidden)]
+pub fn run_sabotaged_plan(plan: Plan, trace: bool, sabotage: Sabotage) -> Result<Report, Failure> {
     let p = plan.clone();
-    let outcome = std::panic::catch_unwind(move || run_plan_inner(p, trace));
+    let outcome = std::panic::catch_unwind(move || run_plan_inner(p, trace, sabotage));
     match outcome {
         Ok(r) => r,
         Err(panic) => {
@@ -605,7 +662,7 @@ pub fn run_plan(plan: Plan, trace: bool) -> Result<Report, Failure> {
     }
 }
 
-fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
+fn run_plan_inner(plan: Plan, trace: bool, sabotage: Sabotage) -> Result<Report, Failure> {
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed ^ 0x5EED_F00D);
     let mut opts = SimOptions::new(plan.nodes, plan.seed);
     opts.trace = trace;
@@ -626,6 +683,9 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         opts.heartbeat_tick = 5;
     }
     opts.clock_drift_ms = plan.clock_drift_ms;
+    if let Sabotage::SkipApply { node, index } = sabotage {
+        opts.test_skip_apply = Some((node, index));
+    }
     let mut sim = Sim::new(opts);
     let mut driver = Driver {
         plan: plan.clone(),
@@ -643,6 +703,8 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         history: Vec::new(),
         stopping: false,
         membership_changes: 0,
+        acked: Vec::new(),
+        sabotage,
     };
     let fail = |sim: &Sim, violation: Violation| Failure {
         plan: plan.clone(),
@@ -663,7 +725,11 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
     sim.opts.max_delay_ms = 5;
     sim.opts.torn_crash = 0.0;
     for id in sim.ids() {
-        sim.restart(id);
+        if sabotage == Sabotage::NoRecovery {
+            sim.crash(id);
+        } else {
+            sim.restart(id);
+        }
     }
     driver.stopping = true;
     let deadline = plan.fault_ms + plan.liveness_ms;
@@ -718,32 +784,15 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         ));
     }
 
-    // Durability: every acknowledged write is in the committed log at the
-    // version it was acknowledged with, and every node holds the same state.
-    for op in &driver.history {
-        if op.kind == OpKind::Get {
-            continue;
-        }
-        if let Some((_, version)) = &op.result {
-            let entry = sim.checker.committed.get(version);
-            let found = entry
-                .and_then(|(_, data)| KvCommand::decode(data))
-                // Values name their client and seq ("c3.7;"): unique.
-                .is_some_and(|cmd| cmd.value == op.value);
-            if !found {
-                return Err(fail(
-                    &sim,
-                    Violation {
-                        property: "durability",
-                        detail: format!(
-                            "acknowledged write {:?} of client {} is not committed at {version}",
-                            op.value, op.client
-                        ),
-                    },
-                ));
+    if sabotage == Sabotage::LoseLastAckedWrite {
+        if let Some(last) = driver.acked.iter().map(|w| w.index).max() {
+            for n in &mut sim.nodes {
+                n.disk.entries.retain(|e| e.index < last);
             }
         }
     }
+    // Durability: the final cluster still holds every acknowledged write.
+    check_acknowledged_writes(&sim, &driver).map_err(|v| fail(&sim, v))?;
     // Removed nodes stop hearing from the cluster: only members converge.
     let members = sim.leader_membership().all_nodes();
     let first_member = *members.first().expect("a settled cluster has members");
@@ -804,6 +853,65 @@ fn run_plan_inner(plan: Plan, trace: bool) -> Result<Report, Failure> {
         history: driver.history,
         plan,
     })
+}
+
+/// Every acknowledged write is in the settled cluster: the leader and a
+/// majority of the voters hold its entry durably (in the log at its index
+/// with the term it had when acknowledged and the client's value, or
+/// covered by a snapshot that reaches it), and have committed it.
+fn check_acknowledged_writes(sim: &Sim, driver: &Driver) -> Result<(), Violation> {
+    let leader = sim.leader().expect("a settled cluster has a leader");
+    let voters = &sim.node(leader).raft().membership().voters;
+    for w in &driver.acked {
+        let op = &driver.history[w.op];
+        let lost = |detail: String| {
+            Err(Violation {
+                property: "durability",
+                detail: format!(
+                    "acknowledged write {:?} of client {} at index {} (term {:?}): {detail}",
+                    op.value, op.client, w.index, w.term
+                ),
+            })
+        };
+        let Some(term) = w.term else {
+            return lost("no node had applied an entry there when it was acknowledged".into());
+        };
+        let missing = |id: NodeId| -> Option<String> {
+            let n = sim.node(id);
+            if !n.alive() {
+                return Some(format!("node {id} is down"));
+            }
+            let commit = n.raft().commit_index();
+            if commit < w.index {
+                return Some(format!("node {id} has commit index {commit}"));
+            }
+            match (n.disk.entry(w.index), &n.disk.snapshot) {
+                (Some(e), _) => {
+                    let value = KvCommand::decode(&e.data).map(|c| c.value);
+                    // Values name their client and seq ("c3.7;"): unique.
+                    (e.term != term || value.as_ref() != Some(&op.value))
+                        .then(|| format!("node {id} holds term {} value {value:?} there", e.term))
+                }
+                (None, Some(s)) if s.meta.index > w.index || (s.meta.index, s.meta.term) == (w.index, term) => None,
+                (None, _) => Some(format!(
+                    "node {id}'s durable log ends at {} and its snapshot at {:?}",
+                    n.disk.last_index(),
+                    n.disk.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term))
+                )),
+            }
+        };
+        if let Some(why) = missing(leader) {
+            return lost(format!("leader {why}"));
+        }
+        let lacking: Vec<String> = voters.iter().filter_map(|&id| missing(id)).collect();
+        if lacking.len() * 2 >= voters.len() {
+            return lost(format!(
+                "no majority of voters {voters:?} holds it: {}",
+                lacking.join("; ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Calm and done: a leader, no client op pending, every node applied all

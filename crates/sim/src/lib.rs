@@ -72,6 +72,11 @@ pub struct SimOptions {
     pub max_inflight_msgs: usize,
     pub snapshot_chunk_bytes: u64,
     pub trace: bool,
+    /// Test-only fault injection, never set by real runs: node `.0` skips
+    /// applying the entry at index `.1` (its state machine silently
+    /// diverges), to show the end-of-run convergence check catches it.
+    #[doc(hidden)]
+    pub test_skip_apply: Option<(NodeId, Index)>,
 }
 
 impl SimOptions {
@@ -99,6 +104,7 @@ impl SimOptions {
             max_inflight_msgs: 64,
             snapshot_chunk_bytes: 1024,
             trace: false,
+            test_skip_apply: None,
         }
     }
 }
@@ -112,6 +118,22 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// The index of the last durable entry (or of the snapshot, if the
+    /// log after it is empty).
+    pub fn last_index(&self) -> Index {
+        match (self.entries.last(), &self.snapshot) {
+            (Some(e), _) => e.index,
+            (None, Some(s)) => s.meta.index,
+            (None, None) => 0,
+        }
+    }
+
+    /// The durable entry at `index`, if the log (not the snapshot) holds it.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        let first = self.entries.first()?.index;
+        self.entries.get(index.checked_sub(first)? as usize)
+    }
+
     fn write_snapshot(&mut self, s: &Snapshot) {
         let keep = self
             .entries
@@ -553,9 +575,11 @@ impl Sim {
                     }
                 }
             }
-            let durable_term = self.node(id).disk.hard_state.term;
             for m in rd.messages {
-                if let Err(v) = self.checker.on_send_before_persist(id, durable_term, &m) {
+                if let Err(v) = self
+                    .checker
+                    .on_send_before_persist(id, &self.nodes[(id - 1) as usize].disk, &m)
+                {
                     self.checker.fail(v);
                 }
                 self.send(m);
@@ -601,6 +625,12 @@ impl Sim {
                 self.checker.fail(v);
             }
             for m in rd.persisted_messages {
+                if let Err(v) = self
+                    .checker
+                    .on_send_after_persist(id, &self.nodes[(id - 1) as usize].disk, &m)
+                {
+                    self.checker.fail(v);
+                }
                 self.send(m);
             }
 
@@ -609,7 +639,9 @@ impl Sim {
                 let node = self.node_mut(id);
                 node.kv = KvStore::decode(&s.data).expect("snapshot data decodes");
                 node.waiting_writes.retain(|&i, _| i > s.meta.index);
-                self.checker.on_snapshot_installed(id, &s.meta);
+                if let Err(v) = self.checker.on_snapshot_installed(id, &s.meta) {
+                    self.checker.fail(v);
+                }
             }
             for e in &rd.committed_entries {
                 self.apply(id, e);
@@ -633,17 +665,19 @@ impl Sim {
         if let Err(v) = self.checker.on_apply(id, e) {
             self.checker.fail(v);
         }
+        let sabotaged = self.opts.test_skip_apply == Some((id, e.index));
         let node = self.node_mut(id);
         node.applied.insert(e.index, (e.term, e.data.clone()));
         let version = match e.kind {
-            EntryKind::Command => node.kv.apply(e.index, &e.data),
+            EntryKind::Command if !sabotaged => node.kv.apply(e.index, &e.data),
             _ => {
                 node.kv.skip(e.index);
                 None
             }
         };
         if let Some(Waiter::Write { client, seq, term }) = node.waiting_writes.remove(&e.index) {
-            if term == e.term {
+            // A sabotaged apply answers nobody (it produced no version).
+            if term == e.term && !sabotaged {
                 let version = version.expect("client writes are KV commands");
                 self.completions.push(Completion::Write { client, seq, version });
             }

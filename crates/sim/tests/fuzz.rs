@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use triton_sim::fuzz::{run_plan, run_seed, Failure, FaultMix, Plan};
+use triton_sim::fuzz::{run_plan, run_sabotaged_plan, run_seed, Failure, FaultMix, Plan, Sabotage};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -92,4 +92,41 @@ fn a_run_in_which_no_client_got_an_answer_fails() {
     plan.clients = 0;
     let failure = run_plan(plan, false).expect_err("a run that checked nothing must not pass");
     assert_eq!(failure.violation.property, "progress");
+}
+
+/// Each end-of-run check of `run_plan` fails a run that breaks its
+/// property (through the test-only `run_sabotaged_plan`), naming it.
+fn sabotaged(sabotage: Sabotage) -> Failure {
+    let plan = Plan::for_seed(0);
+    assert_eq!(plan.mix, FaultMix::default(), "seed 0 runs without faults");
+    run_plan(plan.clone(), false).expect("the plan passes unsabotaged");
+    run_sabotaged_plan(plan, false, sabotage).expect_err("a sabotaged run must fail")
+}
+
+#[test]
+fn a_cluster_that_never_recovers_fails_liveness() {
+    let f = sabotaged(Sabotage::NoRecovery);
+    assert_eq!(f.violation.property, "liveness", "{f}");
+}
+
+#[test]
+fn an_acknowledged_write_lost_from_the_final_cluster_fails_durability() {
+    let f = sabotaged(Sabotage::LoseLastAckedWrite);
+    assert_eq!(f.violation.property, "durability", "{f}");
+    assert!(f.violation.detail.contains("acknowledged write \"c"), "{f}");
+    assert!(f.violation.detail.contains("leader node"), "{f}");
+}
+
+#[test]
+fn a_replica_that_skipped_an_entry_fails_convergence() {
+    // Index 2 is a client's session registration: later writes cannot
+    // mask its loss (the check compares final states).
+    let f = sabotaged(Sabotage::SkipApply { node: 2, index: 2 });
+    assert_eq!(f.violation.property, "convergence", "{f}");
+}
+
+#[test]
+fn a_read_of_a_value_never_written_fails_linearizability() {
+    let f = sabotaged(Sabotage::CorruptRead);
+    assert_eq!(f.violation.property, "linearizability", "{f}");
 }
