@@ -10,6 +10,29 @@ use crate::format::segment_file_name;
 use crate::types::{Recovered, WalOptions};
 use crate::wal::Wal;
 
+/// A segment crafted to make a search past damage as costly as it can (the
+/// tests of `triton wal dump`'s checksum budget): 200 blocks of 60 damaged
+/// records that each claim a body of `claimed` bytes, each block ending in
+/// a valid record, then enough filler that every claimed body fits in the
+/// file (so each candidate costs a checksum).
+pub fn crafted_damage_segment(claimed: u32) -> Vec<u8> {
+    use crate::format::{encode_record, encode_segment_header, Record, REC_ENTRY};
+    let mut candidate = claimed.to_le_bytes().to_vec();
+    candidate.extend_from_slice(&[0, 0, 0, 0, REC_ENTRY]);
+    let mut good = Vec::new();
+    encode_record(&mut good, &Record::HardState(Default::default()));
+    let mut seg = encode_segment_header(1, 1).to_vec();
+    seg.extend_from_slice(&good);
+    for _ in 0..200 {
+        for _ in 0..60 {
+            seg.extend_from_slice(&candidate);
+        }
+        seg.extend_from_slice(&good);
+    }
+    seg.extend(std::iter::repeat_n(7u8, claimed as usize + 64));
+    seg
+}
+
 /// Record limit used by the fuzz target (small, so large lengths hit the bound).
 pub const FUZZ_MAX_RECORD_BYTES: u32 = 1 << 20;
 

@@ -426,21 +426,8 @@ mod tests {
     #[test]
     fn searching_past_damage_shares_one_budget_across_the_dump() {
         let dir = tempfile::tempdir().unwrap();
-        let claimed: u32 = 0x5555; // low byte 0x55: no valid type byte at shifted offsets
-        let mut candidate = claimed.to_le_bytes().to_vec();
-        candidate.extend_from_slice(&[0, 0, 0, 0, format::REC_ENTRY]);
-        let mut good = Vec::new();
-        encode_record(&mut good, &Record::HardState(Default::default()));
-        let mut seg = encode_segment_header(1, 1).to_vec();
-        seg.extend_from_slice(&good);
-        for _ in 0..200 {
-            for _ in 0..60 {
-                seg.extend_from_slice(&candidate);
-            }
-            seg.extend_from_slice(&good);
-        }
-        // Every claimed body fits in the file, so each candidate costs a checksum.
-        seg.extend(std::iter::repeat_n(7u8, claimed as usize + 64));
+        // Low byte 0x55: no valid type byte at shifted offsets.
+        let seg = crate::fuzzing::crafted_damage_segment(0x5555);
         let len = seg.len() as u64;
         fs::write(dir.path().join(segment_file_name(1, 1)), seg).unwrap();
         let mut out = Vec::new();

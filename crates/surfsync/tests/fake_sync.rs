@@ -10,7 +10,7 @@ use triton_surfsync::chunk::block_hash;
 use triton_surfsync::fake::{ring_owner, serve_fakes, Fakes};
 use triton_surfsync::index::Index;
 use triton_surfsync::rpc::{MetaClient, RpcError};
-use triton_surfsync::{mapping, sync, Chunker, Chunking, ProgressMode, SyncError, SyncOptions};
+use triton_surfsync::{mapping, sync, Chunker, Chunking, ProgressMode, Summary, SyncError, SyncOptions};
 
 fn opts(dir: &Path, fakes: &Fakes, mode: Chunking, block_size: usize) -> SyncOptions {
     SyncOptions {
@@ -937,6 +937,27 @@ fn after_the_scan(fakes: &Fakes, change: impl FnOnce() + Send + 'static) {
     *fakes.meta.before_file_info_map.lock().unwrap() = Some(Box::new(change));
 }
 
+/// Writes `bytes` to `dir`/f after the client's next scan ([`after_the_scan`]).
+fn write_f_after_the_scan(fakes: &Fakes, dir: &Path, bytes: &'static [u8]) {
+    let target = dir.join("f");
+    after_the_scan(fakes, move || std::fs::write(target, bytes).unwrap());
+}
+
+/// The sync left `dir`/f as the user made it during the sync (`local`) and
+/// said why: the file "`became`" meanwhile.
+fn assert_f_left_alone(s: &Summary, dir: &Path, became: &str, local: &[u8]) {
+    assert_eq!(std::fs::read(dir.join("f")).unwrap(), local);
+    let why = format!("\"f\" {became}");
+    assert!(s.warnings.iter().any(|w| w.contains(&why)), "{:?}", s.warnings);
+}
+
+/// `dir` holds exactly one conflicted copy, with `local` in it.
+fn assert_one_conflicted_copy(dir: &Path, local: &[u8]) {
+    let copies = conflicted_copies(dir);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, local);
+}
+
 /// The reviewer's case: a file created under a name while the sync
 /// downloads the server's file of that name is not replaced; the next sync
 /// keeps it as a conflicted copy.
@@ -946,25 +967,15 @@ async fn a_file_created_during_the_sync_is_not_replaced_by_a_download() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(a.path().join("f"), data(4000, 1)).unwrap();
     sync(&opts(a.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
-    let target = b.path().join("f");
-    after_the_scan(&fakes, move || {
-        std::fs::write(target, b"written here meanwhile").unwrap()
-    });
+    write_f_after_the_scan(&fakes, b.path(), b"written here meanwhile");
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
-    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"written here meanwhile");
+    assert_f_left_alone(&s, b.path(), "was created", b"written here meanwhile");
     assert_eq!(s.files_down, 0);
-    assert!(
-        s.warnings.iter().any(|w| w.contains("\"f\" was created")),
-        "{:?}",
-        s.warnings
-    );
     assert_eq!(files_in(b.path()), ["f"], "no temporary file left");
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 1024)).await.unwrap();
     assert_eq!(s.files_down, 1);
     assert_eq!(std::fs::read(b.path().join("f")).unwrap(), data(4000, 1));
-    let copies = conflicted_copies(b.path());
-    assert_eq!(copies.len(), 1, "{copies:?}");
-    assert_eq!(copies[0].1, b"written here meanwhile");
+    assert_one_conflicted_copy(b.path(), b"written here meanwhile");
 }
 
 /// A synced file edited while the sync downloads a newer server version
@@ -978,25 +989,15 @@ async fn a_file_edited_during_the_sync_is_not_replaced_by_a_download() {
     sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     std::fs::write(a.path().join("f"), b"v2 from a").unwrap();
     sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
-    let target = b.path().join("f");
-    after_the_scan(&fakes, move || {
-        std::fs::write(target, b"b's edit during the sync").unwrap()
-    });
+    write_f_after_the_scan(&fakes, b.path(), b"b's edit during the sync");
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
-    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"b's edit during the sync");
+    assert_f_left_alone(&s, b.path(), "was changed", b"b's edit during the sync");
     assert_eq!(s.files_down, 0);
-    assert!(
-        s.warnings.iter().any(|w| w.contains("\"f\" was changed")),
-        "{:?}",
-        s.warnings
-    );
     assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].version, 1);
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     assert_eq!((s.files_up, s.files_down), (0, 1));
     assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"v2 from a");
-    let copies = conflicted_copies(b.path());
-    assert_eq!(copies.len(), 1, "{copies:?}");
-    assert_eq!(copies[0].1, b"b's edit during the sync");
+    assert_one_conflicted_copy(b.path(), b"b's edit during the sync");
 }
 
 /// A synced file edited while the sync applies a remote deletion is not
@@ -1010,25 +1011,15 @@ async fn a_file_edited_during_the_sync_is_not_deleted_by_a_tombstone() {
     sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     std::fs::remove_file(a.path().join("f")).unwrap();
     sync(&opts(a.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
-    let target = b.path().join("f");
-    after_the_scan(&fakes, move || {
-        std::fs::write(target, b"b's edit during the sync").unwrap()
-    });
+    write_f_after_the_scan(&fakes, b.path(), b"b's edit during the sync");
     let s = sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     assert_eq!(s.files_deleted, 0);
-    assert_eq!(std::fs::read(b.path().join("f")).unwrap(), b"b's edit during the sync");
-    assert!(
-        s.warnings.iter().any(|w| w.contains("\"f\" was changed")),
-        "{:?}",
-        s.warnings
-    );
-    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].hashes.len(), 1);
-    assert_eq!(Index::open(b.path()).unwrap().load().unwrap()["f"].version, 1);
+    assert_f_left_alone(&s, b.path(), "was changed", b"b's edit during the sync");
+    let index = Index::open(b.path()).unwrap().load().unwrap();
+    assert_eq!((index["f"].hashes.len(), index["f"].version), (1, 1));
     sync(&opts(b.path(), &fakes, Chunking::Fixed, 16)).await.unwrap();
     assert!(!b.path().join("f").exists());
-    let copies = conflicted_copies(b.path());
-    assert_eq!(copies.len(), 1, "{copies:?}");
-    assert_eq!(copies[0].1, b"b's edit during the sync");
+    assert_one_conflicted_copy(b.path(), b"b's edit during the sync");
 }
 
 /// Only names the sync itself gives its temporary files are cleaned up: a

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use triton_storage::format::{self, Record};
+use triton_storage::format;
 use triton_storage::{HardState, LogEntry, Wal, WalOptions, MAX_RECORD_BYTES};
 
 /// A scratch directory removed on drop, even when the test panics.
@@ -142,20 +142,7 @@ fn dump_accepts_a_record_over_64_mib_as_the_node_does() {
 #[test]
 fn dump_of_crafted_damage_gives_up_and_says_so() {
     let scratch = tempfile::tempdir().unwrap();
-    let claimed: u32 = (1 << 20) | 0x5555;
-    let mut candidate = claimed.to_le_bytes().to_vec();
-    candidate.extend_from_slice(&[0, 0, 0, 0, format::REC_ENTRY]);
-    let mut good = Vec::new();
-    format::encode_record(&mut good, &Record::HardState(HardState::default()));
-    let mut seg = format::encode_segment_header(1, 1).to_vec();
-    seg.extend_from_slice(&good);
-    for _ in 0..200 {
-        for _ in 0..60 {
-            seg.extend_from_slice(&candidate);
-        }
-        seg.extend_from_slice(&good);
-    }
-    seg.extend(std::iter::repeat_n(7u8, claimed as usize + 64));
+    let seg = triton_storage::fuzzing::crafted_damage_segment((1 << 20) | 0x5555);
     std::fs::write(scratch.path().join(format::segment_file_name(1, 1)), &seg).unwrap();
     // A budget per damaged record made this about 200 * 59 MiB of checksums.
     let (code, text) = dump_with(&["--summary"], scratch.path());
