@@ -13,7 +13,7 @@ pub struct SimArgs {
     /// Run this many consecutive seeds, each with the plan it implies.
     #[arg(long)]
     pub seeds: Option<u64>,
-    /// Cluster size (default: implied by the seed: 3, 5 or 7).
+    /// Cluster size (default: implied by the seed: 3, 5, 7, 1, 2 or 4).
     #[arg(long)]
     pub nodes: Option<usize>,
     /// Faults to inject: crashes,torn,partitions,lossy,snapshots,membership | all | none
