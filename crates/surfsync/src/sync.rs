@@ -578,9 +578,7 @@ impl TempFile {
                 // FUSE ones) says EPERM or EOPNOTSUPP: renamed instead, which
                 // replaces a file created since the check just above.
                 Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported) => {
-                    fs::rename(&self.path, target)?;
-                    self.path = PathBuf::new();
-                    Ok(Applied::Done)
+                    self.rename_to(target)
                 }
                 Err(e) => Err(e),
             },
@@ -590,13 +588,18 @@ impl TempFile {
                 // through a descriptor kept open past it, goes to the
                 // replaced inode and is lost; so is an edit that keeps size,
                 // inode and (coarse) times, which no stat can see.
-                fs::rename(&self.path, target)?;
-                self.path = PathBuf::new();
-                Ok(Applied::Done)
+                self.rename_to(target)
             }
             Some(_) if seen.is_none() => Ok(Applied::Changed("was created")),
             Some(_) => Ok(Applied::Changed("was changed")),
         }
+    }
+
+    /// Renames the file over `target`; it is then no longer ours to remove.
+    fn rename_to(&mut self, target: &Path) -> io::Result<Applied> {
+        fs::rename(&self.path, target)?;
+        self.path = PathBuf::new();
+        Ok(Applied::Done)
     }
 }
 
