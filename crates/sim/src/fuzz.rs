@@ -15,6 +15,8 @@ use crate::{Clients, Millis, Sim, SimOptions};
 /// Which faults a run injects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultMix {
+    /// Crashes and restarts (one node, the leader, or all at once), and
+    /// pauses (a stopped process that wakes with its ticks owed).
     pub crashes: bool,
     /// Crashes in the middle of persisting (torn, unsynced writes lost).
     pub torn_writes: bool,
@@ -417,6 +419,17 @@ impl Driver {
         self.wake_after(sim, c, think);
     }
 
+    /// Half the time, every client's next request goes to `id` (a leader
+    /// just cut off or woken from a pause): the requests a stale leader must
+    /// not answer from its own state.
+    fn maybe_point_clients_at(&mut self, id: NodeId) {
+        if self.rng.random_bool(0.5) {
+            for client in &mut self.clients {
+                client.leader_hint = Some(id);
+            }
+        }
+    }
+
     fn nemesis(&mut self, sim: &mut Sim) {
         if sim.now >= self.plan.fault_ms {
             return;
@@ -425,7 +438,7 @@ impl Driver {
         let n = sim.nodes.len() as NodeId;
         let mut choices: Vec<u8> = Vec::new();
         if mix.crashes {
-            choices.extend([0, 0, 1]);
+            choices.extend([0, 0, 1, 9]);
         }
         if mix.partitions {
             choices.extend([2, 3, 4, 5, 6]);
@@ -462,6 +475,23 @@ impl Driver {
                         sim.crash(l);
                     }
                 }
+                // A pause (SIGSTOP, a GC or VM stall), most often of the
+                // leader: it wakes with its lease long gone and clients
+                // still pointed at it.
+                9 => {
+                    let paused: Vec<NodeId> = sim.nodes.iter().filter(|x| x.paused()).map(|x| x.id).collect();
+                    if !paused.is_empty() && self.rng.random_bool(0.6) {
+                        let id = paused[self.rng.random_range(0..paused.len())];
+                        sim.resume(id);
+                        self.maybe_point_clients_at(id);
+                    } else {
+                        let target = match sim.leader() {
+                            Some(l) if self.rng.random_bool(0.7) => l,
+                            _ => self.rng.random_range(1..=n),
+                        };
+                        sim.pause(target);
+                    }
+                }
                 // Symmetric split into a minority and a majority (one node
                 // has nothing to split from).
                 2 if n >= 2 => {
@@ -485,6 +515,7 @@ impl Driver {
                     // Isolate the leader.
                     if let Some(l) = sim.leader() {
                         sim.disconnect(l);
+                        self.maybe_point_clients_at(l);
                     }
                 }
                 5 => {
@@ -728,6 +759,7 @@ fn run_plan_inner(plan: Plan, trace: bool, sabotage: Sabotage) -> Result<Report,
         if sabotage == Sabotage::NoRecovery {
             sim.crash(id);
         } else {
+            sim.resume(id);
             sim.restart(id);
         }
     }

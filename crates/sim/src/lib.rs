@@ -115,6 +115,10 @@ pub struct Disk {
     pub hard_state: HardState,
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
+    /// A commit-only hard state written but not yet synced. The node defers
+    /// that fsync to its next one, or its next tick (`node::driver::needs_sync`),
+    /// so the simulated host does the same: a crash before then loses it.
+    pub unsynced_commit: Option<HardState>,
 }
 
 impl Disk {
@@ -181,11 +185,25 @@ pub struct SimNode {
     epoch: u64,
     waiting_writes: BTreeMap<Index, Waiter>,
     waiting_reads: Vec<ReadState>,
+    /// Stopped (SIGSTOP, a long GC pause, a VM migration): alive, but it
+    /// takes no input and its ticks are owed, not delivered (see [`Sim::pause`]).
+    paused: bool,
+    ticks_owed: u64,
+    /// Messages that reached it while paused, in arrival order (the socket
+    /// buffers them).
+    inbox: Vec<Message>,
 }
 
 impl SimNode {
     pub fn alive(&self) -> bool {
         self.raft.is_some()
+    }
+    /// Alive and not paused: it takes input now.
+    pub fn running(&self) -> bool {
+        self.alive() && !self.paused
+    }
+    pub fn paused(&self) -> bool {
+        self.paused
     }
     pub fn raft(&self) -> &Raft {
         self.raft.as_ref().expect("node is alive")
@@ -305,6 +323,9 @@ impl Sim {
                 epoch: 0,
                 waiting_writes: BTreeMap::new(),
                 waiting_reads: Vec::new(),
+                paused: false,
+                ticks_owed: 0,
+                inbox: Vec::new(),
             });
             sim.start_node(id);
         }
@@ -392,6 +413,11 @@ impl Sim {
     pub fn crash(&mut self, id: NodeId) {
         let node = self.node_mut(id);
         if node.raft.take().is_some() {
+            // Never synced: lost with the page cache (the crash models power loss).
+            node.disk.unsynced_commit = None;
+            node.paused = false;
+            node.ticks_owed = 0;
+            node.inbox.clear();
             node.epoch += 1;
             node.restarts += 1;
             self.trace(format_args!("node {id} crashes"));
@@ -444,6 +470,70 @@ impl Sim {
         self.trace(format_args!("partition {groups:?}"));
     }
 
+    /// Stops node `id` where it is: it keeps its state but takes no input
+    /// (messages wait in its inbox, client requests are refused) and its
+    /// ticks are owed until [`Sim::resume`].
+    pub fn pause(&mut self, id: NodeId) {
+        if self.node(id).running() {
+            self.node_mut(id).paused = true;
+            self.trace(format_args!("node {id} paused"));
+        }
+    }
+
+    /// Resumes a paused node the way `node::clock` does: every tick it
+    /// missed first, then the messages that waited. A leader that slept past
+    /// its lease must find out before it answers anything.
+    pub fn resume(&mut self, id: NodeId) {
+        if !self.node(id).paused {
+            return;
+        }
+        let node = self.node_mut(id);
+        node.paused = false;
+        let owed = std::mem::take(&mut node.ticks_owed);
+        let inbox = std::mem::take(&mut node.inbox);
+        self.trace(format_args!(
+            "node {id} resumes: {owed} ticks owed, {} messages waiting",
+            inbox.len()
+        ));
+        if owed > 0 {
+            self.sync_unsynced_commit(id);
+            let raft = self.node_mut(id).raft.as_mut().expect("a paused node is alive");
+            for _ in 0..owed {
+                raft.tick();
+            }
+            self.process_ready(id);
+        }
+        for m in inbox {
+            if !self.node(id).running() {
+                return; // crashed mid-resume (a torn write)
+            }
+            self.node_mut(id).raft.as_mut().expect("running").step(m);
+            self.process_ready(id);
+        }
+    }
+
+    /// Test-only: resumes a paused node as if no time had passed while it
+    /// slept (a host that restarts its clock on waking), for the control
+    /// test that the lease check catches the stale reads that follow.
+    #[doc(hidden)]
+    pub fn resume_forgetting_ticks(&mut self, id: NodeId) {
+        self.node_mut(id).ticks_owed = 0;
+        self.resume(id);
+    }
+
+    /// The node's tick-time fsync: an unsynced commit becomes durable.
+    fn sync_unsynced_commit(&mut self, id: NodeId) {
+        let node = &mut self.nodes[(id - 1) as usize];
+        if let Some(hs) = node.disk.unsynced_commit.take() {
+            node.disk.hard_state = hs;
+            // From now on a restart must come back with at least this commit index.
+            let raft = node.raft.as_ref().expect("only a live node syncs");
+            if let Err(v) = self.checker.on_persist(id, raft, &[], hs.commit) {
+                self.checker.fail(v);
+            }
+        }
+    }
+
     pub fn heal(&mut self) {
         self.blocked.clear();
     }
@@ -472,14 +562,25 @@ impl Sim {
                     if self.node(node).epoch != epoch || !self.node(node).alive() {
                         continue;
                     }
-                    self.node_mut(node).raft.as_mut().expect("alive").tick();
                     let tick = self.node(node).tick_ms;
+                    if self.node(node).paused {
+                        self.node_mut(node).ticks_owed += 1;
+                        self.schedule(tick, Event::Tick { node, epoch });
+                        continue;
+                    }
+                    // The node syncs an unsynced commit at its next tick.
+                    self.sync_unsynced_commit(node);
+                    self.node_mut(node).raft.as_mut().expect("alive").tick();
                     self.schedule(tick, Event::Tick { node, epoch });
                     self.process_ready(node);
                 }
                 Event::Deliver(m) => {
                     let to = m.to;
                     if self.is_blocked(m.from, to) || !self.node(to).alive() {
+                        continue;
+                    }
+                    if self.node(to).paused {
+                        self.node_mut(to).inbox.push(m);
                         continue;
                     }
                     self.trace(format_args!(
@@ -586,7 +687,20 @@ impl Sim {
             }
 
             // Persist: snapshot, entries, hard state. A torn crash keeps a prefix.
-            let writes = rd.snapshot.is_some() as usize + rd.entries.len() + rd.hard_state.is_some() as usize;
+            // A commit-only hard state is written and left unsynced, like the node does.
+            let disk = &self.nodes[(id - 1) as usize].disk;
+            let commit_only = rd.snapshot.is_none()
+                && rd.entries.is_empty()
+                && rd
+                    .hard_state
+                    .is_some_and(|hs| (hs.term, hs.vote) == (disk.hard_state.term, disk.hard_state.vote));
+            if commit_only {
+                let hs = rd.hard_state.expect("commit-only Ready has a hard state");
+                debug_assert!(hs.commit >= disk.hard_state.commit, "the commit index never goes back");
+                self.nodes[(id - 1) as usize].disk.unsynced_commit = Some(hs);
+            }
+            let hard_state = if commit_only { None } else { rd.hard_state };
+            let writes = rd.snapshot.is_some() as usize + rd.entries.len() + hard_state.is_some() as usize;
             let torn = writes > 0 && self.rng.random_bool(self.opts.torn_crash);
             let survive = if torn { self.rng.random_range(0..writes) } else { writes };
             let mut written = 0;
@@ -603,7 +717,13 @@ impl Sim {
                     written += 1;
                 }
             }
-            if let Some(hs) = rd.hard_state {
+            // The fsync of these writes also makes an earlier unsynced commit durable.
+            if writes > 0 && survive == writes {
+                if let Some(hs) = node.disk.unsynced_commit.take() {
+                    node.disk.hard_state = hs;
+                }
+            }
+            if let Some(hs) = hard_state {
                 if written < survive {
                     node.disk.hard_state = hs;
                 }
@@ -614,6 +734,7 @@ impl Sim {
                 ));
                 // Abandon the Ready: the core is gone with the process.
                 self.node_mut(id).raft = None;
+                self.node_mut(id).disk.unsynced_commit = None;
                 self.node_mut(id).epoch += 1;
                 self.node_mut(id).restarts += 1;
                 return;
@@ -718,9 +839,10 @@ impl Sim {
         data: Bytes,
         client: Option<(usize, u64)>,
     ) -> Result<(Index, Term), ProposeError> {
-        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+        if !self.node(id).running() {
             return Err(ProposeError::NotLeader { leader: None });
-        };
+        }
+        let raft = self.node_mut(id).raft.as_mut().expect("running");
         let (index, term) = raft.propose(data)?;
         let waiter = match client {
             Some((client, seq)) => Waiter::Write { client, seq, term },
@@ -733,9 +855,10 @@ impl Sim {
 
     /// Proposes a membership change at node `id` (which must lead).
     pub fn propose_conf_change(&mut self, id: NodeId, change: ConfChange) -> Result<(Index, Term), ConfChangeError> {
-        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+        if !self.node(id).running() {
             return Err(ConfChangeError::NotLeader { leader: None });
-        };
+        }
+        let raft = self.node_mut(id).raft.as_mut().expect("running");
         let at = raft.propose_conf_change(change, Bytes::new())?;
         self.trace(format_args!("node {id} proposes {change:?} at {}", at.0));
         self.node_mut(id).waiting_writes.insert(at.0, Waiter::None);
@@ -762,9 +885,10 @@ impl Sim {
     /// Asks node `id` for a linearizable read point; `ctx` comes back in
     /// `Clients::read_done` once the node may serve the read.
     pub fn read_index(&mut self, id: NodeId, ctx: Bytes) -> bool {
-        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+        if !self.node(id).running() {
             return false;
-        };
+        }
+        let raft = self.node_mut(id).raft.as_mut().expect("running");
         if raft.read_index(ctx).is_err() {
             return false;
         }

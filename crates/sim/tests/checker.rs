@@ -104,6 +104,7 @@ fn disk(term: u64, vote: Option<u64>, entries: Vec<Entry>) -> Disk {
         hard_state: HardState { term, vote, commit: 0 },
         snapshot: None,
         entries,
+        unsynced_commit: None,
     }
 }
 

@@ -129,3 +129,50 @@ fn churn(mut lab: Lab, seed: u64, unreliable: bool) {
         assert_eq!(got.as_ref(), Some(data), "{index} changed under churn");
     }
 }
+
+/// A commit-only hard state waits for the node's next fsync or tick, as in
+/// `node::driver::needs_sync`: a crash before then loses it. The restarted
+/// node starts from the older durable commit index and learns the rest from
+/// the leader; nothing committed is lost.
+#[test]
+fn a_commit_index_left_unsynced_is_lost_in_a_crash_and_learned_again() {
+    let mut lab = Lab::new(3, 32);
+    let mut lost = 0;
+    for round in 0..30 {
+        let index = lab.one(format!("w{round}").as_bytes(), 3, true);
+        // Step 1 ms at a time until some node holds an unsynced commit.
+        for _ in 0..200 {
+            let unsynced = lab
+                .sim
+                .nodes
+                .iter()
+                .find(|n| n.alive() && n.disk.unsynced_commit.is_some());
+            if let Some(n) = unsynced {
+                let (id, before) = (n.id, n.raft().commit_index());
+                let durable = n.disk.hard_state.commit;
+                assert!(
+                    durable < before,
+                    "round {round}: the unsynced commit is ahead of the durable one"
+                );
+                lab.crash(id);
+                assert_eq!(
+                    lab.sim.node(id).disk.hard_state.commit,
+                    durable,
+                    "the crash kept an unsynced write"
+                );
+                lab.sim.restart(id);
+                assert_eq!(
+                    lab.sim.node(id).raft().commit_index(),
+                    durable,
+                    "round {round}: restarted from the disk"
+                );
+                lost += 1;
+                break;
+            }
+            lab.run(1);
+        }
+        lab.wait(index, 3, None);
+    }
+    assert!(lost > 0, "no round caught a node holding an unsynced commit index");
+    lab.one(b"after", 3, true);
+}

@@ -177,3 +177,66 @@ fn a_lease_on_a_clock_at_half_speed_is_caught_outliving_the_next_leader() {
     eprintln!("{caught} of 20 seeds caught the lease outliving the next leader");
     assert!(caught > 0, "no seed caught a lease outliving the next leader");
 }
+
+/// Pauses the cut-off leader for two seconds (the others elect a new one
+/// meanwhile), wakes it with `wake`, and asks it for reads at once.
+/// Returns the reads it answered after waking and the first violation.
+fn read_from_leader_woken_from_a_pause(
+    lab: &mut Lab,
+    old: NodeId,
+    wake: fn(&mut Sim, NodeId),
+) -> (usize, Option<Violation>) {
+    lab.disconnect(old);
+    lab.sim.pause(old);
+    lab.sim.run_for(2_000).expect("no safety violation while it sleeps");
+    let new = lab
+        .sim
+        .nodes
+        .iter()
+        .find(|n| n.id != old && n.alive() && n.raft().is_leader());
+    assert!(new.is_some(), "the others elected a leader while {old} slept");
+    wake(&mut lab.sim, old);
+    let mut reads = Reads::default();
+    for i in 0..20u32 {
+        lab.sim.read_index(old, Bytes::from(format!("r{i}")));
+        let until = lab.sim.now + 1;
+        if let Err(v) = lab.sim.run_until(until, &mut reads) {
+            return (reads.served.len(), Some(v));
+        }
+    }
+    (reads.served.len(), None)
+}
+
+/// A leader that slept (SIGSTOP, a stalled VM) wakes with every tick it
+/// missed counted before any input, so its lease is over before it could
+/// answer a read: it answers none.
+#[test]
+fn a_leader_woken_from_a_pause_counts_the_time_it_slept_before_answering_a_read() {
+    for seed in 0..20 {
+        let mut lab = lease_lab(seed);
+        lab.one(b"w1", 3, false);
+        let old = lab.check_one_leader();
+        let (served, violation) = read_from_leader_woken_from_a_pause(&mut lab, old, Sim::resume);
+        assert_eq!(violation, None, "seed {seed}");
+        assert_eq!(served, 0, "seed {seed}: the woken leader answered a read");
+        assert!(
+            !lab.sim.node(old).raft().is_leader(),
+            "seed {seed}: still leads after its timeout"
+        );
+    }
+}
+
+/// Control for the checker: a leader that wakes without counting the time
+/// it slept still believes in its lease, and the simulator catches it
+/// answering after a new leader was elected.
+#[test]
+fn a_leader_woken_without_counting_the_time_it_slept_is_caught_answering_on_a_dead_lease() {
+    for seed in 0..20 {
+        let mut lab = lease_lab(seed);
+        lab.one(b"w1", 3, false);
+        let old = lab.check_one_leader();
+        let (_, violation) = read_from_leader_woken_from_a_pause(&mut lab, old, Sim::resume_forgetting_ticks);
+        let v = violation.unwrap_or_else(|| panic!("seed {seed}: a read on a dead lease went unnoticed"));
+        assert_eq!(v.property, "lease safety", "seed {seed}: {v}");
+    }
+}
