@@ -131,6 +131,9 @@ pub enum Sabotage {
     /// The first read that finds a value answers a value never written:
     /// linearizability.
     CorruptRead,
+    /// The nemesis panics at its first wake-up from `at_ms` on (standing in
+    /// for a core assertion): the failure must say when.
+    Panic { at_ms: Millis },
 }
 
 /// Cluster sizes the seeds rotate through.
@@ -431,6 +434,9 @@ impl Driver {
     }
 
     fn nemesis(&mut self, sim: &mut Sim) {
+        if let Sabotage::Panic { at_ms } = self.sabotage {
+            assert!(sim.now < at_ms, "sabotage: a panic at {} ms", sim.now);
+        }
         if sim.now >= self.plan.fault_ms {
             return;
         }
@@ -672,6 +678,7 @@ pub fn run_plan(plan: Plan, trace: bool) -> Result<Report, Failure> {
 #[doc(hidden)]
 pub fn run_sabotaged_plan(plan: Plan, trace: bool, sabotage: Sabotage) -> Result<Report, Failure> {
     let p = plan.clone();
+    crate::LAST_EVENT_MS.set(0);
     let outcome = std::panic::catch_unwind(move || run_plan_inner(p, trace, sabotage));
     match outcome {
         Ok(r) => r,
@@ -687,7 +694,7 @@ pub fn run_sabotaged_plan(plan: Plan, trace: bool, sabotage: Sabotage) -> Result
                     property: "core assertion",
                     detail: msg,
                 },
-                at_ms: 0,
+                at_ms: crate::last_event_ms(),
             })
         }
     }

@@ -109,6 +109,18 @@ impl SimOptions {
     }
 }
 
+thread_local! {
+    /// The simulated time of the last event this thread ran: where a core
+    /// that panicked was (the panic unwinds past the `Sim`).
+    static LAST_EVENT_MS: std::cell::Cell<Millis> = const { std::cell::Cell::new(0) };
+}
+
+/// The simulated time of the last event run on this thread (see
+/// `fuzz::run_plan`, which reports it for a panicking core).
+pub fn last_event_ms() -> Millis {
+    LAST_EVENT_MS.get()
+}
+
 /// What a node has made durable: all that survives a crash.
 #[derive(Clone, Debug, Default)]
 pub struct Disk {
@@ -557,6 +569,7 @@ impl Sim {
             }
             let Reverse(ev) = self.queue.pop().expect("peeked");
             self.now = ev.at;
+            LAST_EVENT_MS.set(self.now);
             match ev.event {
                 Event::Tick { node, epoch } => {
                     if self.node(node).epoch != epoch || !self.node(node).alive() {

@@ -130,3 +130,11 @@ fn a_read_of_a_value_never_written_fails_linearizability() {
     let f = sabotaged(Sabotage::CorruptRead);
     assert_eq!(f.violation.property, "linearizability", "{f}");
 }
+
+#[test]
+fn a_panic_during_a_run_is_reported_with_the_time_it_happened() {
+    let f = sabotaged(Sabotage::Panic { at_ms: 1_000 });
+    assert_eq!(f.violation.property, "core assertion", "{f}");
+    assert!(f.violation.detail.contains("sabotage"), "{f}");
+    assert!((1_000..2_000).contains(&f.at_ms), "reported at {} ms: {f}", f.at_ms);
+}
