@@ -62,7 +62,11 @@ pub struct Config {
     /// `election_tick`, since it forgot whom it heard from). Needs
     /// `check_quorum`.
     pub lease_read: bool,
-    /// Seeds the election-timeout randomness.
+    /// Seeds the core's randomness: election timeouts, and the first number
+    /// of this start's forwarded reads. Give every start of a node a fresh
+    /// seed (the node draws one; the simulator mixes in the restart count),
+    /// so a restarted follower never numbers its reads as its previous
+    /// start did and takes a late answer to one of those for its own.
     pub seed: u64,
 }
 

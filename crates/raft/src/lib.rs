@@ -41,7 +41,7 @@ pub mod types;
 
 pub use confchange::{ConfChange, ConfChangeError};
 pub use config::{Config, ConfigError, MAX_CLOCK_RATE_DIFFERENCE_PERCENT};
-pub use message::{Body, Message};
+pub use message::{Body, Message, MAX_TERM_JUMP};
 pub use raft::{
     CompactError, ForceCampaignError, InitialState, ProposeError, Raft, ReadIndexError, Stats, TransferError,
 };

@@ -116,6 +116,14 @@ impl Body {
 /// core from overflowing, and such a term from becoming durable.
 pub const MAX_WIRE_NUMBER: u64 = 1 << 62;
 
+/// The largest term increase one message may make a node adopt. A real
+/// cluster raises its term by one per election, so even a node that slept
+/// through years of elections is far below this. A forged or corrupted term
+/// near [`MAX_WIRE_NUMBER`] would otherwise be adopted, made durable, and
+/// leave no room for the next election (whose term peers refuse as out of
+/// range): one such message would stop the cluster electing for good.
+pub const MAX_TERM_JUMP: u64 = 1 << 32;
+
 impl Message {
     /// Whether every term, index and offset in the message is at most
     /// [`MAX_WIRE_NUMBER`]. [`crate::Raft::step`] ignores a message for which

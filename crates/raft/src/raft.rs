@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::confchange::{self, ConfChange, ConfChangeError};
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
-use crate::message::{Body, Message};
+use crate::message::{Body, Message, MAX_TERM_JUMP};
 use crate::quorum::VoteResult;
 use crate::ready::{Ready, ReadyMarks};
 use crate::tracker::{ProgressState, ProgressTracker};
@@ -128,6 +128,10 @@ const MAX_PENDING_READS: usize = 1 << 16;
 const MAX_ROUNDS: usize = 4096;
 /// Snapshot chunks that may be unacknowledged at once.
 const SNAPSHOT_WINDOW_CHUNKS: u64 = 4;
+/// Election timeouts a leader waits after a follower refused a snapshot
+/// before it sends one again (the follower may have been restarted with a
+/// larger limit meanwhile).
+const SNAPSHOT_REFUSED_BACKOFF_ELECTIONS: u64 = 20;
 
 pub struct Raft {
     cfg: Config,
@@ -253,7 +257,10 @@ impl Raft {
             reads: VecDeque::new(),
             reads_awaiting_commit: Vec::new(),
             forwarded_reads: VecDeque::new(),
-            next_forward_id: 1,
+            // Random, not 1: a restarted follower (same term) must not take
+            // a late answer to its previous incarnation's request for one of
+            // its own; 63 random bits make a reuse negligible.
+            next_forward_id: 0,
             read_states: Vec::new(),
             uncommitted_bytes: 0,
             broadcast_pending: false,
@@ -272,6 +279,7 @@ impl Raft {
         };
         raft.note_membership_entries(&conf_entries);
         raft.reset_election_timer();
+        raft.next_forward_id = raft.rng.random::<u64>() >> 1;
         Ok(raft)
     }
 
@@ -425,9 +433,12 @@ impl Raft {
             if self.transfer.is_some() {
                 // The target did not take over within an election timeout.
                 self.transfer = None;
-                if !self.membership.is_voter(self.id) {
-                    // Removed and no successor caught up: stop leading; the
-                    // voters elect one among themselves.
+                if !self.promotable() {
+                    // Removed (and the removal committed) and no successor
+                    // caught up: stop leading; the voters elect one among
+                    // themselves. While `C_new` is uncommitted we keep
+                    // leading to commit it (see `promotable`); `after_commit`
+                    // hands over then.
                     self.step_down_removed();
                     return;
                 }
@@ -684,7 +695,7 @@ impl Raft {
                     self.forwarded_reads.pop_front();
                 }
                 let request = self.next_forward_id;
-                self.next_forward_id += 1;
+                self.next_forward_id = self.next_forward_id.wrapping_add(1);
                 self.forwarded_reads.push_back((request, ctx));
                 self.send(leader, Body::ReadIndex { request });
                 Ok(())
@@ -793,6 +804,11 @@ impl Raft {
             // overflow at the next election and, once durable, at every
             // restart; a snapshot of a later term than its sender's would
             // put that term below the next leader's own entries.
+            self.stats.invalid_messages += 1;
+            return;
+        }
+        if m.term > self.term.saturating_add(MAX_TERM_JUMP) {
+            // See `MAX_TERM_JUMP`: no real election history explains it.
             self.stats.invalid_messages += 1;
             return;
         }
@@ -1054,6 +1070,9 @@ impl Raft {
             assert!(term > self.term, "terms only grow");
             self.term = term;
             self.vote = None;
+            // A half-received snapshot of an older term's leader: the next
+            // leader starts its own transfer; do not hold the buffer till then.
+            self.incoming_snapshot = None;
         }
         self.leader = None;
         self.reset_election_timer();
@@ -1450,6 +1469,12 @@ impl Raft {
         let Some(pr) = self.tracker.progress.get_mut(&from) else {
             return;
         };
+        if read_seq > self.read_seq {
+            // A round we never sent: forged or corrupted. Counting it would
+            // confirm every later round for this follower in advance.
+            self.stats.invalid_messages += 1;
+            return;
+        }
         pr.recent_active = true;
         pr.read_seq_acked = pr.read_seq_acked.max(read_seq);
         let behind = pr.matched < last;
@@ -1475,6 +1500,7 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
+        let now = self.now;
         let Some(pr) = self.tracker.progress.get_mut(&from) else {
             return;
         };
@@ -1488,8 +1514,11 @@ impl Raft {
         let total = t.data.len() as u64;
         if reject {
             // The follower refuses this snapshot (too large for it): give up
-            // and probe; an operator must look at it.
+            // and probe; an operator must look at it. The next transfer
+            // waits (`SNAPSHOT_REFUSED_BACKOFF_ELECTIONS`), or the probe's
+            // rejection would start one at every heartbeat.
             pr.become_probe();
+            pr.snapshot_refused_at = Some(now);
             return;
         }
         t.idle_ticks = 0;
@@ -1534,7 +1563,10 @@ impl Raft {
         }
         let prev_index = pr.next - 1;
         let Some(prev_term) = self.log.term(prev_index) else {
-            self.start_snapshot_transfer(to);
+            let backoff = u64::from(self.cfg.election_tick) * SNAPSHOT_REFUSED_BACKOFF_ELECTIONS;
+            if pr.snapshot_refused_at.is_none_or(|at| self.now >= at + backoff) {
+                self.start_snapshot_transfer(to);
+            }
             return false;
         };
         let entries = if pr.next <= last {
@@ -1735,7 +1767,17 @@ impl Raft {
             // Not on the lease: this can run inside `advance`, after a
             // long fsync for which the host could not catch up ticks.
             for origin in std::mem::take(&mut self.reads_awaiting_commit) {
-                let _ = self.leader_read(origin, false);
+                let refused = match &origin {
+                    ReadOrigin::Remote { from, request } => Some((*from, *request)),
+                    ReadOrigin::Local(_) => None, // the host times it out
+                };
+                if self.leader_read(origin, false).is_err() {
+                    // Too many reads pending: say so, so the follower's
+                    // client retries now instead of at its timeout.
+                    if let Some((from, request)) = refused {
+                        self.send(from, Body::ReadIndexResponse { request, index: None });
+                    }
+                }
             }
         }
         true

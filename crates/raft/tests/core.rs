@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use triton_raft::{
-    Body, Config, Entry, EntryKind, HardState, InitialState, Membership, Message, ProposeError, Raft, Ready, Role,
-    SnapshotMeta,
+    Body, ConfChange, Config, Entry, EntryKind, HardState, InitialState, Membership, Message, ProposeError, Raft,
+    Ready, Role, SnapshotMeta, MAX_TERM_JUMP,
 };
 
 fn cfg(id: u64) -> Config {
@@ -1192,4 +1192,204 @@ fn reads_pending_when_the_cluster_shrinks_to_the_leader_are_answered() {
     }
     assert_eq!(l.membership(), &Membership::with_voters([1]));
     assert_eq!(answered.len(), 1, "the pending read is answered");
+}
+
+// ----- found by review: hostile or unlucky inputs ----------------------------
+
+fn heartbeat_response(from: u64, term: u64, read_seq: u64) -> Message {
+    msg(from, 1, term, Body::HeartbeatResponse { read_seq })
+}
+
+/// §6: a leader removed by `C_new` leads until `C_new` commits. An operator's
+/// transfer that timed out before then used to step it down and trip the
+/// "a removed node must not campaign" assertion (it still is a voter of the
+/// joint configuration its peers may be in): the process died.
+#[test]
+fn a_removed_leader_whose_handover_times_out_before_its_removal_commits_keeps_leading() {
+    let mut l = elect(three());
+    drain(&mut l);
+    let noop = l.last_index();
+    ack(&mut l, 2, noop);
+    drain(&mut l);
+    l.propose_conf_change(ConfChange::Remove(1), Bytes::new()).unwrap();
+    drain(&mut l);
+    let joint = l.last_index();
+    // The joint configuration needs a majority of {2, 3} too.
+    ack(&mut l, 2, joint);
+    ack(&mut l, 3, joint);
+    drain(&mut l);
+    let c_new = l.last_index();
+    assert!(c_new > joint, "the committed joint configuration is followed by C_new");
+    assert!(!l.membership().is_voter(1));
+    l.transfer_leader(2).unwrap();
+    drain(&mut l);
+    // The followers answer heartbeats (check-quorum holds) but C_new does
+    // not commit within the transfer's timeout.
+    let t = l.term();
+    for _ in 0..3 * cfg(1).election_tick {
+        l.tick();
+        drain(&mut l);
+        l.step(heartbeat_response(2, t, 0));
+        l.step(heartbeat_response(3, t, 0));
+        drain(&mut l);
+    }
+    assert_eq!(l.role(), Role::Leader, "left before committing its own removal");
+    // Once C_new commits (both of {2, 3}) it hands over and steps down.
+    ack(&mut l, 2, c_new);
+    ack(&mut l, 3, c_new);
+    let out = drain(&mut l);
+    assert_eq!(l.role(), Role::Follower);
+    assert!(out.iter().any(|m| m.to == 2 && matches!(m.body, Body::TimeoutNow)));
+}
+
+/// A follower restarted within a term numbers its forwarded reads afresh
+/// (from its new seed): a late answer to its previous start's read does not
+/// answer the new one, which may have been asked after a later write.
+#[test]
+fn a_restarted_follower_does_not_take_a_late_answer_to_its_previous_starts_read() {
+    let forwarded = |seed: u64, ctx: &'static [u8]| {
+        let mut c = cfg(2);
+        c.seed = seed;
+        let mut f = Raft::new(c, three()).unwrap();
+        f.step(msg(1, 2, 1, Body::Heartbeat { commit: 0, read_seq: 0 }));
+        drain(&mut f);
+        f.read_index(Bytes::from_static(ctx)).unwrap();
+        let request = drain(&mut f)
+            .iter()
+            .find_map(|m| match m.body {
+                Body::ReadIndex { request } => Some(request),
+                _ => None,
+            })
+            .expect("the read is forwarded to the leader");
+        (f, request)
+    };
+    let (_, old_request) = forwarded(1, b"old");
+    let (mut restarted, new_request) = forwarded(2, b"new");
+    assert_ne!(old_request, new_request);
+    let late = Body::ReadIndexResponse {
+        request: old_request,
+        index: Some(5),
+    };
+    restarted.step(msg(1, 2, 1, late));
+    assert!(
+        restarted.ready().read_states.is_empty(),
+        "a late answer served the new read"
+    );
+    restarted.advance();
+    restarted.step(msg(
+        1,
+        2,
+        1,
+        Body::ReadIndexResponse {
+            request: new_request,
+            index: Some(5),
+        },
+    ));
+    assert_eq!(restarted.ready().read_states.len(), 1);
+}
+
+/// A term in range but billions of elections ahead is forged or corrupt:
+/// adopting it (durably) near the wire bound would leave no term for the
+/// next election. Refused; an ordinary jump is adopted.
+#[test]
+fn a_term_billions_of_elections_ahead_is_refused() {
+    let mut r = Raft::new(cfg(1), three()).unwrap();
+    let heartbeat = |term: u64| msg(2, 1, term, Body::Heartbeat { commit: 0, read_seq: 0 });
+    r.step(heartbeat(1 << 62));
+    r.step(heartbeat(MAX_TERM_JUMP + 1));
+    assert_eq!((r.term(), r.stats().invalid_messages), (0, 2));
+    r.step(heartbeat(MAX_TERM_JUMP));
+    assert_eq!(r.term(), MAX_TERM_JUMP);
+}
+
+/// A heartbeat answer for a round the leader never sent would confirm that
+/// follower's part of every later round in advance: ignored.
+#[test]
+fn an_answer_to_a_heartbeat_round_never_sent_is_ignored() {
+    let mut l = elect(three());
+    drain(&mut l);
+    let t = l.term();
+    l.step(heartbeat_response(2, t, u64::MAX));
+    assert_eq!(l.stats().invalid_messages, 1);
+}
+
+/// A follower that refuses a snapshot (too large for it) is not sent it
+/// again at every heartbeat: the leader waits 20 election timeouts.
+#[test]
+fn a_refused_snapshot_is_not_resent_at_every_heartbeat() {
+    let mut l = elect(three());
+    let mut out = drain(&mut l);
+    for i in 0..5u8 {
+        l.propose(Bytes::from(vec![i; 10])).unwrap();
+    }
+    out.extend(drain(&mut l));
+    // The probe node 3 has not answered yet.
+    let probe = out
+        .iter()
+        .find_map(|m| match m.body {
+            Body::Append { prev_index, .. } if m.to == 3 => Some(prev_index),
+            _ => None,
+        })
+        .expect("a probe went to node 3");
+    let last = l.last_index();
+    ack(&mut l, 2, last);
+    drain(&mut l);
+    l.compact(last, Bytes::from_static(b"state")).unwrap();
+    let t = l.term();
+    let snapshots = |out: &[Message]| {
+        out.iter()
+            .filter(|m| m.to == 3 && matches!(m.body, Body::Snapshot { .. }))
+            .count()
+    };
+    // Node 3 has nothing: its probe rejection starts a transfer.
+    l.step(msg(
+        3,
+        1,
+        t,
+        Body::AppendResponse {
+            reject: true,
+            index: probe,
+            hint_index: 0,
+            hint_term: 0,
+        },
+    ));
+    assert!(snapshots(&drain(&mut l)) > 0, "the snapshot goes out");
+    l.step(msg(
+        3,
+        1,
+        t,
+        Body::SnapshotResponse {
+            index: last,
+            next_offset: 0,
+            reject: true,
+        },
+    ));
+    drain(&mut l);
+    let ticks = 20 * cfg(1).election_tick;
+    let mut sent = 0;
+    for _ in 0..ticks - 1 {
+        l.tick();
+        sent += snapshots(&drain(&mut l));
+        l.step(heartbeat_response(3, t, 0));
+        sent += snapshots(&drain(&mut l));
+        l.step(msg(
+            3,
+            1,
+            t,
+            Body::AppendResponse {
+                reject: true,
+                index: last,
+                hint_index: 0,
+                hint_term: 0,
+            },
+        ));
+        sent += snapshots(&drain(&mut l));
+    }
+    assert_eq!(sent, 0, "the refused snapshot was sent again within the back-off");
+    for _ in 0..2 {
+        l.tick();
+        l.step(heartbeat_response(3, t, 0));
+        sent += snapshots(&drain(&mut l));
+    }
+    assert!(sent > 0, "after the back-off the leader tries again");
 }

@@ -46,6 +46,10 @@ pub struct Progress {
     /// Highest commit index sent to this follower (in an append, or capped
     /// in a heartbeat). Sent, not known to have arrived.
     pub commit_sent: Index,
+    /// When (the leader's tick count) this follower last refused a snapshot
+    /// as too large for it: no new transfer starts for a while after (see
+    /// `Raft::send_append`), or every heartbeat would send it again.
+    pub snapshot_refused_at: Option<u64>,
 }
 
 impl Progress {
@@ -59,6 +63,7 @@ impl Progress {
             recent_active: false,
             read_seq_acked: 0,
             commit_sent: 0,
+            snapshot_refused_at: None,
         }
     }
 
