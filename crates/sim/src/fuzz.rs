@@ -26,6 +26,7 @@ pub struct FaultMix {
     /// Aggressive log compaction, so snapshots are sent in many chunks.
     pub snapshots: bool,
     /// Membership changes (add learner, promote, remove, even the leader)
+    /// and leadership transfers,
     /// with two spare nodes that can join.
     pub membership: bool,
 }
@@ -453,7 +454,7 @@ impl Driver {
             choices.push(7);
         }
         if mix.membership {
-            choices.extend([8, 8, 8]);
+            choices.extend([8, 8, 8, 10]);
         }
         if !choices.is_empty() {
             let choice = choices[self.rng.random_range(0..choices.len())];
@@ -541,6 +542,15 @@ impl Driver {
                     sim.trace(format_args!("bridge {bridge} between {a:?} and {b:?}"));
                 }
                 8 => self.change_membership(sim),
+                // An operator's leadership transfer, to any node (a learner
+                // or an outsider is refused), also while a removal of the
+                // leader is pending.
+                10 => {
+                    let to = self.rng.random_range(1..=n);
+                    if let Some(l) = sim.leader() {
+                        sim.transfer_leader(l, to);
+                    }
+                }
                 _ => {
                     if mix.lossy {
                         let loss = self.rng.random_range(0.0..0.25);

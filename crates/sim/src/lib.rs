@@ -866,6 +866,21 @@ impl Sim {
         Ok((index, term))
     }
 
+    /// Asks node `id` (which must lead) to hand leadership to `to`;
+    /// whether it took the request.
+    pub fn transfer_leader(&mut self, id: NodeId, to: NodeId) -> bool {
+        if !self.node(id).running() {
+            return false;
+        }
+        let raft = self.node_mut(id).raft.as_mut().expect("running");
+        if raft.transfer_leader(to).is_err() {
+            return false;
+        }
+        self.trace(format_args!("node {id} hands leadership to {to}"));
+        self.process_ready(id);
+        true
+    }
+
     /// Proposes a membership change at node `id` (which must lead).
     pub fn propose_conf_change(&mut self, id: NodeId, change: ConfChange) -> Result<(Index, Term), ConfChangeError> {
         if !self.node(id).running() {
