@@ -176,6 +176,32 @@ fn verify_rejects_bad_arguments_clearly() {
     }
 }
 
+/// A run that ends in an error did not pass either: it prints the command
+/// that replays it, as `--help` promises.
+#[test]
+fn verify_prints_the_replay_command_when_the_run_ends_in_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = verify(
+        &[
+            "--endpoints",
+            "127.0.0.1:1",
+            "--faults",
+            "kill",
+            "--duration",
+            "1s",
+            "--seed",
+            "9",
+        ],
+        dir.path(),
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("need a cluster started by triton verify"), "{text}");
+    let replay = text.lines().find(|l| l.starts_with("replay: ")).expect("a replay line");
+    for word in ["verify", "--endpoints 127.0.0.1:1", "--faults kill", "--seed 9"] {
+        assert!(replay.contains(word), "{word} missing from {replay}");
+    }
+}
+
 /// The freeze fault against nodes whose ticks come from a timer (the clock
 /// before lease reads, behind a test-only switch): a leader frozen inside
 /// its lease resumes thinking little time passed and answers its pinned
@@ -388,6 +414,7 @@ fn verify_keeps_the_history_of_a_stopped_run() {
         text.contains("stopped") && text.contains(&format!("{}", path.display())),
         "{text}"
     );
+    assert!(text.contains("replay: ") && text.contains("--seed 4"), "{text}");
     let history = std::fs::read_to_string(&path).expect("the history of the stopped run");
     assert!(history.lines().count() > 10, "{history}");
     // It is a history lincheck reads.

@@ -156,7 +156,8 @@ impl Pacer {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub ops: BTreeMap<&'static str, (usize, usize, usize)>,
-    /// Faults injected in full, per kind.
+    /// Faults injected in full, per kind; a leader or freeze fault that found
+    /// no leader and hit another node counts under a name of its own.
     pub faults: BTreeMap<String, usize>,
     /// Faults that could not be injected (and so did not count), per kind.
     pub failed_faults: BTreeMap<String, usize>,
@@ -172,12 +173,30 @@ pub struct Summary {
 
 impl Summary {
     pub fn passed(&self) -> bool {
-        self.verdict == Some(Verdict::Linearizable) && self.liveness_failure.is_none() && self.problems.is_empty()
+        self.verdict == Some(Verdict::Linearizable)
+            && self.liveness_failure.is_none()
+            && self.problems.is_empty()
+            && self.untested().is_none()
+    }
+
+    /// Why the history tested nothing, if no write completed with a known
+    /// outcome: the checker may take every unknown write as never applied,
+    /// so a cluster that refused every write would check as linearizable.
+    fn untested(&self) -> Option<String> {
+        let count = |kind| self.ops.get(kind).copied().unwrap_or_default();
+        let (put, append) = (count("put"), count("append"));
+        if put.0 + append.0 > 0 {
+            return None;
+        }
+        let tried = put.0 + put.1 + put.2 + append.0 + append.1 + append.2;
+        Some(format!(
+            "no write completed with a known outcome ({tried} tried): a cluster that takes no write was not tested"
+        ))
     }
 
     /// The verdict line's text.
     fn verdict_text(&self) -> String {
-        let problems = match self.problems.len() {
+        let problems = match self.problems.len() + usize::from(self.untested().is_some()) {
             0 => None,
             1 => Some("1 problem above".to_string()),
             n => Some(format!("{n} problems above")),
@@ -230,7 +249,7 @@ impl std::fmt::Display for Summary {
         if let Some(l) = &self.liveness_failure {
             writeln!(f, "LIVENESS FAILURE: {l}")?;
         }
-        for p in &self.problems {
+        for p in self.problems.iter().cloned().chain(self.untested()) {
             writeln!(f, "PROBLEM: {p}")?;
         }
         for v in &self.violations {
@@ -243,37 +262,106 @@ impl std::fmt::Display for Summary {
 /// The shared record of client operations.
 #[derive(Default)]
 struct History {
+    /// Operations that ended.
     ops: Vec<Operation>,
+    /// Writes sent and not answered yet, by client (one each at most). A
+    /// read may already have seen one, so a history saved now must hold it
+    /// (as of unknown outcome), or the replay shows a value nobody wrote.
+    in_flight: BTreeMap<u64, Operation>,
     /// Reads that failed (no effect, so not in `ops`).
     failed_gets: usize,
-    /// Successful operations per client since faults stopped.
-    after_heal: Vec<usize>,
+    /// What succeeded since faults stopped.
+    after_heal: AfterHeal,
     /// Clients were started: from then on the run has a history to keep.
     started: bool,
     /// `ops` went to the history file (and may since have moved on to the checker).
     saved: bool,
 }
 
+impl History {
+    /// Records a write about to be sent: `op` has no output and no return yet.
+    fn begin_write(&mut self, op: Operation) {
+        self.in_flight.insert(op.client, op);
+    }
+
+    /// Records the end of `client`'s write begun last.
+    fn end_write(&mut self, client: u64, output: Option<Output>, ret: u64) {
+        if let Some(mut op) = self.in_flight.remove(&client) {
+            op.ret = output.is_some().then_some(ret);
+            op.output = output;
+            self.ops.push(op);
+        }
+    }
+
+    /// Every operation, writes still in flight as of unknown outcome.
+    fn all_ops(&self) -> impl Iterator<Item = &Operation> {
+        self.ops.iter().chain(self.in_flight.values())
+    }
+}
+
+/// Successes since the faults stopped: the cluster recovered once every
+/// client had two operations answered, a write among them (a cluster that
+/// only serves reads has not), and every node answered its pinned reader (a
+/// node that never catches up has not).
+#[derive(Clone, Debug, Default)]
+struct AfterHeal {
+    /// Per client: operations answered, and writes among them.
+    ops: Vec<(usize, usize)>,
+    /// Per node: reads its pinned reader got answered.
+    reads: Vec<usize>,
+}
+
+impl AfterHeal {
+    fn new(clients: usize, nodes: usize) -> AfterHeal {
+        AfterHeal {
+            ops: vec![(0, 0); clients],
+            reads: vec![0; nodes],
+        }
+    }
+
+    /// What has not recovered yet, one line each (empty: all of it has).
+    fn not_recovered(&self, endpoints: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (c, &(ops, writes)) in self.ops.iter().enumerate() {
+            if ops < 2 || writes < 1 {
+                out.push(format!(
+                    "client {c} had {ops} operations answered, {writes} of them writes (needs 2, a write among them)"
+                ));
+            }
+        }
+        for (i, &reads) in self.reads.iter().enumerate() {
+            if reads < 1 {
+                let addr = endpoints.get(i).map_or("?", String::as_str);
+                out.push(format!("node {i} ({addr}) answered no read of its pinned reader"));
+            }
+        }
+        out
+    }
+}
+
 /// Writes `ops` as the JSON-lines history `triton lincheck` reads.
-fn write_history(path: &Path, ops: &[Operation]) -> anyhow::Result<()> {
+fn write_history<'a>(path: &Path, ops: impl IntoIterator<Item = &'a Operation>) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    triton_lincheck::history::write_jsonl(&mut out, ops).with_context(|| format!("writing {}", path.display()))?;
+    for op in ops {
+        triton_lincheck::history::write_jsonl(&mut out, std::slice::from_ref(op))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     out.flush().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// Writes the history recorded so far unless it already was (or no client
-/// ever ran): a run that ends early keeps its evidence. Returns how many
-/// operations it wrote.
+/// ever ran): a run that ends early keeps its evidence, writes still in
+/// flight included. Returns how many operations it wrote.
 fn save_history(history: &Mutex<History>, path: &Path) -> anyhow::Result<Option<usize>> {
     let mut h = history.lock().unwrap();
     if h.saved || !h.started {
         return Ok(None);
     }
-    write_history(path, &h.ops)?;
+    write_history(path, h.all_ops())?;
     h.saved = true;
-    Ok(Some(h.ops.len()))
+    Ok(Some(h.all_ops().count()))
 }
 
 struct Nemesis {
@@ -282,6 +370,10 @@ struct Nemesis {
     injected: BTreeMap<String, usize>,
     /// Per kind: attempts that could not be injected, and the first reason.
     failed: BTreeMap<String, (usize, String)>,
+    /// Per kind (leader, freeze): faults that found no leader and hit a
+    /// random node instead. They count in `injected` under a name of their
+    /// own, not as the kind: they did not test what it tests.
+    fell_back: BTreeMap<String, usize>,
     /// Each endpoint's node id, by position, once the node has answered: the
     /// partition RPC names nodes by id, and the endpoints need not be listed
     /// in id order (nor all be up yet: some may be nodes that join later).
@@ -296,20 +388,111 @@ struct Nemesis {
     removed: Option<Member>,
 }
 
+/// One step of the fault schedule with every random choice in it drawn up
+/// front. The number and range of the draws depend only on the seed, the
+/// requested kinds and the number of nodes, never on what the cluster
+/// answered (which node leads, how many voters it has), so a seed replays
+/// the same schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Step {
+    /// Time without a fault before this one.
+    quiet: Duration,
+    /// None when no faults were requested.
+    fault: Option<Fault>,
+    hold: Duration,
+    /// The node a kill or pause hits; a leader or freeze fault's target
+    /// when no leader answers.
+    node: usize,
+    /// A partition's minority.
+    minority: Vec<usize>,
+    /// The membership fault's victim: this modulo the number of voters.
+    pick: u64,
+}
+
+/// How a fault that happened was aimed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aim {
+    AsAsked,
+    /// No leader answered: it hit this node instead.
+    NoLeader(usize),
+}
+
 impl Nemesis {
+    /// Draws the next step for a cluster of `n` nodes.
+    fn next_step(&mut self, n: usize) -> Step {
+        let n = n.max(1);
+        let rng = &mut self.rng;
+        let quiet = Duration::from_millis(rng.random_range(1000..2500));
+        let fault = match self.faults.len() {
+            0 => None,
+            kinds => Some(self.faults[rng.random_range(0..kinds)]),
+        };
+        let hold = Duration::from_millis(rng.random_range(800..2500));
+        let node = rng.random_range(0..n);
+        let mut ids: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = rng.random_range(0..=i);
+            ids.swap(i, j);
+        }
+        let k = rng.random_range(1..=((n - 1) / 2).max(1));
+        let pick = rng.random();
+        Step {
+            quiet,
+            fault,
+            hold,
+            node,
+            minority: ids[..k].to_vec(),
+            pick,
+        }
+    }
+
+    /// The node a leader or freeze fault of `step` hits, given the `leader`
+    /// found (if any).
+    fn aim(&self, step: &Step, leader: Option<usize>) -> (usize, Aim) {
+        match leader {
+            Some(l) => (l, Aim::AsAsked),
+            None => (step.node, Aim::NoLeader(step.node)),
+        }
+    }
+
+    /// Counts one fault of kind `name` that happened, aimed as `aim`.
+    fn count(&mut self, name: &str, aim: Aim) {
+        match aim {
+            Aim::AsAsked => *self.injected.entry(name.to_string()).or_default() += 1,
+            Aim::NoLeader(node) => {
+                *self
+                    .injected
+                    .entry(format!("{name} (no leader found, hit node {node})"))
+                    .or_default() += 1;
+                *self.fell_back.entry(name.to_string()).or_default() += 1;
+            }
+        }
+    }
+
     /// Problems for the summary: every requested kind that was tried and
     /// never once injected (a run that claims to test it would not have).
     fn never_injected(&self) -> Vec<String> {
-        self.failed
-            .iter()
-            .filter(|(kind, _)| !self.injected.contains_key(*kind))
-            .map(|(kind, (n, why))| {
-                format!(
-                    "no {kind} fault could be injected ({n} attempt{} failed; the first: {why})",
-                    if *n == 1 { "" } else { "s" }
-                )
+        let tried: std::collections::BTreeSet<&String> = self.failed.keys().chain(self.fell_back.keys()).collect();
+        tried
+            .into_iter()
+            .filter(|kind| !self.injected.contains_key(*kind))
+            .map(|kind| {
+                let mut why = Vec::new();
+                if let Some((n, first)) = self.failed.get(kind) {
+                    let s = if *n == 1 { "" } else { "s" };
+                    why.push(format!("{n} attempt{s} failed; the first: {first}"));
+                }
+                if let Some(n) = self.fell_back.get(kind) {
+                    why.push(format!("{n} found no leader and hit a random node instead"));
+                }
+                format!("no {kind} fault could be injected ({})", why.join("; "))
             })
             .collect()
+    }
+
+    /// The victim of the membership fault of `step` among `voters`.
+    fn membership_victim<'a, T>(&self, step: &Step, voters: &'a [T]) -> &'a T {
+        &voters[(step.pick % voters.len() as u64) as usize]
     }
 }
 
@@ -404,10 +587,7 @@ pub async fn run(
             Some(LocalCluster::start(&opts.binary, &config, &opts.out_dir)?)
         }
     };
-    let history = Arc::new(Mutex::new(History {
-        after_heal: vec![0; opts.clients],
-        ..Default::default()
-    }));
+    let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let history_path = opts.out_dir.join("history.jsonl");
     let result = run_on(&opts, &user_stop, cluster.as_mut(), &history, &stop, &history_path).await;
@@ -510,7 +690,11 @@ async fn run_on(
             opts.max_ops
         );
     }
-    history.lock().unwrap().started = true;
+    {
+        let mut h = history.lock().unwrap();
+        h.after_heal = AfterHeal::new(opts.clients, endpoints.len());
+        h.started = true;
+    }
     let mut workers = Vec::new();
     for c in 0..opts.clients {
         let (history, healed, stop, endpoints) = (history.clone(), healed.clone(), stop.clone(), endpoints.clone());
@@ -528,18 +712,19 @@ async fn run_on(
     }
 
     for (i, addr) in endpoints.iter().enumerate() {
-        let (history, stop, access) = (history.clone(), stop.clone(), access.clone());
+        let (history, healed, stop, access) = (history.clone(), healed.clone(), stop.clone(), access.clone());
         let (addr, client) = (addr.clone(), (opts.clients + i) as u64);
         let (keys, seed) = (keys.clone(), sub_seed(opts.seed, Stream::Reader, i as u64));
         workers.push(tokio::spawn(async move {
+            let reader = Reader { node: i, client, addr };
             pinned_reader(
-                client,
-                addr,
+                reader,
                 seed,
                 keys,
                 &access,
                 clock,
                 history,
+                healed,
                 stop,
                 Pacer::new(pace),
             )
@@ -553,6 +738,7 @@ async fn run_on(
         faults: opts.faults.clone(),
         injected: BTreeMap::new(),
         failed: BTreeMap::new(),
+        fell_back: BTreeMap::new(),
         touched: vec![false; endpoints.len()],
         ids,
         removed: None,
@@ -563,27 +749,24 @@ async fn run_on(
             if let Some(c) = cluster.as_deref_mut() {
                 report_exits(c, &progress, clock);
             }
-            let quiet = Duration::from_millis(nemesis.rng.random_range(1000..2500));
+            let step = nemesis.next_step(endpoints.len());
             sleep_with_progress(
                 &progress,
-                quiet.min(fault_end.saturating_duration_since(Instant::now())),
+                step.quiet.min(fault_end.saturating_duration_since(Instant::now())),
                 history,
                 clock,
             )
             .await;
-            if Instant::now() >= fault_end || nemesis.faults.is_empty() {
+            let Some(fault) = step.fault.filter(|_| Instant::now() < fault_end) else {
                 continue;
-            }
-            let fault = nemesis.faults[nemesis.rng.random_range(0..nemesis.faults.len())];
-            let hold = Duration::from_millis(nemesis.rng.random_range(800..2500));
+            };
             let name = format!("{fault:?}").to_lowercase();
             let injected = inject(
                 &mut nemesis,
-                fault,
+                &step,
                 cluster.as_deref_mut(),
                 &access,
                 &endpoints,
-                hold,
                 &progress,
                 history,
                 clock,
@@ -591,7 +774,7 @@ async fn run_on(
             .await?;
             // Counted only once all of it happened.
             match injected {
-                Ok(()) => *nemesis.injected.entry(name).or_default() += 1,
+                Ok(aim) => nemesis.count(&name, aim),
                 Err(why) => {
                     say(
                         &progress,
@@ -633,7 +816,7 @@ async fn run_on(
             if let Some(c) = cluster.as_deref_mut() {
                 report_exits(c, &progress, clock);
             }
-            let done = history.lock().unwrap().after_heal.iter().all(|&n| n >= 2);
+            let done = history.lock().unwrap().after_heal.not_recovered(&endpoints).is_empty();
             if done {
                 break Some(heal_start.elapsed());
             }
@@ -649,10 +832,11 @@ async fn run_on(
     };
     summary.recovery = recovered;
     if recovered.is_none() {
-        let counts = history.lock().unwrap().after_heal.clone();
+        let missing = history.lock().unwrap().after_heal.not_recovered(&endpoints);
         summary.liveness_failure = Some(format!(
-            "{:?} after the faults stopped, successful operations per client were {counts:?} (each needs 2)",
-            opts.recovery_timeout
+            "{:?} after the faults stopped, the cluster had not recovered: {}",
+            opts.recovery_timeout,
+            missing.join("; ")
         ));
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -671,7 +855,10 @@ async fn run_on(
     // Record and check the history.
     let (ops, failed_gets) = {
         let mut h = history.lock().unwrap();
-        let ops = std::mem::take(&mut h.ops);
+        // A worker that ended mid-write (a panic) leaves it in flight.
+        let pending = std::mem::take(&mut h.in_flight);
+        let mut ops = std::mem::take(&mut h.ops);
+        ops.extend(pending.into_values());
         write_history(&summary.history_path, &ops)?;
         h.saved = true;
         (ops, h.failed_gets)
@@ -780,28 +967,32 @@ async fn sleep_with_progress(pb: &indicatif::ProgressBar, d: Duration, history: 
     }
 }
 
-/// Injects one fault and heals it after `hold`. `Err`: the run cannot go on.
-/// `Ok(Err(why))`: the fault could not be injected (undone as far as it
-/// went), so it must not count as tested.
+/// Injects the fault of `step` and heals it after its hold. `Err`: the run
+/// cannot go on. `Ok(Err(why))`: the fault could not be injected (undone as
+/// far as it went), so it must not count as tested.
 #[allow(clippy::too_many_arguments)]
 async fn inject(
     nemesis: &mut Nemesis,
-    fault: Fault,
+    step: &Step,
     cluster: Option<&mut LocalCluster>,
     access: &Access,
     endpoints: &[String],
-    hold: Duration,
     pb: &indicatif::ProgressBar,
     history: &Arc<Mutex<History>>,
     clock: Instant,
-) -> anyhow::Result<Result<(), String>> {
+) -> anyhow::Result<Result<Aim, String>> {
     let n = endpoints.len();
+    let Some(fault) = step.fault else {
+        return Ok(Ok(Aim::AsAsked));
+    };
+    let hold = step.hold;
     let name = format!("{fault:?}").to_lowercase();
     let at = || clock.elapsed().as_secs_f64();
+    let mut aim = Aim::AsAsked;
     match fault {
         Fault::Kill | Fault::Pause => {
             let c = cluster.expect("checked: process faults need a local cluster");
-            let victim = nemesis.rng.random_range(0..n);
+            let victim = step.node;
             say(
                 pb,
                 format!("[{:>6.1}s] {name} node {victim} for {:.1}s", at(), hold.as_secs_f64()),
@@ -823,27 +1014,24 @@ async fn inject(
             }
         }
         Fault::Partition | Fault::Leader => {
-            let mut ids: Vec<usize> = (0..n).collect();
             let minority: Vec<usize> = if fault == Fault::Leader {
-                match find_leader(access, endpoints).await {
-                    Some(l) => vec![l],
-                    None => vec![nemesis.rng.random_range(0..n)],
-                }
+                let (target, how) = nemesis.aim(step, find_leader(access, endpoints).await);
+                aim = how;
+                vec![target]
             } else {
-                for i in (1..n).rev() {
-                    let j = nemesis.rng.random_range(0..=i);
-                    ids.swap(i, j);
-                }
-                let k = nemesis.rng.random_range(1..=(n - 1) / 2).max(1);
-                ids[..k].to_vec()
+                step.minority.clone()
             };
             let majority: Vec<usize> = (0..n).filter(|i| !minority.contains(i)).collect();
             say(
                 pb,
                 format!(
-                    "[{:>6.1}s] {name}: {minority:?} | {majority:?} for {:.1}s",
+                    "[{:>6.1}s] {name}: {minority:?} | {majority:?} for {:.1}s{}",
                     at(),
-                    hold.as_secs_f64()
+                    hold.as_secs_f64(),
+                    match aim {
+                        Aim::AsAsked => "",
+                        Aim::NoLeader(_) => " (no leader found: a random node instead)",
+                    }
                 ),
             );
             // A node left out of the partition would still talk to both sides.
@@ -872,16 +1060,18 @@ async fn inject(
         }
         Fault::Freeze => {
             let c = cluster.expect("checked: process faults need a local cluster");
-            let leader = match find_leader(access, endpoints).await {
-                Some(l) => l,
-                None => nemesis.rng.random_range(0..n),
-            };
+            let (leader, how) = nemesis.aim(step, find_leader(access, endpoints).await);
+            aim = how;
             let others: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
             say(
                 pb,
                 format!(
-                    "[{:>6.1}s] freeze: cut off leader {leader} and SIGSTOP it for {:.1}s, then SIGCONT it still cut off",
+                    "[{:>6.1}s] freeze: cut off {} {leader} and SIGSTOP it for {:.1}s, then SIGCONT it still cut off",
                     at(),
+                    match aim {
+                        Aim::AsAsked => "leader",
+                        Aim::NoLeader(_) => "(no leader found) node",
+                    },
                     hold.as_secs_f64()
                 ),
             );
@@ -932,7 +1122,7 @@ async fn inject(
                     voters.len()
                 )));
             }
-            let victim = voters[nemesis.rng.random_range(0..voters.len())].clone();
+            let victim = (*nemesis.membership_victim(step, &voters)).clone();
             say(
                 pb,
                 format!(
@@ -967,7 +1157,7 @@ async fn inject(
             nemesis.removed = None;
         }
     }
-    Ok(Ok(()))
+    Ok(Ok(aim))
 }
 
 /// Lifts a partition during the faults. A node not healed yet is only
@@ -1287,7 +1477,7 @@ async fn client_loop(
         let value = format!("c{c}n{n};");
         let roll = rng.random_range(0..10);
         let call = now(clock);
-        let (input, output) = if roll < 4 {
+        let (input, output, write) = if roll < 4 {
             let r = if stale_reads {
                 // The broken mode under test: any node answers from its own state.
                 let addr = endpoints[rng.random_range(0..endpoints.len())].clone();
@@ -1309,6 +1499,7 @@ async fn client_loop(
                         version: v.as_ref().map_or(0, |v| v.version),
                         value: v.map(|v| String::from_utf8_lossy(&v.value).into_owned()),
                     }),
+                    false,
                 ),
                 // A failed read has no effect: leave it out of the history.
                 Err(_) => {
@@ -1316,49 +1507,78 @@ async fn client_loop(
                     continue;
                 }
             }
-        } else if roll < 7 {
-            let r = client.put(key.as_bytes(), value.as_bytes()).await;
-            (Input::Put { value }, write_output(r, |version| Output::Put { version }))
         } else {
-            let r = client.append(key.as_bytes(), value.as_bytes()).await;
-            (
-                Input::Append { value },
-                write_output(r, |version| Output::Append { version }),
-            )
+            let input = match roll < 7 {
+                true => Input::Put { value: value.clone() },
+                false => Input::Append { value: value.clone() },
+            };
+            // In the history before it is sent: see `History::in_flight`.
+            history.lock().unwrap().begin_write(Operation {
+                client: c as u64,
+                key: key.clone(),
+                input: input.clone(),
+                output: None,
+                call,
+                ret: None,
+            });
+            let output = match roll < 7 {
+                true => write_output(client.put(key.as_bytes(), value.as_bytes()).await, |version| {
+                    Output::Put { version }
+                }),
+                false => write_output(client.append(key.as_bytes(), value.as_bytes()).await, |version| {
+                    Output::Append { version }
+                }),
+            };
+            (input, output, true)
         };
         let ret = now(clock);
         let ok = output.is_some();
         let mut h = history.lock().unwrap();
-        h.ops.push(Operation {
-            client: c as u64,
-            key,
-            input,
-            output,
-            call,
-            ret: ok.then_some(ret),
-        });
+        match write {
+            true => h.end_write(c as u64, output, ret),
+            false => h.ops.push(Operation {
+                client: c as u64,
+                key,
+                input,
+                output,
+                call,
+                ret: Some(ret),
+            }),
+        }
         if ok && healed.load(std::sync::atomic::Ordering::SeqCst) {
-            h.after_heal[c] += 1;
+            let (ops, writes) = &mut h.after_heal.ops[c];
+            *ops += 1;
+            *writes += usize::from(write);
         }
     }
 }
 
-/// Linearizable gets sent only to the node at `addr`, never redirected: a
-/// node that answers when it should not (a cut-off or resumed old leader on
-/// a lease it no longer holds) is caught by the checker. A failed read has
-/// no effect and stays out of the history.
-#[allow(clippy::too_many_arguments)]
-async fn pinned_reader(
+/// Which node a pinned reader asks, and as which client it records.
+struct Reader {
+    /// The node's position among the endpoints.
+    node: usize,
     client: u64,
     addr: String,
+}
+
+/// Linearizable gets sent only to the node at `addr`, never redirected: a
+/// node that answers when it should not (a cut-off or resumed old leader on
+/// a lease it no longer holds) is caught by the checker, and one that never
+/// answers again after the faults stopped fails the recovery. A failed read
+/// has no effect and stays out of the history.
+#[allow(clippy::too_many_arguments)]
+async fn pinned_reader(
+    reader: Reader,
     seed: u64,
     keys: KeySpace,
     access: &Access,
     clock: Instant,
     history: Arc<Mutex<History>>,
+    healed: Arc<std::sync::atomic::AtomicBool>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     mut pacer: Pacer,
 ) {
+    let Reader { node, client, addr } = reader;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let Ok(endpoint) = access.dialer.endpoint(&addr) else {
         return;
@@ -1378,7 +1598,11 @@ async fn pinned_reader(
             Ok(r) => {
                 let r = r.into_inner();
                 let ret = now(clock);
-                history.lock().unwrap().ops.push(Operation {
+                let mut h = history.lock().unwrap();
+                if healed.load(std::sync::atomic::Ordering::SeqCst) {
+                    h.after_heal.reads[node] += 1;
+                }
+                h.ops.push(Operation {
                     client,
                     key,
                     input: Input::Get,
@@ -1490,6 +1714,7 @@ mod tests {
         let mut summary = Summary {
             verdict: Some(Verdict::Linearizable),
             recovery: Some(Duration::from_secs(1)),
+            ops: BTreeMap::from([("put", (1, 0, 0))]),
             ..Default::default()
         };
         assert!(summary.passed());
@@ -1522,6 +1747,7 @@ mod tests {
             faults: vec![Fault::Kill, Fault::Pause],
             injected: BTreeMap::from([("kill".to_string(), 3)]),
             failed: BTreeMap::from([("pause".to_string(), (2, "node 1 had exited".to_string()))]),
+            fell_back: BTreeMap::new(),
             ids: Vec::new(),
             touched: Vec::new(),
             removed: None,
@@ -1535,6 +1761,199 @@ mod tests {
         // One that failed sometimes but was injected too was tested.
         nemesis.failed.insert("kill".to_string(), (1, "busy".to_string()));
         assert_eq!(nemesis.never_injected().len(), 1);
+    }
+
+    #[test]
+    fn a_run_where_no_write_completed_fails() {
+        // A cluster that refused every write: each one's outcome is unknown,
+        // which the checker may take as never applied, and the reads all
+        // see missing keys, so the history checks as linearizable.
+        let mut summary = Summary {
+            verdict: Some(Verdict::Linearizable),
+            recovery: Some(Duration::from_secs(1)),
+            ops: BTreeMap::from([("get", (40, 3, 0)), ("put", (0, 0, 25)), ("append", (0, 0, 20))]),
+            ..Default::default()
+        };
+        assert!(!summary.passed(), "{summary}");
+        let text = summary.to_string();
+        assert!(
+            text.contains("PROBLEM: no write completed with a known outcome (45 tried)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("verdict: FAIL: linearizable, but see the 1 problem above"),
+            "{text}"
+        );
+        // One write that completed is enough.
+        summary.ops.insert("append", (1, 0, 19));
+        assert!(summary.passed(), "{summary}");
+    }
+
+    #[test]
+    fn recovery_needs_a_write_from_every_client_not_just_reads() {
+        let endpoints = ["a:1".to_string(), "b:2".to_string()];
+        let mut after = AfterHeal::new(2, 2);
+        after.reads = vec![5, 5];
+        // Both clients had reads answered, no write: not recovered.
+        after.ops = vec![(4, 0), (3, 0)];
+        let missing = after.not_recovered(&endpoints);
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(
+            missing[0].starts_with("client 0 had 4 operations answered, 0 of them writes"),
+            "{missing:?}"
+        );
+        after.ops = vec![(4, 1), (3, 0)];
+        assert_eq!(after.not_recovered(&endpoints).len(), 1);
+        after.ops = vec![(4, 1), (2, 2)];
+        assert!(after.not_recovered(&endpoints).is_empty());
+        // A write alone is not two operations.
+        after.ops = vec![(1, 1), (2, 2)];
+        assert_eq!(after.not_recovered(&endpoints).len(), 1);
+    }
+
+    #[test]
+    fn recovery_needs_every_nodes_pinned_reader_answered() {
+        let endpoints = ["a:1".to_string(), "b:2".to_string(), "c:3".to_string()];
+        let mut after = AfterHeal::new(1, 3);
+        after.ops = vec![(10, 5)];
+        // Node 1 never caught up: the clients, served by the others, do not
+        // make up for it.
+        after.reads = vec![3, 0, 2];
+        assert_eq!(
+            after.not_recovered(&endpoints),
+            ["node 1 (b:2) answered no read of its pinned reader"]
+        );
+        after.reads[1] = 1;
+        assert!(after.not_recovered(&endpoints).is_empty());
+    }
+
+    #[test]
+    fn a_saved_history_holds_the_writes_still_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let history = Mutex::new(History {
+            started: true,
+            ..Default::default()
+        });
+        let value = "c0n1;".to_string();
+        {
+            let mut h = history.lock().unwrap();
+            // Client 0's put is sent, applied, and not answered yet when the
+            // run stops; a reader saw its value meanwhile.
+            h.begin_write(Operation {
+                client: 0,
+                key: "k".into(),
+                input: Input::Put { value: value.clone() },
+                output: None,
+                call: 10,
+                ret: None,
+            });
+            h.ops.push(Operation {
+                client: 1,
+                key: "k".into(),
+                input: Input::Get,
+                output: Some(Output::Get {
+                    value: Some(value),
+                    version: 7,
+                }),
+                call: 20,
+                ret: Some(30),
+            });
+            // A write that ended is recorded once, with its answer.
+            h.begin_write(Operation {
+                client: 2,
+                key: "k".into(),
+                input: Input::Append { value: "c2n1;".into() },
+                output: None,
+                call: 40,
+                ret: None,
+            });
+            h.end_write(2, Some(Output::Append { version: 9 }), 50);
+        }
+        assert_eq!(save_history(&history, &path).unwrap(), Some(3));
+        let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let ops = triton_lincheck::history::parse_jsonl(file, Default::default()).unwrap();
+        assert_eq!(ops.len(), 3, "{ops:?}");
+        let pending = ops.iter().find(|op| op.client == 0).expect("the write in flight");
+        assert_eq!((pending.output.as_ref(), pending.ret), (None, None));
+        let report = triton_lincheck::check(&ops, &CheckOptions::default());
+        assert_eq!(report.verdict, Verdict::Linearizable);
+    }
+
+    fn nemesis(seed: u64, faults: Vec<Fault>) -> Nemesis {
+        Nemesis {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            faults,
+            injected: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            fell_back: BTreeMap::new(),
+            ids: Vec::new(),
+            touched: Vec::new(),
+            removed: None,
+        }
+    }
+
+    #[test]
+    fn the_fault_schedule_is_a_function_of_the_seed_alone() {
+        let all = Fault::parse_list("kill,partition,pause,leader,membership,freeze").unwrap();
+        // Two runs of one seed against clusters that answer differently: in
+        // one a leader is always found and there are 3 voters, in the other
+        // none is and there are 2. The steps drawn, and what they hit when
+        // the same leader answers, must not differ.
+        let run = |leader: Option<usize>, voters: usize| {
+            let mut n = nemesis(11, all.clone());
+            let mut steps = Vec::new();
+            for _ in 0..60 {
+                let step = n.next_step(5);
+                match step.fault {
+                    Some(Fault::Leader | Fault::Freeze) => {
+                        let _ = n.aim(&step, leader);
+                    }
+                    Some(Fault::Membership) => {
+                        let _ = n.membership_victim(&step, &vec![(); voters]);
+                    }
+                    _ => {}
+                }
+                steps.push(step);
+            }
+            steps
+        };
+        let steps = run(Some(0), 3);
+        assert_eq!(steps, run(None, 2));
+        assert_ne!(steps, {
+            let mut other = nemesis(12, all.clone());
+            (0..60).map(|_| other.next_step(5)).collect::<Vec<_>>()
+        });
+        let kinds: std::collections::BTreeSet<_> = steps.iter().filter_map(|s| s.fault).collect();
+        assert_eq!(kinds.len(), all.len(), "{kinds:?}");
+        let n = nemesis(0, all.clone());
+        for step in &steps {
+            assert!(step.node < 5 && (1..=2).contains(&step.minority.len()), "{step:?}");
+            assert_eq!(n.aim(step, Some(3)), (3, Aim::AsAsked));
+            assert_eq!(n.aim(step, None), (step.node, Aim::NoLeader(step.node)));
+            let voters = [10, 11, 12];
+            assert_eq!(*n.membership_victim(step, &voters), voters[(step.pick % 3) as usize]);
+        }
+    }
+
+    #[test]
+    fn a_leader_fault_that_found_no_leader_counts_apart() {
+        let mut n = nemesis(1, vec![Fault::Freeze, Fault::Leader]);
+        n.count("leader", Aim::NoLeader(2));
+        n.count("freeze", Aim::AsAsked);
+        assert_eq!(
+            n.injected,
+            BTreeMap::from([
+                ("freeze".to_string(), 1),
+                ("leader (no leader found, hit node 2)".to_string(), 1)
+            ])
+        );
+        assert_eq!(
+            n.never_injected(),
+            ["no leader fault could be injected (1 found no leader and hit a random node instead)"]
+        );
+        n.count("leader", Aim::AsAsked);
+        assert!(n.never_injected().is_empty());
     }
 
     /// A node's Control service that refuses the first `refuse` partition

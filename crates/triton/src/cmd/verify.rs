@@ -8,8 +8,10 @@ use anyhow::Context;
 use triton_verify::{parse_duration, run, Fault, VerifyOptions};
 
 /// The exit statuses and what stays on disk, as `--help` shows them.
-const AFTER_HELP: &str = "Exit status: 0 PASS (linearizable, the cluster recovered, no node exited on its own, \
-every requested kind of fault was injected at least once when tried, every fault healed); 1 anything else \
+const AFTER_HELP: &str = "Exit status: 0 PASS (linearizable, some writes completed, the cluster recovered (every \
+client had a write answered and every node a read), no node exited on its own, every requested kind of fault was \
+injected at least once when tried (a leader or freeze fault that found no leader does not count), every fault \
+healed); 1 anything else \
 (FAIL, INCONCLUSIVE, or an error). A run that does not pass prints the command that replays it (same seed: same \
 fault schedule and workload; the timing of a real cluster differs) and the `triton lincheck` command that re-checks \
 its history. Without --out, files go to $TMPDIR/triton-verify-<pid>-<seed>, removed after a PASS unless --keep; \
@@ -147,7 +149,15 @@ pub fn run_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(run(opts, super::stop_signal()));
     // A checker thread still searching after a stop is not waited for.
     rt.shutdown_background();
-    let summary = result?;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            // A run that ended in an error did not pass either: it replays
+            // too (its history, if any, is named in the error).
+            println!("replay: {replay}");
+            return Err(e);
+        }
+    };
     println!("{summary}");
     if !summary.passed() {
         println!("replay: {replay}");
