@@ -125,19 +125,25 @@ fn lease_lab(seed: u64) -> Lab {
     Lab::with(opts)
 }
 
-/// Cuts the leader off and keeps asking it for reads every 5 ms for two
-/// seconds. Returns the reads it answered and the first violation.
-fn read_from_isolated_leader(lab: &mut Lab, old: NodeId) -> (usize, Option<Violation>) {
-    lab.disconnect(old);
+/// Asks `node` for `count` reads, one every `every_ms`. Returns the reads
+/// it answered and the first violation.
+fn keep_reading(lab: &mut Lab, node: NodeId, count: u32, every_ms: u64) -> (usize, Option<Violation>) {
     let mut reads = Reads::default();
-    for i in 0..400u32 {
-        lab.sim.read_index(old, Bytes::from(format!("r{i}")));
-        let until = lab.sim.now + 5;
+    for i in 0..count {
+        lab.sim.read_index(node, Bytes::from(format!("r{i}")));
+        let until = lab.sim.now + every_ms;
         if let Err(v) = lab.sim.run_until(until, &mut reads) {
             return (reads.served.len(), Some(v));
         }
     }
     (reads.served.len(), None)
+}
+
+/// Cuts the leader off and keeps asking it for reads every 5 ms for two
+/// seconds. Returns the reads it answered and the first violation.
+fn read_from_isolated_leader(lab: &mut Lab, old: NodeId) -> (usize, Option<Violation>) {
+    lab.disconnect(old);
+    keep_reading(lab, old, 400, 5)
 }
 
 /// On a lease a cut-off leader still answers reads for a while, but only
@@ -196,15 +202,7 @@ fn read_from_leader_woken_from_a_pause(
         .find(|n| n.id != old && n.alive() && n.raft().is_leader());
     assert!(new.is_some(), "the others elected a leader while {old} slept");
     wake(&mut lab.sim, old);
-    let mut reads = Reads::default();
-    for i in 0..20u32 {
-        lab.sim.read_index(old, Bytes::from(format!("r{i}")));
-        let until = lab.sim.now + 1;
-        if let Err(v) = lab.sim.run_until(until, &mut reads) {
-            return (reads.served.len(), Some(v));
-        }
-    }
-    (reads.served.len(), None)
+    keep_reading(lab, old, 20, 1)
 }
 
 /// A leader that slept (SIGSTOP, a stalled VM) wakes with every tick it
