@@ -1,7 +1,10 @@
 //! A local etcd cluster (Debian's `etcd-server`) for side-by-side runs: each
 //! member on 127.0.0.1 with its own ports and data dir, fsync on (etcd's
-//! default). Every process is killed when this is dropped.
+//! default). Every process is killed when this is dropped, and by the
+//! kernel when the thread that started it dies (a SIGKILLed `triton bench`
+//! runs no destructor).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +37,19 @@ pub fn available(binary: &Path) -> bool {
 impl EtcdCluster {
     /// Starts `members` etcd members with data under `dir` and waits until
     /// the cluster accepts a write.
+    ///
+    /// The kernel SIGKILLs the members when the thread that calls this
+    /// exits (`PR_SET_PDEATHSIG` follows the thread, not the process): call
+    /// it from a thread that outlives the cluster (`main`, or the future a
+    /// runtime's `block_on` polls), never a short-lived blocking-pool thread.
     pub async fn start(binary: &Path, dir: &Path, members: usize) -> anyhow::Result<EtcdCluster> {
+        let mut c = EtcdCluster::launch(binary, dir, members)?;
+        c.wait_ready(Duration::from_secs(30)).await?;
+        Ok(c)
+    }
+
+    /// Spawns the members without waiting for them.
+    fn launch(binary: &Path, dir: &Path, members: usize) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!(members > 0, "an etcd cluster needs at least one member");
         let mut ports = Vec::new();
         for _ in 0..members {
@@ -56,7 +71,8 @@ impl EtcdCluster {
             let log_path = dir.join(format!("etcd-{i}.log"));
             let log = std::fs::File::create(&log_path)?;
             c.logs.push(log_path);
-            let child = Command::new(binary)
+            let mut command = Command::new(binary);
+            command
                 .args(["--name", &format!("e{i}")])
                 .arg("--data-dir")
                 .arg(&data)
@@ -70,12 +86,13 @@ impl EtcdCluster {
                 .args(["--log-level", "error"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(log)
+                .stderr(log);
+            die_with_parent(&mut command);
+            let child = command
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?;
             c.children.push(child);
         }
-        c.wait_ready(Duration::from_secs(30)).await?;
         Ok(c)
     }
 
@@ -102,6 +119,29 @@ impl EtcdCluster {
             }
         }
         bail!("etcd did not accept a write within {within:?}: {last}\n{members}")
+    }
+}
+
+/// Makes the kernel SIGKILL the process `command` starts when the thread
+/// that spawns it dies, as `triton_verify::local` does for Triton nodes:
+/// without it, a `triton bench` killed with SIGKILL leaves its etcd
+/// members running, holding their ports.
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl,
+    // getppid) and no allocation.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal
+            // will come, so do not start at all.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("triton bench exited while starting etcd"));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -145,7 +185,52 @@ impl Drop for EtcdCluster {
 
 #[cfg(test)]
 mod tests {
-    use super::first_panic_line;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    use super::{first_panic_line, EtcdCluster};
+
+    /// The state letter of process `pid` (`None` once it is reaped).
+    fn proc_state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    }
+
+    #[test]
+    fn members_die_with_the_thread_that_started_them() {
+        // PR_SET_PDEATHSIG, seen from inside one process: it follows the
+        // thread that spawned, as it follows a SIGKILLed `triton bench`.
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = dir.path().join("fake-etcd");
+        std::fs::write(&etcd, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().to_path_buf();
+        let pids = std::thread::spawn(move || {
+            let c = EtcdCluster::launch(&etcd, &path, 3).unwrap();
+            let pids: Vec<u32> = c.children.iter().map(|c| c.id()).collect();
+            // No destructor: only the kernel can stop them now.
+            std::mem::forget(c);
+            pids
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pids.len(), 3);
+        for pid in pids {
+            // Dead but not reaped (we are still their parent): a zombie.
+            let start = Instant::now();
+            while !matches!(proc_state(pid), None | Some('Z')) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    // SAFETY: kill(2) on our own child, so the test leaves
+                    // nothing behind.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    panic!("etcd member {pid} outlived the thread that started it");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // SAFETY: reaps our own child.
+            unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0) };
+        }
+    }
 
     #[test]
     fn the_first_panic_line_of_a_log_is_found() {

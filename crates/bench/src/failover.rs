@@ -92,18 +92,54 @@ pub async fn find_leader(cluster: &LocalCluster, within: Duration) -> anyhow::Re
     bail!("no leader within {within:?}")
 }
 
-/// Writes until one succeeds; returns when it did.
-async fn first_write(addrs: &[String], n: u64, within: Duration) -> anyhow::Result<Instant> {
-    let mut c = KvClient::new(addrs.to_vec())?;
-    c.attempt_timeout = Duration::from_millis(150);
-    c.deadline = Duration::from_millis(300);
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if c.put(format!("probe-{n}").as_bytes(), b"x").await.is_ok() {
-            return Ok(Instant::now());
+/// A client ready to time an outage: its session registered and its
+/// connections open before the kill, so the outage it measures holds only
+/// the election and the write, not one more Raft commit (the session's
+/// registration) and connection setup.
+pub struct Probe {
+    c: KvClient,
+    n: u64,
+}
+
+impl Probe {
+    /// A probe for outage `n`: one write registers its session (retried
+    /// for up to `within`) and connects it to every node that answers.
+    pub async fn ready(addrs: &[String], n: u64, within: Duration) -> anyhow::Result<Probe> {
+        let mut c = KvClient::new(addrs.to_vec())?;
+        c.attempt_timeout = Duration::from_millis(150);
+        c.deadline = Duration::from_millis(300);
+        for a in addrs {
+            // Only to open the connection: a node still starting is fine.
+            let _ = c.status_of(a).await;
         }
+        let mut p = Probe { c, n };
+        p.first_write(&format!("probe-{n}-ready"), within).await?;
+        Ok(p)
     }
-    bail!("no write succeeded within {within:?}")
+
+    /// Whether the probe's session is registered (it is once `ready`).
+    pub fn registered(&self) -> bool {
+        self.c.client_id().is_some()
+    }
+
+    /// Runs `kill` and returns how long after it a write succeeded.
+    pub async fn time_after(mut self, kill: impl FnOnce(), within: Duration) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        kill();
+        let t1 = self.first_write(&format!("probe-{}", self.n), within).await?;
+        Ok(t1 - t0)
+    }
+
+    /// Writes `key` until a write succeeds; returns when it did.
+    async fn first_write(&mut self, key: &str, within: Duration) -> anyhow::Result<Instant> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.c.put(key.as_bytes(), b"x").await.is_ok() {
+                return Ok(Instant::now());
+            }
+        }
+        bail!("no write succeeded within {within:?}")
+    }
 }
 
 /// Kills the leader `opts.kills` times under load; returns, per kill, the
@@ -118,9 +154,9 @@ pub async fn run_failover(
     set_timing(&config, &opts.timing)?;
     let mut cluster = LocalCluster::start(binary, &config, dir)?;
     let addrs = cluster.addrs();
-    first_write(&addrs, 0, Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow::anyhow!("the cluster never accepted a write: {e:#}\n{}", cluster.diagnosis()))?;
+    if let Err(e) = Probe::ready(&addrs, 0, Duration::from_secs(30)).await {
+        bail!("the cluster never accepted a write: {e:#}\n{}", cluster.diagnosis());
+    }
 
     // Steady background load.
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,6 +179,13 @@ pub async fn run_failover(
     let mut result = Ok(());
     for k in 0..opts.kills {
         tokio::time::sleep(opts.settle).await;
+        let probe = match Probe::ready(&addrs, k as u64 + 1, Duration::from_secs(30)).await {
+            Ok(p) => p,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
         let leader = match find_leader(&cluster, Duration::from_secs(30)).await {
             Ok(l) => l,
             Err(e) => {
@@ -150,12 +193,13 @@ pub async fn run_failover(
                 break;
             }
         };
-        let t0 = Instant::now();
-        cluster.kill9(leader);
-        match first_write(&addrs, k as u64 + 1, Duration::from_secs(30)).await {
-            Ok(t1) => {
-                outages.push(t1 - t0);
-                progress(k, t1 - t0);
+        match probe
+            .time_after(|| cluster.kill9(leader), Duration::from_secs(30))
+            .await
+        {
+            Ok(d) => {
+                outages.push(d);
+                progress(k, d);
             }
             Err(e) => {
                 result = Err(e);

@@ -4,10 +4,13 @@
 //! the comparison differs only in the server.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use triton_node::client::KvClient;
 use triton_verify::local::{write_test_config, LocalCluster};
@@ -22,6 +25,12 @@ pub const KEY_BYTES: usize = 8;
 pub const VALUE_BYTES: usize = 256;
 /// Distinct keys the get workload reads (written once before it starts).
 pub const READ_KEYS: u64 = 1000;
+/// How long each client gives one operation before calling it failed.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The load loop's own bound on one operation, above [`OP_TIMEOUT`]: a
+/// Triton write may take one deadline to register its session and another
+/// to write; this only stops a point from waiting forever.
+const OP_BACKSTOP: Duration = Duration::from_secs(30);
 
 /// Which system is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +97,7 @@ impl AnyClient {
         Ok(match target {
             Target::Triton => {
                 let mut c = KvClient::new(endpoints.to_vec())?;
-                c.deadline = Duration::from_secs(10);
+                c.deadline = OP_TIMEOUT;
                 AnyClient::Triton(Box::new(c))
             }
             Target::Etcd => {
@@ -111,7 +120,7 @@ impl AnyClient {
             }
             AnyClient::Etcd(c) => {
                 tokio::time::timeout(
-                    Duration::from_secs(10),
+                    OP_TIMEOUT,
                     c.put(PutRequest {
                         key: k.to_vec(),
                         value: v.to_vec(),
@@ -128,7 +137,7 @@ impl AnyClient {
             AnyClient::Triton(c) => c.get(k).await?.is_some(),
             AnyClient::Etcd(c) => {
                 let r = tokio::time::timeout(
-                    Duration::from_secs(10),
+                    OP_TIMEOUT,
                     c.range(RangeRequest {
                         key: k.to_vec(),
                         serializable: false,
@@ -153,6 +162,65 @@ pub async fn preload(target: Target, endpoints: &[String]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// One request of a closed-loop client: its `n`th.
+trait Request: Send {
+    fn send(&mut self, n: u64) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Client `i` of a point: `op` with its own keys.
+struct Worker {
+    c: AnyClient,
+    op: Op,
+    i: u64,
+    value: Vec<u8>,
+}
+
+impl Request for Worker {
+    async fn send(&mut self, n: u64) -> anyhow::Result<()> {
+        match self.op {
+            Op::Put => self.c.put(&key((self.i << 32) | n), &self.value).await,
+            Op::Get => self.c.get(&key((self.i * 7919 + n) % READ_KEYS)).await.map(|_| ()),
+        }
+    }
+}
+
+/// The measuring window of a point: operations that start in
+/// `[start, end)` are measured.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+/// Runs one closed-loop client until `window.end`; returns the latencies
+/// of its successful operations and the number that failed. Every
+/// operation that starts in the window counts, however long it takes (up
+/// to `backstop`, then it is an error): leaving out the ones that end after
+/// the window would leave out the slowest, and all of them if the cluster
+/// stalls for the whole point. So the client waits for its last operation
+/// before it returns.
+async fn closed_loop(req: &mut impl Request, window: Window, backstop: Duration) -> (Histogram<u64>, u64) {
+    let mut h = new_histogram();
+    let mut errors = 0u64;
+    let mut n: u64 = 0;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= window.end {
+            break;
+        }
+        let r = tokio::time::timeout(backstop, req.send(n)).await;
+        n += 1;
+        let t1 = Instant::now();
+        if t0 >= window.start {
+            match r {
+                Ok(Ok(())) => record(&mut h, t1 - t0),
+                Ok(Err(_)) | Err(_) => errors += 1,
+            }
+        }
+    }
+    (h, errors)
+}
+
 /// Runs `clients` closed-loop clients doing `op` for `duration` (after a
 /// short warm-up that is not counted) and summarizes what they saw.
 pub async fn run_point(
@@ -167,35 +235,21 @@ pub async fn run_point(
     anyhow::ensure!(!endpoints.is_empty(), "no endpoints");
     let warmup = (duration / 5).min(Duration::from_secs(1));
     let start = Instant::now() + warmup;
-    let end = start + duration;
+    let window = Window {
+        start,
+        end: start + duration,
+    };
     let mut tasks = Vec::with_capacity(clients);
     for i in 0..clients {
-        let mut c = AnyClient::new(target, endpoints, i)?;
-        let value = vec![b'v'; payload];
-        tasks.push(tokio::spawn(async move {
-            let mut h = new_histogram();
-            let mut errors = 0u64;
-            let mut n: u64 = 0;
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
-                let r = match op {
-                    Op::Put => c.put(&key(((i as u64) << 32) | n), &value).await,
-                    Op::Get => c.get(&key((i as u64 * 7919 + n) % READ_KEYS)).await.map(|_| ()),
-                };
-                n += 1;
-                let t1 = Instant::now();
-                if t0 >= start && t1 <= end {
-                    match r {
-                        Ok(()) => record(&mut h, t1 - t0),
-                        Err(_) => errors += 1,
-                    }
-                }
-            }
-            (h, errors)
-        }));
+        let mut w = Worker {
+            c: AnyClient::new(target, endpoints, i)?,
+            op,
+            i: i as u64,
+            value: vec![b'v'; payload],
+        };
+        tasks.push(tokio::spawn(
+            async move { closed_loop(&mut w, window, OP_BACKSTOP).await },
+        ));
     }
     let mut h = new_histogram();
     let mut errors = 0;
@@ -228,35 +282,38 @@ pub async fn start_triton(binary: &Path, dir: &Path, nodes: usize) -> anyhow::Re
 /// The header of [`csv_row`].
 pub const CSV_HEADER: &str = "target,op,clients,ops,errors,seconds,ops_per_sec,p50_us,p90_us,p99_us,p999_us";
 
-/// One CSV row for `p`.
+/// One CSV row for `p`. What was not measured (latencies when no operation
+/// succeeded, throughput when none started) is an empty field, not 0.
 pub fn csv_row(p: &Point) -> String {
     let s = &p.summary;
+    let us = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
     format!(
-        "{},{},{},{},{},{:.3},{:.1},{},{},{},{}",
+        "{},{},{},{},{},{:.3},{},{},{},{},{}",
         p.target,
         p.op,
         p.clients,
         s.ops,
         s.errors,
         s.elapsed.as_secs_f64(),
-        s.throughput(),
-        s.p50_us,
-        s.p90_us,
-        s.p99_us,
-        s.p999_us
+        s.throughput().map_or_else(String::new, |t| format!("{t:.1}")),
+        us(s.p50_us),
+        us(s.p90_us),
+        us(s.p99_us),
+        us(s.p999_us)
     )
 }
 
-/// One table row for `p` (latencies in milliseconds).
+/// One table row for `p` (latencies in milliseconds; `-` where nothing was
+/// measured).
 pub fn table_row(p: &Point) -> String {
     let s = &p.summary;
-    let ms = |us: u64| us as f64 / 1000.0;
+    let ms = |us: Option<u64>| us.map_or_else(|| "-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0));
     format!(
-        "{:<7} {:<4} {:>7} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+        "{:<7} {:<4} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7}",
         p.target.to_string(),
         p.op.to_string(),
         p.clients,
-        s.throughput(),
+        s.throughput().map_or_else(|| "-".to_string(), |t| format!("{t:.0}")),
         ms(s.p50_us),
         ms(s.p90_us),
         ms(s.p99_us),
@@ -288,6 +345,89 @@ mod tests {
         };
         assert_eq!(csv_row(&p).split(',').count(), CSV_HEADER.split(',').count());
         assert!(csv_row(&p).starts_with("etcd,get,16,"));
+    }
+
+    /// A client whose operations take the scripted times and succeed or
+    /// fail as scripted.
+    struct Scripted(std::collections::VecDeque<(u64, bool)>);
+
+    impl Request for Scripted {
+        async fn send(&mut self, _n: u64) -> anyhow::Result<()> {
+            let (ms, ok) = self.0.pop_front().expect("the script ran out");
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            anyhow::ensure!(ok, "scripted failure");
+            Ok(())
+        }
+    }
+
+    fn window_from_now(warmup_ms: u64, ms: u64) -> Window {
+        let start = Instant::now() + Duration::from_millis(warmup_ms);
+        Window {
+            start,
+            end: start + Duration::from_millis(ms),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_operation_that_starts_in_the_window_counts() {
+        // Window [100, 1100) ms. Starts at 0 (warm-up), 150, 450, 650, 1050.
+        let mut c = Scripted([(150, true), (300, true), (200, false), (400, true), (500, true)].into());
+        let (h, errors) = closed_loop(&mut c, window_from_now(100, 1000), OP_BACKSTOP).await;
+        // The warm-up op is not measured; the one that starts at 1050 and
+        // ends at 1550, after the window, is: it is the slowest.
+        assert_eq!((h.len(), errors), (3, 1));
+        assert!((499_000..=501_000).contains(&h.max()), "{}", h.max());
+        assert!(c.0.is_empty(), "the client stopped before the window ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_over_the_whole_window_is_measured_not_lost() {
+        // The cluster answers nothing for 5 s, then fails; then answers late.
+        let mut c = Scripted([(5_000, false)].into());
+        let (h, errors) = closed_loop(&mut c, window_from_now(0, 1000), OP_BACKSTOP).await;
+        assert_eq!((h.len(), errors), (0, 1));
+        let mut c = Scripted([(5_000, true)].into());
+        let (h, errors) = closed_loop(&mut c, window_from_now(0, 1000), OP_BACKSTOP).await;
+        assert_eq!((h.len(), errors), (1, 0));
+        assert!(h.max() >= 4_990_000, "{}", h.max());
+        // An operation that never ends is an error once the backstop passes.
+        let mut c = Scripted([(86_400_000, true)].into());
+        let (h, errors) = closed_loop(&mut c, window_from_now(0, 1000), Duration::from_secs(3)).await;
+        assert_eq!((h.len(), errors), (0, 1));
+    }
+
+    #[test]
+    fn a_point_with_no_successful_operation_shows_no_latencies() {
+        let p = Point {
+            target: Target::Triton,
+            op: Op::Put,
+            clients: 4,
+            summary: Summary::from_histogram(&new_histogram(), 7, Duration::from_secs(1)),
+        };
+        let row = table_row(&p);
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields, ["triton", "put", "4", "0", "-", "-", "-", "-", "7"], "{row}");
+        assert_eq!(csv_row(&p), "triton,put,4,0,7,1.000,0.0,,,,");
+        // Nothing started in the window: not even a throughput.
+        let p = Point {
+            summary: Summary::from_histogram(&new_histogram(), 0, Duration::from_secs(1)),
+            ..p
+        };
+        assert_eq!(table_row(&p).split_whitespace().nth(3), Some("-"));
+        assert_eq!(csv_row(&p), "triton,put,4,0,0,1.000,,,,,");
+        // A measured point still prints numbers.
+        let mut h = new_histogram();
+        record(&mut h, Duration::from_millis(2));
+        let p = Point {
+            summary: Summary::from_histogram(&h, 0, Duration::from_secs(1)),
+            ..p
+        };
+        assert!(table_row(&p).contains(" 2.00 "), "{}", table_row(&p));
+        assert!(
+            csv_row(&p).starts_with("triton,put,4,1,0,1.000,1.0,2"),
+            "{}",
+            csv_row(&p)
+        );
     }
 
     #[tokio::test]

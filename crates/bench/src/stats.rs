@@ -25,38 +25,38 @@ pub struct Summary {
     pub errors: u64,
     /// Wall time of the measurement.
     pub elapsed: Duration,
-    /// Latency percentiles in microseconds.
-    pub p50_us: u64,
+    /// Latency percentiles in microseconds: `None` when no operation
+    /// succeeded (an empty histogram has no percentiles; hdrhistogram
+    /// would answer 0, which reads like a real, very fast result).
+    pub p50_us: Option<u64>,
     /// 90th percentile.
-    pub p90_us: u64,
+    pub p90_us: Option<u64>,
     /// 99th percentile.
-    pub p99_us: u64,
+    pub p99_us: Option<u64>,
     /// 99.9th percentile.
-    pub p999_us: u64,
+    pub p999_us: Option<u64>,
 }
 
 impl Summary {
     /// Summarizes `h` (successful operations) over `elapsed`.
     pub fn from_histogram(h: &Histogram<u64>, errors: u64, elapsed: Duration) -> Summary {
+        let q = |q| (!h.is_empty()).then(|| h.value_at_quantile(q));
         Summary {
             ops: h.len(),
             errors,
             elapsed,
-            p50_us: h.value_at_quantile(0.50),
-            p90_us: h.value_at_quantile(0.90),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
+            p50_us: q(0.50),
+            p90_us: q(0.90),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
         }
     }
 
-    /// Successful operations per second.
-    pub fn throughput(&self) -> f64 {
+    /// Successful operations per second, or `None` if nothing was measured
+    /// (no operation started in the window, or an empty window).
+    pub fn throughput(&self) -> Option<f64> {
         let s = self.elapsed.as_secs_f64();
-        if s > 0.0 {
-            self.ops as f64 / s
-        } else {
-            0.0
-        }
+        (s > 0.0 && self.ops + self.errors > 0).then(|| self.ops as f64 / s)
     }
 }
 
@@ -83,10 +83,29 @@ mod tests {
         let s = Summary::from_histogram(&h, 2, Duration::from_secs(2));
         assert_eq!(s.ops, 1000);
         assert_eq!(s.errors, 2);
-        assert!((s.throughput() - 500.0).abs() < 1e-9);
-        assert!((499_000..=501_000).contains(&s.p50_us), "{}", s.p50_us);
-        assert!((989_000..=991_000).contains(&s.p99_us), "{}", s.p99_us);
-        assert!(s.p50_us <= s.p90_us && s.p90_us <= s.p99_us && s.p99_us <= s.p999_us);
+        assert!((s.throughput().unwrap() - 500.0).abs() < 1e-9);
+        let (p50, p90, p99, p999) = (
+            s.p50_us.unwrap(),
+            s.p90_us.unwrap(),
+            s.p99_us.unwrap(),
+            s.p999_us.unwrap(),
+        );
+        assert!((499_000..=501_000).contains(&p50), "{p50}");
+        assert!((989_000..=991_000).contains(&p99), "{p99}");
+        assert!(p50 <= p90 && p90 <= p99 && p99 <= p999);
+    }
+
+    #[test]
+    fn an_empty_histogram_has_no_percentiles() {
+        // Every operation failed: a throughput of 0 is a fact, latencies
+        // are not (hdrhistogram says 0 for any quantile of nothing).
+        let s = Summary::from_histogram(&new_histogram(), 3, Duration::from_secs(1));
+        assert_eq!((s.ops, s.errors), (0, 3));
+        assert_eq!(s.throughput(), Some(0.0));
+        assert_eq!((s.p50_us, s.p90_us, s.p99_us, s.p999_us), (None, None, None, None));
+        // No operation started in the window at all: nothing was measured.
+        let s = Summary::from_histogram(&new_histogram(), 0, Duration::from_secs(1));
+        assert_eq!(s.throughput(), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use triton_raft::NodeId;
+use triton_sim::checker::Violation;
 use triton_sim::{Millis, Sim, SimOptions};
 
 use crate::kv::{self, Op, Target};
@@ -109,62 +110,112 @@ fn sim_options(nodes: usize, seed: u64, tick_ms: u64, election: u32, heartbeat: 
     o
 }
 
-fn wait_leader(sim: &mut Sim, not: Option<NodeId>, within: Millis) -> Option<Millis> {
+/// A safety violation in a study run, as an error that says how to run it
+/// again: the simulator is deterministic, so the same options replay it.
+fn violation(sim: &Sim, what: &str, v: Violation) -> anyhow::Error {
+    let o = &sim.opts;
+    anyhow::anyhow!(
+        "safety violation in the simulator ({what}, seed {}): {v}; replay: triton_bench::study::{what} \
+         with SimOptions::new({}, {}) and tick_ms = {}, election_tick = {}, heartbeat_tick = {}, loss = {} \
+         (set trace = true to see every event)",
+        o.seed,
+        o.nodes,
+        o.seed,
+        o.tick_ms,
+        o.election_tick,
+        o.heartbeat_tick,
+        o.loss
+    )
+}
+
+/// Runs `sim` for `ms` simulated milliseconds; a violation is an error.
+fn run(sim: &mut Sim, what: &str, ms: Millis) -> anyhow::Result<()> {
+    sim.run_for(ms).map_err(|v| violation(sim, what, v))
+}
+
+/// How long until a leader other than `not` is elected: `None` if none is
+/// within `within` (a real outcome under heavy loss), an error on a safety
+/// violation (which must not read as "no leader").
+fn wait_leader(sim: &mut Sim, what: &str, not: Option<NodeId>, within: Millis) -> anyhow::Result<Option<Millis>> {
     let start = sim.now;
     while sim.now - start < within {
-        if sim.run_for(5).is_err() {
-            return None;
-        }
+        run(sim, what, 5)?;
         if let Some(l) = sim.leader() {
             if Some(l) != not {
-                return Some(sim.now - start);
+                return Ok(Some(sim.now - start));
             }
         }
     }
-    None
+    Ok(None)
 }
 
 /// Simulated milliseconds from crashing a settled leader until another
-/// node leads, or `None` if none did within 60 s.
-pub fn election_after_crash(opts: SimOptions) -> Option<Millis> {
-    let mut sim = Sim::new(opts);
-    wait_leader(&mut sim, None, 60_000)?;
-    sim.run_for(1000).ok()?;
-    let old = sim.leader()?;
+/// node leads, or `None` if none did within 60 s. A safety violation is an
+/// error naming the seed.
+pub fn election_after_crash(opts: SimOptions) -> anyhow::Result<Option<Millis>> {
+    election_after_crash_in(Sim::new(opts))
+}
+
+fn election_after_crash_in(mut sim: Sim) -> anyhow::Result<Option<Millis>> {
+    const WHAT: &str = "election_after_crash";
+    if wait_leader(&mut sim, WHAT, None, 60_000)?.is_none() {
+        return Ok(None);
+    }
+    run(&mut sim, WHAT, 1000)?;
+    let Some(old) = sim.leader() else {
+        return Ok(None);
+    };
     sim.crash(old);
-    wait_leader(&mut sim, Some(old), 60_000)
+    wait_leader(&mut sim, WHAT, Some(old), 60_000)
 }
 
 /// Messages (and bytes) sent per committed entry when the leader proposes
-/// `batch` entries per ready cycle every tick for 3 simulated seconds.
-pub fn messages_per_entry(opts: SimOptions, batch: usize, payload: usize) -> Option<(f64, f64)> {
-    let tick = opts.tick_ms;
-    let mut sim = Sim::new(opts);
-    wait_leader(&mut sim, None, 60_000)?;
-    sim.run_for(500).ok()?;
-    let leader = sim.leader()?;
-    let idx = sim.nodes.iter().position(|n| n.id == leader)?;
+/// `batch` entries per ready cycle every tick for 3 simulated seconds;
+/// `None` if no leader held long enough to measure. A safety violation is
+/// an error naming the seed.
+pub fn messages_per_entry(opts: SimOptions, batch: usize, payload: usize) -> anyhow::Result<Option<(f64, f64)>> {
+    messages_per_entry_in(Sim::new(opts), batch, payload)
+}
+
+fn messages_per_entry_in(mut sim: Sim, batch: usize, payload: usize) -> anyhow::Result<Option<(f64, f64)>> {
+    const WHAT: &str = "messages_per_entry";
+    let tick = sim.opts.tick_ms;
+    if wait_leader(&mut sim, WHAT, None, 60_000)?.is_none() {
+        return Ok(None);
+    }
+    run(&mut sim, WHAT, 500)?;
+    let Some(leader) = sim.leader() else {
+        return Ok(None);
+    };
+    let Some(idx) = sim.nodes.iter().position(|n| n.id == leader) else {
+        return Ok(None);
+    };
     let c0 = sim.nodes[idx].raft().commit_index();
     let (m0, b0) = (sim.traffic.messages, sim.traffic.bytes);
     let data = Bytes::from(vec![b'p'; payload]);
     let end = sim.now + 3000;
     while sim.now < end {
-        let raft = sim.nodes[idx].raft.as_mut()?;
+        let Some(raft) = sim.nodes[idx].raft.as_mut() else {
+            return Ok(None);
+        };
         for _ in 0..batch {
-            raft.propose(data.clone()).ok()?;
+            // Refused (leadership lost): not measurable, not a violation.
+            if raft.propose(data.clone()).is_err() {
+                return Ok(None);
+            }
         }
         sim.process_ready(leader);
-        sim.run_for(tick).ok()?;
+        run(&mut sim, WHAT, tick)?;
     }
-    sim.run_for(500).ok()?;
+    run(&mut sim, WHAT, 500)?;
     let committed = sim.nodes[idx].raft().commit_index().saturating_sub(c0);
     if committed == 0 {
-        return None;
+        return Ok(None);
     }
-    Some((
+    Ok(Some((
         (sim.traffic.messages - m0) as f64 / committed as f64,
         (sim.traffic.bytes - b0) as f64 / committed as f64,
-    ))
+    )))
 }
 
 /// Files the study wrote.
@@ -205,10 +256,12 @@ pub fn run_sim_study(grid: &StudyGrid, out_dir: &Path, mut progress: impl FnMut(
                     continue;
                 }
                 for &loss in &grid.loss {
-                    let mut times: Vec<f64> = (0..grid.trials)
-                        .filter_map(|seed| election_after_crash(sim_options(n, seed, grid.tick_ms, e, hb, loss)))
-                        .map(|t| t as f64)
-                        .collect();
+                    let mut times = Vec::new();
+                    for seed in 0..grid.trials {
+                        if let Some(t) = election_after_crash(sim_options(n, seed, grid.tick_ms, e, hb, loss))? {
+                            times.push(t as f64);
+                        }
+                    }
                     times.sort_by(f64::total_cmp);
                     let q = |p| quantile(&times, p).unwrap_or(f64::NAN);
                     writeln!(
@@ -291,7 +344,7 @@ pub fn run_sim_study(grid: &StudyGrid, out_dir: &Path, mut progress: impl FnMut(
             for &b in &grid.batch {
                 for &pl in &grid.payload {
                     let opts = sim_options(n, 1, grid.tick_ms, e_default, hb, 0.0);
-                    let Some((m, bytes)) = messages_per_entry(opts, b, pl) else {
+                    let Some((m, bytes)) = messages_per_entry(opts, b, pl)? else {
                         continue;
                     };
                     writeln!(csv, "{n},{},{b},{pl},{m:.4},{bytes:.1}", hb as u64 * grid.tick_ms)?;
@@ -368,17 +421,20 @@ pub async fn run_real_study(
             )
             .await?;
             writeln!(csv, "{n},{}", kv::csv_row(&p))?;
-            push_point(&mut tput, &format!("{n} nodes"), c as f64, p.summary.throughput());
-            push_point(
-                &mut p99,
-                &format!("{n} nodes"),
-                c as f64,
-                p.summary.p99_us as f64 / 1000.0,
-            );
-            progress(&format!(
-                "real: {n} nodes, {c} clients: {:.0} puts/s",
-                p.summary.throughput()
-            ));
+            // A point with nothing measured is left out, not drawn as 0.
+            if let Some(t) = p.summary.throughput() {
+                push_point(&mut tput, &format!("{n} nodes"), c as f64, t);
+            }
+            if let Some(us) = p.summary.p99_us {
+                push_point(&mut p99, &format!("{n} nodes"), c as f64, us as f64 / 1000.0);
+            }
+            progress(&match p.summary.throughput() {
+                Some(t) => format!(
+                    "real: {n} nodes, {c} clients: {t:.0} puts/s ({} errors)",
+                    p.summary.errors
+                ),
+                None => format!("real: {n} nodes, {c} clients: no put started in the window"),
+            });
         }
         drop(cluster);
     }
@@ -420,7 +476,7 @@ mod tests {
     #[test]
     fn a_crashed_leader_is_replaced_and_loss_slows_it_down() {
         let quick: Vec<Millis> = (0..5)
-            .filter_map(|s| election_after_crash(sim_options(3, s, 10, 30, 10, 0.0)))
+            .filter_map(|s| election_after_crash(sim_options(3, s, 10, 30, 10, 0.0)).unwrap())
             .collect();
         assert_eq!(quick.len(), 5, "every crash should be followed by a new leader");
         // Never faster than the shortest election timeout minus a heartbeat.
@@ -429,9 +485,50 @@ mod tests {
 
     #[test]
     fn batching_sends_fewer_messages_per_entry() {
-        let one = messages_per_entry(sim_options(3, 1, 10, 30, 10, 0.0), 1, 16).unwrap();
-        let many = messages_per_entry(sim_options(3, 1, 10, 30, 10, 0.0), 64, 16).unwrap();
+        let one = messages_per_entry(sim_options(3, 1, 10, 30, 10, 0.0), 1, 16)
+            .unwrap()
+            .unwrap();
+        let many = messages_per_entry(sim_options(3, 1, 10, 30, 10, 0.0), 64, 16)
+            .unwrap()
+            .unwrap();
         assert!(many.0 < one.0, "batch 64: {} msgs/entry, batch 1: {}", many.0, one.0);
+    }
+
+    /// A simulator whose checker has seen a violation: the next event
+    /// reports it, as one the checker finds itself would be.
+    fn violated(opts: SimOptions) -> Sim {
+        let mut sim = Sim::new(opts);
+        sim.checker.fail(Violation {
+            property: "election safety",
+            detail: "planted by the test".into(),
+        });
+        sim
+    }
+
+    #[test]
+    fn a_safety_violation_is_an_error_of_the_study_not_a_gap() {
+        for (what, r) in [
+            (
+                "election_after_crash",
+                election_after_crash_in(violated(sim_options(3, 7, 10, 30, 10, 0.1))).map(|_| ()),
+            ),
+            (
+                "messages_per_entry",
+                messages_per_entry_in(violated(sim_options(3, 7, 10, 30, 10, 0.1)), 4, 16).map(|_| ()),
+            ),
+        ] {
+            let err = format!("{:#}", r.expect_err("a violation must not read as no leader / no row"));
+            assert!(
+                err.contains("election safety violated: planted by the test") && err.contains("seed 7"),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!(
+                    "replay: triton_bench::study::{what} with SimOptions::new(3, 7)"
+                )) && err.contains("loss = 0.1"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! Children are in their own process group (so the terminal's Ctrl-C reaches
 //! only the supervisor, which stops them in order) and get SIGTERM if the
 //! supervisor itself dies (Linux `PR_SET_PDEATHSIG`), so none is left behind.
+//! One supervisor per directory: it holds an exclusive lock on
+//! `<dir>/up.lock` ([`lock_dir`]) for as long as it runs.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -174,6 +176,63 @@ fn reconcile_data_dir(
             dir.display().to_string()
         ),
     }
+}
+
+/// The file in `--dir` whose lock the running supervisor holds.
+pub const LOCK_FILE: &str = "up.lock";
+
+/// Takes the exclusive lock on `<dir>/up.lock` (flock, so the kernel drops
+/// it when the supervisor dies however it dies) and records our pid in the
+/// file; the lock lasts as long as the returned file is open. Two `triton
+/// up` on one directory would both write configs and start nodes on the
+/// same data, so the second is refused, naming the first.
+pub fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek};
+    let path = dir.join(LOCK_FILE);
+    // Not truncated on open: the pid in it belongs to whoever holds it.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // A holder that has just locked may not have written its pid
+            // yet (two started at the same moment): give it a moment.
+            let mut pid = None;
+            for _ in 0..25 {
+                let mut text = String::new();
+                if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
+                    pid = text.trim().parse::<u32>().ok();
+                }
+                if pid.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let holder = match pid {
+                Some(pid) => format!("another `triton up` (pid {pid})"),
+                None => "another `triton up`".to_string(),
+            };
+            bail!(
+                "{holder} is already running on {} (it holds {}); stop it first, or use another --dir",
+                dir.display(),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
 }
 
 /// 128 random bits in hex, from the OS.
@@ -427,6 +486,9 @@ pub async fn run(
         .dir
         .canonicalize()
         .with_context(|| format!("resolving {}", opts.dir.display()))?;
+    // Before anything in `dir` is looked at or written, and held until we
+    // return (the file is opened close-on-exec, so children never hold it).
+    let _lock = lock_dir(&dir)?;
     let config_path = dir.join("cluster.toml");
     let blockstore_cmd = has_subcommand(&opts.exe, "blockstore");
     let reused = config_path.exists();
@@ -943,6 +1005,45 @@ mod tests {
             "{err}\n{out}"
         );
         assert!(!scratch.0.join("logs/node-0.log").exists(), "no node was started");
+    }
+
+    #[test]
+    fn a_second_supervisor_on_the_same_directory_is_refused() {
+        let scratch = Scratch::new("lock");
+        let held = lock_dir(&scratch.0).unwrap();
+        let (result, out) = up_with_failing_children(&scratch.0, Duration::from_secs(60));
+        let err = format!("{:#}", result.expect_err("the directory is locked"));
+        assert!(
+            err.contains(&format!(
+                "another `triton up` (pid {}) is already running on",
+                std::process::id()
+            )) && err.contains(LOCK_FILE),
+            "{err}\n{out}"
+        );
+        // It touched nothing: no config, no node started.
+        assert!(!scratch.0.join("cluster.toml").exists());
+        assert!(!scratch.0.join("logs/node-0.log").exists());
+        // A second lock in this process conflicts as one in another would
+        // (flock locks belong to the open file, not the process).
+        assert!(lock_dir(&scratch.0).is_err());
+        drop(held);
+        drop(lock_soon(&scratch.0));
+        // A supervisor that ran and returned leaves the lock free.
+        let _ = up_with_failing_children(&scratch.0, Duration::from_secs(60));
+        drop(lock_soon(&scratch.0));
+    }
+
+    /// [`lock_dir`], retried for a moment: a child another test forks has
+    /// a copy of every open file (and so of a lock) until it execs.
+    fn lock_soon(dir: &Path) -> std::fs::File {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match lock_dir(dir) {
+                Ok(f) => return f,
+                Err(e) if Instant::now() >= deadline => panic!("{e:#}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
     }
 
     #[test]

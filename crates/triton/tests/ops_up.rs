@@ -508,3 +508,102 @@ fn dashboard_shows_the_new_leader_after_the_old_one_is_killed() {
         "{rest}"
     );
 }
+
+// ----- two supervisors on one directory ---------------------------------------
+// Two `triton up` started at the same moment on one `--dir`: one runs, the
+// other is refused at once with a message naming the first, before it
+// writes a config or starts a node.
+
+/// A `triton up` whose output goes to files; killed (with its children,
+/// through their parent-death signal) if the test ends early.
+struct RacingUp {
+    child: Child,
+    stderr: std::path::PathBuf,
+}
+
+impl RacingUp {
+    fn start(dir: &Path, base: u16, out: &Path, name: &str) -> RacingUp {
+        let stderr = out.join(format!("{name}.err"));
+        let child = Command::new(bin())
+            .args(["up", "--dir"])
+            .arg(dir)
+            .args(["--base-port", &base.to_string()])
+            .stdout(std::fs::File::create(out.join(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn triton up");
+        RacingUp { child, stderr }
+    }
+}
+
+impl Drop for RacingUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_second_up_on_the_same_directory_is_refused_naming_the_first() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base(3);
+    let mut ups = [
+        RacingUp::start(dir.path(), base, out.path(), "a"),
+        RacingUp::start(dir.path(), base, out.path(), "b"),
+    ];
+    // The loser exits at once; the winner waits for its leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (loser, status) = loop {
+        if let Some((i, s)) = ups
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, u)| u.child.try_wait().unwrap().map(|s| (i, s)))
+        {
+            break (i, s);
+        }
+        assert!(Instant::now() < deadline, "neither triton up exited");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let winner = 1 - loser;
+    let err = std::fs::read_to_string(&ups[loser].stderr).unwrap();
+    assert!(!status.success(), "{err}");
+    let expected = format!(
+        "another `triton up` (pid {}) is already running on",
+        ups[winner].child.id()
+    );
+    assert!(err.contains(&expected), "expected {expected:?} in:\n{err}");
+    assert!(
+        ups[winner].child.try_wait().unwrap().is_none(),
+        "the first triton up must keep running"
+    );
+    // The winner comes up as if alone, and Ctrl-C stops it cleanly (once
+    // ready: its handler is installed by then).
+    let stdout = out.path().join(if winner == 0 { "a.out" } else { "b.out" });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(&stdout).unwrap().contains("triton up: ready") {
+        assert!(
+            ups[winner].child.try_wait().unwrap().is_none() && Instant::now() < deadline,
+            "the first triton up never got ready:\n{}\n{}",
+            std::fs::read_to_string(&stdout).unwrap(),
+            std::fs::read_to_string(&ups[winner].stderr).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = ups[winner].child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = ups[winner].child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "triton up did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&ups[winner].stderr).unwrap()
+    );
+}

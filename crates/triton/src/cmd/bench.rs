@@ -155,13 +155,13 @@ async fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(seconds > 0.0, "--seconds must be positive");
     anyhow::ensure!(clients.iter().all(|&c| c > 0), "--clients must be positive");
     let duration = Duration::from_secs_f64(seconds);
-    let tmp = TempDir::new("kv")?;
+    let tmp = triton_bench::scratch_dir("kv")?;
     let binary = std::env::current_exe()?;
     let mut targets: Vec<(Target, Vec<String>)> = Vec::new();
     let _triton;
     if args.target != KvTarget::Etcd {
         eprintln!("starting a 3-node Triton cluster (WAL fsync on)...");
-        let c = bkv::start_triton(&binary, &tmp.0.join("triton"), 3).await?;
+        let c = bkv::start_triton(&binary, &tmp.path().join("triton"), 3).await?;
         targets.push((Target::Triton, c.addrs()));
         _triton = c;
     }
@@ -171,7 +171,7 @@ async fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
             targets.push((Target::Etcd, args.endpoints.clone()));
         } else if triton_bench::etcd::available(&args.etcd_bin) {
             eprintln!("starting a 3-member etcd cluster ({})...", args.etcd_bin.display());
-            let dir = tmp.0.join("etcd");
+            let dir = tmp.path().join("etcd");
             std::fs::create_dir_all(&dir)?;
             let e = triton_bench::etcd::EtcdCluster::start(&args.etcd_bin, &dir, 3).await?;
             targets.push((Target::Etcd, e.endpoints.clone()));
@@ -223,13 +223,13 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<ExitCode> {
         opts.settle = Duration::from_millis(500);
     }
     anyhow::ensure!(opts.kills > 0, "--kills must be positive");
-    let tmp = TempDir::new("failover")?;
+    let tmp = triton_bench::scratch_dir("failover")?;
     let binary = std::env::current_exe()?;
     eprintln!(
         "3-node cluster, tick {} ms, election {} ticks, heartbeat {} ticks; {} leader kills under {} writers",
         opts.timing.tick_ms, opts.timing.election_ticks, opts.timing.heartbeat_ticks, opts.kills, opts.load_clients
     );
-    let mut times = run_failover(&binary, &tmp.0, &opts, |k, d| {
+    let mut times = run_failover(&binary, tmp.path(), &opts, |k, d| {
         println!(
             "kill {}: writes resumed after {:.0} ms",
             k + 1,
@@ -255,10 +255,10 @@ async fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
     use triton_bench::latency;
     let requests = if args.smoke { 200 } else { args.requests };
     anyhow::ensure!(requests > 0, "--requests must be positive");
-    let tmp = TempDir::new("latency")?;
+    let tmp = triton_bench::scratch_dir("latency")?;
     let binary = std::env::current_exe()?;
     eprintln!("starting a 3-node Triton cluster (WAL fsync on)...");
-    let cluster = triton_bench::kv::start_triton(&binary, &tmp.0.join("triton"), 3).await?;
+    let cluster = triton_bench::kv::start_triton(&binary, &tmp.path().join("triton"), 3).await?;
     latency::warm_up(&cluster.addrs()).await?;
     let leader = triton_bench::failover::find_leader(&cluster, Duration::from_secs(30)).await?;
     println!("{}", latency::TABLE_HEADER);
@@ -277,11 +277,11 @@ fn study(args: StudyArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = run_sim_study(&grid, &args.out, |m| eprintln!("{m}"))?;
     if !args.sim_only {
-        let tmp = TempDir::new("study")?;
+        let tmp = triton_bench::scratch_dir("study")?;
         let binary = std::env::current_exe()?;
         let real = runtime()?.block_on(super::until_stopped(run_real_study(
             &binary,
-            &tmp.0,
+            tmp.path(),
             &grid,
             &args.out,
             |m| println!("{m}"),
@@ -293,22 +293,4 @@ fn study(args: StudyArgs) -> anyhow::Result<ExitCode> {
         println!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A scratch directory under the system temp dir, removed on drop (cluster
-/// data from a benchmark is not worth keeping).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> anyhow::Result<TempDir> {
-        let p = std::env::temp_dir().join(format!("triton-bench-{what}-{}", std::process::id()));
-        std::fs::create_dir_all(&p)?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
