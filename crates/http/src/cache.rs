@@ -138,7 +138,9 @@ impl FileCache {
 
     /// Whether a file of `len` bytes belongs in memory (else: descriptor).
     pub fn in_memory(&self, len: u64) -> bool {
-        len <= self.config.max_file_bytes
+        // A body larger than the whole cache could never be cached: reading
+        // it into memory would cost its size on every request.
+        len <= self.config.max_file_bytes.min(self.config.max_total_bytes)
     }
 
     /// The fresh entry for `target` on `site`, dropping it if expired.
@@ -246,6 +248,18 @@ mod tests {
         let file = Arc::new(tempfile::tempfile().unwrap());
         let body = CachedBody::File { file, length: 1 << 20 };
         Arc::new(CachedFile::new(body, "t".into(), "d".into(), at))
+    }
+
+    #[test]
+    fn no_body_larger_than_the_whole_cache_is_read_into_memory() {
+        let config = CacheConfig {
+            max_file_bytes: u64::MAX,
+            max_total_bytes: 1000,
+            ..CacheConfig::default()
+        };
+        let cache = FileCache::new(config, 1);
+        assert!(cache.in_memory(1000));
+        assert!(!cache.in_memory(1001), "read whole on every request, never cached");
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //!
 //! Limits, so no client can exhaust the process: request heads of at most
 //! 8 KiB and 64 headers; a GET carrying a body is a 400; connections at once
-//! and cached descriptors are both sized from the open-file limit (which
-//! `triton` raises to its hard limit at startup), and further clients wait in
-//! the listen backlog; the cache is keyed by the file a URL names, so query
+//! are capped (`ServerConfig::max_connections`; `triton http` takes the
+//! smaller of `--max-connections` and what the open-file limit allows, which
+//! it raises to its hard limit at startup) and further clients wait in the
+//! listen backlog; a connection's buffers shrink back when it goes idle;
+//! cached descriptors are sized from the open-file limit; the cache is keyed by the file a URL names, so query
 //! strings and spellings of one URL share an entry, and expired entries are
 //! swept every TTL (at least every second).
 

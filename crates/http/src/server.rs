@@ -31,6 +31,10 @@ const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// Flush the batched output once it grows past this, even mid-pipeline.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// A buffer grown past this by a burst is given back when the connection
+/// goes idle: thousands of idle keep-alive connections must not each hold
+/// the most they ever needed.
+const IDLE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// After closing our side, how long we keep reading (and discarding) what
 /// the client still sends, so the kernel sends FIN rather than RST and the
@@ -176,6 +180,14 @@ enum End {
     Close,
 }
 
+/// Gives back what a burst made the buffers grow to, before waiting for the
+/// next request (`output` was just sent; `input` keeps any partial request).
+fn shrink_idle_buffers(input: &mut Vec<u8>, output: &mut Vec<u8>) {
+    debug_assert!(output.is_empty(), "only sent output is given back");
+    input.shrink_to(IDLE_BUFFER_BYTES.max(input.len()));
+    output.shrink_to(IDLE_BUFFER_BYTES);
+}
+
 async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // Unparsed input lives at input[start..]; it never grows past
@@ -206,6 +218,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) -> io::Res
             }
             input.drain(..start);
             start = 0;
+            shrink_idle_buffers(&mut input, &mut output);
             if input.capacity() - input.len() < 2048 {
                 input.reserve(4096.min(MAX_HEAD_BYTES));
             }
@@ -414,4 +427,35 @@ async fn send_file(stream: &mut TcpStream, file: &std::fs::File, length: u64) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_buffers_give_back_what_a_burst_took_but_keep_a_partial_request() {
+        let mut input = Vec::with_capacity(1 << 20);
+        let mut output = Vec::with_capacity(1 << 20);
+        shrink_idle_buffers(&mut input, &mut output);
+        assert!(
+            input.capacity() <= 2 * IDLE_BUFFER_BYTES,
+            "input kept {}",
+            input.capacity()
+        );
+        assert!(
+            output.capacity() <= 2 * IDLE_BUFFER_BYTES,
+            "output kept {}",
+            output.capacity()
+        );
+        let mut partial = vec![b'x'; 3 * IDLE_BUFFER_BYTES];
+        partial.reserve(1 << 20);
+        shrink_idle_buffers(&mut partial, &mut output);
+        assert_eq!(
+            partial,
+            vec![b'x'; 3 * IDLE_BUFFER_BYTES],
+            "the partial request is kept"
+        );
+        assert!(partial.capacity() < 1 << 20);
+    }
 }

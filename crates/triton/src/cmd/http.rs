@@ -37,7 +37,16 @@ pub struct HttpArgs {
     /// Largest file kept in memory; bigger files are sent from an open descriptor with sendfile.
     #[arg(long, default_value_t = CacheConfig::default().max_file_bytes)]
     pub cache_max_file_bytes: u64,
+    /// Connections served at once (further clients wait in the listen backlog); also capped by the
+    /// open-file limit. Each can hold about 80 KiB while a client pipelines requests and does not read.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
+
+/// Connections at once by default: about 800 MiB at the most each can
+/// hold (a 64 KiB response batch and a request head), whatever the
+/// open-file limit allows.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Runs the server until the process is killed.
 pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +59,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
     // sending uncached (cache off or full, or a file too big for memory).
     let files = super::raise_open_file_limit().min(1 << 20) as usize;
     let max_open_files = (files / 4).min(CacheConfig::default().max_open_files);
-    let max_connections = (files.saturating_sub(max_open_files + 64) / 2).max(1);
+    let max_connections = connection_cap(files, max_open_files, args.max_connections);
     let config = ServerConfig {
         listen: SocketAddr::new(args.bind, args.port),
         sites,
@@ -69,4 +78,30 @@ pub fn run(args: HttpArgs) -> anyhow::Result<ExitCode> {
     })
     .with_context(|| format!("serving HTTP on {listen}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connections at once: two descriptors each (the socket, and a file it may
+/// send uncached) out of what `files` leaves after the cache's descriptors
+/// and a reserve, and never more than `asked` (memory).
+fn connection_cap(files: usize, cache_files: usize, asked: usize) -> usize {
+    (files.saturating_sub(cache_files + 64) / 2).clamp(1, asked.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_by_descriptors_and_by_the_flag() {
+        assert_eq!(
+            connection_cap(1 << 20, 1024, DEFAULT_MAX_CONNECTIONS),
+            DEFAULT_MAX_CONNECTIONS
+        );
+        assert_eq!(
+            connection_cap(4096, 1024, DEFAULT_MAX_CONNECTIONS),
+            (4096 - 1024 - 64) / 2
+        );
+        assert_eq!(connection_cap(10, 1024, 5), 1, "room for one at least");
+        assert_eq!(connection_cap(1 << 20, 1024, 0), 1);
+    }
 }
