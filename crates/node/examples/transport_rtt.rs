@@ -110,7 +110,7 @@ fn drivers_on_threads(la: std::net::TcpListener, lb: std::net::TcpListener) -> V
             .unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut book = triton_node::members::AddressBook::default();
-        book.insert(peer, &peer_addr);
+        book.insert(peer, &peer_addr).expect("a valid peer address");
         let members = std::sync::Arc::new(std::sync::RwLock::new(book));
         let outbox = rt.block_on(async {
             transport(

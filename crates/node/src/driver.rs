@@ -770,11 +770,11 @@ impl Driver {
         let mut book = self.opts.addresses.read().expect("address book lock").clone();
         let newcomer = match (change, addr) {
             (ConfChange::AddLearner(id), Some(addr)) => {
-                if let Err(why) = self.check_newcomer(&book, id, &addr) {
+                let checked = self.check_newcomer(&book, id, &addr);
+                if let Err(why) = checked.and_then(|()| book.insert(id, &addr).map_err(|e| e.to_string())) {
                     let _ = reply.send(Err(AdminError::Refused(why)));
                     return;
                 }
-                book.insert(id, &addr);
                 Some((id, addr))
             }
             _ => None,
@@ -830,7 +830,11 @@ impl Driver {
         let mut book = self.opts.addresses.write().expect("address book lock");
         let mut changed = false;
         for (id, addr) in addrs {
-            changed |= book.insert(*id, addr);
+            match book.insert(*id, addr) {
+                Ok(new) => changed |= new,
+                // Callers check; the file must never hold what `load` refuses.
+                Err(e) => tracing::warn!("ignoring a member address: {e}"),
+            }
         }
         if !changed {
             return;
@@ -844,14 +848,15 @@ impl Driver {
         }
     }
 
-    /// Once a membership change at `index` is committed: forgets the
+    /// Once a configuration is committed (`committed`: one a membership
+    /// change applied made, or an installed snapshot's): forgets the
     /// addresses of, and stops the senders to, nodes that are members
-    /// neither of the configuration it made nor of the one in force (a later
-    /// one, not yet committed, which a new leader may still replace). So a
-    /// removed node's streams are refused and nobody keeps dialling it; if it
-    /// is added again, its membership entry carries its address again.
-    fn forget_removed_members(&mut self, index: Index) {
-        let mut keep = self.raft.membership_at(index).all_nodes();
+    /// neither of it nor of the one in force (a later one, not yet
+    /// committed, which a new leader may still replace). So a removed node's
+    /// streams are refused and nobody keeps dialling it; if it is added
+    /// again, its membership entry carries its address again.
+    fn forget_removed_members(&mut self, committed: &Membership) {
+        let mut keep = committed.all_nodes();
         keep.extend(self.raft.membership().all_nodes());
         let me = self.raft.id();
         let mut book = self.opts.addresses.write().expect("address book lock");
@@ -1230,8 +1235,18 @@ impl Driver {
         );
         self.store = store;
         self.proposals.retain(|&i, _| i > s.meta.index);
+        // Changes the snapshot covers may have been this node's entries or
+        // another leader's: their outcome is unknown, as for the writes just
+        // dropped (`NodeHandle::wait`). Answered later, they read as "not
+        // the leader", and a client proposed again a change that was done.
+        let covered = self.conf_changes.split_off(&(s.meta.index + 1));
+        for (_, (_, reply)) in std::mem::replace(&mut self.conf_changes, covered) {
+            let _ = reply.send(Err(NodeError::Timeout.into()));
+        }
         self.pending_expiries.applied_through(s.meta.index);
         self.log_bytes_since_snapshot = 0;
+        // The snapshot may cover a removal this node never applied.
+        self.forget_removed_members(&s.meta.membership);
         // The snapshot replaces the membership entries that carried the
         // members' addresses: one that joined while this node was away is
         // known by id only, and this node could neither reach it nor take
@@ -1269,7 +1284,8 @@ impl Driver {
             }
             EntryKind::Membership => {
                 self.store.skip(e.index);
-                self.forget_removed_members(e.index);
+                let committed = self.raft.membership_at(e.index);
+                self.forget_removed_members(&committed);
                 None
             }
         };
@@ -1439,16 +1455,25 @@ mod tests {
             .unwrap()
     }
 
-    /// A single-node driver on a WAL in `dir` (no peers), made leader.
-    fn leader_driver(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Driver {
+    /// Node `me` of `voters` on a WAL in `dir`, with no log yet and the
+    /// addresses in `book` (no sender starts before the book changes).
+    fn driver(
+        dir: &std::path::Path,
+        rt: &tokio::runtime::Runtime,
+        me: NodeId,
+        voters: Vec<NodeId>,
+        book: AddressBook,
+    ) -> Driver {
         let (wal, _) = Wal::open(&dir.join("wal"), triton_storage::WalOptions::default()).unwrap();
+        let mut cfg = triton_raft::Config::new(me);
+        cfg.snapshot_check = snapshot_restores;
         let raft = Raft::new(
-            triton_raft::Config::new(1),
+            cfg,
             triton_raft::InitialState {
                 hard_state: HardState::default(),
                 snapshot: None,
                 entries: Vec::new(),
-                membership: Membership::with_voters(vec![1]),
+                membership: Membership::with_voters(voters),
             },
         )
         .unwrap();
@@ -1461,7 +1486,7 @@ mod tests {
             crate::auth::ClientToken::default(),
         );
         let opts = DriverOptions {
-            addresses: Arc::new(RwLock::new(AddressBook::default())),
+            addresses: Arc::new(RwLock::new(book)),
             data_dir: dir.to_path_buf(),
             tick: Duration::from_millis(50),
             snapshot_threshold: 1_000_000,
@@ -1469,11 +1494,74 @@ mod tests {
             leader: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             addresses_wanted: Arc::new(tokio::sync::Notify::new()),
         };
-        let mut d = Driver::new(raft, wal, Store::default(), outbox, opts);
+        Driver::new(raft, wal, Store::default(), outbox, opts)
+    }
+
+    /// A single-node driver on a WAL in `dir` (no peers), made leader.
+    fn leader_driver(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Driver {
+        let mut d = driver(dir, rt, 1, vec![1], AddressBook::default());
         d.raft.force_campaign().unwrap();
         d.process_ready();
         assert!(d.raft.is_leader());
         d
+    }
+
+    /// A follower that catches up from a snapshot taken after node 3 was
+    /// removed: it never applies the removal, so the install forgets node
+    /// 3's address (it kept dialling it and taking its streams). And a
+    /// membership change it proposed while it led, at an index the snapshot
+    /// covers, is answered "outcome unknown", not "not the leader" (which
+    /// had the client propose again a change that was done).
+    #[test]
+    fn a_snapshot_install_forgets_removed_members_and_answers_covered_changes() {
+        let (dir, rt) = (scratch_dir("install"), current_thread_runtime());
+        // Node 2 of voters 1, 2 and 3, whose addresses it knows.
+        let mut book = AddressBook::default();
+        for id in 1..=3 {
+            book.insert(id, &format!("127.0.0.1:{}", 7000 + id)).unwrap();
+        }
+        let mut d = driver(&dir, &rt, 2, vec![1, 2, 3], book);
+        let (covered, mut covered_answer) = oneshot::channel();
+        let (later, mut later_answer) = oneshot::channel();
+        d.conf_changes.insert(4, (1, covered));
+        d.conf_changes.insert(9, (1, later));
+        let mut store = Store::default();
+        for i in 1..=5 {
+            store.skip(i);
+        }
+        let data = Bytes::from(store.snapshot());
+        let snapshot = Message {
+            from: 1,
+            to: 2,
+            term: 2,
+            body: Body::Snapshot {
+                meta: SnapshotMeta {
+                    index: 5,
+                    term: 2,
+                    membership: Membership::with_voters(vec![1, 2]),
+                },
+                offset: 0,
+                total: data.len() as u64,
+                data,
+                done: true,
+            },
+        };
+        d.raft.step(snapshot);
+        d.process_ready();
+        assert_eq!(d.store.applied_index(), 5, "the snapshot was not installed");
+        let book = d.opts.addresses.read().unwrap().clone();
+        assert_eq!(book.iter().map(|(id, _)| id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(AddressBook::load(&dir).unwrap(), book, "the saved book");
+        assert!(matches!(
+            covered_answer.try_recv(),
+            Ok(Err(AdminError::Node(NodeError::Timeout)))
+        ));
+        assert!(
+            matches!(later_answer.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+            "a change past the snapshot is still pending"
+        );
+        drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Proposes `op` stamped `now_ms` and applies it (a single node

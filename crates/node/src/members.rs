@@ -6,7 +6,8 @@
 //! keeps what it learned in `members` under its data directory, written
 //! atomically, so a node that restarts, or that caught up from a snapshot
 //! taken after the entries that named its peers, still knows where they are.
-//! Nodes of the config file are in the book from the start.
+//! Nodes of the config file are in the book from the start, unless the
+//! node's recovered configuration says they were removed.
 //!
 //! Context format, kept trivially parseable and bounded: one `id=addr` line
 //! per member, ids in decimal (Raft ids), addresses without whitespace.
@@ -70,10 +71,14 @@ impl AddressBook {
             .collect()
     }
 
-    /// Records `addr` for `id`; true if that changed anything.
-    pub fn insert(&mut self, id: NodeId, addr: &str) -> bool {
-        debug_assert!(id != 0 && valid_addr(addr));
-        self.addrs.insert(id, addr.to_string()).as_deref() != Some(addr)
+    /// Records `addr` for `id`; true if that changed anything. Refuses
+    /// node 0 and an address [`valid_addr`] refuses: saved, it would make
+    /// [`AddressBook::load`] refuse the file, and the node could not start.
+    pub fn insert(&mut self, id: NodeId, addr: &str) -> Result<bool, AddressError> {
+        if id == 0 || !valid_addr(addr) {
+            return Err(AddressError(format!("cannot record {addr:?} for node id {id}")));
+        }
+        Ok(self.addrs.insert(id, addr.to_string()).as_deref() != Some(addr))
     }
 
     /// Forgets `id`'s address; true if it was known.
@@ -84,8 +89,9 @@ impl AddressBook {
     /// Takes every address of `other`; true if anything changed.
     pub fn merge(&mut self, other: &AddressBook) -> bool {
         let mut changed = false;
-        for (id, addr) in other.iter() {
-            changed |= self.insert(id, addr);
+        for (id, addr) in other.addrs.iter() {
+            // Every book's entries passed `insert` or `decode`.
+            changed |= self.addrs.insert(*id, addr.clone()).as_ref() != Some(addr);
         }
         changed
     }
@@ -170,9 +176,9 @@ mod tests {
     #[test]
     fn contexts_round_trip_and_garbage_is_refused() {
         let mut book = AddressBook::default();
-        assert!(book.insert(1, "127.0.0.1:7001"));
-        assert!(!book.insert(1, "127.0.0.1:7001"));
-        book.insert(5, "node5.example:7005");
+        assert!(book.insert(1, "127.0.0.1:7001").unwrap());
+        assert!(!book.insert(1, "127.0.0.1:7001").unwrap());
+        book.insert(5, "node5.example:7005").unwrap();
         let ctx = book.context_for([5, 1, 9]);
         assert_eq!(AddressBook::decode(&ctx).unwrap(), book);
         for bad in [
@@ -189,11 +195,32 @@ mod tests {
         assert_eq!(AddressBook::decode(b"").unwrap(), AddressBook::default());
     }
 
+    /// An address the file format cannot hold is refused, not recorded: a
+    /// newline or `=` from a peer's answer, once saved, made `load` refuse
+    /// the book, and the node could not start again.
+    #[test]
+    fn an_address_the_file_cannot_hold_is_refused() {
+        let mut book = AddressBook::default();
+        book.insert(1, "127.0.0.1:7001").unwrap();
+        for (id, bad) in [
+            (2, "127.0.0.1:7002\n3=127.0.0.1:7003"),
+            (2, "a=b:1"),
+            (2, "127.0.0.1:7002 "),
+            (2, ""),
+            (2, "no-port"),
+            (0, "127.0.0.1:7000"),
+        ] {
+            assert!(book.insert(id, bad).is_err(), "{id}={bad:?} accepted");
+        }
+        assert_eq!(book.iter().collect::<Vec<_>>(), [(1, "127.0.0.1:7001")]);
+        assert_eq!(AddressBook::decode(&book.encode()).unwrap(), book);
+    }
+
     #[test]
     fn missing_names_the_members_without_an_address_but_this_node() {
         let mut book = AddressBook::default();
-        book.insert(1, "127.0.0.1:7001");
-        book.insert(2, "127.0.0.1:7002");
+        book.insert(1, "127.0.0.1:7001").unwrap();
+        book.insert(2, "127.0.0.1:7002").unwrap();
         assert_eq!(book.missing([1, 2, 3, 4], 4), vec![3]);
         assert_eq!(book.missing([1, 2], 3), Vec::<NodeId>::new());
     }
@@ -206,7 +233,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(AddressBook::load(&dir).unwrap(), AddressBook::default());
         let mut book = AddressBook::default();
-        book.insert(2, "127.0.0.1:7002");
+        book.insert(2, "127.0.0.1:7002").unwrap();
         book.save(&dir).unwrap();
         assert_eq!(AddressBook::load(&dir).unwrap(), book);
         std::fs::write(dir.join("members"), b"garbage").unwrap();

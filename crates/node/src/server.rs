@@ -1,7 +1,7 @@
 //! Starting a node: recover from the WAL, start the driver thread and the
 //! peer senders, serve gRPC until shutdown.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use triton_config::ClusterConfig;
 use triton_proto::admin::admin_server::AdminServer;
+use triton_proto::admin::Member;
 use triton_proto::control::control_server::ControlServer;
 use triton_proto::kv::kv_server::KvServer;
 use triton_proto::raft::raft_transport_server::RaftTransportServer;
@@ -387,11 +388,12 @@ pub async fn serve(
         addresses: from_wal,
     } = recover(&opts, raft_id, voters)?;
     // Addresses: what this node saved, then what its log says, then the
-    // config file (which wins for the nodes it lists).
+    // config file (which wins for the nodes it lists that are members).
     let mut book = AddressBook::load(&opts.data_dir)?;
     book.merge(&from_wal);
-    for (&id, addr) in &addrs {
-        book.insert(id, addr);
+    for (id, addr) in config_addresses(&addrs, &raft.membership().all_nodes()) {
+        book.insert(id, addr)
+            .with_context(|| format!("node {}'s address in the config", crate::driver::user_id(id)))?;
     }
     book.save(&opts.data_dir).context("saving the member addresses")?;
     let known_members = book.iter().count().max(opts.config.nodes.len());
@@ -601,6 +603,42 @@ pub async fn serve(
     Ok(())
 }
 
+/// The config file's addresses (`addrs`, by Raft id) that a starting node
+/// takes: those of `members`, its recovered configuration (snapshot and
+/// log), or all of them when that is empty (a node that has not joined yet
+/// knows no configuration). A founding member removed since is left out:
+/// once its removal is compacted into the snapshot no entry replays it, and
+/// taking its address at every start had this node dial it, and take its
+/// streams, for good.
+fn config_addresses<'a>(addrs: &'a HashMap<NodeId, String>, members: &BTreeSet<NodeId>) -> Vec<(NodeId, &'a str)> {
+    addrs
+        .iter()
+        .filter(|(id, _)| members.is_empty() || members.contains(id))
+        .map(|(&id, addr)| (id, addr.as_str()))
+        .collect()
+}
+
+/// The members an answer to `Members` or to a join names, as Raft ids with
+/// their addresses, but `me` and members listed without an address. The
+/// answer comes from the network, so an id no config could hold (`u64::MAX`
+/// overflowed `raft_id` and panicked, ending [`learn_missing_addresses`]
+/// for good) or an address the book cannot store (one with a newline or
+/// `=` was saved, and the next start refused the book) is logged and skipped.
+fn reply_addresses(members: &[Member], me: NodeId) -> Vec<(NodeId, String)> {
+    members
+        .iter()
+        .filter(|m| !m.addr.is_empty())
+        .filter_map(|m| match ClusterConfig::checked_raft_id(m.id) {
+            Some(id) if crate::members::valid_addr(&m.addr) => Some((id, m.addr.clone())),
+            _ => {
+                tracing::warn!(id = m.id, addr = ?m.addr, "ignoring a member whose id or address is invalid");
+                None
+            }
+        })
+        .filter(|&(id, _)| id != me)
+        .collect()
+}
+
 /// Least time between two rounds of [`learn_missing_addresses`]: a refused
 /// sender retries its stream every few hundred milliseconds.
 const ADDRESS_ROUND_GAP: Duration = Duration::from_secs(1);
@@ -646,11 +684,9 @@ async fn learn_missing_addresses(config: ClusterConfig, node: NodeHandle, wanted
             Ok(reply) => {
                 let new: Vec<(NodeId, String)> = {
                     let book = node.addresses.read().unwrap_or_else(|e| e.into_inner());
-                    reply
-                        .members
-                        .iter()
-                        .map(|m| (ClusterConfig::raft_id(m.id), m.addr.clone()))
-                        .filter(|(id, addr)| *id != me && book.get(*id).is_none() && crate::members::valid_addr(addr))
+                    reply_addresses(&reply.members, me)
+                        .into_iter()
+                        .filter(|&(id, _)| book.get(id).is_none())
                         .collect()
                 };
                 gap = if new.is_empty() {
@@ -696,12 +732,7 @@ async fn join_cluster(
     match client.call(AdminCall::AddLearner { id, addr: addr.clone() }).await {
         Ok(reply) => {
             tracing::info!(seed, "joined the cluster as learner {id}; members: {:?}", reply.members);
-            let addrs: Vec<(u64, String)> = reply
-                .members
-                .iter()
-                .filter(|m| !m.addr.is_empty() && m.id != id)
-                .map(|m| (ClusterConfig::raft_id(m.id), m.addr.clone()))
-                .collect();
+            let addrs = reply_addresses(&reply.members, ClusterConfig::raft_id(id));
             // A full queue drops it; the log carries the addresses too.
             let _ = node.driver.try_send(crate::driver::Input::LearnAddresses(addrs));
             Ok(())
@@ -874,6 +905,56 @@ mod tests {
         assert!(warned(&opts(tls(Some("ca.pem")), None), 3).is_empty());
         // TLS without client certificates lets anyone in.
         assert_eq!(warned(&opts(tls(None), None), 3), ["open"]);
+    }
+
+    /// An answer to `Members` or to a join comes from the network: an absurd
+    /// id or an address the book cannot store is skipped, not taken (one
+    /// panicked the task that asked; the other, saved, kept the node from
+    /// starting again).
+    #[test]
+    fn members_named_by_an_answer_are_checked_before_they_are_taken() {
+        let member = |id: u64, addr: &str| Member {
+            id,
+            addr: addr.into(),
+            ..Member::default()
+        };
+        let members = [
+            member(0, "127.0.0.1:7000"),
+            member(1, "127.0.0.1:7001"),
+            member(u64::MAX, "127.0.0.1:7009"),
+            member(triton_config::MAX_TOML_INT + 1, "127.0.0.1:7008"),
+            member(2, "127.0.0.1:7002\n9=evil:1"),
+            member(3, "a=b:1"),
+            member(4, ""),
+            member(5, "node5.example:7005"),
+        ];
+        let taken = reply_addresses(&members, ClusterConfig::raft_id(1));
+        assert_eq!(
+            taken,
+            [(1, "127.0.0.1:7000".to_string()), (6, "node5.example:7005".to_string())]
+        );
+        let mut book = AddressBook::default();
+        for (id, addr) in &taken {
+            book.insert(*id, addr).unwrap();
+        }
+        assert_eq!(AddressBook::decode(&book.encode()).unwrap(), book);
+    }
+
+    /// A restart takes the config file's addresses of members only: a
+    /// founding member removed since (its removal compacted into the
+    /// snapshot) is not put back in the book to be dialled forever.
+    #[test]
+    fn a_restart_takes_the_config_addresses_of_members_only() {
+        let addrs: HashMap<NodeId, String> = config(3)
+            .nodes
+            .iter()
+            .map(|n| (ClusterConfig::raft_id(n.id), n.addr.clone()))
+            .collect();
+        let mut taken = config_addresses(&addrs, &BTreeSet::from([1, 2, 7]));
+        taken.sort();
+        assert_eq!(taken, [(1, "127.0.0.1:7000"), (2, "127.0.0.1:7001")]);
+        // No configuration yet (a node joining): all of them.
+        assert_eq!(config_addresses(&addrs, &BTreeSet::new()).len(), 3);
     }
 
     /// Where a node's data was while a relative data_dir was relative to the

@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender as DriverSender;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 use triton_proto::raft::raft_transport_client::RaftTransportClient;
 use triton_proto::raft::raft_transport_server::RaftTransport;
@@ -40,6 +41,13 @@ pub const TIMING_METADATA: &str = "triton-timing";
 const BATCH: usize = 256;
 /// Room left in a batch for the gRPC frame around it.
 const BATCH_FRAME_BYTES: usize = 64;
+
+/// A sender's first wait before redialling, doubled after each failure up
+/// to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a stream must have lived for the back-off to start over.
+const HEALTHY_STREAM: Duration = Duration::from_secs(2);
 
 /// How long a sender waits after a peer refused its stream (a different
 /// `[timing]`, a missing or wrong token) before trying again.
@@ -89,18 +97,29 @@ impl Outbox {
     }
 
     /// Starts sending to a member at `addr` (one that joined, or moved:
-    /// the old sender ends when its queue's sender is dropped).
+    /// the old sender ends when its queue's sender is dropped). An address
+    /// that makes no endpoint is logged and leaves no sender: its task used
+    /// to end at once while its entry stayed, so messages to the peer were
+    /// dropped silently and adding it again was a no-op.
     pub fn add_peer(&mut self, id: NodeId, addr: &str) {
         if self.addrs.get(&id).map(String::as_str) == Some(addr) {
             return;
         }
+        let endpoint = match self.dialer.endpoint(addr) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(peer = id, %addr, "bad peer address, not sending to it: {e:#}");
+                self.remove_peer(id);
+                return;
+            }
+        };
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         self.rt.spawn(peer_sender(
             id,
             addr.to_string(),
+            endpoint,
             rx,
             self.max_message_bytes,
-            self.dialer.clone(),
             self.timing.clone(),
             self.token.clone(),
         ));
@@ -212,9 +231,9 @@ impl Stream for QueueStream {
 async fn peer_sender(
     id: NodeId,
     addr: String,
+    endpoint: Endpoint,
     queue: mpsc::Receiver<RaftMessage>,
     max_bytes: usize,
-    dialer: Dialer,
     timing: MetadataValue<Ascii>,
     token: ClientToken,
 ) {
@@ -226,17 +245,11 @@ async fn peer_sender(
     }));
     let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
     let closed = || lock().messages.is_closed();
-    let mut backoff = Duration::from_millis(50);
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(Duration::from_secs(5));
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        let endpoint = match dialer.endpoint(&addr) {
-            Ok(e) => e
-                .connect_timeout(Duration::from_secs(1))
-                .http2_keep_alive_interval(Duration::from_secs(5)),
-            Err(e) => {
-                tracing::error!(peer = id, %addr, "bad peer address: {e:#}");
-                return;
-            }
-        };
         let channel = match endpoint.connect().await {
             Ok(c) => c,
             Err(e) => {
@@ -246,12 +259,12 @@ async fn peer_sender(
                     return; // replaced by a sender to a new address, or shutting down
                 }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
-        backoff = Duration::from_millis(50);
         tracing::debug!(peer = id, %addr, "connected");
+        let opened = Instant::now();
         let mut client = RaftTransportClient::new(channel)
             .max_encoding_message_size(max_bytes)
             .max_decoding_message_size(max_bytes);
@@ -269,7 +282,9 @@ async fn peer_sender(
         // Ends when the peer dies (reconnecting at once, not at the next
         // message, has the stream up again by the time the peer is back),
         // or when the queue closes.
-        match client.send(request).await {
+        let ended = client.send(request).await;
+        let lived = opened.elapsed();
+        match ended {
             Err(status)
                 if matches!(
                     status.code(),
@@ -278,7 +293,7 @@ async fn peer_sender(
             {
                 tracing::error!(peer = id, %addr, "the peer refused our messages: {}", status.message());
                 // It will refuse again until an operator acts: retry slowly
-                // (the reconnect above would reset the backoff).
+                // (the back-off alone would allow one a second).
                 tokio::time::sleep(REFUSED_RETRY).await;
             }
             Err(status) => tracing::debug!(peer = id, "stream ended: {status}"),
@@ -287,7 +302,14 @@ async fn peer_sender(
         if closed() {
             return;
         }
+        // Only a stream that lived is a sign the peer is back: a connection
+        // alone is not (a stale address served by another gRPC server
+        // answers every stream at once, and was redialled 20 times a second).
+        if lived >= HEALTHY_STREAM {
+            backoff = FIRST_BACKOFF;
+        }
         tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -295,7 +317,8 @@ async fn peer_sender(
 ///
 /// Each stream speaks for one sender: the `from` of its first message.
 /// That sender must be a member this node knows (in its address book) and
-/// not this node itself, or the stream is refused; a later message that
+/// not this node itself, or the stream is refused (checked again on every
+/// batch: a member removed meanwhile is cut off); a later message that
 /// claims another sender is dropped. This keeps one stream (one holder of
 /// the admin token) from speaking for several nodes, and an unknown id
 /// (say, one with an absurd term) from reaching the core at all. It does
@@ -392,6 +415,12 @@ impl RaftTransport for TransportService {
         let mut sender: Option<NodeId> = None;
         let mut impostors = 0u64;
         while let Some(batch) = stream.message().await? {
+            // Again for every batch (a lookup): a member removed since the
+            // stream opened is forgotten by the book, and must not keep
+            // talking on a stream it already had.
+            if let Some(s) = sender {
+                self.check_sender(s)?;
+            }
             for m in batch.messages {
                 let m = match message_from_pb(m) {
                     Ok(m) => m,
@@ -462,6 +491,35 @@ mod tests {
                 commit: 0,
             },
         })
+    }
+
+    /// An address that makes no endpoint leaves no entry behind: its task
+    /// used to end at once while the entry stayed, so messages to the peer
+    /// vanished and adding the peer again did nothing.
+    #[test]
+    fn a_bad_peer_address_leaves_no_sender_behind() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Storable in the address book, but not a URI's authority.
+        let bad = "[::1:7002";
+        assert!(crate::members::valid_addr(bad));
+        let peers = [(2, bad.to_string())].into_iter().collect();
+        let mut outbox = Outbox::start(
+            rt.handle(),
+            peers,
+            1 << 20,
+            Dialer::plaintext(),
+            "t",
+            ClientToken::default(),
+        );
+        assert!(!outbox.peers.contains_key(&2) && !outbox.addrs.contains_key(&2));
+        outbox.add_peer(2, "127.0.0.1:7002");
+        assert!(outbox.peers.contains_key(&2));
+        // A move to a bad address stops the sender to the old one too.
+        outbox.add_peer(2, bad);
+        assert!(!outbox.peers.contains_key(&2) && !outbox.addrs.contains_key(&2));
     }
 
     #[test]

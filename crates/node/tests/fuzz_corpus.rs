@@ -104,8 +104,8 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         out.push((format!("batch-{name}"), [vec![0u8], batch.encode_to_vec()].concat()));
     }
     let mut book = AddressBook::default();
-    book.insert(1, "127.0.0.1:7001");
-    book.insert(4, "node4.example:7004");
+    book.insert(1, "127.0.0.1:7001").unwrap();
+    book.insert(4, "node4.example:7004").unwrap();
     let entry = triton_raft::confchange::encode_entry(&membership, &book.encode());
     out.push(("membership-entry".into(), [vec![1u8], entry.to_vec()].concat()));
     let bad_context = triton_raft::confchange::encode_entry(&membership, b"4=no port");

@@ -27,6 +27,8 @@ use triton_raft::{Body, Message};
 struct Peer {
     runtime: Option<tokio::runtime::Runtime>,
     rx: Receiver<Input>,
+    /// Node 2's address book: the members whose streams it takes.
+    members: Arc<RwLock<AddressBook>>,
 }
 
 const TIMING: &str = "tick_ms=50 election_ticks=10 heartbeat_ticks=2 lease_reads=true";
@@ -53,20 +55,22 @@ impl Peer {
         // Node 2 knows nodes 1 and 3 (its own entry aside).
         let mut book = AddressBook::default();
         for (id, addr) in [(1, "127.0.0.1:1"), (2, "127.0.0.1:2"), (3, "127.0.0.1:3")] {
-            book.insert(id, addr);
+            book.insert(id, addr).unwrap();
         }
         let members = Arc::new(RwLock::new(book));
+        let book = members.clone();
         runtime.spawn(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let _ = tonic::transport::Server::builder()
-                .add_service(RaftTransportServer::new(TransportService::new(tx, 2, timing, members)))
+                .add_service(RaftTransportServer::new(TransportService::new(tx, 2, timing, book)))
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
         Peer {
             runtime: Some(runtime),
             rx,
+            members,
         }
     }
 
@@ -289,4 +293,75 @@ async fn a_stream_from_an_unknown_or_own_id_is_refused() {
         );
     }
     peer.kill();
+}
+
+/// A member removed while its stream is open (the receiver's book forgets
+/// it) gets nothing more through that stream: the sender is checked again
+/// on every batch, not only on the stream's first message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_while_its_stream_is_open_is_cut_off() {
+    let (peer, addr) = Peer::on_free_port(TIMING);
+    let mut client = RaftTransportClient::connect(format!("http://{addr}")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request.metadata_mut().insert(TIMING_METADATA, TIMING.parse().unwrap());
+    let stream = tokio::spawn(async move { client.send(request).await.map(|_| ()) });
+    let batch = |seq| RaftBatch {
+        messages: vec![message_to_pb(&heartbeat(seq))],
+    };
+    tx.send(batch(1)).await.unwrap();
+    assert!(
+        received(&peer.rx, 1, Duration::from_secs(5)).await,
+        "no delivery at all"
+    );
+    assert!(peer.members.write().unwrap().remove(1));
+    // The stream may already be gone by the second send: no matter.
+    let _ = tx.send(batch(2)).await;
+    assert!(
+        !received(&peer.rx, 2, Duration::from_millis(500)).await,
+        "a removed member's message got through on its open stream"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream)
+        .await
+        .expect("the stream is ended")
+        .unwrap();
+    assert_eq!(ended.unwrap_err().code(), tonic::Code::PermissionDenied);
+    peer.kill();
+}
+
+/// A peer's address now served by a gRPC server without the Raft transport
+/// (a stale address another service took) answers every stream at once:
+/// the sender backs off instead of redialling 20 times a second forever
+/// (a connection alone used to reset its back-off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_fails_at_once_is_redialled_with_back_off() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio_stream::StreamExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let incoming = TcpListenerStream::new(listener).map(move |conn| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        conn
+    });
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(tonic::service::Routes::default())
+            .serve_with_incoming(incoming),
+    );
+    let outbox = outbox_to(addr);
+    for seq in 1..=30 {
+        outbox.send(heartbeat(seq));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 3 s: about 6 attempts with the back-off (50 ms doubling to 1 s), 50
+    // or more without it.
+    let attempts = accepted.load(Ordering::SeqCst);
+    assert!(
+        (2..=12).contains(&attempts),
+        "{attempts} connections in 3 s to a server answering every stream at once"
+    );
+    drop(outbox);
+    server.abort();
 }

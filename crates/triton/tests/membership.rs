@@ -581,3 +581,71 @@ fn a_member_that_catches_up_from_a_snapshot_learns_the_addresses_it_missed() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Waits until node `node`'s saved address book no longer holds `addr`.
+fn wait_forgotten(c: &Cluster, node: usize, addr: &str) {
+    let start = Instant::now();
+    loop {
+        let book = address_book(c, node);
+        if !book.contains(addr) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "node {node} still has the removed node's address {addr}: {book}; logs in {}",
+            c.dir.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A founding member (node 3) is removed while node 1 is down, and the
+/// log is compacted past the removal. Node 1 catches up from a snapshot,
+/// so it never applies the removal: the install itself makes it forget
+/// node 3's address. And node 0, restarted on a log compacted past the
+/// removal, does not take node 3's address back from the config file.
+/// (Before: both kept dialling node 3, and taking its streams, for good.)
+#[test]
+fn a_removed_founding_member_stays_forgotten_after_a_snapshot_and_a_restart() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        nodes: 4,
+        admin_token: Some(TOKEN.into()),
+        snapshot_threshold: 8,
+        ..ClusterOptions::default()
+    });
+    let c = &mut cluster;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.wait_leader());
+    c.stop(1);
+    let up = [c.addrs[0].clone(), c.addrs[2].clone(), c.addrs[3].clone()].join(",");
+    admin_ok(c, &["--endpoints", &up, "remove", "3"]);
+    wait_members(c, 0, &[(0, "voter"), (1, "voter"), (2, "voter")]);
+    c.stop(3);
+    let up = [c.addrs[0].clone(), c.addrs[2].clone()].join(",");
+    // More entries than the snapshot threshold: the log is compacted past
+    // the removal, and past everything node 1 has.
+    for i in 0..24 {
+        let (ok, text) = kv(c, &up, &["put", &format!("while-away-{i}"), "written"]);
+        assert!(ok, "put {i} failed: {text}");
+    }
+    c.spawn(1);
+    wait_local_value(c, 1, "while-away-23", "written");
+    assert!(
+        c.log(1).contains("installed snapshot from leader"),
+        "node 1 was expected to catch up from a snapshot; its log:\n{}",
+        c.log(1)
+    );
+    wait_forgotten(c, 1, &c.addrs[3]);
+
+    wait_forgotten(c, 0, &c.addrs[3]);
+    c.stop(0);
+    c.spawn(0);
+    let (ok, text) = kv(c, &c.addrs[..3].join(","), &["put", "after-restart", "written"]);
+    assert!(ok, "put after the restart failed: {text}");
+    wait_local_value(c, 0, "after-restart", "written");
+    let book = address_book(c, 0);
+    assert!(
+        !book.contains(&c.addrs[3]),
+        "node 0 took the removed node's address back from the config at its restart: {book}"
+    );
+}
