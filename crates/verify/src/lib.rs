@@ -320,7 +320,10 @@ impl AfterHeal {
     }
 
     /// What has not recovered yet, one line each (empty: all of it has).
-    fn not_recovered(&self, endpoints: &[String]) -> Vec<String> {
+    /// Only the nodes marked in `members` must answer their pinned reader:
+    /// a node removed from the cluster during the run (by the caller) is
+    /// gone on purpose.
+    fn not_recovered(&self, endpoints: &[String], members: &[bool]) -> Vec<String> {
         let mut out = Vec::new();
         for (c, &(ops, writes)) in self.ops.iter().enumerate() {
             if ops < 2 || writes < 1 {
@@ -330,7 +333,7 @@ impl AfterHeal {
             }
         }
         for (i, &reads) in self.reads.iter().enumerate() {
-            if reads < 1 {
+            if reads < 1 && members.get(i).copied().unwrap_or(true) {
                 let addr = endpoints.get(i).map_or("?", String::as_str);
                 out.push(format!("node {i} ({addr}) answered no read of its pinned reader"));
             }
@@ -811,12 +814,24 @@ async fn run_on(
         problems: unhealed,
         ..Default::default()
     };
+    let mut members = vec![true; endpoints.len()];
     let recovery = async {
+        let mut members_asked: Option<Instant> = None;
         loop {
             if let Some(c) = cluster.as_deref_mut() {
                 report_exits(c, &progress, clock);
             }
-            let done = history.lock().unwrap().after_heal.not_recovered(&endpoints).is_empty();
+            // The membership may still settle after the heal: ask again each second.
+            if members_asked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                members_asked = Some(Instant::now());
+                members = current_members(&access, &endpoints, &nemesis.ids).await;
+            }
+            let done = history
+                .lock()
+                .unwrap()
+                .after_heal
+                .not_recovered(&endpoints, &members)
+                .is_empty();
             if done {
                 break Some(heal_start.elapsed());
             }
@@ -832,7 +847,7 @@ async fn run_on(
     };
     summary.recovery = recovered;
     if recovered.is_none() {
-        let missing = history.lock().unwrap().after_heal.not_recovered(&endpoints);
+        let missing = history.lock().unwrap().after_heal.not_recovered(&endpoints, &members);
         summary.liveness_failure = Some(format!(
             "{:?} after the faults stopped, the cluster had not recovered: {}",
             opts.recovery_timeout,
@@ -1370,6 +1385,24 @@ async fn heal_partitions(access: &Access, endpoints: &[String], deadline: Durati
         .collect()
 }
 
+/// Which endpoints are nodes of the cluster now (by id, or by address for a
+/// node whose id was never learned), as the leader lists them. All of them
+/// when the list cannot be had (no admin access): then every node counts.
+async fn current_members(access: &Access, endpoints: &[String], ids: &[Option<u64>]) -> Vec<bool> {
+    let all = vec![true; endpoints.len()];
+    let Ok(admin) = AdminClient::new(endpoints.to_vec(), access.config.clone()) else {
+        return all;
+    };
+    match tokio::time::timeout(Duration::from_secs(2), admin.call(AdminCall::Members)).await {
+        Ok(Ok(list)) => endpoints
+            .iter()
+            .zip(ids)
+            .map(|(addr, id)| list.members.iter().any(|m| Some(m.id) == *id || m.addr == *addr))
+            .collect(),
+        _ => all,
+    }
+}
+
 /// Fills in the node id of every endpoint that answers (ids never change,
 /// so one answer is enough). Fails if one stays unknown: a partition cannot
 /// name it, so it would talk to both sides.
@@ -1796,19 +1829,19 @@ mod tests {
         after.reads = vec![5, 5];
         // Both clients had reads answered, no write: not recovered.
         after.ops = vec![(4, 0), (3, 0)];
-        let missing = after.not_recovered(&endpoints);
+        let missing = after.not_recovered(&endpoints, &[true; 3]);
         assert_eq!(missing.len(), 2, "{missing:?}");
         assert!(
             missing[0].starts_with("client 0 had 4 operations answered, 0 of them writes"),
             "{missing:?}"
         );
         after.ops = vec![(4, 1), (3, 0)];
-        assert_eq!(after.not_recovered(&endpoints).len(), 1);
+        assert_eq!(after.not_recovered(&endpoints, &[true; 3]).len(), 1);
         after.ops = vec![(4, 1), (2, 2)];
-        assert!(after.not_recovered(&endpoints).is_empty());
+        assert!(after.not_recovered(&endpoints, &[true; 3]).is_empty());
         // A write alone is not two operations.
         after.ops = vec![(1, 1), (2, 2)];
-        assert_eq!(after.not_recovered(&endpoints).len(), 1);
+        assert_eq!(after.not_recovered(&endpoints, &[true; 3]).len(), 1);
     }
 
     #[test]
@@ -1820,11 +1853,14 @@ mod tests {
         // make up for it.
         after.reads = vec![3, 0, 2];
         assert_eq!(
-            after.not_recovered(&endpoints),
+            after.not_recovered(&endpoints, &[true; 3]),
             ["node 1 (b:2) answered no read of its pinned reader"]
         );
         after.reads[1] = 1;
-        assert!(after.not_recovered(&endpoints).is_empty());
+        assert!(after.not_recovered(&endpoints, &[true; 3]).is_empty());
+        // A node the caller removed from the cluster is not waited for.
+        after.reads[1] = 0;
+        assert!(after.not_recovered(&endpoints, &[true, false, true]).is_empty());
     }
 
     #[test]
