@@ -259,6 +259,10 @@ impl AdminClient {
         // node never hears of the changes after its removal). Used only if
         // no endpoint knows a leader.
         let mut leaderless: Option<MembersReply> = None;
+        // An attempt whose outcome is unknown (no answer in time) may have
+        // been applied: a refusal of the retry ("already a member") may then
+        // mean the change is done.
+        let mut maybe_applied = false;
         while start.elapsed() < self.deadline {
             if leaderless.is_some() && target.is_none() && next >= self.endpoints.len() {
                 break; // every endpoint tried once, none knows a leader
@@ -290,6 +294,7 @@ impl AdminClient {
                         }
                         Code::Unavailable | Code::DeadlineExceeded => {
                             last_error = format!("{addr}: {}", s.message());
+                            maybe_applied = true;
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         // Another change still in flight: wait for it.
@@ -298,7 +303,14 @@ impl AdminClient {
                             target = Some(addr);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
-                        _ => anyhow::bail!("{addr}: {} ({:?})", s.message(), s.code()),
+                        _ => {
+                            if maybe_applied {
+                                if let Some(done) = self.already_done(&call).await {
+                                    return Ok(done);
+                                }
+                            }
+                            anyhow::bail!("{addr}: {} ({:?})", s.message(), s.code())
+                        }
                     }
                 }
             }
@@ -313,6 +325,26 @@ impl AdminClient {
 impl AdminClient {
     /// Members as the leader sees them (only it knows each member's
     /// replication progress): asks the leader again if someone else answered.
+    /// The members as the leader sees them, if they show `call` (a change)
+    /// already in effect outside a joint configuration: an earlier attempt
+    /// whose answer was lost was applied.
+    async fn already_done(&self, call: &AdminCall) -> Option<MembersReply> {
+        let role =
+            |members: &MembersReply, id: u64| members.members.iter().find(|m| m.id == id).map(|m| m.role.clone());
+        if matches!(call, AdminCall::Members | AdminCall::TransferLeader(_)) {
+            return None;
+        }
+        let members = Box::pin(self.call(AdminCall::Members)).await.ok()?;
+        let done = !members.joint
+            && match call {
+                AdminCall::AddLearner { id, .. } => role(&members, *id).is_some(),
+                AdminCall::Promote(id) => role(&members, *id).as_deref() == Some("voter"),
+                AdminCall::Remove(id) => role(&members, *id).is_none(),
+                AdminCall::Members | AdminCall::TransferLeader(_) => false,
+            };
+        done.then_some(members)
+    }
+
     async fn as_seen_by_leader(&self, reply: MembersReply, call: &AdminCall) -> MembersReply {
         let Some(leader) = reply.leader.filter(|&l| l != reply.answered_by) else {
             return reply;
