@@ -4,13 +4,12 @@
 //! kernel when the thread that started it dies (a SIGKILLed `triton bench`
 //! runs no destructor).
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use triton_verify::local::{free_port, process_report};
+use triton_verify::local::{die_with_parent, free_port, process_report};
 
 use crate::etcdpb::kv_client::KvClient;
 use crate::etcdpb::PutRequest;
@@ -87,7 +86,9 @@ impl EtcdCluster {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log);
-            die_with_parent(&mut command);
+            // Without it, a `triton bench` killed with SIGKILL leaves its
+            // etcd members running, holding their ports.
+            die_with_parent(&mut command, "triton bench exited while starting etcd");
             let child = command
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?;
@@ -119,29 +120,6 @@ impl EtcdCluster {
             }
         }
         bail!("etcd did not accept a write within {within:?}: {last}\n{members}")
-    }
-}
-
-/// Makes the kernel SIGKILL the process `command` starts when the thread
-/// that spawns it dies, as `triton_verify::local` does for Triton nodes:
-/// without it, a `triton bench` killed with SIGKILL leaves its etcd
-/// members running, holding their ports.
-fn die_with_parent(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: between fork and exec only async-signal-safe calls (prctl,
-    // getppid) and no allocation.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before the prctl: then no signal
-            // will come, so do not start at all.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other("triton bench exited while starting etcd"));
-            }
-            Ok(())
-        });
     }
 }
 

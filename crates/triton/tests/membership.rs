@@ -69,22 +69,32 @@ fn members_via(c: &Cluster, endpoints: &str) -> (Option<u64>, BTreeMap<u64, Stri
     (leader, roles)
 }
 
+/// Polls `check` every `every` until it returns `Ok`, failing the test with
+/// its last `Err` once `timeout` has passed.
+fn poll_until(timeout: Duration, every: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) => assert!(start.elapsed() < timeout, "{why}"),
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Waits until node `node` sees exactly `expected` (id -> role).
 fn wait_members(c: &Cluster, node: usize, expected: &[(u64, &str)]) {
     let want: BTreeMap<u64, String> = expected.iter().map(|(id, r)| (*id, r.to_string())).collect();
-    let start = Instant::now();
-    loop {
+    poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
         let (_, got) = members(c, node);
-        if got == want {
-            return;
+        match got == want {
+            true => Ok(()),
+            false => Err(format!(
+                "members seen by node {node}: {got:?}, wanted {want:?}; logs in {}",
+                c.dir.path().display()
+            )),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "members seen by node {node}: {got:?}, wanted {want:?}; logs in {}",
-            c.dir.path().display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 fn leader_of(c: &Cluster, node: usize) -> u64 {
@@ -114,19 +124,16 @@ fn kv(c: &Cluster, endpoint: &str, args: &[&str]) -> (bool, String) {
 /// Waits until node `node` answers a serializable get of `key` from its own
 /// state with `value`.
 fn wait_local_value(c: &Cluster, node: usize, key: &str, value: &str) {
-    let start = Instant::now();
-    loop {
+    poll_until(Duration::from_secs(30), Duration::from_millis(300), || {
         let (ok, text) = kv(c, &c.addrs[node], &["--serializable", "get", key]);
-        if ok && text.contains(value) {
-            return;
+        match ok && text.contains(value) {
+            true => Ok(()),
+            false => Err(format!(
+                "node {node} never caught up ({text}); its log:\n{}",
+                c.log(node)
+            )),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "node {node} never caught up ({text}); its log:\n{}",
-            c.log(node)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    });
 }
 
 /// `triton verify` attached to the cluster's (present and future) nodes.
@@ -502,14 +509,8 @@ fn address_book(c: &Cluster, node: usize) -> String {
 /// the leader's log is compacted past node 2's. Node 2 then restarts, and
 /// this returns once it has caught up, with node 3's index.
 fn a_node_joins_while_node_2_is_down(newcomer_leads: bool) -> (Cluster, usize) {
-    let mut cluster = Cluster::start(ClusterOptions {
-        admin_token: Some(TOKEN.into()),
-        snapshot_threshold: 8,
-        ..ClusterOptions::default()
-    });
+    let mut cluster = small_snapshot_cluster(3);
     let c = &mut cluster;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(c.wait_leader());
     c.stop(2);
     let n3 = c.add_nodes_to_config(1)[0];
     c.set_node_config_without(2, n3);
@@ -531,16 +532,39 @@ fn a_node_joins_while_node_2_is_down(newcomer_leads: bool) -> (Cluster, usize) {
         let _ = admin(c, &["--endpoints", &up, "transfer-leader", "3"]);
         std::thread::sleep(Duration::from_millis(300));
     }
-    // More entries than the snapshot threshold: the leader compacts its log
-    // past everything node 2 has.
+    write_past_the_snapshot_threshold(c, &up);
+    assert_eq!(leader_of(c, 0) == 3, newcomer_leads, "the leader moved meanwhile");
+    rejoin(c, 2);
+    (cluster, n3)
+}
+
+/// A cluster of `nodes` with the admin token that snapshots every 8 entries,
+/// once it has a leader.
+fn small_snapshot_cluster(nodes: usize) -> Cluster {
+    let c = Cluster::start(ClusterOptions {
+        nodes,
+        admin_token: Some(TOKEN.into()),
+        snapshot_threshold: 8,
+        ..ClusterOptions::default()
+    });
+    tokio::runtime::Runtime::new().unwrap().block_on(c.wait_leader());
+    c
+}
+
+/// More entries through `endpoints` than a snapshot threshold of 8: the
+/// leader compacts its log past everything a node that is down has.
+fn write_past_the_snapshot_threshold(c: &Cluster, endpoints: &str) {
     for i in 0..24 {
-        let (ok, text) = kv(c, &up, &["put", &format!("while-away-{i}"), "written"]);
+        let (ok, text) = kv(c, endpoints, &["put", &format!("while-away-{i}"), "written"]);
         assert!(ok, "put {i} failed: {text}");
     }
-    assert_eq!(leader_of(c, 0) == 3, newcomer_leads, "the leader moved meanwhile");
-    c.spawn(2);
-    wait_local_value(c, 2, "while-away-23", "written");
-    (cluster, n3)
+}
+
+/// Restarts `node` and waits until it has what
+/// [`write_past_the_snapshot_threshold`] wrote while it was down.
+fn rejoin(c: &mut Cluster, node: usize) {
+    c.spawn(node);
+    wait_local_value(c, node, "while-away-23", "written");
 }
 
 /// A member that was down while a node joined, and that node then became
@@ -584,19 +608,16 @@ fn a_member_that_catches_up_from_a_snapshot_learns_the_addresses_it_missed() {
 
 /// Waits until node `node`'s saved address book no longer holds `addr`.
 fn wait_forgotten(c: &Cluster, node: usize, addr: &str) {
-    let start = Instant::now();
-    loop {
+    poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
         let book = address_book(c, node);
-        if !book.contains(addr) {
-            return;
+        match book.contains(addr) {
+            false => Ok(()),
+            true => Err(format!(
+                "node {node} still has the removed node's address {addr}: {book}; logs in {}",
+                c.dir.path().display()
+            )),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "node {node} still has the removed node's address {addr}: {book}; logs in {}",
-            c.dir.path().display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 /// A founding member (node 3) is removed while node 1 is down, and the
@@ -607,29 +628,17 @@ fn wait_forgotten(c: &Cluster, node: usize, addr: &str) {
 /// (Before: both kept dialling node 3, and taking its streams, for good.)
 #[test]
 fn a_removed_founding_member_stays_forgotten_after_a_snapshot_and_a_restart() {
-    let mut cluster = Cluster::start(ClusterOptions {
-        nodes: 4,
-        admin_token: Some(TOKEN.into()),
-        snapshot_threshold: 8,
-        ..ClusterOptions::default()
-    });
+    let mut cluster = small_snapshot_cluster(4);
     let c = &mut cluster;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(c.wait_leader());
     c.stop(1);
     let up = [c.addrs[0].clone(), c.addrs[2].clone(), c.addrs[3].clone()].join(",");
     admin_ok(c, &["--endpoints", &up, "remove", "3"]);
     wait_members(c, 0, &[(0, "voter"), (1, "voter"), (2, "voter")]);
     c.stop(3);
     let up = [c.addrs[0].clone(), c.addrs[2].clone()].join(",");
-    // More entries than the snapshot threshold: the log is compacted past
-    // the removal, and past everything node 1 has.
-    for i in 0..24 {
-        let (ok, text) = kv(c, &up, &["put", &format!("while-away-{i}"), "written"]);
-        assert!(ok, "put {i} failed: {text}");
-    }
-    c.spawn(1);
-    wait_local_value(c, 1, "while-away-23", "written");
+    // The log is compacted past the removal, and past everything node 1 has.
+    write_past_the_snapshot_threshold(c, &up);
+    rejoin(c, 1);
     assert!(
         c.log(1).contains("installed snapshot from leader"),
         "node 1 was expected to catch up from a snapshot; its log:\n{}",

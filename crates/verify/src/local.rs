@@ -188,7 +188,6 @@ impl LocalCluster {
             .append(true)
             .open(self.log_path(i))?;
         let id = self.config.nodes[i].id;
-        let parent = std::process::id();
         let data_dir = node_dir(&self.dir, i);
         let mut command = Command::new(&self.binary);
         command
@@ -203,23 +202,9 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: between fork and exec only async-signal-safe calls (prctl,
-        // getppid) and no allocation.
-        unsafe {
-            command.pre_exec(move || {
-                // A SIGKILLed verify runs no destructor: without this its
-                // nodes would live on, orphaned, holding their ports.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before the prctl: then no signal
-                // will come, so do not start at all.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("triton verify exited while starting a node"));
-                }
-                Ok(())
-            });
-        }
+        // A SIGKILLed verify runs no destructor: without this its nodes
+        // would live on, orphaned, holding their ports.
+        die_with_parent(&mut command, "triton verify exited while starting a node");
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
@@ -415,6 +400,29 @@ fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     // Let the signal land before the caller acts on it.
     std::thread::sleep(Duration::from_millis(5));
     Ok(())
+}
+
+/// Makes the kernel SIGKILL the process `command` starts when the thread
+/// that spawns it dies (spawn from a thread that lives as long as the
+/// child should: the main thread). If the parent is already gone when the
+/// child starts, the child does not start at all, failing with `too_late`.
+pub fn die_with_parent(command: &mut Command, too_late: &'static str) {
+    let parent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl,
+    // getppid) and no allocation.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal
+            // will come, so do not start at all.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other(too_late));
+            }
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]
