@@ -441,7 +441,7 @@ mod tests {
             ..Default::default()
         };
         let mut book = AddressBook::default();
-        book.insert(4, "127.0.0.1:7003");
+        book.insert(4, "127.0.0.1:7003").unwrap();
         let doc = status_doc(&config, &book, &status, None, Vec::new(), 99);
         let rows: Vec<(u64, &str, &str)> = doc
             .members
