@@ -44,6 +44,9 @@ pub struct Checker {
     facts: HashMap<(Index, Term), (Bytes, Option<Term>)>,
     /// State machine safety: the entry applied at each index, by anyone.
     pub committed: BTreeMap<Index, (Term, Bytes)>,
+    /// The highest commit index each term's leader reached: an entry is
+    /// committed "in" the first term whose leader's commit index passed it.
+    commit_by_term: BTreeMap<Term, Index>,
     /// Durability: the highest commit index each node made durable.
     durable_commit: HashMap<NodeId, Index>,
     /// Ready batches in which some leader answered reads on its lease.
@@ -177,9 +180,19 @@ impl Checker {
                 format!("learner {id} leads term {term} in {:?}", raft.membership()),
             );
         }
-        // Every entry committed so far must be in the new leader's log.
+        // Every entry committed in an earlier term must be in the new
+        // leader's log (§5.4: Leader Completeness speaks of later terms). A
+        // leader whose votes arrived late (a candidate paused, then woken)
+        // may lead an older term than one already led; what was committed
+        // in that later term it need not hold, and cannot harm: the
+        // majority's higher term refuses its appends.
         let snapshot_index = raft.snapshot_index();
-        for (&index, (t, data)) in self.committed.range(snapshot_index + 1..) {
+        let bound = self.commit_by_term.range(..term).map(|(_, &i)| i).max().unwrap_or(0);
+        let must_hold = match bound > snapshot_index {
+            true => self.committed.range(snapshot_index + 1..=bound),
+            false => self.committed.range(0..0),
+        };
+        for (&index, (t, data)) in must_hold {
             let held = raft.entries(index, index + 1);
             match held.first() {
                 Some(e) if e.term == *t && e.data == *data => {}
@@ -195,6 +208,13 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// Node `id` leads `term` with commit index `commit` (see
+    /// `commit_by_term`).
+    pub fn on_leader_commit(&mut self, term: Term, commit: Index) {
+        let c = self.commit_by_term.entry(term).or_default();
+        *c = (*c).max(commit);
     }
 
     /// A node made `entries` durable: log matching.

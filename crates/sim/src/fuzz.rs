@@ -971,6 +971,12 @@ fn settled(sim: &Sim, driver: &Driver) -> bool {
     }
     let leader = sim.node(sim.leader().expect("checked"));
     let commit = leader.raft().commit_index();
+    // Until its own no-op commits, a new leader's commit index may be below
+    // what was committed before (every node may have lost an unsynced
+    // commit index in a power loss): not settled yet.
+    if leader.raft().term_at(commit) != Some(leader.raft().term()) {
+        return false;
+    }
     let membership = leader.raft().membership();
     // A joint configuration must have been left (auto-leave is liveness).
     membership.voters_outgoing.is_empty()

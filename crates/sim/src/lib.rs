@@ -667,6 +667,11 @@ impl Sim {
             let Some(raft) = self.node_mut(id).raft.as_mut() else {
                 return;
             };
+            if raft.is_leader() {
+                let (term, commit) = (raft.term(), raft.commit_index());
+                self.checker.on_leader_commit(term, commit);
+            }
+            let raft = self.node_mut(id).raft.as_mut().expect("checked above");
             if !raft.has_ready() {
                 return;
             }

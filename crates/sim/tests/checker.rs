@@ -63,6 +63,8 @@ fn a_learner_leading_is_caught() {
 #[test]
 fn a_leader_missing_a_committed_entry_is_caught() {
     let mut c = Checker::default();
+    // Node 1 leads term 1 and commits index 1.
+    c.on_leader_commit(1, 1);
     c.on_apply(1, &entry(1, 1, "x")).unwrap();
     c.on_leader(2, &core(2, 2, vec![entry(1, 1, "x")], three())).unwrap();
     let v = c.on_leader(3, &core(3, 3, vec![], three())).unwrap_err();
@@ -71,6 +73,26 @@ fn a_leader_missing_a_committed_entry_is_caught() {
         .on_leader(3, &core(3, 4, vec![entry(1, 1, "other")], three()))
         .unwrap_err();
     assert_eq!(v.property, "leader completeness");
+}
+
+/// §5.4's property is about later terms: a candidate of an older term whose
+/// votes arrive late (it was paused) may lead that term after a later one
+/// committed entries it lacks. Not a violation; an entry committed in an
+/// earlier term is still required.
+#[test]
+fn a_late_leader_of_an_older_term_need_not_hold_what_a_later_term_committed() {
+    let mut c = Checker::default();
+    c.on_leader_commit(1, 1);
+    c.on_apply(2, &entry(1, 1, "x")).unwrap();
+    c.on_leader_commit(3, 2);
+    c.on_apply(2, &entry(2, 3, "y")).unwrap();
+    // Leader of term 2 (elected late): holds term 1's entry, lacks term 3's.
+    c.on_leader(1, &core(1, 2, vec![entry(1, 1, "x")], three())).unwrap();
+    // A leader of term 4 must hold both.
+    let v = c
+        .on_leader(3, &core(3, 4, vec![entry(1, 1, "x")], three()))
+        .unwrap_err();
+    assert_eq!(v.property, "leader completeness", "{v}");
 }
 
 #[test]
