@@ -317,8 +317,7 @@ async fn peer_sender(
 ///
 /// Each stream speaks for one sender: the `from` of its first message.
 /// That sender must be a member this node knows (in its address book) and
-/// not this node itself, or the stream is refused (checked again on every
-/// batch: a member removed meanwhile is cut off); a later message that
+/// not this node itself, or the stream is refused; a later message that
 /// claims another sender is dropped. This keeps one stream (one holder of
 /// the admin token) from speaking for several nodes, and an unknown id
 /// (say, one with an absurd term) from reaching the core at all. It does
@@ -415,12 +414,6 @@ impl RaftTransport for TransportService {
         let mut sender: Option<NodeId> = None;
         let mut impostors = 0u64;
         while let Some(batch) = stream.message().await? {
-            // Again for every batch (a lookup): a member removed since the
-            // stream opened is forgotten by the book, and must not keep
-            // talking on a stream it already had.
-            if let Some(s) = sender {
-                self.check_sender(s)?;
-            }
             for m in batch.messages {
                 let m = match message_from_pb(m) {
                     Ok(m) => m,
