@@ -664,14 +664,12 @@ impl Sim {
     /// documented order, modelling fsync and torn writes.
     pub fn process_ready(&mut self, id: NodeId) {
         loop {
-            let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            let Some(raft) = self.nodes[(id - 1) as usize].raft.as_mut() else {
                 return;
             };
             if raft.is_leader() {
-                let (term, commit) = (raft.term(), raft.commit_index());
-                self.checker.on_leader_commit(term, commit);
+                self.checker.on_leader_commit(raft.term(), raft.commit_index());
             }
-            let raft = self.node_mut(id).raft.as_mut().expect("checked above");
             if !raft.has_ready() {
                 return;
             }
@@ -721,6 +719,11 @@ impl Sim {
             let writes = rd.snapshot.is_some() as usize + rd.entries.len() + hard_state.is_some() as usize;
             let torn = writes > 0 && self.rng.random_bool(self.opts.torn_crash);
             let survive = if torn { self.rng.random_range(0..writes) } else { writes };
+            // The fsync of these writes also makes an earlier unsynced commit
+            // durable (the writes below supersede it).
+            if writes > 0 && survive == writes {
+                self.sync_unsynced_commit(id);
+            }
             let mut written = 0;
             let node = &mut self.nodes[(id - 1) as usize];
             if let Some(s) = &rd.snapshot {
@@ -733,12 +736,6 @@ impl Sim {
                 if written < survive {
                     node.disk.write_entry(e);
                     written += 1;
-                }
-            }
-            // The fsync of these writes also makes an earlier unsynced commit durable.
-            if writes > 0 && survive == writes {
-                if let Some(hs) = node.disk.unsynced_commit.take() {
-                    node.disk.hard_state = hs;
                 }
             }
             if let Some(hs) = hard_state {
